@@ -1,0 +1,59 @@
+//! The command line: one file per subcommand, each a thin layer over the
+//! library. Errors are printed once, here, with their causes.
+
+mod check_config;
+mod migrate;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "beacon",
+    version,
+    about = "Health checks and a public status page"
+)]
+pub struct Cli {
+    /// Config file (TOML). Without one, beacon runs on its embedded default:
+    /// SQLite in ./data, listening on 127.0.0.1:8080, watching itself.
+    #[arg(long, short, global = true, env = "BEACON_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the status page and monitor every service (the default).
+    Serve,
+    /// Validate the config and print what would be monitored; exit 1 on errors.
+    CheckConfig,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve::run(cli.config.as_deref()).await,
+        Command::CheckConfig => return check_config::run(cli.config.as_deref()),
+        Command::Migrate => migrate::run(cli.config.as_deref()).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the config with the process environment.
+fn load(path: Option<&std::path::Path>) -> Result<Config, config::ConfigError> {
+    config::load(path, &config::process_env)
+}

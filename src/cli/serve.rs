@@ -1,0 +1,23 @@
+use std::path::Path;
+
+use crate::config::ConfigSource;
+use crate::startup::{shutdown_signal, Application};
+
+pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
+    let config = super::load(config_path)?;
+    if config.source == ConfigSource::Embedded {
+        tracing::info!(
+            "no --config given: running the embedded default (SQLite in ./data, watching itself)"
+        );
+    }
+    tracing::info!(
+        config = %config.source,
+        services = config.services.len(),
+        store = %config.storage.url,
+        "starting beacon {}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let app = Application::build(config).await?;
+    tracing::info!("status page at http://{}", app.local_addr());
+    app.run_until_stopped(shutdown_signal()).await
+}

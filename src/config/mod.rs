@@ -1,0 +1,270 @@
+//! Typed configuration: loading (file + `BEACON_*` overrides + `${VAR}`
+//! secrets), and validation that reports every problem at once.
+//!
+//! Loading goes through three stages so that each can report well:
+//! 1. the file is parsed as TOML (syntax errors carry line and column);
+//! 2. `${VAR}` is substituted in string values and unknown keys are
+//!    collected, both with the place they occur;
+//! 3. [`validate`] turns the raw values into a typed [`Config`], collecting
+//!    every semantic mistake with its place (`service[2] "Checkout": …`).
+//!
+//! The typed config is then trusted by the rest of the program.
+
+mod interpolate;
+mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use validate::slugify;
+
+/// The config used when no file is given (see `default.toml`).
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub monitor: MonitorConfig,
+    pub groups: Vec<GroupConfig>,
+    pub services: Vec<ServiceConfig>,
+    /// Where this config came from, for messages.
+    pub source: ConfigSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    Embedded,
+    File(PathBuf),
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::Embedded => f.write_str("the embedded default config"),
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub public_url: Option<url::Url>,
+    pub title: String,
+    /// Add a service that probes this process's own `/readyz`.
+    pub watch_self: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub url: DatabaseUrl,
+}
+
+#[derive(Debug, Clone)]
+pub struct MonitorConfig {
+    /// Probes in flight at once, across all services.
+    pub max_concurrency: usize,
+    /// Results written per transaction, at most.
+    pub batch_size: usize,
+    /// How long a result may wait in memory before its batch is written.
+    pub flush_interval: Duration,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        MonitorConfig {
+            max_concurrency: 1024,
+            batch_size: 1000,
+            flush_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub slug: String,
+    pub group: Option<String>,
+    pub description: Option<String>,
+    /// Shown on the public page (and API). Private services are still probed.
+    pub public: bool,
+    /// The probed URL. Never shown on the public page.
+    pub url: url::Url,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub degraded_latency: Option<Duration>,
+    /// Accepted HTTP statuses; empty means any 2xx.
+    pub expected_status: Vec<u16>,
+}
+
+impl ServiceConfig {
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
+    pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
+
+    /// The service beacon adds to watch its own `/readyz` (`watch_self`).
+    pub fn watching_self(addr: SocketAddr) -> ServiceConfig {
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        let url = format!("http://{host}:{}/readyz", addr.port());
+        ServiceConfig {
+            name: "beacon".into(),
+            slug: "beacon".into(),
+            group: None,
+            description: Some("This status page's own server".into()),
+            public: true,
+            url: url::Url::parse(&url).expect("a socket address always forms a valid URL"),
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            failure_threshold: Self::DEFAULT_FAILURE_THRESHOLD,
+            success_threshold: Self::DEFAULT_SUCCESS_THRESHOLD,
+            degraded_latency: None,
+            expected_status: Vec::new(),
+        }
+    }
+}
+
+/// A database URL whose password never reaches a log line or a page.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL with its password, for connecting. Do not print it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Replaces the password of a URL (and any query value named like a secret)
+/// with `***`. Unparsable input is returned unchanged only if it holds no `@`.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            let secretish = |k: &str| {
+                let k = k.to_ascii_lowercase();
+                ["password", "secret", "token", "key"]
+                    .iter()
+                    .any(|s| k.contains(s))
+            };
+            if url.query_pairs().any(|(k, _)| secretish(&k)) {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if secretish(&k) {
+                            "***".into()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            url.to_string()
+        }
+        Err(_) if raw.contains('@') => "<unparsable URL, hidden>".into(),
+        Err(_) => raw.to_string(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{source_name}: not valid TOML: {message}")]
+    Syntax {
+        source_name: String,
+        message: String,
+    },
+    #[error("{source_name}: {} problem{}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        source_name: String,
+        problems: Vec<String>,
+    },
+}
+
+impl ConfigError {
+    /// Each problem found, one message a problem (for tests and tooling).
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            ConfigError::Invalid { problems, .. } => problems.clone(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// Environment lookup, injected so tests need not touch the process env.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads the file at `path`, or the embedded default when `path` is `None`.
+pub fn load(path: Option<&Path>, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            from_toml(&text, ConfigSource::File(path.to_path_buf()), env)
+        }
+        None => from_toml(EMBEDDED_DEFAULT, ConfigSource::Embedded, env),
+    }
+}
+
+/// Parses and validates config text. `BEACON_LISTEN` and
+/// `BEACON_STORAGE_URL` (from `env`) override the file.
+pub fn from_toml(
+    text: &str,
+    source: ConfigSource,
+    env: EnvLookup<'_>,
+) -> Result<Config, ConfigError> {
+    validate::from_toml(text, source, env)
+}

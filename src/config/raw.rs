@@ -1,0 +1,90 @@
+//! The config exactly as written in the file, before validation.
+//!
+//! Every field is optional or a plain string so that one pass of
+//! [`super::validate`] can report *every* mistake at once, each with its
+//! place, instead of serde stopping at the first.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub monitor: RawMonitor,
+    #[serde(default, rename = "group")]
+    pub groups: Vec<RawGroup>,
+    #[serde(default, rename = "service")]
+    pub services: Vec<RawService>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub title: Option<String>,
+    pub watch_self: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawStorage {
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawMonitor {
+    pub max_concurrency: Option<i64>,
+    pub batch_size: Option<i64>,
+    pub flush_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawGroup {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawService {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub group: Option<String>,
+    pub description: Option<String>,
+    pub public: Option<bool>,
+    pub url: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub failure_threshold: Option<i64>,
+    pub success_threshold: Option<i64>,
+    pub degraded_latency: Option<String>,
+    pub expected_status: Option<Vec<i64>>,
+}
+
+/// Every key the raw config knows, per table: used to suggest the intended
+/// key when an unknown one is found ("did you mean `timeout`?").
+pub fn known_keys(table: &str) -> &'static [&'static str] {
+    match table {
+        "" => &["server", "storage", "monitor", "group", "service"],
+        "server" => &["listen", "public_url", "title", "watch_self"],
+        "storage" => &["url"],
+        "monitor" => &["max_concurrency", "batch_size", "flush_interval"],
+        "group" => &["name", "description"],
+        "service" => &[
+            "name",
+            "slug",
+            "group",
+            "description",
+            "public",
+            "url",
+            "interval",
+            "timeout",
+            "failure_threshold",
+            "success_threshold",
+            "degraded_latency",
+            "expected_status",
+        ],
+        _ => &[],
+    }
+}

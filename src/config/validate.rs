@@ -1,0 +1,782 @@
+//! From TOML text to a trusted [`Config`], collecting every problem.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::interpolate::interpolate;
+use super::raw::{known_keys, RawConfig, RawService};
+use super::*;
+
+/// One step of a path into the TOML document.
+#[derive(Debug, Clone)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+pub(super) fn from_toml(
+    text: &str,
+    source: ConfigSource,
+    env: EnvLookup<'_>,
+) -> Result<Config, ConfigError> {
+    let source_name = source.to_string();
+
+    // Syntax and type errors first: parsing the text itself gives toml's
+    // messages with line and column. Interpolation only changes the content
+    // of strings, never a type, so this check stays valid afterwards.
+    if let Err(e) = toml::from_str::<RawConfig>(text) {
+        return Err(ConfigError::Syntax {
+            source_name,
+            message: e.to_string().trim_end().to_string(),
+        });
+    }
+    let mut root: toml::Value = match toml::from_str::<toml::Table>(text) {
+        Ok(table) => toml::Value::Table(table),
+        Err(e) => {
+            return Err(ConfigError::Syntax {
+                source_name,
+                message: e.to_string().trim_end().to_string(),
+            })
+        }
+    };
+
+    let mut problems = Vec::new();
+
+    // ${VAR} secrets, reported with the place of the value that needs them.
+    let mut unset = Vec::new();
+    substitute(&mut root, &mut Vec::new(), env, &mut unset);
+    for (path, name) in unset {
+        problems.push(format!(
+            "{}: environment variable {name} is not set",
+            describe(&root, &path)
+        ));
+    }
+
+    // Overrides from the environment win over the file.
+    let mut overridden = Vec::new();
+    for (var, table, key) in [
+        ("BEACON_LISTEN", "server", "listen"),
+        ("BEACON_STORAGE_URL", "storage", "url"),
+    ] {
+        if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+            if let Some(root) = root.as_table_mut() {
+                let entry = root
+                    .entry(table)
+                    .or_insert_with(|| toml::Value::Table(Default::default()));
+                if let Some(t) = entry.as_table_mut() {
+                    t.insert(key.into(), toml::Value::String(value));
+                    overridden.push(format!("{table}.{key}"));
+                }
+            }
+        }
+    }
+    let from_env = |field: &str| -> &'static str {
+        match field {
+            "server.listen" if overridden.iter().any(|o| o == field) => " (from BEACON_LISTEN)",
+            "storage.url" if overridden.iter().any(|o| o == field) => " (from BEACON_STORAGE_URL)",
+            _ => "",
+        }
+    };
+
+    let mut unknown = Vec::new();
+    let raw: RawConfig =
+        match serde_ignored::deserialize(root.clone(), |path| unknown.push(segments(&path))) {
+            Ok(raw) => raw,
+            Err(e) => {
+                return Err(ConfigError::Syntax {
+                    source_name,
+                    message: e.to_string(),
+                })
+            }
+        };
+    for path in unknown {
+        problems.push(unknown_key_message(&root, &path));
+    }
+
+    // [server]
+    let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:8080");
+    let listen = match listen_text.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.push(format!(
+                "server: listen \"{listen_text}\"{}: not an address and port like 0.0.0.0:8080",
+                from_env("server.listen")
+            ));
+            None
+        }
+    };
+    let public_url = raw
+        .server
+        .public_url
+        .as_deref()
+        .and_then(|u| match url::Url::parse(u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+            Ok(_) => {
+                problems.push(format!(
+                    "server: public_url \"{u}\" must start with http:// or https://"
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(format!("server: public_url \"{u}\": not a valid URL: {e}"));
+                None
+            }
+        });
+    let title = raw
+        .server
+        .title
+        .clone()
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| "Status".to_string());
+
+    // [storage]
+    let storage_text = raw
+        .storage
+        .url
+        .clone()
+        .unwrap_or_else(|| "sqlite://data/beacon.db".to_string());
+    let storage_ok = storage_text.contains("${")
+        || storage_text.starts_with("sqlite:")
+        || storage_text.starts_with("postgres://")
+        || storage_text.starts_with("postgresql://");
+    if !storage_ok {
+        problems.push(format!(
+            "storage: url \"{}\"{}: must start with sqlite:// or postgres://",
+            redact_url(&storage_text),
+            from_env("storage.url")
+        ));
+    }
+
+    // [monitor]
+    let mut monitor = MonitorConfig::default();
+    if let Some(n) = raw.monitor.max_concurrency {
+        match usize::try_from(n) {
+            Ok(n) if n >= 1 => monitor.max_concurrency = n,
+            _ => problems.push(format!("monitor: max_concurrency ({n}) must be at least 1")),
+        }
+    }
+    if let Some(n) = raw.monitor.batch_size {
+        match usize::try_from(n) {
+            Ok(n) if (1..=50_000).contains(&n) => monitor.batch_size = n,
+            _ => problems.push(format!(
+                "monitor: batch_size ({n}) must be between 1 and 50000"
+            )),
+        }
+    }
+    if let Some(text) = &raw.monitor.flush_interval {
+        match parse_duration("monitor", "flush_interval", text) {
+            Ok(d) if d >= Duration::from_millis(10) && d <= Duration::from_secs(60) => {
+                monitor.flush_interval = d
+            }
+            Ok(d) => problems.push(format!(
+                "monitor: flush_interval ({}) must be between 10ms and 60s",
+                humantime::format_duration(d)
+            )),
+            Err(p) => problems.push(p),
+        }
+    }
+
+    // [[group]]
+    let mut groups = Vec::new();
+    let mut group_index: HashMap<String, usize> = HashMap::new();
+    for (i, g) in raw.groups.iter().enumerate() {
+        let place = item_place("group", i, g.name.as_deref());
+        match g.name.as_deref().map(str::trim) {
+            None | Some("") => problems.push(format!("{place}: name is required")),
+            Some(name) => {
+                if let Some(first) = group_index.get(name) {
+                    problems.push(format!(
+                        "{place}: name \"{name}\" is already used by group[{}]",
+                        first + 1
+                    ));
+                } else {
+                    group_index.insert(name.to_string(), i);
+                    groups.push(GroupConfig {
+                        name: name.to_string(),
+                        description: g.description.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    // [[service]]
+    let mut services = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut slugs: HashMap<String, usize> = HashMap::new();
+    for (i, s) in raw.services.iter().enumerate() {
+        let place = item_place("service", i, s.name.as_deref());
+        // Duplicates are checked on the raw names, so that a service with
+        // other mistakes still counts as taking its name and slug.
+        let name = s.name.as_deref().map(str::trim).unwrap_or("");
+        let slug = s.slug.clone().unwrap_or_else(|| slugify(name));
+        let mut duplicate = false;
+        if !name.is_empty() {
+            if let Some(first) = names.get(name) {
+                problems.push(format!(
+                    "{place}: name \"{name}\" is already used by service[{}]",
+                    first + 1
+                ));
+                duplicate = true;
+            } else {
+                names.insert(name.to_string(), i);
+            }
+        }
+        if !slug.is_empty() && !duplicate {
+            if let Some(first) = slugs.get(&slug) {
+                problems.push(format!(
+                    "{place}: slug \"{slug}\" is already used by {}",
+                    item_place("service", *first, raw.services[*first].name.as_deref())
+                ));
+            } else {
+                slugs.insert(slug, i);
+            }
+        }
+        if let Some(svc) = validate_service(s, &place, &groups, &mut problems) {
+            services.push(svc);
+        }
+    }
+    let watch_self = raw.server.watch_self.unwrap_or(false);
+    if watch_self && slugs.contains_key("beacon") {
+        problems.push(
+            "server: watch_self adds a service with slug \"beacon\", which a configured service already uses"
+                .to_string(),
+        );
+    }
+
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            source_name,
+            problems,
+        });
+    }
+    Ok(Config {
+        server: ServerConfig {
+            listen: listen.expect("no problems means listen parsed"),
+            public_url,
+            title,
+            watch_self,
+        },
+        storage: StorageConfig {
+            url: DatabaseUrl::new(storage_text),
+        },
+        monitor,
+        groups,
+        services,
+        source,
+    })
+}
+
+fn validate_service(
+    s: &RawService,
+    place: &str,
+    groups: &[GroupConfig],
+    problems: &mut Vec<String>,
+) -> Option<ServiceConfig> {
+    let before = problems.len();
+    let name = s.name.as_deref().map(str::trim).unwrap_or("");
+    if name.is_empty() {
+        problems.push(format!("{place}: name is required"));
+    }
+    let slug = match s.slug.as_deref() {
+        Some(slug) => {
+            let valid = !slug.is_empty()
+                && slug
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid {
+                problems.push(format!(
+                    "{place}: slug \"{slug}\" may hold only a-z, 0-9 and -"
+                ));
+            }
+            slug.to_string()
+        }
+        None => {
+            let slug = slugify(name);
+            if slug.is_empty() && !name.is_empty() {
+                problems.push(format!(
+                    "{place}: name gives an empty slug; set slug = \"…\" (a-z, 0-9, -)"
+                ));
+            }
+            slug
+        }
+    };
+    if let Some(group) = &s.group {
+        if !groups.iter().any(|g| &g.name == group) {
+            let known: Vec<String> = groups.iter().map(|g| format!("\"{}\"", g.name)).collect();
+            problems.push(format!(
+                "{place}: group \"{group}\" is not defined by any [[group]]{}",
+                if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (defined: {})", known.join(", "))
+                }
+            ));
+        }
+    }
+    let url = match s.url.as_deref() {
+        // An unset ${VAR} is already reported; the text left is no URL to judge.
+        Some(text) if text.contains("${") => None,
+        None => {
+            problems.push(format!("{place}: url is required"));
+            None
+        }
+        Some(text) => match url::Url::parse(text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(url)
+            }
+            Ok(_) => {
+                problems.push(format!(
+                    "{place}: url \"{}\" must be http:// or https:// with a host",
+                    redact_url(text)
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(format!(
+                    "{place}: url \"{}\": not a valid URL ({e})",
+                    redact_url(text)
+                ));
+                None
+            }
+        },
+    };
+    let interval = optional_duration(place, "interval", &s.interval, problems)
+        .unwrap_or(ServiceConfig::DEFAULT_INTERVAL);
+    if interval < Duration::from_secs(1) {
+        problems.push(format!(
+            "{place}: interval ({}) must be at least 1s",
+            humantime::format_duration(interval)
+        ));
+    }
+    let timeout = optional_duration(place, "timeout", &s.timeout, problems).unwrap_or(
+        ServiceConfig::DEFAULT_TIMEOUT.min(interval.saturating_sub(Duration::from_millis(1))),
+    );
+    if timeout.is_zero() {
+        problems.push(format!("{place}: timeout must be more than 0s"));
+    } else if timeout >= interval && interval >= Duration::from_secs(1) {
+        problems.push(format!(
+            "{place}: timeout ({}) must be shorter than interval ({})",
+            humantime::format_duration(timeout),
+            humantime::format_duration(interval)
+        ));
+    }
+    let degraded_latency =
+        optional_duration(place, "degraded_latency", &s.degraded_latency, problems);
+    if let Some(d) = degraded_latency {
+        if d >= timeout {
+            problems.push(format!(
+                "{place}: degraded_latency ({}) must be shorter than timeout ({})",
+                humantime::format_duration(d),
+                humantime::format_duration(timeout)
+            ));
+        }
+    }
+    let threshold =
+        |field: &str, value: Option<i64>, default: u32, problems: &mut Vec<String>| match value {
+            None => default,
+            Some(n) if (1..=100).contains(&n) => n as u32,
+            Some(n) => {
+                problems.push(format!("{place}: {field} ({n}) must be between 1 and 100"));
+                default
+            }
+        };
+    let failure_threshold = threshold(
+        "failure_threshold",
+        s.failure_threshold,
+        ServiceConfig::DEFAULT_FAILURE_THRESHOLD,
+        problems,
+    );
+    let success_threshold = threshold(
+        "success_threshold",
+        s.success_threshold,
+        ServiceConfig::DEFAULT_SUCCESS_THRESHOLD,
+        problems,
+    );
+    let mut expected_status = Vec::new();
+    for code in s.expected_status.iter().flatten() {
+        match u16::try_from(*code) {
+            Ok(c) if (100..=599).contains(&c) => expected_status.push(c),
+            _ => problems.push(format!(
+                "{place}: expected_status {code} is not an HTTP status (100-599)"
+            )),
+        }
+    }
+
+    if problems.len() > before {
+        return None;
+    }
+    Some(ServiceConfig {
+        name: name.to_string(),
+        slug,
+        group: s.group.clone(),
+        description: s.description.clone(),
+        public: s.public.unwrap_or(true),
+        url: url?,
+        interval,
+        timeout,
+        failure_threshold,
+        success_threshold,
+        degraded_latency,
+        expected_status,
+    })
+}
+
+/// `Checkout API` → `checkout-api`: lowercase, runs of anything but a-z/0-9
+/// become one `-`, no `-` at either end.
+pub fn slugify(name: &str) -> String {
+    let mut slug = String::with_capacity(name.len());
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    while slug.ends_with('-') {
+        slug.pop();
+    }
+    slug
+}
+
+fn parse_duration(place: &str, field: &str, text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|_| {
+        format!("{place}: {field} \"{text}\" is not a duration (write it like \"500ms\", \"30s\", \"5m\" or \"1h\")")
+    })
+}
+
+fn optional_duration(
+    place: &str,
+    field: &str,
+    value: &Option<String>,
+    problems: &mut Vec<String>,
+) -> Option<Duration> {
+    let text = value.as_deref()?;
+    match parse_duration(place, field, text) {
+        Ok(d) => Some(d),
+        Err(p) => {
+            problems.push(p);
+            None
+        }
+    }
+}
+
+/// `service[2] "Checkout"` (1-based, as a person counts), or `service[2]`.
+fn item_place(table: &str, index: usize, name: Option<&str>) -> String {
+    match name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(name) => format!("{table}[{}] \"{name}\"", index + 1),
+        None => format!("{table}[{}]", index + 1),
+    }
+}
+
+/// Walks every string in the document, substituting `${VAR}`.
+fn substitute(
+    value: &mut toml::Value,
+    path: &mut Vec<Seg>,
+    env: EnvLookup<'_>,
+    unset: &mut Vec<(Vec<Seg>, String)>,
+) {
+    match value {
+        toml::Value::String(s) => match interpolate(s, env) {
+            Ok(new) => *s = new,
+            Err(missing) => {
+                for name in missing {
+                    unset.push((path.clone(), name));
+                }
+            }
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(Seg::Index(i));
+                substitute(item, path, env, unset);
+                path.pop();
+            }
+        }
+        toml::Value::Table(table) => {
+            for (key, item) in table.iter_mut() {
+                path.push(Seg::Key(key.clone()));
+                substitute(item, path, env, unset);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn segments(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => Vec::new(),
+        Path::Seq { parent, index } => {
+            let mut v = segments(parent);
+            v.push(Seg::Index(*index));
+            v
+        }
+        Path::Map { parent, key } => {
+            let mut v = segments(parent);
+            v.push(Seg::Key(key.clone()));
+            v
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    }
+}
+
+/// `service[2] "Checkout": url` for the path `service.1.url`.
+fn describe(root: &toml::Value, path: &[Seg]) -> String {
+    let (place, rest) = split_place(root, path);
+    let field: Vec<String> = rest
+        .iter()
+        .map(|s| match s {
+            Seg::Key(k) => k.clone(),
+            Seg::Index(i) => format!("[{}]", i + 1),
+        })
+        .collect();
+    match (place.is_empty(), field.is_empty()) {
+        (true, _) => field.join("."),
+        (false, true) => place,
+        (false, false) => format!("{place}: {}", field.join(".")),
+    }
+}
+
+/// Splits a path into its top-level item (`server`, `service[2] "Name"`) and
+/// the field path inside it.
+fn split_place<'p>(root: &toml::Value, path: &'p [Seg]) -> (String, &'p [Seg]) {
+    match path {
+        [Seg::Key(table), Seg::Index(i), rest @ ..] => {
+            let name = root
+                .get(table)
+                .and_then(|t| t.get(*i))
+                .and_then(|item| item.get("name"))
+                .and_then(|n| n.as_str());
+            (item_place(table, *i, name), rest)
+        }
+        [Seg::Key(table), rest @ ..] if !rest.is_empty() => (table.clone(), rest),
+        _ => (String::new(), path),
+    }
+}
+
+fn unknown_key_message(root: &toml::Value, path: &[Seg]) -> String {
+    let Some((Seg::Key(key), parent)) = path.split_last() else {
+        return format!("unknown entry at {}", describe(root, path));
+    };
+    let table = match parent.first() {
+        Some(Seg::Key(t)) => t.as_str(),
+        _ => "",
+    };
+    let hint = known_keys(table)
+        .iter()
+        .filter(|k| levenshtein(k, key) <= 2)
+        .min_by_key(|k| levenshtein(k, key))
+        .map(|k| format!(" (did you mean \"{k}\"?)"))
+        .unwrap_or_default();
+    let where_ = if parent.is_empty() {
+        "top level".to_string()
+    } else {
+        describe(root, parent)
+    };
+    format!("{where_}: unknown key \"{key}\"{hint}")
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match from_toml(text, ConfigSource::Embedded, &no_env) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems(),
+        }
+    }
+
+    #[test]
+    fn slugs_are_lowercase_hyphenated_names() {
+        for (name, slug) in [
+            ("Checkout API", "checkout-api"),
+            ("  Orders -- DB ", "orders-db"),
+            ("Zahlung (EU)", "zahlung-eu"),
+            ("API v2.1", "api-v2-1"),
+        ] {
+            assert_eq!(slugify(name), slug, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let config = from_toml(EMBEDDED_DEFAULT, ConfigSource::Embedded, &no_env)
+            .expect("embedded default must validate");
+        assert!(config.server.watch_self);
+        assert_eq!(config.storage.url.expose(), "sqlite://data/beacon.db");
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once_with_its_place() {
+        let found = problems(
+            r#"
+            [server]
+            listn = "0.0.0.0:1"
+
+            [[group]]
+            name = "Shop"
+
+            [[service]]
+            name = "Checkout"
+            url = "http://checkout/health"
+            interval = "5s"
+            timeout = "10s"
+            timout = "1s"
+
+            [[service]]
+            name = "Checkout"
+            url = "http://other/health"
+
+            [[service]]
+            name = "Orders"
+            group = "Shopp"
+            url = "not a url"
+            interval = "500ms"
+
+            [[service]]
+            name = "Check-out"
+            slug = "checkout"
+            url = "ftp://x/"
+            "#,
+        );
+        let expected = [
+            "server: unknown key \"listn\" (did you mean \"listen\"?)",
+            "service[1] \"Checkout\": unknown key \"timout\" (did you mean \"timeout\"?)",
+            "service[1] \"Checkout\": timeout (10s) must be shorter than interval (5s)",
+            "service[2] \"Checkout\": name \"Checkout\" is already used by service[1]",
+            "service[3] \"Orders\": group \"Shopp\" is not defined by any [[group]] (defined: \"Shop\")",
+            "service[3] \"Orders\": url \"not a url\": not a valid URL (relative URL without a base)",
+            "service[3] \"Orders\": interval (500ms) must be at least 1s",
+            "service[4] \"Check-out\": slug \"checkout\" is already used by service[1] \"Checkout\"",
+            "service[4] \"Check-out\": url \"ftp://x/\" must be http:// or https:// with a host",
+        ];
+        for e in expected {
+            assert!(found.iter().any(|p| p == e), "missing {e:?} in {found:#?}");
+        }
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+    }
+
+    #[test]
+    fn duplicate_slugs_name_both_services() {
+        let found = problems(
+            r#"
+            [[service]]
+            name = "Check out"
+            url = "http://a/"
+            [[service]]
+            name = "check-out"
+            url = "http://b/"
+            "#,
+        );
+        assert_eq!(
+            found,
+            ["service[2] \"check-out\": slug \"check-out\" is already used by service[1] \"Check out\""]
+        );
+    }
+
+    #[test]
+    fn unset_variables_are_reported_where_they_are_used() {
+        let found = problems(
+            r#"
+            [storage]
+            url = "postgres://beacon:${DB_PASSWORD}@db/beacon"
+            [[service]]
+            name = "Orders"
+            url = "http://${ORDERS_HOST}/health"
+            "#,
+        );
+        assert_eq!(
+            found,
+            [
+                "storage: url: environment variable DB_PASSWORD is not set",
+                "service[1] \"Orders\": url: environment variable ORDERS_HOST is not set",
+            ]
+        );
+    }
+
+    #[test]
+    fn environment_overrides_win_and_are_named_in_errors() {
+        let env = |name: &str| match name {
+            "BEACON_LISTEN" => Some("nonsense".to_string()),
+            "BEACON_STORAGE_URL" => Some("postgres://u:pw@h/db".to_string()),
+            _ => None,
+        };
+        let err = from_toml("", ConfigSource::Embedded, &env).expect_err("listen is invalid");
+        assert_eq!(
+            err.problems(),
+            ["server: listen \"nonsense\" (from BEACON_LISTEN): not an address and port like 0.0.0.0:8080"]
+        );
+        let env = |name: &str| match name {
+            "BEACON_STORAGE_URL" => Some("postgres://u:pw@h/db".to_string()),
+            _ => None,
+        };
+        let config = from_toml("", ConfigSource::Embedded, &env).expect("valid");
+        assert_eq!(config.storage.url.expose(), "postgres://u:pw@h/db");
+        assert_eq!(
+            format!("{:?}", config.storage.url),
+            "DatabaseUrl(postgres://u:***@h/db)"
+        );
+    }
+
+    #[test]
+    fn type_errors_point_at_the_line() {
+        let err = from_toml(
+            "[[service]]\nname = \"A\"\nurl = \"http://a/\"\ninterval = 30\n",
+            ConfigSource::Embedded,
+            &no_env,
+        )
+        .expect_err("interval must be a string");
+        let msg = err.to_string();
+        assert!(msg.contains("line 4"), "{msg}");
+        assert!(msg.contains("interval") || msg.contains("string"), "{msg}");
+    }
+
+    #[test]
+    fn defaults_apply_when_fields_are_left_out() {
+        let config = from_toml(
+            "[[service]]\nname = \"A\"\nurl = \"https://a.example/health\"\n",
+            ConfigSource::Embedded,
+            &no_env,
+        )
+        .expect("valid");
+        let s = &config.services[0];
+        assert_eq!(s.slug, "a");
+        assert_eq!(s.interval, Duration::from_secs(60));
+        assert_eq!(s.timeout, Duration::from_secs(10));
+        assert_eq!((s.failure_threshold, s.success_threshold), (3, 1));
+        assert!(s.public);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_messages() {
+        let found = problems("[storage]\nurl = \"mysql://root:hunter2@db/x\"\n");
+        assert_eq!(
+            found,
+            ["storage: url \"mysql://root:***@db/x\": must start with sqlite:// or postgres://"]
+        );
+    }
+}

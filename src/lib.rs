@@ -1,0 +1,20 @@
+//! beacon: health checks and a public status page in one process.
+//!
+//! Layers, from the outside in (docs/ARCHITECTURE.md has the rules):
+//! - [`cli`]: the `beacon` subcommands, a few lines each over the library;
+//! - [`startup`]: builds the app from a [`config::Config`] and runs it;
+//! - [`web`]: HTTP handlers, reading the in-memory [`snapshot`];
+//! - [`monitor`]: schedules [`probe`]s and records their results;
+//! - [`store`]: SQLite or PostgreSQL behind one type.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod model;
+pub mod monitor;
+pub mod probe;
+pub mod snapshot;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod web;

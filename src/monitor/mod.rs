@@ -1,0 +1,427 @@
+//! The monitor: probes every service on its own interval and records what it
+//! finds.
+//!
+//! Two tasks, joined by a bounded channel:
+//! - the **scheduler** keeps a min-heap of next due times, starts each probe
+//!   on time (first checks spread evenly over each interval so a thousand
+//!   services never fire in the same millisecond), and bounds the probes in
+//!   flight with a semaphore. Due times advance by the interval, not from
+//!   "now", so cadence does not drift; when it cannot keep up the lag grows
+//!   and is reported, and nothing is skipped.
+//! - the **recorder** applies the threshold state machine and writes results
+//!   and state changes in batches, one transaction each.
+//!
+//! A full channel slows the scheduler down rather than dropping results.
+//! On shutdown the scheduler stops starting probes, waits for those in
+//! flight, and the recorder writes everything it holds before returning.
+//!
+//! Tests drive single steps through [`Monitor::probe`] and [`Recorder::record`].
+
+mod thresholds;
+
+pub use thresholds::Tracker;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::config::{MonitorConfig, ServiceConfig};
+use crate::probe::{self, ProbeReport};
+use crate::store::{Batch, CheckResult, StatusChange, Store, StoreError, StoredService};
+
+/// A configured service with its id in the store.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub id: i64,
+    pub config: ServiceConfig,
+    /// Its state as last stored (the start of its state machine).
+    pub stored: StoredService,
+}
+
+/// One finished probe, on its way to the recorder.
+#[derive(Debug, Clone)]
+pub struct ProbeResult {
+    pub service_id: i64,
+    /// When the probe started (epoch ms).
+    pub checked_at: i64,
+    pub report: ProbeReport,
+}
+
+/// Live figures of the monitor, read by `/health` (and later `/metrics`).
+#[derive(Debug, Default)]
+pub struct MonitorStats {
+    pub probes_started: AtomicU64,
+    pub results_written: AtomicU64,
+    pub batches_written: AtomicU64,
+    pub write_failures: AtomicU64,
+    /// Lag of the latest probe start behind its plan, ms.
+    pub last_lag_ms: AtomicU64,
+    /// Epoch ms at which the earliest not-yet-started probe was due
+    /// (`i64::MAX` when nothing is waiting).
+    pub next_due_ms: AtomicI64,
+    /// Epoch ms of the last successful batch write.
+    pub last_write_ms: AtomicI64,
+}
+
+impl MonitorStats {
+    /// How late the monitor runs now: the latest probe's lag, or how overdue
+    /// the next probe already is if the scheduler is stuck behind it.
+    pub fn current_lag(&self, now_ms: i64) -> Duration {
+        let last = self.last_lag_ms.load(Ordering::Relaxed);
+        let next_due = self.next_due_ms.load(Ordering::Relaxed);
+        let overdue = if next_due == i64::MAX || next_due == 0 {
+            0
+        } else {
+            (now_ms - next_due).max(0) as u64
+        };
+        Duration::from_millis(last.max(overdue))
+    }
+}
+
+pub struct Monitor {
+    services: Arc<Vec<Watched>>,
+    client: reqwest::Client,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: MonitorConfig,
+    stats: Arc<MonitorStats>,
+    written: watch::Sender<u64>,
+}
+
+impl Monitor {
+    pub fn new(
+        services: Vec<Watched>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: MonitorConfig,
+    ) -> anyhow::Result<Self> {
+        let client = probe::http::shared_client()?;
+        let (written, _) = watch::channel(0);
+        Ok(Monitor {
+            services: Arc::new(services),
+            client,
+            store,
+            clock,
+            config,
+            stats: Arc::new(MonitorStats::default()),
+            written,
+        })
+    }
+
+    /// Syncs `services` into the store and builds a monitor over them,
+    /// each starting from its stored state.
+    pub async fn for_services(
+        services: &[ServiceConfig],
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: MonitorConfig,
+    ) -> anyhow::Result<Self> {
+        let stored = store.sync_services(services, clock.now_ms()).await?;
+        let watched = services
+            .iter()
+            .cloned()
+            .zip(stored)
+            .map(|(config, stored)| Watched {
+                id: stored.id,
+                config,
+                stored,
+            })
+            .collect();
+        Self::new(watched, store, clock, config)
+    }
+
+    pub fn stats(&self) -> Arc<MonitorStats> {
+        self.stats.clone()
+    }
+
+    /// Ticks after every batch written, so readers can refresh their view.
+    pub fn subscribe_writes(&self) -> watch::Receiver<u64> {
+        self.written.subscribe()
+    }
+
+    pub fn services(&self) -> &[Watched] {
+        &self.services
+    }
+
+    /// Probes one service now, without recording. For tests and tools.
+    pub async fn probe(&self, slug: &str) -> Option<ProbeResult> {
+        let watched = self.services.iter().find(|w| w.config.slug == slug)?;
+        Some(probe_one(&self.client, &*self.clock, watched).await)
+    }
+
+    /// A recorder over this monitor's services and store.
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(
+            &self.services,
+            self.store.clone(),
+            self.clock.clone(),
+            self.stats.clone(),
+            self.written.clone(),
+        )
+    }
+
+    /// Runs until `shutdown` resolves, then finishes in-flight probes and
+    /// writes every result before returning.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let (tx, rx) = mpsc::channel::<ProbeResult>(self.config.batch_size * 4);
+        let recorder = self.recorder();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let flush = self.config.flush_interval;
+        let batch_size = self.config.batch_size;
+        let recorder_task =
+            tokio::spawn(async move { recorder.run(rx, batch_size, flush, stop_rx).await });
+
+        self.schedule(tx, shutdown).await;
+        // The scheduler has returned and every probe task has sent its
+        // result: the channel is closed, the recorder drains and ends.
+        let _ = stop_tx.send(true);
+        match recorder_task.await {
+            Ok(result) => result,
+            Err(e) => Err(anyhow::anyhow!("the recorder task failed: {e}")),
+        }
+    }
+
+    async fn schedule(
+        &self,
+        tx: mpsc::Sender<ProbeResult>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let semaphore = Arc::new(Semaphore::new(self.config.max_concurrency));
+        let mut in_flight = JoinSet::new();
+        let mut heap: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+        let start = Instant::now();
+
+        // Spread first checks: the i-th service of n starts at i/n of its
+        // interval (the first one at once, so a fresh page fills quickly).
+        let n = self.services.len().max(1) as u32;
+        for (i, w) in self.services.iter().enumerate() {
+            heap.push(Reverse((start + w.config.interval * i as u32 / n, i)));
+        }
+
+        loop {
+            let Some(Reverse((due, i))) = heap.peek().copied() else {
+                self.stats.next_due_ms.store(i64::MAX, Ordering::Relaxed);
+                shutdown.as_mut().await;
+                break;
+            };
+            self.stats
+                .next_due_ms
+                .store(self.instant_to_ms(due), Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = shutdown.as_mut() => break,
+            }
+            let permit = tokio::select! {
+                permit = semaphore.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = shutdown.as_mut() => break,
+            };
+            heap.pop();
+            let watched = &self.services[i];
+            heap.push(Reverse((due + watched.config.interval, i)));
+
+            let lag = Instant::now().saturating_duration_since(due);
+            self.stats
+                .last_lag_ms
+                .store(lag.as_millis() as u64, Ordering::Relaxed);
+            self.stats.probes_started.fetch_add(1, Ordering::Relaxed);
+
+            let client = self.client.clone();
+            let clock = self.clock.clone();
+            let services = self.services.clone();
+            let tx = tx.clone();
+            in_flight.spawn(async move {
+                let result = probe_one(&client, &*clock, &services[i]).await;
+                // Only fails if the recorder is gone, which only happens
+                // after this scheduler has returned.
+                let _ = tx.send(result).await;
+                drop(permit);
+            });
+            while in_flight.try_join_next().is_some() {}
+        }
+        self.stats.next_due_ms.store(i64::MAX, Ordering::Relaxed);
+        tracing::info!(
+            in_flight = in_flight.len(),
+            "monitor stopping; waiting for probes in flight"
+        );
+        while in_flight.join_next().await.is_some() {}
+    }
+
+    fn instant_to_ms(&self, at: Instant) -> i64 {
+        let now = Instant::now();
+        let now_ms = self.clock.now_ms();
+        if at >= now {
+            now_ms + (at - now).as_millis() as i64
+        } else {
+            now_ms - (now - at).as_millis() as i64
+        }
+    }
+}
+
+#[tracing::instrument(level = "debug", skip_all, fields(service = %watched.config.slug))]
+async fn probe_one(client: &reqwest::Client, clock: &dyn Clock, watched: &Watched) -> ProbeResult {
+    let checked_at = clock.now_ms();
+    let report = probe::http::probe(client, &watched.config).await;
+    tracing::debug!(outcome = ?report.outcome, latency_ms = report.latency.as_millis() as u64, reason = report.reason.as_deref(), "probed");
+    ProbeResult {
+        service_id: watched.id,
+        checked_at,
+        report,
+    }
+}
+
+/// Applies thresholds and writes batches. Owns every service's state
+/// machine, so no lock is needed.
+pub struct Recorder {
+    trackers: HashMap<i64, (String, Tracker)>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    stats: Arc<MonitorStats>,
+    written: watch::Sender<u64>,
+}
+
+impl Recorder {
+    fn new(
+        services: &[Watched],
+        store: Store,
+        clock: Arc<dyn Clock>,
+        stats: Arc<MonitorStats>,
+        written: watch::Sender<u64>,
+    ) -> Self {
+        let trackers = services
+            .iter()
+            .map(|w| {
+                let tracker = Tracker::new(
+                    w.stored.state,
+                    w.config.failure_threshold,
+                    w.config.success_threshold,
+                );
+                (w.id, (w.config.slug.clone(), tracker))
+            })
+            .collect();
+        Recorder {
+            trackers,
+            store,
+            clock,
+            stats,
+            written,
+        }
+    }
+
+    /// Adds one result to `batch`, with the state change it causes, if any.
+    fn apply(&mut self, result: ProbeResult, batch: &mut Batch) {
+        let report = result.report;
+        if let Some((slug, tracker)) = self.trackers.get_mut(&result.service_id) {
+            let from = tracker.state();
+            if let Some(to) = tracker.observe(report.outcome) {
+                tracing::info!(service = %slug, %from, %to, reason = report.reason.as_deref(), "service state changed");
+                batch.changes.push(StatusChange {
+                    service_id: result.service_id,
+                    changed_at: result.checked_at,
+                    from,
+                    to,
+                    reason: report.reason.clone(),
+                });
+            }
+        }
+        batch.results.push(CheckResult {
+            service_id: result.service_id,
+            checked_at: result.checked_at,
+            outcome: report.outcome,
+            latency_ms: Some(report.latency.as_millis().min(i32::MAX as u128) as i32),
+            status_code: report.status_code.map(|c| c as i16),
+            reason: report.reason,
+        });
+    }
+
+    /// Applies and writes `results` at once, returning the state changes.
+    pub async fn record(&mut self, results: Vec<ProbeResult>) -> anyhow::Result<Vec<StatusChange>> {
+        let mut batch = Batch::default();
+        for r in results {
+            self.apply(r, &mut batch);
+        }
+        self.write(&batch).await?;
+        Ok(batch.changes)
+    }
+
+    async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        self.store.write_batch(batch).await?;
+        tracing::debug!(
+            results = batch.results.len(),
+            changes = batch.changes.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "batch written"
+        );
+        self.stats
+            .results_written
+            .fetch_add(batch.results.len() as u64, Ordering::Relaxed);
+        self.stats.batches_written.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .last_write_ms
+            .store(self.clock.now_ms(), Ordering::Relaxed);
+        self.written.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Collects results into batches of up to `batch_size`, or whatever came
+    /// within `flush` of the first, and writes each in one transaction.
+    /// A failed write is retried with backoff while results wait in memory
+    /// (the bounded channel then slows the scheduler: lag shows, nothing is
+    /// dropped). Once `stopping` is set, a write is tried a few times more.
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<ProbeResult>,
+        batch_size: usize,
+        flush: Duration,
+        stopping: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut open = true;
+        while open {
+            let Some(first) = rx.recv().await else { break };
+            let mut batch = Batch::default();
+            self.apply(first, &mut batch);
+            let deadline = Instant::now() + flush;
+            while batch.results.len() < batch_size {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(r)) => self.apply(r, &mut batch),
+                    Ok(None) => {
+                        open = false;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut attempt = 0u32;
+            loop {
+                match self.write(&batch).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        attempt += 1;
+                        self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+                        if *stopping.borrow() && attempt >= 3 {
+                            anyhow::bail!(
+                                "could not write {} results while shutting down: {e}",
+                                batch.results.len()
+                            );
+                        }
+                        let wait = Duration::from_millis(200 * 2u64.pow(attempt.min(5)));
+                        tracing::error!(error = %e, results = batch.results.len(), attempt, retry_in_ms = wait.as_millis() as u64, "writing results failed; keeping them and retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! Building and running the whole app: store, monitor, snapshot refresher
+//! and web server in one process.
+//!
+//! [`Application::build`] binds the listener itself, so tests can ask for
+//! port 0 and read [`Application::port`]. Shutdown is a future handed to
+//! [`Application::run_until_stopped`]: SIGTERM in production, a oneshot in
+//! tests.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ServiceConfig};
+use crate::monitor::Monitor;
+use crate::snapshot::{Refresher, Snapshot};
+use crate::store::Store;
+use crate::web::{self, AppState};
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    store: Store,
+    monitor: Monitor,
+    refresher: Refresher,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        mut config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        let store = Store::connect(&config.storage.url).await?;
+        store
+            .migrate()
+            .await
+            .with_context(|| format!("migrating the store at {}", config.storage.url))?;
+
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        if config.server.watch_self {
+            config.services.push(ServiceConfig::watching_self(addr));
+        }
+
+        let monitor = Monitor::for_services(
+            &config.services,
+            store.clone(),
+            clock.clone(),
+            config.monitor.clone(),
+        )
+        .await
+        .context("syncing configured services into the store")?;
+
+        let initial = Snapshot::build(&store, &config.server.title, &config.groups, clock.now())
+            .await
+            .context("building the first status snapshot")?;
+        let (publish, snapshot) = watch::channel(Arc::new(initial));
+        let refresher = Refresher {
+            store: store.clone(),
+            clock: clock.clone(),
+            title: config.server.title.clone(),
+            groups: config.groups.clone(),
+            publish,
+        };
+        let state = AppState {
+            snapshot,
+            store: store.clone(),
+            stats: monitor.stats(),
+            clock,
+        };
+        Ok(Application {
+            listener,
+            addr,
+            store,
+            monitor,
+            refresher,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves and monitors until `shutdown` resolves, then stops in order:
+    /// the monitor first (it may be probing this very server, and must write
+    /// what it holds), then the web server (in-flight requests finish).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            addr,
+            store,
+            monitor,
+            refresher,
+            state,
+        } = self;
+
+        let (stop_monitor, monitor_stopped) = oneshot::channel::<()>();
+        let (stop_server, server_stopped) = oneshot::channel::<()>();
+        let (stop_refresher, refresher_stopped) = oneshot::channel::<()>();
+
+        let writes = monitor.subscribe_writes();
+        let mut monitor_task = tokio::spawn(monitor.run(async move {
+            let _ = monitor_stopped.await;
+        }));
+        let refresher_task = tokio::spawn(refresher.run(
+            writes,
+            Duration::from_millis(200),
+            Duration::from_secs(30),
+            async move {
+                let _ = refresher_stopped.await;
+            },
+        ));
+        let app = web::router(state);
+        let mut server_task = tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stopped.await;
+                })
+                .into_future(),
+        );
+        tracing::info!(%addr, store = store.kind(), "beacon is serving");
+
+        let mut outcome = Ok(());
+        tokio::select! {
+            _ = shutdown => tracing::info!("shutdown requested"),
+            ended = &mut monitor_task => {
+                outcome = Err(anyhow::anyhow!("the monitor stopped unexpectedly: {}", describe(ended)));
+            }
+            ended = &mut server_task => {
+                outcome = Err(anyhow::anyhow!("the web server stopped unexpectedly: {}", describe(ended.map(|r| r.map_err(anyhow::Error::from)))));
+            }
+        }
+
+        let _ = stop_monitor.send(());
+        if !monitor_task.is_finished() || outcome.is_ok() {
+            match monitor_task.await {
+                Ok(Ok(())) => tracing::info!("monitor stopped; every result written"),
+                Ok(Err(e)) => outcome = outcome.and(Err(e.context("stopping the monitor"))),
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => outcome = outcome.and(Err(anyhow::anyhow!("monitor task failed: {e}"))),
+            }
+        }
+        let _ = stop_server.send(());
+        if !server_task.is_finished() || outcome.is_ok() {
+            if let Ok(Err(e)) = server_task.await {
+                outcome = outcome.and(Err(anyhow::Error::from(e).context("web server")));
+            }
+        }
+        let _ = stop_refresher.send(());
+        let _ = refresher_task.await;
+        store.close().await;
+        outcome
+    }
+}
+
+fn describe(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(Ok(())) => "it returned".to_string(),
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Resolves on SIGTERM (what Kubernetes and systemd send) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,453 @@
+//! The store: everything beacon keeps, in SQLite (the embedded default) or
+//! PostgreSQL, behind one type.
+//!
+//! `Store` is an enum rather than a trait object: the two backends share
+//! almost all of their SQL (times are epoch milliseconds on both sides, and
+//! both speak `$1` placeholders, `ON CONFLICT` and `RETURNING`), so each
+//! method is written once and [`on_pool!`] expands it for each pool. Only
+//! connecting and the migration folders differ (`sqlite.rs`, `postgres.rs`).
+
+mod postgres;
+mod sqlite;
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::config::{DatabaseUrl, ServiceConfig};
+use crate::model::{Outcome, State};
+
+/// Runs `$body` with `$pool` bound to the concrete pool and `$db` to its
+/// sqlx database type, once per backend.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident, $db:ident => $body:expr) => {
+        match $store {
+            Store::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                $body
+            }
+            Store::Postgres($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Postgres;
+                $body
+            }
+        }
+    };
+}
+
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create the folder {path} for the SQLite database: {source}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("applying migrations failed: {0}")]
+    Migrate(sqlx::migrate::MigrateError),
+    #[error("migrations are not applied (database at version {applied:?}, beacon needs {expected}); run `beacon migrate`")]
+    NotMigrated { applied: Option<i64>, expected: i64 },
+    #[error("store query failed: {0}")]
+    Query(sqlx::Error),
+}
+
+// Written by hand rather than with `#[from]`: the inner error is already in
+// the message, and marking it as the source too would print it twice.
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Query(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
+}
+
+/// A configured service as the store knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredService {
+    pub id: i64,
+    pub slug: String,
+    pub state: State,
+    pub state_since: Option<i64>,
+}
+
+/// One probe's result, as written to `check_results`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResult {
+    pub service_id: i64,
+    pub checked_at: i64,
+    pub outcome: Outcome,
+    pub latency_ms: Option<i32>,
+    pub status_code: Option<i16>,
+    pub reason: Option<String>,
+}
+
+/// A change of a service's state, after thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub service_id: i64,
+    pub changed_at: i64,
+    pub from: State,
+    pub to: State,
+    pub reason: Option<String>,
+}
+
+/// What the monitor writes in one transaction.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub results: Vec<CheckResult>,
+    pub changes: Vec<StatusChange>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.results.is_empty() && self.changes.is_empty()
+    }
+}
+
+/// What the status page needs to know of one service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSummary {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub group: Option<String>,
+    pub description: Option<String>,
+    pub public: bool,
+    pub position: i64,
+    pub state: State,
+    pub state_since: Option<i64>,
+    pub last_checked_at: Option<i64>,
+    /// Results in the last 24 h, and how many of them were up or degraded.
+    pub checks_24h: i64,
+    pub ok_24h: i64,
+}
+
+/// "relation does not exist" (PostgreSQL 42P01) or "no such table" (SQLite).
+fn is_undefined_table(e: &dyn sqlx::error::DatabaseError) -> bool {
+    e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table")
+}
+
+/// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
+const INSERT_CHUNK: usize = 1000;
+
+impl Store {
+    /// Opens the store named by `url` (`sqlite://…` or `postgres://…`).
+    pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
+        if url.expose().starts_with("sqlite:") {
+            sqlite::connect(url).await.map(Store::Sqlite)
+        } else {
+            postgres::connect(url).await.map(Store::Postgres)
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self {
+            Store::Sqlite(_) => &sqlite::MIGRATOR,
+            Store::Postgres(_) => &postgres::MIGRATOR,
+        }
+    }
+
+    /// The newest migration this binary knows.
+    pub fn expected_schema_version(&self) -> i64 {
+        self.migrator()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or_default()
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool, _Db => self.migrator().run(pool).await?);
+        Ok(())
+    }
+
+    /// The newest migration applied to the database, if any.
+    pub async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        let version: Option<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(version)
+    }
+
+    /// For `/readyz`: the store answers, and its schema is this binary's.
+    pub async fn check_ready(&self) -> Result<(), StoreError> {
+        let expected = self.expected_schema_version();
+        let applied = match self.schema_version().await {
+            Ok(v) => v,
+            // No migrations table at all: reachable, but not migrated.
+            Err(StoreError::Query(sqlx::Error::Database(e))) if is_undefined_table(&*e) => None,
+            Err(e) => return Err(e),
+        };
+        if applied.unwrap_or(0) < expected {
+            return Err(StoreError::NotMigrated { applied, expected });
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool, _Db => pool.close().await)
+    }
+
+    /// Makes the `services` table match the config, in one transaction:
+    /// services are matched by slug; those no longer configured are marked
+    /// inactive (their history stays, the page stops showing them).
+    pub async fn sync_services(
+        &self,
+        services: &[ServiceConfig],
+        now: i64,
+    ) -> Result<Vec<StoredService>, StoreError> {
+        let stored = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE services SET active = $1, updated_at = $2 WHERE active = $3")
+                .bind(false)
+                .bind(now)
+                .bind(true)
+                .execute(&mut *tx)
+                .await?;
+            let mut stored = Vec::with_capacity(services.len());
+            for (position, s) in services.iter().enumerate() {
+                let row = sqlx::query(
+                    "INSERT INTO services (slug, name, group_name, description, public, active, position, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+                     ON CONFLICT (slug) DO UPDATE SET name = excluded.name, group_name = excluded.group_name, \
+                       description = excluded.description, public = excluded.public, active = excluded.active, \
+                       position = excluded.position, updated_at = excluded.updated_at \
+                     RETURNING id, state, state_since",
+                )
+                .bind(&s.slug)
+                .bind(&s.name)
+                .bind(&s.group)
+                .bind(&s.description)
+                .bind(s.public)
+                .bind(true)
+                .bind(position as i64)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let state: String = row.try_get("state")?;
+                stored.push(StoredService {
+                    id: row.try_get("id")?,
+                    slug: s.slug.clone(),
+                    state: State::parse(&state).unwrap_or(State::Unknown),
+                    state_since: row.try_get("state_since")?,
+                });
+            }
+            tx.commit().await?;
+            stored
+        });
+        Ok(stored)
+    }
+
+    /// Writes probe results and state changes in one transaction.
+    pub async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Newest check per service, to update `last_checked_at` once each.
+        let mut last_checked: HashMap<i64, i64> = HashMap::new();
+        for r in &batch.results {
+            let e = last_checked.entry(r.service_id).or_insert(r.checked_at);
+            *e = (*e).max(r.checked_at);
+        }
+        on_pool!(self, pool, Db => {
+            let mut tx = pool.begin().await?;
+            for chunk in batch.results.chunks(INSERT_CHUNK) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO check_results (service_id, checked_at, state, latency_ms, status_code, reason) ",
+                );
+                qb.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.service_id)
+                        .push_bind(r.checked_at)
+                        .push_bind(r.outcome.code())
+                        .push_bind(r.latency_ms)
+                        .push_bind(r.status_code)
+                        .push_bind(r.reason.as_deref());
+                });
+                // Two results of one service in the same millisecond can only
+                // come from a clock step; keep the first rather than fail the batch.
+                qb.push(" ON CONFLICT (service_id, checked_at) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+            }
+            for c in &batch.changes {
+                sqlx::query(
+                    "INSERT INTO status_changes (service_id, changed_at, from_state, to_state, reason) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(c.service_id)
+                .bind(c.changed_at)
+                .bind(c.from.as_str())
+                .bind(c.to.as_str())
+                .bind(c.reason.as_deref())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE services SET state = $1, state_since = $2 WHERE id = $3")
+                    .bind(c.to.as_str())
+                    .bind(c.changed_at)
+                    .bind(c.service_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (service_id, at) in &last_checked {
+                sqlx::query(
+                    "UPDATE services SET last_checked_at = $1 \
+                     WHERE id = $2 AND (last_checked_at IS NULL OR last_checked_at < $1)",
+                )
+                .bind(*at)
+                .bind(*service_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Every active service with its state and 24 h counts, in config order.
+    pub async fn service_summaries(&self, now: i64) -> Result<Vec<ServiceSummary>, StoreError> {
+        let since = now - 24 * 3600 * 1000;
+        let summaries = on_pool!(self, pool, _Db => {
+            let counts: HashMap<i64, (i64, i64)> = sqlx::query(
+                "SELECT service_id, COUNT(*) AS total, \
+                        SUM(CASE WHEN state IN (1, 2) THEN 1 ELSE 0 END) AS ok \
+                 FROM check_results WHERE checked_at >= $1 GROUP BY service_id",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|row| -> Result<_, sqlx::Error> {
+                Ok((row.try_get("service_id")?, (row.try_get("total")?, row.try_get("ok")?)))
+            })
+            .collect::<Result<_, _>>()?;
+            let rows = sqlx::query(
+                "SELECT id, slug, name, group_name, description, public, position, state, \
+                        state_since, last_checked_at \
+                 FROM services WHERE active = $1 ORDER BY position, id",
+            )
+            .bind(true)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let id: i64 = row.try_get("id")?;
+                let state: String = row.try_get("state")?;
+                let (checks_24h, ok_24h) = counts.get(&id).copied().unwrap_or((0, 0));
+                out.push(ServiceSummary {
+                    id,
+                    slug: row.try_get("slug")?,
+                    name: row.try_get("name")?,
+                    group: row.try_get("group_name")?,
+                    description: row.try_get("description")?,
+                    public: row.try_get("public")?,
+                    position: row.try_get::<i64, _>("position")?,
+                    state: State::parse(&state).unwrap_or(State::Unknown),
+                    state_since: row.try_get("state_since")?,
+                    last_checked_at: row.try_get("last_checked_at")?,
+                    checks_24h,
+                    ok_24h,
+                });
+            }
+            out
+        });
+        Ok(summaries)
+    }
+
+    /// Every stored result of one service, oldest first (tests and tools).
+    pub async fn check_results(&self, slug: &str) -> Result<Vec<CheckResult>, StoreError> {
+        let rows = on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(
+                "SELECT r.service_id, r.checked_at, r.state, r.latency_ms, r.status_code, r.reason \
+                 FROM check_results r JOIN services s ON s.id = r.service_id \
+                 WHERE s.slug = $1 ORDER BY r.checked_at",
+            )
+            .bind(slug)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let code: i16 = row.try_get("state")?;
+                out.push(CheckResult {
+                    service_id: row.try_get("service_id")?,
+                    checked_at: row.try_get("checked_at")?,
+                    outcome: Outcome::from_code(code).unwrap_or(Outcome::Down),
+                    latency_ms: row.try_get("latency_ms")?,
+                    status_code: row.try_get("status_code")?,
+                    reason: row.try_get("reason")?,
+                });
+            }
+            out
+        });
+        Ok(rows)
+    }
+
+    /// Every recorded state change of one service, oldest first.
+    pub async fn status_changes(&self, slug: &str) -> Result<Vec<StatusChange>, StoreError> {
+        let rows = on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(
+                "SELECT c.service_id, c.changed_at, c.from_state, c.to_state, c.reason \
+                 FROM status_changes c JOIN services s ON s.id = c.service_id \
+                 WHERE s.slug = $1 ORDER BY c.changed_at, c.id",
+            )
+            .bind(slug)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let from: String = row.try_get("from_state")?;
+                let to: String = row.try_get("to_state")?;
+                out.push(StatusChange {
+                    service_id: row.try_get("service_id")?,
+                    changed_at: row.try_get("changed_at")?,
+                    from: State::parse(&from).unwrap_or(State::Unknown),
+                    to: State::parse(&to).unwrap_or(State::Unknown),
+                    reason: row.try_get("reason")?,
+                });
+            }
+            out
+        });
+        Ok(rows)
+    }
+
+    /// Counts rows of a table (for tests, backups' manifests and tools).
+    /// `table` must be one of beacon's own tables.
+    pub async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
+        const TABLES: &[&str] = &["services", "check_results", "status_changes"];
+        let Some(table) = TABLES.iter().find(|t| **t == table) else {
+            return Err(StoreError::Query(sqlx::Error::Protocol(format!(
+                "unknown table {table}"
+            ))));
+        };
+        let n: i64 = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n)
+    }
+}

@@ -1,0 +1,26 @@
+//! PostgreSQL: for operators who already run it, and the way to several
+//! replicas later (see docs/ARCHITECTURE.md).
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use super::StoreError;
+use crate::config::DatabaseUrl;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub async fn connect(url: &DatabaseUrl) -> Result<PgPool, StoreError> {
+    PgPoolOptions::new()
+        .max_connections(10)
+        // A store that does not answer must turn /readyz red quickly rather
+        // than hold requests.
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(url.expose())
+        .await
+        .map_err(|source| StoreError::Connect {
+            url: url.redacted(),
+            source,
+        })
+}

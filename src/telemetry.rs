@@ -1,0 +1,28 @@
+//! Logging setup, in one place: human-readable by default, one JSON object a
+//! line with `BEACON_LOG_FORMAT=json` (for Logstash, Loki, Elasticsearch).
+//! Filter with `RUST_LOG` (default `info`). Logs go to stderr so that
+//! commands with `--json` output keep stdout clean.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,sqlx=warn,tower_http=info,hyper=warn,reqwest=warn")
+    });
+    let json = std::env::var("BEACON_LOG_FORMAT")
+        .map(|f| f.eq_ignore_ascii_case("json"))
+        .unwrap_or(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests) is harmless: the first subscriber stays.
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,149 @@
+//! beacon's own health, for Kubernetes and load balancers.
+//!
+//! - `/livez`: the process answers. No I/O, so a slow store never gets a
+//!   healthy pod killed.
+//! - `/readyz`: the store answers and its schema is this binary's; else 503,
+//!   so traffic goes to another replica.
+//! - `/health`: the detail, as `application/health+json` (IETF draft
+//!   "Health Check Response Format for HTTP APIs").
+//!
+//! Error detail goes to the log, not to the response: these routes are
+//! reachable by anyone who can reach the page.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::State as AxumState;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use crate::store::StoreError;
+
+/// How long `/readyz` and `/health` wait for the store.
+const STORE_DEADLINE: Duration = Duration::from_secs(2);
+/// Monitor lag above which `/health` says `warn`.
+const LAG_WARN: Duration = Duration::from_secs(5);
+
+pub async fn livez() -> &'static str {
+    "ok\n"
+}
+
+enum StoreCheck {
+    Ok(Duration),
+    NotMigrated,
+    Unavailable,
+}
+
+async fn check_store(app: &AppState) -> StoreCheck {
+    let started = Instant::now();
+    match tokio::time::timeout(STORE_DEADLINE, app.store.check_ready()).await {
+        Ok(Ok(())) => StoreCheck::Ok(started.elapsed()),
+        Ok(Err(e @ StoreError::NotMigrated { .. })) => {
+            tracing::warn!(error = %e, "not ready");
+            StoreCheck::NotMigrated
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the store does not answer");
+            StoreCheck::Unavailable
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the store did not answer within {STORE_DEADLINE:?}");
+            StoreCheck::Unavailable
+        }
+    }
+}
+
+pub async fn readyz(AxumState(app): AxumState<AppState>) -> Response {
+    match check_store(&app).await {
+        StoreCheck::Ok(_) => (StatusCode::OK, "ready\n").into_response(),
+        StoreCheck::NotMigrated => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: migrations not applied\n",
+        )
+            .into_response(),
+        StoreCheck::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: store unavailable\n",
+        )
+            .into_response(),
+    }
+}
+
+pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
+    let now = app.clock.now();
+    let time = now.to_rfc3339();
+    let (store_status, store_value, store_output) = match check_store(&app).await {
+        StoreCheck::Ok(took) => ("pass", Some(took.as_millis() as u64), None),
+        StoreCheck::NotMigrated => ("fail", None, Some("migrations not applied")),
+        StoreCheck::Unavailable => ("fail", None, Some("store unavailable")),
+    };
+    let lag = app.stats.current_lag(now.timestamp_millis());
+    let lag_status = if lag > LAG_WARN { "warn" } else { "pass" };
+    let status = if store_status == "fail" {
+        "fail"
+    } else if lag_status == "warn" {
+        "warn"
+    } else {
+        "pass"
+    };
+    let mut store_check = json!({
+        "componentId": app.store.kind(),
+        "componentType": "datastore",
+        "status": store_status,
+        "time": time,
+    });
+    if let Some(ms) = store_value {
+        store_check["observedValue"] = json!(ms);
+        store_check["observedUnit"] = json!("ms");
+    }
+    if let Some(output) = store_output {
+        store_check["output"] = json!(output);
+    }
+    let mut lag_check = json!({
+        "componentType": "system",
+        "observedValue": lag.as_millis() as u64,
+        "observedUnit": "ms",
+        "status": lag_status,
+        "time": time,
+    });
+    if lag_status == "warn" {
+        lag_check["output"] = json!(format!(
+            "probes start {} s late: too many services for this machine, or a slow store",
+            lag.as_secs()
+        ));
+    }
+    let body = json!({
+        "status": status,
+        "version": env!("CARGO_PKG_VERSION").split('.').next(),
+        "releaseId": env!("CARGO_PKG_VERSION"),
+        "serviceId": "beacon",
+        "description": "beacon status page server",
+        "checks": {
+            "store:responseTime": [store_check],
+            "monitor:lag": [lag_check],
+            "monitor:results": [{
+                "componentType": "system",
+                "observedValue": app.stats.results_written.load(Ordering::Relaxed),
+                "observedUnit": "results written",
+                "status": "pass",
+                "time": time,
+            }],
+        },
+    });
+    let code = if status == "fail" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        code,
+        [
+            (header::CONTENT_TYPE, "application/health+json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}

@@ -1,0 +1,333 @@
+//! The `beacon` binary as operators run it: config errors, the embedded
+//! default, `migrate`, JSON logs and SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{eventually, Kind, Target, TestDb};
+use crate::store_test;
+
+const BEACON: &str = env!("CARGO_BIN_EXE_beacon");
+
+fn beacon(cwd: &Path) -> Command {
+    let mut cmd = Command::new(BEACON);
+    cmd.current_dir(cwd)
+        .env_remove("BEACON_CONFIG")
+        .env_remove("BEACON_LISTEN")
+        .env_remove("BEACON_STORAGE_URL")
+        .env_remove("BEACON_LOG_FORMAT")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+fn output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run beacon");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Sends SIGTERM, as Kubernetes and systemd do.
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let end = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            panic!("beacon did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reads stderr lines on a thread until one contains `needle`; returns the
+/// lines read so far (the thread keeps draining the pipe afterwards).
+fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                // Nobody listens any more: keep draining so beacon never blocks.
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < end {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            let found = line.contains(needle);
+            lines.push(line);
+            if found {
+                return lines;
+            }
+        }
+    }
+    panic!("beacon never logged {needle:?}; got:\n{}", lines.join("\n"));
+}
+
+fn listening_address(lines: &[String]) -> String {
+    let line = lines.last().expect("a line");
+    let start = line.find("http://").expect("an address") + "http://".len();
+    line[start..]
+        .split(|c: char| c.is_whitespace() || c == '"')
+        .next()
+        .expect("address")
+        .to_string()
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("beacon.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[service]]
+name = "Checkout"
+url = "http://checkout.internal/health"
+interval = "5s"
+timeout = "10s"
+
+[[service]]
+name = "Checkout"
+url = "${CHECKOUT_URL_UNSET}"
+"#,
+    )
+    .expect("write");
+    let (code, stdout, stderr) = output(
+        beacon(dir.path())
+            .arg("check-config")
+            .arg("--config")
+            .arg(&file),
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: 3 problems:", file.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "  - service[1] \"Checkout\": timeout (10s) must be shorter than interval (5s)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "  - service[2] \"Checkout\": url: environment variable CHECKOUT_URL_UNSET is not set"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "  - service[2] \"Checkout\": name \"Checkout\" is already used by service[1]"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Try: "), "{stderr}");
+}
+
+#[test]
+fn check_config_prints_what_would_be_monitored_without_secrets() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("beacon.toml");
+    std::fs::write(
+        &file,
+        "[storage]\nurl = \"postgres://beacon:${PGPASS}@db/beacon\"\n[[group]]\nname = \"Shop\"\n[[service]]\nname = \"Checkout API\"\ngroup = \"Shop\"\nurl = \"https://user:${API_PASS}@checkout.internal/health\"\ninterval = \"30s\"\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = output(
+        beacon(dir.path())
+            .arg("check-config")
+            .env("BEACON_CONFIG", &file)
+            .env("PGPASS", "pg-secret")
+            .env("API_PASS", "api-secret"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("Checkout API [checkout-api] in Shop every 30s, timeout 10s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("postgres://beacon:***@db/beacon"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("pg-secret") && !stdout.contains("api-secret"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (code, _, stderr) =
+        output(beacon(dir.path()).args(["--config", "/nonexistent/beacon.toml", "serve"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(
+            "cannot read config file /nonexistent/beacon.toml: No such file or directory"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+store_test!(
+    a_bad_config_writes_nothing_to_the_store,
+    bad_config_writes_nothing
+);
+async fn bad_config_writes_nothing(db: TestDb) {
+    let file = db.dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        format!("[storage]\nurl = \"{}\"\n[[service]]\nname = \"A\"\nurl = \"http://a/\"\ninterval = \"0s\"\n", db.url),
+    )
+    .expect("write");
+    let (code, _, stderr) = output(beacon(db.dir.path()).arg("--config").arg(&file));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("service[1] \"A\": interval (0s) must be at least 1s"),
+        "{stderr}"
+    );
+    match db.kind {
+        Kind::Sqlite => assert!(
+            !db.dir.path().join("beacon.db").exists(),
+            "no database file created"
+        ),
+        Kind::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+            let tables: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+            assert_eq!(tables, 0, "no table created");
+        }
+    }
+}
+
+store_test!(migrate_applies_the_schema_once, migrate);
+async fn migrate(db: TestDb) {
+    let run = || {
+        output(
+            beacon(db.dir.path())
+                .arg("migrate")
+                .env("BEACON_STORAGE_URL", &db.url),
+        )
+    };
+    let (code, stdout, stderr) = run();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("schema migrated to version 1"), "{stdout}");
+    let (code, stdout, _) = run();
+    assert_eq!(code, 0);
+    assert!(stdout.contains("schema already at version 1"), "{stdout}");
+    let store = db.store().await;
+    assert_eq!(store.count_rows("services").await.expect("table exists"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_config_shows_a_green_page_watching_itself() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut child = beacon(dir.path())
+        .env("BEACON_LISTEN", "127.0.0.1:0")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let lines = read_until(&mut child, "status page at http://");
+    let addr = listening_address(&lines);
+    let page = format!("http://{addr}/");
+    eventually("the page is green", Duration::from_secs(15), || async {
+        match reqwest::get(&page).await {
+            Ok(r) => r
+                .text()
+                .await
+                .map(|t| t.contains("All systems operational"))
+                .unwrap_or(false),
+            Err(_) => false,
+        }
+    })
+    .await;
+    let html = reqwest::get(&page)
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(crate::page::state_on_page(&html, "beacon"), Some("up"));
+    assert!(
+        dir.path().join("data/beacon.db").exists(),
+        "SQLite at ./data/beacon.db"
+    );
+    terminate(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
+}
+
+store_test!(sigterm_while_probing_loses_no_result, sigterm);
+async fn sigterm(db: TestDb) {
+    let target = Target::start().await;
+    let mut config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{}\"\n",
+        db.url
+    );
+    for i in 0..5 {
+        config.push_str(&format!(
+            "[[service]]\nname = \"Slow {i}\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"900ms\"\n",
+            target.url("slow")
+        ));
+    }
+    let file = db.dir.path().join("beacon.toml");
+    std::fs::write(&file, config).expect("write");
+    let mut child = beacon(db.dir.path())
+        .arg("--config")
+        .arg(&file)
+        .env("BEACON_LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let lines = read_until(&mut child, "status page at http://");
+    for line in &lines {
+        let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!("BEACON_LOG_FORMAT=json gives JSON lines, not {line:?}: {e}")
+        });
+        assert!(
+            parsed["level"].is_string() && parsed["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    eventually("probes are under way", Duration::from_secs(15), || async {
+        target.hits("slow") >= 12
+    })
+    .await;
+    // The target answers after 300 ms, so probes are in flight right now.
+    terminate(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "exit 0 on SIGTERM, got {status}");
+
+    let store = db.store().await;
+    let written = store.count_rows("check_results").await.expect("count");
+    assert_eq!(
+        written as u64,
+        target.hits("slow"),
+        "every probe that reached the target is stored"
+    );
+}

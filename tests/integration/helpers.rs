@@ -1,0 +1,334 @@
+//! Shared test setup: databases (SQLite file or a fresh PostgreSQL database),
+//! real HTTP targets, the real app on 127.0.0.1:0, and polling with deadlines.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use beacon::config::{self, Config, ConfigSource};
+use beacon::startup::Application;
+use beacon::store::Store;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A database of its own for one test. PostgreSQL databases are dropped
+/// when the test ends.
+pub struct TestDb {
+    pub kind: Kind,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg_admin: Option<(String, String)>,
+}
+
+/// Hits per path on a [`Target`].
+type Hits = Arc<Mutex<HashMap<String, u64>>>;
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+/// The PostgreSQL server tests use. `BEACON_TEST_POSTGRES_URL` (CI sets it);
+/// else the machine's own server on 127.0.0.1:5432.
+pub fn postgres_admin_url() -> String {
+    std::env::var("BEACON_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/beacon.db", dir.path().display());
+        TestDb {
+            kind: Kind::Sqlite,
+            url,
+            dir,
+            pg_admin: None,
+        }
+    }
+
+    /// A fresh database on the test PostgreSQL server. `None` (test skipped,
+    /// with a note) when the server is unreachable — except under CI=true,
+    /// where an unreachable server fails the test.
+    pub async fn postgres() -> Option<TestDb> {
+        use sqlx::Connection;
+        let admin = postgres_admin_url();
+        let mut conn = match sqlx::PgConnection::connect(&admin).await {
+            Ok(c) => c,
+            Err(e) => {
+                if std::env::var("CI").as_deref() == Ok("true") {
+                    panic!("PostgreSQL at {admin} is unreachable under CI=true: {e}");
+                }
+                eprintln!("note: skipping a PostgreSQL test, {admin} is unreachable: {e}");
+                return None;
+            }
+        };
+        let name = format!("beacon_test_{}", unique_suffix());
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let _ = conn.close().await;
+        let mut url = url::Url::parse(&admin).expect("BEACON_TEST_POSTGRES_URL is a URL");
+        url.set_path(&name);
+        Some(TestDb {
+            kind: Kind::Postgres,
+            url: url.to_string(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            pg_admin: Some((admin, name)),
+        })
+    }
+
+    pub async fn store(&self) -> Store {
+        let store = Store::connect(&config::DatabaseUrl::new(self.url.clone()))
+            .await
+            .expect("connect to test store");
+        store.migrate().await.expect("migrate test store");
+        store
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg_admin.take() {
+            // Drop runs outside async; a small runtime of its own does the work.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Defines `mod $name { sqlite(), postgres() }`, running `$body(TestDb)` on each.
+#[macro_export]
+macro_rules! store_test {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body($crate::helpers::TestDb::sqlite().await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = $crate::helpers::TestDb::postgres().await {
+                    super::$body(db).await
+                }
+            }
+        }
+    };
+}
+
+/// A real HTTP server standing in for the services beacon watches:
+/// `/ok` 200, `/fail` 500, `/hang` never answers, `/slow` answers after
+/// 300 ms, `/switch` answers whatever status is set. Counts hits per path.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub switch: Arc<AtomicU16>,
+    hits: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl Target {
+    pub async fn start() -> Target {
+        let switch = Arc::new(AtomicU16::new(200));
+        let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let state = (switch.clone(), hits.clone());
+        async fn answer(
+            State((switch, hits)): State<(Arc<AtomicU16>, Hits)>,
+            Path(path): Path<String>,
+        ) -> (StatusCode, &'static str) {
+            *hits.lock().expect("lock").entry(path.clone()).or_default() += 1;
+            match path.as_str() {
+                "ok" => (StatusCode::OK, "{\"status\":\"pass\"}"),
+                "fail" => (StatusCode::INTERNAL_SERVER_ERROR, "boom"),
+                "hang" => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    (StatusCode::OK, "late")
+                }
+                "slow" => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    (StatusCode::OK, "slow")
+                }
+                "switch" => (
+                    StatusCode::from_u16(switch.load(Ordering::SeqCst))
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    "switch",
+                ),
+                _ => (StatusCode::NOT_FOUND, "no such path"),
+            }
+        }
+        let app = Router::new()
+            .route("/{path}", get(answer))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind target");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Target { addr, switch, hits }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+
+    pub fn hits(&self, path: &str) -> u64 {
+        self.hits
+            .lock()
+            .expect("lock")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// A port on which nothing listens.
+pub async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    port
+}
+
+pub fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// Parses a config for tests; `listen` and `storage.url` come from `db`.
+pub fn test_config(db: &TestDb, body: &str) -> Config {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntitle = \"Test status\"\n[storage]\nurl = \"{}\"\n[monitor]\nflush_interval = \"50ms\"\n{body}",
+        db.url
+    );
+    config::from_toml(&text, ConfigSource::Embedded, &no_env).expect("test config is valid")
+}
+
+/// The real app, running on 127.0.0.1 at a random port.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(config: Config) -> TestApp {
+        let app = Application::build(config).await.expect("app builds");
+        let addr = app.local_addr();
+        let store = app.store().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        let test_app = TestApp {
+            addr,
+            store,
+            client,
+            stop: Some(stop),
+            task: Some(task),
+        };
+        eventually(
+            "the app answers /livez",
+            Duration::from_secs(10),
+            || async {
+                test_app
+                    .get("/livez")
+                    .await
+                    .map(|(s, _)| s == 200)
+                    .unwrap_or(false)
+            },
+        )
+        .await;
+        test_app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET `path`, returning the status and the body.
+    pub async fn get(&self, path: &str) -> reqwest::Result<(u16, String)> {
+        let response = self.client.get(self.url(path)).send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await?))
+    }
+
+    /// Stops the app as SIGTERM would, and returns how `run_until_stopped` ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.expect("app task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; fails the test after `deadline`.
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() > end {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real app on 127.0.0.1:0, real HTTP targets, real
+//! SQLite and PostgreSQL. One binary (faster to link than one per file).
+
+mod helpers;
+
+mod binary;
+mod monitor;
+mod own_health;
+mod page;
+mod services_sync;
