@@ -631,6 +631,22 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let config = from_toml(
+            include_str!("../../examples/beacon.toml"),
+            ConfigSource::Embedded,
+            &no_env,
+        )
+        .expect("examples/beacon.toml must validate");
+        assert_eq!(config.services.len(), 2);
+        assert_eq!(config.services[0].expected_status, [200, 204]);
+        assert_eq!(
+            config.services[0].degraded_latency,
+            Some(Duration::from_millis(800))
+        );
+    }
+
+    #[test]
     fn every_mistake_is_reported_at_once_with_its_place() {
         let found = problems(
             r#"

@@ -199,11 +199,9 @@ impl Monitor {
         let mut heap: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
         let start = Instant::now();
 
-        // Spread first checks: the i-th service of n starts at i/n of its
-        // interval (the first one at once, so a fresh page fills quickly).
-        let n = self.services.len().max(1) as u32;
-        for (i, w) in self.services.iter().enumerate() {
-            heap.push(Reverse((start + w.config.interval * i as u32 / n, i)));
+        let intervals: Vec<Duration> = self.services.iter().map(|w| w.config.interval).collect();
+        for (i, offset) in first_offsets(&intervals).into_iter().enumerate() {
+            heap.push(Reverse((start + offset, i)));
         }
 
         loop {
@@ -266,6 +264,19 @@ impl Monitor {
             now_ms - (now - at).as_millis() as i64
         }
     }
+}
+
+/// When each service is first probed, from the monitor's start: the i-th
+/// of n services at i/n of its interval, so a thousand services never fire
+/// in the same millisecond, and the first at once, so a fresh page fills
+/// quickly.
+pub fn first_offsets(intervals: &[Duration]) -> Vec<Duration> {
+    let n = intervals.len().max(1) as u128;
+    intervals
+        .iter()
+        .enumerate()
+        .map(|(i, interval)| Duration::from_nanos((interval.as_nanos() * i as u128 / n) as u64))
+        .collect()
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(service = %watched.config.slug))]
@@ -423,5 +434,32 @@ impl Recorder {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_offsets;
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    #[test]
+    fn first_checks_of_a_thousand_services_never_share_a_millisecond() {
+        let offsets = first_offsets(&vec![Duration::from_secs(30); 1000]);
+        let millis: HashSet<u128> = offsets.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(millis.len(), 1000);
+        assert_eq!(
+            offsets[0],
+            Duration::ZERO,
+            "the first service is probed at once"
+        );
+        assert!(offsets.iter().all(|d| *d < Duration::from_secs(30)));
+        assert_eq!(offsets[500], Duration::from_secs(15));
+    }
+
+    #[test]
+    fn offsets_follow_each_services_own_interval() {
+        let offsets = first_offsets(&[Duration::from_secs(10), Duration::from_secs(60)]);
+        assert_eq!(offsets, [Duration::ZERO, Duration::from_secs(30)]);
     }
 }
