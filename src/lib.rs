@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod health;
 pub mod model;
 pub mod monitor;
 pub mod probe;

@@ -1,0 +1,460 @@
+//! Reading what a service says about itself in its `/health` body.
+//!
+//! Four formats are understood, detected from the Content-Type and the body
+//! (or forced with `format = "…"` in the service's config):
+//! - the IETF draft "Health Check Response Format for HTTP APIs"
+//!   (`application/health+json`): `status` and `checks` keyed
+//!   `component:measurement`;
+//! - Spring Boot Actuator: `status` UP/DOWN/OUT_OF_SERVICE/UNKNOWN with
+//!   nested `components` (or `details` in Spring Boot 1);
+//! - the common simple form `{"status": "ok", "checks": {"db": true}}`;
+//! - Kubernetes verbose text (`[+]etcd ok`, `[-]informer failed: …`).
+//!
+//! A body in no known format is not an error: the probe falls back to the
+//! status code. A body that claims a format and breaks it is reported with a
+//! short reason, never a panic.
+
+use serde_json::{Map, Value};
+
+/// The `format` option of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Auto,
+    HealthJson,
+    Actuator,
+    Simple,
+    Kubernetes,
+    /// Judge by status code only; the body is not read for health.
+    None,
+}
+
+impl Format {
+    pub const NAMES: &'static [&'static str] = &[
+        "auto",
+        "health+json",
+        "actuator",
+        "simple",
+        "kubernetes",
+        "none",
+    ];
+
+    pub fn parse(name: &str) -> Option<Format> {
+        Some(match name {
+            "auto" => Format::Auto,
+            "health+json" | "ietf" => Format::HealthJson,
+            "actuator" | "spring" => Format::Actuator,
+            "simple" => Format::Simple,
+            "kubernetes" | "k8s" => Format::Kubernetes,
+            "none" => Format::None,
+            _ => return None,
+        })
+    }
+}
+
+/// Health as a document states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Health {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Pass => "pass",
+            Health::Warn => "warn",
+            Health::Fail => "fail",
+        }
+    }
+
+    /// The status words services use, case-insensitively.
+    pub fn from_word(word: &str) -> Option<Health> {
+        let w = word.trim().to_ascii_lowercase();
+        Some(match w.as_str() {
+            "pass" | "ok" | "up" | "healthy" | "green" | "true" | "operational" | "available"
+            | "success" | "passed" | "alive" | "ready" => Health::Pass,
+            "warn" | "warning" | "degraded" | "yellow" | "unknown" => Health::Warn,
+            "fail" | "failed" | "failure" | "error" | "down" | "unhealthy" | "red" | "false"
+            | "critical" | "out_of_service" | "unavailable" | "not_ready" => Health::Fail,
+            _ => return None,
+        })
+    }
+
+    fn from_value(value: &Value) -> Option<Health> {
+        match value {
+            Value::Bool(true) => Some(Health::Pass),
+            Value::Bool(false) => Some(Health::Fail),
+            Value::String(s) => Health::from_word(s),
+            Value::Object(o) => o
+                .get("status")
+                .or_else(|| o.get("healthy"))
+                .or_else(|| o.get("state"))
+                .and_then(Health::from_value),
+            _ => None,
+        }
+    }
+}
+
+/// One dependency a health document reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dependency {
+    pub name: String,
+    pub health: Health,
+    /// Free text from the document (internal: admins only).
+    pub output: Option<String>,
+    /// e.g. "12 ms", "83 %".
+    pub observed: Option<String>,
+}
+
+/// What a health document says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthDoc {
+    pub format: Format,
+    pub health: Health,
+    pub dependencies: Vec<Dependency>,
+}
+
+impl HealthDoc {
+    /// The document's own status, lowered to `warn` when it says `pass`
+    /// while a dependency it reports is not passing.
+    pub fn effective(&self) -> Health {
+        let worst_dep = self.dependencies.iter().map(|d| d.health).max();
+        match (self.health, worst_dep) {
+            (Health::Pass, Some(Health::Warn | Health::Fail)) => Health::Warn,
+            (h, _) => h,
+        }
+    }
+}
+
+/// Reads `body` as a health document. `Ok(None)`: no known format (judge by
+/// status code). `Err`: the body claims a format and breaks it.
+pub fn parse(
+    content_type: Option<&str>,
+    body: &[u8],
+    format: Format,
+) -> Result<Option<HealthDoc>, String> {
+    let ct = content_type
+        .map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    match format {
+        Format::None => Ok(None),
+        Format::Kubernetes => parse_kubernetes(body).map(Some).ok_or_else(|| {
+            "not Kubernetes health text ([+]name ok / [-]name failed lines)".to_string()
+        }),
+        Format::HealthJson | Format::Actuator | Format::Simple => {
+            let json = parse_json(body)?;
+            let doc = match format {
+                Format::HealthJson => from_health_json(&json),
+                Format::Actuator => from_actuator(&json),
+                _ => from_simple(&json),
+            };
+            doc.map(Some).ok_or_else(|| missing_status(&json))
+        }
+        Format::Auto => {
+            let looks_json = ct.ends_with("json")
+                || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            if looks_json {
+                let json = match parse_json(body) {
+                    Ok(json) => json,
+                    // Declared JSON that is not: say so. Undeclared: not ours to judge.
+                    Err(e) if ct.ends_with("json") => return Err(e),
+                    Err(_) => return Ok(None),
+                };
+                let doc = if ct == "application/health+json" {
+                    from_health_json(&json)
+                } else if ct.contains("spring-boot.actuator") || is_actuator(&json) {
+                    from_actuator(&json)
+                } else if is_health_json(&json) {
+                    from_health_json(&json)
+                } else {
+                    from_simple(&json)
+                };
+                match doc {
+                    Some(doc) => Ok(Some(doc)),
+                    None if ct == "application/health+json" => Err(missing_status(&json)),
+                    None => Ok(None),
+                }
+            } else {
+                Ok(parse_kubernetes(body))
+            }
+        }
+    }
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(body).map_err(|e| {
+        let shown = if body.len() >= crate::probe::http::MAX_BODY_BYTES {
+            format!(
+                "body over {} KiB is cut short",
+                crate::probe::http::MAX_BODY_BYTES / 1024
+            )
+        } else {
+            e.to_string()
+        };
+        format!("malformed health JSON: {shown}")
+    })
+}
+
+fn missing_status(json: &Value) -> String {
+    match json.get("status") {
+        None => "health document has no \"status\"".to_string(),
+        Some(v) => format!(
+            "health document has an unknown status {}",
+            short(&v.to_string())
+        ),
+    }
+}
+
+fn short(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+/// The IETF draft's marks: `checks` whose values are arrays of objects.
+fn is_health_json(json: &Value) -> bool {
+    json.get("checks")
+        .and_then(Value::as_object)
+        .is_some_and(|checks| !checks.is_empty() && checks.values().all(Value::is_array))
+}
+
+/// Actuator's marks: an upper-case status and `components` (v2+) or
+/// `details` objects (v1).
+fn is_actuator(json: &Value) -> bool {
+    let upper = json
+        .get("status")
+        .and_then(Value::as_str)
+        .is_some_and(|s| matches!(s, "UP" | "DOWN" | "OUT_OF_SERVICE" | "UNKNOWN"));
+    upper
+        && (json.get("components").is_some()
+            || json.get("details").is_some()
+            || json.as_object().is_some_and(|o| o.len() == 1))
+}
+
+fn from_health_json(json: &Value) -> Option<HealthDoc> {
+    let health = json.get("status").and_then(Health::from_value)?;
+    let mut dependencies: Vec<Dependency> = Vec::new();
+    if let Some(checks) = json.get("checks").and_then(Value::as_object) {
+        for (key, entries) in checks {
+            let component = key.split(':').next().unwrap_or(key).to_string();
+            let entries: Vec<&Value> = match entries {
+                Value::Array(items) => items.iter().collect(),
+                other => vec![other],
+            };
+            let several = entries.len() > 1;
+            for entry in entries {
+                let name = match entry.get("componentId").and_then(Value::as_str) {
+                    Some(id) if several => format!("{component} ({id})"),
+                    _ => component.clone(),
+                };
+                let entry_health = entry
+                    .get("status")
+                    .and_then(Health::from_value)
+                    .unwrap_or(Health::Warn);
+                let observed = entry.get("observedValue").map(|v| {
+                    let value = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    match entry.get("observedUnit").and_then(Value::as_str) {
+                        Some(unit) => format!("{value} {unit}"),
+                        None => value,
+                    }
+                });
+                let output = entry
+                    .get("output")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(short);
+                merge(
+                    &mut dependencies,
+                    Dependency {
+                        name,
+                        health: entry_health,
+                        output,
+                        observed,
+                    },
+                );
+            }
+        }
+    }
+    Some(HealthDoc {
+        format: Format::HealthJson,
+        health,
+        dependencies,
+    })
+}
+
+/// Keeps one entry per dependency name: the worst, with its details.
+fn merge(deps: &mut Vec<Dependency>, dep: Dependency) {
+    match deps.iter_mut().find(|d| d.name == dep.name) {
+        Some(existing) if dep.health > existing.health => *existing = dep,
+        Some(_) => {}
+        None => deps.push(dep),
+    }
+}
+
+fn from_actuator(json: &Value) -> Option<HealthDoc> {
+    let health = actuator_status(json)?;
+    let mut dependencies = Vec::new();
+    let components = json
+        .get("components")
+        .or_else(|| json.get("details"))
+        .and_then(Value::as_object);
+    if let Some(components) = components {
+        for (name, component) in components {
+            let Some(component_health) = actuator_status(component) else {
+                continue;
+            };
+            let output = component
+                .get("details")
+                .filter(|d| d.as_object().is_some_and(|o| !o.is_empty()))
+                .map(|d| short(&d.to_string()));
+            dependencies.push(Dependency {
+                name: name.clone(),
+                health: component_health,
+                output,
+                observed: None,
+            });
+        }
+    }
+    Some(HealthDoc {
+        format: Format::Actuator,
+        health,
+        dependencies,
+    })
+}
+
+fn actuator_status(value: &Value) -> Option<Health> {
+    Some(match value.get("status")?.as_str()? {
+        "UP" => Health::Pass,
+        "DOWN" | "OUT_OF_SERVICE" => Health::Fail,
+        "UNKNOWN" => Health::Warn,
+        other => Health::from_word(other)?,
+    })
+}
+
+fn from_simple(json: &Value) -> Option<HealthDoc> {
+    let obj: &Map<String, Value> = json.as_object()?;
+    let health = obj
+        .get("status")
+        .or_else(|| obj.get("healthy"))
+        .or_else(|| obj.get("state"))
+        .and_then(Health::from_value)?;
+    let mut dependencies = Vec::new();
+    let checks = obj
+        .get("checks")
+        .or_else(|| obj.get("dependencies"))
+        .or_else(|| obj.get("services"))
+        .or_else(|| obj.get("details"));
+    match checks {
+        Some(Value::Object(map)) => {
+            for (name, v) in map {
+                if let Some(h) = Health::from_value(v) {
+                    dependencies.push(Dependency {
+                        name: name.clone(),
+                        health: h,
+                        output: detail(v),
+                        observed: None,
+                    });
+                }
+            }
+        }
+        Some(Value::Array(items)) => {
+            for item in items {
+                let name = item
+                    .get("name")
+                    .or_else(|| item.get("component"))
+                    .and_then(Value::as_str);
+                if let (Some(name), Some(h)) = (name, Health::from_value(item)) {
+                    dependencies.push(Dependency {
+                        name: name.to_string(),
+                        health: h,
+                        output: detail(item),
+                        observed: None,
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    Some(HealthDoc {
+        format: Format::Simple,
+        health,
+        dependencies,
+    })
+}
+
+fn detail(v: &Value) -> Option<String> {
+    ["output", "message", "error", "reason"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_str))
+        .map(short)
+}
+
+/// `[+]etcd ok` / `[-]informer-sync failed: reason withheld` lines, closed
+/// by `healthz check passed` (or `… check failed`).
+fn parse_kubernetes(body: &[u8]) -> Option<HealthDoc> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut dependencies = Vec::new();
+    let mut verdict = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("[+]") {
+            let name = rest.split_whitespace().next().unwrap_or(rest);
+            dependencies.push(Dependency {
+                name: name.to_string(),
+                health: Health::Pass,
+                output: None,
+                observed: None,
+            });
+        } else if let Some(rest) = line.strip_prefix("[-]") {
+            let (name, reason) = match rest.split_once(' ') {
+                Some((name, reason)) => (name, Some(reason.trim())),
+                None => (rest, None),
+            };
+            let output = reason
+                .map(|r| {
+                    r.trim_start_matches("failed")
+                        .trim_start_matches(':')
+                        .trim()
+                })
+                .filter(|r| !r.is_empty())
+                .map(short);
+            dependencies.push(Dependency {
+                name: name.to_string(),
+                health: Health::Fail,
+                output,
+                observed: None,
+            });
+        } else if line.ends_with("check passed") {
+            verdict = Some(Health::Pass);
+        } else if line.ends_with("check failed") {
+            verdict = Some(Health::Fail);
+        }
+    }
+    let health = match verdict {
+        Some(v) => v,
+        None if dependencies.is_empty() => return None,
+        None if dependencies.iter().any(|d| d.health == Health::Fail) => Health::Fail,
+        None => Health::Pass,
+    };
+    Some(HealthDoc {
+        format: Format::Kubernetes,
+        health,
+        dependencies,
+    })
+}
+
+#[cfg(test)]
+mod tests;
