@@ -43,6 +43,8 @@ pub struct ServiceView {
     pub last_checked_at: Option<DateTime<Utc>>,
     /// Share of checks in the last 24 h that were up or degraded, 0–100.
     pub uptime_24h: Option<f64>,
+    /// Reported dependencies: names and states only (outputs stay internal).
+    pub dependencies: Vec<(String, crate::health::Health)>,
 }
 
 /// The banner: the worst state across public services.
@@ -131,6 +133,11 @@ impl Snapshot {
             state_since: s.state_since.and_then(ms_to_datetime),
             last_checked_at: s.last_checked_at.and_then(ms_to_datetime),
             uptime_24h: (s.checks_24h > 0).then(|| 100.0 * s.ok_24h as f64 / s.checks_24h as f64),
+            dependencies: s
+                .dependencies
+                .iter()
+                .map(|d| (d.name.clone(), d.health))
+                .collect(),
         };
         let mut views = vec![GroupView {
             name: None,

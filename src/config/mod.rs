@@ -107,6 +107,8 @@ pub struct ServiceConfig {
     pub degraded_latency: Option<Duration>,
     /// Accepted HTTP statuses; empty means any 2xx.
     pub expected_status: Vec<u16>,
+    /// How to read the health body (`auto` detects it).
+    pub format: crate::health::Format,
 }
 
 impl ServiceConfig {
@@ -138,6 +140,7 @@ impl ServiceConfig {
             success_threshold: Self::DEFAULT_SUCCESS_THRESHOLD,
             degraded_latency: None,
             expected_status: Vec::new(),
+            format: crate::health::Format::Auto,
         }
     }
 }

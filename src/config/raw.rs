@@ -60,6 +60,7 @@ pub struct RawService {
     pub success_threshold: Option<i64>,
     pub degraded_latency: Option<String>,
     pub expected_status: Option<Vec<i64>>,
+    pub format: Option<String>,
 }
 
 /// Every key the raw config knows, per table: used to suggest the intended
@@ -84,6 +85,7 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
             "success_threshold",
             "degraded_latency",
             "expected_status",
+            "format",
         ],
         _ => &[],
     }

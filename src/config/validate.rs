@@ -404,6 +404,17 @@ fn validate_service(
         }
     }
 
+    let format = match s.format.as_deref() {
+        None => crate::health::Format::Auto,
+        Some(name) => crate::health::Format::parse(name).unwrap_or_else(|| {
+            problems.push(format!(
+                "{place}: format \"{name}\" is not one of {}",
+                crate::health::Format::NAMES.join(", ")
+            ));
+            crate::health::Format::Auto
+        }),
+    };
+
     if problems.len() > before {
         return None;
     }
@@ -420,6 +431,7 @@ fn validate_service(
         success_threshold,
         degraded_latency,
         expected_status,
+        format,
     })
 }
 

@@ -53,7 +53,10 @@ impl Format {
 }
 
 /// Health as a document states it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Health {
     Pass,
     Warn,
@@ -98,13 +101,15 @@ impl Health {
 }
 
 /// One dependency a health document reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dependency {
     pub name: String,
     pub health: Health,
     /// Free text from the document (internal: admins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
     /// e.g. "12 ms", "83 %".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<String>,
 }
 

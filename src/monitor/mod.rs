@@ -295,6 +295,8 @@ async fn probe_one(client: &reqwest::Client, clock: &dyn Clock, watched: &Watche
 /// machine, so no lock is needed.
 pub struct Recorder {
     trackers: HashMap<i64, (String, Tracker)>,
+    /// The dependencies last written per service, to write only changes.
+    dependencies: HashMap<i64, Vec<crate::health::Dependency>>,
     store: Store,
     clock: Arc<dyn Clock>,
     stats: Arc<MonitorStats>,
@@ -322,6 +324,7 @@ impl Recorder {
             .collect();
         Recorder {
             trackers,
+            dependencies: HashMap::new(),
             store,
             clock,
             stats,
@@ -344,6 +347,22 @@ impl Recorder {
                     reason: report.reason.clone(),
                 });
             }
+        }
+        // Outputs and observed values change on every probe; only a change
+        // of the names or states is worth a write.
+        let states = |deps: &[crate::health::Dependency]| -> Vec<(String, crate::health::Health)> {
+            deps.iter().map(|d| (d.name.clone(), d.health)).collect()
+        };
+        let known = self.dependencies.get(&result.service_id);
+        if known.map(|k| states(k)) != Some(states(&report.dependencies)) {
+            self.dependencies
+                .insert(result.service_id, report.dependencies.clone());
+            batch
+                .dependencies
+                .retain(|(id, _)| *id != result.service_id);
+            batch
+                .dependencies
+                .push((result.service_id, report.dependencies.clone()));
         }
         batch.results.push(CheckResult {
             service_id: result.service_id,

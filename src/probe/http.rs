@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 
 use super::{root_cause, ProbeReport};
 use crate::config::ServiceConfig;
+use crate::health::{self, Format, Health};
 use crate::model::Outcome;
 
 /// How much of a body is read. Health documents are small; a target that
@@ -30,7 +31,7 @@ pub fn shared_client() -> reqwest::Result<reqwest::Client> {
 pub async fn probe(client: &reqwest::Client, service: &ServiceConfig) -> ProbeReport {
     let started = Instant::now();
     match tokio::time::timeout(service.timeout, fetch(client, service)).await {
-        Ok(Ok((status, _body))) => judge(service, status, started.elapsed()),
+        Ok(Ok(fetched)) => judge(service, fetched, started.elapsed()),
         Ok(Err(e)) => ProbeReport::down(started.elapsed(), describe_error(&e)),
         Err(_) => ProbeReport::down(
             started.elapsed(),
@@ -42,30 +43,66 @@ pub async fn probe(client: &reqwest::Client, service: &ServiceConfig) -> ProbeRe
     }
 }
 
-/// Sends the request and reads at most [`MAX_BODY_BYTES`] of the body.
-async fn fetch(
-    client: &reqwest::Client,
-    service: &ServiceConfig,
-) -> reqwest::Result<(reqwest::StatusCode, Vec<u8>)> {
-    let response = client.get(service.url.clone()).send().await?;
-    let status = response.status();
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        let room = MAX_BODY_BYTES - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_BODY_BYTES {
-            break;
-        }
-    }
-    Ok((status, body))
+struct Fetched {
+    status: reqwest::StatusCode,
+    content_type: Option<String>,
+    body: Vec<u8>,
 }
 
-fn judge(service: &ServiceConfig, status: reqwest::StatusCode, latency: Duration) -> ProbeReport {
-    let code = status.as_u16();
+/// Sends the request and reads at most [`MAX_BODY_BYTES`] of the body; the
+/// rest is never read (the connection is dropped instead), so a huge or
+/// endless body costs nothing.
+async fn fetch(client: &reqwest::Client, service: &ServiceConfig) -> reqwest::Result<Fetched> {
+    let response = client.get(service.url.clone()).send().await?;
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut body = Vec::new();
+    if service.format != Format::None {
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            let room = MAX_BODY_BYTES - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= MAX_BODY_BYTES {
+                break;
+            }
+        }
+    }
+    Ok(Fetched {
+        status,
+        content_type,
+        body,
+    })
+}
+
+/// The outcome from the status code, the health document and the latency:
+/// an unexpected status or a failing document is down; a document that
+/// warns, passes while a dependency fails, or claims JSON and is malformed,
+/// is degraded; so is an answer slower than `degraded_latency`.
+fn judge(service: &ServiceConfig, fetched: Fetched, latency: Duration) -> ProbeReport {
+    let code = fetched.status.as_u16();
+    let doc = health::parse(
+        fetched.content_type.as_deref(),
+        &fetched.body,
+        service.format,
+    );
+    let dependencies = match &doc {
+        Ok(Some(doc)) => doc.dependencies.clone(),
+        _ => Vec::new(),
+    };
+    let report = |outcome, reason: Option<String>| ProbeReport {
+        outcome,
+        latency,
+        status_code: Some(code),
+        reason,
+        dependencies: dependencies.clone(),
+    };
     let expected = if service.expected_status.is_empty() {
-        status.is_success()
+        fetched.status.is_success()
     } else {
         service.expected_status.contains(&code)
     };
@@ -80,32 +117,63 @@ fn judge(service: &ServiceConfig, status: reqwest::StatusCode, latency: Duration
                 .collect::<Vec<_>>()
                 .join(" or ")
         };
-        return ProbeReport {
-            outcome: Outcome::Down,
-            latency,
-            status_code: Some(code),
-            reason: Some(format!("HTTP {code}, expected {wanted}")),
-        };
+        return report(
+            Outcome::Down,
+            Some(format!("HTTP {code}, expected {wanted}")),
+        );
+    }
+    match &doc {
+        Ok(Some(doc)) => {
+            let failing: Vec<&str> = doc
+                .dependencies
+                .iter()
+                .filter(|d| d.health != Health::Pass)
+                .map(|d| d.name.as_str())
+                .collect();
+            match doc.effective() {
+                Health::Fail => {
+                    return report(
+                        Outcome::Down,
+                        Some(format!("health status fail{}", listing(&failing))),
+                    )
+                }
+                Health::Warn => {
+                    let why = if doc.health == Health::Warn {
+                        "health status warn"
+                    } else {
+                        "health status pass"
+                    };
+                    return report(
+                        Outcome::Degraded,
+                        Some(format!("{why}{}", listing(&failing))),
+                    );
+                }
+                Health::Pass => {}
+            }
+        }
+        Ok(None) => {}
+        Err(reason) => return report(Outcome::Degraded, Some(reason.clone())),
     }
     if let Some(limit) = service.degraded_latency {
         if latency > limit {
-            return ProbeReport {
-                outcome: Outcome::Degraded,
-                latency,
-                status_code: Some(code),
-                reason: Some(format!(
+            return report(
+                Outcome::Degraded,
+                Some(format!(
                     "slow: {} ms, over degraded_latency {}",
                     latency.as_millis(),
                     humantime::format_duration(limit)
                 )),
-            };
+            );
         }
     }
-    ProbeReport {
-        outcome: Outcome::Up,
-        latency,
-        status_code: Some(code),
-        reason: None,
+    report(Outcome::Up, None)
+}
+
+fn listing(failing: &[&str]) -> String {
+    if failing.is_empty() {
+        String::new()
+    } else {
+        format!("; not passing: {}", failing.join(", "))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod http;
 
 use std::time::Duration;
 
+use crate::health::Dependency;
 use crate::model::Outcome;
 
 /// What one probe found.
@@ -17,6 +18,8 @@ pub struct ProbeReport {
     /// Why the outcome is not `Up`, for operators. Internal: it may name
     /// hosts and errors, so it never reaches the public page.
     pub reason: Option<String>,
+    /// Dependencies the target's health document reported.
+    pub dependencies: Vec<Dependency>,
 }
 
 impl ProbeReport {
@@ -26,6 +29,7 @@ impl ProbeReport {
             latency,
             status_code: None,
             reason: Some(reason.into()),
+            dependencies: Vec::new(),
         }
     }
 }

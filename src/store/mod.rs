@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use crate::config::{DatabaseUrl, ServiceConfig};
+use crate::health::Dependency;
 use crate::model::{Outcome, State};
 
 /// Runs `$body` with `$pool` bound to the concrete pool and `$db` to its
@@ -113,11 +114,13 @@ pub struct StatusChange {
 pub struct Batch {
     pub results: Vec<CheckResult>,
     pub changes: Vec<StatusChange>,
+    /// Services whose reported dependencies changed, with the new list.
+    pub dependencies: Vec<(i64, Vec<Dependency>)>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.results.is_empty() && self.changes.is_empty()
+        self.results.is_empty() && self.changes.is_empty() && self.dependencies.is_empty()
     }
 }
 
@@ -137,6 +140,8 @@ pub struct ServiceSummary {
     /// Results in the last 24 h, and how many of them were up or degraded.
     pub checks_24h: i64,
     pub ok_24h: i64,
+    /// As reported by the latest health document.
+    pub dependencies: Vec<Dependency>,
 }
 
 /// "relation does not exist" (PostgreSQL 42P01) or "no such table" (SQLite).
@@ -313,6 +318,18 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            for (service_id, deps) in &batch.dependencies {
+                let json = if deps.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::to_string(deps).unwrap_or_else(|_| "[]".into()))
+                };
+                sqlx::query("UPDATE services SET dependencies = $1 WHERE id = $2")
+                    .bind(json)
+                    .bind(*service_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             for (service_id, at) in &last_checked {
                 sqlx::query(
                     "UPDATE services SET last_checked_at = $1 \
@@ -347,7 +364,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
             let rows = sqlx::query(
                 "SELECT id, slug, name, group_name, description, public, position, state, \
-                        state_since, last_checked_at \
+                        state_since, last_checked_at, dependencies \
                  FROM services WHERE active = $1 ORDER BY position, id",
             )
             .bind(true)
@@ -371,6 +388,10 @@ impl Store {
                     last_checked_at: row.try_get("last_checked_at")?,
                     checks_24h,
                     ok_24h,
+                    dependencies: row
+                        .try_get::<Option<String>, _>("dependencies")?
+                        .and_then(|json| serde_json::from_str(&json).ok())
+                        .unwrap_or_default(),
                 });
             }
             out

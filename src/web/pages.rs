@@ -8,6 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::AppState;
+use crate::health::Health;
 use crate::model::State;
 
 struct ServiceRow {
@@ -17,6 +18,14 @@ struct ServiceRow {
     label: &'static str,
     uptime: String,
     last_checked: String,
+    dependencies: Vec<DependencyRow>,
+}
+
+struct DependencyRow {
+    name: String,
+    class: &'static str,
+    icon: &'static str,
+    label: &'static str,
 }
 
 struct GroupRow {
@@ -87,6 +96,23 @@ pub async fn index(AxumState(app): AxumState<AppState>) -> Response {
                         Some(t) => format!("checked {}", ago(t, now)),
                         None => "not checked yet".to_string(),
                     },
+                    dependencies: s
+                        .dependencies
+                        .iter()
+                        .map(|(name, health)| {
+                            let (class, icon, label) = match health {
+                                Health::Pass => ("up", "✔", "OK"),
+                                Health::Warn => ("degraded", "▲", "Degraded"),
+                                Health::Fail => ("down", "✖", "Failing"),
+                            };
+                            DependencyRow {
+                                name: name.clone(),
+                                class,
+                                icon,
+                                label,
+                            }
+                        })
+                        .collect(),
                 })
                 .collect(),
         })

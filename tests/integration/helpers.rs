@@ -172,9 +172,44 @@ impl Target {
         async fn answer(
             State((switch, hits)): State<(Arc<AtomicU16>, Hits)>,
             Path(path): Path<String>,
-        ) -> (StatusCode, &'static str) {
+        ) -> axum::response::Response {
+            use axum::response::IntoResponse;
             *hits.lock().expect("lock").entry(path.clone()).or_default() += 1;
+            let json = |ct: &'static str, body: &'static str| {
+                ([(axum::http::header::CONTENT_TYPE, ct)], body).into_response()
+            };
             match path.as_str() {
+                "ietf-db-fail" => json(
+                    "application/health+json",
+                    r#"{"status":"pass","checks":{"db:responseTime":[{"status":"fail","output":"db.internal:5432 refused"}]}}"#,
+                ),
+                "actuator-up" => json(
+                    "application/vnd.spring-boot.actuator.v3+json",
+                    r#"{"status":"UP","components":{"db":{"status":"UP"},"diskSpace":{"status":"UP"}}}"#,
+                ),
+                "garbage" => {
+                    // 10 MB that claims to be JSON and is not.
+                    let body: Vec<u8> = (0..10_000_000u32)
+                        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+                        .collect();
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                        .into_response()
+                }
+                "endless" => {
+                    let chunk = axum::body::Bytes::from_static(&[b'x'; 8192]);
+                    let stream = futures_util::stream::repeat_with(move || {
+                        Ok::<_, std::convert::Infallible>(chunk.clone())
+                    });
+                    axum::body::Body::from_stream(stream).into_response()
+                }
+                _ => plain(&path, &switch).await.into_response(),
+            }
+        }
+        async fn plain(path: &str, switch: &AtomicU16) -> (StatusCode, &'static str) {
+            match path {
                 "ok" => (StatusCode::OK, "{\"status\":\"pass\"}"),
                 "fail" => (StatusCode::INTERNAL_SERVER_ERROR, "boom"),
                 "hang" => {

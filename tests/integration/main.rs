@@ -4,6 +4,7 @@
 mod helpers;
 
 mod binary;
+mod health_docs;
 mod monitor;
 mod own_health;
 mod page;

@@ -1,0 +1,122 @@
+//! What services say about themselves, read from real HTTP answers.
+
+use std::time::Duration;
+
+use beacon::health::Health;
+use beacon::model::State;
+
+use crate::helpers::{eventually, test_config, Target, TestApp, TestDb};
+use crate::page::state_on_page;
+use crate::store_test;
+
+store_test!(
+    a_passing_document_with_a_failing_dependency_is_degraded,
+    degraded_dependency
+);
+async fn degraded_dependency(db: TestDb) {
+    let target = Target::start().await;
+    let service = |name: &str, path: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"900ms\"\n",
+            target.url(path)
+        )
+    };
+    let config = test_config(
+        &db,
+        &[
+            service("Orders", "ietf-db-fail"),
+            service("Billing", "actuator-up"),
+            service("Garbage", "garbage"),
+            service("Endless", "endless"),
+            service("Web", "ok"),
+        ]
+        .concat(),
+    );
+    let app = TestApp::spawn(config).await;
+    let store = app.store.clone();
+    eventually(
+        "every service has a state",
+        Duration::from_secs(15),
+        || async {
+            let s = store
+                .service_summaries(chrono::Utc::now().timestamp_millis())
+                .await
+                .expect("summaries");
+            s.iter().all(|s| s.state != State::Unknown)
+        },
+    )
+    .await;
+    let summaries = store
+        .service_summaries(chrono::Utc::now().timestamp_millis())
+        .await
+        .expect("summaries");
+    let get = |slug: &str| summaries.iter().find(|s| s.slug == slug).expect("service");
+
+    let orders = get("orders");
+    assert_eq!(orders.state, State::Degraded);
+    assert_eq!(orders.dependencies.len(), 1);
+    assert_eq!(
+        (
+            orders.dependencies[0].name.as_str(),
+            orders.dependencies[0].health
+        ),
+        ("db", Health::Fail)
+    );
+    assert_eq!(
+        orders.dependencies[0].output.as_deref(),
+        Some("db.internal:5432 refused"),
+        "kept for admins"
+    );
+    let result = store
+        .check_results("orders")
+        .await
+        .expect("results")
+        .remove(0);
+    assert_eq!(
+        result.reason.as_deref(),
+        Some("health status pass; not passing: db")
+    );
+
+    let billing = get("billing");
+    assert_eq!(billing.state, State::Up);
+    let names: Vec<&str> = billing
+        .dependencies
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(names, ["db", "diskSpace"]);
+
+    // 10 MB of garbage that claims JSON: read up to 64 KiB, judged, not stuck.
+    let garbage = store
+        .check_results("garbage")
+        .await
+        .expect("results")
+        .remove(0);
+    assert_eq!(get("garbage").state, State::Degraded);
+    assert_eq!(
+        garbage.reason.as_deref(),
+        Some("malformed health JSON: body over 64 KiB is cut short")
+    );
+    assert!(garbage.latency_ms.expect("latency") < 900);
+    // A body that never ends is cut at 64 KiB; the status code decides.
+    let endless = store
+        .check_results("endless")
+        .await
+        .expect("results")
+        .remove(0);
+    assert_eq!(get("endless").state, State::Up);
+    assert!(endless.latency_ms.expect("latency") < 900);
+    assert_eq!(get("web").state, State::Up);
+
+    let (_, html) = app.get("/").await.expect("page");
+    assert_eq!(state_on_page(&html, "Orders"), Some("degraded"));
+    assert!(
+        html.contains("<span class=\"dep\">db</span> <span class=\"state down\"><span aria-hidden=\"true\">✖</span> Failing</span>"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("db.internal") && !html.contains("refused"),
+        "outputs stay internal"
+    );
+    app.stop().await.expect("clean stop");
+}
