@@ -238,10 +238,16 @@ async fn migrate(db: TestDb) {
     let store = db.store().await;
     let latest = store.expected_schema_version();
     assert!(latest >= 2);
-    assert!(stdout.contains(&format!("schema migrated to version {latest}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("schema migrated to version {latest}")),
+        "{stdout}"
+    );
     let (code, stdout, _) = run();
     assert_eq!(code, 0);
-    assert!(stdout.contains(&format!("schema already at version {latest}")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("schema already at version {latest}")),
+        "{stdout}"
+    );
     assert_eq!(store.count_rows("services").await.expect("table exists"), 0);
 }
 

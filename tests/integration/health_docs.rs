@@ -1,11 +1,9 @@
 //! What services say about themselves, read from real HTTP answers.
 
-use std::time::Duration;
-
 use beacon::health::Health;
 use beacon::model::State;
 
-use crate::helpers::{eventually, test_config, Target, TestApp, TestDb};
+use crate::helpers::{test_config, Target, TestApp, TestDb};
 use crate::page::state_on_page;
 use crate::store_test;
 
@@ -34,22 +32,8 @@ async fn degraded_dependency(db: TestDb) {
     );
     let app = TestApp::spawn(config).await;
     let store = app.store.clone();
-    eventually(
-        "every service has a state",
-        Duration::from_secs(15),
-        || async {
-            let s = store
-                .service_summaries(chrono::Utc::now().timestamp_millis())
-                .await
-                .expect("summaries");
-            s.iter().all(|s| s.state != State::Unknown)
-        },
-    )
-    .await;
-    let summaries = store
-        .service_summaries(chrono::Utc::now().timestamp_millis())
-        .await
-        .expect("summaries");
+    app.wait_for_every_state().await;
+    let summaries = app.summaries().await;
     let get = |slug: &str| summaries.iter().find(|s| s.slug == slug).expect("service");
 
     let orders = get("orders");

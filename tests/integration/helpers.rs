@@ -330,6 +330,29 @@ impl TestApp {
         Ok((status, response.text().await?))
     }
 
+    /// Every active service, as the store has it now.
+    pub async fn summaries(&self) -> Vec<beacon::store::ServiceSummary> {
+        self.store
+            .service_summaries(chrono::Utc::now().timestamp_millis())
+            .await
+            .expect("summaries")
+    }
+
+    /// Waits until every service has left `unknown`.
+    pub async fn wait_for_every_state(&self) {
+        eventually(
+            "every service has a state",
+            Duration::from_secs(15),
+            || async {
+                self.summaries()
+                    .await
+                    .iter()
+                    .all(|s| s.state != beacon::model::State::Unknown)
+            },
+        )
+        .await;
+    }
+
     /// Stops the app as SIGTERM would, and returns how `run_until_stopped` ended.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {

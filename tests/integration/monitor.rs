@@ -172,22 +172,10 @@ degraded_latency = "100ms"
     );
     let app = TestApp::spawn(config).await;
     let store = app.store.clone();
-    eventually(
-        "every service has a state",
-        Duration::from_secs(15),
-        || async {
-            let s = store
-                .service_summaries(chrono::Utc::now().timestamp_millis())
-                .await
-                .expect("summaries");
-            s.iter().all(|s| s.state != State::Unknown)
-        },
-    )
-    .await;
-    let states: Vec<(String, State)> = store
-        .service_summaries(chrono::Utc::now().timestamp_millis())
+    app.wait_for_every_state().await;
+    let states: Vec<(String, State)> = app
+        .summaries()
         .await
-        .expect("summaries")
         .into_iter()
         .map(|s| (s.slug, s.state))
         .collect();
