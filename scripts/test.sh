@@ -14,8 +14,12 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
 }
 
+# True when something accepts TCP connections on 127.0.0.1:5432 (bash only,
+# so it works before any PostgreSQL client is installed).
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+
 ensure_postgres() {
-  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return; fi
+  if pg_up; then return; fi
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     log "installing PostgreSQL"
     apt_install postgresql postgresql-client
@@ -31,7 +35,7 @@ ensure_postgres() {
   log "starting PostgreSQL $version"
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   for _ in $(seq 1 50); do
-    pg_isready -q -h 127.0.0.1 -p 5432 && return
+    pg_up && return
     sleep 0.2
   done
   log "PostgreSQL did not start"; exit 1
