@@ -91,7 +91,10 @@ pub async fn index(AxumState(app): AxumState<AppState>) -> Response {
                     class: s.state.as_str(),
                     icon: icon(s.state),
                     label: s.state.label(),
-                    uptime: format_uptime(s.uptime_24h),
+                    uptime: match s.uptime_24h {
+                        Some(_) => format!("{} uptime (24 h)", format_uptime(s.uptime_24h)),
+                        None => "No uptime data yet".to_string(),
+                    },
                     last_checked: match s.last_checked_at {
                         Some(t) => format!("checked {}", ago(t, now)),
                         None => "not checked yet".to_string(),
