@@ -463,3 +463,5 @@ fn parse_kubernetes(body: &[u8]) -> Option<HealthDoc> {
 
 #[cfg(test)]
 mod tests;
+
+pub mod condition;
