@@ -21,6 +21,8 @@ use std::time::Duration;
 
 pub use validate::slugify;
 
+use crate::health::condition::Condition;
+
 /// The config used when no file is given (see `default.toml`).
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
@@ -109,6 +111,10 @@ pub struct ServiceConfig {
     pub expected_status: Vec<u16>,
     /// How to read the health body (`auto` detects it).
     pub format: crate::health::Format,
+    /// Gatus-style conditions; any failing one makes the probe down.
+    pub conditions: Vec<Condition>,
+    /// Conditions whose failure makes the probe degraded instead.
+    pub degraded_conditions: Vec<Condition>,
 }
 
 impl ServiceConfig {
@@ -141,6 +147,8 @@ impl ServiceConfig {
             degraded_latency: None,
             expected_status: Vec::new(),
             format: crate::health::Format::Auto,
+            conditions: Vec::new(),
+            degraded_conditions: Vec::new(),
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct RawService {
     pub degraded_latency: Option<String>,
     pub expected_status: Option<Vec<i64>>,
     pub format: Option<String>,
+    pub conditions: Option<Vec<String>>,
+    pub degraded_conditions: Option<Vec<String>>,
 }
 
 /// Every key the raw config knows, per table: used to suggest the intended
@@ -86,6 +88,8 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
             "degraded_latency",
             "expected_status",
             "format",
+            "conditions",
+            "degraded_conditions",
         ],
         _ => &[],
     }

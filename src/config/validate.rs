@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::interpolate::interpolate;
 use super::raw::{known_keys, RawConfig, RawService};
 use super::*;
+use crate::health::condition::Condition;
 
 /// One step of a path into the TOML document.
 #[derive(Debug, Clone)]
@@ -415,6 +416,30 @@ fn validate_service(
         }),
     };
 
+    let mut parse_conditions = |field: &str, list: &Option<Vec<String>>| -> Vec<Condition> {
+        let mut parsed = Vec::new();
+        for (i, text) in list.iter().flatten().enumerate() {
+            match Condition::parse(text) {
+                Ok(_) if text.contains("[DOMAIN_EXPIRATION]") => {
+                    problems.push(format!(
+                        "{place}: {field}[{}]: [DOMAIN_EXPIRATION] is not supported (beacon makes no WHOIS lookups)",
+                        i + 1
+                    ));
+                }
+                Ok(c) => parsed.push(c),
+                Err(e) => problems.push(format!("{place}: {field}[{}]: {e}", i + 1)),
+            }
+        }
+        parsed
+    };
+    let conditions = parse_conditions("conditions", &s.conditions);
+    let degraded_conditions = parse_conditions("degraded_conditions", &s.degraded_conditions);
+    if !conditions.is_empty() && !expected_status.is_empty() {
+        problems.push(format!(
+            "{place}: set either expected_status or conditions (write the status as a condition: \"[STATUS] == 200\")"
+        ));
+    }
+
     if problems.len() > before {
         return None;
     }
@@ -432,6 +457,8 @@ fn validate_service(
         degraded_latency,
         expected_status,
         format,
+        conditions,
+        degraded_conditions,
     })
 }
 
@@ -650,7 +677,7 @@ mod tests {
             &no_env,
         )
         .expect("examples/beacon.toml must validate");
-        assert_eq!(config.services.len(), 2);
+        assert_eq!(config.services.len(), 3);
         assert_eq!(config.services[0].expected_status, [200, 204]);
         assert_eq!(
             config.services[0].degraded_latency,
@@ -706,6 +733,33 @@ mod tests {
             assert!(found.iter().any(|p| p == e), "missing {e:?} in {found:#?}");
         }
         assert_eq!(found.len(), expected.len(), "{found:#?}");
+    }
+
+    #[test]
+    fn conditions_are_checked_at_load_with_their_place() {
+        let found = problems(
+            r#"
+            [[service]]
+            name = "A"
+            url = "http://a/"
+            conditions = ["[STATUS] == 200", "[STATUS]==200"]
+            degraded_conditions = ["[DOMAIN_EXPIRATION] > 720h"]
+
+            [[service]]
+            name = "B"
+            url = "http://b/"
+            expected_status = [200]
+            conditions = ["[STATUS] == 200"]
+            "#,
+        );
+        assert_eq!(
+            found,
+            [
+                "service[1] \"A\": conditions[2]: condition \"[STATUS]==200\" has no operator: write it like \"[STATUS] == 200\", with one space on each side of ==, !=, <, <=, > or >=",
+                "service[1] \"A\": degraded_conditions[1]: [DOMAIN_EXPIRATION] is not supported (beacon makes no WHOIS lookups)",
+                "service[2] \"B\": set either expected_status or conditions (write the status as a condition: \"[STATUS] == 200\")",
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use futures_util::StreamExt;
 
 use super::{root_cause, ProbeReport};
 use crate::config::ServiceConfig;
+use crate::health::condition::{Condition, Observed};
 use crate::health::{self, Format, Health};
 use crate::model::Outcome;
 
@@ -45,6 +46,7 @@ pub async fn probe(client: &reqwest::Client, service: &ServiceConfig) -> ProbeRe
 
 struct Fetched {
     status: reqwest::StatusCode,
+    ip: String,
     content_type: Option<String>,
     body: Vec<u8>,
 }
@@ -55,13 +57,23 @@ struct Fetched {
 async fn fetch(client: &reqwest::Client, service: &ServiceConfig) -> reqwest::Result<Fetched> {
     let response = client.get(service.url.clone()).send().await?;
     let status = response.status();
+    let ip = response
+        .remote_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let mut body = Vec::new();
-    if service.format != Format::None {
+    let needs_body = service.format != Format::None
+        || service
+            .conditions
+            .iter()
+            .chain(&service.degraded_conditions)
+            .any(Condition::needs_body);
+    if needs_body {
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
@@ -74,6 +86,7 @@ async fn fetch(client: &reqwest::Client, service: &ServiceConfig) -> reqwest::Re
     }
     Ok(Fetched {
         status,
+        ip,
         content_type,
         body,
     })
@@ -101,7 +114,32 @@ fn judge(service: &ServiceConfig, fetched: Fetched, latency: Duration) -> ProbeR
         reason,
         dependencies: dependencies.clone(),
     };
-    let expected = if service.expected_status.is_empty() {
+    let observed = Observed {
+        status: code,
+        body: &fetched.body,
+        response_time_ms: latency.as_millis() as i64,
+        ip: &fetched.ip,
+        connected: true,
+        ..Observed::default()
+    };
+    let failed = |conditions: &[Condition]| -> Vec<String> {
+        conditions
+            .iter()
+            .map(|c| c.evaluate(&observed))
+            .filter(|o| !o.success)
+            .map(|o| o.text)
+            .collect()
+    };
+    if !service.conditions.is_empty() {
+        // Conditions replace the status check, as in Gatus.
+        let failed = failed(&service.conditions);
+        if !failed.is_empty() {
+            return report(Outcome::Down, Some(failed.join("; ")));
+        }
+    }
+    let expected = if !service.conditions.is_empty() {
+        true
+    } else if service.expected_status.is_empty() {
         fetched.status.is_success()
     } else {
         service.expected_status.contains(&code)
@@ -153,6 +191,10 @@ fn judge(service: &ServiceConfig, fetched: Fetched, latency: Duration) -> ProbeR
         }
         Ok(None) => {}
         Err(reason) => return report(Outcome::Degraded, Some(reason.clone())),
+    }
+    let failed = failed(&service.degraded_conditions);
+    if !failed.is_empty() {
+        return report(Outcome::Degraded, Some(failed.join("; ")));
     }
     if let Some(limit) = service.degraded_latency {
         if latency > limit {

@@ -104,3 +104,82 @@ async fn degraded_dependency(db: TestDb) {
     );
     app.stop().await.expect("clean stop");
 }
+
+store_test!(gatus_conditions_decide_down_and_degraded, conditions);
+async fn conditions(db: TestDb) {
+    let target = Target::start().await;
+    let config = test_config(
+        &db,
+        &format!(
+            r#"
+[[service]]
+name = "Passing"
+url = "{ok}"
+interval = "1s"
+timeout = "900ms"
+conditions = ["[STATUS] == 200", "[BODY].status == pass", "[RESPONSE_TIME] < 800"]
+
+[[service]]
+name = "Wrong body"
+url = "{ok}"
+interval = "1s"
+timeout = "900ms"
+failure_threshold = 1
+conditions = ["[STATUS] == any(200, 201)", "[BODY].status == UP"]
+
+[[service]]
+name = "Error accepted"
+url = "{fail}"
+interval = "1s"
+timeout = "900ms"
+conditions = ["[STATUS] == 500"]
+
+[[service]]
+name = "Slow"
+url = "{slow}"
+interval = "1s"
+timeout = "900ms"
+degraded_conditions = ["[RESPONSE_TIME] < 100"]
+"#,
+            ok = target.url("ok"),
+            fail = target.url("fail"),
+            slow = target.url("slow"),
+        ),
+    );
+    let app = TestApp::spawn(config).await;
+    app.wait_for_every_state().await;
+    let summaries = app.summaries().await;
+    let state = |slug: &str| {
+        summaries
+            .iter()
+            .find(|s| s.slug == slug)
+            .expect("service")
+            .state
+    };
+    assert_eq!(state("passing"), State::Up);
+    assert_eq!(state("wrong-body"), State::Down);
+    assert_eq!(
+        state("error-accepted"),
+        State::Up,
+        "conditions replace the 2xx check"
+    );
+    assert_eq!(state("slow"), State::Degraded);
+
+    let reason =
+        |results: Vec<beacon::store::CheckResult>| results[0].reason.clone().unwrap_or_default();
+    assert_eq!(
+        reason(
+            app.store
+                .check_results("wrong-body")
+                .await
+                .expect("results")
+        ),
+        "[BODY].status (pass) == UP"
+    );
+    let slow = reason(app.store.check_results("slow").await.expect("results"));
+    assert!(
+        slow.starts_with("[RESPONSE_TIME] (3") && slow.ends_with(") < 100"),
+        "{slow}"
+    );
+    app.stop().await.expect("clean stop");
+}
