@@ -115,6 +115,80 @@ pub struct ServiceConfig {
     pub conditions: Vec<Condition>,
     /// Conditions whose failure makes the probe degraded instead.
     pub degraded_conditions: Vec<Condition>,
+    /// What kind of probe `url` gets (from its scheme unless set).
+    pub kind: ProbeKind,
+    pub http: HttpOptions,
+    /// `dns`: addresses the name must resolve to (any order); empty: any.
+    pub dns_expect: Vec<std::net::IpAddr>,
+    /// Certificate days left under which a probe is degraded / down.
+    pub tls_warn_days: i64,
+    pub tls_fail_days: i64,
+    /// `[[service.dependency]]`: probed with the service, shown under it.
+    /// Each is service-shaped (same probe options), without a page entry.
+    pub dependencies: Vec<ServiceConfig>,
+}
+
+/// The kinds of probe. The URL's scheme names it: `https://`, `tcp://host:port`,
+/// `tls://host:port`, `dns://name`, `postgres://…`, `redis://host:port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    Http,
+    Tcp,
+    Tls,
+    Dns,
+    Postgres,
+    Redis,
+}
+
+impl ProbeKind {
+    pub const NAMES: &'static [&'static str] = &["http", "tcp", "tls", "dns", "postgres", "redis"];
+
+    pub fn parse(name: &str) -> Option<ProbeKind> {
+        Some(match name {
+            "http" | "https" => ProbeKind::Http,
+            "tcp" => ProbeKind::Tcp,
+            "tls" => ProbeKind::Tls,
+            "dns" => ProbeKind::Dns,
+            "postgres" | "postgresql" => ProbeKind::Postgres,
+            "redis" => ProbeKind::Redis,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Http => "http",
+            ProbeKind::Tcp => "tcp",
+            ProbeKind::Tls => "tls",
+            ProbeKind::Dns => "dns",
+            ProbeKind::Postgres => "postgres",
+            ProbeKind::Redis => "redis",
+        }
+    }
+}
+
+/// Options of an HTTP probe.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpOptions {
+    pub method: reqwest::Method,
+    /// Sent with every probe; values may come from `${VAR}`. Never logged.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub follow_redirects: bool,
+    /// Off: accept any certificate (self-signed internal services).
+    pub tls_verify: bool,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            method: reqwest::Method::GET,
+            headers: Vec::new(),
+            body: None,
+            follow_redirects: true,
+            tls_verify: true,
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -122,6 +196,8 @@ impl ServiceConfig {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
     pub const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
     pub const DEFAULT_SUCCESS_THRESHOLD: u32 = 1;
+    pub const DEFAULT_TLS_WARN_DAYS: i64 = 14;
+    pub const DEFAULT_TLS_FAIL_DAYS: i64 = 3;
 
     /// The service beacon adds to watch its own `/readyz` (`watch_self`).
     pub fn watching_self(addr: SocketAddr) -> ServiceConfig {
@@ -149,6 +225,12 @@ impl ServiceConfig {
             format: crate::health::Format::Auto,
             conditions: Vec::new(),
             degraded_conditions: Vec::new(),
+            kind: ProbeKind::Http,
+            http: HttpOptions::default(),
+            dns_expect: Vec::new(),
+            tls_warn_days: Self::DEFAULT_TLS_WARN_DAYS,
+            tls_fail_days: Self::DEFAULT_TLS_FAIL_DAYS,
+            dependencies: Vec::new(),
         }
     }
 }

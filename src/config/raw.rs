@@ -63,6 +63,18 @@ pub struct RawService {
     pub format: Option<String>,
     pub conditions: Option<Vec<String>>,
     pub degraded_conditions: Option<Vec<String>>,
+    pub kind: Option<String>,
+    pub method: Option<String>,
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    pub body: Option<String>,
+    pub follow_redirects: Option<bool>,
+    pub tls_verify: Option<bool>,
+    pub dns_expect: Option<Vec<String>>,
+    pub tls_warn_days: Option<i64>,
+    pub tls_fail_days: Option<i64>,
+    /// `[[service.dependency]]`: probed directly, shown under the service.
+    #[serde(default, rename = "dependency")]
+    pub dependencies: Vec<RawService>,
 }
 
 /// Every key the raw config knows, per table: used to suggest the intended
@@ -90,6 +102,16 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
             "format",
             "conditions",
             "degraded_conditions",
+            "kind",
+            "method",
+            "headers",
+            "body",
+            "follow_redirects",
+            "tls_verify",
+            "dns_expect",
+            "tls_warn_days",
+            "tls_fail_days",
+            "dependency",
         ],
         _ => &[],
     }

@@ -234,7 +234,7 @@ pub(super) fn from_toml(
                 slugs.insert(slug, i);
             }
         }
-        if let Some(svc) = validate_service(s, &place, &groups, &mut problems) {
+        if let Some(svc) = validate_service(s, &place, &groups, None, &mut problems) {
             services.push(svc);
         }
     }
@@ -269,13 +269,40 @@ pub(super) fn from_toml(
     })
 }
 
+/// The interval and timeout a dependency inherits from its service.
+#[derive(Clone, Copy)]
+struct Parent {
+    interval: Duration,
+    timeout: Duration,
+}
+
 fn validate_service(
     s: &RawService,
     place: &str,
     groups: &[GroupConfig],
+    parent: Option<Parent>,
     problems: &mut Vec<String>,
 ) -> Option<ServiceConfig> {
     let before = problems.len();
+    if parent.is_some() {
+        let service_only = [
+            ("slug", s.slug.is_some()),
+            ("group", s.group.is_some()),
+            ("description", s.description.is_some()),
+            ("public", s.public.is_some()),
+            ("interval", s.interval.is_some()),
+            ("failure_threshold", s.failure_threshold.is_some()),
+            ("success_threshold", s.success_threshold.is_some()),
+            ("dependency", !s.dependencies.is_empty()),
+        ];
+        for (field, set) in service_only {
+            if set {
+                problems.push(format!(
+                    "{place}: {field} applies to services, not to a dependency (it follows its service)"
+                ));
+            }
+        }
+    }
     let name = s.name.as_deref().map(str::trim).unwrap_or("");
     if name.is_empty() {
         problems.push(format!("{place}: name is required"));
@@ -316,6 +343,19 @@ fn validate_service(
             ));
         }
     }
+    let kind = match s.kind.as_deref() {
+        None => None,
+        Some(k) => match ProbeKind::parse(k) {
+            Some(kind) => Some(kind),
+            None => {
+                problems.push(format!(
+                    "{place}: kind \"{k}\" is not one of {}",
+                    ProbeKind::NAMES.join(", ")
+                ));
+                None
+            }
+        },
+    };
     let url = match s.url.as_deref() {
         // An unset ${VAR} is already reported; the text left is no URL to judge.
         Some(text) if text.contains("${") => None,
@@ -324,16 +364,7 @@ fn validate_service(
             None
         }
         Some(text) => match url::Url::parse(text) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                Some(url)
-            }
-            Ok(_) => {
-                problems.push(format!(
-                    "{place}: url \"{}\" must be http:// or https:// with a host",
-                    redact_url(text)
-                ));
-                None
-            }
+            Ok(url) => check_target_url(place, text, url, kind, problems),
             Err(e) => {
                 problems.push(format!(
                     "{place}: url \"{}\": not a valid URL ({e})",
@@ -343,17 +374,23 @@ fn validate_service(
             }
         },
     };
-    let interval = optional_duration(place, "interval", &s.interval, problems)
-        .unwrap_or(ServiceConfig::DEFAULT_INTERVAL);
+    // A dependency is probed with its service, at the service's interval.
+    let interval = match parent {
+        Some(p) => p.interval,
+        None => optional_duration(place, "interval", &s.interval, problems)
+            .unwrap_or(ServiceConfig::DEFAULT_INTERVAL),
+    };
     if interval < Duration::from_secs(1) {
         problems.push(format!(
             "{place}: interval ({}) must be at least 1s",
             humantime::format_duration(interval)
         ));
     }
-    let timeout = optional_duration(place, "timeout", &s.timeout, problems).unwrap_or(
-        ServiceConfig::DEFAULT_TIMEOUT.min(interval.saturating_sub(Duration::from_millis(1))),
-    );
+    let timeout = optional_duration(place, "timeout", &s.timeout, problems)
+        .or(parent.map(|p| p.timeout))
+        .unwrap_or(
+            ServiceConfig::DEFAULT_TIMEOUT.min(interval.saturating_sub(Duration::from_millis(1))),
+        );
     if timeout.is_zero() {
         problems.push(format!("{place}: timeout must be more than 0s"));
     } else if timeout >= interval && interval >= Duration::from_secs(1) {
@@ -440,16 +477,77 @@ fn validate_service(
         ));
     }
 
+    let http = http_options(place, s, problems);
+    let mut dns_expect = Vec::new();
+    for text in s.dns_expect.iter().flatten() {
+        match text.parse::<std::net::IpAddr>() {
+            Ok(ip) => dns_expect.push(ip),
+            Err(_) => problems.push(format!(
+                "{place}: dns_expect \"{text}\" is not an IP address"
+            )),
+        }
+    }
+    let day_bound =
+        |field: &str, value: Option<i64>, default: i64, problems: &mut Vec<String>| match value {
+            None => default,
+            Some(d) if (0..=3650).contains(&d) => d,
+            Some(d) => {
+                problems.push(format!("{place}: {field} ({d}) must be between 0 and 3650"));
+                default
+            }
+        };
+    let tls_warn_days = day_bound(
+        "tls_warn_days",
+        s.tls_warn_days,
+        ServiceConfig::DEFAULT_TLS_WARN_DAYS,
+        problems,
+    );
+    let tls_fail_days = day_bound(
+        "tls_fail_days",
+        s.tls_fail_days,
+        ServiceConfig::DEFAULT_TLS_FAIL_DAYS,
+        problems,
+    );
+    if tls_fail_days > tls_warn_days {
+        problems.push(format!(
+            "{place}: tls_fail_days ({tls_fail_days}) must not be more than tls_warn_days ({tls_warn_days})"
+        ));
+    }
+    let mut dependencies = Vec::new();
+    let mut dependency_names = HashMap::new();
+    for (i, d) in s.dependencies.iter().enumerate() {
+        let dep_place = format!(
+            "{place}: {}",
+            item_place("dependency", i, d.name.as_deref())
+        );
+        if let Some(name) = d.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
+            if let Some(first) = dependency_names.insert(name.to_string(), i) {
+                problems.push(format!(
+                    "{dep_place}: name \"{name}\" is already used by dependency[{}]",
+                    first + 1
+                ));
+            }
+        }
+        let parent = Parent { interval, timeout };
+        if let Some(dep) = validate_service(d, &dep_place, groups, Some(parent), problems) {
+            dependencies.push(dep);
+        }
+    }
+
     if problems.len() > before {
         return None;
     }
+    let url = url?;
     Some(ServiceConfig {
         name: name.to_string(),
         slug,
         group: s.group.clone(),
         description: s.description.clone(),
         public: s.public.unwrap_or(true),
-        url: url?,
+        kind: kind
+            .or_else(|| ProbeKind::parse(url.scheme()))
+            .unwrap_or(ProbeKind::Http),
+        url,
         interval,
         timeout,
         failure_threshold,
@@ -459,7 +557,80 @@ fn validate_service(
         format,
         conditions,
         degraded_conditions,
+        http,
+        dns_expect,
+        tls_warn_days,
+        tls_fail_days,
+        dependencies,
     })
+}
+
+/// Checks a URL against the probe kind (given, or named by its scheme).
+fn check_target_url(
+    place: &str,
+    text: &str,
+    url: url::Url,
+    kind: Option<ProbeKind>,
+    problems: &mut Vec<String>,
+) -> Option<url::Url> {
+    let shown = redact_url(text);
+    let Some(scheme_kind) = ProbeKind::parse(url.scheme()) else {
+        problems.push(format!(
+            "{place}: url \"{shown}\" must start with http://, https://, tcp://, tls://, dns://, postgres:// or redis://"
+        ));
+        return None;
+    };
+    if let Some(kind) = kind {
+        if kind != scheme_kind {
+            problems.push(format!(
+                "{place}: kind \"{}\" does not match the url's scheme \"{}\"",
+                kind.as_str(),
+                url.scheme()
+            ));
+            return None;
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        problems.push(format!("{place}: url \"{shown}\" has no host"));
+        return None;
+    }
+    if scheme_kind == ProbeKind::Tcp && url.port().is_none() {
+        problems.push(format!(
+            "{place}: url \"{shown}\" needs a port (tcp://host:port)"
+        ));
+        return None;
+    }
+    Some(url)
+}
+
+fn http_options(place: &str, s: &RawService, problems: &mut Vec<String>) -> HttpOptions {
+    let mut http = HttpOptions::default();
+    if let Some(method) = &s.method {
+        match reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()) {
+            Ok(m) => http.method = m,
+            Err(_) => problems.push(format!(
+                "{place}: method \"{method}\" is not an HTTP method"
+            )),
+        }
+    }
+    for (name, value) in s.headers.iter().flatten() {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            problems.push(format!(
+                "{place}: headers: \"{name}\" is not a valid header name"
+            ));
+        } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+            // The value may be a secret: name the header, not the value.
+            problems.push(format!(
+                "{place}: headers: the value of \"{name}\" is not a valid header value"
+            ));
+        } else {
+            http.headers.push((name.clone(), value.clone()));
+        }
+    }
+    http.body = s.body.clone();
+    http.follow_redirects = s.follow_redirects.unwrap_or(true);
+    http.tls_verify = s.tls_verify.unwrap_or(true);
+    http
 }
 
 /// `Checkout API` → `checkout-api`: lowercase, runs of anything but a-z/0-9
@@ -727,7 +898,7 @@ mod tests {
             "service[3] \"Orders\": url \"not a url\": not a valid URL (relative URL without a base)",
             "service[3] \"Orders\": interval (500ms) must be at least 1s",
             "service[4] \"Check-out\": slug \"checkout\" is already used by service[1] \"Checkout\"",
-            "service[4] \"Check-out\": url \"ftp://x/\" must be http:// or https:// with a host",
+            "service[4] \"Check-out\": url \"ftp://x/\" must start with http://, https://, tcp://, tls://, dns://, postgres:// or redis://",
         ];
         for e in expected {
             assert!(found.iter().any(|p| p == e), "missing {e:?} in {found:#?}");
@@ -760,6 +931,92 @@ mod tests {
                 "service[2] \"B\": set either expected_status or conditions (write the status as a condition: \"[STATUS] == 200\")",
             ]
         );
+    }
+
+    #[test]
+    fn probe_kinds_and_dependencies_are_validated_in_place() {
+        let found = problems(
+            r#"
+            [[service]]
+            name = "Orders"
+            url = "https://orders.example/health"
+            interval = "30s"
+            timeout = "5s"
+            method = "FETCH IT"
+            headers = { "Bad Header" = "x", Authorization = "Bearer 1" }
+            tls_warn_days = 2
+            tls_fail_days = 5
+
+              [[service.dependency]]
+              name = "orders-db"
+              url = "postgres://orders@db/orders"
+
+              [[service.dependency]]
+              name = "cache"
+              url = "tcp://cache.internal"
+              interval = "5s"
+
+              [[service.dependency]]
+              name = "orders-db"
+              kind = "redis"
+              url = "dns://db.internal"
+              dns_expect = ["10.0.0.300"]
+            "#,
+        );
+        assert_eq!(
+            found,
+            [
+                "service[1] \"Orders\": method \"FETCH IT\" is not an HTTP method",
+                "service[1] \"Orders\": headers: \"Bad Header\" is not a valid header name",
+                "service[1] \"Orders\": tls_fail_days (5) must not be more than tls_warn_days (2)",
+                "service[1] \"Orders\": dependency[2] \"cache\": interval applies to services, not to a dependency (it follows its service)",
+                "service[1] \"Orders\": dependency[2] \"cache\": url \"tcp://cache.internal\" needs a port (tcp://host:port)",
+                "service[1] \"Orders\": dependency[3] \"orders-db\": name \"orders-db\" is already used by dependency[1]",
+                "service[1] \"Orders\": dependency[3] \"orders-db\": kind \"redis\" does not match the url's scheme \"dns\"",
+                "service[1] \"Orders\": dependency[3] \"orders-db\": dns_expect \"10.0.0.300\" is not an IP address",
+            ]
+        );
+    }
+
+    #[test]
+    fn kinds_come_from_the_url_scheme_and_dependencies_inherit_timing() {
+        let config = from_toml(
+            r#"
+            [[service]]
+            name = "Orders"
+            url = "https://orders.example/health"
+            interval = "30s"
+            timeout = "5s"
+              [[service.dependency]]
+              name = "db"
+              url = "postgres://orders@db/orders"
+              [[service.dependency]]
+              name = "cache"
+              url = "redis://cache:6379"
+              timeout = "1s"
+              [[service.dependency]]
+              name = "name"
+              url = "dns://orders.example"
+              dns_expect = ["127.0.0.1"]
+              [[service.dependency]]
+              name = "port"
+              url = "tcp://orders.example:443"
+              [[service.dependency]]
+              name = "cert"
+              url = "tls://orders.example:443"
+            "#,
+            ConfigSource::Embedded,
+            &no_env,
+        )
+        .expect("valid");
+        let s = &config.services[0];
+        assert_eq!(s.kind, ProbeKind::Http);
+        let kinds: Vec<ProbeKind> = s.dependencies.iter().map(|d| d.kind).collect();
+        use ProbeKind::*;
+        assert_eq!(kinds, [Postgres, Redis, Dns, Tcp, Tls]);
+        assert_eq!(s.dependencies[0].timeout, Duration::from_secs(5));
+        assert_eq!(s.dependencies[1].timeout, Duration::from_secs(1));
+        assert_eq!(s.dependencies[0].interval, Duration::from_secs(30));
     }
 
     #[test]
