@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs beacon's whole test suite on this machine, starting (or installing)
-# what the tests need first: PostgreSQL on 127.0.0.1:5432 with trust auth.
+# what the tests need first: PostgreSQL on 127.0.0.1:5432 with trust auth,
+# Redis on 127.0.0.1:6379.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,26 @@ ensure_postgres() {
   log "PostgreSQL did not start"; exit 1
 }
 
+# Redis on 127.0.0.1:6379 for the Redis probe's tests.
+redis_up() { (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; }
+
+ensure_redis() {
+  if redis_up; then return; fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "installing Redis"
+    apt_install redis-server
+  fi
+  log "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  for _ in $(seq 1 50); do
+    redis_up && return
+    sleep 0.2
+  done
+  log "Redis did not start"; exit 1
+}
+
 ensure_postgres
+ensure_redis
 export BEACON_TEST_POSTGRES_URL="${BEACON_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 log "running cargo test (PostgreSQL at $BEACON_TEST_POSTGRES_URL)"
 exec cargo test --all-targets "$@"

@@ -87,7 +87,7 @@ impl MonitorStats {
 
 pub struct Monitor {
     services: Arc<Vec<Watched>>,
-    client: reqwest::Client,
+    clients: probe::Clients,
     store: Store,
     clock: Arc<dyn Clock>,
     config: MonitorConfig,
@@ -102,11 +102,11 @@ impl Monitor {
         clock: Arc<dyn Clock>,
         config: MonitorConfig,
     ) -> anyhow::Result<Self> {
-        let client = probe::http::shared_client()?;
+        let clients = probe::Clients::new()?;
         let (written, _) = watch::channel(0);
         Ok(Monitor {
             services: Arc::new(services),
-            client,
+            clients,
             store,
             clock,
             config,
@@ -153,7 +153,7 @@ impl Monitor {
     /// Probes one service now, without recording. For tests and tools.
     pub async fn probe(&self, slug: &str) -> Option<ProbeResult> {
         let watched = self.services.iter().find(|w| w.config.slug == slug)?;
-        Some(probe_one(&self.client, &*self.clock, watched).await)
+        Some(probe_one(&self.clients, &*self.clock, watched).await)
     }
 
     /// A recorder over this monitor's services and store.
@@ -234,12 +234,12 @@ impl Monitor {
                 .store(lag.as_millis() as u64, Ordering::Relaxed);
             self.stats.probes_started.fetch_add(1, Ordering::Relaxed);
 
-            let client = self.client.clone();
+            let clients = self.clients.clone();
             let clock = self.clock.clone();
             let services = self.services.clone();
             let tx = tx.clone();
             in_flight.spawn(async move {
-                let result = probe_one(&client, &*clock, &services[i]).await;
+                let result = probe_one(&clients, &*clock, &services[i]).await;
                 // Only fails if the recorder is gone, which only happens
                 // after this scheduler has returned.
                 let _ = tx.send(result).await;
@@ -280,9 +280,9 @@ pub fn first_offsets(intervals: &[Duration]) -> Vec<Duration> {
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(service = %watched.config.slug))]
-async fn probe_one(client: &reqwest::Client, clock: &dyn Clock, watched: &Watched) -> ProbeResult {
+async fn probe_one(clients: &probe::Clients, clock: &dyn Clock, watched: &Watched) -> ProbeResult {
     let checked_at = clock.now_ms();
-    let report = probe::http::probe(client, &watched.config).await;
+    let report = probe::run(clients, &watched.config, checked_at).await;
     tracing::debug!(outcome = ?report.outcome, latency_ms = report.latency.as_millis() as u64, reason = report.reason.as_deref(), "probed");
     ProbeResult {
         service_id: watched.id,

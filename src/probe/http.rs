@@ -14,25 +14,10 @@ use crate::model::Outcome;
 /// sends more is not allowed to make us buffer it.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The one HTTP client every probe shares: connection pools, TLS sessions
-/// and DNS caches are reused across probes instead of rebuilt each time.
-pub fn shared_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .user_agent(concat!(
-            "beacon/",
-            env!("CARGO_PKG_VERSION"),
-            " (health check)"
-        ))
-        .redirect(reqwest::redirect::Policy::limited(10))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .build()
-}
-
-pub async fn probe(client: &reqwest::Client, service: &ServiceConfig) -> ProbeReport {
+pub async fn probe(client: &reqwest::Client, service: &ServiceConfig, now_ms: i64) -> ProbeReport {
     let started = Instant::now();
     match tokio::time::timeout(service.timeout, fetch(client, service)).await {
-        Ok(Ok(fetched)) => judge(service, fetched, started.elapsed()),
+        Ok(Ok(fetched)) => judge(service, fetched, started.elapsed(), now_ms),
         Ok(Err(e)) => ProbeReport::down(started.elapsed(), describe_error(&e)),
         Err(_) => ProbeReport::down(
             started.elapsed(),
@@ -47,6 +32,7 @@ pub async fn probe(client: &reqwest::Client, service: &ServiceConfig) -> ProbeRe
 struct Fetched {
     status: reqwest::StatusCode,
     ip: String,
+    certificate_expires_at: Option<i64>,
     content_type: Option<String>,
     body: Vec<u8>,
 }
@@ -55,7 +41,19 @@ struct Fetched {
 /// rest is never read (the connection is dropped instead), so a huge or
 /// endless body costs nothing.
 async fn fetch(client: &reqwest::Client, service: &ServiceConfig) -> reqwest::Result<Fetched> {
-    let response = client.get(service.url.clone()).send().await?;
+    let mut request = client.request(service.http.method.clone(), service.url.clone());
+    for (name, value) in &service.http.headers {
+        request = request.header(name, value);
+    }
+    if let Some(body) = &service.http.body {
+        request = request.body(body.clone());
+    }
+    let response = request.send().await?;
+    let certificate_expires_at = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .and_then(super::tls::not_after_ms);
     let status = response.status();
     let ip = response
         .remote_addr()
@@ -87,6 +85,7 @@ async fn fetch(client: &reqwest::Client, service: &ServiceConfig) -> reqwest::Re
     Ok(Fetched {
         status,
         ip,
+        certificate_expires_at,
         content_type,
         body,
     })
@@ -96,7 +95,7 @@ async fn fetch(client: &reqwest::Client, service: &ServiceConfig) -> reqwest::Re
 /// an unexpected status or a failing document is down; a document that
 /// warns, passes while a dependency fails, or claims JSON and is malformed,
 /// is degraded; so is an answer slower than `degraded_latency`.
-fn judge(service: &ServiceConfig, fetched: Fetched, latency: Duration) -> ProbeReport {
+fn judge(service: &ServiceConfig, fetched: Fetched, latency: Duration, now_ms: i64) -> ProbeReport {
     let code = fetched.status.as_u16();
     let doc = health::parse(
         fetched.content_type.as_deref(),
@@ -113,6 +112,7 @@ fn judge(service: &ServiceConfig, fetched: Fetched, latency: Duration) -> ProbeR
         status_code: Some(code),
         reason,
         dependencies: dependencies.clone(),
+        certificate_expires_at: fetched.certificate_expires_at,
     };
     let observed = Observed {
         status: code,
@@ -120,6 +120,7 @@ fn judge(service: &ServiceConfig, fetched: Fetched, latency: Duration) -> ProbeR
         response_time_ms: latency.as_millis() as i64,
         ip: &fetched.ip,
         connected: true,
+        certificate_expiration_ms: fetched.certificate_expires_at.map_or(0, |t| t - now_ms),
         ..Observed::default()
     };
     let failed = |conditions: &[Condition]| -> Vec<String> {

@@ -1,12 +1,21 @@
 //! Probes: one file per kind of target. A probe never fails as a Rust error:
 //! whatever happens (refused, timed out, garbage) becomes a [`ProbeReport`]
-//! with an outcome and a short reason, within the service's timeout.
+//! with an outcome and a short reason, within the target's timeout.
+//!
+//! [`run`] probes a service and its `[[service.dependency]]` targets at the
+//! same time; a dependency that is not up makes an up service degraded.
 
+pub mod dns;
 pub mod http;
+pub mod postgres;
+pub mod redis;
+pub mod tcp;
+pub mod tls;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::health::Dependency;
+use crate::config::{HttpOptions, ProbeKind, ServiceConfig};
+use crate::health::{Dependency, Health};
 use crate::model::Outcome;
 
 /// What one probe found.
@@ -18,8 +27,10 @@ pub struct ProbeReport {
     /// Why the outcome is not `Up`, for operators. Internal: it may name
     /// hosts and errors, so it never reaches the public page.
     pub reason: Option<String>,
-    /// Dependencies the target's health document reported.
+    /// Dependencies the target reported, and those probed directly.
     pub dependencies: Vec<Dependency>,
+    /// The server certificate's notAfter (epoch ms), on TLS and HTTPS probes.
+    pub certificate_expires_at: Option<i64>,
 }
 
 impl ProbeReport {
@@ -30,8 +41,140 @@ impl ProbeReport {
             status_code: None,
             reason: Some(reason.into()),
             dependencies: Vec::new(),
+            certificate_expires_at: None,
         }
     }
+}
+
+/// Up, or degraded when slower than `degraded_latency`.
+pub(crate) fn finish(
+    target: &ServiceConfig,
+    latency: Duration,
+    status_code: Option<u16>,
+) -> ProbeReport {
+    let slow = target.degraded_latency.filter(|limit| latency > *limit);
+    ProbeReport {
+        outcome: if slow.is_some() {
+            Outcome::Degraded
+        } else {
+            Outcome::Up
+        },
+        latency,
+        status_code,
+        reason: slow.map(|limit| {
+            format!(
+                "slow: {} ms, over degraded_latency {}",
+                latency.as_millis(),
+                humantime::format_duration(limit)
+            )
+        }),
+        dependencies: Vec::new(),
+        certificate_expires_at: None,
+    }
+}
+
+pub(crate) fn timed_out(target: &ServiceConfig, started: Instant) -> ProbeReport {
+    ProbeReport::down(
+        started.elapsed(),
+        format!(
+            "timed out after {}",
+            humantime::format_duration(target.timeout)
+        ),
+    )
+}
+
+/// The HTTP clients every probe shares, one per redirect/verification
+/// setting: connection pools, TLS sessions and DNS caches are reused across
+/// probes instead of rebuilt each time.
+#[derive(Clone)]
+pub struct Clients {
+    clients: [reqwest::Client; 4],
+}
+
+impl Clients {
+    pub fn new() -> reqwest::Result<Clients> {
+        let build = |follow: bool, verify: bool| {
+            reqwest::Client::builder()
+                .user_agent(concat!(
+                    "beacon/",
+                    env!("CARGO_PKG_VERSION"),
+                    " (health check)"
+                ))
+                .redirect(if follow {
+                    reqwest::redirect::Policy::limited(10)
+                } else {
+                    reqwest::redirect::Policy::none()
+                })
+                .danger_accept_invalid_certs(!verify)
+                .tls_info(true)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+                .build()
+        };
+        Ok(Clients {
+            clients: [
+                build(true, true)?,
+                build(true, false)?,
+                build(false, true)?,
+                build(false, false)?,
+            ],
+        })
+    }
+
+    pub fn for_options(&self, http: &HttpOptions) -> &reqwest::Client {
+        let index = usize::from(!http.follow_redirects) * 2 + usize::from(!http.tls_verify);
+        &self.clients[index]
+    }
+}
+
+/// Probes one target by its kind.
+pub async fn probe_target(clients: &Clients, target: &ServiceConfig, now_ms: i64) -> ProbeReport {
+    match target.kind {
+        ProbeKind::Http => http::probe(clients.for_options(&target.http), target, now_ms).await,
+        ProbeKind::Tcp => tcp::probe(target).await,
+        ProbeKind::Tls => tls::probe(target, now_ms).await,
+        ProbeKind::Dns => dns::probe(target).await,
+        ProbeKind::Postgres => postgres::probe(target).await,
+        ProbeKind::Redis => redis::probe(target).await,
+    }
+}
+
+/// Probes a service and, at the same time, its direct dependencies.
+pub async fn run(clients: &Clients, service: &ServiceConfig, now_ms: i64) -> ProbeReport {
+    let dependencies = futures_util::future::join_all(
+        service
+            .dependencies
+            .iter()
+            .map(|d| probe_target(clients, d, now_ms)),
+    );
+    let (mut report, dependency_reports) =
+        tokio::join!(probe_target(clients, service, now_ms), dependencies);
+    let mut failing = Vec::new();
+    for (dep, r) in service.dependencies.iter().zip(dependency_reports) {
+        let health = match r.outcome {
+            Outcome::Up => Health::Pass,
+            Outcome::Degraded => Health::Warn,
+            Outcome::Down => Health::Fail,
+        };
+        if health != Health::Pass {
+            failing.push(format!(
+                "{}: {}",
+                dep.name,
+                r.reason.as_deref().unwrap_or("not passing")
+            ));
+        }
+        report.dependencies.push(Dependency {
+            name: dep.name.clone(),
+            health,
+            output: r.reason,
+            observed: Some(format!("{} ms", r.latency.as_millis())),
+        });
+    }
+    if report.outcome == Outcome::Up && !failing.is_empty() {
+        report.outcome = Outcome::Degraded;
+        report.reason = Some(format!("dependency {}", failing.join("; ")));
+    }
+    report
 }
 
 /// The innermost cause of an error, which is what says what went wrong

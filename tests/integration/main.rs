@@ -8,4 +8,5 @@ mod health_docs;
 mod monitor;
 mod own_health;
 mod page;
+mod probes;
 mod services_sync;

@@ -1,0 +1,50 @@
+//! DNS probe: does the name resolve (to the expected addresses)?
+//!
+//! Uses the system resolver, as the services being watched do.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::{finish, timed_out, ProbeReport};
+use crate::config::ServiceConfig;
+
+pub async fn probe(target: &ServiceConfig) -> ProbeReport {
+    let host = target
+        .url
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    let started = Instant::now();
+    let lookup = tokio::net::lookup_host((host.clone(), 0));
+    match tokio::time::timeout(target.timeout, lookup).await {
+        Ok(Ok(addrs)) => {
+            let found: BTreeSet<IpAddr> = addrs.map(|a| a.ip()).collect();
+            if found.is_empty() {
+                return ProbeReport::down(started.elapsed(), format!("{host} has no address"));
+            }
+            let missing: Vec<String> = target
+                .dns_expect
+                .iter()
+                .filter(|ip| !found.contains(ip))
+                .map(IpAddr::to_string)
+                .collect();
+            if missing.is_empty() {
+                finish(target, started.elapsed(), None)
+            } else {
+                let got: Vec<String> = found.iter().map(IpAddr::to_string).collect();
+                ProbeReport::down(
+                    started.elapsed(),
+                    format!(
+                        "{host} resolved to {}, not to expected {}",
+                        got.join(", "),
+                        missing.join(", ")
+                    ),
+                )
+            }
+        }
+        Ok(Err(e)) => ProbeReport::down(started.elapsed(), format!("lookup of {host} failed: {e}")),
+        Err(_) => timed_out(target, started),
+    }
+}

@@ -1,0 +1,19 @@
+//! TCP probe: can a connection be opened to host:port?
+
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+
+use super::{finish, timed_out, ProbeReport};
+use crate::config::ServiceConfig;
+
+pub async fn probe(target: &ServiceConfig) -> ProbeReport {
+    let host = target.url.host_str().unwrap_or_default();
+    let port = target.url.port_or_known_default().unwrap_or(0);
+    let started = Instant::now();
+    match tokio::time::timeout(target.timeout, TcpStream::connect((host, port))).await {
+        Ok(Ok(_stream)) => finish(target, started.elapsed(), None),
+        Ok(Err(e)) => ProbeReport::down(started.elapsed(), format!("connection failed: {e}")),
+        Err(_) => timed_out(target, started),
+    }
+}

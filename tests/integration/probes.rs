@@ -1,0 +1,318 @@
+//! Every probe kind against a real peer: a TLS server with a certificate
+//! that expires in 5 days, the machine's PostgreSQL and Redis, open and
+//! closed ports, the system resolver.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use beacon::config::ServiceConfig;
+use beacon::health::Health;
+use beacon::model::Outcome;
+use beacon::probe::{self, Clients, ProbeReport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{closed_port, postgres_admin_url, test_config, Target, TestDb};
+
+/// A TLS server on 127.0.0.1 whose self-signed certificate for "localhost"
+/// expires `days` days (and an hour) from now. Answers any request with a
+/// small health+json document, then closes.
+async fn tls_server(days: i64) -> u16 {
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    params.not_after =
+        time::OffsetDateTime::now_utc() + time::Duration::days(days) + time::Duration::hours(1);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("cert");
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"status":"pass"}"#;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/health+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+/// The service(s) of a one-off config.
+async fn services(body: &str) -> Vec<ServiceConfig> {
+    let db = TestDb::sqlite().await;
+    test_config(&db, body).services
+}
+
+async fn run(service: &ServiceConfig) -> ProbeReport {
+    let clients = Clients::new().expect("clients");
+    probe::run(&clients, service, chrono::Utc::now().timestamp_millis()).await
+}
+
+fn redis_required() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+#[tokio::test]
+async fn tls_probe_reads_days_to_expiry_and_applies_thresholds() {
+    let port = tls_server(5).await;
+    let list = services(&format!(
+        r#"
+[[service]]
+name = "Cert"
+url = "tls://localhost:{port}"
+tls_verify = false
+interval = "10s"
+timeout = "2s"
+
+[[service]]
+name = "Cert strict"
+url = "tls://localhost:{port}"
+tls_fail_days = 7
+tls_warn_days = 30
+tls_verify = false
+interval = "10s"
+
+[[service]]
+name = "Cert verified"
+url = "tls://localhost:{port}"
+interval = "10s"
+"#
+    ))
+    .await;
+    let warn = run(&list[0]).await;
+    assert_eq!(warn.outcome, Outcome::Degraded);
+    assert_eq!(
+        warn.reason.as_deref(),
+        Some("certificate expires in 5 days (warn under 14)")
+    );
+    let expires = warn.certificate_expires_at.expect("expiry recorded");
+    let days = (expires - chrono::Utc::now().timestamp_millis()) as f64 / 86_400_000.0;
+    assert!((5.0..5.1).contains(&days), "{days}");
+
+    let fail = run(&list[1]).await;
+    assert_eq!(fail.outcome, Outcome::Down);
+    assert_eq!(
+        fail.reason.as_deref(),
+        Some("certificate expires in 5 days (fail under 7)")
+    );
+
+    let unverified = run(&list[2]).await;
+    assert_eq!(unverified.outcome, Outcome::Down);
+    let reason = unverified.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("TLS handshake failed: invalid peer certificate"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn https_probes_record_the_certificate_for_conditions() {
+    let port = tls_server(5).await;
+    let list = services(&format!(
+        r#"
+[[service]]
+name = "Enough"
+url = "https://localhost:{port}/health"
+tls_verify = false
+interval = "10s"
+conditions = ["[STATUS] == 200", "[CERTIFICATE_EXPIRATION] > 48h"]
+
+[[service]]
+name = "Too soon"
+url = "https://localhost:{port}/health"
+tls_verify = false
+interval = "10s"
+conditions = ["[CERTIFICATE_EXPIRATION] > 240h"]
+"#
+    ))
+    .await;
+    let ok = run(&list[0]).await;
+    assert_eq!(
+        (ok.outcome, ok.status_code),
+        (Outcome::Up, Some(200)),
+        "{:?}",
+        ok.reason
+    );
+    assert!(ok.certificate_expires_at.is_some());
+    let soon = run(&list[1]).await;
+    assert_eq!(soon.outcome, Outcome::Down);
+    let reason = soon.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("[CERTIFICATE_EXPIRATION] (12") && reason.ends_with(" > 240h"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn direct_dependencies_are_probed_with_the_service() {
+    let target = Target::start().await;
+    let closed = closed_port().await;
+    let pg = postgres_admin_url();
+    let list = services(&format!(
+        r#"
+[[service]]
+name = "Orders"
+url = "{ok}"
+interval = "10s"
+timeout = "2s"
+
+  [[service.dependency]]
+  name = "orders-db"
+  url = "{pg}"
+
+  [[service.dependency]]
+  name = "port"
+  url = "tcp://{addr}"
+
+  [[service.dependency]]
+  name = "name"
+  url = "dns://localhost"
+  dns_expect = ["127.0.0.1"]
+
+[[service]]
+name = "Broken deps"
+url = "{ok}"
+interval = "10s"
+timeout = "1s"
+
+  [[service.dependency]]
+  name = "old-db"
+  url = "postgres://postgres@127.0.0.1:{closed}/postgres"
+
+  [[service.dependency]]
+  name = "gone"
+  url = "tcp://127.0.0.1:{closed}"
+
+  [[service.dependency]]
+  name = "wrong-name"
+  url = "dns://localhost"
+  dns_expect = ["10.9.9.9"]
+
+  [[service.dependency]]
+  name = "stuck"
+  url = "{hang}"
+"#,
+        ok = target.url("ok"),
+        addr = target.addr,
+        hang = target.url("hang"),
+    ))
+    .await;
+    let good = run(&list[0]).await;
+    assert_eq!(good.outcome, Outcome::Up, "{:?}", good.reason);
+    let states: Vec<(&str, Health)> = good
+        .dependencies
+        .iter()
+        .map(|d| (d.name.as_str(), d.health))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("orders-db", Health::Pass),
+            ("port", Health::Pass),
+            ("name", Health::Pass)
+        ]
+    );
+
+    let started = Instant::now();
+    let bad = run(&list[1]).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "dependencies run at once, each within its timeout"
+    );
+    assert_eq!(bad.outcome, Outcome::Degraded);
+    let by_name = |n: &str| {
+        bad.dependencies
+            .iter()
+            .find(|d| d.name == n)
+            .expect("dependency")
+            .clone()
+    };
+    for name in ["old-db", "gone", "wrong-name", "stuck"] {
+        assert_eq!(by_name(name).health, Health::Fail, "{name}");
+    }
+    assert!(by_name("gone")
+        .output
+        .unwrap_or_default()
+        .starts_with("connection failed"));
+    assert_eq!(
+        by_name("wrong-name").output.as_deref(),
+        Some("localhost resolved to 127.0.0.1, not to expected 10.9.9.9")
+    );
+    assert_eq!(
+        by_name("stuck").output.as_deref(),
+        Some("timed out after 1s")
+    );
+    assert!(bad
+        .reason
+        .unwrap_or_default()
+        .starts_with("dependency old-db: postgres:"));
+}
+
+#[tokio::test]
+async fn redis_probe_pings() {
+    let reachable = tokio::net::TcpStream::connect("127.0.0.1:6379")
+        .await
+        .is_ok();
+    if !reachable {
+        assert!(
+            !redis_required(),
+            "Redis on 127.0.0.1:6379 is unreachable under CI=true"
+        );
+        eprintln!("note: skipping the Redis probe test, 127.0.0.1:6379 is unreachable");
+        return;
+    }
+    let closed = closed_port().await;
+    let list = services(&format!(
+        "[[service]]\nname = \"Cache\"\nurl = \"redis://127.0.0.1:6379\"\ninterval = \"10s\"\ntimeout = \"2s\"\n\
+         [[service]]\nname = \"No cache\"\nurl = \"redis://127.0.0.1:{closed}\"\ninterval = \"10s\"\ntimeout = \"2s\"\n\
+         [[service]]\nname = \"Not redis\"\nurl = \"redis://{}\"\ninterval = \"10s\"\ntimeout = \"2s\"\n",
+        Target::start().await.addr
+    ))
+    .await;
+    assert_eq!(run(&list[0]).await.outcome, Outcome::Up);
+    let down = run(&list[1]).await;
+    assert_eq!(down.outcome, Outcome::Down);
+    assert!(down
+        .reason
+        .unwrap_or_default()
+        .starts_with("connection failed"));
+    // An HTTP server answers PING with an HTTP error, not PONG.
+    let not_redis = run(&list[2]).await;
+    assert_eq!(not_redis.outcome, Outcome::Down);
+    assert!(
+        not_redis
+            .reason
+            .unwrap_or_default()
+            .starts_with("PING answered"),
+        "an HTTP 400 is no PONG"
+    );
+}
