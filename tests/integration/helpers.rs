@@ -156,7 +156,8 @@ macro_rules! store_test {
 
 /// A real HTTP server standing in for the services beacon watches:
 /// `/ok` 200, `/fail` 500, `/hang` never answers, `/slow` answers after
-/// 300 ms, `/switch` answers whatever status is set. Counts hits per path.
+/// 300 ms, `/switch` answers whatever status is set, `/echo` wants a POST
+/// with a header and a body, `/redirect` sends to `/ok`. Counts hits per path.
 #[derive(Clone)]
 pub struct Target {
     pub addr: SocketAddr,
@@ -172,6 +173,9 @@ impl Target {
         async fn answer(
             State((switch, hits)): State<(Arc<AtomicU16>, Hits)>,
             Path(path): Path<String>,
+            method: axum::http::Method,
+            headers: axum::http::HeaderMap,
+            body: String,
         ) -> axum::response::Response {
             use axum::response::IntoResponse;
             *hits.lock().expect("lock").entry(path.clone()).or_default() += 1;
@@ -179,6 +183,19 @@ impl Target {
                 ([(axum::http::header::CONTENT_TYPE, ct)], body).into_response()
             };
             match path.as_str() {
+                // 200 only for POST with X-Token: s3cret and the body "ping".
+                "echo" => {
+                    let token = headers.get("x-token").and_then(|v| v.to_str().ok());
+                    if method == axum::http::Method::POST
+                        && token == Some("s3cret")
+                        && body == "ping"
+                    {
+                        (StatusCode::OK, "pong").into_response()
+                    } else {
+                        (StatusCode::BAD_REQUEST, "wrong request").into_response()
+                    }
+                }
+                "redirect" => axum::response::Redirect::to("/ok").into_response(),
                 "ietf-db-fail" => json(
                     "application/health+json",
                     r#"{"status":"pass","checks":{"db:responseTime":[{"status":"fail","output":"db.internal:5432 refused"}]}}"#,
@@ -229,7 +246,7 @@ impl Target {
             }
         }
         let app = Router::new()
-            .route("/{path}", get(answer))
+            .route("/{path}", get(answer).post(answer))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -316,3 +316,75 @@ async fn redis_probe_pings() {
         "an HTTP 400 is no PONG"
     );
 }
+
+#[tokio::test]
+async fn http_options_method_headers_body_and_redirects() {
+    let target = Target::start().await;
+    let list = services(&format!(
+        r#"
+[[service]]
+name = "Post"
+url = "{echo}"
+method = "post"
+headers = {{ X-Token = "s3cret" }}
+body = "ping"
+interval = "10s"
+
+[[service]]
+name = "Plain get"
+url = "{echo}"
+interval = "10s"
+
+[[service]]
+name = "Followed"
+url = "{redirect}"
+interval = "10s"
+
+[[service]]
+name = "Not followed"
+url = "{redirect}"
+follow_redirects = false
+interval = "10s"
+
+[[service]]
+name = "Redirect expected"
+url = "{redirect}"
+follow_redirects = false
+expected_status = [303]
+interval = "10s"
+"#,
+        echo = target.url("echo"),
+        redirect = target.url("redirect"),
+    ))
+    .await;
+    let outcomes = [
+        run(&list[0]).await,
+        run(&list[1]).await,
+        run(&list[2]).await,
+        run(&list[3]).await,
+        run(&list[4]).await,
+    ];
+    let got: Vec<(Outcome, Option<u16>)> = outcomes
+        .iter()
+        .map(|r| (r.outcome, r.status_code))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Outcome::Up, Some(200)),
+            (Outcome::Down, Some(400)),
+            (Outcome::Up, Some(200)),
+            (Outcome::Down, Some(303)),
+            (Outcome::Up, Some(303)),
+        ]
+    );
+    assert_eq!(
+        outcomes[3].reason.as_deref(),
+        Some("HTTP 303, expected 2xx")
+    );
+    assert_eq!(
+        target.hits("ok"),
+        1,
+        "only the followed redirect reached /ok"
+    );
+}
