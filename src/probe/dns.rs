@@ -31,7 +31,12 @@ pub async fn probe(target: &ServiceConfig) -> ProbeReport {
                 .map(IpAddr::to_string)
                 .collect();
             if missing.is_empty() {
-                finish(target, started.elapsed(), None)
+                let mut report = finish(target, started.elapsed(), None);
+                // Gatus's [BODY] for DNS is the answer; IPv4 first, as an A query.
+                let first = found.iter().find(|ip| ip.is_ipv4()).or(found.iter().next());
+                report.facts.answer = first.map(IpAddr::to_string);
+                report.facts.dns_rcode = Some("NOERROR");
+                report
             } else {
                 let got: Vec<String> = found.iter().map(IpAddr::to_string).collect();
                 ProbeReport::down(
@@ -44,7 +49,12 @@ pub async fn probe(target: &ServiceConfig) -> ProbeReport {
                 )
             }
         }
-        Ok(Err(e)) => ProbeReport::down(started.elapsed(), format!("lookup of {host} failed: {e}")),
+        Ok(Err(e)) => {
+            let mut report =
+                ProbeReport::down(started.elapsed(), format!("lookup of {host} failed: {e}"));
+            report.facts.dns_rcode = Some("NXDOMAIN");
+            report
+        }
         Err(_) => timed_out(target, started),
     }
 }

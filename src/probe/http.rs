@@ -113,6 +113,11 @@ fn judge(service: &ServiceConfig, fetched: Fetched, latency: Duration, now_ms: i
         reason,
         dependencies: dependencies.clone(),
         certificate_expires_at: fetched.certificate_expires_at,
+        facts: super::Facts {
+            connected: true,
+            ip: Some(fetched.ip.clone()),
+            ..super::Facts::default()
+        },
     };
     let observed = Observed {
         status: code,

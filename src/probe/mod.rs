@@ -15,6 +15,7 @@ pub mod tls;
 use std::time::{Duration, Instant};
 
 use crate::config::{HttpOptions, ProbeKind, ServiceConfig};
+use crate::health::condition::{Condition, Observed};
 use crate::health::{Dependency, Health};
 use crate::model::Outcome;
 
@@ -31,6 +32,18 @@ pub struct ProbeReport {
     pub dependencies: Vec<Dependency>,
     /// The server certificate's notAfter (epoch ms), on TLS and HTTPS probes.
     pub certificate_expires_at: Option<i64>,
+    /// What conditions on a non-HTTP probe can look at.
+    pub facts: Facts,
+}
+
+/// Values of a non-HTTP probe for conditions: `[CONNECTED]`, `[IP]`,
+/// `[BODY]` (a DNS probe's first answer, as in Gatus) and `[DNS_RCODE]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    pub connected: bool,
+    pub ip: Option<String>,
+    pub answer: Option<String>,
+    pub dns_rcode: Option<&'static str>,
 }
 
 impl ProbeReport {
@@ -42,6 +55,7 @@ impl ProbeReport {
             reason: Some(reason.into()),
             dependencies: Vec::new(),
             certificate_expires_at: None,
+            facts: Facts::default(),
         }
     }
 }
@@ -70,6 +84,10 @@ pub(crate) fn finish(
         }),
         dependencies: Vec::new(),
         certificate_expires_at: None,
+        facts: Facts {
+            connected: true,
+            ..Facts::default()
+        },
     }
 }
 
@@ -127,16 +145,58 @@ impl Clients {
     }
 }
 
-/// Probes one target by its kind.
+/// Probes one target by its kind. The HTTP probe applies conditions itself
+/// (they replace its status check); for the other kinds they are applied
+/// here to whatever answered.
 pub async fn probe_target(clients: &Clients, target: &ServiceConfig, now_ms: i64) -> ProbeReport {
-    match target.kind {
-        ProbeKind::Http => http::probe(clients.for_options(&target.http), target, now_ms).await,
+    let report = match target.kind {
+        ProbeKind::Http => {
+            return http::probe(clients.for_options(&target.http), target, now_ms).await
+        }
         ProbeKind::Tcp => tcp::probe(target).await,
         ProbeKind::Tls => tls::probe(target, now_ms).await,
         ProbeKind::Dns => dns::probe(target).await,
         ProbeKind::Postgres => postgres::probe(target).await,
         ProbeKind::Redis => redis::probe(target).await,
+    };
+    apply_conditions(target, report, now_ms)
+}
+
+fn apply_conditions(target: &ServiceConfig, mut report: ProbeReport, now_ms: i64) -> ProbeReport {
+    if report.outcome == Outcome::Down
+        || (target.conditions.is_empty() && target.degraded_conditions.is_empty())
+    {
+        return report;
     }
+    let answer = report.facts.answer.clone().unwrap_or_default();
+    let observed = Observed {
+        status: 0,
+        body: answer.as_bytes(),
+        response_time_ms: report.latency.as_millis() as i64,
+        ip: report.facts.ip.as_deref().unwrap_or(""),
+        connected: report.facts.connected,
+        certificate_expiration_ms: report.certificate_expires_at.map_or(0, |t| t - now_ms),
+        domain_expiration_ms: 0,
+        dns_rcode: report.facts.dns_rcode.unwrap_or(""),
+    };
+    let failed = |conditions: &[Condition]| -> Vec<String> {
+        conditions
+            .iter()
+            .map(|c| c.evaluate(&observed))
+            .filter(|o| !o.success)
+            .map(|o| o.text)
+            .collect()
+    };
+    let down = failed(&target.conditions);
+    let degraded = failed(&target.degraded_conditions);
+    if !down.is_empty() {
+        report.outcome = Outcome::Down;
+        report.reason = Some(down.join("; "));
+    } else if !degraded.is_empty() {
+        report.outcome = Outcome::Degraded;
+        report.reason = Some(degraded.join("; "));
+    }
+    report
 }
 
 /// Probes a service and, at the same time, its direct dependencies.

@@ -12,7 +12,11 @@ pub async fn probe(target: &ServiceConfig) -> ProbeReport {
     let port = target.url.port_or_known_default().unwrap_or(0);
     let started = Instant::now();
     match tokio::time::timeout(target.timeout, TcpStream::connect((host, port))).await {
-        Ok(Ok(_stream)) => finish(target, started.elapsed(), None),
+        Ok(Ok(stream)) => {
+            let mut report = finish(target, started.elapsed(), None);
+            report.facts.ip = stream.peer_addr().ok().map(|a| a.ip().to_string());
+            report
+        }
         Ok(Err(e)) => ProbeReport::down(started.elapsed(), format!("connection failed: {e}")),
         Err(_) => timed_out(target, started),
     }

@@ -122,6 +122,10 @@ fn judge(target: &ServiceConfig, started: Instant, not_after: i64, now_ms: i64) 
             reason,
             dependencies: Vec::new(),
             certificate_expires_at: None,
+            facts: super::Facts {
+                connected: true,
+                ..super::Facts::default()
+            },
         },
     };
     report.certificate_expires_at = Some(not_after);

@@ -388,3 +388,58 @@ interval = "10s"
         "only the followed redirect reached /ok"
     );
 }
+
+#[tokio::test]
+async fn conditions_apply_to_tcp_dns_and_tls_probes_as_in_gatus() {
+    let target = Target::start().await;
+    let tls_port = tls_server(5).await;
+    let list = services(&format!(
+        r#"
+[[service]]
+name = "Port"
+url = "tcp://{addr}"
+interval = "10s"
+conditions = ["[CONNECTED] == true", "[IP] == 127.0.0.1"]
+
+[[service]]
+name = "Name"
+url = "dns://localhost"
+interval = "10s"
+conditions = ["[BODY] == 127.0.0.1", "[DNS_RCODE] == NOERROR"]
+
+[[service]]
+name = "Wrong answer"
+url = "dns://localhost"
+interval = "10s"
+conditions = ["[BODY] == 10.0.0.1"]
+
+[[service]]
+name = "Cert week"
+url = "tls://localhost:{tls_port}"
+tls_verify = false
+tls_warn_days = 1
+tls_fail_days = 0
+interval = "10s"
+degraded_conditions = ["[CERTIFICATE_EXPIRATION] > 168h"]
+"#,
+        addr = target.addr,
+    ))
+    .await;
+    let port = run(&list[0]).await;
+    assert_eq!(port.outcome, Outcome::Up, "{:?}", port.reason);
+    let name = run(&list[1]).await;
+    assert_eq!(name.outcome, Outcome::Up, "{:?}", name.reason);
+    let wrong = run(&list[2]).await;
+    assert_eq!(wrong.outcome, Outcome::Down);
+    assert_eq!(
+        wrong.reason.as_deref(),
+        Some("[BODY] (127.0.0.1) == 10.0.0.1")
+    );
+    let cert = run(&list[3]).await;
+    assert_eq!(cert.outcome, Outcome::Degraded);
+    let reason = cert.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("[CERTIFICATE_EXPIRATION] (12") && reason.ends_with(") > 168h"),
+        "{reason}"
+    );
+}
