@@ -297,6 +297,8 @@ pub struct Recorder {
     trackers: HashMap<i64, (String, Tracker)>,
     /// The dependencies last written per service, to write only changes.
     dependencies: HashMap<i64, Vec<crate::health::Dependency>>,
+    /// The certificate expiry last written per service.
+    certificates: HashMap<i64, i64>,
     store: Store,
     clock: Arc<dyn Clock>,
     stats: Arc<MonitorStats>,
@@ -325,6 +327,7 @@ impl Recorder {
         Recorder {
             trackers,
             dependencies: HashMap::new(),
+            certificates: HashMap::new(),
             store,
             clock,
             stats,
@@ -363,6 +366,14 @@ impl Recorder {
             batch
                 .dependencies
                 .push((result.service_id, report.dependencies.clone()));
+        }
+        if let Some(expires_at) = report.certificate_expires_at {
+            if self.certificates.insert(result.service_id, expires_at) != Some(expires_at) {
+                batch
+                    .certificates
+                    .retain(|(id, _)| *id != result.service_id);
+                batch.certificates.push((result.service_id, expires_at));
+            }
         }
         batch.results.push(CheckResult {
             service_id: result.service_id,

@@ -116,11 +116,16 @@ pub struct Batch {
     pub changes: Vec<StatusChange>,
     /// Services whose reported dependencies changed, with the new list.
     pub dependencies: Vec<(i64, Vec<Dependency>)>,
+    /// Services whose certificate expiry (epoch ms) changed.
+    pub certificates: Vec<(i64, i64)>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.results.is_empty() && self.changes.is_empty() && self.dependencies.is_empty()
+        self.results.is_empty()
+            && self.changes.is_empty()
+            && self.dependencies.is_empty()
+            && self.certificates.is_empty()
     }
 }
 
@@ -142,6 +147,8 @@ pub struct ServiceSummary {
     pub ok_24h: i64,
     /// As reported by the latest health document.
     pub dependencies: Vec<Dependency>,
+    /// notAfter of the certificate the latest TLS/HTTPS probe saw.
+    pub certificate_expires_at: Option<i64>,
 }
 
 /// "relation does not exist" (PostgreSQL 42P01) or "no such table" (SQLite).
@@ -330,6 +337,13 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            for (service_id, expires_at) in &batch.certificates {
+                sqlx::query("UPDATE services SET certificate_expires_at = $1 WHERE id = $2")
+                    .bind(*expires_at)
+                    .bind(*service_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             for (service_id, at) in &last_checked {
                 sqlx::query(
                     "UPDATE services SET last_checked_at = $1 \
@@ -364,7 +378,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
             let rows = sqlx::query(
                 "SELECT id, slug, name, group_name, description, public, position, state, \
-                        state_since, last_checked_at, dependencies \
+                        state_since, last_checked_at, dependencies, certificate_expires_at \
                  FROM services WHERE active = $1 ORDER BY position, id",
             )
             .bind(true)
@@ -392,6 +406,7 @@ impl Store {
                         .try_get::<Option<String>, _>("dependencies")?
                         .and_then(|json| serde_json::from_str(&json).ok())
                         .unwrap_or_default(),
+                    certificate_expires_at: row.try_get("certificate_expires_at")?,
                 });
             }
             out

@@ -443,3 +443,25 @@ degraded_conditions = ["[CERTIFICATE_EXPIRATION] > 168h"]
         "{reason}"
     );
 }
+
+crate::store_test!(
+    https_certificate_expiry_is_stored_with_the_service,
+    stored_certificate
+);
+async fn stored_certificate(db: TestDb) {
+    let port = tls_server(5).await;
+    let config = test_config(
+        &db,
+        &format!(
+            "[[service]]\nname = \"Shop\"\nurl = \"https://localhost:{port}/health\"\ntls_verify = false\ninterval = \"1s\"\ntimeout = \"900ms\"\n"
+        ),
+    );
+    let app = crate::helpers::TestApp::spawn(config).await;
+    app.wait_for_every_state().await;
+    let shop = app.summaries().await.remove(0);
+    assert_eq!(shop.state, beacon::model::State::Up);
+    let expires = shop.certificate_expires_at.expect("stored");
+    let days = (expires - chrono::Utc::now().timestamp_millis()) as f64 / 86_400_000.0;
+    assert!((5.0..5.1).contains(&days), "{days}");
+    app.stop().await.expect("clean stop");
+}
