@@ -27,17 +27,27 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     );
     for s in &config.services {
         println!(
-            "  - {} [{}]{}{} every {}, timeout {}, down after {} failure(s), up after {} success(es)\n      {}",
+            "  - {} [{}]{}{} {} every {}, timeout {}, down after {} failure(s), up after {} success(es)\n      {}",
             s.name,
             s.slug,
             s.group.as_deref().map(|g| format!(" in {g}")).unwrap_or_default(),
             if s.public { "" } else { " (private)" },
+            s.kind.as_str(),
             humantime::format_duration(s.interval),
             humantime::format_duration(s.timeout),
             s.failure_threshold,
             s.success_threshold,
             redact_url(s.url.as_str()),
         );
+        for d in &s.dependencies {
+            println!(
+                "      depends on {} ({}, timeout {}): {}",
+                d.name,
+                d.kind.as_str(),
+                humantime::format_duration(d.timeout),
+                redact_url(d.url.as_str())
+            );
+        }
     }
     ExitCode::SUCCESS
 }

@@ -842,12 +842,18 @@ mod tests {
 
     #[test]
     fn the_example_config_is_valid() {
+        let env = |name: &str| match name {
+            "CHECKOUT_TOKEN" => Some("t0ken".to_string()),
+            "ORDERS_DB_URL" => Some("postgres://orders:pw@db.example.com/orders".to_string()),
+            _ => None,
+        };
         let config = from_toml(
             include_str!("../../examples/beacon.toml"),
             ConfigSource::Embedded,
-            &no_env,
+            &env,
         )
         .expect("examples/beacon.toml must validate");
+        assert_eq!(config.services[0].dependencies.len(), 5);
         assert_eq!(config.services.len(), 3);
         assert_eq!(config.services[0].expected_status, [200, 204]);
         assert_eq!(

@@ -148,7 +148,7 @@ fn check_config_prints_what_would_be_monitored_without_secrets() {
     let file = dir.path().join("beacon.toml");
     std::fs::write(
         &file,
-        "[storage]\nurl = \"postgres://beacon:${PGPASS}@db/beacon\"\n[[group]]\nname = \"Shop\"\n[[service]]\nname = \"Checkout API\"\ngroup = \"Shop\"\nurl = \"https://user:${API_PASS}@checkout.internal/health\"\ninterval = \"30s\"\n",
+        "[storage]\nurl = \"postgres://beacon:${PGPASS}@db/beacon\"\n[[group]]\nname = \"Shop\"\n[[service]]\nname = \"Checkout API\"\ngroup = \"Shop\"\nurl = \"https://user:${API_PASS}@checkout.internal/health\"\ninterval = \"30s\"\n[[service.dependency]]\nname = \"orders-db\"\nurl = \"postgres://orders:${PGPASS}@db/orders\"\n",
     )
     .expect("write");
     let (code, stdout, stderr) = output(
@@ -160,7 +160,13 @@ fn check_config_prints_what_would_be_monitored_without_secrets() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("Checkout API [checkout-api] in Shop every 30s, timeout 10s"),
+        stdout.contains("Checkout API [checkout-api] in Shop http every 30s, timeout 10s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "depends on orders-db (postgres, timeout 10s): postgres://orders:***@db/orders"
+        ),
         "{stdout}"
     );
     assert!(
