@@ -4,6 +4,7 @@
 //! Public handlers read the in-memory [`Snapshot`]; only `/readyz` and
 //! `/health` touch the store, and with a deadline.
 
+mod api;
 mod own_health;
 mod pages;
 
@@ -39,6 +40,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::index))
+        .route("/api/v1/services", get(api::services))
         .route("/livez", get(own_health::livez))
         .route("/readyz", get(own_health::readyz))
         .route("/health", get(own_health::health))

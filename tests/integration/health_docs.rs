@@ -102,6 +102,25 @@ async fn degraded_dependency(db: TestDb) {
         !html.contains("db.internal") && !html.contains("refused"),
         "outputs stay internal"
     );
+
+    let (status, json) = app.get("/api/v1/services").await.expect("json");
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let orders = doc["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["slug"] == "orders")
+        .expect("orders");
+    assert_eq!(orders["state"], "degraded");
+    assert_eq!(
+        orders["dependencies"],
+        serde_json::json!([{"name": "db", "state": "fail"}])
+    );
+    assert!(
+        !json.contains("db.internal") && !json.contains(&target.addr.to_string()),
+        "{json}"
+    );
     app.stop().await.expect("clean stop");
 }
 
