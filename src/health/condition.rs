@@ -173,6 +173,17 @@ impl Condition {
     }
 }
 
+/// The conditions of `conditions` that do not hold, as shown to operators
+/// (`[STATUS] (503) == 200`).
+pub fn failing(conditions: &[Condition], observed: &Observed<'_>) -> Vec<String> {
+    conditions
+        .iter()
+        .map(|c| c.evaluate(observed))
+        .filter(|o| !o.success)
+        .map(|o| o.text)
+        .collect()
+}
+
 /// Go's `%.25s...(truncated)`: 25 characters.
 fn truncate_25(s: &str) -> String {
     format!("{}...(truncated)", s.chars().take(25).collect::<String>())

@@ -6,7 +6,7 @@ use futures_util::StreamExt;
 
 use super::{root_cause, ProbeReport};
 use crate::config::ServiceConfig;
-use crate::health::condition::{Condition, Observed};
+use crate::health::condition::{failing, Condition, Observed};
 use crate::health::{self, Format, Health};
 use crate::model::Outcome;
 
@@ -128,14 +128,7 @@ fn judge(service: &ServiceConfig, fetched: Fetched, latency: Duration, now_ms: i
         certificate_expiration_ms: fetched.certificate_expires_at.map_or(0, |t| t - now_ms),
         ..Observed::default()
     };
-    let failed = |conditions: &[Condition]| -> Vec<String> {
-        conditions
-            .iter()
-            .map(|c| c.evaluate(&observed))
-            .filter(|o| !o.success)
-            .map(|o| o.text)
-            .collect()
-    };
+    let failed = |conditions: &[Condition]| failing(conditions, &observed);
     if !service.conditions.is_empty() {
         // Conditions replace the status check, as in Gatus.
         let failed = failed(&service.conditions);

@@ -15,7 +15,7 @@ pub mod tls;
 use std::time::{Duration, Instant};
 
 use crate::config::{HttpOptions, ProbeKind, ServiceConfig};
-use crate::health::condition::{Condition, Observed};
+use crate::health::condition::{failing, Condition, Observed};
 use crate::health::{Dependency, Health};
 use crate::model::Outcome;
 
@@ -179,14 +179,7 @@ fn apply_conditions(target: &ServiceConfig, mut report: ProbeReport, now_ms: i64
         domain_expiration_ms: 0,
         dns_rcode: report.facts.dns_rcode.unwrap_or(""),
     };
-    let failed = |conditions: &[Condition]| -> Vec<String> {
-        conditions
-            .iter()
-            .map(|c| c.evaluate(&observed))
-            .filter(|o| !o.success)
-            .map(|o| o.text)
-            .collect()
-    };
+    let failed = |conditions: &[Condition]| failing(conditions, &observed);
     let down = failed(&target.conditions);
     let degraded = failed(&target.degraded_conditions);
     if !down.is_empty() {
