@@ -19,8 +19,14 @@ apt_install() {
 # so it works before any PostgreSQL client is installed).
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 
+# Logs in the way the tests do (user postgres, no password, over TCP).
+pg_login() {
+  command -v psql >/dev/null 2>&1 &&
+    psql "postgres://postgres@127.0.0.1:5432/postgres" -Atqc 'select 1' >/dev/null 2>&1
+}
+
 ensure_postgres() {
-  if pg_up; then return; fi
+  if pg_up && pg_login; then return; fi
   if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
     log "installing PostgreSQL"
     apt_install postgresql postgresql-client
@@ -35,8 +41,10 @@ ensure_postgres() {
   fi
   log "starting PostgreSQL $version"
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  # Already running (apt starts it on install): make it read pg_hba.conf again.
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload || true
   for _ in $(seq 1 50); do
-    pg_up && return
+    pg_up && pg_login && return
     sleep 0.2
   done
   log "PostgreSQL did not start"; exit 1

@@ -168,7 +168,7 @@ impl ProbeKind {
 }
 
 /// Options of an HTTP probe.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct HttpOptions {
     pub method: reqwest::Method,
     /// Sent with every probe; values may come from `${VAR}`. Never logged.
@@ -177,6 +177,27 @@ pub struct HttpOptions {
     pub follow_redirects: bool,
     /// Off: accept any certificate (self-signed internal services).
     pub tls_verify: bool,
+}
+
+/// Header values are often credentials: Debug names the headers only.
+impl fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, _)| format!("{name}: ***"))
+            .collect();
+        f.debug_struct("HttpOptions")
+            .field("method", &self.method)
+            .field("headers", &headers)
+            .field(
+                "body",
+                &self.body.as_ref().map(|b| format!("<{} bytes>", b.len())),
+            )
+            .field("follow_redirects", &self.follow_redirects)
+            .field("tls_verify", &self.tls_verify)
+            .finish()
+    }
 }
 
 impl Default for HttpOptions {

@@ -661,46 +661,48 @@ fn pattern_match(pattern: &str, s: &str) -> bool {
 }
 
 /// Glob with `*`, `?`, `[...]` (ranges, `^` negation) and `\` escapes.
-/// `None` for a malformed pattern.
+/// `None` for a malformed pattern (Go's Match never matches one: the
+/// pattern must be read to its end to match the whole text).
+///
+/// Iterative, backtracking only to the latest `*`: O(pattern × text) at
+/// worst, so `pat(*a*b*)` against a 64 KiB body stays cheap.
 fn glob(p: &[char], t: &[char]) -> Option<bool> {
-    match p.first() {
-        None => Some(t.is_empty()),
-        Some('*') => {
-            let rest = &p[1..];
-            for i in 0..=t.len() {
-                if glob(rest, &t[i..])? {
-                    return Some(true);
+    check_rest_valid(p)?;
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        let step = match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(1),
+            Some('[') => {
+                let (matched, len) = class(&p[pi + 1..], Some(t[ti]))?;
+                matched.then_some(1 + len)
+            }
+            Some('\\') => (p.get(pi + 1) == Some(&t[ti])).then_some(2),
+            Some(c) => (*c == t[ti]).then_some(1),
+            None => None,
+        };
+        match step {
+            Some(n) => {
+                pi += n;
+                ti += 1;
+            }
+            None => match star {
+                // Let the latest star take one more character and retry.
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
                 }
-            }
-            Some(false)
+                None => return Some(false),
+            },
         }
-        Some('?') => match t.first() {
-            Some(_) => glob(&p[1..], &t[1..]),
-            None => check_rest_valid(&p[1..]).map(|_| false),
-        },
-        Some('[') => {
-            let (matched, len) = class(&p[1..], t.first().copied())?;
-            if t.is_empty() {
-                return check_rest_valid(&p[1 + len..]).map(|_| false);
-            }
-            if matched {
-                glob(&p[1 + len..], &t[1..])
-            } else {
-                check_rest_valid(&p[1 + len..]).map(|_| false)
-            }
-        }
-        Some('\\') => {
-            let c = *p.get(1)?;
-            match t.first() {
-                Some(tc) if *tc == c => glob(&p[2..], &t[1..]),
-                _ => check_rest_valid(&p[2..]).map(|_| false),
-            }
-        }
-        Some(c) => match t.first() {
-            Some(tc) if tc == c => glob(&p[1..], &t[1..]),
-            _ => check_rest_valid(&p[1..]).map(|_| false),
-        },
     }
+    Some(p[pi..].iter().all(|c| *c == '*'))
 }
 
 /// Go's Match reports a malformed pattern even after a mismatch.
@@ -884,6 +886,27 @@ mod tests {
             let err = Condition::parse(text).expect_err(text);
             assert!(err.contains("has no operator"), "{err}");
         }
+    }
+
+    #[test]
+    fn globs_match_like_go_and_stay_linear() {
+        for (pattern, text, expected) in [
+            ("john*", "john.doe", true),
+            ("*doe", "john.doe", true),
+            ("j?hn*", "john", true),
+            ("[a-c]at", "bat", true),
+            ("[^a-c]at", "bat", false),
+            ("a\\*", "a*", true),
+            ("a\\*", "ab", false),
+            ("*a*b*c*", "xxaxxbxxcxx", true),
+            ("*a*b*c*", "xxaxxcxxbxx", false),
+            ("[", "[", false),
+            ("a[", "a", false),
+        ] {
+            assert_eq!(pattern_match(pattern, text), expected, "{pattern} ~ {text}");
+        }
+        // Exponential backtracking would never finish this one.
+        assert!(!pattern_match("*a*a*a*b", &"a".repeat(65_536)));
     }
 
     #[test]

@@ -241,10 +241,12 @@ fn is_actuator(json: &Value) -> bool {
         .get("status")
         .and_then(Value::as_str)
         .is_some_and(|s| matches!(s, "UP" | "DOWN" | "OUT_OF_SERVICE" | "UNKNOWN"));
-    upper
-        && (json.get("components").is_some()
-            || json.get("details").is_some()
-            || json.as_object().is_some_and(|o| o.len() == 1))
+    let boot1 = json.as_object().is_some_and(|o| {
+        o.iter()
+            .filter(|(k, _)| k.as_str() != "status")
+            .all(|(_, v)| v.get("status").is_some())
+    });
+    upper && (json.get("components").is_some() || json.get("details").is_some() || boot1)
 }
 
 fn from_health_json(json: &Value) -> Option<HealthDoc> {
@@ -257,12 +259,11 @@ fn from_health_json(json: &Value) -> Option<HealthDoc> {
                 Value::Array(items) => items.iter().collect(),
                 other => vec![other],
             };
-            let several = entries.len() > 1;
             for entry in entries {
-                let name = match entry.get("componentId").and_then(Value::as_str) {
-                    Some(id) if several => format!("{component} ({id})"),
-                    _ => component.clone(),
-                };
+                // One name per component, never its componentId: ids are
+                // often hosts or instances, and names reach the public page.
+                // Several entries (nodes, measurements) merge to the worst.
+                let name = component.clone();
                 let entry_health = entry
                     .get("status")
                     .and_then(Health::from_value)
@@ -313,12 +314,15 @@ fn merge(deps: &mut Vec<Dependency>, dep: Dependency) {
 fn from_actuator(json: &Value) -> Option<HealthDoc> {
     let health = actuator_status(json)?;
     let mut dependencies = Vec::new();
+    // Spring Boot 2.2+: "components"; 2.0-2.1: "details"; 1.x: the
+    // components sit beside "status" at the top level.
     let components = json
         .get("components")
         .or_else(|| json.get("details"))
-        .and_then(Value::as_object);
+        .and_then(Value::as_object)
+        .or_else(|| json.as_object());
     if let Some(components) = components {
-        for (name, component) in components {
+        for (name, component) in components.iter().filter(|(k, _)| k.as_str() != "status") {
             let Some(component_health) = actuator_status(component) else {
                 continue;
             };
@@ -411,7 +415,12 @@ fn detail(v: &Value) -> Option<String> {
 /// `[+]etcd ok` / `[-]informer-sync failed: reason withheld` lines, closed
 /// by `healthz check passed` (or `… check failed`).
 fn parse_kubernetes(body: &[u8]) -> Option<HealthDoc> {
-    let text = std::str::from_utf8(body).ok()?;
+    // A body cut at the read limit may end inside a character.
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) if e.valid_up_to() > 0 => std::str::from_utf8(&body[..e.valid_up_to()]).ok()?,
+        Err(_) => return None,
+    };
     let mut dependencies = Vec::new();
     let mut verdict = None;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -449,6 +458,9 @@ fn parse_kubernetes(body: &[u8]) -> Option<HealthDoc> {
         }
     }
     let health = match verdict {
+        // A closing "… check passed/failed" alone is any text's last line;
+        // the [+]/[-] lines are what make it Kubernetes'.
+        Some(_) if dependencies.is_empty() => return None,
         Some(v) => v,
         None if dependencies.is_empty() => return None,
         None if dependencies.iter().any(|d| d.health == Health::Fail) => Health::Fail,

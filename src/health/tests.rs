@@ -62,9 +62,9 @@ fn ietf_full_document() {
         [
             ("cassandra", Health::Warn),
             ("uptime", Health::Pass),
-            ("cpu (6fd416e0)", Health::Warn),
-            ("cpu (6fd416e0-2)", Health::Pass),
-        ]
+            ("cpu", Health::Warn)
+        ],
+        "one entry per component, the worst; componentIds never become names"
     );
     let cassandra = &d.dependencies[0];
     assert_eq!(
@@ -136,7 +136,7 @@ fn actuator_components_and_statuses() {
 }
 
 #[test]
-fn actuator_detected_from_plain_json_and_spring_boot_1_details() {
+fn actuator_detected_from_plain_json_and_older_spring_boot_shapes() {
     let d = doc(JSON, r#"{"status":"UP"}"#);
     assert_eq!((d.format, d.health), (Format::Actuator, Health::Pass));
     let d = doc(
@@ -146,6 +146,17 @@ fn actuator_detected_from_plain_json_and_spring_boot_1_details() {
     assert_eq!(d.format, Format::Actuator);
     assert_eq!(deps(&d), [("redis", Health::Fail)]);
     assert_eq!(d.effective(), Health::Warn);
+
+    // Spring Boot 1.x: components beside "status".
+    let d = doc(
+        JSON,
+        r#"{"status":"DOWN","db":{"status":"DOWN","error":"x"},"diskSpace":{"status":"UP","free":1}}"#,
+    );
+    assert_eq!(d.format, Format::Actuator);
+    assert_eq!(
+        deps(&d),
+        [("db", Health::Fail), ("diskSpace", Health::Pass)]
+    );
 }
 
 #[test]
@@ -198,6 +209,16 @@ fn kubernetes_verbose_text() {
 
     let d = doc(TEXT, "[+]ping ok\n[+]etcd ok\nlivez check passed\n");
     assert_eq!(d.health, Health::Pass);
+
+    // Plain text that merely ends like a verdict is not Kubernetes'.
+    assert_eq!(
+        parse(TEXT, b"deploy smoke check failed", Format::Auto),
+        Ok(None)
+    );
+    // A body cut inside a character is read up to it.
+    let cut = b"[+]ping ok\n[-]etcd failed: \xc3";
+    let d = parse(TEXT, cut, Format::Auto).expect("ok").expect("doc");
+    assert_eq!(deps(&d), [("ping", Health::Pass), ("etcd", Health::Fail)]);
 }
 
 #[test]

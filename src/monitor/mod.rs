@@ -36,6 +36,9 @@ use crate::config::{MonitorConfig, ServiceConfig};
 use crate::probe::{self, ProbeReport};
 use crate::store::{Batch, CheckResult, StatusChange, Store, StoreError, StoredService};
 
+/// Longest a batch write may take before it counts as failed (and is retried).
+const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+
 /// A configured service with its id in the store.
 #[derive(Debug, Clone)]
 pub struct Watched {
@@ -68,6 +71,10 @@ pub struct MonitorStats {
     pub next_due_ms: AtomicI64,
     /// Epoch ms of the last successful batch write.
     pub last_write_ms: AtomicI64,
+    /// Results the store refused outright (logged with the cause).
+    pub results_dropped: AtomicU64,
+    /// Probe slots skipped because the monitor fell a whole interval behind.
+    pub probes_skipped: AtomicU64,
 }
 
 impl MonitorStats {
@@ -178,10 +185,16 @@ impl Monitor {
         let recorder_task =
             tokio::spawn(async move { recorder.run(rx, batch_size, flush, stop_rx).await });
 
+        // The recorder learns of the shutdown at once (not after probes in
+        // flight finish), so a write that keeps failing cannot hold the
+        // process past its grace period.
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
         self.schedule(tx, shutdown).await;
         // The scheduler has returned and every probe task has sent its
         // result: the channel is closed, the recorder drains and ends.
-        let _ = stop_tx.send(true);
         match recorder_task.await {
             Ok(result) => result,
             Err(e) => Err(anyhow::anyhow!("the recorder task failed: {e}")),
@@ -226,7 +239,20 @@ impl Monitor {
             };
             heap.pop();
             let watched = &self.services[i];
-            heap.push(Reverse((due + watched.config.interval, i)));
+            let interval = watched.config.interval;
+            // Keep the cadence; but after falling more than a whole interval
+            // behind (a stall), start afresh from now instead of firing every
+            // missed slot back to back. Skipped slots are counted.
+            let now = Instant::now();
+            let mut next = due + interval;
+            if next + interval < now {
+                let missed = (now - next).as_nanos() / interval.as_nanos().max(1);
+                self.stats
+                    .probes_skipped
+                    .fetch_add(missed as u64, Ordering::Relaxed);
+                next = now;
+            }
+            heap.push(Reverse((next, i)));
 
             let lag = Instant::now().saturating_duration_since(due);
             self.stats
@@ -351,10 +377,12 @@ impl Recorder {
                 });
             }
         }
-        // Outputs and observed values change on every probe; only a change
-        // of the names or states is worth a write.
-        let states = |deps: &[crate::health::Dependency]| -> Vec<(String, crate::health::Health)> {
-            deps.iter().map(|d| (d.name.clone(), d.health)).collect()
+        // Observed values (latencies, counts) change on every probe and are
+        // not worth a write; names, states and outputs are.
+        let states = |deps: &[crate::health::Dependency]| {
+            deps.iter()
+                .map(|d| (d.name.clone(), d.health, d.output.clone()))
+                .collect::<Vec<_>>()
         };
         let known = self.dependencies.get(&result.service_id);
         if known.map(|k| states(k)) != Some(states(&report.dependencies)) {
@@ -445,16 +473,32 @@ impl Recorder {
             }
             let mut attempt = 0u32;
             loop {
-                match self.write(&batch).await {
+                let outcome = match tokio::time::timeout(WRITE_DEADLINE, self.write(&batch)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(StoreError::Query(sqlx::Error::PoolTimedOut)),
+                };
+                match outcome {
                     Ok(()) => break,
                     Err(e) => {
                         attempt += 1;
                         self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
                         if *stopping.borrow() && attempt >= 3 {
+                            rx.close();
+                            let queued = std::iter::from_fn(|| rx.try_recv().ok()).count();
                             anyhow::bail!(
-                                "could not write {} results while shutting down: {e}",
+                                "could not write {} results (and {queued} queued) while shutting down: {e}",
                                 batch.results.len()
                             );
+                        }
+                        // The database refused the data itself (not the
+                        // connection): retrying the same batch cannot help.
+                        if matches!(&e, StoreError::Query(sqlx::Error::Database(_))) && attempt >= 3
+                        {
+                            self.stats
+                                .results_dropped
+                                .fetch_add(batch.results.len() as u64, Ordering::Relaxed);
+                            tracing::error!(error = %e, results = batch.results.len(), "the store refuses this batch; dropping it");
+                            break;
                         }
                         let wait = Duration::from_millis(200 * 2u64.pow(attempt.min(5)));
                         tracing::error!(error = %e, results = batch.results.len(), attempt, retry_in_ms = wait.as_millis() as u64, "writing results failed; keeping them and retrying");

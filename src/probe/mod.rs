@@ -46,7 +46,41 @@ pub struct Facts {
     pub dns_rcode: Option<&'static str>,
 }
 
+/// Longest reason or dependency output kept, in bytes.
+pub const MAX_REASON_BYTES: usize = 512;
+/// Longest dependency name kept, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// Text a target sent, made safe to store, log and show: control characters
+/// (NUL breaks PostgreSQL text) become spaces, and it is cut to `max` bytes
+/// at a character boundary.
+pub fn clean_text(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if out.len() + c.len_utf8() > max {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl ProbeReport {
+    /// Cleans everything in the report that came from the target.
+    pub fn sanitized(mut self) -> Self {
+        if let Some(reason) = &self.reason {
+            self.reason = Some(clean_text(reason, MAX_REASON_BYTES));
+        }
+        for d in &mut self.dependencies {
+            d.name = clean_text(&d.name, MAX_NAME_BYTES);
+            d.output = d.output.as_deref().map(|o| clean_text(o, MAX_REASON_BYTES));
+            d.observed = d.observed.as_deref().map(|o| clean_text(o, MAX_NAME_BYTES));
+        }
+        self
+    }
+
     pub fn down(latency: Duration, reason: impl Into<String>) -> Self {
         ProbeReport {
             outcome: Outcome::Down,
@@ -162,10 +196,13 @@ pub async fn probe_target(clients: &Clients, target: &ServiceConfig, now_ms: i64
     apply_conditions(target, report, now_ms)
 }
 
+/// As in Gatus, `conditions` decide a non-HTTP probe on their own (so
+/// `[CONNECTED] == false` can watch a port that must stay closed, and
+/// `[DNS_RCODE] == NXDOMAIN` a name that must not resolve); the probe's own
+/// reason is kept beside theirs. `degraded_conditions` apply to a probe that
+/// is not down.
 fn apply_conditions(target: &ServiceConfig, mut report: ProbeReport, now_ms: i64) -> ProbeReport {
-    if report.outcome == Outcome::Down
-        || (target.conditions.is_empty() && target.degraded_conditions.is_empty())
-    {
+    if target.conditions.is_empty() && target.degraded_conditions.is_empty() {
         return report;
     }
     let answer = report.facts.answer.clone().unwrap_or_default();
@@ -180,14 +217,25 @@ fn apply_conditions(target: &ServiceConfig, mut report: ProbeReport, now_ms: i64
         dns_rcode: report.facts.dns_rcode.unwrap_or(""),
     };
     let failed = |conditions: &[Condition]| failing(conditions, &observed);
-    let down = failed(&target.conditions);
-    let degraded = failed(&target.degraded_conditions);
-    if !down.is_empty() {
-        report.outcome = Outcome::Down;
-        report.reason = Some(down.join("; "));
-    } else if !degraded.is_empty() {
-        report.outcome = Outcome::Degraded;
-        report.reason = Some(degraded.join("; "));
+    if !target.conditions.is_empty() {
+        let down = failed(&target.conditions);
+        let probe_reason = report.reason.take();
+        if down.is_empty() {
+            report.outcome = Outcome::Up;
+        } else {
+            report.outcome = Outcome::Down;
+            report.reason = Some(match probe_reason {
+                Some(why) => format!("{} ({why})", down.join("; ")),
+                None => down.join("; "),
+            });
+        }
+    }
+    if report.outcome != Outcome::Down {
+        let degraded = failed(&target.degraded_conditions);
+        if !degraded.is_empty() {
+            report.outcome = Outcome::Degraded;
+            report.reason = Some(degraded.join("; "));
+        }
     }
     report
 }
@@ -227,7 +275,7 @@ pub async fn run(clients: &Clients, service: &ServiceConfig, now_ms: i64) -> Pro
         report.outcome = Outcome::Degraded;
         report.reason = Some(format!("dependency {}", failing.join("; ")));
     }
-    report
+    report.sanitized()
 }
 
 /// The innermost cause of an error, which is what says what went wrong
@@ -238,4 +286,19 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_text;
+
+    #[test]
+    fn target_text_is_cleaned_and_cut() {
+        assert_eq!(clean_text("a\u{0}b\nc", 100), "a b c");
+        assert_eq!(clean_text("ééé", 4), "éé…");
+        assert_eq!(
+            clean_text(&"x".repeat(10_000), 512).len(),
+            512 + '…'.len_utf8()
+        );
+    }
 }

@@ -81,9 +81,11 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
     };
     let lag = app.stats.current_lag(now.timestamp_millis());
     let lag_status = if lag > LAG_WARN { "warn" } else { "pass" };
+    let dropped = app.stats.results_dropped.load(Ordering::Relaxed);
+    let skipped = app.stats.probes_skipped.load(Ordering::Relaxed);
     let status = if store_status == "fail" {
         "fail"
-    } else if lag_status == "warn" {
+    } else if lag_status == "warn" || dropped > 0 {
         "warn"
     } else {
         "pass"
@@ -127,6 +129,14 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
                 "componentType": "system",
                 "observedValue": app.stats.results_written.load(Ordering::Relaxed),
                 "observedUnit": "results written",
+                "status": if dropped > 0 { "warn" } else { "pass" },
+                "output": (dropped > 0).then(|| format!("{dropped} results refused by the store")),
+                "time": time,
+            }],
+            "monitor:skipped": [{
+                "componentType": "system",
+                "observedValue": skipped,
+                "observedUnit": "probe slots skipped after stalls",
                 "status": "pass",
                 "time": time,
             }],

@@ -74,15 +74,36 @@ timeout = "500ms"
         !html.contains("Secret admin"),
         "private services stay off the page"
     );
-    for internal in [
-        target.addr.to_string(),
-        target.addr.port().to_string(),
-        closed.to_string(),
-        "127.0.0.1".to_string(),
-        "connection failed".to_string(),
-        "/ok".to_string(),
+    // Every public route, not just the page.
+    let mut bodies = Vec::new();
+    for route in [
+        "/",
+        "/api/v1/services",
+        "/health",
+        "/readyz",
+        "/livez",
+        "/no-such-page",
     ] {
-        assert!(!html.contains(&internal), "the page leaks {internal:?}");
+        bodies.push((route, app.get(route).await.expect("route").1));
+    }
+    for (route, body) in &bodies {
+        for internal in [
+            target.addr.to_string(),
+            // With the colon: bare digits could occur in a timestamp.
+            format!(":{}", target.addr.port()),
+            format!(":{closed}"),
+            "127.0.0.1".to_string(),
+            "connection failed".to_string(),
+            "refused".to_string(),
+            "/ok".to_string(),
+            db.url.clone(),
+            "Secret admin".to_string(),
+        ] {
+            assert!(
+                !body.contains(&internal),
+                "{route} leaks {internal:?}: {body}"
+            );
+        }
     }
     let (status, _) = app.get("/no-such-page").await.expect("404");
     assert_eq!(status, 404);

@@ -392,6 +392,7 @@ interval = "10s"
 #[tokio::test]
 async fn conditions_apply_to_tcp_dns_and_tls_probes_as_in_gatus() {
     let target = Target::start().await;
+    let closed = closed_port().await;
     let tls_port = tls_server(5).await;
     let list = services(&format!(
         r#"
@@ -414,6 +415,18 @@ interval = "10s"
 conditions = ["[BODY] == 10.0.0.1"]
 
 [[service]]
+name = "Must stay closed"
+url = "tcp://127.0.0.1:{closed}"
+interval = "10s"
+conditions = ["[CONNECTED] == false"]
+
+[[service]]
+name = "Must be open"
+url = "tcp://127.0.0.1:{closed}"
+interval = "10s"
+conditions = ["[CONNECTED] == true"]
+
+[[service]]
 name = "Cert week"
 url = "tls://localhost:{tls_port}"
 tls_verify = false
@@ -425,6 +438,21 @@ degraded_conditions = ["[CERTIFICATE_EXPIRATION] > 168h"]
         addr = target.addr,
     ))
     .await;
+    let closed_ok = run(&list[3]).await;
+    assert_eq!(closed_ok.outcome, Outcome::Up, "{:?}", closed_ok.reason);
+    let open_wanted = run(&list[4]).await;
+    assert_eq!(open_wanted.outcome, Outcome::Down);
+    let reason = open_wanted.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("[CONNECTED] (false) == true (connection failed:"),
+        "{reason}"
+    );
+    let list = [
+        list[0].clone(),
+        list[1].clone(),
+        list[2].clone(),
+        list[5].clone(),
+    ];
     let port = run(&list[0]).await;
     assert_eq!(port.outcome, Outcome::Up, "{:?}", port.reason);
     let name = run(&list[1]).await;
