@@ -128,7 +128,9 @@ impl Application {
         }));
         let refresher_task = tokio::spawn(refresher.run(
             writes,
-            Duration::from_millis(200),
+            // Rebuilding reads the store; once a second is fresh enough for
+            // people and bounded for the store.
+            Duration::from_secs(1),
             Duration::from_secs(30),
             async move {
                 let _ = refresher_stopped.await;

@@ -292,6 +292,16 @@ impl fmt::Display for DatabaseUrl {
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut url) => {
+            let secretish_query = url.query_pairs().any(|(k, _)| {
+                let k = k.to_ascii_lowercase();
+                ["password", "secret", "token", "key"]
+                    .iter()
+                    .any(|s| k.contains(s))
+            });
+            if url.password().is_none() && !secretish_query {
+                // Nothing to hide: show it as written, not re-encoded.
+                return raw.to_string();
+            }
             if url.password().is_some() {
                 let _ = url.set_password(Some("***"));
             }

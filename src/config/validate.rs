@@ -8,6 +8,7 @@ use super::interpolate::interpolate;
 use super::raw::{known_keys, RawConfig, RawService};
 use super::*;
 use crate::health::condition::Condition;
+use crate::store::sqlite_url as sqlite;
 
 /// One step of a path into the TOML document.
 #[derive(Debug, Clone)]
@@ -137,6 +138,11 @@ pub(super) fn from_toml(
         .url
         .clone()
         .unwrap_or_else(|| "sqlite://data/beacon.db".to_string());
+    if sqlite::is_memory(&storage_text) {
+        problems.push(
+            "storage: url: in-memory SQLite is not supported (each connection would see its own empty database); use a file, e.g. sqlite://data/beacon.db".to_string(),
+        );
+    }
     let storage_ok = storage_text.contains("${")
         || storage_text.starts_with("sqlite:")
         || storage_text.starts_with("postgres://")
@@ -358,7 +364,16 @@ fn validate_service(
     };
     let url = match s.url.as_deref() {
         // An unset ${VAR} is already reported; the text left is no URL to judge.
-        Some(text) if text.contains("${") => None,
+        Some(text) if text.contains("${") => {
+            let reported = format!("{place}: url: environment variable");
+            if !problems.iter().any(|p| p.starts_with(&reported)) {
+                problems.push(format!(
+                    "{place}: url \"{}\" is not a valid URL",
+                    redact_url(text)
+                ));
+            }
+            None
+        }
         None => {
             problems.push(format!("{place}: url is required"));
             None
@@ -1023,6 +1038,20 @@ mod tests {
         assert_eq!(s.dependencies[0].timeout, Duration::from_secs(5));
         assert_eq!(s.dependencies[1].timeout, Duration::from_secs(1));
         assert_eq!(s.dependencies[0].interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn in_memory_sqlite_and_literal_placeholders_are_refused() {
+        let found = problems(
+            "[storage]\nurl = \"sqlite::memory:\"\n[[service]]\nname = \"A\"\nurl = \"http://a/$${X}\"\n",
+        );
+        assert_eq!(
+            found,
+            [
+                "storage: url: in-memory SQLite is not supported (each connection would see its own empty database); use a file, e.g. sqlite://data/beacon.db",
+                "service[1] \"A\": url \"http://a/${X}\" is not a valid URL",
+            ]
+        );
     }
 
     #[test]

@@ -513,7 +513,22 @@ impl Recorder {
 
 #[cfg(test)]
 mod tests {
-    use super::first_offsets;
+    use super::{first_offsets, MonitorStats};
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn lag_is_the_latest_probes_or_how_overdue_the_next_one_is() {
+        let stats = MonitorStats::default();
+        stats.last_lag_ms.store(40, Ordering::Relaxed);
+        stats.next_due_ms.store(i64::MAX, Ordering::Relaxed);
+        assert_eq!(stats.current_lag(10_000), Duration::from_millis(40));
+        // The scheduler is stuck behind a probe due 7 s ago.
+        stats.next_due_ms.store(3_000, Ordering::Relaxed);
+        assert_eq!(stats.current_lag(10_000), Duration::from_secs(7));
+        // Due in the future: not late.
+        stats.next_due_ms.store(20_000, Ordering::Relaxed);
+        assert_eq!(stats.current_lag(10_000), Duration::from_millis(40));
+    }
     use std::collections::HashSet;
     use std::time::Duration;
 

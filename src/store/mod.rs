@@ -10,6 +10,15 @@
 mod postgres;
 mod sqlite;
 
+/// SQLite URL helpers, for config validation.
+pub mod sqlite_url {
+    /// `sqlite::memory:`, `sqlite://:memory:` and `?mode=memory` URLs.
+    pub fn is_memory(url: &str) -> bool {
+        url.starts_with("sqlite:")
+            && (super::sqlite::path_of(url) == ":memory:" || url.contains("mode=memory"))
+    }
+}
+
 use std::collections::HashMap;
 
 use sqlx::Row;

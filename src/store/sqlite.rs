@@ -17,6 +17,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqli
 /// The file path of a `sqlite://path` or `sqlite:path` URL.
 pub fn path_of(url: &str) -> &str {
     let rest = url.strip_prefix("sqlite:").unwrap_or(url);
+    if rest == ":memory:" {
+        return rest;
+    }
     let rest = rest.strip_prefix("//").unwrap_or(rest);
     rest.split('?').next().unwrap_or(rest)
 }

@@ -152,6 +152,11 @@ url = "https://localhost:{port}/health"
 tls_verify = false
 interval = "10s"
 conditions = ["[CERTIFICATE_EXPIRATION] > 240h"]
+
+[[service]]
+name = "Untrusted"
+url = "https://localhost:{port}/health"
+interval = "10s"
 "#
     ))
     .await;
@@ -170,10 +175,18 @@ conditions = ["[CERTIFICATE_EXPIRATION] > 240h"]
         reason.starts_with("[CERTIFICATE_EXPIRATION] (12") && reason.ends_with(" > 240h"),
         "{reason}"
     );
+    // tls_verify stays on by default: a self-signed certificate is refused.
+    let untrusted = run(&list[2]).await;
+    assert_eq!(untrusted.outcome, Outcome::Down);
+    let reason = untrusted.reason.unwrap_or_default();
+    assert!(reason.to_lowercase().contains("certificate"), "{reason}");
 }
 
 #[tokio::test]
 async fn direct_dependencies_are_probed_with_the_service() {
+    if TestDb::postgres().await.is_none() {
+        return; // noted by TestDb; a failure under CI=true
+    }
     let target = Target::start().await;
     let closed = closed_port().await;
     let pg = postgres_admin_url();
