@@ -81,6 +81,12 @@ impl ProbeReport {
         self
     }
 
+    /// The same report with another outcome (simulations and tests).
+    pub fn with_outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
     pub fn down(latency: Duration, reason: impl Into<String>) -> Self {
         ProbeReport {
             outcome: Outcome::Down,

@@ -8,7 +8,10 @@
 //! connecting and the migration folders differ (`sqlite.rs`, `postgres.rs`).
 
 mod postgres;
+pub mod rollup;
 mod sqlite;
+
+use rollup::{Period, Rollup};
 
 /// SQLite URL helpers, for config validation.
 pub mod sqlite_url {
@@ -168,6 +171,38 @@ fn is_undefined_table(e: &dyn sqlx::error::DatabaseError) -> bool {
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
 const INSERT_CHUNK: usize = 1000;
 
+const ROLLUP_INSERT: &str =
+    "INSERT INTO rollups (service_id, period, bucket_start, up, degraded, down, \
+     maintenance, latency_count, latency_sum, latency_max, h00, h01, h02, h03, h04, h05, h06, h07, \
+     h08, h09, h10, h11, h12, h13, h14, h15) ";
+
+/// Adds a batch's counts to existing rollups (portable: no GREATEST/MAX()).
+static ROLLUP_MERGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut sets: Vec<String> = [
+        "up",
+        "degraded",
+        "down",
+        "maintenance",
+        "latency_count",
+        "latency_sum",
+    ]
+    .iter()
+    .map(|c| format!("{c} = rollups.{c} + excluded.{c}"))
+    .collect();
+    sets.push(
+        "latency_max = CASE WHEN excluded.latency_max > rollups.latency_max \
+         THEN excluded.latency_max ELSE rollups.latency_max END"
+            .into(),
+    );
+    sets.extend(
+        (0..rollup::BUCKETS).map(|i| format!("h{i:02} = rollups.h{i:02} + excluded.h{i:02}")),
+    );
+    format!(
+        " ON CONFLICT (service_id, period, bucket_start) DO UPDATE SET {}",
+        sets.join(", ")
+    )
+});
+
 impl Store {
     /// Opens the store named by `url` (`sqlite://…` or `postgres://…`).
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
@@ -315,6 +350,29 @@ impl Store {
                 qb.push(" ON CONFLICT (service_id, checked_at) DO NOTHING");
                 qb.build().execute(&mut *tx).await?;
             }
+            // Rollups in the same transaction as the results they count.
+            let rollups: Vec<((i64, Period, i64), Rollup)> =
+                rollup::aggregate(&batch.results).into_iter().collect();
+            for chunk in rollups.chunks(INSERT_CHUNK / 2) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(ROLLUP_INSERT);
+                qb.push_values(chunk, |mut row, ((service_id, period, start), r)| {
+                    row.push_bind(*service_id)
+                        .push_bind(period.as_str())
+                        .push_bind(*start)
+                        .push_bind(r.up)
+                        .push_bind(r.degraded)
+                        .push_bind(r.down)
+                        .push_bind(r.maintenance)
+                        .push_bind(r.latency_count)
+                        .push_bind(r.latency_sum)
+                        .push_bind(r.latency_max);
+                    for n in r.histogram {
+                        row.push_bind(n);
+                    }
+                });
+                qb.push(ROLLUP_MERGE.as_str());
+                qb.build().execute(&mut *tx).await?;
+            }
             for c in &batch.changes {
                 sqlx::query(
                     "INSERT INTO status_changes (service_id, changed_at, from_state, to_state, reason) \
@@ -370,12 +428,13 @@ impl Store {
 
     /// Every active service with its state and 24 h counts, in config order.
     pub async fn service_summaries(&self, now: i64) -> Result<Vec<ServiceSummary>, StoreError> {
-        let since = now - 24 * 3600 * 1000;
+        // The last 24 hourly buckets: this hour so far and the 23 before it.
+        let since = Period::Hour.bucket_start(now) - 23 * rollup::HOUR_MS;
         let summaries = on_pool!(self, pool, _Db => {
             let counts: HashMap<i64, (i64, i64)> = sqlx::query(
-                "SELECT service_id, COUNT(*) AS total, \
-                        SUM(CASE WHEN state IN (1, 2) THEN 1 ELSE 0 END) AS ok \
-                 FROM check_results WHERE checked_at >= $1 GROUP BY service_id",
+                "SELECT service_id, SUM(up + degraded + down) AS total, \
+                        SUM(up + degraded) AS ok \
+                 FROM rollups WHERE period = 'h' AND bucket_start >= $1 GROUP BY service_id",
             )
             .bind(since)
             .fetch_all(pool)
@@ -421,6 +480,50 @@ impl Store {
             out
         });
         Ok(summaries)
+    }
+
+    /// Every rollup of one service for `period`, oldest first.
+    pub async fn rollups(
+        &self,
+        slug: &str,
+        period: Period,
+    ) -> Result<Vec<(i64, Rollup)>, StoreError> {
+        let rows = on_pool!(self, pool, _Db => {
+            sqlx::query(
+                "SELECT r.* FROM rollups r JOIN services s ON s.id = r.service_id \
+                 WHERE s.slug = $1 AND r.period = $2 ORDER BY r.bucket_start",
+            )
+            .bind(slug)
+            .bind(period.as_str())
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| -> Result<(i64, Rollup), sqlx::Error> {
+                let int = |c: &str| -> Result<i64, sqlx::Error> {
+                    // INTEGER is 4 bytes on PostgreSQL, 8 on SQLite.
+                    row.try_get::<i64, _>(c).or_else(|_| row.try_get::<i32, _>(c).map(i64::from))
+                };
+                let mut histogram = [0i64; rollup::BUCKETS];
+                for (i, h) in histogram.iter_mut().enumerate() {
+                    *h = int(&format!("h{i:02}"))?;
+                }
+                Ok((
+                    int("bucket_start")?,
+                    Rollup {
+                        up: int("up")?,
+                        degraded: int("degraded")?,
+                        down: int("down")?,
+                        maintenance: int("maintenance")?,
+                        latency_count: int("latency_count")?,
+                        latency_sum: int("latency_sum")?,
+                        latency_max: int("latency_max")?,
+                        histogram,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
     }
 
     /// Every stored result of one service, oldest first (tests and tools).

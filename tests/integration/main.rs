@@ -9,4 +9,5 @@ mod monitor;
 mod own_health;
 mod page;
 mod probes;
+mod rollups;
 mod services_sync;

@@ -1,0 +1,195 @@
+//! Rollups: per-service counts per hour and per UTC day, kept in step with
+//! the raw results inside the same transaction (see migration 0004).
+
+use std::collections::BTreeMap;
+
+use super::CheckResult;
+use crate::model::Outcome;
+
+/// Upper bounds (ms) of the latency histogram's buckets; the last bucket
+/// (index 15) takes everything above 10 s.
+pub const LATENCY_BOUNDS_MS: [i64; 15] = [
+    5, 10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10_000,
+];
+pub const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 86_400_000;
+
+/// A rollup period, as stored in `rollups.period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Period {
+    Hour,
+    Day,
+}
+
+impl Period {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Hour => "h",
+            Period::Day => "d",
+        }
+    }
+
+    pub fn length_ms(self) -> i64 {
+        match self {
+            Period::Hour => HOUR_MS,
+            Period::Day => DAY_MS,
+        }
+    }
+
+    /// Start of the bucket holding `t` (epoch ms, UTC).
+    pub fn bucket_start(self, t: i64) -> i64 {
+        t.div_euclid(self.length_ms()) * self.length_ms()
+    }
+}
+
+/// Counts of one service over one bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rollup {
+    pub up: i64,
+    pub degraded: i64,
+    pub down: i64,
+    pub maintenance: i64,
+    pub latency_count: i64,
+    pub latency_sum: i64,
+    pub latency_max: i64,
+    pub histogram: [i64; BUCKETS],
+}
+
+impl Rollup {
+    pub fn add(&mut self, r: &CheckResult) {
+        match r.outcome {
+            Outcome::Up => self.up += 1,
+            Outcome::Degraded => self.degraded += 1,
+            Outcome::Down => self.down += 1,
+        }
+        if let Some(ms) = r.latency_ms {
+            let ms = i64::from(ms);
+            self.latency_count += 1;
+            self.latency_sum += ms;
+            self.latency_max = self.latency_max.max(ms);
+            let bucket = LATENCY_BOUNDS_MS
+                .iter()
+                .position(|bound| ms <= *bound)
+                .unwrap_or(BUCKETS - 1);
+            self.histogram[bucket] += 1;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Rollup) {
+        self.up += other.up;
+        self.degraded += other.degraded;
+        self.down += other.down;
+        self.maintenance += other.maintenance;
+        self.latency_count += other.latency_count;
+        self.latency_sum += other.latency_sum;
+        self.latency_max = self.latency_max.max(other.latency_max);
+        for (a, b) in self.histogram.iter_mut().zip(other.histogram.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Probes that count toward uptime: maintenance is left out.
+    pub fn counted(&self) -> i64 {
+        self.up + self.degraded + self.down
+    }
+
+    /// Share of counted probes that were up or degraded, 0–100; `None`
+    /// without data.
+    pub fn uptime(&self) -> Option<f64> {
+        let counted = self.counted();
+        (counted > 0).then(|| 100.0 * (self.up + self.degraded) as f64 / counted as f64)
+    }
+
+    /// The upper bound of the histogram bucket holding quantile `q` (0–1),
+    /// capped at the largest latency seen.
+    pub fn percentile_ms(&self, q: f64) -> Option<i64> {
+        let total: i64 = self.histogram.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as i64;
+        let mut seen = 0;
+        for (i, n) in self.histogram.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let bound = LATENCY_BOUNDS_MS
+                    .get(i)
+                    .copied()
+                    .unwrap_or(self.latency_max);
+                return Some(bound.min(self.latency_max));
+            }
+        }
+        Some(self.latency_max)
+    }
+}
+
+/// Rollups of a batch of results, keyed by (service, period, bucket start).
+pub fn aggregate(results: &[CheckResult]) -> BTreeMap<(i64, Period, i64), Rollup> {
+    let mut out: BTreeMap<(i64, Period, i64), Rollup> = BTreeMap::new();
+    for r in results {
+        for period in [Period::Hour, Period::Day] {
+            out.entry((r.service_id, period, period.bucket_start(r.checked_at)))
+                .or_default()
+                .add(r);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(at: i64, outcome: Outcome, ms: i32) -> CheckResult {
+        CheckResult {
+            service_id: 1,
+            checked_at: at,
+            outcome,
+            latency_ms: Some(ms),
+            status_code: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn results_fall_into_hour_and_day_buckets() {
+        let day = 20_000 * DAY_MS;
+        let results = [
+            result(day + 10, Outcome::Up, 3),
+            result(day + HOUR_MS - 1, Outcome::Down, 40),
+            result(day + HOUR_MS, Outcome::Degraded, 20_000),
+        ];
+        let rollups = aggregate(&results);
+        let first_hour = &rollups[&(1, Period::Hour, day)];
+        assert_eq!(
+            (first_hour.up, first_hour.down, first_hour.degraded),
+            (1, 1, 0)
+        );
+        assert_eq!(first_hour.histogram[0] + first_hour.histogram[3], 2);
+        let second_hour = &rollups[&(1, Period::Hour, day + HOUR_MS)];
+        assert_eq!(second_hour.histogram[BUCKETS - 1], 1, "over 10 s");
+        let whole_day = &rollups[&(1, Period::Day, day)];
+        assert_eq!(whole_day.counted(), 3);
+        assert_eq!(whole_day.latency_max, 20_000);
+        assert_eq!(whole_day.latency_sum, 20_043);
+    }
+
+    #[test]
+    fn uptime_and_percentiles() {
+        let mut r = Rollup::default();
+        for i in 0..100 {
+            let outcome = if i < 2 { Outcome::Down } else { Outcome::Up };
+            r.add(&result(i, outcome, if i < 90 { 40 } else { 900 }));
+        }
+        assert_eq!(r.uptime(), Some(98.0));
+        assert_eq!(r.percentile_ms(0.5), Some(50));
+        assert_eq!(
+            r.percentile_ms(0.95),
+            Some(900),
+            "capped at the largest seen"
+        );
+        assert_eq!(Rollup::default().uptime(), None);
+    }
+}

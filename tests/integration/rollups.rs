@@ -1,0 +1,122 @@
+//! Rollups kept in the write path equal a brute-force count of the raw
+//! results, on both stores.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use beacon::clock::{Clock, ManualClock};
+use beacon::model::Outcome;
+use beacon::monitor::{Monitor, ProbeResult};
+use beacon::probe::ProbeReport;
+use beacon::store::rollup::{Period, Rollup};
+use chrono::TimeZone;
+
+use crate::helpers::{test_config, TestDb};
+use crate::store_test;
+
+store_test!(
+    rollups_equal_a_brute_force_count_of_raw_results,
+    rollups_match_raw
+);
+async fn rollups_match_raw(db: TestDb) {
+    let config = test_config(
+        &db,
+        "[[service]]\nname = \"A\"\nurl = \"http://a.example/\"\ninterval = \"30s\"\n\
+         [[service]]\nname = \"B\"\nurl = \"http://b.example/\"\ninterval = \"30s\"\n",
+    );
+    let store = db.store().await;
+    // Starts just before midnight so results cross an hour and a day.
+    let start = chrono::Utc
+        .with_ymd_and_hms(2026, 3, 11, 22, 50, 0)
+        .single()
+        .expect("time");
+    let clock = ManualClock::at(start);
+    let monitor = Monitor::for_services(
+        &config.services,
+        store.clone(),
+        Arc::new(clock.clone()),
+        config.monitor.clone(),
+    )
+    .await
+    .expect("monitor");
+    let ids: Vec<i64> = monitor.services().iter().map(|w| w.id).collect();
+    let mut recorder = monitor.recorder();
+
+    // Three hours of probes every 30 s, written in batches of varying size,
+    // with a pseudo-random mix of outcomes and latencies.
+    let mut seed: u64 = 42;
+    let mut next = || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        seed >> 33
+    };
+    let mut pending = Vec::new();
+    for step in 0..360 {
+        for id in &ids {
+            let roll = next() % 100;
+            let outcome = match roll {
+                0..=84 => Outcome::Up,
+                85..=92 => Outcome::Degraded,
+                _ => Outcome::Down,
+            };
+            pending.push(ProbeResult {
+                service_id: *id,
+                checked_at: clock.now_ms(),
+                report: ProbeReport {
+                    latency: Duration::from_millis(next() % 3000),
+                    ..ProbeReport::down(Duration::ZERO, "x")
+                }
+                .with_outcome(outcome),
+            });
+        }
+        if step % 17 == 0 {
+            recorder
+                .record(std::mem::take(&mut pending))
+                .await
+                .expect("record");
+        }
+        clock.advance(Duration::from_secs(30));
+    }
+    recorder.record(pending).await.expect("record");
+
+    for slug in ["a", "b"] {
+        let raw = store.check_results(slug).await.expect("raw");
+        assert_eq!(raw.len(), 360);
+        for period in [Period::Hour, Period::Day] {
+            let mut expected: BTreeMap<i64, Rollup> = BTreeMap::new();
+            for r in &raw {
+                expected
+                    .entry(period.bucket_start(r.checked_at))
+                    .or_default()
+                    .add(r);
+            }
+            let stored: BTreeMap<i64, Rollup> = store
+                .rollups(slug, period)
+                .await
+                .expect("rollups")
+                .into_iter()
+                .collect();
+            assert_eq!(stored, expected, "{slug} {period:?}");
+        }
+    }
+    assert_eq!(
+        store.rollups("a", Period::Day).await.expect("days").len(),
+        2,
+        "crosses midnight"
+    );
+
+    // The 24 h uptime of the page comes from the rollups and equals the raw count.
+    let now = clock.now_ms();
+    let since = Period::Hour.bucket_start(now) - 23 * 3_600_000;
+    for summary in store.service_summaries(now).await.expect("summaries") {
+        let raw = store.check_results(&summary.slug).await.expect("raw");
+        let window: Vec<_> = raw.iter().filter(|r| r.checked_at >= since).collect();
+        let ok = window.iter().filter(|r| r.outcome != Outcome::Down).count() as i64;
+        assert_eq!(
+            (summary.checks_24h, summary.ok_24h),
+            (window.len() as i64, ok),
+            "{}",
+            summary.slug
+        );
+    }
+}
