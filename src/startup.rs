@@ -29,6 +29,8 @@ pub struct Application {
     monitor: Monitor,
     refresher: Refresher,
     state: AppState,
+    clock: Arc<dyn Clock>,
+    raw_retention: Duration,
 }
 
 impl Application {
@@ -78,7 +80,7 @@ impl Application {
             snapshot,
             store: store.clone(),
             stats: monitor.stats(),
-            clock,
+            clock: clock.clone(),
         };
         Ok(Application {
             listener,
@@ -87,6 +89,8 @@ impl Application {
             monitor,
             refresher,
             state,
+            clock,
+            raw_retention: config.storage.raw_retention,
         })
     }
 
@@ -116,6 +120,8 @@ impl Application {
             monitor,
             refresher,
             state,
+            clock,
+            raw_retention,
         } = self;
 
         let (stop_monitor, monitor_stopped) = oneshot::channel::<()>();
@@ -134,6 +140,15 @@ impl Application {
             Duration::from_secs(30),
             async move {
                 let _ = refresher_stopped.await;
+            },
+        ));
+        let (stop_retention, retention_stopped) = oneshot::channel::<()>();
+        let retention_task = tokio::spawn(retention_job(
+            store.clone(),
+            clock.clone(),
+            raw_retention,
+            async move {
+                let _ = retention_stopped.await;
             },
         ));
         let app = web::router(state);
@@ -174,8 +189,43 @@ impl Application {
         }
         let _ = stop_refresher.send(());
         let _ = refresher_task.await;
+        let _ = stop_retention.send(());
+        let _ = retention_task.await;
         store.close().await;
         outcome
+    }
+}
+
+/// Prunes raw results past `raw_retention` (rollups stay) soon after start
+/// and then hourly, until `stop` resolves.
+async fn retention_job(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    raw_retention: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.as_mut() => return,
+        }
+        wait = Duration::from_secs(3600);
+        let started = std::time::Instant::now();
+        match store
+            .prune(clock.now_ms(), raw_retention.as_millis() as i64)
+            .await
+        {
+            Ok(p) => tracing::info!(
+                results = p.results,
+                hourly_rollups = p.rollups,
+                ms = started.elapsed().as_millis() as u64,
+                "pruned history past its retention"
+            ),
+            // Next hour will try again; nothing is lost by waiting.
+            Err(e) => tracing::error!(error = %e, "pruning history failed"),
+        }
     }
 }
 

@@ -64,6 +64,12 @@ pub struct ServerConfig {
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub url: DatabaseUrl,
+    /// How long raw probe results are kept; rollups are kept 400 days.
+    pub raw_retention: Duration,
+}
+
+impl StorageConfig {
+    pub const DEFAULT_RAW_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 }
 
 #[derive(Debug, Clone)]

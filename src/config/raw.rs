@@ -31,6 +31,7 @@ pub struct RawServer {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawStorage {
     pub url: Option<String>,
+    pub raw_retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,7 +84,7 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
     match table {
         "" => &["server", "storage", "monitor", "group", "service"],
         "server" => &["listen", "public_url", "title", "watch_self"],
-        "storage" => &["url"],
+        "storage" => &["url", "raw_retention"],
         "monitor" => &["max_concurrency", "batch_size", "flush_interval"],
         "group" => &["name", "description"],
         "service" => &[

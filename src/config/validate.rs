@@ -155,6 +155,24 @@ pub(super) fn from_toml(
         ));
     }
 
+    let raw_retention = match &raw.storage.raw_retention {
+        None => StorageConfig::DEFAULT_RAW_RETENTION,
+        Some(text) => match parse_duration("storage", "raw_retention", text) {
+            Ok(d) if d >= Duration::from_secs(3600) => d,
+            Ok(d) => {
+                problems.push(format!(
+                    "storage: raw_retention ({}) must be at least 1h",
+                    humantime::format_duration(d)
+                ));
+                StorageConfig::DEFAULT_RAW_RETENTION
+            }
+            Err(p) => {
+                problems.push(p);
+                StorageConfig::DEFAULT_RAW_RETENTION
+            }
+        },
+    };
+
     // [monitor]
     let mut monitor = MonitorConfig::default();
     if let Some(n) = raw.monitor.max_concurrency {
@@ -267,6 +285,7 @@ pub(super) fn from_toml(
         },
         storage: StorageConfig {
             url: DatabaseUrl::new(storage_text),
+            raw_retention,
         },
         monitor,
         groups,

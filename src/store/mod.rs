@@ -168,6 +168,16 @@ fn is_undefined_table(e: &dyn sqlx::error::DatabaseError) -> bool {
     e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table")
 }
 
+/// Hourly rollups are kept this long; daily ones are never pruned.
+const ROLLUP_HOURLY_KEEP_MS: i64 = 400 * rollup::DAY_MS;
+
+/// What a prune removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    pub results: u64,
+    pub rollups: u64,
+}
+
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
 const INSERT_CHUNK: usize = 1000;
 
@@ -480,6 +490,94 @@ impl Store {
             out
         });
         Ok(summaries)
+    }
+
+    /// Deletes raw results older than `raw_retention` and hourly rollups
+    /// older than 400 days (daily rollups stay). Service by service, so each
+    /// delete is a primary-key range and locks briefly.
+    pub async fn prune(&self, now: i64, raw_retention_ms: i64) -> Result<Pruned, StoreError> {
+        let raw_before = now - raw_retention_ms;
+        let hourly_before = now - ROLLUP_HOURLY_KEEP_MS;
+        let pruned = on_pool!(self, pool, _Db => {
+            let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM services ORDER BY id")
+                .fetch_all(pool)
+                .await?;
+            let mut pruned = Pruned::default();
+            for id in ids {
+                pruned.results += sqlx::query(
+                    "DELETE FROM check_results WHERE service_id = $1 AND checked_at < $2",
+                )
+                .bind(id)
+                .bind(raw_before)
+                .execute(pool)
+                .await?
+                .rows_affected();
+                pruned.rollups += sqlx::query(
+                    "DELETE FROM rollups WHERE service_id = $1 AND period = 'h' AND bucket_start < $2",
+                )
+                .bind(id)
+                .bind(hourly_before)
+                .execute(pool)
+                .await?
+                .rows_affected();
+            }
+            pruned
+        });
+        Ok(pruned)
+    }
+
+    /// Rollups of every service over the page's windows: the last 24 hours
+    /// (hourly buckets: this hour and the 23 before), and the last 7, 30 and
+    /// 90 days (daily buckets: today and the days before).
+    pub async fn uptime_windows(&self, now: i64) -> Result<HashMap<i64, [Rollup; 4]>, StoreError> {
+        let hour_since = Period::Hour.bucket_start(now) - 23 * rollup::HOUR_MS;
+        let today = Period::Day.bucket_start(now);
+        let day_since = today - 89 * rollup::DAY_MS;
+        let rows = on_pool!(self, pool, _Db => {
+            sqlx::query(
+                "SELECT service_id, period, bucket_start, up, degraded, down, maintenance \
+                 FROM rollups WHERE (period = 'h' AND bucket_start >= $1) \
+                    OR (period = 'd' AND bucket_start >= $2)",
+            )
+            .bind(hour_since)
+            .bind(day_since)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| -> Result<(i64, String, i64, [i64; 4]), sqlx::Error> {
+                let int = |c: &str| -> Result<i64, sqlx::Error> {
+                    row.try_get::<i64, _>(c).or_else(|_| row.try_get::<i32, _>(c).map(i64::from))
+                };
+                Ok((
+                    row.try_get("service_id")?,
+                    row.try_get("period")?,
+                    int("bucket_start")?,
+                    [int("up")?, int("degraded")?, int("down")?, int("maintenance")?],
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+        });
+        let mut out: HashMap<i64, [Rollup; 4]> = HashMap::new();
+        for (service_id, period, start, [up, degraded, down, maintenance]) in rows {
+            let counts = Rollup {
+                up,
+                degraded,
+                down,
+                maintenance,
+                ..Rollup::default()
+            };
+            let windows = out.entry(service_id).or_default();
+            if period == "h" {
+                windows[0].merge(&counts);
+            } else {
+                for (i, days) in [(1, 7), (2, 30), (3, 90)] {
+                    if start > today - days * rollup::DAY_MS {
+                        windows[i].merge(&counts);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every rollup of one service for `period`, oldest first.

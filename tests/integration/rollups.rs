@@ -120,3 +120,77 @@ async fn rollups_match_raw(db: TestDb) {
         );
     }
 }
+
+store_test!(
+    pruning_raw_results_leaves_the_page_figures_unchanged,
+    retention
+);
+async fn retention(db: TestDb) {
+    let config = test_config(
+        &db,
+        "[[service]]\nname = \"A\"\nurl = \"http://a.example/\"\ninterval = \"10m\"\n",
+    );
+    let store = db.store().await;
+    let start = chrono::Utc
+        .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+        .single()
+        .expect("time");
+    let clock = ManualClock::at(start);
+    let monitor = Monitor::for_services(
+        &config.services,
+        store.clone(),
+        Arc::new(clock.clone()),
+        config.monitor.clone(),
+    )
+    .await
+    .expect("monitor");
+    let id = monitor.services()[0].id;
+    let mut recorder = monitor.recorder();
+    // Ten days, one probe every 10 minutes, down for a spell each day.
+    let mut batch = Vec::new();
+    for step in 0..(10 * 144) {
+        let outcome = if step % 144 < 6 {
+            Outcome::Down
+        } else {
+            Outcome::Up
+        };
+        batch.push(ProbeResult {
+            service_id: id,
+            checked_at: clock.now_ms(),
+            report: ProbeReport::down(Duration::from_millis(20), "x").with_outcome(outcome),
+        });
+        clock.advance(Duration::from_secs(600));
+    }
+    recorder.record(batch).await.expect("record");
+    let now = clock.now_ms();
+    let before = store.uptime_windows(now).await.expect("windows");
+    let seven_days = 7 * 86_400_000;
+
+    let pruned = store.prune(now, seven_days).await.expect("prune");
+    assert_eq!(
+        pruned.results,
+        3 * 144,
+        "three days of raw results are past 7 days"
+    );
+    let raw = store.check_results("a").await.expect("raw");
+    assert_eq!(raw.len(), 7 * 144);
+    assert!(raw.iter().all(|r| r.checked_at >= now - seven_days));
+    let after = store.uptime_windows(now).await.expect("windows");
+    assert_eq!(
+        before, after,
+        "24 h / 7 d / 30 d / 90 d figures come from rollups"
+    );
+    let windows = &after[&id];
+    assert_eq!(
+        windows[3].counted(),
+        10 * 144,
+        "the 90-day window still counts all ten days"
+    );
+    let expected = 100.0 * (138.0 / 144.0);
+    assert!((windows[3].uptime().expect("data") - expected).abs() < 1e-9);
+    assert_eq!(
+        store.prune(now, seven_days).await.expect("again"),
+        Default::default(),
+        "idempotent"
+    );
+}
