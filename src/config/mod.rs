@@ -80,6 +80,9 @@ pub struct MonitorConfig {
     pub batch_size: usize,
     /// How long a result may wait in memory before its batch is written.
     pub flush_interval: Duration,
+    /// A service going down again within this long of its automatic
+    /// incident's resolution reopens that incident (flapping).
+    pub incident_cooldown: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -88,6 +91,7 @@ impl Default for MonitorConfig {
             max_concurrency: 1024,
             batch_size: 1000,
             flush_interval: Duration::from_millis(500),
+            incident_cooldown: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -39,6 +39,7 @@ pub struct RawMonitor {
     pub max_concurrency: Option<i64>,
     pub batch_size: Option<i64>,
     pub flush_interval: Option<String>,
+    pub incident_cooldown: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,7 +86,12 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
         "" => &["server", "storage", "monitor", "group", "service"],
         "server" => &["listen", "public_url", "title", "watch_self"],
         "storage" => &["url", "raw_retention"],
-        "monitor" => &["max_concurrency", "batch_size", "flush_interval"],
+        "monitor" => &[
+            "max_concurrency",
+            "batch_size",
+            "flush_interval",
+            "incident_cooldown",
+        ],
         "group" => &["name", "description"],
         "service" => &[
             "name",

@@ -202,6 +202,13 @@ pub(super) fn from_toml(
         }
     }
 
+    if let Some(text) = &raw.monitor.incident_cooldown {
+        match parse_duration("monitor", "incident_cooldown", text) {
+            Ok(d) => monitor.incident_cooldown = d,
+            Err(p) => problems.push(p),
+        }
+    }
+
     // [[group]]
     let mut groups = Vec::new();
     let mut group_index: HashMap<String, usize> = HashMap::new();

@@ -167,6 +167,7 @@ impl Monitor {
     pub fn recorder(&self) -> Recorder {
         Recorder::new(
             &self.services,
+            self.config.incident_cooldown,
             self.store.clone(),
             self.clock.clone(),
             self.stats.clone(),
@@ -325,6 +326,7 @@ pub struct Recorder {
     dependencies: HashMap<i64, Vec<crate::health::Dependency>>,
     /// The certificate expiry last written per service.
     certificates: HashMap<i64, i64>,
+    incident_cooldown: Duration,
     store: Store,
     clock: Arc<dyn Clock>,
     stats: Arc<MonitorStats>,
@@ -334,6 +336,7 @@ pub struct Recorder {
 impl Recorder {
     fn new(
         services: &[Watched],
+        incident_cooldown: Duration,
         store: Store,
         clock: Arc<dyn Clock>,
         stats: Arc<MonitorStats>,
@@ -354,10 +357,18 @@ impl Recorder {
             trackers,
             dependencies: HashMap::new(),
             certificates: HashMap::new(),
+            incident_cooldown,
             store,
             clock,
             stats,
             written,
+        }
+    }
+
+    fn new_batch(&self) -> Batch {
+        Batch {
+            incident_cooldown_ms: self.incident_cooldown.as_millis() as i64,
+            ..Batch::default()
         }
     }
 
@@ -415,7 +426,7 @@ impl Recorder {
 
     /// Applies and writes `results` at once, returning the state changes.
     pub async fn record(&mut self, results: Vec<ProbeResult>) -> anyhow::Result<Vec<StatusChange>> {
-        let mut batch = Batch::default();
+        let mut batch = self.new_batch();
         for r in results {
             self.apply(r, &mut batch);
         }
@@ -458,7 +469,7 @@ impl Recorder {
         let mut open = true;
         while open {
             let Some(first) = rx.recv().await else { break };
-            let mut batch = Batch::default();
+            let mut batch = self.new_batch();
             self.apply(first, &mut batch);
             let deadline = Instant::now() + flush;
             while batch.results.len() < batch_size {

@@ -130,6 +130,9 @@ pub struct Batch {
     pub dependencies: Vec<(i64, Vec<Dependency>)>,
     /// Services whose certificate expiry (epoch ms) changed.
     pub certificates: Vec<(i64, i64)>,
+    /// A service going down within this long of its automatic incident's
+    /// resolution reopens that incident instead of opening another.
+    pub incident_cooldown_ms: i64,
 }
 
 impl Batch {
@@ -166,6 +169,32 @@ pub struct ServiceSummary {
 /// "relation does not exist" (PostgreSQL 42P01) or "no such table" (SQLite).
 fn is_undefined_table(e: &dyn sqlx::error::DatabaseError) -> bool {
     e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table")
+}
+
+/// "12 min", "1 h 5 min", "2 days 3 h".
+pub fn human_minutes(minutes: i64) -> String {
+    let (days, hours, mins) = (minutes / 1440, (minutes % 1440) / 60, minutes % 60);
+    match (days, hours, mins) {
+        (0, 0, m) => format!("{m} min"),
+        (0, h, 0) => format!("{h} h"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, 0, _) => format!("{d} day{}", if d == 1 { "" } else { "s" }),
+        (d, h, _) => format!("{d} day{} {h} h", if d == 1 { "" } else { "s" }),
+    }
+}
+
+/// An incident with its timeline, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    pub id: i64,
+    pub title: String,
+    pub impact: String,
+    pub status: String,
+    pub automatic: bool,
+    pub started_at: i64,
+    pub resolved_at: Option<i64>,
+    /// (status, message, at), oldest first.
+    pub updates: Vec<(String, String, i64)>,
 }
 
 /// Hourly rollups are kept this long; daily ones are never pruned.
@@ -401,6 +430,109 @@ impl Store {
                     .bind(c.service_id)
                     .execute(&mut *tx)
                     .await?;
+
+                // Automatic incidents, in the same transaction as the change
+                // that causes them: a restart or a second replica finds the
+                // same open incident in the store and opens no other.
+                let service = sqlx::query("SELECT name, group_name FROM services WHERE id = $1")
+                    .bind(c.service_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let name: String = service.try_get("name")?;
+                let group: Option<String> = service.try_get("group_name")?;
+                let latest = sqlx::query(
+                    "SELECT i.id, i.resolved_at, i.started_at FROM incidents i \
+                     JOIN incident_services s ON s.incident_id = i.id \
+                     WHERE s.service_id = $1 AND i.automatic = $2 \
+                     ORDER BY i.started_at DESC, i.id DESC LIMIT 1",
+                )
+                .bind(c.service_id)
+                .bind(true)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let latest: Option<(i64, Option<i64>, i64)> = match latest {
+                    Some(row) => Some((row.try_get("id")?, row.try_get("resolved_at")?, row.try_get("started_at")?)),
+                    None => None,
+                };
+                let open = latest.filter(|(_, resolved, _)| resolved.is_none());
+                let update = |incident: i64, status: &'static str, message: String| {
+                    sqlx::query(
+                        "INSERT INTO incident_updates (incident_id, status, message, created_at) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(incident)
+                    .bind(status)
+                    .bind(message)
+                    .bind(c.changed_at)
+                };
+                let set_status = |incident: i64, status: &'static str, resolved_at: Option<i64>| {
+                    sqlx::query("UPDATE incidents SET status = $1, resolved_at = $2, updated_at = $3 WHERE id = $4")
+                        .bind(status)
+                        .bind(resolved_at)
+                        .bind(c.changed_at)
+                        .bind(incident)
+                };
+                match (c.from, c.to, latest) {
+                    (_, State::Down, Some((id, None, _))) => {
+                        update(id, "investigating", format!("{name} is down again.")).execute(&mut *tx).await?;
+                        set_status(id, "investigating", None).execute(&mut *tx).await?;
+                    }
+                    (_, State::Down, Some((id, Some(resolved), _)))
+                        if c.changed_at - resolved <= batch.incident_cooldown_ms =>
+                    {
+                        set_status(id, "investigating", None).execute(&mut *tx).await?;
+                        update(id, "investigating", format!("{name} is down again, shortly after recovering.")).execute(&mut *tx).await?;
+                    }
+                    (_, State::Down, _) => {
+                        // Major when the whole group is down, else minor.
+                        let group_up: i64 = match &group {
+                            Some(g) => sqlx::query_scalar(
+                                "SELECT COUNT(*) FROM services WHERE active = $1 AND group_name = $2 AND state <> 'down'",
+                            )
+                            .bind(true)
+                            .bind(g)
+                            .fetch_one(&mut *tx)
+                            .await?,
+                            None => 1,
+                        };
+                        let impact = if group_up == 0 { "major" } else { "minor" };
+                        let id: i64 = sqlx::query_scalar(
+                            "INSERT INTO incidents (title, impact, status, automatic, started_at, created_at, updated_at) \
+                             VALUES ($1, $2, 'investigating', $3, $4, $4, $4) RETURNING id",
+                        )
+                        .bind(format!("{name} is down"))
+                        .bind(impact)
+                        .bind(true)
+                        .bind(c.changed_at)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        sqlx::query("INSERT INTO incident_services (incident_id, service_id) VALUES ($1, $2)")
+                            .bind(id)
+                            .bind(c.service_id)
+                            .execute(&mut *tx)
+                            .await?;
+                        update(id, "investigating", format!("{name} is not responding as expected. We are looking into it."))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    (State::Down, State::Degraded, _) => {
+                        if let Some((id, _, _)) = open {
+                            update(id, "monitoring", format!("{name} is responding again, with degraded performance. We are monitoring."))
+                                .execute(&mut *tx)
+                                .await?;
+                            set_status(id, "monitoring", None).execute(&mut *tx).await?;
+                        }
+                    }
+                    (_, State::Up, _) => {
+                        if let Some((id, _, started)) = open {
+                            let minutes = ((c.changed_at - started) as f64 / 60_000.0).round().max(1.0) as i64;
+                            update(id, "resolved", format!("Resolved automatically after {}.", human_minutes(minutes)))
+                                .execute(&mut *tx)
+                                .await?;
+                            set_status(id, "resolved", Some(c.changed_at)).execute(&mut *tx).await?;
+                        }
+                    }
+                    _ => {}
+                }
             }
             for (service_id, deps) in &batch.dependencies {
                 let json = if deps.is_empty() {
@@ -580,6 +712,46 @@ impl Store {
         Ok(out)
     }
 
+    /// Every incident that names the service `slug`, oldest first.
+    pub async fn incidents_of(&self, slug: &str) -> Result<Vec<Incident>, StoreError> {
+        let incidents = on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(
+                "SELECT i.id, i.title, i.impact, i.status, i.automatic, i.started_at, i.resolved_at \
+                 FROM incidents i JOIN incident_services x ON x.incident_id = i.id \
+                 JOIN services s ON s.id = x.service_id WHERE s.slug = $1 ORDER BY i.started_at, i.id",
+            )
+            .bind(slug)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let id: i64 = row.try_get("id")?;
+                let updates = sqlx::query(
+                    "SELECT status, message, created_at FROM incident_updates \
+                     WHERE incident_id = $1 ORDER BY created_at, id",
+                )
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|u| Ok((u.try_get("status")?, u.try_get("message")?, u.try_get("created_at")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                out.push(Incident {
+                    id,
+                    title: row.try_get("title")?,
+                    impact: row.try_get("impact")?,
+                    status: row.try_get("status")?,
+                    automatic: row.try_get("automatic")?,
+                    started_at: row.try_get("started_at")?,
+                    resolved_at: row.try_get("resolved_at")?,
+                    updates,
+                });
+            }
+            out
+        });
+        Ok(incidents)
+    }
+
     /// Every rollup of one service for `period`, oldest first.
     pub async fn rollups(
         &self,
@@ -695,5 +867,24 @@ impl Store {
                 .await?
         });
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_minutes;
+
+    #[test]
+    fn durations_read_naturally() {
+        for (minutes, text) in [
+            (1, "1 min"),
+            (12, "12 min"),
+            (60, "1 h"),
+            (65, "1 h 5 min"),
+            (1440, "1 day"),
+            (3 * 1440 + 125, "3 days 2 h"),
+        ] {
+            assert_eq!(human_minutes(minutes), text);
+        }
     }
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod binary;
 mod health_docs;
+mod incidents;
 mod monitor;
 mod own_health;
 mod page;

@@ -1,0 +1,170 @@
+//! Automatic incidents: opened when a service goes down, kept across a
+//! restart, reopened when it flaps, resolved on recovery.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use beacon::clock::ManualClock;
+use beacon::monitor::{Monitor, Recorder};
+use chrono::TimeZone;
+
+use crate::helpers::{test_config, Target, TestDb};
+use crate::store_test;
+
+struct Rig {
+    monitor: Monitor,
+    recorder: Recorder,
+    clock: ManualClock,
+    target: Target,
+}
+
+impl Rig {
+    /// Sets the target's answer, moves the clock 30 s, probes and records.
+    async fn step(&mut self, slug: &str, status: u16) {
+        self.target.switch.store(status, Ordering::SeqCst);
+        self.clock.advance(Duration::from_secs(30));
+        let result = self.monitor.probe(slug).await.expect("service");
+        self.recorder.record(vec![result]).await.expect("recorded");
+    }
+}
+
+store_test!(
+    automatic_incidents_follow_outages_restarts_and_flapping,
+    lifecycle
+);
+async fn lifecycle(db: TestDb) {
+    let target = Target::start().await;
+    let mut config = test_config(
+        &db,
+        &format!(
+            "[[group]]\nname = \"Shop\"\n\
+             [[service]]\nname = \"Checkout API\"\ngroup = \"Shop\"\nurl = \"{url}\"\ninterval = \"30s\"\ntimeout = \"2s\"\n\
+             [[service]]\nname = \"Search\"\nurl = \"{url}\"\ninterval = \"30s\"\ntimeout = \"2s\"\nfailure_threshold = 1\n",
+            url = target.url("switch")
+        ),
+    );
+    config.monitor.incident_cooldown = Duration::from_secs(600);
+    let store = db.store().await;
+    let clock = ManualClock::at(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 3, 12, 9, 0, 0)
+            .single()
+            .expect("time"),
+    );
+    let build = || async {
+        Monitor::for_services(
+            &config.services,
+            store.clone(),
+            Arc::new(clock.clone()),
+            config.monitor.clone(),
+        )
+        .await
+        .expect("monitor")
+    };
+    let monitor = build().await;
+    let recorder = monitor.recorder();
+    let mut rig = Rig {
+        monitor,
+        recorder,
+        clock: clock.clone(),
+        target: target.clone(),
+    };
+
+    rig.step("checkout-api", 200).await;
+    for _ in 0..3 {
+        rig.step("checkout-api", 503).await;
+    }
+    let incidents = store.incidents_of("checkout-api").await.expect("incidents");
+    assert_eq!(incidents.len(), 1);
+    let first = &incidents[0];
+    assert_eq!(
+        (first.title.as_str(), first.status.as_str()),
+        ("Checkout API is down", "investigating")
+    );
+    assert_eq!(
+        first.impact, "major",
+        "every service of its group (Shop) is down"
+    );
+    assert!(first.automatic);
+    assert_eq!(
+        first.updates,
+        [(
+            "investigating".to_string(),
+            "Checkout API is not responding as expected. We are looking into it.".to_string(),
+            first.started_at
+        )]
+    );
+
+    // A restart in the middle of the outage: the stored state is down, so
+    // nothing new is opened however long it stays down.
+    let monitor = build().await;
+    rig.recorder = monitor.recorder();
+    rig.monitor = monitor;
+    for _ in 0..4 {
+        rig.step("checkout-api", 503).await;
+    }
+    assert_eq!(
+        store
+            .incidents_of("checkout-api")
+            .await
+            .expect("incidents")
+            .len(),
+        1
+    );
+
+    // Recovery resolves it, with how long it lasted (down at the third
+    // failure, 2.5 min before the recovery: "3 min").
+    rig.step("checkout-api", 200).await;
+    let resolved = store
+        .incidents_of("checkout-api")
+        .await
+        .expect("incidents")
+        .remove(0);
+    assert_eq!(resolved.status, "resolved");
+    assert_eq!(
+        resolved.resolved_at,
+        Some(beacon::clock::Clock::now_ms(&clock))
+    );
+    let last = resolved.updates.last().expect("update");
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str()),
+        ("resolved", "Resolved automatically after 3 min.")
+    );
+
+    // Flapping: down again within the 10 min cooldown reopens the same one.
+    for _ in 0..3 {
+        rig.step("checkout-api", 503).await;
+    }
+    let incidents = store.incidents_of("checkout-api").await.expect("incidents");
+    assert_eq!(incidents.len(), 1, "no second incident for a flap");
+    assert_eq!(incidents[0].status, "investigating");
+    assert_eq!(incidents[0].resolved_at, None);
+    assert_eq!(
+        incidents[0].updates.last().map(|u| u.1.as_str()),
+        Some("Checkout API is down again, shortly after recovering.")
+    );
+    rig.step("checkout-api", 200).await;
+
+    // Past the cooldown, a new outage is a new incident.
+    rig.clock.advance(Duration::from_secs(11 * 60));
+    for _ in 0..3 {
+        rig.step("checkout-api", 503).await;
+    }
+    let incidents = store.incidents_of("checkout-api").await.expect("incidents");
+    assert_eq!(incidents.len(), 2);
+    assert_eq!(incidents[0].status, "resolved");
+    assert_eq!(incidents[1].status, "investigating");
+
+    // An ungrouped service's outage is minor.
+    rig.step("search", 503).await;
+    let search = store.incidents_of("search").await.expect("incidents");
+    assert_eq!(search.len(), 1);
+    assert_eq!(search[0].impact, "minor");
+    for (_, message, _) in incidents.iter().chain(&search).flat_map(|i| &i.updates) {
+        assert!(
+            !message.contains("503") && !message.contains("127.0.0.1"),
+            "public text only: {message}"
+        );
+    }
+}
