@@ -81,6 +81,7 @@ impl Application {
             store: store.clone(),
             stats: monitor.stats(),
             clock: clock.clone(),
+            admin_tokens: Arc::new(config.admin.tokens.clone()),
         };
         Ok(Application {
             listener,

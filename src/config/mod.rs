@@ -31,6 +31,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub monitor: MonitorConfig,
+    pub admin: AdminConfig,
     pub groups: Vec<GroupConfig>,
     pub services: Vec<ServiceConfig>,
     /// Where this config came from, for messages.
@@ -93,6 +94,18 @@ impl Default for MonitorConfig {
             flush_interval: Duration::from_millis(500),
             incident_cooldown: Duration::from_secs(15 * 60),
         }
+    }
+}
+
+/// `[admin]`: bearer tokens of the admin API, from `${VAR}`s.
+#[derive(Clone, Default)]
+pub struct AdminConfig {
+    pub tokens: Vec<String>,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AdminConfig {{ tokens: {} hidden }}", self.tokens.len())
     }
 }
 

@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub storage: RawStorage,
     #[serde(default)]
     pub monitor: RawMonitor,
+    #[serde(default)]
+    pub admin: RawAdmin,
     #[serde(default, rename = "group")]
     pub groups: Vec<RawGroup>,
     #[serde(default, rename = "service")]
@@ -40,6 +42,11 @@ pub struct RawMonitor {
     pub batch_size: Option<i64>,
     pub flush_interval: Option<String>,
     pub incident_cooldown: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAdmin {
+    pub tokens: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,7 +90,8 @@ pub struct RawService {
 /// key when an unknown one is found ("did you mean `timeout`?").
 pub fn known_keys(table: &str) -> &'static [&'static str] {
     match table {
-        "" => &["server", "storage", "monitor", "group", "service"],
+        "" => &["server", "storage", "monitor", "admin", "group", "service"],
+        "admin" => &["tokens"],
         "server" => &["listen", "public_url", "title", "watch_self"],
         "storage" => &["url", "raw_retention"],
         "monitor" => &[

@@ -209,6 +209,22 @@ pub(super) fn from_toml(
         }
     }
 
+    // [admin]
+    let mut admin = AdminConfig::default();
+    for (i, token) in raw.admin.tokens.iter().flatten().enumerate() {
+        if token.contains("${") {
+            continue; // an unset variable, already reported
+        }
+        if token.trim().len() < 16 {
+            problems.push(format!(
+                "admin: tokens[{}] is shorter than 16 characters; use a long random secret (openssl rand -hex 32)",
+                i + 1
+            ));
+        } else {
+            admin.tokens.push(token.trim().to_string());
+        }
+    }
+
     // [[group]]
     let mut groups = Vec::new();
     let mut group_index: HashMap<String, usize> = HashMap::new();
@@ -295,6 +311,7 @@ pub(super) fn from_toml(
             raw_retention,
         },
         monitor,
+        admin,
         groups,
         services,
         source,
@@ -885,6 +902,7 @@ mod tests {
     fn the_example_config_is_valid() {
         let env = |name: &str| match name {
             "CHECKOUT_TOKEN" => Some("t0ken".to_string()),
+            "BEACON_ADMIN_TOKEN" => Some("0123456789abcdef0123".to_string()),
             "ORDERS_DB_URL" => Some("postgres://orders:pw@db.example.com/orders".to_string()),
             _ => None,
         };

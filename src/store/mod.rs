@@ -49,6 +49,10 @@ macro_rules! on_pool {
     };
 }
 
+mod incidents;
+
+pub use incidents::{Incident, IncidentPatch, IncidentUpdate, NewIncident};
+
 #[derive(Clone, Debug)]
 pub enum Store {
     Sqlite(sqlx::SqlitePool),
@@ -75,6 +79,13 @@ pub enum StoreError {
     NotMigrated { applied: Option<i64>, expected: i64 },
     #[error("store query failed: {0}")]
     Query(sqlx::Error),
+    /// The request names something the store does not hold (an unknown
+    /// service slug…): the caller's input, not the store, is wrong.
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 // Written by hand rather than with `#[from]`: the inner error is already in
@@ -181,20 +192,6 @@ pub fn human_minutes(minutes: i64) -> String {
         (d, 0, _) => format!("{d} day{}", if d == 1 { "" } else { "s" }),
         (d, h, _) => format!("{d} day{} {h} h", if d == 1 { "" } else { "s" }),
     }
-}
-
-/// An incident with its timeline, as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Incident {
-    pub id: i64,
-    pub title: String,
-    pub impact: String,
-    pub status: String,
-    pub automatic: bool,
-    pub started_at: i64,
-    pub resolved_at: Option<i64>,
-    /// (status, message, at), oldest first.
-    pub updates: Vec<(String, String, i64)>,
 }
 
 /// Hourly rollups are kept this long; daily ones are never pruned.
@@ -710,46 +707,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Every incident that names the service `slug`, oldest first.
-    pub async fn incidents_of(&self, slug: &str) -> Result<Vec<Incident>, StoreError> {
-        let incidents = on_pool!(self, pool, _Db => {
-            let rows = sqlx::query(
-                "SELECT i.id, i.title, i.impact, i.status, i.automatic, i.started_at, i.resolved_at \
-                 FROM incidents i JOIN incident_services x ON x.incident_id = i.id \
-                 JOIN services s ON s.id = x.service_id WHERE s.slug = $1 ORDER BY i.started_at, i.id",
-            )
-            .bind(slug)
-            .fetch_all(pool)
-            .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                let id: i64 = row.try_get("id")?;
-                let updates = sqlx::query(
-                    "SELECT status, message, created_at FROM incident_updates \
-                     WHERE incident_id = $1 ORDER BY created_at, id",
-                )
-                .bind(id)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|u| Ok((u.try_get("status")?, u.try_get("message")?, u.try_get("created_at")?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                out.push(Incident {
-                    id,
-                    title: row.try_get("title")?,
-                    impact: row.try_get("impact")?,
-                    status: row.try_get("status")?,
-                    automatic: row.try_get("automatic")?,
-                    started_at: row.try_get("started_at")?,
-                    resolved_at: row.try_get("resolved_at")?,
-                    updates,
-                });
-            }
-            out
-        });
-        Ok(incidents)
     }
 
     /// Every rollup of one service for `period`, oldest first.

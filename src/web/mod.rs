@@ -4,7 +4,9 @@
 //! Public handlers read the in-memory [`Snapshot`]; only `/readyz` and
 //! `/health` touch the store, and with a deadline.
 
+mod admin;
 mod api;
+pub mod error;
 mod own_health;
 mod pages;
 
@@ -29,6 +31,8 @@ pub struct AppState {
     pub store: Store,
     pub stats: Arc<MonitorStats>,
     pub clock: Arc<dyn Clock>,
+    /// Bearer tokens of the admin API (none: it refuses every request).
+    pub admin_tokens: Arc<Vec<String>>,
 }
 
 impl AppState {
@@ -39,6 +43,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(admin::routes(state.clone()))
         .route("/", get(pages::index))
         .route("/api/v1/services", get(api::services))
         .route("/livez", get(own_health::livez))

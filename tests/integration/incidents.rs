@@ -89,11 +89,12 @@ async fn lifecycle(db: TestDb) {
     assert!(first.automatic);
     assert_eq!(
         first.updates,
-        [(
-            "investigating".to_string(),
-            "Checkout API is not responding as expected. We are looking into it.".to_string(),
-            first.started_at
-        )]
+        [beacon::store::IncidentUpdate {
+            status: "investigating".to_string(),
+            message: "Checkout API is not responding as expected. We are looking into it."
+                .to_string(),
+            created_at: first.started_at,
+        }]
     );
 
     // A restart in the middle of the outage: the stored state is down, so
@@ -128,7 +129,7 @@ async fn lifecycle(db: TestDb) {
     );
     let last = resolved.updates.last().expect("update");
     assert_eq!(
-        (last.0.as_str(), last.1.as_str()),
+        (last.status.as_str(), last.message.as_str()),
         ("resolved", "Resolved automatically after 3 min.")
     );
 
@@ -141,7 +142,7 @@ async fn lifecycle(db: TestDb) {
     assert_eq!(incidents[0].status, "investigating");
     assert_eq!(incidents[0].resolved_at, None);
     assert_eq!(
-        incidents[0].updates.last().map(|u| u.1.as_str()),
+        incidents[0].updates.last().map(|u| u.message.as_str()),
         Some("Checkout API is down again, shortly after recovering.")
     );
     rig.step("checkout-api", 200).await;
@@ -161,7 +162,11 @@ async fn lifecycle(db: TestDb) {
     let search = store.incidents_of("search").await.expect("incidents");
     assert_eq!(search.len(), 1);
     assert_eq!(search[0].impact, "minor");
-    for (_, message, _) in incidents.iter().chain(&search).flat_map(|i| &i.updates) {
+    for message in incidents
+        .iter()
+        .chain(&search)
+        .flat_map(|i| i.updates.iter().map(|u| &u.message))
+    {
         assert!(
             !message.contains("503") && !message.contains("127.0.0.1"),
             "public text only: {message}"

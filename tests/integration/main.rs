@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod admin;
 mod binary;
 mod health_docs;
 mod incidents;

@@ -1,0 +1,301 @@
+//! Incidents and their timelines: read by the pages, written by the
+//! monitor (automatic ones, in `write_batch`) and by the admin API and CLI.
+//! Each write is one transaction.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// An incident with its timeline, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    pub id: i64,
+    pub title: String,
+    pub impact: String,
+    pub status: String,
+    pub automatic: bool,
+    pub postmortem: Option<String>,
+    pub started_at: i64,
+    pub updated_at: i64,
+    pub resolved_at: Option<i64>,
+    /// Slugs of the affected services.
+    pub services: Vec<String>,
+    /// Oldest first.
+    pub updates: Vec<IncidentUpdate>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentUpdate {
+    pub status: String,
+    pub message: String,
+    pub created_at: i64,
+}
+
+/// A hand-made incident with its first update.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub title: String,
+    pub impact: String,
+    pub status: String,
+    pub message: String,
+    pub services: Vec<String>,
+    pub at: i64,
+}
+
+/// Fields an edit may change; `None` leaves one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentPatch {
+    pub title: Option<String>,
+    pub impact: Option<String>,
+    pub postmortem: Option<String>,
+    pub services: Option<Vec<String>>,
+}
+
+impl Store {
+    /// Every incident that names the service `slug`, oldest first.
+    pub async fn incidents_of(&self, slug: &str) -> Result<Vec<Incident>, StoreError> {
+        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar(
+                "SELECT i.id FROM incidents i JOIN incident_services x ON x.incident_id = i.id \
+                 JOIN services s ON s.id = x.service_id WHERE s.slug = $1 ORDER BY i.started_at, i.id",
+            )
+            .bind(slug)
+            .fetch_all(pool)
+            .await?
+        });
+        self.load(&ids).await
+    }
+
+    /// The newest `limit` incidents, newest first.
+    pub async fn recent_incidents(&self, limit: i64) -> Result<Vec<Incident>, StoreError> {
+        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar("SELECT id FROM incidents ORDER BY started_at DESC, id DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        self.load(&ids).await
+    }
+
+    pub async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
+        Ok(self.load(&[id]).await?.pop())
+    }
+
+    async fn load(&self, ids: &[i64]) -> Result<Vec<Incident>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        on_pool!(self, pool, _Db => {
+            for id in ids {
+                let Some(row) = sqlx::query(
+                    "SELECT id, title, impact, status, automatic, postmortem, started_at, updated_at, resolved_at \
+                     FROM incidents WHERE id = $1",
+                )
+                .bind(*id)
+                .fetch_optional(pool)
+                .await?
+                else {
+                    continue;
+                };
+                let services: Vec<String> = sqlx::query_scalar(
+                    "SELECT s.slug FROM incident_services x JOIN services s ON s.id = x.service_id \
+                     WHERE x.incident_id = $1 ORDER BY s.position, s.id",
+                )
+                .bind(*id)
+                .fetch_all(pool)
+                .await?;
+                let updates = sqlx::query(
+                    "SELECT status, message, created_at FROM incident_updates \
+                     WHERE incident_id = $1 ORDER BY created_at, id",
+                )
+                .bind(*id)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|u| {
+                    Ok(IncidentUpdate {
+                        status: u.try_get("status")?,
+                        message: u.try_get("message")?,
+                        created_at: u.try_get("created_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                out.push(Incident {
+                    id: row.try_get("id")?,
+                    title: row.try_get("title")?,
+                    impact: row.try_get("impact")?,
+                    status: row.try_get("status")?,
+                    automatic: row.try_get("automatic")?,
+                    postmortem: row.try_get("postmortem")?,
+                    started_at: row.try_get("started_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    resolved_at: row.try_get("resolved_at")?,
+                    services,
+                    updates,
+                });
+            }
+        });
+        Ok(out)
+    }
+
+    /// Creates an incident with its first update, in one transaction.
+    /// An unknown service slug writes nothing and is `StoreError::Invalid`.
+    pub async fn create_incident(&self, new: &NewIncident) -> Result<i64, StoreError> {
+        let id = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            let mut service_ids = Vec::new();
+            for slug in &new.services {
+                let id: Option<i64> = sqlx::query_scalar("SELECT id FROM services WHERE slug = $1 AND active = $2")
+                    .bind(slug)
+                    .bind(true)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match id {
+                    Some(id) => service_ids.push(id),
+                    None => {
+                        return Err(StoreError::Invalid {
+                            field: "services",
+                            message: format!("no service with the slug \"{slug}\""),
+                        })
+                    }
+                }
+            }
+            let resolved_at = (new.status == "resolved").then_some(new.at);
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO incidents (title, impact, status, automatic, started_at, created_at, updated_at, resolved_at) \
+                 VALUES ($1, $2, $3, $4, $5, $5, $5, $6) RETURNING id",
+            )
+            .bind(&new.title)
+            .bind(&new.impact)
+            .bind(&new.status)
+            .bind(false)
+            .bind(new.at)
+            .bind(resolved_at)
+            .fetch_one(&mut *tx)
+            .await?;
+            for service_id in service_ids {
+                sqlx::query("INSERT INTO incident_services (incident_id, service_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(id)
+                    .bind(service_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("INSERT INTO incident_updates (incident_id, status, message, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(&new.status)
+                .bind(&new.message)
+                .bind(new.at)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            id
+        });
+        Ok(id)
+    }
+
+    /// Adds an update; its status becomes the incident's (resolved sets
+    /// `resolved_at`, anything else clears it). `false` if no such incident.
+    pub async fn add_incident_update(
+        &self,
+        id: i64,
+        status: &str,
+        message: &str,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let found = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            let resolved_at = (status == "resolved").then_some(at);
+            let changed = sqlx::query(
+                "UPDATE incidents SET status = $1, updated_at = $2, resolved_at = $3 WHERE id = $4",
+            )
+            .bind(status)
+            .bind(at)
+            .bind(resolved_at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                sqlx::query("INSERT INTO incident_updates (incident_id, status, message, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(status)
+                    .bind(message)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            changed == 1
+        });
+        Ok(found)
+    }
+
+    /// Edits title, impact, postmortem and affected services at once.
+    /// `false` if no such incident.
+    pub async fn patch_incident(
+        &self,
+        id: i64,
+        patch: &IncidentPatch,
+        at: i64,
+    ) -> Result<bool, StoreError> {
+        let found = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(
+                "UPDATE incidents SET title = COALESCE($1, title), impact = COALESCE($2, impact), \
+                 postmortem = COALESCE($3, postmortem), updated_at = $4 WHERE id = $5",
+            )
+            .bind(patch.title.as_deref())
+            .bind(patch.impact.as_deref())
+            .bind(patch.postmortem.as_deref())
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Ok(false);
+            }
+            if let Some(slugs) = &patch.services {
+                sqlx::query("DELETE FROM incident_services WHERE incident_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                for slug in slugs {
+                    let service: Option<i64> = sqlx::query_scalar("SELECT id FROM services WHERE slug = $1 AND active = $2")
+                        .bind(slug)
+                        .bind(true)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let Some(service) = service else {
+                        return Err(StoreError::Invalid {
+                            field: "services",
+                            message: format!("no service with the slug \"{slug}\""),
+                        });
+                    };
+                    sqlx::query("INSERT INTO incident_services (incident_id, service_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(id)
+                        .bind(service)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            true
+        });
+        Ok(found)
+    }
+
+    /// Deletes an incident with its timeline. `false` if no such incident.
+    pub async fn delete_incident(&self, id: i64) -> Result<bool, StoreError> {
+        let deleted = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            // Explicit rather than ON DELETE CASCADE alone: SQLite enforces
+            // cascades only with foreign keys on, which a by-hand session
+            // may not have.
+            sqlx::query("DELETE FROM incident_updates WHERE incident_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM incident_services WHERE incident_id = $1").bind(id).execute(&mut *tx).await?;
+            let n = sqlx::query("DELETE FROM incidents WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            n == 1
+        });
+        Ok(deleted)
+    }
+}

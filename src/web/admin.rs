@@ -1,0 +1,280 @@
+//! The admin JSON API under `/admin/api/`, behind bearer tokens from
+//! `[admin] tokens` (compared in constant time, never logged). Every write
+//! is one transaction: a request that fails writes nothing.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::clock::ms_to_datetime;
+use crate::store::{Incident, IncidentPatch, NewIncident};
+
+pub const IMPACTS: &[&str] = &["none", "minor", "major", "critical"];
+pub const STATUSES: &[&str] = &["investigating", "identified", "monitoring", "resolved"];
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/admin/api/incidents", get(list).post(create))
+        .route(
+            "/admin/api/incidents/{id}",
+            get(show).patch(edit).delete(remove),
+        )
+        .route("/admin/api/incidents/{id}/updates", post(add_update))
+        .layer(axum::middleware::from_fn_with_state(state, require_token))
+}
+
+/// Equal in time whatever the contents, so a token cannot be guessed byte
+/// by byte from response times.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(given) = given else {
+        return ApiError::Unauthorized.into_response();
+    };
+    // Check every token, so timing does not tell which one came close.
+    let matched = app.admin_tokens.iter().fold(false, |found, token| {
+        constant_time_eq(token.as_bytes(), given.as_bytes()) | found
+    });
+    if !matched {
+        return ApiError::Unauthorized.into_response();
+    }
+    next.run(request).await
+}
+
+fn time(ms: i64) -> Value {
+    ms_to_datetime(ms).map_or(Value::Null, |t| json!(t.to_rfc3339()))
+}
+
+/// An incident as the admin API shows it (outputs and all).
+pub fn incident_json(i: &Incident) -> Value {
+    json!({
+        "id": i.id,
+        "title": i.title,
+        "impact": i.impact,
+        "status": i.status,
+        "automatic": i.automatic,
+        "postmortem": i.postmortem,
+        "started_at": time(i.started_at),
+        "updated_at": time(i.updated_at),
+        "resolved_at": i.resolved_at.map_or(Value::Null, time),
+        "services": i.services,
+        "updates": i.updates.iter().map(|u| json!({
+            "status": u.status,
+            "message": u.message,
+            "created_at": time(u.created_at),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn one_of(field: &'static str, value: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            format!("\"{value}\" is not one of {}", allowed.join(", ")),
+        ))
+    }
+}
+
+fn text(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.trim().is_empty() {
+        Err(ApiError::invalid(field, "must not be empty"))
+    } else if value.len() > max {
+        Err(ApiError::invalid(
+            field,
+            format!("is longer than {max} bytes"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateIncident {
+    title: String,
+    impact: String,
+    #[serde(default = "investigating")]
+    status: String,
+    message: String,
+    #[serde(default)]
+    services: Vec<String>,
+}
+
+fn investigating() -> String {
+    "investigating".into()
+}
+
+async fn create(
+    State(app): State<AppState>,
+    body: Result<Json<CreateIncident>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    text("title", &body.title, 200)?;
+    one_of("impact", &body.impact, IMPACTS)?;
+    one_of("status", &body.status, STATUSES)?;
+    text("message", &body.message, 10_000)?;
+    let id = app
+        .store
+        .create_incident(&NewIncident {
+            title: body.title.trim().to_string(),
+            impact: body.impact,
+            status: body.status,
+            message: body.message,
+            services: body.services,
+            at: app.clock.now_ms(),
+        })
+        .await?;
+    let incident = app.store.incident(id).await?.ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!("incident {id} vanished after creation"))
+    })?;
+    Ok((StatusCode::CREATED, Json(incident_json(&incident))).into_response())
+}
+
+async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let incidents = app.store.recent_incidents(500).await?;
+    Ok(Json(json!(incidents
+        .iter()
+        .map(incident_json)
+        .collect::<Vec<_>>())))
+}
+
+async fn show(State(app): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let incident = app
+        .store
+        .incident(id)
+        .await?
+        .ok_or_else(|| no_incident(id))?;
+    Ok(Json(incident_json(&incident)))
+}
+
+fn no_incident(id: i64) -> ApiError {
+    ApiError::NotFound(format!("no incident {id}"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUpdate {
+    status: String,
+    message: String,
+}
+
+async fn add_update(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+    body: Result<Json<NewUpdate>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    one_of("status", &body.status, STATUSES)?;
+    text("message", &body.message, 10_000)?;
+    if !app
+        .store
+        .add_incident_update(id, &body.status, &body.message, app.clock.now_ms())
+        .await?
+    {
+        return Err(no_incident(id));
+    }
+    let incident = app
+        .store
+        .incident(id)
+        .await?
+        .ok_or_else(|| no_incident(id))?;
+    Ok((StatusCode::CREATED, Json(incident_json(&incident))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditIncident {
+    title: Option<String>,
+    impact: Option<String>,
+    postmortem: Option<String>,
+    services: Option<Vec<String>>,
+}
+
+async fn edit(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+    body: Result<Json<EditIncident>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    if let Some(title) = &body.title {
+        text("title", title, 200)?;
+    }
+    if let Some(impact) = &body.impact {
+        one_of("impact", impact, IMPACTS)?;
+    }
+    if let Some(postmortem) = &body.postmortem {
+        text("postmortem", postmortem, 100_000)?;
+        let current = app
+            .store
+            .incident(id)
+            .await?
+            .ok_or_else(|| no_incident(id))?;
+        if current.status != "resolved" {
+            return Err(ApiError::invalid(
+                "postmortem",
+                "only a resolved incident has a postmortem",
+            ));
+        }
+    }
+    let patch = IncidentPatch {
+        title: body.title.map(|t| t.trim().to_string()),
+        impact: body.impact,
+        postmortem: body.postmortem,
+        services: body.services,
+    };
+    if !app
+        .store
+        .patch_incident(id, &patch, app.clock.now_ms())
+        .await?
+    {
+        return Err(no_incident(id));
+    }
+    let incident = app
+        .store
+        .incident(id)
+        .await?
+        .ok_or_else(|| no_incident(id))?;
+    Ok(Json(incident_json(&incident)))
+}
+
+async fn remove(State(app): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+    if app.store.delete_incident(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_incident(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,269 @@
+//! The admin API: every incident endpoint, auth, validation, atomicity.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{test_config, Target, TestApp, TestDb};
+use crate::store_test;
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut request = app.client.request(method, app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+store_test!(admin_api_manages_incidents_behind_a_token, admin_incidents);
+async fn admin_incidents(db: TestDb) {
+    let target = Target::start().await;
+    let config = test_config(
+        &db,
+        &format!(
+            "[admin]\ntokens = [\"{TOKEN}\"]\n[[service]]\nname = \"Checkout API\"\nurl = \"{}\"\ninterval = \"30s\"\n",
+            target.url("ok")
+        ),
+    );
+    let app = TestApp::spawn(config).await;
+    use reqwest::Method as M;
+
+    // Auth: missing and wrong tokens are refused, and write nothing.
+    let new = r#"{"title":"Payments delayed","impact":"minor","message":"We are looking into it.","services":["checkout-api"]}"#;
+    assert_eq!(
+        call(&app, M::POST, "/admin/api/incidents", None, Some(new))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &app,
+            M::POST,
+            "/admin/api/incidents",
+            Some("wrong-token-wrong-token"),
+            Some(new)
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &app,
+            M::GET,
+            "/admin/api/incidents",
+            Some(&TOKEN[1..]),
+            None
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        call(&app, M::GET, "/admin/api/incidents", Some(TOKEN), None).await,
+        (200, json!([]))
+    );
+
+    // Bad input: 4xx naming the field, nothing written.
+    let (status, body) = call(
+        &app,
+        M::POST,
+        "/admin/api/incidents",
+        Some(TOKEN),
+        Some("{not json"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = call(
+        &app,
+        M::POST,
+        "/admin/api/incidents",
+        Some(TOKEN),
+        Some(r#"{"impact":"minor","message":"x"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("title")),
+        "{body}"
+    );
+    let (status, body) = call(
+        &app,
+        M::POST,
+        "/admin/api/incidents",
+        Some(TOKEN),
+        Some(&new.replace("minor", "huge")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("impact")),
+        "{body}"
+    );
+    let (status, body) = call(
+        &app,
+        M::POST,
+        "/admin/api/incidents",
+        Some(TOKEN),
+        Some(&new.replace("checkout-api", "no-such")),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("services")),
+        "{body}"
+    );
+    assert_eq!(
+        body["error"],
+        "services: no service with the slug \"no-such\""
+    );
+    assert_eq!(app.store.count_rows("services").await.expect("count"), 1);
+    assert_eq!(
+        call(&app, M::GET, "/admin/api/incidents", Some(TOKEN), None)
+            .await
+            .1,
+        json!([]),
+        "nothing partial"
+    );
+
+    // Create, update, resolve, postmortem, edit, delete.
+    let (status, created) = call(
+        &app,
+        M::POST,
+        "/admin/api/incidents",
+        Some(TOKEN),
+        Some(new),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().expect("id");
+    assert_eq!(created["status"], "investigating");
+    assert_eq!(created["services"], json!(["checkout-api"]));
+    assert_eq!(created["updates"][0]["message"], "We are looking into it.");
+    let path = format!("/admin/api/incidents/{id}");
+
+    let (status, body) = call(
+        &app,
+        M::PATCH,
+        &path,
+        Some(TOKEN),
+        Some(r#"{"postmortem":"Too early."}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (422, Some("postmortem")),
+        "only once resolved"
+    );
+
+    let updates = format!("{path}/updates");
+    let (status, body) = call(
+        &app,
+        M::POST,
+        &updates,
+        Some(TOKEN),
+        Some(r#"{"status":"identified","message":"A bad deploy."}"#),
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (201, Some("identified")));
+    let (status, body) = call(
+        &app,
+        M::POST,
+        &updates,
+        Some(TOKEN),
+        Some(r#"{"status":"resolved","message":"Rolled back."}"#),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(body["status"], "resolved");
+    assert!(body["resolved_at"].is_string());
+    let (status, body) = call(
+        &app,
+        M::PATCH,
+        &path,
+        Some(TOKEN),
+        Some(r#"{"postmortem":"A config change skipped review.","title":"Payments failed"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["title"].as_str(), body["postmortem"].as_str()),
+        (
+            Some("Payments failed"),
+            Some("A config change skipped review.")
+        )
+    );
+    assert_eq!(body["updates"].as_array().map(Vec::len), Some(3));
+    assert_eq!(call(&app, M::GET, &path, Some(TOKEN), None).await.1, body);
+
+    assert_eq!(
+        call(
+            &app,
+            M::POST,
+            "/admin/api/incidents/999999/updates",
+            Some(TOKEN),
+            Some(r#"{"status":"resolved","message":"x"}"#)
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(call(&app, M::DELETE, &path, Some(TOKEN), None).await.0, 204);
+    assert_eq!(call(&app, M::GET, &path, Some(TOKEN), None).await.0, 404);
+    assert_eq!(call(&app, M::DELETE, &path, Some(TOKEN), None).await.0, 404);
+    app.stop().await.expect("clean stop");
+}
+
+store_test!(
+    concurrent_updates_to_one_incident_are_all_kept,
+    concurrent_updates
+);
+async fn concurrent_updates(db: TestDb) {
+    let config = test_config(&db, &format!("[admin]\ntokens = [\"{TOKEN}\"]\n"));
+    let app = TestApp::spawn(config).await;
+    let (_, created) = call(
+        &app,
+        reqwest::Method::POST,
+        "/admin/api/incidents",
+        Some(TOKEN),
+        Some(r#"{"title":"Slow pages","impact":"minor","message":"Looking."}"#),
+    )
+    .await;
+    let updates = format!("/admin/api/incidents/{}/updates", created["id"]);
+    let calls = (0..10).map(|i| {
+        let body = format!(r#"{{"status":"monitoring","message":"note {i}"}}"#);
+        let (app, updates) = (&app, &updates);
+        async move {
+            call(
+                app,
+                reqwest::Method::POST,
+                updates,
+                Some(TOKEN),
+                Some(&body),
+            )
+            .await
+            .0
+        }
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let path = format!("/admin/api/incidents/{}", created["id"]);
+    let (_, incident) = call(&app, reqwest::Method::GET, &path, Some(TOKEN), None).await;
+    assert_eq!(incident["updates"].as_array().map(Vec::len), Some(11));
+    app.stop().await.expect("clean stop");
+}
