@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::config::{MonitorConfig, ServiceConfig};
+use crate::model::State;
 use crate::probe::{self, ProbeReport};
 use crate::store::{Batch, CheckResult, StatusChange, Store, StoreError, StoredService};
 
@@ -326,6 +327,10 @@ pub struct Recorder {
     dependencies: HashMap<i64, Vec<crate::health::Dependency>>,
     /// The certificate expiry last written per service.
     certificates: HashMap<i64, i64>,
+    /// Services in a maintenance window, as last read from the store, and
+    /// when that was (epoch ms).
+    in_maintenance: std::collections::HashSet<i64>,
+    maintenance_read_at: Option<i64>,
     incident_cooldown: Duration,
     store: Store,
     clock: Arc<dyn Clock>,
@@ -357,6 +362,8 @@ impl Recorder {
             trackers,
             dependencies: HashMap::new(),
             certificates: HashMap::new(),
+            in_maintenance: Default::default(),
+            maintenance_read_at: None,
             incident_cooldown,
             store,
             clock,
@@ -375,9 +382,20 @@ impl Recorder {
     /// Adds one result to `batch`, with the state change it causes, if any.
     fn apply(&mut self, result: ProbeResult, batch: &mut Batch) {
         let report = result.report;
+        let in_maintenance = self.in_maintenance.contains(&result.service_id);
         if let Some((slug, tracker)) = self.trackers.get_mut(&result.service_id) {
             let from = tracker.state();
-            if let Some(to) = tracker.observe(report.outcome) {
+            // In a window the state is maintenance whatever the probes say;
+            // after it, thresholds start afresh from there.
+            let change = if in_maintenance {
+                (from != State::Maintenance).then(|| {
+                    tracker.force(State::Maintenance);
+                    State::Maintenance
+                })
+            } else {
+                tracker.observe(report.outcome)
+            };
+            if let Some(to) = change {
                 tracing::info!(service = %slug, %from, %to, reason = report.reason.as_deref(), "service state changed");
                 batch.changes.push(StatusChange {
                     service_id: result.service_id,
@@ -418,14 +436,40 @@ impl Recorder {
             service_id: result.service_id,
             checked_at: result.checked_at,
             outcome: report.outcome,
+            maintenance: in_maintenance,
             latency_ms: Some(report.latency.as_millis().min(i32::MAX as u128) as i32),
             status_code: report.status_code.map(|c| c as i16),
             reason: report.reason,
         });
     }
 
+    /// Reads which services are in a maintenance window, at most every few
+    /// seconds. From the store, so windows set by the API, the CLI or another
+    /// replica all count. A failed read keeps the last known set.
+    async fn refresh_maintenance(&mut self, now: i64) {
+        const EVERY_MS: i64 = 5_000;
+        let fresh = self
+            .maintenance_read_at
+            .is_some_and(|at| now >= at && now - at < EVERY_MS);
+        if fresh {
+            return;
+        }
+        match self.store.services_in_maintenance(now).await {
+            Ok(set) => {
+                self.in_maintenance = set;
+                self.maintenance_read_at = Some(now);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading maintenance windows failed; keeping the last known")
+            }
+        }
+    }
+
     /// Applies and writes `results` at once, returning the state changes.
     pub async fn record(&mut self, results: Vec<ProbeResult>) -> anyhow::Result<Vec<StatusChange>> {
+        if let Some(first) = results.first() {
+            self.refresh_maintenance(first.checked_at).await;
+        }
         let mut batch = self.new_batch();
         for r in results {
             self.apply(r, &mut batch);
@@ -469,6 +513,7 @@ impl Recorder {
         let mut open = true;
         while open {
             let Some(first) = rx.recv().await else { break };
+            self.refresh_maintenance(self.clock.now_ms()).await;
             let mut batch = self.new_batch();
             self.apply(first, &mut batch);
             let deadline = Instant::now() + flush;

@@ -35,6 +35,16 @@ impl Tracker {
         self.state
     }
 
+    /// Puts the service in `state` whatever its outcomes (a maintenance
+    /// window), starting the counts afresh.
+    pub fn force(&mut self, state: State) {
+        self.state = state;
+        self.downs = 0;
+        self.oks = 0;
+        self.last = None;
+        self.same = 0;
+    }
+
     /// Feeds one outcome; returns `Some(new_state)` when the state changes.
     ///
     /// - `failure_threshold` consecutive downs make the service down;
@@ -60,7 +70,10 @@ impl Tracker {
                 self.oks += 1;
                 self.downs = 0;
                 match self.state {
-                    State::Down | State::Unknown => self.oks >= self.success_threshold,
+                    // Out of down, unknown or a maintenance window.
+                    State::Down | State::Unknown | State::Maintenance => {
+                        self.oks >= self.success_threshold
+                    }
                     s if s == target => false,
                     _ => self.same >= self.success_threshold,
                 }

@@ -50,8 +50,10 @@ macro_rules! on_pool {
 }
 
 mod incidents;
+mod maintenances;
 
 pub use incidents::{Incident, IncidentPatch, IncidentUpdate, NewIncident};
+pub use maintenances::{Maintenance, MaintenanceInput};
 
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -117,6 +119,9 @@ pub struct CheckResult {
     pub service_id: i64,
     pub checked_at: i64,
     pub outcome: Outcome,
+    /// Taken during a maintenance window: stored as state 4, counted as
+    /// maintenance (out of uptime) whatever the outcome.
+    pub maintenance: bool,
     pub latency_ms: Option<i32>,
     pub status_code: Option<i16>,
     pub reason: Option<String>,
@@ -203,6 +208,9 @@ pub struct Pruned {
     pub results: u64,
     pub rollups: u64,
 }
+
+/// `check_results.state` of a result taken during maintenance.
+const MAINTENANCE_CODE: i16 = 4;
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
 const INSERT_CHUNK: usize = 1000;
@@ -376,7 +384,7 @@ impl Store {
                 qb.push_values(chunk, |mut row, r| {
                     row.push_bind(r.service_id)
                         .push_bind(r.checked_at)
-                        .push_bind(r.outcome.code())
+                        .push_bind(if r.maintenance { MAINTENANCE_CODE } else { r.outcome.code() })
                         .push_bind(r.latency_ms)
                         .push_bind(r.status_code)
                         .push_bind(r.reason.as_deref());
@@ -770,7 +778,8 @@ impl Store {
                 out.push(CheckResult {
                     service_id: row.try_get("service_id")?,
                     checked_at: row.try_get("checked_at")?,
-                    outcome: Outcome::from_code(code).unwrap_or(Outcome::Down),
+                    outcome: Outcome::from_code(code).unwrap_or(Outcome::Up),
+                    maintenance: code == MAINTENANCE_CODE,
                     latency_ms: row.try_get("latency_ms")?,
                     status_code: row.try_get("status_code")?,
                     reason: row.try_get("reason")?,

@@ -60,6 +60,7 @@ pub struct Rollup {
 impl Rollup {
     pub fn add(&mut self, r: &CheckResult) {
         match r.outcome {
+            _ if r.maintenance => self.maintenance += 1,
             Outcome::Up => self.up += 1,
             Outcome::Degraded => self.degraded += 1,
             Outcome::Down => self.down += 1,
@@ -147,6 +148,7 @@ mod tests {
             service_id: 1,
             checked_at: at,
             outcome,
+            maintenance: false,
             latency_ms: Some(ms),
             status_code: None,
             reason: None,

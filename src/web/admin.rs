@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::AppState;
 use crate::clock::ms_to_datetime;
-use crate::store::{Incident, IncidentPatch, NewIncident};
+use crate::store::{Incident, IncidentPatch, Maintenance, MaintenanceInput, NewIncident};
 
 pub const IMPACTS: &[&str] = &["none", "minor", "major", "critical"];
 pub const STATUSES: &[&str] = &["investigating", "identified", "monitoring", "resolved"];
@@ -28,6 +28,16 @@ pub fn routes(state: AppState) -> Router<AppState> {
             get(show).patch(edit).delete(remove),
         )
         .route("/admin/api/incidents/{id}/updates", post(add_update))
+        .route(
+            "/admin/api/maintenances",
+            get(list_maintenances).post(create_maintenance),
+        )
+        .route(
+            "/admin/api/maintenances/{id}",
+            get(show_maintenance)
+                .patch(edit_maintenance)
+                .delete(remove_maintenance),
+        )
         .layer(axum::middleware::from_fn_with_state(state, require_token))
 }
 
@@ -263,6 +273,163 @@ async fn remove(State(app): State<AppState>, Path(id): Path<i64>) -> Result<Stat
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_incident(id))
+    }
+}
+
+pub fn maintenance_json(m: &Maintenance) -> Value {
+    json!({
+        "id": m.id,
+        "title": m.title,
+        "message": m.message,
+        "starts_at": time(m.starts_at),
+        "ends_at": time(m.ends_at),
+        "services": m.services,
+    })
+}
+
+/// Every field optional, so one type serves create (all required, checked
+/// below) and PATCH (absent fields keep their value).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceBody {
+    title: Option<String>,
+    message: Option<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    services: Option<Vec<String>>,
+}
+
+fn rfc3339(field: &'static str, value: &str) -> Result<i64, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            ApiError::invalid(
+                field,
+                format!("\"{value}\" is not an RFC 3339 time like 2026-03-12T22:00:00Z"),
+            )
+        })
+}
+
+/// Merges `body` over `current` (if any) and checks the result.
+fn maintenance_input(
+    body: MaintenanceBody,
+    current: Option<&Maintenance>,
+) -> Result<MaintenanceInput, ApiError> {
+    let required = |field: &'static str, value: Option<String>, current: Option<String>| {
+        value
+            .or(current)
+            .ok_or_else(|| ApiError::invalid(field, "is required"))
+    };
+    let title = required("title", body.title, current.map(|m| m.title.clone()))?;
+    let message = required("message", body.message, current.map(|m| m.message.clone()))?;
+    text("title", &title, 200)?;
+    text("message", &message, 10_000)?;
+    let starts_at = match body.starts_at {
+        Some(t) => rfc3339("starts_at", &t)?,
+        None => current
+            .map(|m| m.starts_at)
+            .ok_or_else(|| ApiError::invalid("starts_at", "is required"))?,
+    };
+    let ends_at = match body.ends_at {
+        Some(t) => rfc3339("ends_at", &t)?,
+        None => current
+            .map(|m| m.ends_at)
+            .ok_or_else(|| ApiError::invalid("ends_at", "is required"))?,
+    };
+    if ends_at <= starts_at {
+        return Err(ApiError::invalid("ends_at", "must be after starts_at"));
+    }
+    let services = body
+        .services
+        .or_else(|| current.map(|m| m.services.clone()))
+        .unwrap_or_default();
+    if services.is_empty() {
+        return Err(ApiError::invalid("services", "name at least one service"));
+    }
+    Ok(MaintenanceInput {
+        title,
+        message,
+        starts_at,
+        ends_at,
+        services,
+    })
+}
+
+fn no_maintenance(id: i64) -> ApiError {
+    ApiError::NotFound(format!("no maintenance {id}"))
+}
+
+async fn create_maintenance(
+    State(app): State<AppState>,
+    body: Result<Json<MaintenanceBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let input = maintenance_input(body, None)?;
+    let id = app
+        .store
+        .save_maintenance(None, &input, app.clock.now_ms())
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a new maintenance got no id")))?;
+    let saved = app
+        .store
+        .maintenance(id)
+        .await?
+        .ok_or_else(|| no_maintenance(id))?;
+    Ok((StatusCode::CREATED, Json(maintenance_json(&saved))).into_response())
+}
+
+async fn list_maintenances(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let all = app.store.maintenances().await?;
+    Ok(Json(json!(all
+        .iter()
+        .map(maintenance_json)
+        .collect::<Vec<_>>())))
+}
+
+async fn show_maintenance(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let m = app
+        .store
+        .maintenance(id)
+        .await?
+        .ok_or_else(|| no_maintenance(id))?;
+    Ok(Json(maintenance_json(&m)))
+}
+
+async fn edit_maintenance(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+    body: Result<Json<MaintenanceBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let current = app
+        .store
+        .maintenance(id)
+        .await?
+        .ok_or_else(|| no_maintenance(id))?;
+    let input = maintenance_input(body, Some(&current))?;
+    app.store
+        .save_maintenance(Some(id), &input, app.clock.now_ms())
+        .await?
+        .ok_or_else(|| no_maintenance(id))?;
+    let saved = app
+        .store
+        .maintenance(id)
+        .await?
+        .ok_or_else(|| no_maintenance(id))?;
+    Ok(Json(maintenance_json(&saved)))
+}
+
+async fn remove_maintenance(
+    State(app): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    if app.store.delete_maintenance(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(no_maintenance(id))
     }
 }
 

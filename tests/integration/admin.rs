@@ -267,3 +267,106 @@ async fn concurrent_updates(db: TestDb) {
     assert_eq!(incident["updates"].as_array().map(Vec::len), Some(11));
     app.stop().await.expect("clean stop");
 }
+
+store_test!(admin_api_manages_maintenance_windows, admin_maintenances);
+async fn admin_maintenances(db: TestDb) {
+    let target = Target::start().await;
+    let config = test_config(
+        &db,
+        &format!(
+            "[admin]\ntokens = [\"{TOKEN}\"]\n[[service]]\nname = \"Checkout API\"\nurl = \"{}\"\ninterval = \"30s\"\n",
+            target.url("ok")
+        ),
+    );
+    let app = TestApp::spawn(config).await;
+    use reqwest::Method as M;
+    let window = r#"{"title":"Database upgrade","message":"Checkout may be slow.","starts_at":"2026-03-12T22:00:00Z","ends_at":"2026-03-12T23:00:00Z","services":["checkout-api"]}"#;
+    assert_eq!(
+        call(&app, M::POST, "/admin/api/maintenances", None, Some(window))
+            .await
+            .0,
+        401
+    );
+    let bad = [
+        (window.replace("23:00:00Z", "21:00:00Z"), "ends_at"),
+        (
+            window.replace("2026-03-12T22:00:00Z", "tonight"),
+            "starts_at",
+        ),
+        (window.replace("checkout-api", "nope"), "services"),
+        (
+            window.replace(r#""title":"Database upgrade","#, ""),
+            "title",
+        ),
+    ];
+    for (body, field) in bad {
+        let (status, answer) = call(
+            &app,
+            M::POST,
+            "/admin/api/maintenances",
+            Some(TOKEN),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (422, Some(field)),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        call(&app, M::GET, "/admin/api/maintenances", Some(TOKEN), None)
+            .await
+            .1,
+        json!([]),
+        "nothing written"
+    );
+
+    let (status, created) = call(
+        &app,
+        M::POST,
+        "/admin/api/maintenances",
+        Some(TOKEN),
+        Some(window),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["starts_at"], "2026-03-12T22:00:00+00:00");
+    let path = format!("/admin/api/maintenances/{}", created["id"]);
+    let (status, edited) = call(
+        &app,
+        M::PATCH,
+        &path,
+        Some(TOKEN),
+        Some(r#"{"ends_at":"2026-03-13T00:30:00Z"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{edited}");
+    assert_eq!(
+        (edited["ends_at"].as_str(), edited["title"].as_str()),
+        (Some("2026-03-13T00:30:00+00:00"), Some("Database upgrade"))
+    );
+    let (status, _) = call(
+        &app,
+        M::PATCH,
+        &path,
+        Some(TOKEN),
+        Some(r#"{"ends_at":"2026-03-12T21:00:00Z"}"#),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        call(&app, M::GET, &path, Some(TOKEN), None).await.1,
+        edited,
+        "a refused edit changes nothing"
+    );
+    assert_eq!(
+        call(&app, M::GET, "/admin/api/maintenances", Some(TOKEN), None)
+            .await
+            .1,
+        json!([edited])
+    );
+    assert_eq!(call(&app, M::DELETE, &path, Some(TOKEN), None).await.0, 204);
+    assert_eq!(call(&app, M::GET, &path, Some(TOKEN), None).await.0, 404);
+    app.stop().await.expect("clean stop");
+}

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use beacon::clock::ManualClock;
+use beacon::clock::{Clock, ManualClock};
 use beacon::monitor::{Monitor, Recorder};
 use chrono::TimeZone;
 
@@ -123,10 +123,7 @@ async fn lifecycle(db: TestDb) {
         .expect("incidents")
         .remove(0);
     assert_eq!(resolved.status, "resolved");
-    assert_eq!(
-        resolved.resolved_at,
-        Some(beacon::clock::Clock::now_ms(&clock))
-    );
+    assert_eq!(resolved.resolved_at, Some(clock.now_ms()));
     let last = resolved.updates.last().expect("update");
     assert_eq!(
         (last.status.as_str(), last.message.as_str()),
@@ -172,4 +169,104 @@ async fn lifecycle(db: TestDb) {
             "public text only: {message}"
         );
     }
+}
+
+store_test!(
+    maintenance_windows_silence_incidents_and_leave_uptime_alone,
+    maintenance
+);
+async fn maintenance(db: TestDb) {
+    let target = Target::start().await;
+    let config = test_config(
+        &db,
+        &format!(
+            "[[service]]\nname = \"Checkout API\"\nurl = \"{}\"\ninterval = \"30s\"\ntimeout = \"2s\"\nfailure_threshold = 1\n",
+            target.url("switch")
+        ),
+    );
+    let store = db.store().await;
+    let start = chrono::Utc
+        .with_ymd_and_hms(2026, 3, 12, 22, 0, 0)
+        .single()
+        .expect("time");
+    let clock = ManualClock::at(start);
+    let monitor = Monitor::for_services(
+        &config.services,
+        store.clone(),
+        Arc::new(clock.clone()),
+        config.monitor.clone(),
+    )
+    .await
+    .expect("monitor");
+    let recorder = monitor.recorder();
+    let mut rig = Rig {
+        monitor,
+        recorder,
+        clock: clock.clone(),
+        target: target.clone(),
+    };
+    rig.step("checkout-api", 200).await;
+
+    // A window from 22:10 to 22:20.
+    let at = |minutes: i64| start.timestamp_millis() + minutes * 60_000;
+    store
+        .save_maintenance(
+            None,
+            &beacon::store::MaintenanceInput {
+                title: "Database upgrade".into(),
+                message: "Checkout may be unavailable.".into(),
+                starts_at: at(10),
+                ends_at: at(20),
+                services: vec!["checkout-api".into()],
+            },
+            at(0),
+        )
+        .await
+        .expect("saved");
+    rig.clock.set(start + chrono::Duration::minutes(10));
+    // Down for the whole window: maintenance, no incident.
+    for _ in 0..19 {
+        rig.step("checkout-api", 503).await;
+    }
+    let summary = store
+        .service_summaries(rig.clock.now_ms())
+        .await
+        .expect("summaries")
+        .remove(0);
+    assert_eq!(summary.state, beacon::model::State::Maintenance);
+    assert!(store
+        .incidents_of("checkout-api")
+        .await
+        .expect("incidents")
+        .is_empty());
+    // After the window, still down: now it is an outage.
+    rig.step("checkout-api", 503).await;
+    rig.step("checkout-api", 503).await;
+    let incidents = store.incidents_of("checkout-api").await.expect("incidents");
+    assert_eq!(incidents.len(), 1);
+    assert!(incidents[0].started_at >= at(20));
+
+    let changes: Vec<_> = store
+        .status_changes("checkout-api")
+        .await
+        .expect("changes")
+        .iter()
+        .map(|c| (c.from, c.to))
+        .collect();
+    use beacon::model::State::*;
+    assert_eq!(
+        changes,
+        [(Unknown, Up), (Up, Maintenance), (Maintenance, Down)]
+    );
+    // Probes in the window count as maintenance, out of uptime.
+    let hour = store
+        .rollups("checkout-api", beacon::store::rollup::Period::Hour)
+        .await
+        .expect("rollups");
+    let total: beacon::store::rollup::Rollup =
+        hour.iter().fold(Default::default(), |mut acc, (_, r)| {
+            acc.merge(r);
+            acc
+        });
+    assert_eq!((total.up, total.down, total.maintenance), (1, 2, 19));
 }

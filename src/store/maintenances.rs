@@ -1,0 +1,178 @@
+//! Scheduled maintenance windows: written by the admin API and CLI, read by
+//! the recorder (which services are in maintenance now) and the pages.
+
+use std::collections::HashSet;
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Maintenance {
+    pub id: i64,
+    pub title: String,
+    pub message: String,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    /// Slugs of the affected services.
+    pub services: Vec<String>,
+}
+
+/// A new window, or (with `id`) the full new content of an existing one.
+#[derive(Debug, Clone)]
+pub struct MaintenanceInput {
+    pub title: String,
+    pub message: String,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub services: Vec<String>,
+}
+
+impl Store {
+    /// Ids of the services inside a maintenance window at `now`.
+    pub async fn services_in_maintenance(&self, now: i64) -> Result<HashSet<i64>, StoreError> {
+        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar(
+                "SELECT DISTINCT ms.service_id FROM maintenance_services ms \
+                 JOIN maintenances m ON m.id = ms.maintenance_id \
+                 WHERE m.starts_at <= $1 AND m.ends_at > $1",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Every window, the latest start first.
+    pub async fn maintenances(&self) -> Result<Vec<Maintenance>, StoreError> {
+        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar("SELECT id FROM maintenances ORDER BY starts_at DESC, id DESC")
+                .fetch_all(pool)
+                .await?
+        });
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(m) = self.maintenance(id).await? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn maintenance(&self, id: i64) -> Result<Option<Maintenance>, StoreError> {
+        let found = on_pool!(self, pool, _Db => {
+            let row = sqlx::query("SELECT id, title, message, starts_at, ends_at FROM maintenances WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                None => None,
+                Some(row) => {
+                    let services: Vec<String> = sqlx::query_scalar(
+                        "SELECT s.slug FROM maintenance_services ms JOIN services s ON s.id = ms.service_id \
+                         WHERE ms.maintenance_id = $1 ORDER BY s.position, s.id",
+                    )
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await?;
+                    Some(Maintenance {
+                        id: row.try_get("id")?,
+                        title: row.try_get("title")?,
+                        message: row.try_get("message")?,
+                        starts_at: row.try_get("starts_at")?,
+                        ends_at: row.try_get("ends_at")?,
+                        services,
+                    })
+                }
+            }
+        });
+        Ok(found)
+    }
+
+    /// Creates a window (`id` None) or replaces one; one transaction.
+    /// Unknown slugs write nothing (`StoreError::Invalid`); `Ok(None)`: no
+    /// window with that id.
+    pub async fn save_maintenance(
+        &self,
+        id: Option<i64>,
+        input: &MaintenanceInput,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let saved = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            let id = match id {
+                None => Some(
+                    sqlx::query_scalar::<_, i64>(
+                        "INSERT INTO maintenances (title, message, starts_at, ends_at, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+                    )
+                    .bind(&input.title)
+                    .bind(&input.message)
+                    .bind(input.starts_at)
+                    .bind(input.ends_at)
+                    .bind(at)
+                    .fetch_one(&mut *tx)
+                    .await?,
+                ),
+                Some(id) => {
+                    let n = sqlx::query(
+                        "UPDATE maintenances SET title = $1, message = $2, starts_at = $3, ends_at = $4, \
+                         updated_at = $5 WHERE id = $6",
+                    )
+                    .bind(&input.title)
+                    .bind(&input.message)
+                    .bind(input.starts_at)
+                    .bind(input.ends_at)
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    (n == 1).then_some(id)
+                }
+            };
+            if let Some(id) = id {
+                sqlx::query("DELETE FROM maintenance_services WHERE maintenance_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                for slug in &input.services {
+                    let service: Option<i64> =
+                        sqlx::query_scalar("SELECT id FROM services WHERE slug = $1 AND active = $2")
+                            .bind(slug)
+                            .bind(true)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let Some(service) = service else {
+                        return Err(StoreError::Invalid {
+                            field: "services",
+                            message: format!("no service with the slug \"{slug}\""),
+                        });
+                    };
+                    sqlx::query(
+                        "INSERT INTO maintenance_services (maintenance_id, service_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(service)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+            id
+        });
+        Ok(saved)
+    }
+
+    pub async fn delete_maintenance(&self, id: i64) -> Result<bool, StoreError> {
+        let deleted = on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM maintenance_services WHERE maintenance_id = $1").bind(id).execute(&mut *tx).await?;
+            let n = sqlx::query("DELETE FROM maintenances WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            n == 1
+        });
+        Ok(deleted)
+    }
+}
