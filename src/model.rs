@@ -65,6 +65,11 @@ impl fmt::Display for State {
     }
 }
 
+/// An incident's impact, as Statuspage names it.
+pub const INCIDENT_IMPACTS: &[&str] = &["none", "minor", "major", "critical"];
+/// An incident's status, as Statuspage names it.
+pub const INCIDENT_STATUSES: &[&str] = &["investigating", "identified", "monitoring", "resolved"];
+
 /// What one probe found, before thresholds are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

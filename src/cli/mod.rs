@@ -2,6 +2,7 @@
 //! library. Errors are printed once, here, with their causes.
 
 mod check_config;
+mod incident;
 mod migrate;
 mod serve;
 
@@ -36,6 +37,9 @@ pub enum Command {
     CheckConfig,
     /// Apply database migrations and exit.
     Migrate,
+    /// Open, update, resolve and list incidents (as the admin API does).
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -43,6 +47,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve => serve::run(cli.config.as_deref()).await,
         Command::CheckConfig => return check_config::run(cli.config.as_deref()),
         Command::Migrate => migrate::run(cli.config.as_deref()).await,
+        Command::Incident(command) => incident::run(cli.config.as_deref(), command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,8 +17,7 @@ use super::AppState;
 use crate::clock::ms_to_datetime;
 use crate::store::{Incident, IncidentPatch, Maintenance, MaintenanceInput, NewIncident};
 
-pub const IMPACTS: &[&str] = &["none", "minor", "major", "critical"];
-pub const STATUSES: &[&str] = &["investigating", "identified", "monitoring", "resolved"];
+use crate::model::{INCIDENT_IMPACTS as IMPACTS, INCIDENT_STATUSES as STATUSES};
 
 pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()

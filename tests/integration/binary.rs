@@ -345,3 +345,113 @@ async fn sigterm(db: TestDb) {
         "every probe that reached the target is stored"
     );
 }
+
+store_test!(incident_commands_open_update_resolve_and_list, incident_cli);
+async fn incident_cli(db: TestDb) {
+    let file = db.dir.path().join("beacon.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[storage]\nurl = \"{}\"\n[[service]]\nname = \"Checkout API\"\nurl = \"http://checkout.example/health\"\n",
+            db.url
+        ),
+    )
+    .expect("write");
+    // The service exists once beacon has synced the config (as `serve` does).
+    let config = beacon::config::load(Some(&file), &crate::helpers::no_env).expect("config");
+    db.store()
+        .await
+        .sync_services(&config.services, 0)
+        .await
+        .expect("sync");
+
+    let run = |args: &[&str]| {
+        output(
+            beacon(db.dir.path())
+                .arg("--config")
+                .arg(&file)
+                .arg("incident")
+                .args(args),
+        )
+    };
+    let (code, stdout, stderr) = run(&[
+        "open",
+        "--title",
+        "Payments delayed",
+        "--impact",
+        "minor",
+        "--message",
+        "Looking into it.",
+        "--service",
+        "checkout-api",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("#1 [investigating] Payments delayed (impact minor, "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("services: checkout-api"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = run(&[
+        "update",
+        "1",
+        "--status",
+        "identified",
+        "--message",
+        "A bad deploy.",
+    ]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("#1 [identified]"), "{stdout}");
+    let (code, stdout, _) = run(&["resolve", "1"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("#1 [resolved]") && stdout.contains(" – "),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = run(&["open", "--title", "x", "--impact", "huge", "--message", "y"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--impact \"huge\" is not one of none, minor, major, critical"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&[
+        "open",
+        "--title",
+        "x",
+        "--impact",
+        "minor",
+        "--message",
+        "y",
+        "--service",
+        "nope",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("services: no service with the slug \"nope\""),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["resolve", "42"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no incident #42"), "{stderr}");
+
+    let (code, stdout, _) = run(&["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "the refused commands wrote nothing: {stdout}"
+    );
+    let incident = db
+        .store()
+        .await
+        .incident(1)
+        .await
+        .expect("read")
+        .expect("incident");
+    let statuses: Vec<&str> = incident.updates.iter().map(|u| u.status.as_str()).collect();
+    assert_eq!(statuses, ["investigating", "identified", "resolved"]);
+}
