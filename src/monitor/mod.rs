@@ -327,9 +327,9 @@ pub struct Recorder {
     dependencies: HashMap<i64, Vec<crate::health::Dependency>>,
     /// The certificate expiry last written per service.
     certificates: HashMap<i64, i64>,
-    /// Services in a maintenance window, as last read from the store, and
-    /// when that was (epoch ms).
-    in_maintenance: std::collections::HashSet<i64>,
+    /// Maintenance windows not yet over, as last read from the store, and
+    /// when that was (epoch ms). Each result is judged at its own time.
+    windows: Vec<crate::store::ServiceWindow>,
     maintenance_read_at: Option<i64>,
     incident_cooldown: Duration,
     store: Store,
@@ -362,7 +362,7 @@ impl Recorder {
             trackers,
             dependencies: HashMap::new(),
             certificates: HashMap::new(),
-            in_maintenance: Default::default(),
+            windows: Vec::new(),
             maintenance_read_at: None,
             incident_cooldown,
             store,
@@ -382,7 +382,10 @@ impl Recorder {
     /// Adds one result to `batch`, with the state change it causes, if any.
     fn apply(&mut self, result: ProbeResult, batch: &mut Batch) {
         let report = result.report;
-        let in_maintenance = self.in_maintenance.contains(&result.service_id);
+        let in_maintenance = self
+            .windows
+            .iter()
+            .any(|w| w.covers(result.service_id, result.checked_at));
         if let Some((slug, tracker)) = self.trackers.get_mut(&result.service_id) {
             let from = tracker.state();
             // In a window the state is maintenance whatever the probes say;
@@ -454,9 +457,11 @@ impl Recorder {
         if fresh {
             return;
         }
-        match self.store.services_in_maintenance(now).await {
-            Ok(set) => {
-                self.in_maintenance = set;
+        // An hour back, so results that waited in a batch still see the
+        // window they were taken in.
+        match self.store.maintenance_windows(now - 3_600_000).await {
+            Ok(windows) => {
+                self.windows = windows;
                 self.maintenance_read_at = Some(now);
             }
             Err(e) => {

@@ -7,6 +7,20 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 
+/// One service's share of a maintenance window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceWindow {
+    pub service_id: i64,
+    pub starts_at: i64,
+    pub ends_at: i64,
+}
+
+impl ServiceWindow {
+    pub fn covers(&self, service_id: i64, at: i64) -> bool {
+        self.service_id == service_id && self.starts_at <= at && at < self.ends_at
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Maintenance {
     pub id: i64,
@@ -31,17 +45,37 @@ pub struct MaintenanceInput {
 impl Store {
     /// Ids of the services inside a maintenance window at `now`.
     pub async fn services_in_maintenance(&self, now: i64) -> Result<HashSet<i64>, StoreError> {
-        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
-            sqlx::query_scalar(
-                "SELECT DISTINCT ms.service_id FROM maintenance_services ms \
-                 JOIN maintenances m ON m.id = ms.maintenance_id \
-                 WHERE m.starts_at <= $1 AND m.ends_at > $1",
+        Ok(self
+            .maintenance_windows(now)
+            .await?
+            .into_iter()
+            .filter(|w| w.starts_at <= now && now < w.ends_at)
+            .map(|w| w.service_id)
+            .collect())
+    }
+
+    /// Every (service, window) that has not ended by `since`, future ones
+    /// included, so each result can be judged at its own time.
+    pub async fn maintenance_windows(&self, since: i64) -> Result<Vec<ServiceWindow>, StoreError> {
+        let rows = on_pool!(self, pool, _Db => {
+            sqlx::query(
+                "SELECT ms.service_id, m.starts_at, m.ends_at FROM maintenance_services ms \
+                 JOIN maintenances m ON m.id = ms.maintenance_id WHERE m.ends_at > $1",
             )
-            .bind(now)
+            .bind(since)
             .fetch_all(pool)
             .await?
+            .iter()
+            .map(|r| {
+                Ok(ServiceWindow {
+                    service_id: r.try_get("service_id")?,
+                    starts_at: r.try_get("starts_at")?,
+                    ends_at: r.try_get("ends_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?
         });
-        Ok(ids.into_iter().collect())
+        Ok(rows)
     }
 
     /// Every window, the latest start first.

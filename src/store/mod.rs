@@ -53,7 +53,7 @@ mod incidents;
 mod maintenances;
 
 pub use incidents::{Incident, IncidentPatch, IncidentUpdate, NewIncident};
-pub use maintenances::{Maintenance, MaintenanceInput};
+pub use maintenances::{Maintenance, MaintenanceInput, ServiceWindow};
 
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -712,6 +712,26 @@ impl Store {
                         windows[i].merge(&counts);
                     }
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The same windows per group: the counts of its active services added
+    /// together (every probe weighs the same).
+    pub async fn group_uptime_windows(
+        &self,
+        now: i64,
+    ) -> Result<HashMap<String, [Rollup; 4]>, StoreError> {
+        let per_service = self.uptime_windows(now).await?;
+        let mut out: HashMap<String, [Rollup; 4]> = HashMap::new();
+        for s in self.service_summaries(now).await? {
+            let (Some(group), Some(windows)) = (s.group, per_service.get(&s.id)) else {
+                continue;
+            };
+            let entry = out.entry(group).or_default();
+            for (total, w) in entry.iter_mut().zip(windows) {
+                total.merge(w);
             }
         }
         Ok(out)

@@ -194,3 +194,168 @@ async fn retention(db: TestDb) {
         "idempotent"
     );
 }
+
+/// The page's uptime text for a window.
+fn shown(r: &Rollup) -> String {
+    match r.uptime() {
+        Some(p) => format!("{:.2}", (p * 100.0).floor() / 100.0),
+        None => "no data".into(),
+    }
+}
+
+store_test!(
+    ninety_days_of_twenty_services_give_the_brute_force_figures,
+    ninety_days
+);
+async fn ninety_days(db: TestDb) {
+    let mut body = String::new();
+    for g in 0..4 {
+        body.push_str(&format!("[[group]]\nname = \"G{g}\"\n"));
+    }
+    for s in 0..20 {
+        body.push_str(&format!(
+            "[[service]]\nname = \"S{s}\"\ngroup = \"G{}\"\nurl = \"http://s{s}.example/\"\ninterval = \"30m\"\ntimeout = \"5s\"\n",
+            s / 5
+        ));
+    }
+    let config = test_config(&db, &body);
+    let store = db.store().await;
+    let end = chrono::Utc
+        .with_ymd_and_hms(2026, 6, 1, 12, 7, 0)
+        .single()
+        .expect("time");
+    let start = end - chrono::Duration::days(90);
+    let clock = ManualClock::at(start);
+    let monitor = Monitor::for_services(
+        &config.services,
+        store.clone(),
+        Arc::new(clock.clone()),
+        config.monitor.clone(),
+    )
+    .await
+    .expect("monitor");
+    let ids: Vec<i64> = monitor.services().iter().map(|w| w.id).collect();
+    let mut recorder = monitor.recorder();
+    // A six-hour maintenance window for group G1 on day 45.
+    let window_start = start + chrono::Duration::days(45);
+    store
+        .save_maintenance(
+            None,
+            &beacon::store::MaintenanceInput {
+                title: "Upgrade".into(),
+                message: "Planned.".into(),
+                starts_at: window_start.timestamp_millis(),
+                ends_at: (window_start + chrono::Duration::hours(6)).timestamp_millis(),
+                services: (5..10).map(|s| format!("s{s}")).collect(),
+            },
+            start.timestamp_millis(),
+        )
+        .await
+        .expect("window");
+
+    let mut seed: u64 = 7;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1442695040888963407);
+        seed >> 33
+    };
+    let steps = 90 * 48;
+    let mut pending = Vec::new();
+    for step in 0..steps {
+        for (s, id) in ids.iter().enumerate() {
+            let day = step / 48;
+            // Gaps: service 3 sends nothing for days 10-19, service 17 for the last 2 days.
+            if (s == 3 && (10..20).contains(&day)) || (s == 17 && day >= 88) {
+                continue;
+            }
+            // Outage spells: service s is down for two hours every (s + 3) days.
+            let outage = day % (s + 3) == 0 && (step % 48) < 4;
+            let roll = next() % 100;
+            let outcome = if outage || roll < 2 {
+                Outcome::Down
+            } else if roll < 7 {
+                Outcome::Degraded
+            } else {
+                Outcome::Up
+            };
+            pending.push(ProbeResult {
+                service_id: *id,
+                checked_at: clock.now_ms() + s as i64 * 1000,
+                report: ProbeReport::down(Duration::from_millis(next() % 2000), "x")
+                    .with_outcome(outcome),
+            });
+        }
+        if step % 24 == 23 {
+            recorder
+                .record(std::mem::take(&mut pending))
+                .await
+                .expect("record");
+        }
+        clock.advance(Duration::from_secs(30 * 60));
+    }
+    recorder.record(pending).await.expect("record");
+
+    // Brute force over the raw rows: the same windows the page uses.
+    let now = clock.now_ms();
+    let hour_since = Period::Hour.bucket_start(now) - 23 * 3_600_000;
+    let today = Period::Day.bucket_start(now);
+    let windows = store.uptime_windows(now).await.expect("windows");
+    let groups = store.group_uptime_windows(now).await.expect("groups");
+    let mut group_expected: BTreeMap<String, [Rollup; 4]> = BTreeMap::new();
+    let summaries = store.service_summaries(now).await.expect("summaries");
+    for summary in &summaries {
+        let raw = store.check_results(&summary.slug).await.expect("raw");
+        let mut expected: [Rollup; 4] = Default::default();
+        for r in &raw {
+            if r.checked_at >= hour_since {
+                expected[0].add(r);
+            }
+            for (i, days) in [(1, 7), (2, 30), (3, 90)] {
+                if Period::Day.bucket_start(r.checked_at) > today - days * 86_400_000 {
+                    expected[i].add(r);
+                }
+            }
+        }
+        let got = windows.get(&summary.id).cloned().unwrap_or_default();
+        for i in 0..4 {
+            let counts = |r: &Rollup| (r.up, r.degraded, r.down, r.maintenance);
+            assert_eq!(
+                counts(&got[i]),
+                counts(&expected[i]),
+                "{} window {i}",
+                summary.slug
+            );
+            assert_eq!(
+                shown(&got[i]),
+                shown(&expected[i]),
+                "{} window {i}",
+                summary.slug
+            );
+        }
+        let group = group_expected
+            .entry(summary.group.clone().expect("grouped"))
+            .or_default();
+        for (total, w) in group.iter_mut().zip(&expected) {
+            total.merge(w);
+        }
+    }
+    for (name, expected) in &group_expected {
+        for i in 0..4 {
+            assert_eq!(
+                shown(&groups[name][i]),
+                shown(&expected[i]),
+                "group {name} window {i}"
+            );
+        }
+    }
+    // The scenario's features are really in the data.
+    let s6 = &windows[&summaries[6].id][3];
+    assert_eq!(s6.maintenance, 12, "six hours at 30 min in the window");
+    assert_eq!(
+        shown(&windows[&summaries[17].id][0]),
+        "no data",
+        "a gap is no data, not up"
+    );
+    assert!(windows[&summaries[0].id][3].uptime().expect("data") < 99.0);
+}
