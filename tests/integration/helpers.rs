@@ -286,6 +286,24 @@ pub fn no_env(_: &str) -> Option<String> {
     None
 }
 
+/// A monitor over `config`'s services on an injected clock, with no
+/// scheduler: tests drive it with `probe` and `Recorder::record`. Built
+/// again, it starts from the stored states, as after a restart.
+pub async fn simulated_monitor(
+    config: &Config,
+    store: &Store,
+    clock: &beacon::clock::ManualClock,
+) -> beacon::monitor::Monitor {
+    beacon::monitor::Monitor::for_services(
+        &config.services,
+        store.clone(),
+        Arc::new(clock.clone()),
+        config.monitor.clone(),
+    )
+    .await
+    .expect("monitor")
+}
+
 /// Parses a config for tests; `listen` and `storage.url` come from `db`.
 pub fn test_config(db: &TestDb, body: &str) -> Config {
     let text = format!(

@@ -2,14 +2,13 @@
 //! restart, reopened when it flaps, resolved on recovery.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use beacon::clock::{Clock, ManualClock};
 use beacon::monitor::{Monitor, Recorder};
 use chrono::TimeZone;
 
-use crate::helpers::{test_config, Target, TestDb};
+use crate::helpers::{simulated_monitor, test_config, Target, TestDb};
 use crate::store_test;
 
 struct Rig {
@@ -52,16 +51,7 @@ async fn lifecycle(db: TestDb) {
             .single()
             .expect("time"),
     );
-    let build = || async {
-        Monitor::for_services(
-            &config.services,
-            store.clone(),
-            Arc::new(clock.clone()),
-            config.monitor.clone(),
-        )
-        .await
-        .expect("monitor")
-    };
+    let build = || simulated_monitor(&config, &store, &clock);
     let monitor = build().await;
     let recorder = monitor.recorder();
     let mut rig = Rig {
@@ -190,14 +180,7 @@ async fn maintenance(db: TestDb) {
         .single()
         .expect("time");
     let clock = ManualClock::at(start);
-    let monitor = Monitor::for_services(
-        &config.services,
-        store.clone(),
-        Arc::new(clock.clone()),
-        config.monitor.clone(),
-    )
-    .await
-    .expect("monitor");
+    let monitor = simulated_monitor(&config, &store, &clock).await;
     let recorder = monitor.recorder();
     let mut rig = Rig {
         monitor,

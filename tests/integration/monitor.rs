@@ -1,14 +1,14 @@
 //! The monitor against real targets, one step at a time and in its loop.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use beacon::clock::ManualClock;
 use beacon::model::{Outcome, State};
-use beacon::monitor::Monitor;
 use chrono::TimeZone;
 
-use crate::helpers::{closed_port, eventually, test_config, Target, TestApp, TestDb};
+use crate::helpers::{
+    closed_port, eventually, simulated_monitor, test_config, Target, TestApp, TestDb,
+};
 use crate::store_test;
 
 store_test!(
@@ -30,14 +30,7 @@ async fn thresholds(db: TestDb) {
         .single()
         .expect("time");
     let clock = ManualClock::at(start);
-    let monitor = Monitor::for_services(
-        &config.services,
-        store.clone(),
-        Arc::new(clock.clone()),
-        config.monitor.clone(),
-    )
-    .await
-    .expect("monitor");
+    let monitor = simulated_monitor(&config, &store, &clock).await;
     let mut recorder = monitor.recorder();
 
     let step = |status: u16| {
@@ -100,14 +93,7 @@ async fn thresholds(db: TestDb) {
     assert_eq!(target.hits("switch"), 6);
 
     // A restart starts from the stored state: no second "down" or "up".
-    let monitor = Monitor::for_services(
-        &config.services,
-        store.clone(),
-        Arc::new(clock.clone()),
-        config.monitor.clone(),
-    )
-    .await
-    .expect("monitor");
+    let monitor = simulated_monitor(&config, &store, &clock).await;
     let mut recorder = monitor.recorder();
     clock.advance(Duration::from_secs(30));
     let result = monitor.probe("checkout-api").await.expect("service");

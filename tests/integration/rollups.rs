@@ -2,17 +2,16 @@
 //! results, on both stores.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use beacon::clock::{Clock, ManualClock};
 use beacon::model::Outcome;
-use beacon::monitor::{Monitor, ProbeResult};
+use beacon::monitor::ProbeResult;
 use beacon::probe::ProbeReport;
 use beacon::store::rollup::{Period, Rollup};
 use chrono::TimeZone;
 
-use crate::helpers::{test_config, TestDb};
+use crate::helpers::{simulated_monitor, test_config, TestDb};
 use crate::store_test;
 
 store_test!(
@@ -32,14 +31,7 @@ async fn rollups_match_raw(db: TestDb) {
         .single()
         .expect("time");
     let clock = ManualClock::at(start);
-    let monitor = Monitor::for_services(
-        &config.services,
-        store.clone(),
-        Arc::new(clock.clone()),
-        config.monitor.clone(),
-    )
-    .await
-    .expect("monitor");
+    let monitor = simulated_monitor(&config, &store, &clock).await;
     let ids: Vec<i64> = monitor.services().iter().map(|w| w.id).collect();
     let mut recorder = monitor.recorder();
 
@@ -136,14 +128,7 @@ async fn retention(db: TestDb) {
         .single()
         .expect("time");
     let clock = ManualClock::at(start);
-    let monitor = Monitor::for_services(
-        &config.services,
-        store.clone(),
-        Arc::new(clock.clone()),
-        config.monitor.clone(),
-    )
-    .await
-    .expect("monitor");
+    let monitor = simulated_monitor(&config, &store, &clock).await;
     let id = monitor.services()[0].id;
     let mut recorder = monitor.recorder();
     // Ten days, one probe every 10 minutes, down for a spell each day.
@@ -226,14 +211,7 @@ async fn ninety_days(db: TestDb) {
         .expect("time");
     let start = end - chrono::Duration::days(90);
     let clock = ManualClock::at(start);
-    let monitor = Monitor::for_services(
-        &config.services,
-        store.clone(),
-        Arc::new(clock.clone()),
-        config.monitor.clone(),
-    )
-    .await
-    .expect("monitor");
+    let monitor = simulated_monitor(&config, &store, &clock).await;
     let ids: Vec<i64> = monitor.services().iter().map(|w| w.id).collect();
     let mut recorder = monitor.recorder();
     // A six-hour maintenance window for group G1 on day 45.
