@@ -841,7 +841,17 @@ impl Store {
     /// Counts rows of a table (for tests, backups' manifests and tools).
     /// `table` must be one of beacon's own tables.
     pub async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
-        const TABLES: &[&str] = &["services", "check_results", "status_changes"];
+        const TABLES: &[&str] = &[
+            "services",
+            "check_results",
+            "status_changes",
+            "rollups",
+            "incidents",
+            "incident_updates",
+            "incident_services",
+            "maintenances",
+            "maintenance_services",
+        ];
         let Some(table) = TABLES.iter().find(|t| **t == table) else {
             return Err(StoreError::Query(sqlx::Error::Protocol(format!(
                 "unknown table {table}"
