@@ -72,4 +72,5 @@ ensure_postgres
 ensure_redis
 export BEACON_TEST_POSTGRES_URL="${BEACON_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 log "running cargo test (PostgreSQL at $BEACON_TEST_POSTGRES_URL)"
-exec cargo test --all-targets "$@"
+# Not --all-targets: that would run the full-size benchmarks too.
+exec cargo test --lib --bins --tests "$@"
