@@ -52,6 +52,32 @@ pub struct IncidentPatch {
 }
 
 impl Store {
+    /// The ids of active services by slug, in order. An unknown slug is
+    /// the caller's mistake (`StoreError::Invalid` naming it), checked before
+    /// any write so that a refused request writes nothing.
+    pub async fn service_ids(&self, slugs: &[String]) -> Result<Vec<i64>, StoreError> {
+        let mut ids = Vec::with_capacity(slugs.len());
+        for slug in slugs {
+            let id: Option<i64> = on_pool!(self, pool, _Db => {
+                sqlx::query_scalar("SELECT id FROM services WHERE slug = $1 AND active = $2")
+                    .bind(slug)
+                    .bind(true)
+                    .fetch_optional(pool)
+                    .await?
+            });
+            match id {
+                Some(id) => ids.push(id),
+                None => {
+                    return Err(StoreError::Invalid {
+                        field: "services",
+                        message: format!("no service with the slug \"{slug}\""),
+                    })
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     /// Every incident that names the service `slug`, oldest first.
     pub async fn incidents_of(&self, slug: &str) -> Result<Vec<Incident>, StoreError> {
         let ids: Vec<i64> = on_pool!(self, pool, _Db => {
@@ -139,25 +165,9 @@ impl Store {
     /// Creates an incident with its first update, in one transaction.
     /// An unknown service slug writes nothing and is `StoreError::Invalid`.
     pub async fn create_incident(&self, new: &NewIncident) -> Result<i64, StoreError> {
+        let service_ids = self.service_ids(&new.services).await?;
         let id = on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
-            let mut service_ids = Vec::new();
-            for slug in &new.services {
-                let id: Option<i64> = sqlx::query_scalar("SELECT id FROM services WHERE slug = $1 AND active = $2")
-                    .bind(slug)
-                    .bind(true)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match id {
-                    Some(id) => service_ids.push(id),
-                    None => {
-                        return Err(StoreError::Invalid {
-                            field: "services",
-                            message: format!("no service with the slug \"{slug}\""),
-                        })
-                    }
-                }
-            }
             let resolved_at = (new.status == "resolved").then_some(new.at);
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO incidents (title, impact, status, automatic, started_at, created_at, updated_at, resolved_at) \
@@ -236,6 +246,10 @@ impl Store {
         patch: &IncidentPatch,
         at: i64,
     ) -> Result<bool, StoreError> {
+        let service_ids = match &patch.services {
+            Some(slugs) => Some(self.service_ids(slugs).await?),
+            None => None,
+        };
         let found = on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(
@@ -253,23 +267,12 @@ impl Store {
             if changed == 0 {
                 return Ok(false);
             }
-            if let Some(slugs) = &patch.services {
+            if let Some(service_ids) = &service_ids {
                 sqlx::query("DELETE FROM incident_services WHERE incident_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                for slug in slugs {
-                    let service: Option<i64> = sqlx::query_scalar("SELECT id FROM services WHERE slug = $1 AND active = $2")
-                        .bind(slug)
-                        .bind(true)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let Some(service) = service else {
-                        return Err(StoreError::Invalid {
-                            field: "services",
-                            message: format!("no service with the slug \"{slug}\""),
-                        });
-                    };
+                for service in service_ids {
                     sqlx::query("INSERT INTO incident_services (incident_id, service_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                         .bind(id)
                         .bind(service)

@@ -133,6 +133,7 @@ impl Store {
         input: &MaintenanceInput,
         at: i64,
     ) -> Result<Option<i64>, StoreError> {
+        let service_ids = self.service_ids(&input.services).await?;
         let saved = on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
             let id = match id {
@@ -171,24 +172,12 @@ impl Store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                for slug in &input.services {
-                    let service: Option<i64> =
-                        sqlx::query_scalar("SELECT id FROM services WHERE slug = $1 AND active = $2")
-                            .bind(slug)
-                            .bind(true)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    let Some(service) = service else {
-                        return Err(StoreError::Invalid {
-                            field: "services",
-                            message: format!("no service with the slug \"{slug}\""),
-                        });
-                    };
+                for service in &service_ids {
                     sqlx::query(
                         "INSERT INTO maintenance_services (maintenance_id, service_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     )
                     .bind(id)
-                    .bind(service)
+                    .bind(*service)
                     .execute(&mut *tx)
                     .await?;
                 }
