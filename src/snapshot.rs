@@ -167,10 +167,6 @@ impl Snapshot {
             groups: views,
         }
     }
-
-    pub fn services(&self) -> impl Iterator<Item = &ServiceView> {
-        self.groups.iter().flat_map(|g| g.services.iter())
-    }
 }
 
 /// Keeps the published snapshot fresh.

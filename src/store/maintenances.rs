@@ -1,8 +1,6 @@
 //! Scheduled maintenance windows: written by the admin API and CLI, read by
 //! the recorder (which services are in maintenance now) and the pages.
 
-use std::collections::HashSet;
-
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -43,17 +41,6 @@ pub struct MaintenanceInput {
 }
 
 impl Store {
-    /// Ids of the services inside a maintenance window at `now`.
-    pub async fn services_in_maintenance(&self, now: i64) -> Result<HashSet<i64>, StoreError> {
-        Ok(self
-            .maintenance_windows(now)
-            .await?
-            .into_iter()
-            .filter(|w| w.starts_at <= now && now < w.ends_at)
-            .map(|w| w.service_id)
-            .collect())
-    }
-
     /// Every (service, window) that has not ended by `since`, future ones
     /// included, so each result can be judged at its own time.
     pub async fn maintenance_windows(&self, since: i64) -> Result<Vec<ServiceWindow>, StoreError> {

@@ -169,16 +169,16 @@ async fn list(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
 }
 
 async fn show(State(app): State<AppState>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    let incident = app
-        .store
-        .incident(id)
-        .await?
-        .ok_or_else(|| no_incident(id))?;
+    let incident = incident_or_404(&app, id).await?;
     Ok(Json(incident_json(&incident)))
 }
 
 fn no_incident(id: i64) -> ApiError {
     ApiError::NotFound(format!("no incident {id}"))
+}
+
+async fn incident_or_404(app: &AppState, id: i64) -> Result<Incident, ApiError> {
+    app.store.incident(id).await?.ok_or_else(|| no_incident(id))
 }
 
 #[derive(Deserialize)]
@@ -203,11 +203,7 @@ async fn add_update(
     {
         return Err(no_incident(id));
     }
-    let incident = app
-        .store
-        .incident(id)
-        .await?
-        .ok_or_else(|| no_incident(id))?;
+    let incident = incident_or_404(&app, id).await?;
     Ok((StatusCode::CREATED, Json(incident_json(&incident))).into_response())
 }
 
@@ -234,11 +230,7 @@ async fn edit(
     }
     if let Some(postmortem) = &body.postmortem {
         text("postmortem", postmortem, 100_000)?;
-        let current = app
-            .store
-            .incident(id)
-            .await?
-            .ok_or_else(|| no_incident(id))?;
+        let current = incident_or_404(&app, id).await?;
         if current.status != "resolved" {
             return Err(ApiError::invalid(
                 "postmortem",
@@ -259,11 +251,7 @@ async fn edit(
     {
         return Err(no_incident(id));
     }
-    let incident = app
-        .store
-        .incident(id)
-        .await?
-        .ok_or_else(|| no_incident(id))?;
+    let incident = incident_or_404(&app, id).await?;
     Ok(Json(incident_json(&incident)))
 }
 
@@ -358,6 +346,13 @@ fn no_maintenance(id: i64) -> ApiError {
     ApiError::NotFound(format!("no maintenance {id}"))
 }
 
+async fn maintenance_or_404(app: &AppState, id: i64) -> Result<Maintenance, ApiError> {
+    app.store
+        .maintenance(id)
+        .await?
+        .ok_or_else(|| no_maintenance(id))
+}
+
 async fn create_maintenance(
     State(app): State<AppState>,
     body: Result<Json<MaintenanceBody>, JsonRejection>,
@@ -369,11 +364,7 @@ async fn create_maintenance(
         .save_maintenance(None, &input, app.clock.now_ms())
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a new maintenance got no id")))?;
-    let saved = app
-        .store
-        .maintenance(id)
-        .await?
-        .ok_or_else(|| no_maintenance(id))?;
+    let saved = maintenance_or_404(&app, id).await?;
     Ok((StatusCode::CREATED, Json(maintenance_json(&saved))).into_response())
 }
 
@@ -389,11 +380,7 @@ async fn show_maintenance(
     State(app): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let m = app
-        .store
-        .maintenance(id)
-        .await?
-        .ok_or_else(|| no_maintenance(id))?;
+    let m = maintenance_or_404(&app, id).await?;
     Ok(Json(maintenance_json(&m)))
 }
 
@@ -403,21 +390,13 @@ async fn edit_maintenance(
     body: Result<Json<MaintenanceBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
-    let current = app
-        .store
-        .maintenance(id)
-        .await?
-        .ok_or_else(|| no_maintenance(id))?;
+    let current = maintenance_or_404(&app, id).await?;
     let input = maintenance_input(body, Some(&current))?;
     app.store
         .save_maintenance(Some(id), &input, app.clock.now_ms())
         .await?
         .ok_or_else(|| no_maintenance(id))?;
-    let saved = app
-        .store
-        .maintenance(id)
-        .await?
-        .ok_or_else(|| no_maintenance(id))?;
+    let saved = maintenance_or_404(&app, id).await?;
     Ok(Json(maintenance_json(&saved)))
 }
 
