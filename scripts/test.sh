@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs beacon's whole test suite on this machine, starting (or installing)
-# what the tests need first: PostgreSQL on 127.0.0.1:5432 with trust auth,
-# Redis on 127.0.0.1:6379.
+# what the tests need first: PostgreSQL on 127.0.0.1:5432 with trust auth
+# and its client tools (pg_dump, pg_restore, psql), Redis on 127.0.0.1:6379,
+# s3s-fs (the S3-compatible server the backup tests start), and the tools the
+# runbook's by-hand restore uses (AWS CLI, sqlite3, curl), and headless
+# Chromium with axe-core for the browser test.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,8 +71,56 @@ ensure_redis() {
   log "Redis did not start"; exit 1
 }
 
+# pg_dump / pg_restore: PostgreSQL backups and their verification.
+ensure_pg_tools() {
+  if command -v pg_dump >/dev/null 2>&1 && command -v pg_restore >/dev/null 2>&1; then return; fi
+  log "installing the PostgreSQL client tools"
+  apt_install postgresql-client
+}
+
+# s3s-fs: a real S3-compatible server (SigV4, checksums, multipart) that the
+# backup tests start on 127.0.0.1. 0.14.1 is the newest that builds with
+# this toolchain; about 3.5 minutes to build on 2 cores, once.
+ensure_s3s_fs() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if command -v s3s-fs >/dev/null 2>&1; then return; fi
+  log "installing s3s-fs 0.14.1 (once, a few minutes)"
+  cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
+}
+
+# The runbook's by-hand restore (tests/integration/drill.rs runs it): curl,
+# sqlite3, and the AWS CLI from PyPI.
+ensure_runbook_tools() {
+  command -v curl >/dev/null 2>&1 || { log "installing curl"; apt_install curl; }
+  command -v sqlite3 >/dev/null 2>&1 || { log "installing sqlite3"; apt_install sqlite3; }
+  command -v flock >/dev/null 2>&1 || { log "installing util-linux"; apt_install util-linux; }
+  if ! command -v aws >/dev/null 2>&1; then
+    log "installing the AWS CLI (pip)"
+    python3 -m pip install --quiet awscli
+    command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+    PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    export PATH
+  fi
+}
+
+# Headless Chromium, axe-core and the Nu Html Checker (npm) for the browser
+# test.
+ensure_browser_tools() {
+  command -v chromium >/dev/null 2>&1 || { log "installing Chromium"; apt_install chromium; }
+  command -v java >/dev/null 2>&1 || { log "installing a Java runtime (Nu Html Checker)"; apt_install default-jre-headless; }
+  if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ] || [ ! -f tests/browser/node_modules/vnu-jar/build/dist/vnu.jar ]; then
+    command -v npm >/dev/null 2>&1 || { log "installing npm"; apt_install npm; }
+    log "installing axe-core and vnu-jar (npm ci in tests/browser)"
+    (cd tests/browser && npm ci --silent --no-audit --no-fund)
+  fi
+}
+
 ensure_postgres
+ensure_pg_tools
 ensure_redis
+ensure_s3s_fs
+ensure_runbook_tools
+ensure_browser_tools
 export BEACON_TEST_POSTGRES_URL="${BEACON_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 log "running cargo test (PostgreSQL at $BEACON_TEST_POSTGRES_URL)"
 # Not --all-targets: that would run the full-size benchmarks too.

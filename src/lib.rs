@@ -7,6 +7,7 @@
 //! - [`monitor`]: schedules [`probe`]s and records their results;
 //! - [`store`]: SQLite or PostgreSQL behind one type.
 
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

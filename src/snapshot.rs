@@ -6,7 +6,8 @@
 //! from the store alone, a replica that does not run the monitor can serve
 //! the same page (see docs/ARCHITECTURE.md).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,7 +16,8 @@ use tokio::sync::watch;
 use crate::clock::{ms_to_datetime, Clock};
 use crate::config::GroupConfig;
 use crate::model::State;
-use crate::store::{ServiceSummary, Store, StoreError};
+use crate::store::rollup::Rollup;
+use crate::store::{Incident, Maintenance, RecentRollups, ServiceSummary, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -24,12 +26,96 @@ pub struct Snapshot {
     pub overall: Overall,
     /// Public services by group, in config order; ungrouped ones first.
     pub groups: Vec<GroupView>,
+    /// Unresolved incidents, the newest first.
+    pub incidents: Vec<IncidentView>,
+    /// The 50 newest incidents, resolved or not, the newest first.
+    pub recent_incidents: Vec<IncidentView>,
+    /// The 50 maintenance windows that start latest, the latest first.
+    pub recent_maintenances: Vec<MaintenanceView>,
+    /// Maintenance windows in progress, the soonest end first.
+    pub active_maintenances: Vec<MaintenanceView>,
+    /// Maintenance windows not started yet, the soonest start first.
+    pub upcoming_maintenances: Vec<MaintenanceView>,
+}
+
+/// The page's uptime windows, in this order.
+pub const WINDOWS: [&str; 4] = ["24 h", "7 d", "30 d", "90 d"];
+
+/// Uptime over [`WINDOWS`], 0–100; `None` where the window holds no
+/// counted check ("no data", never "up").
+pub type Uptimes = [Option<f64>; 4];
+
+/// Checks counted toward uptime over each window: (up or degraded, counted).
+/// Maintenance is in neither.
+type Counts = [(i64, i64); 4];
+
+fn uptimes(counts: &Counts) -> Uptimes {
+    counts.map(|(ok, counted)| (counted > 0).then(|| 100.0 * ok as f64 / counted as f64))
+}
+
+/// Response time over one bucket (from the rollup's histogram).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub at: DateTime<Utc>,
+    pub p50: Option<i64>,
+    pub p95: Option<i64>,
+}
+
+/// One day of a service's 90-day bar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Day {
+    pub date: DateTime<Utc>,
+    /// The day's worst state: down, degraded, maintenance, up, or no data
+    /// (`State::Unknown`).
+    pub worst: State,
+    pub uptime: Option<f64>,
+    /// Incidents naming the service that were open during the day.
+    pub incidents: usize,
+    pub p50: Option<i64>,
+    pub p95: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IncidentView {
+    pub id: i64,
+    pub title: String,
+    pub impact: String,
+    pub status: String,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub postmortem: Option<String>,
+    /// The newest update: status, message, time.
+    pub latest: Option<(String, String, DateTime<Utc>)>,
+    /// Every update, oldest first: status, message, time.
+    pub updates: Vec<(String, String, DateTime<Utc>)>,
+    /// Names of the affected public services.
+    pub services: Vec<String>,
+    /// Slugs of the affected public services.
+    pub service_slugs: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MaintenanceView {
+    pub id: i64,
+    pub title: String,
+    pub message: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// Names of the affected public services.
+    pub services: Vec<String>,
+    /// Slugs of the affected public services.
+    pub service_slugs: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
 pub struct GroupView {
     pub name: Option<String>,
     pub description: Option<String>,
+    /// Every check of the group's public services counted together.
+    pub uptime: Uptimes,
     pub services: Vec<ServiceView>,
 }
 
@@ -41,8 +127,14 @@ pub struct ServiceView {
     pub state: State,
     pub state_since: Option<DateTime<Utc>>,
     pub last_checked_at: Option<DateTime<Utc>>,
-    /// Share of checks in the last 24 h that were up or degraded, 0–100.
-    pub uptime_24h: Option<f64>,
+    pub created_at: DateTime<Utc>,
+    /// Share of counted checks that were up or degraded, per window.
+    pub uptime: Uptimes,
+    /// The last 24 hours, hour by hour, oldest first (hours with no data
+    /// left out): response time p50 and p95.
+    pub hours: Vec<Point>,
+    /// The last 90 days, day by day, oldest first (today last).
+    pub days: Vec<Day>,
     /// Reported dependencies: names and states only (outputs stay internal).
     pub dependencies: Vec<(String, crate::health::Health)>,
 }
@@ -105,6 +197,98 @@ impl Overall {
     }
 }
 
+/// Per service id: rollups over [`WINDOWS`] (see `Store::uptime_windows`).
+pub type Windows = Arc<HashMap<i64, [Rollup; 4]>>;
+
+/// Per service id: its recent rollups (see `Store::recent_rollups`).
+pub type Recent = Arc<HashMap<i64, RecentRollups>>;
+
+/// What a snapshot is made of, as read from the store.
+#[derive(Clone)]
+pub struct Inputs {
+    pub summaries: Vec<ServiceSummary>,
+    pub windows: Windows,
+    /// Per service id: hourly rollups of 24 h, daily of 90 days.
+    pub recent: Recent,
+    pub incidents: Vec<Incident>,
+    pub maintenances: Vec<Maintenance>,
+    pub recent_incidents: Vec<Incident>,
+    pub recent_maintenances: Vec<Maintenance>,
+}
+
+impl Inputs {
+    /// Reads everything; `history` may be a recent copy, since reading 90
+    /// days of rollups costs far more than the rest.
+    pub async fn read(
+        store: &Store,
+        now: i64,
+        history: Option<(Windows, Recent)>,
+    ) -> Result<Inputs, StoreError> {
+        let (windows, recent) = match history {
+            Some(h) => h,
+            None => {
+                let recent = store.recent_rollups(now).await?;
+                let windows = recent.iter().map(|(id, r)| (*id, r.windows(now))).collect();
+                (Arc::new(windows), Arc::new(recent))
+            }
+        };
+        Ok(Inputs {
+            summaries: store.service_summaries(now).await?,
+            windows,
+            recent,
+            incidents: store.unresolved_incidents().await?,
+            maintenances: store.current_maintenances(now).await?,
+            recent_incidents: store.recent_incidents(50).await?,
+            recent_maintenances: store.recent_maintenances(50).await?,
+        })
+    }
+}
+
+/// The 90 days ending today, each with its worst state, uptime, incident
+/// count and response time; days without data say so.
+fn days_of(
+    recent: Option<&RecentRollups>,
+    slug: &str,
+    incidents: &[Incident],
+    now: DateTime<Utc>,
+) -> Vec<Day> {
+    use crate::store::rollup::{Period, DAY_MS};
+    let today = Period::Day.bucket_start(now.timestamp_millis());
+    let by_start: HashMap<i64, &Rollup> = recent
+        .map(|r| r.days.iter().map(|(start, r)| (*start, r)).collect())
+        .unwrap_or_default();
+    (0..90)
+        .rev()
+        .filter_map(|back| {
+            let start = today - back * DAY_MS;
+            let date = ms_to_datetime(start)?;
+            let r = by_start.get(&start);
+            let worst = match r {
+                None => State::Unknown,
+                Some(r) if r.down > 0 => State::Down,
+                Some(r) if r.degraded > 0 => State::Degraded,
+                Some(r) if r.up > 0 => State::Up,
+                Some(r) if r.maintenance > 0 => State::Maintenance,
+                Some(_) => State::Unknown,
+            };
+            let end = start + DAY_MS;
+            let now_ms = now.timestamp_millis();
+            Some(Day {
+                date,
+                worst,
+                uptime: r.and_then(|r| r.uptime()),
+                incidents: incidents
+                    .iter()
+                    .filter(|i| i.services.iter().any(|s| s == slug))
+                    .filter(|i| i.started_at < end && i.resolved_at.unwrap_or(now_ms) >= start)
+                    .count(),
+                p50: r.and_then(|r| r.percentile_ms(0.5)),
+                p95: r.and_then(|r| r.percentile_ms(0.95)),
+            })
+        })
+        .collect()
+}
+
 impl Snapshot {
     /// Builds a snapshot from the store at `now`.
     pub async fn build(
@@ -113,18 +297,30 @@ impl Snapshot {
         groups: &[GroupConfig],
         now: DateTime<Utc>,
     ) -> Result<Snapshot, StoreError> {
-        let summaries = store.service_summaries(now.timestamp_millis()).await?;
-        Ok(Self::from_summaries(summaries, title, groups, now))
+        let inputs = Inputs::read(store, now.timestamp_millis(), None).await?;
+        Ok(Self::from_inputs(inputs, title, groups, now))
     }
 
-    pub fn from_summaries(
-        summaries: Vec<ServiceSummary>,
+    pub fn from_inputs(
+        inputs: Inputs,
         title: &str,
         groups: &[GroupConfig],
         now: DateTime<Utc>,
     ) -> Snapshot {
-        let public: Vec<ServiceSummary> = summaries.into_iter().filter(|s| s.public).collect();
+        let public: Vec<ServiceSummary> =
+            inputs.summaries.into_iter().filter(|s| s.public).collect();
         let overall = Overall::of(&public.iter().map(|s| s.state).collect::<Vec<_>>());
+        let counts = |s: &ServiceSummary| -> Counts {
+            let mut c: Counts = [(0, 0); 4];
+            if let Some(w) = inputs.windows.get(&s.id) {
+                for (slot, r) in c.iter_mut().zip(w) {
+                    *slot = (r.up + r.degraded, r.counted());
+                }
+            }
+            // The 24 h figure is read fresh with the states.
+            c[0] = (s.ok_24h, s.checks_24h);
+            c
+        };
         let view = |s: &ServiceSummary| ServiceView {
             slug: s.slug.clone(),
             name: s.name.clone(),
@@ -132,39 +328,135 @@ impl Snapshot {
             state: s.state,
             state_since: s.state_since.and_then(ms_to_datetime),
             last_checked_at: s.last_checked_at.and_then(ms_to_datetime),
-            uptime_24h: (s.checks_24h > 0).then(|| 100.0 * s.ok_24h as f64 / s.checks_24h as f64),
+            created_at: ms_to_datetime(s.created_at).unwrap_or(now),
+            uptime: uptimes(&counts(s)),
+            hours: inputs
+                .recent
+                .get(&s.id)
+                .map(|r| {
+                    r.hours
+                        .iter()
+                        .filter(|(_, r)| r.latency_count > 0)
+                        .filter_map(|(start, r)| {
+                            Some(Point {
+                                at: ms_to_datetime(*start)?,
+                                p50: r.percentile_ms(0.5),
+                                p95: r.percentile_ms(0.95),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            days: days_of(
+                inputs.recent.get(&s.id),
+                &s.slug,
+                &inputs.recent_incidents,
+                now,
+            ),
             dependencies: s
                 .dependencies
                 .iter()
                 .map(|d| (d.name.clone(), d.health))
                 .collect(),
         };
-        let mut views = vec![GroupView {
-            name: None,
-            description: None,
-            services: public
+        let group_view = |name: Option<&GroupConfig>| {
+            let members: Vec<&ServiceSummary> = public
                 .iter()
-                .filter(|s| s.group.is_none())
-                .map(view)
-                .collect(),
-        }];
-        for g in groups {
-            views.push(GroupView {
-                name: Some(g.name.clone()),
-                description: g.description.clone(),
-                services: public
-                    .iter()
-                    .filter(|s| s.group.as_deref() == Some(g.name.as_str()))
-                    .map(view)
-                    .collect(),
-            });
-        }
+                .filter(|s| s.group.as_deref() == name.map(|g| g.name.as_str()))
+                .collect();
+            let mut total: Counts = [(0, 0); 4];
+            for s in &members {
+                for (t, (ok, counted)) in total.iter_mut().zip(counts(s)) {
+                    t.0 += ok;
+                    t.1 += counted;
+                }
+            }
+            GroupView {
+                name: name.map(|g| g.name.clone()),
+                description: name.and_then(|g| g.description.clone()),
+                uptime: uptimes(&total),
+                services: members.into_iter().map(view).collect(),
+            }
+        };
+        let mut views = vec![group_view(None)];
+        views.extend(groups.iter().map(|g| group_view(Some(g))));
         views.retain(|g| !g.services.is_empty());
+
+        // Only public services are named on the page.
+        let public_name = |slug: &String| {
+            public
+                .iter()
+                .find(|s| &s.slug == slug)
+                .map(|s| s.name.clone())
+        };
+        let public_slug =
+            |slug: &String| public.iter().any(|s| &s.slug == slug).then(|| slug.clone());
+        let time = |ms: i64| ms_to_datetime(ms).unwrap_or(now);
+        let incident_view = |i: Incident| {
+            let updates: Vec<(String, String, DateTime<Utc>)> = i
+                .updates
+                .iter()
+                .map(|u| (u.status.clone(), u.message.clone(), time(u.created_at)))
+                .collect();
+            IncidentView {
+                id: i.id,
+                latest: updates.last().cloned(),
+                updates,
+                services: i.services.iter().filter_map(public_name).collect(),
+                service_slugs: i.services.iter().filter_map(public_slug).collect(),
+                title: i.title,
+                impact: i.impact,
+                status: i.status,
+                started_at: time(i.started_at),
+                updated_at: time(i.updated_at),
+                resolved_at: i.resolved_at.map(time),
+                postmortem: i.postmortem,
+            }
+        };
+        let maintenance_view = |m: Maintenance| MaintenanceView {
+            id: m.id,
+            services: m.services.iter().filter_map(public_name).collect(),
+            service_slugs: m.services.iter().filter_map(public_slug).collect(),
+            title: m.title,
+            message: m.message,
+            starts_at: time(m.starts_at),
+            ends_at: time(m.ends_at),
+            created_at: time(m.created_at),
+            updated_at: time(m.updated_at),
+        };
+        let incidents = inputs.incidents.into_iter().map(incident_view).collect();
+        let recent_incidents = inputs
+            .recent_incidents
+            .into_iter()
+            .map(incident_view)
+            .collect();
+        let recent_maintenances = inputs
+            .recent_maintenances
+            .into_iter()
+            .map(maintenance_view)
+            .collect();
+        let now_ms = now.timestamp_millis();
+        let (mut active, mut upcoming) = (Vec::new(), Vec::new());
+        for m in inputs.maintenances {
+            let (starts_at, ends_at) = (m.starts_at, m.ends_at);
+            let view = maintenance_view(m);
+            if starts_at <= now_ms && now_ms < ends_at {
+                active.push(view);
+            } else if starts_at > now_ms {
+                upcoming.push(view);
+            }
+        }
+        active.sort_by_key(|m: &MaintenanceView| m.ends_at);
         Snapshot {
             generated_at: now,
             title: title.to_string(),
             overall,
             groups: views,
+            incidents,
+            recent_incidents,
+            recent_maintenances,
+            active_maintenances: active,
+            upcoming_maintenances: upcoming,
         }
     }
 }
@@ -176,7 +468,15 @@ pub struct Refresher {
     pub title: String,
     pub groups: Vec<GroupConfig>,
     pub publish: watch::Sender<Arc<Snapshot>>,
+    /// Admin writes (incidents, maintenance) ask for a rebuild here.
+    pub changed: Arc<tokio::sync::Notify>,
+    /// The last read of the 90-day windows and when (epoch ms).
+    pub windows: Mutex<Option<(i64, Windows, Recent)>>,
 }
+
+/// How long a read of the 7/30/90-day windows is reused. They move by a
+/// few checks in this time; the 24 h figure and the states are always fresh.
+const WINDOWS_MAX_AGE_MS: i64 = 30_000;
 
 impl Refresher {
     /// Rebuilds after each write the monitor reports (at most every
@@ -200,6 +500,7 @@ impl Refresher {
                         }
                     }
                 }
+                _ = self.changed.notified() => {}
                 _ = tokio::time::sleep(max_age) => {}
                 _ = stop.as_mut() => return,
             }
@@ -212,8 +513,28 @@ impl Refresher {
     }
 
     pub async fn refresh(&self) {
-        match Snapshot::build(&self.store, &self.title, &self.groups, self.clock.now()).await {
-            Ok(snapshot) => {
+        let now = self.clock.now();
+        let now_ms = now.timestamp_millis();
+        let cached = self
+            .windows
+            .lock()
+            .ok()
+            .and_then(|w| w.clone())
+            // An empty read (a new install) is not reused: the first
+            // results should show at once, not after the reuse period.
+            .filter(|(read_at, w, _)| {
+                !w.is_empty() && (0..WINDOWS_MAX_AGE_MS).contains(&(now_ms - read_at))
+            })
+            .map(|(_, w, r)| (w, r));
+        let fresh = cached.is_none();
+        match Inputs::read(&self.store, now_ms, cached).await {
+            Ok(inputs) => {
+                if fresh {
+                    if let Ok(mut slot) = self.windows.lock() {
+                        *slot = Some((now_ms, inputs.windows.clone(), inputs.recent.clone()));
+                    }
+                }
+                let snapshot = Snapshot::from_inputs(inputs, &self.title, &self.groups, now);
                 self.publish.send_replace(Arc::new(snapshot));
             }
             // The page keeps serving the last good snapshot.
@@ -226,6 +547,128 @@ impl Refresher {
 mod tests {
     use super::*;
     use State::*;
+
+    fn summary(id: i64, name: &str, group: Option<&str>, public: bool) -> ServiceSummary {
+        ServiceSummary {
+            id,
+            slug: name.to_lowercase(),
+            name: name.to_string(),
+            group: group.map(str::to_string),
+            description: None,
+            public,
+            position: id,
+            state: Up,
+            state_since: None,
+            last_checked_at: None,
+            created_at: 0,
+            checks_24h: 0,
+            ok_24h: 0,
+            dependencies: Vec::new(),
+            certificate_expires_at: None,
+        }
+    }
+
+    fn counts(up: i64, down: i64, maintenance: i64) -> Rollup {
+        Rollup {
+            up,
+            down,
+            maintenance,
+            ..Rollup::default()
+        }
+    }
+
+    #[test]
+    fn groups_count_every_check_of_their_public_services_and_windows_split_by_time() {
+        let now = ms_to_datetime(1_773_360_000_000).expect("time"); // 2026-03-13 00:00 UTC
+        let hour = 3_600_000;
+        let mut a = summary(1, "A", Some("Shop"), true);
+        (a.checks_24h, a.ok_24h) = (10, 9);
+        let b = summary(2, "B", Some("Shop"), true);
+        let hidden = summary(3, "Hidden", Some("Shop"), false);
+        let windows = HashMap::from([
+            (
+                1,
+                [
+                    counts(9, 1, 0),
+                    counts(90, 10, 5),
+                    counts(90, 10, 5),
+                    counts(90, 10, 5),
+                ],
+            ),
+            // B: only maintenance in 7 d, so no data there; data further back.
+            (
+                2,
+                [
+                    counts(0, 0, 0),
+                    counts(0, 0, 8),
+                    counts(50, 50, 8),
+                    counts(50, 50, 8),
+                ],
+            ),
+            (
+                3,
+                [
+                    counts(0, 10, 0),
+                    counts(0, 100, 0),
+                    counts(0, 100, 0),
+                    counts(0, 100, 0),
+                ],
+            ),
+        ]);
+        let maintenance = |id, from: i64, to: i64| crate::store::Maintenance {
+            id,
+            title: format!("w{id}"),
+            message: String::new(),
+            starts_at: now.timestamp_millis() + from * hour,
+            ends_at: now.timestamp_millis() + to * hour,
+            services: vec!["a".into(), "hidden".into()],
+            created_at: 0,
+            updated_at: 0,
+        };
+        let inputs = Inputs {
+            summaries: vec![a, b, hidden],
+            windows: Arc::new(windows),
+            recent: Default::default(),
+            incidents: Vec::new(),
+            maintenances: vec![maintenance(1, 24, 26), maintenance(2, -1, 1)],
+            recent_incidents: Vec::new(),
+            recent_maintenances: Vec::new(),
+        };
+        let groups = [GroupConfig {
+            name: "Shop".into(),
+            description: None,
+        }];
+        let snap = Snapshot::from_inputs(inputs, "t", &groups, now);
+        assert_eq!(snap.groups.len(), 1);
+        let shop = &snap.groups[0];
+        assert_eq!(shop.services.len(), 2, "the private service is left out");
+        assert_eq!(
+            shop.services[0].uptime,
+            [Some(90.0), Some(90.0), Some(90.0), Some(90.0)]
+        );
+        assert_eq!(
+            shop.services[1].uptime,
+            [None, None, Some(50.0), Some(50.0)]
+        );
+        // 24 h: A's fresh 9 of 10; 30 d: (90 + 50) of (100 + 100).
+        assert_eq!(
+            shop.uptime,
+            [Some(90.0), Some(90.0), Some(70.0), Some(70.0)]
+        );
+        assert_eq!(
+            (
+                snap.active_maintenances.len(),
+                snap.upcoming_maintenances.len()
+            ),
+            (1, 1)
+        );
+        assert_eq!(snap.active_maintenances[0].title, "w2");
+        assert_eq!(
+            snap.active_maintenances[0].services,
+            ["A"],
+            "private names stay off"
+        );
+    }
 
     #[test]
     fn banner_is_the_worst_public_state() {

@@ -15,6 +15,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+use crate::backup::Backups;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ServiceConfig};
 use crate::monitor::Monitor;
@@ -31,6 +32,9 @@ pub struct Application {
     state: AppState,
     clock: Arc<dyn Clock>,
     raw_retention: Duration,
+    /// Backups and their cron schedule, when `[backup] schedule` is set.
+    backups: Option<(Arc<Backups>, String)>,
+    in_use: crate::backup::lock::InUse,
 }
 
 impl Application {
@@ -43,6 +47,9 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
         let store = Store::connect(&config.storage.url).await?;
+        // Held until this process ends: `beacon restore` refuses to swap the
+        // database under us, and we refuse to start during a restore.
+        let in_use = crate::backup::lock::InUse::hold(&store, &config.storage.url).await?;
         store
             .migrate()
             .await
@@ -69,19 +76,66 @@ impl Application {
             .await
             .context("building the first status snapshot")?;
         let (publish, snapshot) = watch::channel(Arc::new(initial));
+        let changed = Arc::new(tokio::sync::Notify::new());
         let refresher = Refresher {
             store: store.clone(),
             clock: clock.clone(),
             title: config.server.title.clone(),
             groups: config.groups.clone(),
             publish,
+            changed: changed.clone(),
+            windows: Default::default(),
         };
+        let backups = match &config.backup {
+            Some(b) => match &b.schedule {
+                Some(schedule) => Some((
+                    Arc::new(
+                        Backups::open(b, store.clone(), config.storage.url.clone(), clock.clone())
+                            .await
+                            .context("opening the backup target")?,
+                    ),
+                    schedule.clone(),
+                )),
+                None => None,
+            },
+            None => None,
+        };
+        let backup_watch = backups.as_ref().and_then(|(_, schedule)| {
+            crate::backup::schedule_period(schedule).map(|period| web::BackupWatch {
+                max_age: period * 2,
+                since: clock.now(),
+            })
+        });
         let state = AppState {
             snapshot,
             store: store.clone(),
             stats: monitor.stats(),
             clock: clock.clone(),
             admin_tokens: Arc::new(config.admin.tokens.clone()),
+            changed,
+            render_cache: Default::default(),
+            site: Arc::new(web::Site {
+                logo_url: config.server.logo_url.as_ref().map(|u| u.to_string()),
+                home_url: config.server.home_url.as_ref().map(|u| u.to_string()),
+                support_url: config.server.support_url.as_ref().map(|u| u.to_string()),
+                announcement: config.server.announcement.clone(),
+                time_zone: config.server.time_zone,
+            }),
+            // As often as the page can change: the shortest probe interval,
+            // within 5 s to 60 s.
+            max_age_secs: config
+                .services
+                .iter()
+                .map(|s| s.interval.as_secs())
+                .min()
+                .unwrap_or(30)
+                .clamp(5, 60),
+            public_url: config
+                .server
+                .public_url
+                .as_ref()
+                .map(|u| u.as_str().trim_end_matches('/').to_string()),
+            backup_watch,
         };
         Ok(Application {
             listener,
@@ -92,6 +146,8 @@ impl Application {
             state,
             clock,
             raw_retention: config.storage.raw_retention,
+            backups,
+            in_use,
         })
     }
 
@@ -123,6 +179,8 @@ impl Application {
             state,
             clock,
             raw_retention,
+            backups,
+            in_use,
         } = self;
 
         let (stop_monitor, monitor_stopped) = oneshot::channel::<()>();
@@ -152,6 +210,14 @@ impl Application {
                 let _ = retention_stopped.await;
             },
         ));
+        let mut scheduler = match backups {
+            Some((backups, schedule)) => Some(
+                start_backup_schedule(backups, &schedule)
+                    .await
+                    .context("starting the backup schedule")?,
+            ),
+            None => None,
+        };
         let app = web::router(state);
         let mut server_task = tokio::spawn(
             axum::serve(listener, app)
@@ -192,13 +258,48 @@ impl Application {
         let _ = refresher_task.await;
         let _ = stop_retention.send(());
         let _ = retention_task.await;
+        if let Some(scheduler) = scheduler.as_mut() {
+            // A backup in flight is cut off; its manifest is never written,
+            // so it is never listed as restorable.
+            let _ = scheduler.shutdown().await;
+        }
         store.close().await;
+        drop(in_use);
         outcome
     }
 }
 
 /// Prunes raw results past `raw_retention` (rollups stay) soon after start
 /// and then hourly, until `stop` resolves.
+/// Runs backup → verify → prune on the cron schedule. A failed step is
+/// logged and recorded; the next tick runs regardless. Overlap is refused
+/// by the backup lock (shared with `beacon backup run` from cron).
+async fn start_backup_schedule(
+    backups: Arc<Backups>,
+    schedule: &str,
+) -> anyhow::Result<tokio_cron_scheduler::JobScheduler> {
+    use tokio_cron_scheduler::{Job, JobScheduler};
+    let scheduler = JobScheduler::new().await?;
+    let job = Job::new_async(schedule, move |_, _| {
+        let backups = backups.clone();
+        Box::pin(async move {
+            match backups.run().await {
+                Ok(report) => tracing::info!(
+                    backup = %report.manifest.id,
+                    bytes = report.manifest.size,
+                    deleted = report.pruned.iter().filter(|d| !d.keep).count(),
+                    "scheduled backup taken, verified and rotated"
+                ),
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduled backup failed"),
+            }
+        })
+    })?;
+    scheduler.add(job).await?;
+    scheduler.start().await?;
+    tracing::info!(schedule, "backups scheduled");
+    Ok(scheduler)
+}
+
 async fn retention_job(
     store: Store,
     clock: Arc<dyn Clock>,

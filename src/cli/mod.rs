@@ -1,9 +1,12 @@
 //! The command line: one file per subcommand, each a thin layer over the
 //! library. Errors are printed once, here, with their causes.
 
+mod backup;
 mod check_config;
 mod incident;
+mod maintenance;
 mod migrate;
+mod restore;
 mod serve;
 
 use std::path::PathBuf;
@@ -40,6 +43,15 @@ pub enum Command {
     /// Open, update, resolve and list incidents (as the admin API does).
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
+    /// Take, list, verify and rotate backups of the database.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Restore a backup (exit 0 restored, 1 refused, 2 failed verification,
+    /// 3 backup target unreachable; the database is untouched on failure).
+    Restore(restore::RestoreArgs),
+    /// Schedule, edit, delete and list maintenance windows.
+    #[command(subcommand)]
+    Maintenance(maintenance::MaintenanceCommand),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -48,6 +60,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig => return check_config::run(cli.config.as_deref()),
         Command::Migrate => migrate::run(cli.config.as_deref()).await,
         Command::Incident(command) => incident::run(cli.config.as_deref(), command).await,
+        Command::Backup(command) => backup::run(cli.config.as_deref(), command).await,
+        Command::Restore(args) => return restore::run(cli.config.as_deref(), args).await,
+        Command::Maintenance(command) => maintenance::run(cli.config.as_deref(), command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

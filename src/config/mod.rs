@@ -32,6 +32,8 @@ pub struct Config {
     pub storage: StorageConfig,
     pub monitor: MonitorConfig,
     pub admin: AdminConfig,
+    /// `[backup]`; `None`: no backups are configured.
+    pub backup: Option<BackupConfig>,
     pub groups: Vec<GroupConfig>,
     pub services: Vec<ServiceConfig>,
     /// Where this config came from, for messages.
@@ -60,6 +62,14 @@ pub struct ServerConfig {
     pub title: String,
     /// Add a service that probes this process's own `/readyz`.
     pub watch_self: bool,
+    /// Shown on every page: a logo (linking to `home_url`), a support link,
+    /// and an announcement banner.
+    pub logo_url: Option<url::Url>,
+    pub home_url: Option<url::Url>,
+    pub support_url: Option<url::Url>,
+    pub announcement: Option<String>,
+    /// Times on the pages are shown in this zone (the JSON stays UTC).
+    pub time_zone: chrono_tz::Tz,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +117,112 @@ impl fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "AdminConfig {{ tokens: {} hidden }}", self.tokens.len())
     }
+}
+
+/// `[backup]`: where, when and how long backups are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupConfig {
+    /// Cron with a seconds field, run inside `beacon serve`; `None`: only
+    /// `beacon backup run` (system cron, a Kubernetes CronJob).
+    pub schedule: Option<String>,
+    pub target: BackupTargetUrl,
+    /// S3 only: a custom endpoint (MinIO, Ceph, Garage, R2 …).
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub path_style: bool,
+    /// S3 only: `false` sends checksums only when an operation requires
+    /// them (R2, Ceph and older MinIO reject the SDK's default ones). beacon
+    /// still sends its own SHA-256 of every part and object.
+    pub sdk_checksums: bool,
+    /// Multipart part size; archives larger than this are uploaded in parts.
+    pub part_size: usize,
+    /// Where archives are staged; default: the system's temporary folder.
+    pub temp_dir: Option<PathBuf>,
+    pub keep: crate::backup::rotation::KeepPolicy,
+    /// From `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and
+    /// `AWS_SESSION_TOKEN`); `None`: the AWS SDK's default chain (profile,
+    /// web identity, container or instance credentials).
+    pub credentials: Option<S3Credentials>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "S3Credentials {{ access_key_id: {}, secret: hidden }}",
+            self.access_key_id
+        )
+    }
+}
+
+impl BackupConfig {
+    pub const DEFAULT_PART_SIZE: usize = 16 * 1024 * 1024;
+}
+
+/// `s3://bucket/prefix` or `file:///path` (relative: `file://./data/backups`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupTargetUrl {
+    S3 { bucket: String, prefix: String },
+    File(PathBuf),
+}
+
+impl fmt::Display for BackupTargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackupTargetUrl::S3 { bucket, prefix } if prefix.is_empty() => {
+                write!(f, "s3://{bucket}")
+            }
+            BackupTargetUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            BackupTargetUrl::File(path) => write!(f, "file://{}", path.display()),
+        }
+    }
+}
+
+impl BackupTargetUrl {
+    pub fn parse(text: &str) -> Result<BackupTargetUrl, String> {
+        let text = text.trim();
+        if let Some(rest) = text.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            let valid = (3..=63).contains(&bucket.len())
+                && bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !valid {
+                return Err(format!(
+                    "\"{bucket}\" is not a bucket name (3 to 63 lowercase letters, digits, '-' or '.')"
+                ));
+            }
+            Ok(BackupTargetUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            })
+        } else if let Some(path) = text.strip_prefix("file://") {
+            if path.is_empty() {
+                return Err("names no folder (write file:///var/backups/beacon)".into());
+            }
+            Ok(BackupTargetUrl::File(PathBuf::from(path)))
+        } else {
+            Err("must start with s3:// or file://".into())
+        }
+    }
+}
+
+/// The cron dialect of the schedule: six or seven fields, seconds first,
+/// as tokio-cron-scheduler reads it.
+pub fn parse_schedule(text: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(text.trim())
+        .map_err(|e| format!("\"{text}\" is not a cron schedule with a seconds field, like \"0 0 */6 * * *\" ({e})"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

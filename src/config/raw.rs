@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub monitor: RawMonitor,
     #[serde(default)]
     pub admin: RawAdmin,
+    pub backup: Option<RawBackup>,
     #[serde(default, rename = "group")]
     pub groups: Vec<RawGroup>,
     #[serde(default, rename = "service")]
@@ -26,6 +27,11 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<String>,
     pub public_url: Option<String>,
+    pub logo_url: Option<String>,
+    pub home_url: Option<String>,
+    pub support_url: Option<String>,
+    pub announcement: Option<String>,
+    pub time_zone: Option<String>,
     pub title: Option<String>,
     pub watch_self: Option<bool>,
 }
@@ -42,6 +48,29 @@ pub struct RawMonitor {
     pub batch_size: Option<i64>,
     pub flush_interval: Option<String>,
     pub incident_cooldown: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawBackup {
+    pub schedule: Option<String>,
+    pub target: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: Option<bool>,
+    pub checksums: Option<String>,
+    pub part_size_mib: Option<i64>,
+    pub temp_dir: Option<String>,
+    pub keep: Option<RawKeep>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawKeep {
+    pub last: Option<i64>,
+    pub hourly: Option<i64>,
+    pub daily: Option<i64>,
+    pub weekly: Option<i64>,
+    pub monthly: Option<i64>,
+    pub yearly: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,9 +119,33 @@ pub struct RawService {
 /// key when an unknown one is found ("did you mean `timeout`?").
 pub fn known_keys(table: &str) -> &'static [&'static str] {
     match table {
-        "" => &["server", "storage", "monitor", "admin", "group", "service"],
+        "" => &[
+            "server", "storage", "monitor", "admin", "backup", "group", "service",
+        ],
         "admin" => &["tokens"],
-        "server" => &["listen", "public_url", "title", "watch_self"],
+        "backup.keep" => &["last", "hourly", "daily", "weekly", "monthly", "yearly"],
+        "backup" => &[
+            "schedule",
+            "target",
+            "endpoint",
+            "region",
+            "path_style",
+            "checksums",
+            "part_size_mib",
+            "temp_dir",
+            "keep",
+        ],
+        "server" => &[
+            "listen",
+            "public_url",
+            "title",
+            "watch_self",
+            "logo_url",
+            "home_url",
+            "support_url",
+            "announcement",
+            "time_zone",
+        ],
         "storage" => &["url", "raw_retention"],
         "monitor" => &[
             "max_concurrency",

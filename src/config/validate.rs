@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::interpolate::interpolate;
-use super::raw::{known_keys, RawConfig, RawService};
+use super::raw::{known_keys, RawBackup, RawConfig, RawService};
 use super::*;
+use crate::backup::rotation::KeepPolicy;
 use crate::health::condition::Condition;
 use crate::store::sqlite_url as sqlite;
 
@@ -60,6 +61,7 @@ pub(super) fn from_toml(
     for (var, table, key) in [
         ("BEACON_LISTEN", "server", "listen"),
         ("BEACON_STORAGE_URL", "storage", "url"),
+        ("BEACON_BACKUP_TARGET", "backup", "target"),
     ] {
         if let Some(value) = env(var).filter(|v| !v.is_empty()) {
             if let Some(root) = root.as_table_mut() {
@@ -77,6 +79,9 @@ pub(super) fn from_toml(
         match field {
             "server.listen" if overridden.iter().any(|o| o == field) => " (from BEACON_LISTEN)",
             "storage.url" if overridden.iter().any(|o| o == field) => " (from BEACON_STORAGE_URL)",
+            "backup.target" if overridden.iter().any(|o| o == field) => {
+                " (from BEACON_BACKUP_TARGET)"
+            }
             _ => "",
         }
     };
@@ -108,23 +113,52 @@ pub(super) fn from_toml(
             None
         }
     };
-    let public_url = raw
-        .server
-        .public_url
-        .as_deref()
-        .and_then(|u| match url::Url::parse(u) {
+    let web_url = |field: &str, value: Option<&str>, problems: &mut Vec<String>| {
+        value.and_then(|u| match url::Url::parse(u) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
             Ok(_) => {
                 problems.push(format!(
-                    "server: public_url \"{u}\" must start with http:// or https://"
+                    "server: {field} \"{u}\" must start with http:// or https://"
                 ));
                 None
             }
             Err(e) => {
-                problems.push(format!("server: public_url \"{u}\": not a valid URL: {e}"));
+                problems.push(format!("server: {field} \"{u}\": not a valid URL: {e}"));
                 None
             }
-        });
+        })
+    };
+    let public_url = web_url(
+        "public_url",
+        raw.server.public_url.as_deref(),
+        &mut problems,
+    );
+    let logo_url = web_url("logo_url", raw.server.logo_url.as_deref(), &mut problems);
+    let home_url = web_url("home_url", raw.server.home_url.as_deref(), &mut problems);
+    let support_url = web_url(
+        "support_url",
+        raw.server.support_url.as_deref(),
+        &mut problems,
+    );
+    let announcement = raw
+        .server
+        .announcement
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string);
+    let time_zone = match raw.server.time_zone.as_deref().map(str::trim) {
+        None | Some("") => chrono_tz::UTC,
+        Some(name) => name.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+            problems.push(format!(
+                "server: time_zone \"{name}\" is not an IANA time zone like \"Europe/Berlin\" or \"UTC\""
+            ));
+            chrono_tz::UTC
+        }),
+    };
+    if announcement.as_ref().is_some_and(|a| a.len() > 2000) {
+        problems.push("server: announcement is longer than 2000 bytes".to_string());
+    }
     let title = raw
         .server
         .title
@@ -225,6 +259,11 @@ pub(super) fn from_toml(
         }
     }
 
+    let backup = raw
+        .backup
+        .as_ref()
+        .and_then(|b| validate_backup(b, env, from_env("backup.target"), &mut problems));
+
     // [[group]]
     let mut groups = Vec::new();
     let mut group_index: HashMap<String, usize> = HashMap::new();
@@ -305,6 +344,11 @@ pub(super) fn from_toml(
             public_url,
             title,
             watch_self,
+            logo_url,
+            home_url,
+            support_url,
+            announcement,
+            time_zone,
         },
         storage: StorageConfig {
             url: DatabaseUrl::new(storage_text),
@@ -312,9 +356,124 @@ pub(super) fn from_toml(
         },
         monitor,
         admin,
+        backup,
         groups,
         services,
         source,
+    })
+}
+
+fn validate_backup(
+    raw: &RawBackup,
+    env: EnvLookup<'_>,
+    target_from_env: &str,
+    problems: &mut Vec<String>,
+) -> Option<BackupConfig> {
+    let before = problems.len();
+    let target = match raw.target.as_deref() {
+        None => {
+            problems.push(
+                "backup: target is required (s3://bucket/prefix or file:///path)".to_string(),
+            );
+            None
+        }
+        Some(t) if t.contains("${") => None, // an unset variable, already reported
+        Some(t) => match BackupTargetUrl::parse(t) {
+            Ok(target) => Some(target),
+            Err(e) => {
+                problems.push(format!("backup: target \"{t}\"{target_from_env} {e}"));
+                None
+            }
+        },
+    };
+    if let Some(s) = &raw.schedule {
+        if let Err(e) = parse_schedule(s) {
+            problems.push(format!("backup: schedule {e}"));
+        }
+    }
+    if let Some(e) = &raw.endpoint {
+        if !(e.contains("${") || e.starts_with("http://") || e.starts_with("https://")) {
+            problems.push(format!(
+                "backup: endpoint \"{e}\" must be an http:// or https:// URL"
+            ));
+        }
+        // (A target from BEACON_BACKUP_TARGET may point a config made for
+        // S3 at a folder, e.g. for a restore drill: the endpoint is unused.)
+        if matches!(target, Some(BackupTargetUrl::File(_))) && target_from_env.is_empty() {
+            problems.push("backup: endpoint is only for s3:// targets".to_string());
+        }
+    }
+    let sdk_checksums = match raw.checksums.as_deref() {
+        None | Some("when_supported") => true,
+        Some("when_required") => false,
+        Some(other) => {
+            problems.push(format!(
+                "backup: checksums \"{other}\" is not one of when_supported, when_required"
+            ));
+            true
+        }
+    };
+    let part_size = match raw.part_size_mib {
+        None => BackupConfig::DEFAULT_PART_SIZE,
+        Some(n @ 5..=4096) => n as usize * 1024 * 1024,
+        Some(n) => {
+            problems.push(format!(
+                "backup: part_size_mib ({n}) must be between 5 and 4096 (S3's limits)"
+            ));
+            BackupConfig::DEFAULT_PART_SIZE
+        }
+    };
+    let mut keep = KeepPolicy::default();
+    if let Some(k) = &raw.keep {
+        let mut field = |name: &str, value: Option<i64>, slot: &mut u32| {
+            if let Some(v) = value {
+                match u32::try_from(v) {
+                    Ok(v) => *slot = v,
+                    Err(_) => problems.push(format!("backup: keep.{name} ({v}) must be 0 or more")),
+                }
+            }
+        };
+        field("last", k.last, &mut keep.last);
+        field("hourly", k.hourly, &mut keep.hourly);
+        field("daily", k.daily, &mut keep.daily);
+        field("weekly", k.weekly, &mut keep.weekly);
+        field("monthly", k.monthly, &mut keep.monthly);
+        field("yearly", k.yearly, &mut keep.yearly);
+    } else {
+        keep = KeepPolicy::DEFAULT;
+    }
+    if keep.is_empty() {
+        problems.push(
+            "backup: keep keeps nothing; set at least one of last, hourly, daily, weekly, monthly, yearly (e.g. keep = { last = 4, daily = 7 })"
+                .to_string(),
+        );
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(BackupConfig {
+        schedule: raw.schedule.as_ref().map(|s| s.trim().to_string()),
+        target: target?,
+        endpoint: raw.endpoint.clone(),
+        region: raw
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".to_string()),
+        path_style: raw.path_style.unwrap_or(true),
+        sdk_checksums,
+        part_size,
+        temp_dir: raw.temp_dir.as_ref().map(PathBuf::from),
+        keep,
+        credentials: match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(key), Some(secret)) if !key.is_empty() && !secret.is_empty() => {
+                Some(S3Credentials {
+                    access_key_id: key,
+                    secret_access_key: secret,
+                    session_token: env("AWS_SESSION_TOKEN").filter(|t| !t.is_empty()),
+                })
+            }
+            _ => None,
+        },
     })
 }
 
@@ -834,7 +993,16 @@ fn unknown_key_message(root: &toml::Value, path: &[Seg]) -> String {
         Some(Seg::Key(t)) => t.as_str(),
         _ => "",
     };
-    let hint = known_keys(table)
+    // A nested table ("backup.keep") has keys of its own.
+    let nested = match parent {
+        [Seg::Key(a), Seg::Key(b)] => format!("{a}.{b}"),
+        _ => String::new(),
+    };
+    let keys = match known_keys(&nested) {
+        keys if !nested.is_empty() && !keys.is_empty() => keys,
+        _ => known_keys(table),
+    };
+    let hint = keys
         .iter()
         .filter(|k| levenshtein(k, key) <= 2)
         .min_by_key(|k| levenshtein(k, key))
@@ -915,6 +1083,9 @@ mod tests {
         assert_eq!(config.services[0].dependencies.len(), 5);
         assert_eq!(config.services.len(), 3);
         assert_eq!(config.services[0].expected_status, [200, 204]);
+        let backup = config.backup.expect("[backup]");
+        assert_eq!(backup.keep.monthly, 12);
+        assert_eq!(backup.part_size, 16 * 1024 * 1024);
         assert_eq!(
             config.services[0].degraded_latency,
             Some(Duration::from_millis(800))
@@ -1082,6 +1253,61 @@ mod tests {
         assert_eq!(s.dependencies[0].timeout, Duration::from_secs(5));
         assert_eq!(s.dependencies[1].timeout, Duration::from_secs(1));
         assert_eq!(s.dependencies[0].interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn backup_settings_are_validated_with_their_field() {
+        let found = problems(
+            r#"
+[backup]
+target = "ftp://host/x"
+schedule = "every day"
+endpoint = "127.0.0.1:9000"
+checksums = "sometimes"
+part_size_mib = 1
+keep = { last = 0, daly = 3 }
+"#,
+        );
+        assert_eq!(
+            found,
+            [
+                "backup: keep: unknown key \"daly\" (did you mean \"daily\"?)",
+                "backup: target \"ftp://host/x\" must start with s3:// or file://",
+                "backup: schedule \"every day\" is not a cron schedule with a seconds field, like \"0 0 */6 * * *\" (Invalid pattern: Pattern must have 6 or 7 fields when seconds are required and years are optional.)",
+                "backup: endpoint \"127.0.0.1:9000\" must be an http:// or https:// URL",
+                "backup: checksums \"sometimes\" is not one of when_supported, when_required",
+                "backup: part_size_mib (1) must be between 5 and 4096 (S3's limits)",
+                "backup: keep keeps nothing; set at least one of last, hourly, daily, weekly, monthly, yearly (e.g. keep = { last = 4, daily = 7 })",
+            ]
+        );
+        let found = problems("[backup]\nschedule = \"0 0 * * * *\"\n");
+        assert_eq!(
+            found,
+            ["backup: target is required (s3://bucket/prefix or file:///path)"]
+        );
+        let env = |name: &str| match name {
+            "BEACON_BACKUP_TARGET" => Some("s3://Bad_Bucket".to_string()),
+            _ => None,
+        };
+        let e = from_toml("", ConfigSource::Embedded, &env).expect_err("bad bucket");
+        assert_eq!(
+            e.problems(),
+            ["backup: target \"s3://Bad_Bucket\" (from BEACON_BACKUP_TARGET) \"Bad_Bucket\" is not a bucket name (3 to 63 lowercase letters, digits, '-' or '.')"]
+        );
+        let env = |name: &str| match name {
+            "BEACON_BACKUP_TARGET" => Some("s3://beacon-backups/prod".to_string()),
+            "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("very-secret-key".to_string()),
+            _ => None,
+        };
+        let config = from_toml("", ConfigSource::Embedded, &env).expect("valid");
+        let backup = config.backup.expect("a [backup] from the environment");
+        assert_eq!(backup.keep, crate::backup::rotation::KeepPolicy::DEFAULT);
+        assert_eq!(backup.target.to_string(), "s3://beacon-backups/prod");
+        assert!(
+            !format!("{backup:?}").contains("very-secret-key"),
+            "the secret is never printed"
+        );
     }
 
     #[test]

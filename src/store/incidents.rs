@@ -103,6 +103,18 @@ impl Store {
         self.load(&ids).await
     }
 
+    /// Every incident not yet resolved, the newest first.
+    pub async fn unresolved_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar(
+                "SELECT id FROM incidents WHERE resolved_at IS NULL ORDER BY started_at DESC, id DESC",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        self.load(&ids).await
+    }
+
     pub async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
         Ok(self.load(&[id]).await?.pop())
     }

@@ -28,6 +28,8 @@ pub struct Maintenance {
     pub ends_at: i64,
     /// Slugs of the affected services.
     pub services: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
 }
 
 /// A new window, or (with `id`) the full new content of an existing one.
@@ -72,6 +74,35 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
+        self.load_maintenances(ids).await
+    }
+
+    /// The `limit` windows that start latest, the latest first.
+    pub async fn recent_maintenances(&self, limit: i64) -> Result<Vec<Maintenance>, StoreError> {
+        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar("SELECT id FROM maintenances ORDER BY starts_at DESC, id DESC LIMIT $1")
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        self.load_maintenances(ids).await
+    }
+
+    /// Windows that have not ended at `now` (active and upcoming), the
+    /// soonest start first.
+    pub async fn current_maintenances(&self, now: i64) -> Result<Vec<Maintenance>, StoreError> {
+        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar(
+                "SELECT id FROM maintenances WHERE ends_at > $1 ORDER BY starts_at, id",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+        });
+        self.load_maintenances(ids).await
+    }
+
+    async fn load_maintenances(&self, ids: Vec<i64>) -> Result<Vec<Maintenance>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(m) = self.maintenance(id).await? {
@@ -83,7 +114,7 @@ impl Store {
 
     pub async fn maintenance(&self, id: i64) -> Result<Option<Maintenance>, StoreError> {
         let found = on_pool!(self, pool, _Db => {
-            let row = sqlx::query("SELECT id, title, message, starts_at, ends_at FROM maintenances WHERE id = $1")
+            let row = sqlx::query("SELECT id, title, message, starts_at, ends_at, created_at, updated_at FROM maintenances WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
                 .await?;
@@ -104,6 +135,8 @@ impl Store {
                         starts_at: row.try_get("starts_at")?,
                         ends_at: row.try_get("ends_at")?,
                         services,
+                        created_at: row.try_get("created_at")?,
+                        updated_at: row.try_get("updated_at")?,
                     })
                 }
             }

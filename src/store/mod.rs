@@ -20,6 +20,12 @@ pub mod sqlite_url {
         url.starts_with("sqlite:")
             && (super::sqlite::path_of(url) == ":memory:" || url.contains("mode=memory"))
     }
+
+    /// The database file of a SQLite URL; `None` for an in-memory one.
+    pub fn file_path(url: &str) -> Option<std::path::PathBuf> {
+        (url.starts_with("sqlite:") && !is_memory(url))
+            .then(|| std::path::PathBuf::from(super::sqlite::path_of(url)))
+    }
 }
 
 use std::collections::HashMap;
@@ -49,8 +55,40 @@ macro_rules! on_pool {
     };
 }
 
+/// A `rollups` row's counts, latency and histogram. INTEGER is 4 bytes on
+/// PostgreSQL, 8 on SQLite: both decode to i64. A macro because each
+/// backend's row is its own type.
+macro_rules! int_column {
+    ($row:expr, $column:expr) => {
+        $row.try_get::<i64, _>($column)
+            .or_else(|_| $row.try_get::<i32, _>($column).map(i64::from))?
+    };
+}
+
+macro_rules! rollup_from_row {
+    ($row:expr) => {{
+        let mut histogram = [0i64; rollup::BUCKETS];
+        for (i, h) in histogram.iter_mut().enumerate() {
+            *h = int_column!($row, format!("h{i:02}").as_str());
+        }
+        Rollup {
+            up: int_column!($row, "up"),
+            degraded: int_column!($row, "degraded"),
+            down: int_column!($row, "down"),
+            maintenance: int_column!($row, "maintenance"),
+            latency_count: int_column!($row, "latency_count"),
+            latency_sum: int_column!($row, "latency_sum"),
+            latency_max: int_column!($row, "latency_max"),
+            histogram,
+        }
+    }};
+}
+
+mod backups;
 mod incidents;
 mod maintenances;
+
+pub use backups::BackupRecord;
 
 pub use incidents::{Incident, IncidentPatch, IncidentUpdate, NewIncident};
 pub use maintenances::{Maintenance, MaintenanceInput, ServiceWindow};
@@ -173,6 +211,8 @@ pub struct ServiceSummary {
     pub state: State,
     pub state_since: Option<i64>,
     pub last_checked_at: Option<i64>,
+    /// When beacon first saw the service in its config.
+    pub created_at: i64,
     /// Results in the last 24 h, and how many of them were up or degraded.
     pub checks_24h: i64,
     pub ok_24h: i64,
@@ -180,6 +220,48 @@ pub struct ServiceSummary {
     pub dependencies: Vec<Dependency>,
     /// notAfter of the certificate the latest TLS/HTTPS probe saw.
     pub certificate_expires_at: Option<i64>,
+}
+
+/// Every table of beacon's schema (restore drops exactly these).
+pub const BEACON_TABLES: &[&str] = &[
+    "_sqlx_migrations",
+    "services",
+    "check_results",
+    "status_changes",
+    "rollups",
+    "incidents",
+    "incident_updates",
+    "incident_services",
+    "maintenances",
+    "maintenance_services",
+    "backups",
+];
+
+/// One service's recent rollups, oldest first (see `Store::recent_rollups`).
+#[derive(Debug, Clone, Default)]
+pub struct RecentRollups {
+    pub hours: Vec<(i64, Rollup)>,
+    pub days: Vec<(i64, Rollup)>,
+}
+
+impl RecentRollups {
+    /// Counts over the page's windows: 24 h (hourly), 7, 30 and 90 days
+    /// (daily, today included).
+    pub fn windows(&self, now: i64) -> [Rollup; 4] {
+        let today = Period::Day.bucket_start(now);
+        let mut w: [Rollup; 4] = Default::default();
+        for (_, r) in &self.hours {
+            w[0].merge(r);
+        }
+        for (start, r) in &self.days {
+            for (i, days) in [(1, 7), (2, 30), (3, 90)] {
+                if *start > today - days * rollup::DAY_MS {
+                    w[i].merge(r);
+                }
+            }
+        }
+        w
+    }
 }
 
 /// "relation does not exist" (PostgreSQL 42P01) or "no such table" (SQLite).
@@ -593,7 +675,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
             let rows = sqlx::query(
                 "SELECT id, slug, name, group_name, description, public, position, state, \
-                        state_since, last_checked_at, dependencies, certificate_expires_at \
+                        state_since, last_checked_at, dependencies, certificate_expires_at, created_at \
                  FROM services WHERE active = $1 ORDER BY position, id",
             )
             .bind(true)
@@ -615,6 +697,7 @@ impl Store {
                     state: State::parse(&state).unwrap_or(State::Unknown),
                     state_since: row.try_get("state_since")?,
                     last_checked_at: row.try_get("last_checked_at")?,
+                    created_at: row.try_get("created_at")?,
                     checks_24h,
                     ok_24h,
                     dependencies: row
@@ -663,58 +746,57 @@ impl Store {
         Ok(pruned)
     }
 
-    /// Rollups of every service over the page's windows: the last 24 hours
-    /// (hourly buckets: this hour and the 23 before), and the last 7, 30 and
-    /// 90 days (daily buckets: today and the days before).
-    pub async fn uptime_windows(&self, now: i64) -> Result<HashMap<i64, [Rollup; 4]>, StoreError> {
+    /// Every service's hourly rollups of the last 24 hours (this hour and the
+    /// 23 before) and daily rollups of the last 90 days (today and the 89
+    /// before), oldest first: what the page's figures, bars and charts need.
+    pub async fn recent_rollups(
+        &self,
+        now: i64,
+    ) -> Result<HashMap<i64, RecentRollups>, StoreError> {
         let hour_since = Period::Hour.bucket_start(now) - 23 * rollup::HOUR_MS;
-        let today = Period::Day.bucket_start(now);
-        let day_since = today - 89 * rollup::DAY_MS;
+        let day_since = Period::Day.bucket_start(now) - 89 * rollup::DAY_MS;
         let rows = on_pool!(self, pool, _Db => {
             sqlx::query(
-                "SELECT service_id, period, bucket_start, up, degraded, down, maintenance \
-                 FROM rollups WHERE (period = 'h' AND bucket_start >= $1) \
-                    OR (period = 'd' AND bucket_start >= $2)",
+                "SELECT * FROM rollups WHERE (period = 'h' AND bucket_start >= $1) \
+                    OR (period = 'd' AND bucket_start >= $2) ORDER BY bucket_start",
             )
             .bind(hour_since)
             .bind(day_since)
             .fetch_all(pool)
             .await?
             .iter()
-            .map(|row| -> Result<(i64, String, i64, [i64; 4]), sqlx::Error> {
-                let int = |c: &str| -> Result<i64, sqlx::Error> {
-                    row.try_get::<i64, _>(c).or_else(|_| row.try_get::<i32, _>(c).map(i64::from))
-                };
+            .map(|row| -> Result<(i64, String, i64, Rollup), sqlx::Error> {
                 Ok((
                     row.try_get("service_id")?,
                     row.try_get("period")?,
-                    int("bucket_start")?,
-                    [int("up")?, int("degraded")?, int("down")?, int("maintenance")?],
+                    int_column!(row, "bucket_start"),
+                    rollup_from_row!(row),
                 ))
             })
             .collect::<Result<Vec<_>, _>>()?
         });
-        let mut out: HashMap<i64, [Rollup; 4]> = HashMap::new();
-        for (service_id, period, start, [up, degraded, down, maintenance]) in rows {
-            let counts = Rollup {
-                up,
-                degraded,
-                down,
-                maintenance,
-                ..Rollup::default()
-            };
-            let windows = out.entry(service_id).or_default();
+        let mut out: HashMap<i64, RecentRollups> = HashMap::new();
+        for (service_id, period, start, r) in rows {
+            let entry = out.entry(service_id).or_default();
             if period == "h" {
-                windows[0].merge(&counts);
+                entry.hours.push((start, r));
             } else {
-                for (i, days) in [(1, 7), (2, 30), (3, 90)] {
-                    if start > today - days * rollup::DAY_MS {
-                        windows[i].merge(&counts);
-                    }
-                }
+                entry.days.push((start, r));
             }
         }
         Ok(out)
+    }
+
+    /// Rollups of every service over the page's windows: the last 24 hours
+    /// (hourly buckets: this hour and the 23 before), and the last 7, 30 and
+    /// 90 days (daily buckets: today and the days before).
+    pub async fn uptime_windows(&self, now: i64) -> Result<HashMap<i64, [Rollup; 4]>, StoreError> {
+        Ok(self
+            .recent_rollups(now)
+            .await?
+            .into_iter()
+            .map(|(id, recent)| (id, recent.windows(now)))
+            .collect())
     }
 
     /// The same windows per group: the counts of its active services added
@@ -754,26 +836,9 @@ impl Store {
             .await?
             .iter()
             .map(|row| -> Result<(i64, Rollup), sqlx::Error> {
-                let int = |c: &str| -> Result<i64, sqlx::Error> {
-                    // INTEGER is 4 bytes on PostgreSQL, 8 on SQLite.
-                    row.try_get::<i64, _>(c).or_else(|_| row.try_get::<i32, _>(c).map(i64::from))
-                };
-                let mut histogram = [0i64; rollup::BUCKETS];
-                for (i, h) in histogram.iter_mut().enumerate() {
-                    *h = int(&format!("h{i:02}"))?;
-                }
                 Ok((
-                    int("bucket_start")?,
-                    Rollup {
-                        up: int("up")?,
-                        degraded: int("degraded")?,
-                        down: int("down")?,
-                        maintenance: int("maintenance")?,
-                        latency_count: int("latency_count")?,
-                        latency_sum: int("latency_sum")?,
-                        latency_max: int("latency_max")?,
-                        histogram,
-                    },
+                    int_column!(row, "bucket_start"),
+                    rollup_from_row!(row),
                 ))
             })
             .collect::<Result<Vec<_>, _>>()?
@@ -841,18 +906,7 @@ impl Store {
     /// Counts rows of a table (for tests, backups' manifests and tools).
     /// `table` must be one of beacon's own tables.
     pub async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
-        const TABLES: &[&str] = &[
-            "services",
-            "check_results",
-            "status_changes",
-            "rollups",
-            "incidents",
-            "incident_updates",
-            "incident_services",
-            "maintenances",
-            "maintenance_services",
-        ];
-        let Some(table) = TABLES.iter().find(|t| **t == table) else {
+        let Some(table) = BEACON_TABLES.iter().find(|t| **t == table) else {
             return Err(StoreError::Query(sqlx::Error::Protocol(format!(
                 "unknown table {table}"
             ))));

@@ -66,7 +66,13 @@ async fn require_token(State(app): State<AppState>, request: Request, next: Next
     if !matched {
         return ApiError::Unauthorized.into_response();
     }
-    next.run(request).await
+    let writes = request.method() != axum::http::Method::GET;
+    let response = next.run(request).await;
+    if writes && response.status().is_success() {
+        // The page shows the change within a second, not at the next timer.
+        app.changed.notify_one();
+    }
+    response
 }
 
 fn time(ms: i64) -> Value {
@@ -276,14 +282,15 @@ pub fn maintenance_json(m: &Maintenance) -> Value {
 
 /// Every field optional, so one type serves create (all required, checked
 /// below) and PATCH (absent fields keep their value).
-#[derive(Deserialize)]
+/// The CLI builds one too, so both follow the same rules.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct MaintenanceBody {
-    title: Option<String>,
-    message: Option<String>,
-    starts_at: Option<String>,
-    ends_at: Option<String>,
-    services: Option<Vec<String>>,
+pub(crate) struct MaintenanceBody {
+    pub title: Option<String>,
+    pub message: Option<String>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub services: Option<Vec<String>>,
 }
 
 fn rfc3339(field: &'static str, value: &str) -> Result<i64, ApiError> {
@@ -298,7 +305,7 @@ fn rfc3339(field: &'static str, value: &str) -> Result<i64, ApiError> {
 }
 
 /// Merges `body` over `current` (if any) and checks the result.
-fn maintenance_input(
+pub(crate) fn maintenance_input(
     body: MaintenanceBody,
     current: Option<&Maintenance>,
 ) -> Result<MaintenanceInput, ApiError> {

@@ -4,11 +4,14 @@
 //! Public handlers read the in-memory [`Snapshot`]; only `/readyz` and
 //! `/health` touch the store, and with a deadline.
 
-mod admin;
+pub(crate) mod admin;
 mod api;
+mod cache;
 pub mod error;
+mod feeds;
 mod own_health;
 mod pages;
+mod statuspage;
 
 use std::sync::Arc;
 
@@ -33,6 +36,36 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Bearer tokens of the admin API (none: it refuses every request).
     pub admin_tokens: Arc<Vec<String>>,
+    /// Wakes the snapshot refresher after an admin write.
+    pub changed: Arc<tokio::sync::Notify>,
+    /// Public responses rendered once per snapshot.
+    pub render_cache: Arc<cache::RenderCache>,
+    /// `Cache-Control: max-age` of public responses, in seconds.
+    pub max_age_secs: u64,
+    pub site: Arc<Site>,
+    /// `server.public_url`, for links in the public JSON.
+    pub public_url: Option<String>,
+    /// Set when backups run on a schedule: /health watches their age.
+    pub backup_watch: Option<BackupWatch>,
+}
+
+/// What every page shows around its content (from `[server]`).
+#[derive(Debug, Clone, Default)]
+pub struct Site {
+    pub logo_url: Option<String>,
+    pub home_url: Option<String>,
+    pub support_url: Option<String>,
+    pub announcement: Option<String>,
+    /// Times on the pages are shown in this zone.
+    pub time_zone: chrono_tz::Tz,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupWatch {
+    /// Twice the schedule's period.
+    pub max_age: chrono::Duration,
+    /// When this process started watching.
+    pub since: chrono::DateTime<chrono::Utc>,
 }
 
 impl AppState {
@@ -45,11 +78,39 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(admin::routes(state.clone()))
         .route("/", get(pages::index))
+        .route("/incidents", get(pages::incidents))
+        .route("/services/{slug}", get(pages::service))
+        .route("/incidents/{id}", get(pages::incident))
         .route("/api/v1/services", get(api::services))
+        .route("/badge/{file}", get(feeds::state))
+        .route("/badge/{slug}/uptime/{file}", get(feeds::uptime))
+        .route("/feed.atom", get(feeds::atom_feed))
+        .route("/feed.rss", get(feeds::rss_feed))
+        .route("/api/v2/summary.json", get(statuspage::summary))
+        .route("/api/v2/status.json", get(statuspage::status_doc))
+        .route("/api/v2/components.json", get(statuspage::components_doc))
+        .route("/api/v2/incidents.json", get(statuspage::incidents))
+        .route(
+            "/api/v2/incidents/unresolved.json",
+            get(statuspage::unresolved),
+        )
+        .route(
+            "/api/v2/scheduled-maintenances.json",
+            get(statuspage::maintenances),
+        )
+        .route(
+            "/api/v2/scheduled-maintenances/upcoming.json",
+            get(statuspage::upcoming),
+        )
+        .route(
+            "/api/v2/scheduled-maintenances/active.json",
+            get(statuspage::active),
+        )
         .route("/livez", get(own_health::livez))
         .route("/readyz", get(own_health::readyz))
         .route("/health", get(own_health::health))
         .fallback(pages::not_found)
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(
             // One span per request, named by the route pattern (not the raw
             // path, which may hold anything a client sends).

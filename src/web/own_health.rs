@@ -26,6 +26,60 @@ const STORE_DEADLINE: Duration = Duration::from_secs(2);
 /// Monitor lag above which `/health` says `warn`.
 const LAG_WARN: Duration = Duration::from_secs(5);
 
+/// The backup check of /health: warns when the newest verified backup is
+/// older than twice the schedule's period (or none exists that long after
+/// start), or when the newest backup failed.
+async fn check_backups(
+    app: &AppState,
+    watch: &super::BackupWatch,
+    now: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    let time = now.to_rfc3339();
+    let records = tokio::time::timeout(STORE_DEADLINE, app.store.backup_records()).await;
+    let Ok(Ok(records)) = records else {
+        return json!({"componentType": "system", "status": "warn", "time": time,
+                      "output": "the backup catalogue could not be read"});
+    };
+    let newest_verified = records
+        .iter()
+        .find(|r| r.status == "verified")
+        .and_then(|r| crate::clock::ms_to_datetime(r.created_at));
+    let newest_failed = records
+        .iter()
+        .find(|r| r.status != "deleted" && r.status != "running")
+        .filter(|r| r.status == "failed");
+    let age = newest_verified.map(|t| now - t);
+    let output = match (age, newest_failed) {
+        (_, Some(r)) => Some(format!(
+            "the newest backup {} failed at {}",
+            r.id,
+            r.failed_step.as_deref().unwrap_or("an unknown step")
+        )),
+        (Some(age), None) if age > watch.max_age => Some(format!(
+            "the newest verified backup is {} h old (schedule: every {} h)",
+            age.num_hours(),
+            watch.max_age.num_hours() / 2
+        )),
+        (None, None) if now - watch.since > watch.max_age => {
+            Some("no verified backup yet".to_string())
+        }
+        _ => None,
+    };
+    let mut check = json!({
+        "componentType": "system",
+        "status": if output.is_some() { "warn" } else { "pass" },
+        "time": time,
+    });
+    if let Some(age) = age {
+        check["observedValue"] = json!(age.num_seconds());
+        check["observedUnit"] = json!("s since the newest verified backup");
+    }
+    if let Some(output) = output {
+        check["output"] = json!(output);
+    }
+    check
+}
+
 pub async fn livez() -> &'static str {
     "ok\n"
 }
@@ -83,9 +137,14 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
     let lag_status = if lag > LAG_WARN { "warn" } else { "pass" };
     let dropped = app.stats.results_dropped.load(Ordering::Relaxed);
     let skipped = app.stats.probes_skipped.load(Ordering::Relaxed);
+    let backup_check = match &app.backup_watch {
+        Some(watch) => Some(check_backups(&app, watch, now).await),
+        None => None,
+    };
+    let backup_warns = backup_check.as_ref().is_some_and(|c| c["status"] == "warn");
     let status = if store_status == "fail" {
         "fail"
-    } else if lag_status == "warn" || dropped > 0 {
+    } else if lag_status == "warn" || dropped > 0 || backup_warns {
         "warn"
     } else {
         "pass"
@@ -116,7 +175,7 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
             lag.as_secs()
         ));
     }
-    let body = json!({
+    let mut body = json!({
         "status": status,
         "version": env!("CARGO_PKG_VERSION").split('.').next(),
         "releaseId": env!("CARGO_PKG_VERSION"),
@@ -142,6 +201,9 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
             }],
         },
     });
+    if let Some(check) = backup_check {
+        body["checks"]["backup:age"] = json!([check]);
+    }
     let code = if status == "fail" {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

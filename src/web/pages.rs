@@ -3,15 +3,18 @@
 
 use askama::Template;
 use axum::extract::State as AxumState;
-use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
-use super::AppState;
+use super::{cache, AppState};
 use crate::health::Health;
 use crate::model::State;
+use crate::snapshot::{Day, IncidentView, MaintenanceView, Snapshot};
 
 struct ServiceRow {
+    slug: String,
     name: String,
     class: &'static str,
     icon: &'static str,
@@ -30,19 +33,61 @@ struct DependencyRow {
 
 struct GroupRow {
     name: Option<String>,
+    uptime: String,
     services: Vec<ServiceRow>,
+}
+
+struct IncidentRow {
+    id: i64,
+    title: String,
+    impact: String,
+    status: String,
+    message: String,
+    when: String,
+    services: String,
+}
+
+struct MaintenanceRow {
+    title: String,
+    message: String,
+    when: String,
+    services: String,
 }
 
 #[derive(Template)]
 #[template(path = "index.html")]
 struct IndexPage {
+    site: std::sync::Arc<super::Site>,
     title: String,
     overall_class: &'static str,
     overall_icon: &'static str,
     overall_label: &'static str,
     groups: Vec<GroupRow>,
+    incidents: Vec<IncidentRow>,
+    active_maintenances: Vec<MaintenanceRow>,
+    upcoming_maintenances: Vec<MaintenanceRow>,
     updated_iso: String,
     updated_text: String,
+}
+
+/// Reported dependencies as the pages show them: name and state in words.
+fn dependency_rows(dependencies: &[(String, Health)]) -> Vec<DependencyRow> {
+    dependencies
+        .iter()
+        .map(|(name, health)| {
+            let (class, icon, label) = match health {
+                Health::Pass => ("up", "✔", "OK"),
+                Health::Warn => ("degraded", "▲", "Degraded"),
+                Health::Fail => ("down", "✖", "Failing"),
+            };
+            DependencyRow {
+                name: name.clone(),
+                class,
+                icon,
+                label,
+            }
+        })
+        .collect()
 }
 
 /// A state is never shown by colour alone: each has its own sign too.
@@ -64,6 +109,30 @@ pub fn format_uptime(percent: Option<f64>) -> String {
     }
 }
 
+/// A `<time datetime>` value: RFC 3339 to the second (HTML allows at most
+/// three fraction digits).
+fn html_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// "12 Mar 14:05 UTC".
+pub fn short_time(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%-d %b %H:%M %Z").to_string()
+}
+
+fn maintenance_row(m: &MaintenanceView, tz: Tz) -> MaintenanceRow {
+    MaintenanceRow {
+        title: m.title.clone(),
+        message: m.message.clone(),
+        when: format!(
+            "{} – {}",
+            short_time(m.starts_at, tz),
+            short_time(m.ends_at, tz)
+        ),
+        services: m.services.join(", "),
+    }
+}
+
 /// "12 s ago", "3 min ago", "5 h ago", "2 days ago".
 pub fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (now - then).num_seconds().max(0);
@@ -75,52 +144,58 @@ pub fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
-pub async fn index(AxumState(app): AxumState<AppState>) -> Response {
+pub async fn index(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
     let snapshot = app.snapshot();
+    cache::respond(
+        &app.render_cache,
+        &snapshot,
+        &headers,
+        app.max_age_secs,
+        "/",
+        cache::HTML,
+        |s| index_html(&app, s),
+    )
+}
+
+fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
     let now = app.clock.now();
     let groups = snapshot
         .groups
         .iter()
         .map(|g| GroupRow {
             name: g.name.clone(),
+            uptime: match g.uptime[3] {
+                Some(_) => format!("{} uptime (90 d)", format_uptime(g.uptime[3])),
+                None => String::new(),
+            },
             services: g
                 .services
                 .iter()
                 .map(|s| ServiceRow {
+                    slug: s.slug.clone(),
                     name: s.name.clone(),
                     class: s.state.as_str(),
                     icon: icon(s.state),
                     label: s.state.label(),
-                    uptime: match s.uptime_24h {
-                        Some(_) => format!("{} uptime (24 h)", format_uptime(s.uptime_24h)),
-                        None => "No uptime data yet".to_string(),
+                    uptime: match (s.uptime[0], s.uptime[3]) {
+                        (None, None) => "No uptime data yet".to_string(),
+                        (day, quarter) => format!(
+                            "{} uptime (24 h) · {} (90 d)",
+                            format_uptime(day),
+                            format_uptime(quarter)
+                        ),
                     },
                     last_checked: match s.last_checked_at {
                         Some(t) => format!("checked {}", ago(t, now)),
                         None => "not checked yet".to_string(),
                     },
-                    dependencies: s
-                        .dependencies
-                        .iter()
-                        .map(|(name, health)| {
-                            let (class, icon, label) = match health {
-                                Health::Pass => ("up", "✔", "OK"),
-                                Health::Warn => ("degraded", "▲", "Degraded"),
-                                Health::Fail => ("down", "✖", "Failing"),
-                            };
-                            DependencyRow {
-                                name: name.clone(),
-                                class,
-                                icon,
-                                label,
-                            }
-                        })
-                        .collect(),
+                    dependencies: dependency_rows(&s.dependencies),
                 })
                 .collect(),
         })
         .collect();
     let page = IndexPage {
+        site: app.site.clone(),
         title: snapshot.title.clone(),
         overall_class: snapshot.overall.class(),
         overall_icon: match snapshot.overall.class() {
@@ -132,13 +207,408 @@ pub async fn index(AxumState(app): AxumState<AppState>) -> Response {
         },
         overall_label: snapshot.overall.label(),
         groups,
-        updated_iso: snapshot.generated_at.to_rfc3339(),
+        incidents: snapshot
+            .incidents
+            .iter()
+            .map(|i| IncidentRow {
+                id: i.id,
+                title: i.title.clone(),
+                impact: i.impact.clone(),
+                status: i
+                    .latest
+                    .as_ref()
+                    .map_or_else(|| i.status.clone(), |(status, _, _)| status.clone()),
+                message: i
+                    .latest
+                    .as_ref()
+                    .map(|(_, message, _)| message.clone())
+                    .unwrap_or_default(),
+                when: format!(
+                    "since {} ({})",
+                    short_time(i.started_at, app.site.time_zone),
+                    ago(i.started_at, now)
+                ),
+                services: i.services.join(", "),
+            })
+            .collect(),
+        active_maintenances: snapshot
+            .active_maintenances
+            .iter()
+            .map(|m| maintenance_row(m, app.site.time_zone))
+            .collect(),
+        upcoming_maintenances: snapshot
+            .upcoming_maintenances
+            .iter()
+            .map(|m| maintenance_row(m, app.site.time_zone))
+            .collect(),
+        updated_iso: html_time(snapshot.generated_at),
         updated_text: snapshot
             .generated_at
-            .format("%Y-%m-%d %H:%M:%S UTC")
+            .with_timezone(&app.site.time_zone)
+            .format("%Y-%m-%d %H:%M:%S %Z")
             .to_string(),
     };
-    render(&page)
+    page.render()
+        .map_err(|e| tracing::error!(error = %e, "rendering the status page failed"))
+        .ok()
+}
+
+struct HistoryRow {
+    id: i64,
+    title: String,
+    status: String,
+    class: &'static str,
+    impact: String,
+    when: String,
+    services: String,
+}
+
+struct Month {
+    name: String,
+    incidents: Vec<HistoryRow>,
+}
+
+#[derive(Template)]
+#[template(path = "incidents.html")]
+struct IncidentsPage {
+    site: std::sync::Arc<super::Site>,
+    title: String,
+    months: Vec<Month>,
+    shown: usize,
+}
+
+struct UpdateRow {
+    status: String,
+    message: String,
+    when: String,
+    iso: String,
+}
+
+#[derive(Template)]
+#[template(path = "incident.html")]
+struct IncidentPage {
+    site: std::sync::Arc<super::Site>,
+    title: String,
+    name: String,
+    status: String,
+    class: &'static str,
+    impact: String,
+    started: String,
+    started_iso: String,
+    resolved: Option<String>,
+    duration: String,
+    services: String,
+    updates: Vec<UpdateRow>,
+    postmortem: Option<String>,
+}
+
+fn long_time(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz)
+        .format("%-d %b %Y %H:%M %Z")
+        .to_string()
+}
+
+/// Resolved incidents read as settled; open ones by their impact.
+fn incident_class(i: &IncidentView) -> &'static str {
+    match (i.resolved_at.is_some(), i.impact.as_str()) {
+        (true, _) => "up",
+        (false, "none") => "unknown",
+        (false, "minor") => "degraded",
+        (false, _) => "down",
+    }
+}
+
+/// `/incidents`: the history, by month, newest first.
+pub async fn incidents(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
+    let snapshot = app.snapshot();
+    cache::respond(
+        &app.render_cache,
+        &snapshot,
+        &headers,
+        app.max_age_secs,
+        "/incidents",
+        cache::HTML,
+        |s| {
+            let mut months: Vec<Month> = Vec::new();
+            for i in &s.recent_incidents {
+                let name = i.started_at.format("%B %Y").to_string();
+                let row = HistoryRow {
+                    id: i.id,
+                    title: i.title.clone(),
+                    status: i.status.clone(),
+                    class: incident_class(i),
+                    impact: i.impact.clone(),
+                    when: match i.resolved_at {
+                        Some(r) => format!(
+                            "{} – {}",
+                            long_time(i.started_at, app.site.time_zone),
+                            crate::store::human_minutes((r - i.started_at).num_minutes())
+                        ),
+                        None => format!("since {}", long_time(i.started_at, app.site.time_zone)),
+                    },
+                    services: i.services.join(", "),
+                };
+                match months.last_mut() {
+                    Some(m) if m.name == name => m.incidents.push(row),
+                    _ => months.push(Month {
+                        name,
+                        incidents: vec![row],
+                    }),
+                }
+            }
+            IncidentsPage {
+                site: app.site.clone(),
+                title: s.title.clone(),
+                shown: s.recent_incidents.len(),
+                months,
+            }
+            .render()
+            .map_err(|e| tracing::error!(error = %e, "rendering /incidents failed"))
+            .ok()
+        },
+    )
+}
+
+/// `/incidents/{id}`: one incident's timeline.
+pub async fn incident(
+    AxumState(app): AxumState<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let snapshot = app.snapshot();
+    let Some(i) = id
+        .parse::<i64>()
+        .ok()
+        .and_then(|id| snapshot.recent_incidents.iter().find(|i| i.id == id))
+    else {
+        return not_found().await;
+    };
+    let page = IncidentPage {
+        site: app.site.clone(),
+        title: snapshot.title.clone(),
+        name: i.title.clone(),
+        status: if i.resolved_at.is_some() {
+            "Resolved".to_string()
+        } else {
+            let mut s = i.status.clone();
+            if let Some(first) = s.get_mut(..1) {
+                first.make_ascii_uppercase();
+            }
+            s
+        },
+        class: incident_class(i),
+        impact: i.impact.clone(),
+        started: long_time(i.started_at, app.site.time_zone),
+        started_iso: html_time(i.started_at),
+        resolved: i.resolved_at.map(|t| long_time(t, app.site.time_zone)),
+        duration: crate::store::human_minutes(
+            (i.resolved_at.unwrap_or(snapshot.generated_at) - i.started_at).num_minutes(),
+        ),
+        services: i.services.join(", "),
+        updates: i
+            .updates
+            .iter()
+            .rev()
+            .map(|(status, message, at)| UpdateRow {
+                status: status.clone(),
+                message: message.clone(),
+                when: long_time(*at, app.site.time_zone),
+                iso: html_time(*at),
+            })
+            .collect(),
+        postmortem: i.postmortem.clone().filter(|_| i.resolved_at.is_some()),
+    };
+    match page.render() {
+        Ok(html) => axum::response::Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering an incident page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "service.html")]
+struct ServicePage {
+    site: std::sync::Arc<super::Site>,
+    title: String,
+    name: String,
+    class: &'static str,
+    icon: &'static str,
+    label: &'static str,
+    since: String,
+    description: Option<String>,
+    uptime: Vec<(&'static str, String)>,
+    bars: String,
+    bars_summary: String,
+    dependencies: Vec<DependencyRow>,
+    chart_24h: String,
+    summary_24h: String,
+    chart_30d: String,
+    summary_30d: String,
+    incidents: Vec<HistoryRow>,
+}
+
+/// One point of a response-time chart: when, p50, p95 (ms).
+type Sample = (DateTime<Utc>, Option<i64>, Option<i64>);
+
+/// The 90-day bar: one rect a day, coloured by the day's worst state, each
+/// with its text ("12 Mar: 99.20 % uptime, 1 incident") as a tooltip.
+fn bars_svg(days: &[Day]) -> String {
+    let mut out = String::from(
+        r#"<svg viewBox="0 0 900 34" preserveAspectRatio="none" role="img" aria-label="Daily states of the last 90 days">"#,
+    );
+    for (n, d) in days.iter().enumerate() {
+        let text = format!(
+            "{}: {}, {} incident{}",
+            d.date.format("%-d %b"),
+            match d.uptime {
+                Some(_) => format!("{} uptime", format_uptime(d.uptime)),
+                None => "no data".to_string(),
+            },
+            d.incidents,
+            if d.incidents == 1 { "" } else { "s" }
+        );
+        out.push_str(&format!(
+            r#"<rect class="bar {}" x="{}" y="0" width="8" height="34" rx="1"><title>{}</title></rect>"#,
+            d.worst.as_str(),
+            n * 10,
+            super::feeds::xml(&text)
+        ));
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// A p50/p95 line chart of `points` (time, p50, p95) as inline SVG.
+fn latency_svg(points: &[Sample], label: &str) -> String {
+    let values: Vec<i64> = points
+        .iter()
+        .flat_map(|(_, a, b)| [*a, *b])
+        .flatten()
+        .collect();
+    // (All under a millisecond still draws, on a 1 ms scale.)
+    let Some(max) = values.iter().copied().max().map(|m| m.max(1)) else {
+        return format!(
+            r#"<svg viewBox="0 0 600 40" role="img" aria-label="{label}: no data"><text x="8" y="24">No data yet</text></svg>"#
+        );
+    };
+    let n = points.len().max(2) - 1;
+    let line = |pick: fn(&Sample) -> Option<i64>| {
+        points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let v = pick(p)?;
+                Some(format!(
+                    "{:.1},{:.1}",
+                    40.0 + 550.0 * i as f64 / n as f64,
+                    110.0 - 100.0 * v as f64 / max as f64
+                ))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    format!(
+        r#"<svg viewBox="0 0 600 130" role="img" aria-label="{label}"><text x="0" y="14">{max} ms</text><text x="0" y="112">0</text><polyline class="p95" fill="none" stroke-width="2" points="{}"/><polyline class="p50" fill="none" stroke-width="2" points="{}"/><text x="40" y="126">{}</text><text x="590" y="126" text-anchor="end">{}</text><text x="300" y="126" text-anchor="middle">p50 (blue) · p95 (amber)</text></svg>"#,
+        line(|p| p.2),
+        line(|p| p.1),
+        points
+            .first()
+            .map(|p| p.0.format("%-d %b %H:%M").to_string())
+            .unwrap_or_default(),
+        points
+            .last()
+            .map(|p| p.0.format("%-d %b %H:%M").to_string())
+            .unwrap_or_default(),
+    )
+}
+
+fn latency_summary(points: &[Sample]) -> String {
+    match points.iter().rev().find(|p| p.1.is_some()) {
+        Some((at, p50, p95)) => format!(
+            "latest p50 {} ms, p95 {} ms ({})",
+            p50.unwrap_or(0),
+            p95.unwrap_or(0),
+            at.format("%-d %b %H:%M UTC")
+        ),
+        None => "no data yet".to_string(),
+    }
+}
+
+/// `/services/{slug}`: one service in detail.
+pub async fn service(
+    AxumState(app): AxumState<AppState>,
+    axum::extract::Path(slug): axum::extract::Path<String>,
+) -> Response {
+    let snapshot = app.snapshot();
+    let Some(s) = snapshot
+        .groups
+        .iter()
+        .flat_map(|g| g.services.iter())
+        .find(|s| s.slug == slug)
+    else {
+        return not_found().await;
+    };
+    let now = app.clock.now();
+    let hours: Vec<_> = s.hours.iter().map(|p| (p.at, p.p50, p.p95)).collect();
+    let days30: Vec<_> = s
+        .days
+        .iter()
+        .skip(60)
+        .map(|d| (d.date, d.p50, d.p95))
+        .collect();
+    let bad_days = s.days.iter().filter(|d| d.worst == State::Down).count();
+    let page = ServicePage {
+        site: app.site.clone(),
+        title: snapshot.title.clone(),
+        name: s.name.clone(),
+        class: s.state.as_str(),
+        icon: icon(s.state),
+        label: s.state.label(),
+        since: s
+            .state_since
+            .map(|t| format!("changed {}", ago(t, now)))
+            .unwrap_or_default(),
+        description: s.description.clone(),
+        uptime: crate::snapshot::WINDOWS
+            .iter()
+            .zip(s.uptime)
+            .map(|(w, u)| (*w, format_uptime(u)))
+            .collect(),
+        bars: bars_svg(&s.days),
+        bars_summary: format!(
+            "{} uptime over 90 days; {} day{} with an outage.",
+            format_uptime(s.uptime[3]),
+            bad_days,
+            if bad_days == 1 { "" } else { "s" }
+        ),
+        dependencies: dependency_rows(&s.dependencies),
+        chart_24h: latency_svg(&hours, "Response time, last 24 hours"),
+        summary_24h: latency_summary(&hours),
+        chart_30d: latency_svg(&days30, "Response time, last 30 days"),
+        summary_30d: latency_summary(&days30),
+        incidents: snapshot
+            .recent_incidents
+            .iter()
+            .filter(|i| i.service_slugs.contains(&s.slug))
+            .map(|i| HistoryRow {
+                id: i.id,
+                title: i.title.clone(),
+                status: i.status.clone(),
+                class: incident_class(i),
+                impact: i.impact.clone(),
+                when: long_time(i.started_at, app.site.time_zone),
+                services: String::new(),
+            })
+            .collect(),
+    };
+    match page.render() {
+        Ok(html) => axum::response::Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a service page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response()
+        }
+    }
 }
 
 pub async fn not_found() -> Response {
@@ -148,16 +618,6 @@ pub async fn not_found() -> Response {
         "Not found\n",
     )
         .into_response()
-}
-
-fn render(page: &impl Template) -> Response {
-    match page.render() {
-        Ok(html) => Html(html).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "rendering a page failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response()
-        }
-    }
 }
 
 #[cfg(test)]

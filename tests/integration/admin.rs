@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{test_config, Target, TestApp, TestDb};
+use crate::helpers::{eventually, test_config, Target, TestApp, TestDb};
 use crate::store_test;
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -368,5 +368,110 @@ async fn admin_maintenances(db: TestDb) {
     );
     assert_eq!(call(&app, M::DELETE, &path, Some(TOKEN), None).await.0, 204);
     assert_eq!(call(&app, M::GET, &path, Some(TOKEN), None).await.0, 404);
+    app.stop().await.expect("clean stop");
+}
+
+store_test!(
+    page_and_api_show_incidents_and_maintenance_soon_after_an_admin_write,
+    announced
+);
+async fn announced(db: TestDb) {
+    let target = Target::start().await;
+    let config = test_config(
+        &db,
+        &format!(
+            "[admin]\ntokens = [\"{TOKEN}\"]\n\
+             [[service]]\nname = \"Checkout API\"\nurl = \"{ok}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
+             [[service]]\nname = \"Search\"\nurl = \"{ok}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
+             [[service]]\nname = \"Back office\"\nurl = \"{ok}\"\npublic = false\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
+            ok = target.url("ok")
+        ),
+    );
+    let app = TestApp::spawn(config).await;
+    app.wait_for_every_state().await;
+    use reqwest::Method as M;
+    let now = chrono::Utc::now();
+    let rfc =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (status, _) = call(
+        &app,
+        M::POST,
+        "/admin/api/incidents",
+        Some(TOKEN),
+        Some(r#"{"title":"Slow searches","impact":"minor","status":"identified","message":"An index is rebuilding.","services":["search"]}"#),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let window = |title: &str, from: chrono::DateTime<chrono::Utc>, hours: i64| {
+        json!({
+            "title": title,
+            "message": format!("{title}: expect short pauses."),
+            "starts_at": rfc(from),
+            "ends_at": rfc(from + chrono::Duration::hours(hours)),
+            "services": ["checkout-api", "back-office"],
+        })
+        .to_string()
+    };
+    let active = window("Database upgrade", now - chrono::Duration::minutes(5), 1);
+    let upcoming = window("Network work", now + chrono::Duration::days(2), 2);
+    for body in [active, upcoming] {
+        let (status, answer) = call(
+            &app,
+            M::POST,
+            "/admin/api/maintenances",
+            Some(TOKEN),
+            Some(&body),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+
+    // The refresher is woken by the write; the state follows at the
+    // recorder's next read of the windows.
+    eventually(
+        "the page shows the incident, both windows and the maintenance state",
+        std::time::Duration::from_secs(15),
+        || async {
+            let (_, html) = app.get("/").await.expect("page");
+            html.contains("Slow searches")
+                && html.contains("Maintenance in progress")
+                && html.contains("Scheduled maintenance")
+                && crate::page::state_on_page(&html, "Checkout API") == Some("maintenance")
+        },
+    )
+    .await;
+    let (_, html) = app.get("/").await.expect("page");
+    assert!(
+        html.contains("An index is rebuilding."),
+        "latest update shown"
+    );
+    assert!(html.contains("Database upgrade") && html.contains("Network work"));
+    assert!(
+        !html.contains("Back office"),
+        "a private service is not named, even in a window: {html}"
+    );
+    assert_eq!(crate::page::state_on_page(&html, "Search"), Some("up"));
+
+    let (status, body) = app.get("/api/v1/services").await.expect("api");
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(doc["incidents"][0]["title"], "Slow searches");
+    assert_eq!(doc["incidents"][0]["latest_update"]["status"], "identified");
+    assert_eq!(doc["incidents"][0]["services"], json!(["Search"]));
+    assert_eq!(
+        doc["maintenances"]["active"][0]["title"],
+        "Database upgrade"
+    );
+    assert_eq!(
+        doc["maintenances"]["active"][0]["services"],
+        json!(["Checkout API"])
+    );
+    assert_eq!(doc["maintenances"]["upcoming"][0]["title"], "Network work");
+    let checkout = doc["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["slug"] == "checkout-api"))
+        .expect("checkout in the API");
+    assert_eq!(checkout["state"], "maintenance");
+    assert!(checkout["uptime"].get("90d").is_some(), "{checkout}");
     app.stop().await.expect("clean stop");
 }

@@ -455,3 +455,232 @@ async fn incident_cli(db: TestDb) {
     let statuses: Vec<&str> = incident.updates.iter().map(|u| u.status.as_str()).collect();
     assert_eq!(statuses, ["investigating", "identified", "resolved"]);
 }
+
+store_test!(
+    maintenance_commands_schedule_edit_delete_and_list,
+    maintenance_cli
+);
+async fn maintenance_cli(db: TestDb) {
+    let file = db.dir.path().join("beacon.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[storage]\nurl = \"{}\"\n[[service]]\nname = \"Checkout API\"\nurl = \"http://checkout.example/health\"\n",
+            db.url
+        ),
+    )
+    .expect("write");
+    let config = beacon::config::load(Some(&file), &crate::helpers::no_env).expect("config");
+    db.store()
+        .await
+        .sync_services(&config.services, 0)
+        .await
+        .expect("sync");
+    let run = |args: &[&str]| {
+        output(
+            beacon(db.dir.path())
+                .arg("--config")
+                .arg(&file)
+                .arg("maintenance")
+                .args(args),
+        )
+    };
+    let schedule = |ends_at: &str, service: &str| {
+        run(&[
+            "schedule",
+            "--title",
+            "Database upgrade",
+            "--message",
+            "Checkout may be slow.",
+            "--starts-at",
+            "2026-03-12T22:00:00Z",
+            "--ends-at",
+            ends_at,
+            "--service",
+            service,
+        ])
+    };
+    let (code, _, stderr) = schedule("2026-03-12T21:00:00Z", "checkout-api");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--ends-at must be after starts_at"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = schedule("2026-03-12T23:00:00Z", "nope");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no service with the slug \"nope\""),
+        "{stderr}"
+    );
+    let (code, stdout, _) = run(&["list"]);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, ""),
+        "refused commands wrote nothing"
+    );
+
+    let (code, stdout, stderr) = schedule("2026-03-12T23:00:00Z", "checkout-api");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout.trim_end(),
+        "#1 Database upgrade (2026-03-12 22:00 UTC – 2026-03-12 23:00 UTC) services: checkout-api"
+    );
+    let (code, stdout, stderr) = run(&["edit", "1", "--ends-at", "2026-03-13T00:30:00Z"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("– 2026-03-13 00:30 UTC)"), "{stdout}");
+    let (code, _, stderr) = run(&["edit", "7", "--title", "x"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no maintenance #7"), "{stderr}");
+    let (code, stdout, _) = run(&["list"]);
+    assert_eq!((code, stdout.lines().count()), (0, 1), "{stdout}");
+    let (code, stdout, _) = run(&["delete", "1"]);
+    assert_eq!((code, stdout.trim_end()), (0, "deleted maintenance #1"));
+    let (code, stdout, _) = run(&["list"]);
+    assert_eq!((code, stdout.as_str()), (0, ""));
+}
+
+store_test!(
+    backups_run_on_schedule_and_from_the_cli_while_serving,
+    backup_cli
+);
+async fn backup_cli(db: TestDb) {
+    let s3 = crate::helpers::S3Server::start().await;
+    let target = Target::start().await;
+    let file = db.dir.path().join("beacon.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{}\"\n\
+             [[service]]\nname = \"Checkout API\"\nurl = \"{}\"\ninterval = \"1s\"\n\
+             {}",
+            db.url,
+            target.url("ok"),
+            s3.backup_toml(
+                "prod",
+                "schedule = \"*/3 * * * * *\"\nkeep = { last = 3 }\nchecksums = \"when_required\""
+            )
+        ),
+    )
+    .expect("write");
+    let with_keys = |cmd: &mut Command| {
+        cmd.env("AWS_ACCESS_KEY_ID", crate::helpers::S3_ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", crate::helpers::S3_SECRET_KEY);
+    };
+    let mut serve = beacon(db.dir.path());
+    with_keys(&mut serve);
+    let mut child = serve
+        .arg("--config")
+        .arg(&file)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let lines = read_until(&mut child, "status page at http://");
+    let addr = listening_address(&lines);
+    let store = db.store().await;
+    eventually(
+        "the schedule takes and verifies a backup",
+        Duration::from_secs(30),
+        || async {
+            store
+                .backup_records()
+                .await
+                .is_ok_and(|r| r.iter().any(|r| r.status == "verified"))
+        },
+    )
+    .await;
+    let body = reqwest::get(format!("http://{addr}/health"))
+        .await
+        .expect("health")
+        .text()
+        .await
+        .expect("body");
+    let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        health["checks"]["backup:age"][0]["status"], "pass",
+        "{health}"
+    );
+
+    // The CLI, from cron, while serve runs its own schedule on the same
+    // database: the lock makes them take turns (a refusal says so).
+    let cli = |args: &[&str]| {
+        let mut cmd = beacon(db.dir.path());
+        with_keys(&mut cmd);
+        output(cmd.arg("--config").arg(&file).arg("backup").args(args))
+    };
+    let mut ran = None;
+    for _ in 0..20 {
+        let (code, stdout, stderr) = cli(&["run"]);
+        if code == 0 {
+            ran = Some(stdout);
+            break;
+        }
+        assert!(
+            stderr.contains("another backup, verify, prune or restore is running"),
+            "{stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let stdout = ran.expect("backup run succeeded between scheduled runs");
+    assert!(stdout.starts_with("backup 20"), "{stdout}");
+    assert!(stdout.contains("taken and verified"), "{stdout}");
+
+    let (code, stdout, stderr) = cli(&["list"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("ID "), "{stdout}");
+    assert!(
+        stdout.lines().skip(1).all(|l| l.contains("verified")),
+        "{stdout}"
+    );
+    assert!(stdout.lines().count() <= 4, "keep last 3: {stdout}");
+
+    let (code, stdout, stderr) = cli(&["list", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let first: serde_json::Value =
+        serde_json::from_str(stdout.lines().next().expect("a line")).expect("json");
+    assert_eq!(first["status"], "verified");
+
+    terminate(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+
+    let (code, stdout, stderr) = cli(&["verify", "latest"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("verified:") && stdout.contains("integrity ok"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = cli(&["prune", "--dry-run"]);
+    assert_eq!(code, 0);
+    assert!(stdout.lines().all(|l| l.starts_with("keep")), "{stdout}");
+    assert!(stdout.contains("newest verified backup"), "{stdout}");
+    let (code, _, stderr) = cli(&["verify", "20990101T000000.000Z"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no manifest"), "{stderr}");
+}
+
+#[test]
+fn backup_without_a_backup_section_says_what_to_add() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("beacon.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[storage]\nurl = \"sqlite://{}/b.db\"\n",
+            dir.path().display()
+        ),
+    )
+    .expect("write");
+    let (code, _, stderr) = output(
+        beacon(dir.path())
+            .arg("--config")
+            .arg(&file)
+            .args(["backup", "run"]),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("the config has no [backup] section"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Try: add [backup]"), "{stderr}");
+}

@@ -425,3 +425,132 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A real S3-compatible server (s3s-fs, which checks SigV4 signatures) on
+/// 127.0.0.1, with one bucket, for the life of the test.
+pub struct S3Server {
+    pub endpoint: String,
+    pub dir: tempfile::TempDir,
+    pub bucket: String,
+    child: std::process::Child,
+}
+
+pub const S3_ACCESS_KEY: &str = "beacon-test-access";
+pub const S3_SECRET_KEY: &str = "beacon-test-secret-0123456789";
+
+impl S3Server {
+    pub async fn start() -> S3Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bucket = "beacon-backups".to_string();
+        std::fs::create_dir_all(dir.path().join(&bucket)).expect("bucket folder");
+        let port = closed_port().await;
+        let child = std::process::Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("s3s-fs is installed (scripts/test.sh installs it: cargo install s3s-fs --version 0.14.1 --features binary --locked)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(std::time::Instant::now() < deadline, "s3s-fs did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        S3Server {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            dir,
+            bucket,
+            child,
+        }
+    }
+
+    /// Where s3s-fs keeps the object `key` of the bucket.
+    pub fn object_path(&self, key: &str) -> std::path::PathBuf {
+        self.dir.path().join(&self.bucket).join(key)
+    }
+
+    /// A `[backup]` section for this server, under `prefix`.
+    pub fn backup_toml(&self, prefix: &str, extra: &str) -> String {
+        format!(
+            "[backup]\ntarget = \"s3://{}/{prefix}\"\nendpoint = \"{}\"\n{extra}\n",
+            self.bucket, self.endpoint
+        )
+    }
+
+    pub fn env(name: &str) -> Option<String> {
+        match name {
+            "AWS_ACCESS_KEY_ID" => Some(S3_ACCESS_KEY.to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some(S3_SECRET_KEY.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Like [`test_config`], with the S3 test credentials in the environment.
+pub fn test_config_with_s3(db: &TestDb, body: &str) -> Config {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntitle = \"Test status\"\n[storage]\nurl = \"{}\"\n[monitor]\nflush_interval = \"50ms\"\n{body}",
+        db.url
+    );
+    config::from_toml(&text, ConfigSource::Embedded, &S3Server::env).expect("test config is valid")
+}
+
+/// Writes `days` of history for `services` services (a result every 10
+/// minutes, some down) and an incident, through the real write path.
+pub async fn fill_history(store: &Store, config: &Config, days: i64) {
+    use beacon::model::Outcome;
+    use beacon::store::{Batch, CheckResult, NewIncident};
+    let start = 1_773_000_000_000i64;
+    let stored = store
+        .sync_services(&config.services, start)
+        .await
+        .expect("sync");
+    let mut batch = Batch::default();
+    for step in 0..days * 144 {
+        let at = start + step * 600_000;
+        for (i, s) in stored.iter().enumerate() {
+            batch.results.push(CheckResult {
+                service_id: s.id,
+                checked_at: at,
+                outcome: if (step + i as i64) % 37 == 0 {
+                    Outcome::Down
+                } else {
+                    Outcome::Up
+                },
+                maintenance: false,
+                latency_ms: Some(20 + (step % 50) as i32),
+                status_code: Some(200),
+                reason: None,
+            });
+        }
+        if batch.results.len() >= 2000 {
+            store.write_batch(&batch).await.expect("write");
+            batch.results.clear();
+        }
+    }
+    store.write_batch(&batch).await.expect("write");
+    if let Some(s) = stored.first() {
+        store
+            .create_incident(&NewIncident {
+                title: "Payments delayed".into(),
+                impact: "minor".into(),
+                status: "investigating".into(),
+                message: "Looking into it.".into(),
+                services: vec![s.slug.clone()],
+                at: start,
+            })
+            .await
+            .expect("incident");
+    }
+}

@@ -4,12 +4,17 @@
 mod helpers;
 
 mod admin;
+mod backups;
 mod binary;
+mod browser;
+mod drill;
 mod health_docs;
 mod incidents;
 mod monitor;
 mod own_health;
 mod page;
 mod probes;
+mod restore;
 mod rollups;
 mod services_sync;
+mod statuspage;

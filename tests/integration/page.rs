@@ -63,7 +63,11 @@ timeout = "500ms"
     let (status, html) = app.get("/").await.expect("page");
     assert_eq!(status, 200);
     assert!(html.contains("Partial outage"), "banner: {html}");
-    assert!(html.contains("<h2>Shop</h2>"));
+    assert!(
+        html.contains("<h2>Shop <span class=\"meta\">100.00 % uptime (90 d)</span></h2>"),
+        "group heading with the group's uptime: {html}"
+    );
+    assert!(html.contains("100.00 % uptime (24 h) · 100.00 % (90 d)"));
     assert!(
         html.contains("Operational") && html.contains("Down"),
         "state in words, not colour alone"
@@ -108,4 +112,69 @@ timeout = "500ms"
     let (status, _) = app.get("/no-such-page").await.expect("404");
     assert_eq!(status, 404);
     app.stop().await.expect("clean stop");
+}
+
+store_test!(the_page_carries_logo_links_and_announcement, site);
+async fn site(db: TestDb) {
+    let target = Target::start().await;
+    let mut config = test_config(
+        &db,
+        &format!(
+            "[[service]]\nname = \"Storefront\"\nurl = \"{}\"\ninterval = \"1s\"\n",
+            target.url("ok")
+        ),
+    );
+    config.server.logo_url = Some(url::Url::parse("https://example.com/logo.png").expect("url"));
+    config.server.home_url = Some(url::Url::parse("https://example.com/").expect("url"));
+    config.server.support_url = Some(url::Url::parse("https://example.com/support").expect("url"));
+    config.server.announcement = Some("Read-only mode on <Sunday> & Monday".to_string());
+    config.server.time_zone = "Asia/Tokyo".parse().expect("zone");
+    let app = TestApp::spawn(config).await;
+    for path in ["/", "/incidents", "/services/storefront"] {
+        let (status, html) = app.get(path).await.expect("page");
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            html.contains("<img src=\"https://example.com/logo.png\" alt=\"Test status\""),
+            "{path}: {html}"
+        );
+        assert!(
+            html.contains("Read-only mode on &#60;Sunday&#62; &#38; Monday")
+                || html.contains("Read-only mode on &lt;Sunday&gt; &amp; Monday"),
+            "escaped announcement on {path}: {html}"
+        );
+        assert!(
+            html.contains("<a href=\"https://example.com/support\">Support</a>"),
+            "{path}"
+        );
+    }
+    let (_, html) = app.get("/").await.expect("page");
+    assert!(
+        html.contains(" JST</time>"),
+        "times in the configured zone: {html}"
+    );
+    app.stop().await.expect("stop");
+}
+
+#[test]
+fn site_urls_are_validated_with_their_field() {
+    let e = beacon::config::from_toml(
+        "[server]\nlogo_url = \"ftp://x/logo.png\"\nsupport_url = \"not a url\"\n",
+        beacon::config::ConfigSource::Embedded,
+        &crate::helpers::no_env,
+    )
+    .expect_err("invalid");
+    let problems = e.problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p
+                == "server: logo_url \"ftp://x/logo.png\" must start with http:// or https://"),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("server: support_url \"not a url\": not a valid URL")),
+        "{problems:?}"
+    );
 }

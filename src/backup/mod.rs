@@ -1,0 +1,685 @@
+//! Verified, rotating backups of beacon's own database.
+//!
+//! One backup = an archive and, written last, its manifest:
+//! `<yyyy>/<mm>/<id>.sqlite.gz` (or `.pgdump`) and `<id>.manifest.json`
+//! under the target. A backup without a manifest is incomplete and never
+//! offered for restore. A run is backup → verify → prune, under a lock so
+//! that two runs (or a run and a restore) never overlap.
+//!
+//! Verification trusts nothing the store said on upload: it downloads the
+//! archive again, checks size and SHA-256 against the manifest, restores it
+//! into a scratch database, checks its integrity and compares row counts.
+
+pub mod dump;
+pub mod lock;
+pub mod restore;
+pub mod rotation;
+pub mod target;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::config::{BackupConfig, DatabaseUrl};
+use crate::store::{BackupRecord, Store};
+use dump::RowCounts;
+use rotation::{Candidate, Decision, Verification};
+use target::{BackupTarget, Digested, Object};
+
+pub use lock::BackupLock;
+
+/// The manifest: everything needed to check and restore one archive, also
+/// by hand (`sha256sum`, `gunzip`, `sqlite3` / `pg_restore`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub id: String,
+    pub created_at: String,
+    /// "sqlite" or "postgres".
+    pub database: String,
+    /// The last migration applied to the database.
+    pub schema_version: i64,
+    pub beacon_version: String,
+    /// The archive's key, relative to the target.
+    pub archive: String,
+    /// "gzip" (a SQLite file) or "pg_dump-custom".
+    pub compression: String,
+    pub size: u64,
+    pub sha256: String,
+    pub tables: RowCounts,
+}
+
+const ID_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
+
+/// Sortable, time-based: `20260312T220000.123Z`.
+pub fn backup_id(at: DateTime<Utc>) -> String {
+    at.format(ID_FORMAT).to_string()
+}
+
+pub fn id_time(id: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(id, ID_FORMAT)
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+fn folder(at: DateTime<Utc>) -> String {
+    format!("{:04}/{:02}", at.year(), at.month())
+}
+
+pub fn manifest_key(id: &str) -> Option<String> {
+    id_time(id).map(|t| format!("{}/{id}.manifest.json", folder(t)))
+}
+
+/// A failure, named by the backup and the step.
+#[derive(Debug, thiserror::Error)]
+#[error("backup {id}: {step} failed: {cause:#}")]
+pub struct StepError {
+    pub id: String,
+    pub step: &'static str,
+    pub cause: anyhow::Error,
+}
+
+trait Step<T> {
+    fn step(self, id: &str, step: &'static str) -> Result<T, StepError>;
+}
+
+impl<T, E: Into<anyhow::Error>> Step<T> for Result<T, E> {
+    fn step(self, id: &str, step: &'static str) -> Result<T, StepError> {
+        self.map_err(|e| StepError {
+            id: id.to_string(),
+            step,
+            cause: e.into(),
+        })
+    }
+}
+
+/// One backup as `beacon backup list` shows it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub manifest: Option<Manifest>,
+    /// The archive as stored (absent: deleted or never uploaded).
+    pub archive: Option<Object>,
+    pub record: Option<BackupRecord>,
+}
+
+impl Listed {
+    /// Restorable: complete (manifest and archive of its size) and not
+    /// known to have failed verification.
+    pub fn complete(&self) -> bool {
+        match (&self.manifest, &self.archive) {
+            (Some(m), Some(a)) => m.size == a.size,
+            _ => false,
+        }
+    }
+
+    pub fn status(&self) -> &str {
+        if !self.complete() {
+            return "incomplete";
+        }
+        self.record
+            .as_ref()
+            .map_or("unverified", |r| match r.status.as_str() {
+                "verified" | "failed" => r.status.as_str(),
+                _ => "unverified",
+            })
+    }
+}
+
+/// What one scheduled run did.
+#[derive(Debug)]
+pub struct RunReport {
+    pub manifest: Manifest,
+    pub pruned: Vec<Decision>,
+}
+
+pub struct Backups {
+    config: BackupConfig,
+    store: Store,
+    db_url: DatabaseUrl,
+    target: BackupTarget,
+    clock: Arc<dyn Clock>,
+}
+
+impl Backups {
+    pub async fn open(
+        config: &BackupConfig,
+        store: Store,
+        db_url: DatabaseUrl,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Backups> {
+        Ok(Backups {
+            target: BackupTarget::open(config).await?,
+            config: config.clone(),
+            store,
+            db_url,
+            clock,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The lock every run, verify, prune and restore holds.
+    pub async fn lock(&self) -> anyhow::Result<BackupLock> {
+        BackupLock::acquire(&self.store, &self.db_url).await
+    }
+
+    fn temp_dir(&self, id: &str) -> anyhow::Result<tempfile::TempDir> {
+        let base = self
+            .config
+            .temp_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+        tempfile::Builder::new()
+            .prefix(&format!("beacon-backup-{id}-"))
+            .tempdir_in(&base)
+            .with_context(|| format!("creating a temporary folder in {}", base.display()))
+    }
+
+    async fn record(&self, r: &mut BackupRecord) {
+        r.updated_at = self.clock.now_ms();
+        if let Err(e) = self.store.save_backup_record(r).await {
+            tracing::warn!(backup = %r.id, error = %e, "recording the backup's outcome failed");
+        }
+    }
+
+    /// Backup → verify → prune, holding the lock. A failed backup or
+    /// verification is recorded and returned; prune then does not run
+    /// (it would have nothing new to keep).
+    pub async fn run(&self) -> Result<RunReport, anyhow::Error> {
+        let _lock = self.lock().await?;
+        let manifest = self.backup().await?;
+        self.verify(&manifest.id).await?;
+        let pruned = self.prune(false).await?;
+        Ok(RunReport { manifest, pruned })
+    }
+
+    /// Takes one backup (the caller holds the lock).
+    pub async fn backup(&self) -> Result<Manifest, StepError> {
+        let now = self.clock.now();
+        let id = backup_id(now);
+        let kind = self.store.kind();
+        let (ext, compression) = match self.store {
+            Store::Sqlite(_) => ("sqlite.gz", "gzip"),
+            Store::Postgres(_) => ("pgdump", "pg_dump-custom"),
+        };
+        let archive_key = format!("{}/{id}.{ext}", folder(now));
+        let mut record = BackupRecord {
+            id: id.clone(),
+            created_at: now.timestamp_millis(),
+            target: self.config.target.to_string(),
+            archive_key: archive_key.clone(),
+            size_bytes: None,
+            sha256: None,
+            status: "running".into(),
+            failed_step: None,
+            error: None,
+            verified_at: None,
+            updated_at: 0,
+        };
+        self.record(&mut record).await;
+        let outcome = match self.target.check().await.step(&id, "target") {
+            // Fail fast, before copying a large database for nothing.
+            Err(e) => Err(e),
+            Ok(()) => self.take(&id, &archive_key, compression, now).await,
+        };
+        match &outcome {
+            Ok(m) => {
+                record.status = "uploaded".into();
+                record.size_bytes = Some(m.size as i64);
+                record.sha256 = Some(m.sha256.clone());
+                tracing::info!(backup = %id, database = kind, bytes = m.size, "backup uploaded");
+            }
+            Err(e) => {
+                record.status = "failed".into();
+                record.failed_step = Some(e.step.to_string());
+                record.error = Some(format!("{:#}", e.cause));
+                tracing::error!(backup = %id, step = e.step, error = %format!("{:#}", e.cause), "backup failed");
+            }
+        }
+        self.record(&mut record).await;
+        outcome
+    }
+
+    async fn take(
+        &self,
+        id: &str,
+        archive_key: &str,
+        compression: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Manifest, StepError> {
+        let dir = self.temp_dir(id).step(id, "temporary folder")?;
+        let archive = dir.path().join("archive");
+        let tables = match &self.store {
+            Store::Sqlite(pool) => {
+                let copy = dir.path().join("copy.sqlite");
+                dump::sqlite_copy(pool, &self.db_url, &copy)
+                    .await
+                    .step(id, "snapshot")?;
+                let mut conn = dump::open_sqlite_file(&copy).await.step(id, "snapshot")?;
+                let counts = dump::sqlite_row_counts(&mut conn)
+                    .await
+                    .step(id, "row counts")?;
+                let _ = sqlx::Connection::close(conn).await;
+                dump::gzip(copy.clone(), archive.clone())
+                    .await
+                    .step(id, "compress")?;
+                let _ = tokio::fs::remove_file(&copy).await;
+                counts
+            }
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await.step(id, "snapshot")?;
+                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .execute(&mut *tx)
+                    .await
+                    .step(id, "snapshot")?;
+                let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .step(id, "snapshot")?;
+                let counts = dump::postgres_row_counts(&mut tx)
+                    .await
+                    .step(id, "row counts")?;
+                dump::pg_dump(&self.db_url, &snapshot, &archive)
+                    .await
+                    .step(id, "pg_dump")?;
+                let _ = tx.rollback().await;
+                counts
+            }
+        };
+        let schema_version = self
+            .store
+            .schema_version()
+            .await
+            .step(id, "snapshot")?
+            .unwrap_or_default();
+        let digest = target::digest_file(&archive).await.step(id, "checksum")?;
+        self.target
+            .put_file(archive_key, &archive, &digest)
+            .await
+            .step(id, "upload")?;
+        let manifest = Manifest {
+            format: 1,
+            id: id.to_string(),
+            created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            database: self.store.kind().to_string(),
+            schema_version,
+            beacon_version: env!("CARGO_PKG_VERSION").to_string(),
+            archive: archive_key.to_string(),
+            compression: compression.to_string(),
+            size: digest.size,
+            sha256: digest.hex(),
+            tables,
+        };
+        let key = manifest_key(id)
+            .ok_or_else(|| anyhow!("bad id"))
+            .step(id, "manifest")?;
+        let json = serde_json::to_vec_pretty(&manifest).step(id, "manifest")?;
+        // Written last: only now is the backup complete.
+        self.target
+            .put_bytes(&key, json)
+            .await
+            .step(id, "manifest")?;
+        Ok(manifest)
+    }
+
+    /// Reads one manifest; `None` if there is none (incomplete backup).
+    pub async fn manifest(&self, id: &str) -> anyhow::Result<Option<Manifest>> {
+        read_manifest(&self.target, id).await
+    }
+
+    /// Every backup in the target, complete or not, with this beacon's
+    /// record of it; the newest first.
+    pub async fn list(&self) -> anyhow::Result<Vec<Listed>> {
+        let records: HashMap<String, BackupRecord> = self
+            .store
+            .backup_records()
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        list_target(&self.target, &records).await
+    }
+
+    /// Verifies one backup (the caller holds the lock) and records the
+    /// outcome.
+    pub async fn verify(&self, id: &str) -> Result<Manifest, StepError> {
+        let outcome = self.check(id).await;
+        let now = self.clock.now_ms();
+        let mut record = self
+            .store
+            .backup_records()
+            .await
+            .ok()
+            .and_then(|all| all.into_iter().find(|r| r.id == id))
+            .unwrap_or_else(|| BackupRecord {
+                id: id.to_string(),
+                created_at: id_time(id).map_or(now, |t| t.timestamp_millis()),
+                target: self.config.target.to_string(),
+                archive_key: String::new(),
+                size_bytes: None,
+                sha256: None,
+                status: String::new(),
+                failed_step: None,
+                error: None,
+                verified_at: None,
+                updated_at: now,
+            });
+        match &outcome {
+            Ok(m) => {
+                record.status = "verified".into();
+                record.archive_key = m.archive.clone();
+                record.size_bytes = Some(m.size as i64);
+                record.sha256 = Some(m.sha256.clone());
+                record.failed_step = None;
+                record.error = None;
+                record.verified_at = Some(now);
+                tracing::info!(backup = %id, "backup verified");
+            }
+            Err(e) => {
+                record.status = "failed".into();
+                record.failed_step = Some(format!("verify: {}", e.step));
+                record.error = Some(format!("{:#}", e.cause));
+                record.verified_at = Some(now);
+                tracing::error!(backup = %id, step = e.step, error = %format!("{:#}", e.cause), "backup verification failed");
+            }
+        }
+        self.record(&mut record).await;
+        outcome
+    }
+
+    async fn check(&self, id: &str) -> Result<Manifest, StepError> {
+        let dir = self.temp_dir(id).step(id, "temporary folder")?;
+        let (manifest, archive) = fetch(&self.target, id, dir.path()).await?;
+        restore_check(&manifest, &archive, dir.path(), &self.store, &self.db_url).await?;
+        Ok(manifest)
+    }
+
+    /// The newest complete backup's id.
+    pub async fn latest(&self) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .find(Listed::complete)
+            .map(|l| l.id))
+    }
+
+    /// Applies the keep policy (the caller holds the lock). Returns the
+    /// plan, newest first; with `dry_run` nothing is deleted.
+    pub async fn prune(&self, dry_run: bool) -> anyhow::Result<Vec<Decision>> {
+        let listed = self.list().await?;
+        let candidates: Vec<Candidate> = listed
+            .iter()
+            .filter(|l| l.complete())
+            .map(|l| Candidate {
+                id: l.id.clone(),
+                created_at: l.created_at,
+                verification: match l.status() {
+                    "verified" => Verification::Verified,
+                    "failed" => Verification::Failed,
+                    _ => Verification::Unverified,
+                },
+            })
+            .collect();
+        let plan = rotation::plan(&candidates, &self.config.keep);
+        if dry_run {
+            return Ok(plan);
+        }
+        for d in plan.iter().filter(|d| !d.keep) {
+            let Some(l) = listed.iter().find(|l| l.id == d.id) else {
+                continue;
+            };
+            // The manifest first: a half-deleted backup is then merely
+            // incomplete, never a manifest pointing at nothing.
+            if let Some(key) = manifest_key(&l.id) {
+                self.target
+                    .delete(&key)
+                    .await
+                    .with_context(|| format!("deleting backup {}", l.id))?;
+            }
+            if let Some(a) = &l.archive {
+                self.target
+                    .delete(&a.key)
+                    .await
+                    .with_context(|| format!("deleting backup {}", l.id))?;
+            }
+            if let Some(mut r) = l.record.clone() {
+                r.status = "deleted".into();
+                self.record(&mut r).await;
+            }
+            tracing::info!(backup = %l.id, reason = %d.reasons.join(", "), "backup deleted by rotation");
+        }
+        Ok(plan)
+    }
+}
+
+/// Reads one manifest; `None` if there is none (incomplete backup).
+pub async fn read_manifest(target: &BackupTarget, id: &str) -> anyhow::Result<Option<Manifest>> {
+    let key = manifest_key(id).ok_or_else(|| anyhow!("\"{id}\" is not a backup id"))?;
+    match target.get_bytes(&key).await? {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).with_context(|| format!("reading {key}"))?,
+        )),
+    }
+}
+
+/// Every backup in `target`, complete or not, joined with `records`; the
+/// newest first. Needs no database: restore lists before one exists.
+pub async fn list_target(
+    target: &BackupTarget,
+    records: &HashMap<String, BackupRecord>,
+) -> anyhow::Result<Vec<Listed>> {
+    let objects = target.list().await?;
+    let mut by_id: BTreeMap<String, (Option<Object>, bool)> = BTreeMap::new();
+    for o in objects {
+        let name = o.key.rsplit('/').next().unwrap_or(&o.key).to_string();
+        // `<id>.<kind>`, the id being 20 characters: 20260312T220000.123Z
+        let (Some(id), Some(rest)) = (name.get(..20), name.get(21..)) else {
+            continue;
+        };
+        let (id, rest) = (id.to_string(), rest.to_string());
+        if id_time(&id).is_none() {
+            continue;
+        }
+        let entry = by_id.entry(id).or_insert((None, false));
+        if rest == "manifest.json" {
+            entry.1 = true;
+        } else {
+            entry.0 = Some(o);
+        }
+    }
+    let mut out = Vec::new();
+    for (id, (archive, has_manifest)) in by_id.into_iter().rev() {
+        let manifest = match has_manifest {
+            false => None,
+            // A manifest that does not parse makes its backup incomplete;
+            // a store that does not answer fails the listing.
+            true => manifest_key(&id),
+        };
+        let manifest = match manifest {
+            None => None,
+            Some(key) => target.get_bytes(&key).await?.and_then(|bytes| {
+                serde_json::from_slice::<Manifest>(&bytes)
+                    .map_err(|e| tracing::warn!(key, error = %e, "unreadable manifest: backup treated as incomplete"))
+                    .ok()
+            }),
+        };
+        let created_at = id_time(&id).unwrap_or_default();
+        out.push(Listed {
+            record: records.get(&id).cloned(),
+            id,
+            created_at,
+            manifest,
+            archive,
+        });
+    }
+    Ok(out)
+}
+
+/// Downloads one backup into `dir` and checks it against its manifest:
+/// the archive whose size and SHA-256 match.
+pub async fn fetch(
+    target: &BackupTarget,
+    id: &str,
+    dir: &Path,
+) -> Result<(Manifest, PathBuf), StepError> {
+    let manifest = read_manifest(target, id)
+        .await
+        .step(id, "manifest")?
+        .ok_or_else(|| anyhow!("no manifest: the backup is incomplete"))
+        .step(id, "manifest")?;
+    let archive = dir.join("archive");
+    let got = target
+        .get_file(&manifest.archive, &archive)
+        .await
+        .step(id, "download")?;
+    check_digest(&manifest, &got).step(id, "checksum")?;
+    Ok((manifest, archive))
+}
+
+fn check_digest(manifest: &Manifest, got: &Digested) -> anyhow::Result<()> {
+    if got.size != manifest.size {
+        return Err(anyhow!(
+            "the stored archive has {} bytes, the manifest says {}",
+            got.size,
+            manifest.size
+        ));
+    }
+    if got.hex() != manifest.sha256 {
+        return Err(anyhow!(
+            "the stored archive's SHA-256 is {}, the manifest says {}",
+            got.hex(),
+            manifest.sha256
+        ));
+    }
+    Ok(())
+}
+
+/// Compares row counts with the manifest, naming the first difference.
+pub fn compare_counts(expected: &RowCounts, got: &RowCounts) -> anyhow::Result<()> {
+    for (table, n) in expected {
+        match got.get(table) {
+            Some(m) if m == n => {}
+            Some(m) => return Err(anyhow!("table {table} has {m} rows, the manifest says {n}")),
+            None => return Err(anyhow!("table {table} is missing")),
+        }
+    }
+    if let Some(extra) = got.keys().find(|t| !expected.contains_key(*t)) {
+        return Err(anyhow!("table {extra} is not in the manifest"));
+    }
+    Ok(())
+}
+
+/// Restores `archive` into a scratch database in `dir` (SQLite) or a
+/// scratch PostgreSQL database (dropped after), checks integrity and row
+/// counts.
+async fn restore_check(
+    manifest: &Manifest,
+    archive: &Path,
+    dir: &Path,
+    store: &Store,
+    db_url: &DatabaseUrl,
+) -> Result<(), StepError> {
+    let id = manifest.id.as_str();
+    match manifest.database.as_str() {
+        "sqlite" => {
+            let file = dir.join("restored.sqlite");
+            dump::gunzip(archive.to_path_buf(), file.clone())
+                .await
+                .step(id, "decompress")?;
+            let mut conn = dump::open_sqlite_file(&file)
+                .await
+                .step(id, "integrity check")?;
+            dump::sqlite_integrity(&mut conn)
+                .await
+                .step(id, "integrity check")?;
+            let got = dump::sqlite_row_counts(&mut conn)
+                .await
+                .step(id, "row counts")?;
+            let _ = sqlx::Connection::close(conn).await;
+            compare_counts(&manifest.tables, &got).step(id, "row counts")
+        }
+        "postgres" => {
+            let Store::Postgres(pool) = store else {
+                return Err(anyhow!(
+                    "a PostgreSQL backup needs beacon on PostgreSQL to verify it (a scratch database)"
+                ))
+                .step(id, "restore");
+            };
+            // Unique per run: two beacons on one server may verify at once.
+            let nonce = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let scratch = format!(
+                "beacon_verify_{}_{}_{nonce}",
+                id.chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+                    .to_lowercase(),
+                std::process::id()
+            );
+            sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"
+            ))
+            .execute(pool)
+            .await
+            .step(id, "scratch database")?;
+            dump::create_database(pool, &scratch)
+                .await
+                .step(id, "scratch database")?;
+            let outcome = async {
+                let (base, password) = dump::libpq_url(db_url).step(id, "restore")?;
+                let mut url = url::Url::parse(&base).step(id, "restore")?;
+                url.set_path(&scratch);
+                dump::pg_restore(
+                    url.as_str(),
+                    password.as_deref(),
+                    archive,
+                    &["--single-transaction"],
+                )
+                .await
+                .step(id, "pg_restore")?;
+                let mut with_password = url.clone();
+                let _ = with_password.set_password(password.as_deref());
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(with_password.as_str())
+                    .await
+                    .step(id, "row counts")?;
+                let got = dump::postgres_row_counts(&mut conn)
+                    .await
+                    .step(id, "row counts")?;
+                let _ = conn.close().await;
+                compare_counts(&manifest.tables, &got).step(id, "row counts")
+            }
+            .await;
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"
+            ))
+            .execute(pool)
+            .await;
+            outcome
+        }
+        other => Err(anyhow!("unknown database kind \"{other}\"")).step(id, "manifest"),
+    }
+}
+
+/// When the newest verified backup is older than twice the schedule's
+/// period, `/health` warns.
+pub fn schedule_period(schedule: &str) -> Option<chrono::Duration> {
+    let cron = crate::config::parse_schedule(schedule).ok()?;
+    let now = Utc::now();
+    let first = cron.find_next_occurrence(&now, false).ok()?;
+    let second = cron.find_next_occurrence(&first, false).ok()?;
+    Some(second - first)
+}
