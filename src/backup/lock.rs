@@ -92,11 +92,39 @@ impl BackupLock {
         Ok(BackupLock::Postgres(Some(conn)))
     }
 
-    /// Releases the lock now (dropping it does too).
+    /// Releases the lock now. PostgreSQL: unlocks before closing, because
+    /// the server drops a closed session's locks only when its backend
+    /// notices, and a run that starts right after this one must not find
+    /// the lock still held.
     pub async fn release(mut self) {
         if let BackupLock::Postgres(conn) = &mut self {
             if let Some(conn) = conn.take() {
-                let _ = sqlx::Connection::close(conn).await;
+                unlock_and_close(conn).await;
+            }
+        }
+    }
+}
+
+async fn unlock_and_close(mut conn: sqlx::PgConnection) {
+    if let Err(e) = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(ADVISORY_KEY)
+        .execute(&mut conn)
+        .await
+    {
+        tracing::warn!(error = %e, "releasing the backup lock; closing the session releases it");
+    }
+    let _ = sqlx::Connection::close(conn).await;
+}
+
+impl Drop for BackupLock {
+    /// Dropped without `release` (an early return, a panic): unlock in the
+    /// background when a runtime is there, else the closed socket does it.
+    fn drop(&mut self) {
+        if let BackupLock::Postgres(conn) = self {
+            if let Some(conn) = conn.take() {
+                if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                    handle.spawn(unlock_and_close(conn));
+                }
             }
         }
     }

@@ -196,7 +196,13 @@ impl Backups {
     /// verification is recorded and returned; prune then does not run
     /// (it would have nothing new to keep).
     pub async fn run(&self) -> Result<RunReport, anyhow::Error> {
-        let _lock = self.lock().await?;
+        let lock = self.lock().await?;
+        let outcome = self.run_locked().await;
+        lock.release().await;
+        outcome
+    }
+
+    async fn run_locked(&self) -> Result<RunReport, anyhow::Error> {
         let manifest = self.backup().await?;
         self.verify(&manifest.id).await?;
         let pruned = self.prune(false).await?;

@@ -142,9 +142,15 @@ async fn execute(backups: &Backups, command: BackupCommand) -> anyhow::Result<()
             Ok(())
         }
         BackupCommand::Verify { id } => {
-            let _lock = backups.lock().await?;
-            let id = resolve(backups, &id).await?;
-            let m = backups.verify(&id).await?;
+            let lock = backups.lock().await?;
+            let verified = async {
+                let id = resolve(backups, &id).await?;
+                let m = backups.verify(&id).await?;
+                anyhow::Ok((id, m))
+            }
+            .await;
+            lock.release().await;
+            let (id, m) = verified?;
             let rows: i64 = m.tables.values().sum();
             println!(
                 "backup {id} verified: {} SHA-256 ok, restored into a scratch database, integrity ok, {rows} rows in {} tables as in the manifest",
@@ -154,8 +160,10 @@ async fn execute(backups: &Backups, command: BackupCommand) -> anyhow::Result<()
             Ok(())
         }
         BackupCommand::Prune { dry_run } => {
-            let _lock = backups.lock().await?;
-            let plan = backups.prune(dry_run).await?;
+            let lock = backups.lock().await?;
+            let plan = backups.prune(dry_run).await;
+            lock.release().await;
+            let plan = plan?;
             if plan.is_empty() {
                 println!("no complete backups in the target");
             }
