@@ -31,9 +31,14 @@ fn target() -> std::net::SocketAddr {
     addr
 }
 
-fn wrk(url: &str, seconds: u64) -> anyhow::Result<(f64, String, String)> {
-    let out = Command::new("wrk")
-        .args(["-t2", "-c50", &format!("-d{seconds}s"), "--latency", url])
+fn wrk(url: &str, seconds: u64, encoding: &str) -> anyhow::Result<(f64, String, String)> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t2", "-c50", &format!("-d{seconds}s"), "--latency"]);
+    if !encoding.is_empty() {
+        cmd.args(["-H", &format!("Accept-Encoding: {encoding}")]);
+    }
+    let out = cmd
+        .arg(url)
         .output()
         .map_err(|e| anyhow::anyhow!("wrk (apt-get install wrk): {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -96,11 +101,26 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     println!("page: 200 services, 30 groups, 50 incidents; wrk -t2 -c50 -d{seconds}s on the same 2 cores; the monitor probing and writing throughout");
-    println!("| route | requests/s | p50 | p99 |");
-    println!("|---|---|---|---|");
+    let client = reqwest::Client::new();
+    println!("| route | Accept-Encoding | body bytes | requests/s | p50 | p99 |");
+    println!("|---|---|---|---|---|---|");
     for path in ["/", "/api/v2/summary.json"] {
-        let (rps, p50, p99) = wrk(&format!("http://127.0.0.1:{port}{path}"), seconds)?;
-        println!("| `{path}` | {rps:.0} | {p50} | {p99} |");
+        // None (as wrk sends by default), and what browsers send.
+        for encoding in ["", "gzip, deflate, br"] {
+            let url = format!("http://127.0.0.1:{port}{path}");
+            let mut request = client.get(&url);
+            if !encoding.is_empty() {
+                request = request.header("accept-encoding", encoding);
+            }
+            let bytes = request.send().await?.bytes().await?.len();
+            let (rps, p50, p99) = wrk(&url, seconds, encoding)?;
+            let shown = if encoding.is_empty() {
+                "none"
+            } else {
+                encoding
+            };
+            println!("| `{path}` | {shown} | {bytes} | {rps:.0} | {p50} | {p99} |");
+        }
     }
     let _ = stop.send(());
     server.await??;

@@ -135,6 +135,8 @@ pub struct ServiceView {
     pub hours: Vec<Point>,
     /// The last 90 days, day by day, oldest first (today last).
     pub days: Vec<Day>,
+    /// Median response time over the last 24 hours (ms), from the rollups.
+    pub p50_24h: Option<i64>,
     /// Reported dependencies: names and states only (outputs stay internal).
     pub dependencies: Vec<(String, crate::health::Health)>,
 }
@@ -238,11 +240,25 @@ impl Inputs {
             recent,
             incidents: store.unresolved_incidents().await?,
             maintenances: store.current_maintenances(now).await?,
-            recent_incidents: store.recent_incidents(50).await?,
+            // Enough for the 90-day bars' incident counts, the first page of
+            // the history (three calendar months) and the API's 50 newest.
+            recent_incidents: store
+                .incidents_since(
+                    now - RECENT_INCIDENTS_DAYS * 86_400_000,
+                    50,
+                    RECENT_INCIDENTS_CAP,
+                )
+                .await?,
             recent_maintenances: store.recent_maintenances(50).await?,
         })
     }
 }
+
+/// How far back the snapshot holds incidents: 90 days of bars, or three
+/// calendar months of history in any time zone, whichever is longer.
+pub const RECENT_INCIDENTS_DAYS: i64 = 95;
+/// At most this many of them (older ones are read from the store).
+pub const RECENT_INCIDENTS_CAP: i64 = 500;
 
 /// The 90 days ending today, each with its worst state, uptime, incident
 /// count and response time; days without data say so.
@@ -329,6 +345,10 @@ impl Snapshot {
             state_since: s.state_since.and_then(ms_to_datetime),
             last_checked_at: s.last_checked_at.and_then(ms_to_datetime),
             created_at: ms_to_datetime(s.created_at).unwrap_or(now),
+            p50_24h: inputs
+                .windows
+                .get(&s.id)
+                .and_then(|w| w[0].percentile_ms(0.5)),
             uptime: uptimes(&counts(s)),
             hours: inputs
                 .recent
@@ -392,27 +412,7 @@ impl Snapshot {
         let public_slug =
             |slug: &String| public.iter().any(|s| &s.slug == slug).then(|| slug.clone());
         let time = |ms: i64| ms_to_datetime(ms).unwrap_or(now);
-        let incident_view = |i: Incident| {
-            let updates: Vec<(String, String, DateTime<Utc>)> = i
-                .updates
-                .iter()
-                .map(|u| (u.status.clone(), u.message.clone(), time(u.created_at)))
-                .collect();
-            IncidentView {
-                id: i.id,
-                latest: updates.last().cloned(),
-                updates,
-                services: i.services.iter().filter_map(public_name).collect(),
-                service_slugs: i.services.iter().filter_map(public_slug).collect(),
-                title: i.title,
-                impact: i.impact,
-                status: i.status,
-                started_at: time(i.started_at),
-                updated_at: time(i.updated_at),
-                resolved_at: i.resolved_at.map(time),
-                postmortem: i.postmortem,
-            }
-        };
+        let incident_view = |i: Incident| incident_view(i, &public_name, now);
         let maintenance_view = |m: Maintenance| MaintenanceView {
             id: m.id,
             services: m.services.iter().filter_map(public_name).collect(),
@@ -458,6 +458,54 @@ impl Snapshot {
             active_maintenances: active,
             upcoming_maintenances: upcoming,
         }
+    }
+}
+
+/// An incident as the public sees it: only public services are named.
+fn incident_view(
+    i: Incident,
+    public_name: &dyn Fn(&String) -> Option<String>,
+    now: DateTime<Utc>,
+) -> IncidentView {
+    let time = |ms: i64| ms_to_datetime(ms).unwrap_or(now);
+    let updates: Vec<(String, String, DateTime<Utc>)> = i
+        .updates
+        .iter()
+        .map(|u| (u.status.clone(), u.message.clone(), time(u.created_at)))
+        .collect();
+    let public: Vec<(String, String)> = i
+        .services
+        .iter()
+        .filter_map(|slug| public_name(slug).map(|name| (slug.clone(), name)))
+        .collect();
+    IncidentView {
+        id: i.id,
+        latest: updates.last().cloned(),
+        updates,
+        services: public.iter().map(|(_, name)| name.clone()).collect(),
+        service_slugs: public.into_iter().map(|(slug, _)| slug).collect(),
+        title: i.title,
+        impact: i.impact,
+        status: i.status,
+        started_at: time(i.started_at),
+        updated_at: time(i.updated_at),
+        resolved_at: i.resolved_at.map(time),
+        postmortem: i.postmortem,
+    }
+}
+
+impl Snapshot {
+    /// An incident read from the store (one older than the snapshot
+    /// holds), named as the page names it.
+    pub fn incident_view(&self, i: Incident) -> IncidentView {
+        let names: HashMap<&str, &str> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.services.iter())
+            .map(|s| (s.slug.as_str(), s.name.as_str()))
+            .collect();
+        let public_name = |slug: &String| names.get(slug.as_str()).map(|n| n.to_string());
+        incident_view(i, &public_name, self.generated_at)
     }
 }
 

@@ -103,6 +103,53 @@ impl Store {
         self.load(&ids).await
     }
 
+    /// Every incident that started at or after `since` (ms), and at least
+    /// the newest `at_least` whatever their age; at most `cap`, newest first.
+    pub async fn incidents_since(
+        &self,
+        since: i64,
+        at_least: i64,
+        cap: i64,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar(
+                "SELECT id FROM incidents WHERE started_at >= $1 OR id IN \
+                 (SELECT id FROM incidents ORDER BY started_at DESC, id DESC LIMIT $2) \
+                 ORDER BY started_at DESC, id DESC LIMIT $3",
+            )
+            .bind(since)
+            .bind(at_least)
+            .bind(cap)
+            .fetch_all(pool)
+            .await?
+        });
+        self.load(&ids).await
+    }
+
+    /// Incidents that started in `[from, to)` (ms), newest first.
+    pub async fn incidents_between(&self, from: i64, to: i64) -> Result<Vec<Incident>, StoreError> {
+        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar(
+                "SELECT id FROM incidents WHERE started_at >= $1 AND started_at < $2 \
+                 ORDER BY started_at DESC, id DESC",
+            )
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?
+        });
+        self.load(&ids).await
+    }
+
+    /// When the first incident on record started (ms), if any.
+    pub async fn first_incident_start(&self) -> Result<Option<i64>, StoreError> {
+        Ok(on_pool!(self, pool, _Db => {
+            sqlx::query_scalar("SELECT MIN(started_at) FROM incidents")
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
     /// Every incident not yet resolved, the newest first.
     pub async fn unresolved_incidents(&self) -> Result<Vec<Incident>, StoreError> {
         let ids: Vec<i64> = on_pool!(self, pool, _Db => {

@@ -86,6 +86,22 @@ fn uptime_badge(s: &ServiceView, window: usize, label: &str) -> String {
     }
 }
 
+/// The median response time over 24 hours, coloured by how it feels.
+fn response_time_badge(s: &ServiceView) -> String {
+    match s.p50_24h {
+        None => badge("response time", "no data", "#757575"),
+        Some(ms) => {
+            let color = match ms {
+                ..=300 => "#2e7d32",
+                301..=1000 => "#689f38",
+                1001..=3000 => "#b26a00",
+                _ => "#c62828",
+            };
+            badge("response time", &format!("{ms} ms"), color)
+        }
+    }
+}
+
 fn find<'a>(s: &'a Snapshot, slug: &str) -> Option<&'a ServiceView> {
     s.groups
         .iter()
@@ -139,6 +155,18 @@ pub async fn uptime(
     }
 }
 
+/// `/badge/{slug}/response-time.svg`: p50 over the last 24 hours.
+pub async fn response_time(
+    AxumState(app): AxumState<AppState>,
+    Path(slug): Path<String>,
+) -> Response {
+    let s = app.snapshot();
+    match find(&s, &slug) {
+        Some(service) => svg(&app, response_time_badge(service)),
+        None => pages::not_found().await,
+    }
+}
+
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -157,6 +185,7 @@ fn entries(app: &AppState, s: &Snapshot) -> Vec<Entry> {
     let mut out: Vec<Entry> = s
         .recent_incidents
         .iter()
+        .take(50)
         .map(|i| Entry {
             id: format!("incident-{}", i.id),
             title: format!(

@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/services", get(api::services))
         .route("/badge/{file}", get(feeds::state))
         .route("/badge/{slug}/uptime/{file}", get(feeds::uptime))
+        .route("/badge/{slug}/response-time.svg", get(feeds::response_time))
         .route("/feed.atom", get(feeds::atom_feed))
         .route("/feed.rss", get(feeds::rss_feed))
         .route("/api/v2/summary.json", get(statuspage::summary))

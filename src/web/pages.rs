@@ -21,6 +21,8 @@ struct ServiceRow {
     label: &'static str,
     uptime: String,
     last_checked: String,
+    /// The 90-day bar (inline SVG).
+    bars: String,
     dependencies: Vec<DependencyRow>,
 }
 
@@ -33,9 +35,19 @@ struct DependencyRow {
 
 struct GroupRow {
     name: Option<String>,
+    /// The worst state of its services, shown on the collapsed group.
+    class: &'static str,
+    icon: &'static str,
+    label: &'static str,
+    /// Expanded: something in it is not operational, or the page is short.
+    open: bool,
     uptime: String,
     services: Vec<ServiceRow>,
 }
+
+/// Groups start collapsed only on pages with more than this many groups,
+/// and only while every service in them is operational.
+const OPEN_GROUPS_UP_TO: usize = 3;
 
 struct IncidentRow {
     id: i64,
@@ -159,11 +171,25 @@ pub async fn index(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> R
 
 fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
     let now = app.clock.now();
+    let short_page = snapshot.groups.len() <= OPEN_GROUPS_UP_TO;
     let groups = snapshot
         .groups
         .iter()
-        .map(|g| GroupRow {
+        .map(|g| {
+            let worst = g
+                .services
+                .iter()
+                .map(|s| s.state)
+                .max_by_key(|s| s.severity())
+                .unwrap_or(State::Unknown);
+            (g, worst)
+        })
+        .map(|(g, worst)| GroupRow {
             name: g.name.clone(),
+            class: worst.as_str(),
+            icon: icon(worst),
+            label: worst.label(),
+            open: short_page || g.services.iter().any(|s| s.state != State::Up),
             uptime: match g.uptime[3] {
                 Some(_) => format!("{} uptime (90 d)", format_uptime(g.uptime[3])),
                 None => String::new(),
@@ -189,6 +215,7 @@ fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
                         Some(t) => format!("checked {}", ago(t, now)),
                         None => "not checked yet".to_string(),
                     },
+                    bars: bars_svg(&s.days, &bars_label(&s.days, s.uptime[3])),
                     dependencies: dependency_rows(&s.dependencies),
                 })
                 .collect(),
@@ -275,6 +302,11 @@ struct IncidentsPage {
     title: String,
     months: Vec<Month>,
     shown: usize,
+    /// "September 2026 to November 2026".
+    range: String,
+    /// The page numbers of the neighbours, when there are any.
+    newer: Option<u32>,
+    older: Option<u32>,
 }
 
 struct UpdateRow {
@@ -318,55 +350,164 @@ fn incident_class(i: &IncidentView) -> &'static str {
     }
 }
 
-/// `/incidents`: the history, by month, newest first.
-pub async fn incidents(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
-    let snapshot = app.snapshot();
-    cache::respond(
-        &app.render_cache,
-        &snapshot,
-        &headers,
-        app.max_age_secs,
-        "/incidents",
-        cache::HTML,
-        |s| {
-            let mut months: Vec<Month> = Vec::new();
-            for i in &s.recent_incidents {
-                let name = i.started_at.format("%B %Y").to_string();
-                let row = HistoryRow {
-                    id: i.id,
-                    title: i.title.clone(),
-                    status: i.status.clone(),
-                    class: incident_class(i),
-                    impact: i.impact.clone(),
-                    when: match i.resolved_at {
-                        Some(r) => format!(
-                            "{} – {}",
-                            long_time(i.started_at, app.site.time_zone),
-                            crate::store::human_minutes((r - i.started_at).num_minutes())
-                        ),
-                        None => format!("since {}", long_time(i.started_at, app.site.time_zone)),
-                    },
-                    services: i.services.join(", "),
-                };
-                match months.last_mut() {
-                    Some(m) if m.name == name => m.incidents.push(row),
-                    _ => months.push(Month {
-                        name,
-                        incidents: vec![row],
-                    }),
-                }
-            }
-            IncidentsPage {
-                site: app.site.clone(),
-                title: s.title.clone(),
-                shown: s.recent_incidents.len(),
-                months,
-            }
-            .render()
-            .map_err(|e| tracing::error!(error = %e, "rendering /incidents failed"))
-            .ok()
-        },
+/// How many calendar months one page of `/incidents` covers.
+const MONTHS_A_PAGE: u32 = 3;
+
+/// `?page=N` of `/incidents`.
+#[derive(serde::Deserialize)]
+pub struct HistoryQuery {
+    page: Option<String>,
+}
+
+/// The first instant of the month `back` months before `now`'s, in `tz`.
+fn month_start(now: DateTime<Utc>, tz: Tz, back: u32) -> Option<DateTime<Utc>> {
+    use chrono::{Datelike, TimeZone};
+    let local = now.with_timezone(&tz);
+    let months = local.year() * 12 + local.month0() as i32 - back as i32;
+    tz.with_ymd_and_hms(
+        months.div_euclid(12),
+        months.rem_euclid(12) as u32 + 1,
+        1,
+        0,
+        0,
+        0,
     )
+    .earliest()
+    .map(|t| t.with_timezone(&Utc))
+}
+
+/// `/incidents`: the history by month, newest first, three months a page
+/// (`?page=2` the three before). Page 1 is rendered from the snapshot, once
+/// per snapshot; older pages are read from the store.
+pub async fn incidents(
+    AxumState(app): AxumState<AppState>,
+    axum::extract::Query(query): axum::extract::Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let page = match query.page.as_deref() {
+        None => 1,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=1200).contains(&n) => n,
+            _ => return not_found().await,
+        },
+    };
+    let snapshot = app.snapshot();
+    let tz = app.site.time_zone;
+    let now = snapshot.generated_at;
+    let (Some(from), Some(to)) = (
+        month_start(now, tz, page * MONTHS_A_PAGE - 1),
+        month_start(now, tz, (page - 1) * MONTHS_A_PAGE).and_then(|t| {
+            // The end of this page: the start of the month after its newest.
+            month_start(t + chrono::Duration::days(32), tz, 0)
+        }),
+    ) else {
+        return not_found().await;
+    };
+    if page == 1 {
+        return cache::respond(
+            &app.render_cache,
+            &snapshot,
+            &headers,
+            app.max_age_secs,
+            "/incidents",
+            cache::HTML,
+            |s| {
+                let shown: Vec<&IncidentView> = s
+                    .recent_incidents
+                    .iter()
+                    .filter(|i| i.started_at >= from)
+                    .collect();
+                let older = s.recent_incidents.iter().any(|i| i.started_at < from);
+                history_html(&app, s, &shown, page, older, from, to)
+            },
+        );
+    }
+    let (rows, first) = match tokio::try_join!(
+        app.store
+            .incidents_between(from.timestamp_millis(), to.timestamp_millis()),
+        app.store.first_incident_start()
+    ) {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the incident history failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly\n").into_response();
+        }
+    };
+    // Past the first incident on record: there is no such page.
+    if first.is_none_or(|first| first >= to.timestamp_millis()) {
+        return not_found().await;
+    }
+    let views: Vec<IncidentView> = rows
+        .into_iter()
+        .map(|i| snapshot.incident_view(i))
+        .collect();
+    let shown: Vec<&IncidentView> = views.iter().collect();
+    let older = first.is_some_and(|first| first < from.timestamp_millis());
+    match history_html(&app, &snapshot, &shown, page, older, from, to) {
+        Some(html) => axum::response::Html(html).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response(),
+    }
+}
+
+fn history_html(
+    app: &AppState,
+    s: &Snapshot,
+    shown: &[&IncidentView],
+    page: u32,
+    older: bool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<String> {
+    let tz = app.site.time_zone;
+    let month_name = |t: DateTime<Utc>| t.with_timezone(&tz).format("%B %Y").to_string();
+    // Every month of the page has its heading, with or without incidents.
+    let months_of_page = (0..MONTHS_A_PAGE)
+        .filter_map(|n| month_start(to - chrono::Duration::days(1), tz, n))
+        .filter(|t| *t >= from);
+    let mut months: Vec<Month> = months_of_page
+        .map(|m| Month {
+            name: month_name(m),
+            incidents: Vec::new(),
+        })
+        .collect();
+    for i in shown {
+        let name = month_name(i.started_at);
+        let row = HistoryRow {
+            id: i.id,
+            title: i.title.clone(),
+            status: i.status.clone(),
+            class: incident_class(i),
+            impact: i.impact.clone(),
+            when: match i.resolved_at {
+                Some(r) => format!(
+                    "{} – {}",
+                    long_time(i.started_at, tz),
+                    crate::store::human_minutes((r - i.started_at).num_minutes())
+                ),
+                None => format!("since {}", long_time(i.started_at, tz)),
+            },
+            services: i.services.join(", "),
+        };
+        if let Some(m) = months.iter_mut().find(|m| m.name == name) {
+            m.incidents.push(row);
+        }
+    }
+    IncidentsPage {
+        site: app.site.clone(),
+        title: s.title.clone(),
+        shown: shown.len(),
+        range: format!(
+            "{} to {}",
+            month_name(from),
+            month_name(to - chrono::Duration::days(1))
+        ),
+        newer: (page > 1).then(|| page - 1),
+        older: older.then_some(page + 1),
+        months,
+    }
+    .render()
+    .map_err(|e| tracing::error!(error = %e, "rendering /incidents failed"))
+    .ok()
 }
 
 /// `/incidents/{id}`: one incident's timeline.
@@ -375,12 +516,24 @@ pub async fn incident(
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
     let snapshot = app.snapshot();
-    let Some(i) = id
-        .parse::<i64>()
-        .ok()
-        .and_then(|id| snapshot.recent_incidents.iter().find(|i| i.id == id))
-    else {
+    let Ok(id) = id.parse::<i64>() else {
         return not_found().await;
+    };
+    // Recent ones are in the snapshot; older ones come from the store.
+    let stored;
+    let i = match snapshot.recent_incidents.iter().find(|i| i.id == id) {
+        Some(i) => i,
+        None => match app.store.incident(id).await {
+            Ok(Some(found)) => {
+                stored = snapshot.incident_view(found);
+                &stored
+            }
+            Ok(None) => return not_found().await,
+            Err(e) => {
+                tracing::error!(error = %e, "reading an incident failed");
+                return (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly\n").into_response();
+            }
+        },
     };
     let page = IncidentPage {
         site: app.site.clone(),
@@ -451,11 +604,31 @@ struct ServicePage {
 /// One point of a response-time chart: when, p50, p95 (ms).
 type Sample = (DateTime<Utc>, Option<i64>, Option<i64>);
 
+/// What the 90-day bar says as a whole, for screen readers and keyboards
+/// (the per-day text is a hover tooltip).
+fn bars_label(days: &[Day], uptime: Option<f64>) -> String {
+    let incidents: usize = days.iter().map(|d| d.incidents).sum();
+    let outages = days.iter().filter(|d| d.worst == State::Down).count();
+    format!(
+        "Last 90 days: {}, {} incident{}, {} day{} with an outage",
+        match uptime {
+            Some(_) => format!("{} uptime", format_uptime(uptime)),
+            None => "no uptime data".to_string(),
+        },
+        incidents,
+        if incidents == 1 { "" } else { "s" },
+        outages,
+        if outages == 1 { "" } else { "s" }
+    )
+}
+
 /// The 90-day bar: one rect a day, coloured by the day's worst state, each
-/// with its text ("12 Mar: 99.20 % uptime, 1 incident") as a tooltip.
-fn bars_svg(days: &[Day]) -> String {
-    let mut out = String::from(
-        r#"<svg viewBox="0 0 900 34" preserveAspectRatio="none" role="img" aria-label="Daily states of the last 90 days">"#,
+/// with its text ("12 Mar: 99.20 % uptime, 1 incident") as a tooltip. Kept
+/// terse: the front page carries one per service.
+fn bars_svg(days: &[Day], label: &str) -> String {
+    let mut out = format!(
+        r#"<svg viewBox="0 0 900 34" preserveAspectRatio="none" role="img" aria-label="{}">"#,
+        super::feeds::xml(label)
     );
     for (n, d) in days.iter().enumerate() {
         let text = format!(
@@ -469,7 +642,7 @@ fn bars_svg(days: &[Day]) -> String {
             if d.incidents == 1 { "" } else { "s" }
         );
         out.push_str(&format!(
-            r#"<rect class="bar {}" x="{}" y="0" width="8" height="34" rx="1"><title>{}</title></rect>"#,
+            r#"<rect class="bar {}" x="{}" width="8" height="34"><title>{}</title></rect>"#,
             d.worst.as_str(),
             n * 10,
             super::feeds::xml(&text)
@@ -575,7 +748,7 @@ pub async fn service(
             .zip(s.uptime)
             .map(|(w, u)| (*w, format_uptime(u)))
             .collect(),
-        bars: bars_svg(&s.days),
+        bars: bars_svg(&s.days, &bars_label(&s.days, s.uptime[3])),
         bars_summary: format!(
             "{} uptime over 90 days; {} day{} with an outage.",
             format_uptime(s.uptime[3]),

@@ -332,7 +332,7 @@ pub async fn incidents(AxumState(app): AxumState<AppState>, headers: HeaderMap) 
         &app,
         &headers,
         "/api/v2/incidents.json",
-        |app, s| json!({ "page": page(app, s), "incidents": incident_list(app, s, s.recent_incidents.iter()) }),
+        |app, s| json!({ "page": page(app, s), "incidents": incident_list(app, s, s.recent_incidents.iter().take(50)) }),
     )
 }
 

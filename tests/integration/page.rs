@@ -68,6 +68,21 @@ timeout = "500ms"
         "group heading with the group's uptime: {html}"
     );
     assert!(html.contains("100.00 % uptime (24 h) · 100.00 % (90 d)"));
+    assert_eq!(
+        html.matches("<rect class=\"bar ").count(),
+        2 * 90,
+        "a 90-day bar for each public service"
+    );
+    assert!(
+        html.contains(
+            "aria-label=\"Last 90 days: 100.00 % uptime, 0 incidents, 0 days with an outage\""
+        ),
+        "the bar says what it shows as a whole: {html}"
+    );
+    assert!(
+        html.contains("<details class=\"group\" open>"),
+        "a short page shows its groups open: {html}"
+    );
     assert!(
         html.contains("Operational") && html.contains("Down"),
         "state in words, not colour alone"
@@ -177,4 +192,44 @@ fn site_urls_are_validated_with_their_field() {
             .any(|p| p.starts_with("server: support_url \"not a url\": not a valid URL")),
         "{problems:?}"
     );
+}
+
+store_test!(groups_fold_away_only_when_all_is_well, groups_fold_away);
+async fn groups_fold_away(db: TestDb) {
+    let target = Target::start().await;
+    let closed = closed_port().await;
+    let mut body = String::new();
+    for (n, group) in ["Shop", "Search", "Accounts", "Billing"].iter().enumerate() {
+        let url = if *group == "Billing" {
+            format!("http://127.0.0.1:{closed}/health")
+        } else {
+            target.url("ok")
+        };
+        body.push_str(&format!(
+            "[[group]]\nname = \"{group}\"\n[[service]]\nname = \"Service {n}\"\ngroup = \"{group}\"\n\
+             url = \"{url}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nfailure_threshold = 1\n"
+        ));
+    }
+    let app = TestApp::spawn(test_config(&db, &body)).await;
+    eventually("every state is known", Duration::from_secs(10), || async {
+        let (_, html) = app.get("/").await.expect("page");
+        state_on_page(&html, "Service 0") == Some("up")
+            && state_on_page(&html, "Service 3") == Some("down")
+    })
+    .await;
+    let (_, html) = app.get("/").await.expect("page");
+    assert_eq!(
+        html.matches("<details class=\"group\">").count(),
+        3,
+        "the operational groups of a long page start folded: {html}"
+    );
+    let billing = html.find("<h2>Billing").expect("billing group");
+    let opening = html[..billing].rfind("<details").expect("its details");
+    assert!(
+        html[opening..billing].contains(" open>"),
+        "the group with a problem starts open"
+    );
+    // Folded or not, the summary names the group's worst state in words.
+    assert!(html[billing..].contains("Down</span></summary>"), "{html}");
+    app.stop().await.expect("stop");
 }

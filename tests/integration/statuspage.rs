@@ -455,6 +455,27 @@ async fn caching(db: TestDb) {
         )
         .expect("gunzip");
         assert!(plain.contains("Checkout"), "{path}");
+
+        // Brotli first when both are accepted, as browsers send it.
+        let br = app
+            .client
+            .get(app.url(path))
+            .header("accept-encoding", "gzip, deflate, br")
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(br.headers()["content-encoding"], "br", "{path}");
+        assert!(
+            br.headers().get_all("vary").iter().any(|v| v
+                .to_str()
+                .is_ok_and(|v| v.to_ascii_lowercase().contains("accept-encoding"))),
+            "{path}: caches keep the codings apart"
+        );
+        let compressed = br.bytes().await.expect("bytes");
+        let mut plain = Vec::new();
+        brotli::BrotliDecompress(&mut &compressed[..], &mut plain).expect("unbrotli");
+        let plain = String::from_utf8(plain).expect("utf-8");
+        assert!(plain.contains("Checkout"), "{path}: {plain}");
     }
     app.stop().await.expect("stop");
 }
@@ -501,8 +522,27 @@ async fn badges_and_feeds_body(db: TestDb) {
         .expect("badge");
     assert_eq!(status, 200);
     assert!(body.contains("uptime 30d: 100.00%"), "{body}");
+    // The median over 24 hours, from the rollups (re-read every 30 s).
+    eventually(
+        "the response-time badge has a figure",
+        Duration::from_secs(40),
+        || async {
+            app.get("/badge/checkout/response-time.svg")
+                .await
+                .is_ok_and(|(status, body)| {
+                    status == 200
+                        && body.split("response time: ").nth(1).is_some_and(|rest| {
+                            rest.split(" ms")
+                                .next()
+                                .is_some_and(|n| n.parse::<u64>().is_ok())
+                        })
+                })
+        },
+    )
+    .await;
     for missing in [
         "/badge/back-office.svg",
+        "/badge/back-office/response-time.svg",
         "/badge/nope.svg",
         "/badge/checkout/uptime/1y.svg",
         "/badge/checkout",
@@ -695,5 +735,103 @@ async fn service_page(db: TestDb) {
     for missing in ["/services/back-office", "/services/nope"] {
         assert_eq!(app.get(missing).await.expect("get").0, 404, "{missing}");
     }
+    app.stop().await.expect("stop");
+}
+
+store_test!(incident_history_pages_go_back_by_month, history_pages);
+async fn history_pages(db: TestDb) {
+    use chrono::Months;
+    let target = Target::start().await;
+    let config = test_config(
+        &db,
+        &format!(
+            "[[service]]\nname = \"Checkout\"\nurl = \"{}\"\ninterval = \"1s\"\n",
+            target.url("ok")
+        ),
+    );
+    let app = TestApp::spawn(config).await;
+    let now = chrono::Utc::now();
+    // The snapshot holds the recent months; older incidents are read from
+    // the store page by page.
+    let mut ids = Vec::new();
+    for (title, months_ago) in [
+        ("Fresh outage", 0),
+        ("Summer outage", 4),
+        ("Winter outage", 10),
+    ] {
+        let at = now - Months::new(months_ago);
+        let id = app
+            .store
+            .create_incident(&beacon::store::NewIncident {
+                title: title.into(),
+                impact: "minor".into(),
+                status: "investigating".into(),
+                message: "Looking.".into(),
+                services: vec!["checkout".into()],
+                at: at.timestamp_millis(),
+            })
+            .await
+            .expect("incident");
+        ids.push((id, at));
+    }
+    let month = |t: chrono::DateTime<chrono::Utc>| format!(">{}</h2>", t.format("%B %Y"));
+    eventually(
+        "the history shows the new incident",
+        Duration::from_secs(10),
+        || async {
+            app.get("/incidents")
+                .await
+                .is_ok_and(|(_, b)| b.contains("Fresh outage"))
+        },
+    )
+    .await;
+
+    let (status, first) = app.get("/incidents").await.expect("page 1");
+    assert_eq!(status, 200);
+    for back in 0..3 {
+        assert!(first.contains(&month(now - Months::new(back))), "{first}");
+    }
+    assert!(!first.contains("Summer outage") && !first.contains("Winter outage"));
+    assert!(
+        first.contains("href=\"/incidents?page=2\" rel=\"next\""),
+        "{first}"
+    );
+    assert!(!first.contains("rel=\"prev\""));
+
+    let (status, second) = app.get("/incidents?page=2").await.expect("page 2");
+    assert_eq!(status, 200);
+    assert!(second.contains("Summer outage"), "{second}");
+    assert!(second.contains(&month(ids[1].1)));
+    assert!(
+        second.contains("href=\"/incidents\" rel=\"prev\""),
+        "{second}"
+    );
+    assert!(second.contains("href=\"/incidents?page=3\" rel=\"next\""));
+
+    let (_, third) = app.get("/incidents?page=3").await.expect("page 3");
+    assert!(
+        third.contains("No incidents reported."),
+        "empty months say so"
+    );
+    let (_, fourth) = app.get("/incidents?page=4").await.expect("page 4");
+    assert!(fourth.contains("Winter outage"), "{fourth}");
+    assert!(!fourth.contains("rel=\"next\""), "nothing older: {fourth}");
+
+    // Out of bounds: before the first incident, zero, not a number.
+    for path in [
+        "/incidents?page=5",
+        "/incidents?page=0",
+        "/incidents?page=x",
+        "/incidents?page=-1",
+    ] {
+        assert_eq!(app.get(path).await.expect("get").0, 404, "{path}");
+    }
+    // An incident older than the snapshot still has its page.
+    let (status, old) = app
+        .get(&format!("/incidents/{}", ids[2].0))
+        .await
+        .expect("old incident");
+    assert_eq!(status, 200);
+    assert!(old.contains("<h1>Winter outage</h1>"), "{old}");
     app.stop().await.expect("stop");
 }
