@@ -2,14 +2,17 @@
 //! with a validator (`ETag`, 304 on `If-None-Match`) and a `Cache-Control`
 //! that matches how often the data can change. Under a traffic spike every
 //! request after the first is a lookup and a copy of `Bytes`. Compressed
-//! copies (brotli, gzip) are made once per rendering too, on the first
-//! request that asks for each, instead of once per request: with a bar a
-//! day for every service the front page is large, and compressing it per
-//! request would cost more than everything else a request does.
+//! copies (brotli, gzip) are made with each rendering, not per request:
+//! compressing the front page costs more than everything else a request
+//! does. While one request renders a new snapshot's page, requests that
+//! arrive meanwhile get the previous rendering (at most one snapshot old)
+//! instead of queueing behind it: under a spike the render is paid by one
+//! request a snapshot, and the others never wait.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -28,8 +31,8 @@ struct Rendered {
     body: Bytes,
     etag: HeaderValue,
     content_type: &'static str,
-    gzip: OnceLock<Bytes>,
-    br: OnceLock<Bytes>,
+    gzip: Bytes,
+    br: Bytes,
 }
 
 /// A content coding the client accepts and we keep a copy in.
@@ -77,14 +80,8 @@ impl Rendered {
     fn body(&self, coding: Coding) -> (Bytes, Option<&'static str>) {
         match coding {
             Coding::Identity => (self.body.clone(), None),
-            Coding::Gzip => (
-                self.gzip.get_or_init(|| gzip(&self.body)).clone(),
-                Some("gzip"),
-            ),
-            Coding::Brotli => (
-                self.br.get_or_init(|| brotli(&self.body)).clone(),
-                Some("br"),
-            ),
+            Coding::Gzip => (self.gzip.clone(), Some("gzip")),
+            Coding::Brotli => (self.br.clone(), Some("br")),
         }
     }
 }
@@ -112,20 +109,45 @@ fn brotli(body: &[u8]) -> Bytes {
 #[derive(Default)]
 pub struct RenderCache {
     entries: Mutex<HashMap<&'static str, Arc<Rendered>>>,
+    /// Keys a request is rendering right now.
+    rendering: Mutex<HashSet<&'static str>>,
+}
+
+/// Marks `key` as being rendered until dropped.
+struct Rendering<'a> {
+    cache: &'a RenderCache,
+    key: &'static str,
+}
+
+impl Drop for Rendering<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = self.cache.rendering.lock() {
+            busy.remove(self.key);
+        }
+    }
 }
 
 impl RenderCache {
-    fn get(&self, key: &'static str, generation: DateTime<Utc>) -> Option<Arc<Rendered>> {
-        let entries = self.entries.lock().ok()?;
-        entries
-            .get(key)
-            .filter(|r| r.generation == generation)
-            .cloned()
+    /// The latest rendering of `key`, whatever its snapshot.
+    fn latest(&self, key: &'static str) -> Option<Arc<Rendered>> {
+        self.entries.lock().ok()?.get(key).cloned()
     }
 
+    /// Claims the rendering of `key`; `None` when a request already has it.
+    fn claim(&self, key: &'static str) -> Option<Rendering<'_>> {
+        let mut busy = self.rendering.lock().ok()?;
+        busy.insert(key).then_some(Rendering { cache: self, key })
+    }
+
+    /// Keeps `rendered` unless a newer snapshot's rendering is there.
     fn put(&self, key: &'static str, rendered: Arc<Rendered>) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(key, rendered);
+            if entries
+                .get(key)
+                .is_none_or(|r| r.generation <= rendered.generation)
+            {
+                entries.insert(key, rendered);
+            }
         }
     }
 }
@@ -142,9 +164,14 @@ pub fn respond(
     render: impl FnOnce(&Snapshot) -> Option<String>,
 ) -> Response {
     let generation = snapshot.generated_at;
-    let rendered = match cache.get(key, generation) {
-        Some(r) => r,
-        None => {
+    let latest = cache.latest(key);
+    let rendered = match latest {
+        Some(r) if r.generation >= generation => r,
+        // Another request is rendering this snapshot: the previous one,
+        // instead of waiting.
+        Some(previous) if cache.rendering.lock().is_ok_and(|b| b.contains(key)) => previous,
+        _ => {
+            let _claim = cache.claim(key);
             let Some(body) = render(snapshot) else {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response();
             };
@@ -155,11 +182,11 @@ pub fn respond(
                 .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""));
             let r = Arc::new(Rendered {
                 generation,
+                gzip: gzip(body.as_bytes()),
+                br: brotli(body.as_bytes()),
                 body: Bytes::from(body),
                 etag,
                 content_type,
-                gzip: OnceLock::new(),
-                br: OnceLock::new(),
             });
             cache.put(key, r.clone());
             r
@@ -255,5 +282,57 @@ mod tests {
         brotli::BrotliDecompress(&mut &br[..], &mut plain).expect("unbrotli");
         assert_eq!(plain, body.as_bytes());
         assert!(br.len() < body.len() / 10 && gz.len() < body.len() / 10);
+    }
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::*;
+    use crate::snapshot::Inputs;
+
+    fn snapshot(at_secs: i64) -> Snapshot {
+        let inputs = Inputs {
+            summaries: Vec::new(),
+            windows: Default::default(),
+            recent: Default::default(),
+            incidents: Vec::new(),
+            maintenances: Vec::new(),
+            recent_incidents: Vec::new(),
+            recent_maintenances: Vec::new(),
+        };
+        let at = DateTime::from_timestamp(at_secs, 0).expect("time");
+        Snapshot::from_inputs(inputs, "t", &[], at)
+    }
+
+    fn body(response: Response) -> HeaderValue {
+        response.headers()[header::ETAG].clone()
+    }
+
+    #[test]
+    fn a_request_during_a_render_gets_the_previous_rendering() {
+        let cache = RenderCache::default();
+        let none = HeaderMap::new();
+        let first = snapshot(1);
+        let tag1 = body(respond(&cache, &first, &none, 5, "/", HTML, |_| {
+            Some("one".into())
+        }));
+        let second = snapshot(2);
+        // Another request is rendering the second snapshot right now.
+        let claim = cache.claim("/").expect("free");
+        let during = respond(&cache, &second, &none, 5, "/", HTML, |_| {
+            panic!("must not render twice at once")
+        });
+        assert_eq!(body(during), tag1, "the previous rendering, not a wait");
+        drop(claim);
+        let tag2 = body(respond(&cache, &second, &none, 5, "/", HTML, |_| {
+            Some("two".into())
+        }));
+        assert_ne!(tag2, tag1);
+        // A request still holding the first snapshot gets the newer page,
+        // and never puts the older one back.
+        let late = respond(&cache, &first, &none, 5, "/", HTML, |_| {
+            panic!("newer rendering is there")
+        });
+        assert_eq!(body(late), tag2);
     }
 }

@@ -80,6 +80,7 @@ struct IndexPage {
     upcoming_maintenances: Vec<MaintenanceRow>,
     updated_iso: String,
     updated_text: String,
+    bar_patterns: &'static str,
 }
 
 /// Reported dependencies as the pages show them: name and state in words.
@@ -215,7 +216,7 @@ fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
                         Some(t) => format!("checked {}", ago(t, now)),
                         None => "not checked yet".to_string(),
                     },
-                    bars: bars_svg(&s.days, &bars_label(&s.days, s.uptime[3])),
+                    bars: compact_bars_svg(&s.days, &bars_label(&s.days, s.uptime[3])),
                     dependencies: dependency_rows(&s.dependencies),
                 })
                 .collect(),
@@ -268,6 +269,7 @@ fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
             .iter()
             .map(|m| maintenance_row(m, app.site.time_zone))
             .collect(),
+        bar_patterns: BAR_PATTERNS,
         updated_iso: html_time(snapshot.generated_at),
         updated_text: snapshot
             .generated_at
@@ -623,15 +625,41 @@ fn bars_label(days: &[Day], uptime: Option<f64>) -> String {
 }
 
 /// The 90-day bar: one rect a day, coloured by the day's worst state, each
-/// with its text ("12 Mar: 99.20 % uptime, 1 incident") as a tooltip. Kept
-/// terse: the front page carries one per service.
+/// with its text ("12 Mar: 99.20 % uptime, 1 incident") as a tooltip.
 fn bars_svg(days: &[Day], label: &str) -> String {
+    bars(days, label, false)
+}
+
+/// The front page's 90-day bar: the same picture, but a run of quiet days
+/// (all up with no incident, or all without data) is one rect painted with
+/// the day pattern of [`BAR_PATTERNS`] and one tooltip for the run
+/// ("1 Mar – 20 Mar: 100.00 % uptime, no incidents"). Days with anything to
+/// tell keep their own. With one bar per service this keeps the page a
+/// tenth of the size.
+fn compact_bars_svg(days: &[Day], label: &str) -> String {
+    bars(days, label, true)
+}
+
+/// Patterns the compact bars paint quiet runs with: an 8-wide bar every
+/// 10 units, as the single days are drawn. Once per page.
+pub const BAR_PATTERNS: &str = r#"<svg class="defs" width="0" height="0" aria-hidden="true"><defs><pattern id="run-up" width="10" height="34" patternUnits="userSpaceOnUse"><rect class="bar up" width="8" height="34"/></pattern><pattern id="run-unknown" width="10" height="34" patternUnits="userSpaceOnUse"><rect class="bar unknown" width="8" height="34"/></pattern></defs></svg>"#;
+
+fn quiet(d: &Day) -> bool {
+    d.incidents == 0
+        && match d.worst {
+            State::Up => d.uptime.is_none_or(|u| u >= 100.0),
+            State::Unknown => d.uptime.is_none(),
+            _ => false,
+        }
+}
+
+fn bars(days: &[Day], label: &str, compact: bool) -> String {
     let mut out = format!(
         r#"<svg viewBox="0 0 900 34" preserveAspectRatio="none" role="img" aria-label="{}">"#,
         super::feeds::xml(label)
     );
-    for (n, d) in days.iter().enumerate() {
-        let text = format!(
+    let day_text = |d: &Day| {
+        format!(
             "{}: {}, {} incident{}",
             d.date.format("%-d %b"),
             match d.uptime {
@@ -640,13 +668,46 @@ fn bars_svg(days: &[Day], label: &str) -> String {
             },
             d.incidents,
             if d.incidents == 1 { "" } else { "s" }
-        );
-        out.push_str(&format!(
-            r#"<rect class="bar {}" x="{}" width="8" height="34"><title>{}</title></rect>"#,
-            d.worst.as_str(),
-            n * 10,
-            super::feeds::xml(&text)
-        ));
+        )
+    };
+    let mut n = 0;
+    while n < days.len() {
+        let d = &days[n];
+        let run = if compact && quiet(d) {
+            days[n..]
+                .iter()
+                .take_while(|e| quiet(e) && e.worst == d.worst)
+                .count()
+        } else {
+            1
+        };
+        if run > 1 {
+            let last = &days[n + run - 1];
+            let text = format!(
+                "{} – {}: {}",
+                d.date.format("%-d %b"),
+                last.date.format("%-d %b"),
+                match d.worst {
+                    State::Up => "100.00 % uptime, no incidents",
+                    _ => "no data",
+                }
+            );
+            out.push_str(&format!(
+                r#"<rect x="{}" width="{}" height="34" fill="url(#run-{})"><title>{}</title></rect>"#,
+                n * 10,
+                run * 10 - 2,
+                d.worst.as_str(),
+                super::feeds::xml(&text)
+            ));
+        } else {
+            out.push_str(&format!(
+                r#"<rect class="bar {}" x="{}" width="8" height="34"><title>{}</title></rect>"#,
+                d.worst.as_str(),
+                n * 10,
+                super::feeds::xml(&day_text(d))
+            ));
+        }
+        n += run;
     }
     out.push_str("</svg>");
     out
@@ -818,5 +879,44 @@ mod tests {
         assert_eq!(ago(at(5 * 3600), now), "5 h ago");
         assert_eq!(ago(at(2 * 86_400), now), "2 days ago");
         assert_eq!(ago(at(-5), now), "0 s ago");
+    }
+
+    #[test]
+    fn quiet_runs_share_a_rect_and_eventful_days_keep_their_own() {
+        let start = Utc
+            .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+            .single()
+            .expect("valid");
+        let day = |n: i64, worst: State, uptime: Option<f64>, incidents: usize| Day {
+            date: start + chrono::Duration::days(n),
+            worst,
+            uptime,
+            incidents,
+            p50: None,
+            p95: None,
+        };
+        let mut days: Vec<Day> = (0..5).map(|n| day(n, State::Unknown, None, 0)).collect();
+        days.extend((5..15).map(|n| day(n, State::Up, Some(100.0), 0)));
+        days.push(day(15, State::Down, Some(97.5), 1));
+        days.push(day(16, State::Up, Some(100.0), 1));
+        days.extend((17..20).map(|n| day(n, State::Up, Some(100.0), 0)));
+
+        let compact = compact_bars_svg(&days, "label");
+        assert_eq!(compact.matches("<rect").count(), 5, "{compact}");
+        assert!(compact.contains(
+            r#"<rect x="0" width="48" height="34" fill="url(#run-unknown)"><title>1 Mar – 5 Mar: no data</title></rect>"#
+        ));
+        assert!(compact.contains(
+            r#"<rect x="50" width="98" height="34" fill="url(#run-up)"><title>6 Mar – 15 Mar: 100.00 % uptime, no incidents</title></rect>"#
+        ));
+        assert!(compact.contains(
+            r#"<rect class="bar down" x="150" width="8" height="34"><title>16 Mar: 97.50 % uptime, 1 incident</title></rect>"#
+        ));
+        assert!(compact.contains(r#"<title>17 Mar: 100.00 % uptime, 1 incident</title>"#));
+        assert!(
+            compact.contains(r#"<title>18 Mar – 20 Mar: 100.00 % uptime, no incidents</title>"#)
+        );
+        // The service page keeps a rect a day.
+        assert_eq!(bars_svg(&days, "label").matches("<rect").count(), 20);
     }
 }
