@@ -3,7 +3,7 @@
 # what the tests need first: PostgreSQL on 127.0.0.1:5432 with trust auth
 # and its client tools (pg_dump, pg_restore, psql), Redis on 127.0.0.1:6379,
 # s3s-fs (the S3-compatible server the backup tests start), and the tools the
-# runbook's by-hand restore uses (AWS CLI, sqlite3, curl), and headless
+# runbook's by-hand restore uses (AWS CLI, sqlite3, curl), promtool, and headless
 # Chromium with axe-core for the browser test.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -94,6 +94,8 @@ ensure_runbook_tools() {
   command -v curl >/dev/null 2>&1 || { log "installing curl"; apt_install curl; }
   command -v sqlite3 >/dev/null 2>&1 || { log "installing sqlite3"; apt_install sqlite3; }
   command -v flock >/dev/null 2>&1 || { log "installing util-linux"; apt_install util-linux; }
+  # promtool checks /metrics; the package's server is not started.
+  command -v promtool >/dev/null 2>&1 || { log "installing promtool (Debian package prometheus)"; apt_install prometheus; }
   if ! command -v aws >/dev/null 2>&1; then
     log "installing the AWS CLI (pip)"
     python3 -m pip install --quiet awscli

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod probe;

@@ -136,6 +136,8 @@ impl Application {
                 .as_ref()
                 .map(|u| u.as_str().trim_end_matches('/').to_string()),
             backup_watch,
+            metrics_enabled: config.metrics.enabled,
+            metrics_token: config.metrics.token.clone().map(Arc::new),
         };
         Ok(Application {
             listener,
@@ -212,7 +214,7 @@ impl Application {
         ));
         let mut scheduler = match backups {
             Some((backups, schedule)) => Some(
-                start_backup_schedule(backups, &schedule)
+                start_backup_schedule(backups, &schedule, state.stats.clone())
                     .await
                     .context("starting the backup schedule")?,
             ),
@@ -269,19 +271,19 @@ impl Application {
     }
 }
 
-/// Prunes raw results past `raw_retention` (rollups stay) soon after start
-/// and then hourly, until `stop` resolves.
 /// Runs backup → verify → prune on the cron schedule. A failed step is
 /// logged and recorded; the next tick runs regardless. Overlap is refused
 /// by the backup lock (shared with `beacon backup run` from cron).
 async fn start_backup_schedule(
     backups: Arc<Backups>,
     schedule: &str,
+    stats: Arc<crate::monitor::MonitorStats>,
 ) -> anyhow::Result<tokio_cron_scheduler::JobScheduler> {
     use tokio_cron_scheduler::{Job, JobScheduler};
     let scheduler = JobScheduler::new().await?;
     let job = Job::new_async(schedule, move |_, _| {
         let backups = backups.clone();
+        let stats = stats.clone();
         Box::pin(async move {
             match backups.run().await {
                 Ok(report) => tracing::info!(
@@ -290,7 +292,17 @@ async fn start_backup_schedule(
                     deleted = report.pruned.iter().filter(|d| !d.keep).count(),
                     "scheduled backup taken, verified and rotated"
                 ),
-                Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduled backup failed"),
+                Err(e) => {
+                    let step = e
+                        .downcast_ref::<crate::backup::StepError>()
+                        .map_or("lock", |s| s.step);
+                    stats
+                        .metrics
+                        .backup_failures
+                        .with_label_values(&[step])
+                        .inc();
+                    tracing::error!(error = %format!("{e:#}"), step, "scheduled backup failed")
+                }
             }
         })
     })?;
@@ -300,6 +312,8 @@ async fn start_backup_schedule(
     Ok(scheduler)
 }
 
+/// Prunes raw results past `raw_retention` (rollups stay) soon after start
+/// and then hourly, until `stop` resolves.
 async fn retention_job(
     store: Store,
     clock: Arc<dyn Clock>,

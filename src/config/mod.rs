@@ -32,6 +32,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub monitor: MonitorConfig,
     pub admin: AdminConfig,
+    pub metrics: MetricsConfig,
     /// `[backup]`; `None`: no backups are configured.
     pub backup: Option<BackupConfig>,
     pub groups: Vec<GroupConfig>,
@@ -116,6 +117,39 @@ pub struct AdminConfig {
 impl fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "AdminConfig {{ tokens: {} hidden }}", self.tokens.len())
+    }
+}
+
+/// `[metrics]`: `/metrics` on or off, and the bearer token it asks for.
+#[derive(Clone)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// `None`: open to whoever reaches the port (keep it off the public
+    /// internet then, or set one from `${VAR}`).
+    pub token: Option<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            token: None,
+        }
+    }
+}
+
+impl fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MetricsConfig {{ enabled: {}, token: {} }}",
+            self.enabled,
+            if self.token.is_some() {
+                "hidden"
+            } else {
+                "none"
+            }
+        )
     }
 }
 

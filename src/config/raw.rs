@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub monitor: RawMonitor,
     #[serde(default)]
     pub admin: RawAdmin,
+    #[serde(default)]
+    pub metrics: RawMetrics,
     pub backup: Option<RawBackup>,
     #[serde(default, rename = "group")]
     pub groups: Vec<RawGroup>,
@@ -79,6 +81,12 @@ pub struct RawAdmin {
 }
 
 #[derive(Debug, Default, Deserialize)]
+pub struct RawMetrics {
+    pub enabled: Option<bool>,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
 pub struct RawGroup {
     pub name: Option<String>,
     pub description: Option<String>,
@@ -120,9 +128,10 @@ pub struct RawService {
 pub fn known_keys(table: &str) -> &'static [&'static str] {
     match table {
         "" => &[
-            "server", "storage", "monitor", "admin", "backup", "group", "service",
+            "server", "storage", "monitor", "admin", "metrics", "backup", "group", "service",
         ],
         "admin" => &["tokens"],
+        "metrics" => &["enabled", "token"],
         "backup.keep" => &["last", "hourly", "daily", "weekly", "monthly", "yearly"],
         "backup" => &[
             "schedule",

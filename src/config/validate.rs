@@ -259,6 +259,24 @@ pub(super) fn from_toml(
         }
     }
 
+    // [metrics]
+    let mut metrics = MetricsConfig {
+        enabled: raw.metrics.enabled.unwrap_or(true),
+        token: None,
+    };
+    if let Some(token) = &raw.metrics.token {
+        if token.contains("${") {
+            // an unset variable, already reported
+        } else if token.trim().len() < 16 {
+            problems.push(
+                "metrics: token is shorter than 16 characters; use a long random secret (openssl rand -hex 32)"
+                    .to_string(),
+            );
+        } else {
+            metrics.token = Some(token.trim().to_string());
+        }
+    }
+
     let backup = raw
         .backup
         .as_ref()
@@ -356,6 +374,7 @@ pub(super) fn from_toml(
         },
         monitor,
         admin,
+        metrics,
         backup,
         groups,
         services,

@@ -64,6 +64,8 @@ pub enum Health {
 }
 
 impl Health {
+    pub const ALL: [Health; 3] = [Health::Pass, Health::Warn, Health::Fail];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Health::Pass => "pass",

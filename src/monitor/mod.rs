@@ -33,7 +33,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::config::{MonitorConfig, ServiceConfig};
-use crate::model::State;
+use crate::model::{Outcome, State};
 use crate::probe::{self, ProbeReport};
 use crate::store::{Batch, CheckResult, StatusChange, Store, StoreError, StoredService};
 
@@ -76,6 +76,8 @@ pub struct MonitorStats {
     pub results_dropped: AtomicU64,
     /// Probe slots skipped because the monitor fell a whole interval behind.
     pub probes_skipped: AtomicU64,
+    /// What `/metrics` serves.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl MonitorStats {
@@ -260,6 +262,7 @@ impl Monitor {
             self.stats
                 .last_lag_ms
                 .store(lag.as_millis() as u64, Ordering::Relaxed);
+            self.stats.metrics.schedule_lag.observe(lag.as_secs_f64());
             self.stats.probes_started.fetch_add(1, Ordering::Relaxed);
 
             let clients = self.clients.clone();
@@ -496,6 +499,31 @@ impl Recorder {
             .results_written
             .fetch_add(batch.results.len() as u64, Ordering::Relaxed);
         self.stats.batches_written.fetch_add(1, Ordering::Relaxed);
+        let metrics = &self.stats.metrics;
+        metrics.write_batch_size.observe(batch.results.len() as f64);
+        metrics
+            .write_duration
+            .observe(started.elapsed().as_secs_f64());
+        // Counted once written, so the counters never run ahead of the store.
+        for r in &batch.results {
+            if let Some((slug, _)) = self.trackers.get(&r.service_id) {
+                let outcome = match r.outcome {
+                    Outcome::Up => "up",
+                    Outcome::Degraded => "degraded",
+                    Outcome::Down => "down",
+                };
+                metrics
+                    .probes
+                    .with_label_values(&[slug.as_str(), outcome])
+                    .inc();
+                if let Some(ms) = r.latency_ms {
+                    metrics
+                        .probe_duration
+                        .with_label_values(&[slug.as_str()])
+                        .observe(f64::from(ms) / 1000.0);
+                }
+            }
+        }
         self.stats
             .last_write_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);
@@ -543,6 +571,7 @@ impl Recorder {
                     Err(e) => {
                         attempt += 1;
                         self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+                        self.stats.metrics.write_failures.inc();
                         if *stopping.borrow() && attempt >= 3 {
                             rx.close();
                             let queued = std::iter::from_fn(|| rx.try_recv().ok()).count();

@@ -42,7 +42,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
 
 /// Equal in time whatever the contents, so a token cannot be guessed byte
 /// by byte from response times.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -9,6 +9,7 @@ mod api;
 mod cache;
 pub mod error;
 mod feeds;
+mod metrics;
 mod own_health;
 mod pages;
 mod statuspage;
@@ -47,6 +48,10 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Set when backups run on a schedule: /health watches their age.
     pub backup_watch: Option<BackupWatch>,
+    /// `[metrics] enabled`.
+    pub metrics_enabled: bool,
+    /// `[metrics] token`: `/metrics` asks for it when set.
+    pub metrics_token: Option<Arc<String>>,
 }
 
 /// What every page shows around its content (from `[server]`).
@@ -75,7 +80,11 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if state.metrics_enabled {
+        router = router.route("/metrics", get(metrics::metrics));
+    }
+    router
         .merge(admin::routes(state.clone()))
         .route("/", get(pages::index))
         .route("/incidents", get(pages::incidents))
@@ -111,6 +120,10 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(own_health::readyz))
         .route("/health", get(own_health::health))
         .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(
             // One span per request, named by the route pattern (not the raw

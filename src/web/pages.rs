@@ -655,7 +655,7 @@ fn quiet(d: &Day) -> bool {
 
 fn bars(days: &[Day], label: &str, compact: bool) -> String {
     let mut out = format!(
-        r#"<svg viewBox="0 0 900 34" preserveAspectRatio="none" role="img" aria-label="{}">"#,
+        r#"<svg viewBox="0 0 900 34" role="img" aria-label="{}">"#,
         super::feeds::xml(label)
     );
     let day_text = |d: &Day| {

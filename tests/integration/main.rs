@@ -10,6 +10,7 @@ mod browser;
 mod drill;
 mod health_docs;
 mod incidents;
+mod metrics;
 mod monitor;
 mod own_health;
 mod page;

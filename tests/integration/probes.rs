@@ -16,7 +16,7 @@ use crate::helpers::{closed_port, postgres_admin_url, test_config, Target, TestD
 /// A TLS server on 127.0.0.1 whose self-signed certificate for "localhost"
 /// expires `days` days (and an hour) from now. Answers any request with a
 /// small health+json document, then closes.
-async fn tls_server(days: i64) -> u16 {
+pub async fn tls_server(days: i64) -> u16 {
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
     params.not_after =
         time::OffsetDateTime::now_utc() + time::Duration::days(days) + time::Duration::hours(1);

@@ -1,0 +1,378 @@
+//! `/metrics`: beacon's numbers in the Prometheus text format (0.0.4, the
+//! format `promtool check metrics` reads), for the Prometheus and Grafana
+//! ops already run.
+//!
+//! Two kinds of series:
+//! - counted as things happen (probes, batch writes, HTTP requests, backup
+//!   failures of the schedule), in the registry below;
+//! - read when scraped (service and dependency states, check age, monitor
+//!   lag, the backups table's latest outcomes), so they are never stale and
+//!   a service removed from the config leaves the output.
+//!
+//! Names follow Prometheus conventions: `beacon_` prefix, base units
+//! (`_seconds`, `_bytes`), `_total` on counters, enums as one series per
+//! value with 1 on the current one.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::model::State;
+use crate::store::{BackupRecord, ServiceSummary};
+
+const STATES: [State; 5] = [
+    State::Unknown,
+    State::Up,
+    State::Degraded,
+    State::Down,
+    State::Maintenance,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    /// `service`, `outcome` (up / degraded / down), counted when written.
+    pub probes: IntCounterVec,
+    pub probe_duration: HistogramVec,
+    pub schedule_lag: Histogram,
+    pub write_batch_size: Histogram,
+    pub write_duration: Histogram,
+    pub write_failures: IntCounter,
+    /// `route` (the matched pattern, never the raw path), `status`.
+    pub http_requests: IntCounterVec,
+    /// `step` of the scheduled run that failed.
+    pub backup_failures: IntCounterVec,
+    service_state: IntGaugeVec,
+    service_check_age: GaugeVec,
+    dependency_state: IntGaugeVec,
+    certificate_expiry: GaugeVec,
+    monitor_lag: Gauge,
+    backup_last_success: Gauge,
+    backup_last_verified: Gauge,
+    backup_last_duration: Gauge,
+    backup_last_size: Gauge,
+    backup_last_failed: IntGauge,
+    backup_period: Gauge,
+    /// One scrape at a time: scrape-time series are cleared and refilled.
+    scrape: std::sync::Mutex<()>,
+}
+
+/// What a scrape reads besides the registry.
+pub struct Readings<'a> {
+    pub now_ms: i64,
+    pub services: &'a [ServiceSummary],
+    pub monitor_lag_secs: f64,
+    /// Newest first, as `Store::backup_records` returns them.
+    pub backups: &'a [BackupRecord],
+    /// The backup schedule's period, when `beacon serve` runs one.
+    pub backup_period_secs: Option<f64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// The names and labels below are constants: registering them cannot
+    /// fail unless this code is wrong, which the unit test below catches.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+            r.register(Box::new(m.clone()))
+                .expect("metric names are valid and unique");
+            m
+        }
+        let opts = |name: &str, help: &str| Opts::new(name, help);
+        let hist = |name: &str, help: &str, buckets: &[f64]| {
+            HistogramOpts::new(name, help).buckets(buckets.to_vec())
+        };
+        const LATENCY: &[f64] = &[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let r = &registry;
+        Metrics {
+            probes: reg(
+                r,
+                IntCounterVec::new(
+                    opts("beacon_probes_total", "Probe results written, by service and outcome."),
+                    &["service", "outcome"],
+                )
+                .expect("valid"),
+            ),
+            probe_duration: reg(
+                r,
+                HistogramVec::new(
+                    hist(
+                        "beacon_probe_duration_seconds",
+                        "How long probes took, by service.",
+                        LATENCY,
+                    ),
+                    &["service"],
+                )
+                .expect("valid"),
+            ),
+            schedule_lag: reg(
+                r,
+                Histogram::with_opts(hist(
+                    "beacon_probe_schedule_lag_seconds",
+                    "How late probes started behind their plan.",
+                    &[0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0],
+                ))
+                .expect("valid"),
+            ),
+            write_batch_size: reg(
+                r,
+                Histogram::with_opts(hist(
+                    "beacon_store_write_batch_results",
+                    "Results per batch written to the store.",
+                    &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
+                ))
+                .expect("valid"),
+            ),
+            write_duration: reg(
+                r,
+                Histogram::with_opts(hist(
+                    "beacon_store_write_duration_seconds",
+                    "How long writing one batch took.",
+                    LATENCY,
+                ))
+                .expect("valid"),
+            ),
+            write_failures: reg(
+                r,
+                IntCounter::with_opts(opts(
+                    "beacon_store_write_failures_total",
+                    "Batch writes that failed (each is retried).",
+                ))
+                .expect("valid"),
+            ),
+            http_requests: reg(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "beacon_http_requests_total",
+                        "HTTP requests served, by route pattern and status.",
+                    ),
+                    &["route", "status"],
+                )
+                .expect("valid"),
+            ),
+            backup_failures: reg(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "beacon_backup_failures_total",
+                        "Scheduled backup runs of this process that failed, by step.",
+                    ),
+                    &["step"],
+                )
+                .expect("valid"),
+            ),
+            service_state: reg(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "beacon_service_state",
+                        "1 on the service's current state (unknown, up, degraded, down, maintenance).",
+                    ),
+                    &["service", "state"],
+                )
+                .expect("valid"),
+            ),
+            service_check_age: reg(
+                r,
+                GaugeVec::new(
+                    opts(
+                        "beacon_service_last_check_age_seconds",
+                        "Seconds since the service's last probe result.",
+                    ),
+                    &["service"],
+                )
+                .expect("valid"),
+            ),
+            dependency_state: reg(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "beacon_dependency_state",
+                        "1 on the reported dependency's current health (pass, warn, fail).",
+                    ),
+                    &["service", "dependency", "state"],
+                )
+                .expect("valid"),
+            ),
+            certificate_expiry: reg(
+                r,
+                GaugeVec::new(
+                    opts(
+                        "beacon_certificate_expiry_timestamp_seconds",
+                        "notAfter of the certificate the service's latest TLS probe saw (Unix time).",
+                    ),
+                    &["service"],
+                )
+                .expect("valid"),
+            ),
+            monitor_lag: reg(
+                r,
+                Gauge::with_opts(opts(
+                    "beacon_monitor_lag_seconds",
+                    "How far the monitor runs behind its schedule now.",
+                ))
+                .expect("valid"),
+            ),
+            backup_last_success: reg(
+                r,
+                Gauge::with_opts(opts(
+                    "beacon_backup_last_success_timestamp_seconds",
+                    "When the newest backup that was uploaded was taken (Unix time).",
+                ))
+                .expect("valid"),
+            ),
+            backup_last_verified: reg(
+                r,
+                Gauge::with_opts(opts(
+                    "beacon_backup_last_verified_timestamp_seconds",
+                    "When the newest verified backup was verified (Unix time).",
+                ))
+                .expect("valid"),
+            ),
+            backup_last_duration: reg(
+                r,
+                Gauge::with_opts(opts(
+                    "beacon_backup_last_duration_seconds",
+                    "How long the newest finished backup took, upload and verification.",
+                ))
+                .expect("valid"),
+            ),
+            backup_last_size: reg(
+                r,
+                Gauge::with_opts(opts(
+                    "beacon_backup_last_size_bytes",
+                    "Size of the newest uploaded backup archive.",
+                ))
+                .expect("valid"),
+            ),
+            backup_last_failed: reg(
+                r,
+                IntGauge::with_opts(opts(
+                    "beacon_backup_last_run_failed",
+                    "1 when the newest backup run failed (any process: serve or cron).",
+                ))
+                .expect("valid"),
+            ),
+            backup_period: reg(
+                r,
+                Gauge::with_opts(opts(
+                    "beacon_backup_schedule_period_seconds",
+                    "Time between two scheduled backups (0: serve runs no schedule).",
+                ))
+                .expect("valid"),
+            ),
+            registry,
+            scrape: std::sync::Mutex::new(()),
+        }
+    }
+
+    /// Everything, in the Prometheus text format.
+    pub fn render(&self, readings: &Readings) -> String {
+        let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        self.service_state.reset();
+        self.service_check_age.reset();
+        self.dependency_state.reset();
+        self.certificate_expiry.reset();
+        for s in readings.services {
+            for state in STATES {
+                self.service_state
+                    .with_label_values(&[s.slug.as_str(), state.as_str()])
+                    .set(i64::from(s.state == state));
+            }
+            if let Some(at) = s.last_checked_at {
+                self.service_check_age
+                    .with_label_values(&[s.slug.as_str()])
+                    .set((readings.now_ms - at).max(0) as f64 / 1000.0);
+            }
+            if let Some(at) = s.certificate_expires_at {
+                self.certificate_expiry
+                    .with_label_values(&[s.slug.as_str()])
+                    .set(at as f64 / 1000.0);
+            }
+            for d in &s.dependencies {
+                for health in crate::health::Health::ALL {
+                    self.dependency_state
+                        .with_label_values(&[s.slug.as_str(), d.name.as_str(), health.as_str()])
+                        .set(i64::from(d.health == health));
+                }
+            }
+        }
+        self.monitor_lag.set(readings.monitor_lag_secs);
+        self.backup_period
+            .set(readings.backup_period_secs.unwrap_or(0.0));
+        let secs = |ms: i64| ms as f64 / 1000.0;
+        let uploaded = readings
+            .backups
+            .iter()
+            .find(|b| b.status == "uploaded" || b.status == "verified");
+        self.backup_last_success
+            .set(uploaded.map_or(0.0, |b| secs(b.created_at)));
+        self.backup_last_size
+            .set(uploaded.and_then(|b| b.size_bytes).unwrap_or(0) as f64);
+        self.backup_last_verified.set(
+            readings
+                .backups
+                .iter()
+                .filter_map(|b| b.verified_at)
+                .max()
+                .map_or(0.0, secs),
+        );
+        let finished = readings
+            .backups
+            .iter()
+            .find(|b| b.status == "verified" || b.status == "failed");
+        self.backup_last_duration
+            .set(finished.map_or(0.0, |b| secs((b.updated_at - b.created_at).max(0))));
+        self.backup_last_failed.set(i64::from(
+            readings
+                .backups
+                .first()
+                .is_some_and(|b| b.status == "failed"),
+        ));
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding the metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_registers_and_renders() {
+        let m = Metrics::new();
+        m.probes.with_label_values(&["checkout", "up"]).inc();
+        m.probe_duration
+            .with_label_values(&["checkout"])
+            .observe(0.02);
+        let text = m.render(&Readings {
+            now_ms: 0,
+            services: &[],
+            monitor_lag_secs: 0.25,
+            backups: &[],
+            backup_period_secs: None,
+        });
+        assert!(text.contains("beacon_probes_total{outcome=\"up\",service=\"checkout\"} 1"));
+        assert!(text.contains("beacon_monitor_lag_seconds 0.25"));
+        assert!(text.contains("# TYPE beacon_probe_duration_seconds histogram"));
+        assert!(text.contains("beacon_backup_last_run_failed 0"));
+    }
+}

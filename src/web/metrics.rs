@@ -1,0 +1,81 @@
+//! `/metrics` (Prometheus text format) and the counter of every HTTP
+//! request by route pattern and status.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::metrics::Readings;
+
+/// `GET /metrics`. With `[metrics] token`, only for `Authorization: Bearer`
+/// that token (compared in constant time).
+pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &app.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or("");
+        if !super::admin::constant_time_eq(token.as_bytes(), given.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+                "a bearer token is required\n",
+            )
+                .into_response();
+        }
+    }
+    let now_ms = app.clock.now_ms();
+    let (services, backups) = match tokio::try_join!(
+        app.store.service_summaries(now_ms),
+        app.store.backup_records()
+    ) {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the store for /metrics failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store is unavailable\n",
+            )
+                .into_response();
+        }
+    };
+    let text = app.stats.metrics.render(&Readings {
+        now_ms,
+        services: &services,
+        monitor_lag_secs: app.stats.current_lag(now_ms).as_secs_f64(),
+        backups: &backups,
+        backup_period_secs: app
+            .backup_watch
+            .as_ref()
+            .map(|w| w.max_age.num_milliseconds() as f64 / 2000.0),
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Counts each request under its route pattern (`/services/{slug}`, never
+/// the raw path a client chose) and status.
+pub async fn count_requests(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    app.stats
+        .metrics
+        .http_requests
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
