@@ -644,10 +644,13 @@ fn compact_bars_svg(days: &[Day], label: &str) -> String {
 /// 10 units, as the single days are drawn. Once per page.
 pub const BAR_PATTERNS: &str = r#"<svg class="defs" width="0" height="0" aria-hidden="true"><defs><pattern id="run-up" width="10" height="34" patternUnits="userSpaceOnUse"><rect class="bar up" width="8" height="34"/></pattern><pattern id="run-unknown" width="10" height="34" patternUnits="userSpaceOnUse"><rect class="bar unknown" width="8" height="34"/></pattern></defs></svg>"#;
 
+/// A day whose bar is plain: up all day (the state never left up, though
+/// a probe may have failed below the failure threshold) with no incident,
+/// or no data at all.
 fn quiet(d: &Day) -> bool {
     d.incidents == 0
         && match d.worst {
-            State::Up => d.uptime.is_none_or(|u| u >= 100.0),
+            State::Up => true,
             State::Unknown => d.uptime.is_none(),
             _ => false,
         }
@@ -683,14 +686,24 @@ fn bars(days: &[Day], label: &str, compact: bool) -> String {
         };
         if run > 1 {
             let last = &days[n + run - 1];
+            let uptimes = days[n..n + run].iter().filter_map(|e| e.uptime);
+            let lowest = uptimes.clone().fold(f64::INFINITY, f64::min);
+            let highest = uptimes.fold(f64::NEG_INFINITY, f64::max);
+            let what = match d.worst {
+                State::Up if lowest == highest => {
+                    format!("{} uptime, no incidents", format_uptime(Some(lowest)))
+                }
+                State::Up if lowest.is_finite() => format!(
+                    "{} to {} uptime a day, no incidents",
+                    format_uptime(Some(lowest)),
+                    format_uptime(Some(highest))
+                ),
+                _ => "no data".to_string(),
+            };
             let text = format!(
-                "{} – {}: {}",
+                "{} – {}: {what}",
                 d.date.format("%-d %b"),
                 last.date.format("%-d %b"),
-                match d.worst {
-                    State::Up => "100.00 % uptime, no incidents",
-                    _ => "no data",
-                }
             );
             out.push_str(&format!(
                 r#"<rect x="{}" width="{}" height="34" fill="url(#run-{})"><title>{}</title></rect>"#,
@@ -896,7 +909,7 @@ mod tests {
             p95: None,
         };
         let mut days: Vec<Day> = (0..5).map(|n| day(n, State::Unknown, None, 0)).collect();
-        days.extend((5..15).map(|n| day(n, State::Up, Some(100.0), 0)));
+        days.extend((5..15).map(|n| day(n, State::Up, Some(if n == 9 { 99.5 } else { 100.0 }), 0)));
         days.push(day(15, State::Down, Some(97.5), 1));
         days.push(day(16, State::Up, Some(100.0), 1));
         days.extend((17..20).map(|n| day(n, State::Up, Some(100.0), 0)));
@@ -907,7 +920,7 @@ mod tests {
             r#"<rect x="0" width="48" height="34" fill="url(#run-unknown)"><title>1 Mar – 5 Mar: no data</title></rect>"#
         ));
         assert!(compact.contains(
-            r#"<rect x="50" width="98" height="34" fill="url(#run-up)"><title>6 Mar – 15 Mar: 100.00 % uptime, no incidents</title></rect>"#
+            r#"<rect x="50" width="98" height="34" fill="url(#run-up)"><title>6 Mar – 15 Mar: 99.50 % to 100.00 % uptime a day, no incidents</title></rect>"#
         ));
         assert!(compact.contains(
             r#"<rect class="bar down" x="150" width="8" height="34"><title>16 Mar: 97.50 % uptime, 1 incident</title></rect>"#

@@ -260,7 +260,8 @@ async fn older_schema(db: TestDb) {
     let clock = clock();
     let b = crate::backups::open(&config, &clock).await;
     fill_history(b.store(), &config, 1).await;
-    // Make the database what schema version 6 was: no backups table.
+    // Make the database what schema version 6 was: no backups table (7),
+    // no index on incidents' start (8).
     let store = b.store().clone();
     match &store {
         Store::Sqlite(pool) => {
@@ -268,7 +269,11 @@ async fn older_schema(db: TestDb) {
                 .execute(pool)
                 .await
                 .expect("drop");
-            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 7")
+            sqlx::query("DROP INDEX incidents_started_at")
+                .execute(pool)
+                .await
+                .expect("drop 8");
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 7")
                 .execute(pool)
                 .await
                 .expect("v6");
@@ -278,7 +283,11 @@ async fn older_schema(db: TestDb) {
                 .execute(pool)
                 .await
                 .expect("drop");
-            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 7")
+            sqlx::query("DROP INDEX incidents_started_at")
+                .execute(pool)
+                .await
+                .expect("drop 8");
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 7")
                 .execute(pool)
                 .await
                 .expect("v6");
