@@ -108,15 +108,15 @@ fn brotli(body: &[u8]) -> Bytes {
 
 #[derive(Default)]
 pub struct RenderCache {
-    entries: Mutex<HashMap<&'static str, Arc<Rendered>>>,
+    entries: Mutex<HashMap<String, Arc<Rendered>>>,
     /// Keys a request is rendering right now.
-    rendering: Mutex<HashSet<&'static str>>,
+    rendering: Mutex<HashSet<String>>,
 }
 
 /// Marks `key` as being rendered until dropped.
 struct Rendering<'a> {
     cache: &'a RenderCache,
-    key: &'static str,
+    key: &'a str,
 }
 
 impl Drop for Rendering<'_> {
@@ -129,24 +129,32 @@ impl Drop for Rendering<'_> {
 
 impl RenderCache {
     /// The latest rendering of `key`, whatever its snapshot.
-    fn latest(&self, key: &'static str) -> Option<Arc<Rendered>> {
+    fn latest(&self, key: &str) -> Option<Arc<Rendered>> {
         self.entries.lock().ok()?.get(key).cloned()
     }
 
     /// Claims the rendering of `key`; `None` when a request already has it.
-    fn claim(&self, key: &'static str) -> Option<Rendering<'_>> {
+    fn claim<'a>(&'a self, key: &'a str) -> Option<Rendering<'a>> {
         let mut busy = self.rendering.lock().ok()?;
-        busy.insert(key).then_some(Rendering { cache: self, key })
+        busy.insert(key.to_owned())
+            .then_some(Rendering { cache: self, key })
     }
 
     /// Keeps `rendered` unless a newer snapshot's rendering is there.
-    fn put(&self, key: &'static str, rendered: Arc<Rendered>) {
+    fn put(&self, key: &str, rendered: Arc<Rendered>) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries
                 .get(key)
                 .is_none_or(|r| r.generation <= rendered.generation)
             {
-                entries.insert(key, rendered);
+                // Pages of services or incidents that left the snapshot
+                // are not asked for again: forget what no snapshot of the
+                // last ten minutes rendered.
+                if entries.len() > 256 {
+                    let horizon = rendered.generation - chrono::Duration::minutes(10);
+                    entries.retain(|_, r| r.generation >= horizon);
+                }
+                entries.insert(key.to_owned(), rendered);
             }
         }
     }
@@ -159,7 +167,7 @@ pub fn respond(
     snapshot: &Snapshot,
     request: &HeaderMap,
     max_age_secs: u64,
-    key: &'static str,
+    key: &str,
     content_type: &'static str,
     render: impl FnOnce(&Snapshot) -> Option<String>,
 ) -> Response {

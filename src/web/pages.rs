@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use super::{cache, AppState};
 use crate::health::Health;
 use crate::model::State;
-use crate::snapshot::{Day, IncidentView, MaintenanceView, Snapshot};
+use crate::snapshot::{Day, IncidentView, MaintenanceView, ServiceView, Snapshot};
 
 struct ServiceRow {
     slug: String,
@@ -516,27 +516,44 @@ fn history_html(
 pub async fn incident(
     AxumState(app): AxumState<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
 ) -> Response {
     let snapshot = app.snapshot();
     let Ok(id) = id.parse::<i64>() else {
         return not_found().await;
     };
-    // Recent ones are in the snapshot; older ones come from the store.
-    let stored;
-    let i = match snapshot.recent_incidents.iter().find(|i| i.id == id) {
-        Some(i) => i,
-        None => match app.store.incident(id).await {
-            Ok(Some(found)) => {
-                stored = snapshot.incident_view(found);
-                &stored
-            }
-            Ok(None) => return not_found().await,
-            Err(e) => {
-                tracing::error!(error = %e, "reading an incident failed");
-                return (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly\n").into_response();
-            }
-        },
+    // Recent ones are in the snapshot: rendered once per snapshot (an open
+    // incident's page is what people open from the banner during an
+    // outage). Older ones come from the store.
+    if snapshot.recent_incidents.iter().any(|i| i.id == id) {
+        return cache::respond(
+            &app.render_cache,
+            &snapshot,
+            &headers,
+            app.max_age_secs,
+            &format!("/incidents/{id}"),
+            cache::HTML,
+            |s| {
+                let i = s.recent_incidents.iter().find(|i| i.id == id)?;
+                incident_html(&app, s, i)
+            },
+        );
+    }
+    let stored = match app.store.incident(id).await {
+        Ok(Some(found)) => snapshot.incident_view(found),
+        Ok(None) => return not_found().await,
+        Err(e) => {
+            tracing::error!(error = %e, "reading an incident failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly\n").into_response();
+        }
     };
+    match incident_html(&app, &snapshot, &stored) {
+        Some(html) => axum::response::Html(html).into_response(),
+        None => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response(),
+    }
+}
+
+fn incident_html(app: &AppState, snapshot: &Snapshot, i: &IncidentView) -> Option<String> {
     let page = IncidentPage {
         site: app.site.clone(),
         title: snapshot.title.clone(),
@@ -572,13 +589,9 @@ pub async fn incident(
             .collect(),
         postmortem: i.postmortem.clone().filter(|_| i.resolved_at.is_some()),
     };
-    match page.render() {
-        Ok(html) => axum::response::Html(html).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "rendering an incident page failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response()
-        }
-    }
+    page.render()
+        .map_err(|e| tracing::error!(error = %e, "rendering an incident page failed"))
+        .ok()
 }
 
 #[derive(Template)]
@@ -786,16 +799,36 @@ fn latency_summary(points: &[Sample]) -> String {
 pub async fn service(
     AxumState(app): AxumState<AppState>,
     axum::extract::Path(slug): axum::extract::Path<String>,
+    headers: HeaderMap,
 ) -> Response {
     let snapshot = app.snapshot();
-    let Some(s) = snapshot
+    let known = snapshot
         .groups
         .iter()
         .flat_map(|g| g.services.iter())
-        .find(|s| s.slug == slug)
-    else {
+        .any(|svc| svc.slug == slug);
+    if !known {
         return not_found().await;
-    };
+    }
+    cache::respond(
+        &app.render_cache,
+        &snapshot,
+        &headers,
+        app.max_age_secs,
+        &format!("/services/{slug}"),
+        cache::HTML,
+        |snapshot| {
+            let s = snapshot
+                .groups
+                .iter()
+                .flat_map(|g| g.services.iter())
+                .find(|svc| svc.slug == slug)?;
+            service_html(&app, snapshot, s)
+        },
+    )
+}
+
+fn service_html(app: &AppState, snapshot: &Snapshot, s: &ServiceView) -> Option<String> {
     let now = app.clock.now();
     let hours: Vec<_> = s.hours.iter().map(|p| (p.at, p.p50, p.p95)).collect();
     let days30: Vec<_> = s
@@ -849,13 +882,9 @@ pub async fn service(
             })
             .collect(),
     };
-    match page.render() {
-        Ok(html) => axum::response::Html(html).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "rendering a service page failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response()
-        }
-    }
+    page.render()
+        .map_err(|e| tracing::error!(error = %e, "rendering a service page failed"))
+        .ok()
 }
 
 pub async fn not_found() -> Response {

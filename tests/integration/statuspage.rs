@@ -395,7 +395,12 @@ async fn caching(db: TestDb) {
         },
     )
     .await;
-    for path in ["/", "/api/v1/services", "/api/v2/summary.json"] {
+    for path in [
+        "/",
+        "/services/checkout",
+        "/api/v1/services",
+        "/api/v2/summary.json",
+    ] {
         let first = app.client.get(app.url(path)).send().await.expect("get");
         assert_eq!(first.status(), 200);
         let etag = first.headers()["etag"].to_str().expect("etag").to_string();
