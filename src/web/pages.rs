@@ -766,12 +766,23 @@ fn latency_svg(points: &[Sample], label: &str) -> String {
                 ))
             })
             .collect::<Vec<_>>()
-            .join(" ")
+    };
+    // A series of one point (a new service's first hour) is a dot: a
+    // polyline of one point draws nothing.
+    let series = |class: &str, coords: Vec<String>| match coords.as_slice() {
+        [one] => {
+            let (x, y) = one.split_once(',').unwrap_or(("0", "0"));
+            format!(r#"<circle class="{class}" cx="{x}" cy="{y}" r="3" stroke-width="2"/>"#)
+        }
+        _ => format!(
+            r#"<polyline class="{class}" fill="none" stroke-width="2" points="{}"/>"#,
+            coords.join(" ")
+        ),
     };
     format!(
-        r#"<svg viewBox="0 0 600 130" role="img" aria-label="{label}"><text x="0" y="14">{max} ms</text><text x="0" y="112">0</text><polyline class="p95" fill="none" stroke-width="2" points="{}"/><polyline class="p50" fill="none" stroke-width="2" points="{}"/><text x="40" y="126">{}</text><text x="590" y="126" text-anchor="end">{}</text><text x="300" y="126" text-anchor="middle">p50 (blue) · p95 (amber)</text></svg>"#,
-        line(|p| p.2),
-        line(|p| p.1),
+        r#"<svg viewBox="0 0 600 130" role="img" aria-label="{label}"><text x="0" y="14">{max} ms</text><text x="0" y="112">0</text>{}{}<text x="40" y="126">{}</text><text x="590" y="126" text-anchor="end">{}</text><text x="300" y="126" text-anchor="middle">p50 (blue) · p95 (amber)</text></svg>"#,
+        series("p95", line(|p| p.2)),
+        series("p50", line(|p| p.1)),
         points
             .first()
             .map(|p| p.0.format("%-d %b %H:%M").to_string())
@@ -960,5 +971,23 @@ mod tests {
         );
         // The service page keeps a rect a day.
         assert_eq!(bars_svg(&days, "label").matches("<rect").count(), 20);
+    }
+
+    #[test]
+    fn a_single_point_is_a_dot_and_more_are_a_line() {
+        let at = Utc
+            .with_ymd_and_hms(2026, 3, 12, 12, 0, 0)
+            .single()
+            .expect("valid");
+        let one = latency_svg(&[(at, Some(40), Some(90))], "chart");
+        assert!(one.contains(r#"<circle class="p50""#), "{one}");
+        assert!(one.contains(r#"<circle class="p95""#), "{one}");
+        assert!(!one.contains("<polyline"));
+        let two = latency_svg(
+            &[(at, Some(40), Some(90)), (at, Some(50), Some(100))],
+            "chart",
+        );
+        assert_eq!(two.matches("<polyline").count(), 2, "{two}");
+        assert!(!two.contains("<circle"));
     }
 }
