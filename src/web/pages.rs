@@ -608,6 +608,9 @@ struct ServicePage {
     uptime: Vec<(&'static str, String)>,
     bars: String,
     bars_summary: String,
+    /// The bar's days as a table, newest first: the per-day text for
+    /// keyboards and screen readers, which cannot hover.
+    days: Vec<DayRow>,
     dependencies: Vec<DependencyRow>,
     chart_24h: String,
     summary_24h: String,
@@ -616,11 +619,38 @@ struct ServicePage {
     incidents: Vec<HistoryRow>,
 }
 
+struct DayRow {
+    date: String,
+    state: &'static str,
+    uptime: String,
+    incidents: usize,
+}
+
+fn day_rows(days: &[Day]) -> Vec<DayRow> {
+    days.iter()
+        .rev()
+        .map(|d| DayRow {
+            date: d.date.format("%a %-d %b %Y").to_string(),
+            state: match d.worst {
+                State::Unknown => "No data",
+                State::Down => "Outage",
+                other => other.label(),
+            },
+            uptime: match d.uptime {
+                Some(_) => format_uptime(d.uptime),
+                None => "–".to_string(),
+            },
+            incidents: d.incidents,
+        })
+        .collect()
+}
+
 /// One point of a response-time chart: when, p50, p95 (ms).
 type Sample = (DateTime<Utc>, Option<i64>, Option<i64>);
 
 /// What the 90-day bar says as a whole, for screen readers and keyboards
-/// (the per-day text is a hover tooltip).
+/// (the per-day text is a hover tooltip; the service page's "Day by day"
+/// table, which the bar links to, has it for everyone).
 fn bars_label(days: &[Day], uptime: Option<f64>) -> String {
     let incidents: usize = days.iter().map(|d| d.incidents).sum();
     let outages = days.iter().filter(|d| d.worst == State::Down).count();
@@ -873,6 +903,7 @@ fn service_html(app: &AppState, snapshot: &Snapshot, s: &ServiceView) -> Option<
             bad_days,
             if bad_days == 1 { "" } else { "s" }
         ),
+        days: day_rows(&s.days),
         dependencies: dependency_rows(&s.dependencies),
         chart_24h: latency_svg(&hours, "Response time, last 24 hours"),
         summary_24h: latency_summary(&hours),

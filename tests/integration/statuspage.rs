@@ -737,10 +737,24 @@ async fn service_page(db: TestDb) {
         "today's bar: {html}"
     );
     assert!(html.contains("latest p50 "), "{html}");
+    // The same days as a table, newest first, for those who cannot hover.
+    let table = &html[html
+        .find("<details class=\"days\" id=\"days\">")
+        .expect("day table")..];
+    assert_eq!(table.matches("<tr><td>").count(), 90, "a row a day");
+    let today_row = format!(
+        "<tr><td>{}</td><td>Operational</td><td>100.00 %</td><td>1</td></tr>",
+        chrono::Utc::now().format("%a %-d %b %Y")
+    );
+    assert!(table.contains(&today_row), "{table}");
     assert!(!html.contains("127.0.0.1"), "nothing internal");
     let (_, index) = app.get("/").await.expect("index");
     assert!(
         index.contains("<a href=\"/services/checkout\"><span class=\"name\">Checkout</span></a>")
+    );
+    assert!(
+        index.contains("<a class=\"bars\" href=\"/services/checkout#days\"><svg"),
+        "the front page's bar leads to the day-by-day table"
     );
     for missing in ["/services/back-office", "/services/nope"] {
         assert_eq!(app.get(missing).await.expect("get").0, 404, "{missing}");
