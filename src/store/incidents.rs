@@ -2,9 +2,14 @@
 //! monitor (automatic ones, in `write_batch`) and by the admin API and CLI.
 //! Each write is one transaction.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 
 use super::{Store, StoreError};
+
+/// Incidents read per `IN (...)` list: well under SQLite's 32,766 binds.
+const LOAD_CHUNK: usize = 500;
 
 /// An incident with its timeline, as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,59 +171,75 @@ impl Store {
         Ok(self.load(&[id]).await?.pop())
     }
 
+    /// The incidents `ids`, in that order, with their services and
+    /// timelines: three queries for all of them (the snapshot loads up to
+    /// 500 every second), in chunks that stay under SQLite's bind limit.
     async fn load(&self, ids: &[i64]) -> Result<Vec<Incident>, StoreError> {
-        let mut out = Vec::with_capacity(ids.len());
-        on_pool!(self, pool, _Db => {
-            for id in ids {
-                let Some(row) = sqlx::query(
-                    "SELECT id, title, impact, status, automatic, postmortem, started_at, updated_at, resolved_at \
-                     FROM incidents WHERE id = $1",
-                )
-                .bind(*id)
-                .fetch_optional(pool)
-                .await?
-                else {
-                    continue;
+        let mut found: HashMap<i64, Incident> = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(LOAD_CHUNK) {
+            on_pool!(self, pool, Db => {
+                let in_list = |sql: &str| {
+                    let mut qb = sqlx::QueryBuilder::<Db>::new(sql);
+                    qb.push(" (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    list.push_unseparated(")");
+                    qb
                 };
-                let services: Vec<String> = sqlx::query_scalar(
-                    "SELECT s.slug FROM incident_services x JOIN services s ON s.id = x.service_id \
-                     WHERE x.incident_id = $1 ORDER BY s.position, s.id",
-                )
-                .bind(*id)
-                .fetch_all(pool)
-                .await?;
-                let updates = sqlx::query(
-                    "SELECT status, message, created_at FROM incident_updates \
-                     WHERE incident_id = $1 ORDER BY created_at, id",
-                )
-                .bind(*id)
-                .fetch_all(pool)
-                .await?
-                .iter()
-                .map(|u| {
-                    Ok(IncidentUpdate {
-                        status: u.try_get("status")?,
-                        message: u.try_get("message")?,
-                        created_at: u.try_get("created_at")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-                out.push(Incident {
-                    id: row.try_get("id")?,
-                    title: row.try_get("title")?,
-                    impact: row.try_get("impact")?,
-                    status: row.try_get("status")?,
-                    automatic: row.try_get("automatic")?,
-                    postmortem: row.try_get("postmortem")?,
-                    started_at: row.try_get("started_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                    resolved_at: row.try_get("resolved_at")?,
-                    services,
-                    updates,
-                });
-            }
-        });
-        Ok(out)
+                let mut q = in_list(
+                    "SELECT id, title, impact, status, automatic, postmortem, started_at, updated_at, resolved_at \
+                     FROM incidents WHERE id IN",
+                );
+                for row in q.build().fetch_all(pool).await? {
+                    let id: i64 = row.try_get("id")?;
+                    found.insert(
+                        id,
+                        Incident {
+                            id,
+                            title: row.try_get("title")?,
+                            impact: row.try_get("impact")?,
+                            status: row.try_get("status")?,
+                            automatic: row.try_get("automatic")?,
+                            postmortem: row.try_get("postmortem")?,
+                            started_at: row.try_get("started_at")?,
+                            updated_at: row.try_get("updated_at")?,
+                            resolved_at: row.try_get("resolved_at")?,
+                            services: Vec::new(),
+                            updates: Vec::new(),
+                        },
+                    );
+                }
+                let mut q = in_list(
+                    "SELECT x.incident_id, s.slug FROM incident_services x \
+                     JOIN services s ON s.id = x.service_id WHERE x.incident_id IN",
+                );
+                q.push(" ORDER BY x.incident_id, s.position, s.id");
+                for row in q.build().fetch_all(pool).await? {
+                    let id: i64 = row.try_get("incident_id")?;
+                    if let Some(i) = found.get_mut(&id) {
+                        i.services.push(row.try_get("slug")?);
+                    }
+                }
+                let mut q = in_list(
+                    "SELECT incident_id, status, message, created_at FROM incident_updates \
+                     WHERE incident_id IN",
+                );
+                q.push(" ORDER BY incident_id, created_at, id");
+                for row in q.build().fetch_all(pool).await? {
+                    let id: i64 = row.try_get("incident_id")?;
+                    if let Some(i) = found.get_mut(&id) {
+                        i.updates.push(IncidentUpdate {
+                            status: row.try_get("status")?,
+                            message: row.try_get("message")?,
+                            created_at: row.try_get("created_at")?,
+                        });
+                    }
+                }
+            });
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     /// Creates an incident with its first update, in one transaction.

@@ -639,6 +639,16 @@ async fn incident_pages(db: TestDb) {
     )
     .await;
 
+    // Until the snapshot holds the incident, its page comes from the store
+    // (the fallback for incidents older than the snapshot's), which can be
+    // a write ahead of the snapshot: wait for the snapshot first.
+    let link = format!("href=\"/incidents/{id}\"");
+    eventually("the history lists it", Duration::from_secs(10), || async {
+        app.get("/incidents")
+            .await
+            .is_ok_and(|(status, body)| status == 200 && body.contains(&link))
+    })
+    .await;
     let page = format!("/incidents/{id}");
     eventually(
         "the incident page is there",
@@ -666,16 +676,6 @@ async fn incident_pages(db: TestDb) {
         "{html}"
     );
 
-    // The incident's own page may have come from the store (the fallback
-    // for incidents the snapshot does not hold); the history follows with
-    // the next snapshot.
-    let link = format!("href=\"/incidents/{id}\"");
-    eventually("the history lists it", Duration::from_secs(10), || async {
-        app.get("/incidents")
-            .await
-            .is_ok_and(|(status, body)| status == 200 && body.contains(&link))
-    })
-    .await;
     let (_, history) = app.get("/incidents").await.expect("history");
     let month = chrono::Utc::now().format("%B %Y").to_string();
     assert!(history.contains(&format!(">{month}</h2>")), "{history}");
