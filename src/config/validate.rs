@@ -246,36 +246,21 @@ pub(super) fn from_toml(
     // [admin]
     let mut admin = AdminConfig::default();
     for (i, token) in raw.admin.tokens.iter().flatten().enumerate() {
-        if token.contains("${") {
-            continue; // an unset variable, already reported
-        }
-        if token.trim().len() < 16 {
-            problems.push(format!(
-                "admin: tokens[{}] is shorter than 16 characters; use a long random secret (openssl rand -hex 32)",
-                i + 1
-            ));
-        } else {
-            admin.tokens.push(token.trim().to_string());
-        }
+        let place = format!("admin: tokens[{}]", i + 1);
+        admin
+            .tokens
+            .extend(bearer_token(&place, token, &mut problems));
     }
 
     // [metrics]
-    let mut metrics = MetricsConfig {
+    let metrics = MetricsConfig {
         enabled: raw.metrics.enabled.unwrap_or(true),
-        token: None,
+        token: raw
+            .metrics
+            .token
+            .as_deref()
+            .and_then(|token| bearer_token("metrics: token", token, &mut problems)),
     };
-    if let Some(token) = &raw.metrics.token {
-        if token.contains("${") {
-            // an unset variable, already reported
-        } else if token.trim().len() < 16 {
-            problems.push(
-                "metrics: token is shorter than 16 characters; use a long random secret (openssl rand -hex 32)"
-                    .to_string(),
-            );
-        } else {
-            metrics.token = Some(token.trim().to_string());
-        }
-    }
 
     let backup = raw
         .backup
@@ -380,6 +365,22 @@ pub(super) fn from_toml(
         services,
         source,
     })
+}
+
+/// A bearer token from the config: trimmed, at least 16 characters. `None`
+/// (with the problem named at `place`) when too short, or when it still
+/// holds an unset `${VAR}` (already reported).
+fn bearer_token(place: &str, token: &str, problems: &mut Vec<String>) -> Option<String> {
+    if token.contains("${") {
+        return None;
+    }
+    if token.trim().len() < 16 {
+        problems.push(format!(
+            "{place} is shorter than 16 characters; use a long random secret (openssl rand -hex 32)"
+        ));
+        return None;
+    }
+    Some(token.trim().to_string())
 }
 
 fn validate_backup(
@@ -1083,6 +1084,33 @@ mod tests {
         assert!(config.server.watch_self);
         assert_eq!(config.storage.url.expose(), "sqlite://data/beacon.db");
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn short_bearer_tokens_are_refused_where_they_stand() {
+        let found = problems(
+            r#"
+            [admin]
+            tokens = ["0123456789abcdef", "short"]
+            [metrics]
+            token = " tiny "
+            "#,
+        );
+        assert_eq!(
+            found,
+            [
+                "admin: tokens[2] is shorter than 16 characters; use a long random secret (openssl rand -hex 32)",
+                "metrics: token is shorter than 16 characters; use a long random secret (openssl rand -hex 32)",
+            ]
+        );
+        let config = from_toml(
+            "[metrics]\nenabled = false\ntoken = \" 0123456789abcdef \"\n",
+            ConfigSource::Embedded,
+            &|_| None,
+        )
+        .expect("valid");
+        assert!(!config.metrics.enabled);
+        assert_eq!(config.metrics.token.as_deref(), Some("0123456789abcdef"));
     }
 
     #[test]

@@ -42,28 +42,31 @@ pub fn routes(state: AppState) -> Router<AppState> {
 
 /// Equal in time whatever the contents, so a token cannot be guessed byte
 /// by byte from response times.
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let given = request
-        .headers()
+/// Whether `Authorization: Bearer` carries one of `tokens`. Every token is
+/// compared, so timing does not tell which one came close.
+pub(super) fn bearer_allowed(headers: &axum::http::HeaderMap, tokens: &[String]) -> bool {
+    let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(given) = given else {
-        return ApiError::Unauthorized.into_response();
+        .map(str::trim)
+    else {
+        return false;
     };
-    // Check every token, so timing does not tell which one came close.
-    let matched = app.admin_tokens.iter().fold(false, |found, token| {
+    tokens.iter().fold(false, |found, token| {
         constant_time_eq(token.as_bytes(), given.as_bytes()) | found
-    });
-    if !matched {
+    })
+}
+
+async fn require_token(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    if !bearer_allowed(request.headers(), &app.admin_tokens) {
         return ApiError::Unauthorized.into_response();
     }
     let writes = request.method() != axum::http::Method::GET;

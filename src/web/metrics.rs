@@ -13,13 +13,7 @@ use crate::metrics::Readings;
 /// that token (compared in constant time).
 pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = &app.metrics_token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or("");
-        if !super::admin::constant_time_eq(token.as_bytes(), given.as_bytes()) {
+        if !super::admin::bearer_allowed(&headers, std::slice::from_ref(token.as_ref())) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],

@@ -464,6 +464,25 @@ async fn schedule_recovers(db: TestDb) {
         },
     )
     .await;
+    // /metrics counts this process's failed runs by step, and says the
+    // newest run failed and how often the schedule runs.
+    crate::helpers::eventually(
+        "/metrics counts the failure",
+        std::time::Duration::from_secs(15),
+        || async {
+            app.get("/metrics").await.is_ok_and(|(status, text)| {
+                status == 200
+                    && text.lines().any(|l| {
+                        l.strip_prefix("beacon_backup_failures_total{step=\"target\"} ")
+                            .and_then(|n| n.parse::<f64>().ok())
+                            .is_some_and(|n| n >= 1.0)
+                    })
+                    && text.contains("\nbeacon_backup_last_run_failed 1\n")
+                    && text.contains("\nbeacon_backup_schedule_period_seconds 1\n")
+            })
+        },
+    )
+    .await;
     std::fs::remove_file(&folder).expect("unblock");
     crate::helpers::eventually(
         "a later tick succeeds",

@@ -263,35 +263,16 @@ async fn older_schema(db: TestDb) {
     // Make the database what schema version 6 was: no backups table (7),
     // no index on incidents' start (8).
     let store = b.store().clone();
-    match &store {
-        Store::Sqlite(pool) => {
-            sqlx::query("DROP TABLE backups")
-                .execute(pool)
-                .await
-                .expect("drop");
-            sqlx::query("DROP INDEX incidents_started_at")
-                .execute(pool)
-                .await
-                .expect("drop 8");
-            sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 7")
-                .execute(pool)
-                .await
-                .expect("v6");
+    for sql in [
+        "DROP TABLE backups",
+        "DROP INDEX incidents_started_at",
+        "DELETE FROM _sqlx_migrations WHERE version >= 7",
+    ] {
+        match &store {
+            Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
         }
-        Store::Postgres(pool) => {
-            sqlx::query("DROP TABLE backups")
-                .execute(pool)
-                .await
-                .expect("drop");
-            sqlx::query("DROP INDEX incidents_started_at")
-                .execute(pool)
-                .await
-                .expect("drop 8");
-            sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 7")
-                .execute(pool)
-                .await
-                .expect("v6");
-        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     let manifest = b.backup().await.expect("backup of schema 6");
     assert_eq!(manifest.schema_version, 6);
