@@ -15,6 +15,7 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod monitor;
+pub mod notify;
 pub mod probe;
 pub mod snapshot;
 pub mod startup;

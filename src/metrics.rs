@@ -42,6 +42,12 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `step` of the scheduled run that failed.
     pub backup_failures: IntCounterVec,
+    /// `channel`, `outcome`: sent · retry (failed, will try again) · failed
+    /// (failed and given up).
+    pub alert_deliveries: IntCounterVec,
+    /// Events not routed because their service was in maintenance.
+    pub alerts_silenced: IntCounter,
+    alert_pending: IntGaugeVec,
     service_state: IntGaugeVec,
     service_check_age: GaugeVec,
     dependency_state: IntGaugeVec,
@@ -66,6 +72,8 @@ pub struct Readings<'a> {
     pub backups: &'a [BackupRecord],
     /// The backup schedule's period, when `beacon serve` runs one.
     pub backup_period_secs: Option<f64>,
+    /// Every configured channel with its pending deliveries.
+    pub alerts_pending: &'a [(String, i64)],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -173,6 +181,36 @@ impl Metrics {
                         "Scheduled backup runs of this process that failed, by step.",
                     ),
                     &["step"],
+                )
+                .expect("valid"),
+            ),
+            alert_deliveries: reg(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "beacon_alert_deliveries_total",
+                        "Alert delivery attempts by channel and outcome (sent, retry, failed: given up).",
+                    ),
+                    &["channel", "outcome"],
+                )
+                .expect("valid"),
+            ),
+            alerts_silenced: reg(
+                r,
+                IntCounter::with_opts(opts(
+                    "beacon_alerts_silenced_total",
+                    "Alert events not sent because their service was in a maintenance window.",
+                ))
+                .expect("valid"),
+            ),
+            alert_pending: reg(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "beacon_alert_deliveries_pending",
+                        "Alerts waiting to be sent or retried, by channel.",
+                    ),
+                    &["channel"],
                 )
                 .expect("valid"),
             ),
@@ -288,6 +326,12 @@ impl Metrics {
         self.service_check_age.reset();
         self.dependency_state.reset();
         self.certificate_expiry.reset();
+        self.alert_pending.reset();
+        for (channel, n) in readings.alerts_pending {
+            self.alert_pending
+                .with_label_values(&[channel.as_str()])
+                .set(*n);
+        }
         for s in readings.services {
             for state in STATES {
                 self.service_state
@@ -369,10 +413,12 @@ mod tests {
             monitor_lag_secs: 0.25,
             backups: &[],
             backup_period_secs: None,
+            alerts_pending: &[("ops".into(), 2)],
         });
         assert!(text.contains("beacon_probes_total{outcome=\"up\",service=\"checkout\"} 1"));
         assert!(text.contains("beacon_monitor_lag_seconds 0.25"));
         assert!(text.contains("# TYPE beacon_probe_duration_seconds histogram"));
         assert!(text.contains("beacon_backup_last_run_failed 0"));
+        assert!(text.contains("beacon_alert_deliveries_pending{channel=\"ops\"} 2"));
     }
 }

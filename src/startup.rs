@@ -34,6 +34,7 @@ pub struct Application {
     raw_retention: Duration,
     /// Backups and their cron schedule, when `[backup] schedule` is set.
     backups: Option<(Arc<Backups>, String)>,
+    notifier: crate::notify::Notifier,
     in_use: crate::backup::lock::InUse,
 }
 
@@ -106,6 +107,25 @@ impl Application {
                 since: clock.now(),
             })
         });
+        let public_url = config
+            .server
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_string());
+        let notifier = crate::notify::Notifier::new(
+            store.clone(),
+            Arc::new(config.notify.clone()),
+            crate::notify::Site {
+                title: config.server.title.clone(),
+                // Required by validation when a channel is configured.
+                public_url: public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{addr}")),
+                time_zone: config.server.time_zone,
+            },
+            clock.clone(),
+            monitor.stats(),
+        )?;
         let state = AppState {
             snapshot,
             store: store.clone(),
@@ -130,12 +150,9 @@ impl Application {
                 .min()
                 .unwrap_or(30)
                 .clamp(5, 60),
-            public_url: config
-                .server
-                .public_url
-                .as_ref()
-                .map(|u| u.as_str().trim_end_matches('/').to_string()),
+            public_url,
             backup_watch,
+            alert_channels: Arc::new(config.notify.iter().map(|c| c.name.clone()).collect()),
             metrics_enabled: config.metrics.enabled,
             metrics_token: config.metrics.token.clone().map(Arc::new),
         };
@@ -149,6 +166,7 @@ impl Application {
             clock,
             raw_retention: config.storage.raw_retention,
             backups,
+            notifier,
             in_use,
         })
     }
@@ -182,6 +200,7 @@ impl Application {
             clock,
             raw_retention,
             backups,
+            notifier,
             in_use,
         } = self;
 
@@ -212,6 +231,11 @@ impl Application {
                 let _ = retention_stopped.await;
             },
         ));
+        // Alerts go out from their own task: probing never waits on a channel.
+        let (stop_notifier, notifier_stopped) = oneshot::channel::<()>();
+        let notifier_task = tokio::spawn(notifier.run(async move {
+            let _ = notifier_stopped.await;
+        }));
         let mut scheduler = match backups {
             Some((backups, schedule)) => Some(
                 start_backup_schedule(backups, &schedule, state.stats.clone())
@@ -260,6 +284,10 @@ impl Application {
         let _ = refresher_task.await;
         let _ = stop_retention.send(());
         let _ = retention_task.await;
+        // After the monitor: the alerts of its last writes are routed and,
+        // if the channel answers in time, sent; the rest wait in the store.
+        let _ = stop_notifier.send(());
+        let _ = notifier_task.await;
         if let Some(scheduler) = scheduler.as_mut() {
             // A backup in flight is cut off; its manifest is never written,
             // so it is never listed as restorable.

@@ -19,6 +19,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     pub backup: Option<RawBackup>,
+    #[serde(default)]
+    pub notify: Vec<RawNotify>,
     #[serde(default, rename = "group")]
     pub groups: Vec<RawGroup>,
     #[serde(default, rename = "service")]
@@ -87,6 +89,29 @@ pub struct RawMetrics {
 }
 
 #[derive(Debug, Default, Deserialize)]
+pub struct RawNotify {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub secret: Option<String>,
+    pub services: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    pub events: Option<Vec<String>>,
+    pub min_state: Option<String>,
+    pub send_on_resolved: Option<bool>,
+    pub max_attempts: Option<i64>,
+    pub retry_backoff: Option<String>,
+    pub timeout: Option<String>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<i64>,
+    pub smtp_tls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
 pub struct RawGroup {
     pub name: Option<String>,
     pub description: Option<String>,
@@ -128,7 +153,29 @@ pub struct RawService {
 pub fn known_keys(table: &str) -> &'static [&'static str] {
     match table {
         "" => &[
-            "server", "storage", "monitor", "admin", "metrics", "backup", "group", "service",
+            "server", "storage", "monitor", "admin", "metrics", "backup", "notify", "group",
+            "service",
+        ],
+        "notify" => &[
+            "name",
+            "kind",
+            "url",
+            "secret",
+            "services",
+            "groups",
+            "events",
+            "min_state",
+            "send_on_resolved",
+            "max_attempts",
+            "retry_backoff",
+            "timeout",
+            "smtp_host",
+            "smtp_port",
+            "smtp_tls",
+            "username",
+            "password",
+            "from",
+            "to",
         ],
         "admin" => &["tokens"],
         "metrics" => &["enabled", "token"],

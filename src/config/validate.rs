@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::interpolate::interpolate;
-use super::raw::{known_keys, RawBackup, RawConfig, RawService};
+use super::raw::{known_keys, RawBackup, RawConfig, RawNotify, RawService};
 use super::*;
 use crate::backup::rotation::KeepPolicy;
 use crate::health::condition::Condition;
@@ -335,6 +335,29 @@ pub(super) fn from_toml(
         );
     }
 
+    // [[notify]]
+    let mut notify: Vec<NotifyChannel> = Vec::new();
+    for (i, n) in raw.notify.iter().enumerate() {
+        let place = item_place("notify", i, n.name.as_deref());
+        if let Some(channel) = validate_notify(n, &place, &services, &groups, &mut problems) {
+            if let Some(first) = notify.iter().position(|c| c.name == channel.name) {
+                problems.push(format!(
+                    "{place}: name \"{}\" is already used by notify[{}]; give each channel its own name",
+                    channel.name,
+                    first + 1
+                ));
+            } else {
+                notify.push(channel);
+            }
+        }
+    }
+    if !raw.notify.is_empty() && public_url.is_none() {
+        problems.push(
+            "server: public_url is required with [[notify]]: alerts link to the status page"
+                .to_string(),
+        );
+    }
+
     if !problems.is_empty() {
         return Err(ConfigError::Invalid {
             source_name,
@@ -361,9 +384,272 @@ pub(super) fn from_toml(
         admin,
         metrics,
         backup,
+        notify,
         groups,
         services,
         source,
+    })
+}
+
+fn validate_notify(
+    n: &RawNotify,
+    place: &str,
+    services: &[ServiceConfig],
+    groups: &[GroupConfig],
+    problems: &mut Vec<String>,
+) -> Option<NotifyChannel> {
+    let before = problems.len();
+    let kind_text = n.kind.as_deref().map(str::trim).unwrap_or("");
+    let web_url = |problems: &mut Vec<String>| -> Option<url::Url> {
+        let Some(text) = n.url.as_deref().map(str::trim) else {
+            problems.push(format!("{place}: url is required for kind \"{kind_text}\""));
+            return None;
+        };
+        if text.contains("${") {
+            return None; // the unset variable is reported already
+        }
+        match url::Url::parse(text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(u),
+            _ => {
+                problems.push(format!(
+                    "{place}: url \"{}\" is not an http(s) URL",
+                    redact_url(text)
+                ));
+                None
+            }
+        }
+    };
+    let only_for = |field: &str, set: bool, kinds: &str, problems: &mut Vec<String>| {
+        if set {
+            problems.push(format!("{place}: {field} applies to kind {kinds} only"));
+        }
+    };
+    let kind = match kind_text {
+        "webhook" => {
+            let secret = n
+                .secret
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.contains("${"));
+            if secret.is_some_and(|s| s.len() < 16) {
+                problems.push(format!(
+                    "{place}: secret is shorter than 16 characters; use a long random secret (openssl rand -hex 32)"
+                ));
+            }
+            let url = web_url(problems);
+            url.map(|url| ChannelKind::Webhook {
+                url,
+                secret: secret.map(str::to_string),
+            })
+        }
+        "slack" => {
+            only_for("secret", n.secret.is_some(), "webhook", problems);
+            web_url(problems).map(|url| ChannelKind::Slack { url })
+        }
+        "email" => {
+            only_for("url", n.url.is_some(), "webhook and slack", problems);
+            only_for("secret", n.secret.is_some(), "webhook", problems);
+            email_channel(n, place, problems).map(ChannelKind::Email)
+        }
+        "" => {
+            problems.push(format!(
+                "{place}: kind is required (webhook, slack or email)"
+            ));
+            None
+        }
+        other => {
+            problems.push(format!(
+                "{place}: kind \"{other}\" is not one of webhook, slack, email"
+            ));
+            None
+        }
+    };
+    if kind_text != "email" {
+        for (field, set) in [
+            ("smtp_host", n.smtp_host.is_some()),
+            ("smtp_port", n.smtp_port.is_some()),
+            ("smtp_tls", n.smtp_tls.is_some()),
+            ("username", n.username.is_some()),
+            ("password", n.password.is_some()),
+            ("from", n.from.is_some()),
+            ("to", n.to.is_some()),
+        ] {
+            only_for(field, set, "email", problems);
+        }
+    }
+
+    let mut slugs = Vec::new();
+    for wanted in n.services.iter().flatten() {
+        let wanted = wanted.trim();
+        match services
+            .iter()
+            .find(|s| s.slug == wanted || s.name == wanted)
+        {
+            Some(s) => slugs.push(s.slug.clone()),
+            None => problems.push(format!(
+                "{place}: services: no service is named or has the slug \"{wanted}\""
+            )),
+        }
+    }
+    let mut group_names = Vec::new();
+    for wanted in n.groups.iter().flatten() {
+        match groups.iter().find(|g| g.name == wanted.trim()) {
+            Some(g) => group_names.push(g.name.clone()),
+            None => problems.push(format!(
+                "{place}: groups: no [[group]] is named \"{}\"",
+                wanted.trim()
+            )),
+        }
+    }
+    let events = match &n.events {
+        None => crate::notify::EventKind::ALL.to_vec(),
+        Some(list) => {
+            let mut events = Vec::new();
+            for e in list {
+                match crate::notify::EventKind::parse(e.trim()) {
+                    Some(k) => events.push(k),
+                    None => problems.push(format!(
+                        "{place}: events: \"{}\" is not one of {}",
+                        e.trim(),
+                        crate::notify::EventKind::ALL
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                }
+            }
+            events
+        }
+    };
+    let min_state = match n.min_state.as_deref().map(str::trim) {
+        None | Some("degraded") => crate::model::State::Degraded,
+        Some("down") => crate::model::State::Down,
+        Some(other) => {
+            problems.push(format!(
+                "{place}: min_state \"{other}\" is not one of degraded, down"
+            ));
+            crate::model::State::Degraded
+        }
+    };
+    let max_attempts = match n.max_attempts {
+        None => NotifyChannel::DEFAULT_MAX_ATTEMPTS,
+        Some(m) if (1..=100).contains(&m) => m as u32,
+        Some(m) => {
+            problems.push(format!(
+                "{place}: max_attempts ({m}) must be between 1 and 100"
+            ));
+            1
+        }
+    };
+    let retry_backoff = optional_duration(place, "retry_backoff", &n.retry_backoff, problems)
+        .unwrap_or(NotifyChannel::DEFAULT_RETRY_BACKOFF);
+    let timeout = optional_duration(place, "timeout", &n.timeout, problems)
+        .unwrap_or(NotifyChannel::DEFAULT_TIMEOUT);
+    if timeout.is_zero() {
+        problems.push(format!("{place}: timeout must be longer than 0s"));
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(NotifyChannel {
+        name: n
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(kind_text)
+            .to_string(),
+        kind: kind?,
+        services: slugs,
+        groups: group_names,
+        events,
+        min_state,
+        send_on_resolved: n.send_on_resolved.unwrap_or(true),
+        max_attempts,
+        retry_backoff,
+        timeout,
+    })
+}
+
+fn email_channel(n: &RawNotify, place: &str, problems: &mut Vec<String>) -> Option<EmailChannel> {
+    let before = problems.len();
+    let host = n.smtp_host.as_deref().map(str::trim).unwrap_or("");
+    if host.is_empty() {
+        problems.push(format!("{place}: smtp_host is required for kind \"email\""));
+    }
+    let tls = match n.smtp_tls.as_deref().map(str::trim) {
+        None | Some("starttls") => SmtpTls::Starttls,
+        Some("tls") => SmtpTls::Tls,
+        Some("none") => SmtpTls::None,
+        Some(other) => {
+            problems.push(format!(
+                "{place}: smtp_tls \"{other}\" is not one of starttls, tls, none"
+            ));
+            SmtpTls::Starttls
+        }
+    };
+    let port = match n.smtp_port {
+        None => match tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        },
+        Some(p) if (1..=65535).contains(&p) => p as u16,
+        Some(p) => {
+            problems.push(format!("{place}: smtp_port ({p}) is not a port number"));
+            0
+        }
+    };
+    let credentials = match (n.username.as_deref(), n.password.as_deref()) {
+        (None, None) => None,
+        (Some(u), Some(p)) => Some((u.to_string(), p.to_string())),
+        (Some(_), None) => {
+            problems.push(format!(
+                "{place}: password is required with username (set it from the environment: password = \"${{SMTP_PASSWORD}}\")"
+            ));
+            None
+        }
+        (None, Some(_)) => {
+            problems.push(format!("{place}: username is required with password"));
+            None
+        }
+    };
+    let mailbox = |field: &str, text: &str, problems: &mut Vec<String>| {
+        if text.contains("${") {
+            return;
+        }
+        if text.trim().parse::<lettre::message::Mailbox>().is_err() {
+            problems.push(format!(
+                "{place}: {field} \"{text}\" is not an email address (like ops@example.com or \"Ops <ops@example.com>\")"
+            ));
+        }
+    };
+    let from = n.from.as_deref().unwrap_or("");
+    if from.trim().is_empty() {
+        problems.push(format!("{place}: from is required for kind \"email\""));
+    } else {
+        mailbox("from", from, problems);
+    }
+    let to = n.to.clone().unwrap_or_default();
+    if to.is_empty() {
+        problems.push(format!(
+            "{place}: to is required for kind \"email\" (a list of addresses)"
+        ));
+    }
+    for (i, address) in to.iter().enumerate() {
+        mailbox(&format!("to[{}]", i + 1), address, problems);
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(EmailChannel {
+        host: host.to_string(),
+        port,
+        tls,
+        credentials,
+        from: from.trim().to_string(),
+        to: to.iter().map(|t| t.trim().to_string()).collect(),
     })
 }
 

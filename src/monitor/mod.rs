@@ -330,6 +330,10 @@ pub struct Recorder {
     dependencies: HashMap<i64, Vec<crate::health::Dependency>>,
     /// The certificate expiry last written per service.
     certificates: HashMap<i64, i64>,
+    /// How long before expiry a certificate raises an alert, per service
+    /// (its `tls_warn_days`), and the certificates already raised.
+    certificate_warn_ms: HashMap<i64, i64>,
+    certificates_warned: std::collections::HashSet<(i64, i64)>,
     /// Maintenance windows not yet over, as last read from the store, and
     /// when that was (epoch ms). Each result is judged at its own time.
     windows: Vec<crate::store::ServiceWindow>,
@@ -365,6 +369,11 @@ impl Recorder {
             trackers,
             dependencies: HashMap::new(),
             certificates: HashMap::new(),
+            certificate_warn_ms: services
+                .iter()
+                .map(|w| (w.id, w.config.tls_warn_days * 86_400_000))
+                .collect(),
+            certificates_warned: Default::default(),
             windows: Vec::new(),
             maintenance_read_at: None,
             incident_cooldown,
@@ -431,6 +440,23 @@ impl Recorder {
                 .push((result.service_id, report.dependencies.clone()));
         }
         if let Some(expires_at) = report.certificate_expires_at {
+            let warn_ms = self
+                .certificate_warn_ms
+                .get(&result.service_id)
+                .copied()
+                .unwrap_or(14 * 86_400_000);
+            // The store keeps one event per certificate; this set only
+            // spares it the repeated inserts.
+            if expires_at - result.checked_at <= warn_ms
+                && !in_maintenance
+                && self
+                    .certificates_warned
+                    .insert((result.service_id, expires_at))
+            {
+                batch
+                    .certificate_warnings
+                    .push((result.service_id, expires_at, result.checked_at));
+            }
             if self.certificates.insert(result.service_id, expires_at) != Some(expires_at) {
                 batch
                     .certificates

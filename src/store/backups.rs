@@ -4,6 +4,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::notify::{BackupFacts, Event, EventKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupRecord {
@@ -23,8 +24,11 @@ pub struct BackupRecord {
 
 impl Store {
     /// Inserts or replaces the record of one backup.
+    /// A failed one raises an alert event in the same transaction, once per
+    /// backup and failed step.
     pub async fn save_backup_record(&self, r: &BackupRecord) -> Result<(), StoreError> {
         on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO backups (id, created_at, target, archive_key, size_bytes, sha256, status, \
                  failed_step, error, verified_at, updated_at) \
@@ -45,8 +49,30 @@ impl Store {
             .bind(&r.error)
             .bind(r.verified_at)
             .bind(r.updated_at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            if r.status == "failed" {
+                let step = r.failed_step.clone().unwrap_or_default();
+                let kind = if step.starts_with("verify") {
+                    EventKind::BackupVerificationFailed
+                } else {
+                    EventKind::BackupFailed
+                };
+                let event = Event {
+                    kind,
+                    at: r.updated_at,
+                    service: None,
+                    incident: None,
+                    backup: Some(BackupFacts {
+                        id: r.id.clone(),
+                        step: step.clone(),
+                        error: r.error.clone(),
+                    }),
+                    certificate: None,
+                };
+                insert_alert_event!(tx, &event, None, Some(format!("backup:{}:{step}", r.id)));
+            }
+            tx.commit().await?;
         });
         Ok(())
     }

@@ -1,12 +1,15 @@
 //! Incidents and their timelines: read by the pages, written by the
 //! monitor (automatic ones, in `write_batch`) and by the admin API and CLI.
-//! Each write is one transaction.
+//! Each write is one transaction, with the alert event it raises (hand
+//! writes only: the monitor's own incident steps are told by the service
+//! events of the change that causes them).
 
 use std::collections::HashMap;
 
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::notify::EventKind;
 
 /// Incidents read per `IN (...)` list: well under SQLite's 32,766 binds.
 const LOAD_CHUNK: usize = 500;
@@ -275,6 +278,7 @@ impl Store {
                 .bind(new.at)
                 .execute(&mut *tx)
                 .await?;
+            insert_incident_event!(tx, id, EventKind::IncidentOpened, &new.message, new.at);
             tx.commit().await?;
             id
         });
@@ -311,6 +315,12 @@ impl Store {
                     .bind(at)
                     .execute(&mut *tx)
                     .await?;
+                let kind = if status == "resolved" {
+                    EventKind::IncidentResolved
+                } else {
+                    EventKind::IncidentUpdated
+                };
+                insert_incident_event!(tx, id, kind, message, at);
                 tx.commit().await?;
             }
             changed == 1

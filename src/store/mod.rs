@@ -84,10 +84,81 @@ macro_rules! rollup_from_row {
     }};
 }
 
+/// Inserts `$event` (a [`crate::notify::Event`]) into `alert_events` on
+/// `$tx`, in the transaction of what caused it. A `$dedupe` key already
+/// stored makes it a no-op.
+macro_rules! insert_alert_event {
+    ($tx:expr, $event:expr, $service_id:expr, $dedupe:expr) => {{
+        let event: &crate::notify::Event = $event;
+        let payload = serde_json::to_string(event)
+            .map_err(|e| sqlx::Error::Protocol(format!("alert event payload: {e}")))?;
+        let service_id: Option<i64> = $service_id;
+        let dedupe: Option<String> = $dedupe;
+        sqlx::query(
+            "INSERT INTO alert_events (kind, service_id, dedupe_key, payload, created_at, routed) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(event.kind.as_str())
+        .bind(service_id)
+        .bind(dedupe)
+        .bind(payload)
+        .bind(event.at)
+        .bind(false)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
+/// Inserts the alert event of an incident write (`$kind`, about the update
+/// `$message`), reading the incident as `$tx` now sees it.
+macro_rules! insert_incident_event {
+    ($tx:expr, $id:expr, $kind:expr, $message:expr, $at:expr) => {{
+        let id: i64 = $id;
+        let row = sqlx::query("SELECT title, status, impact, automatic FROM incidents WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let mut services = Vec::new();
+        for s in sqlx::query(
+            "SELECT s.slug, s.name, s.group_name FROM incident_services x \
+             JOIN services s ON s.id = x.service_id WHERE x.incident_id = $1 ORDER BY s.position, s.id",
+        )
+        .bind(id)
+        .fetch_all(&mut *$tx)
+        .await?
+        {
+            services.push(crate::notify::ServiceRef {
+                slug: s.try_get("slug")?,
+                name: s.try_get("name")?,
+                group: s.try_get("group_name")?,
+            });
+        }
+        let event = crate::notify::Event {
+            kind: $kind,
+            at: $at,
+            service: None,
+            incident: Some(crate::notify::IncidentFacts {
+                id,
+                title: row.try_get("title")?,
+                status: row.try_get("status")?,
+                impact: row.try_get("impact")?,
+                automatic: row.try_get("automatic")?,
+                message: $message.to_string(),
+                services,
+            }),
+            backup: None,
+            certificate: None,
+        };
+        insert_alert_event!($tx, &event, None, None);
+    }};
+}
+
+mod alerts;
 mod backups;
 mod incidents;
 mod maintenances;
 
+pub use alerts::{AlertDelivery, DeliveryOutcome, StoredEvent};
 pub use backups::BackupRecord;
 
 pub use incidents::{Incident, IncidentPatch, IncidentUpdate, NewIncident};
@@ -184,6 +255,9 @@ pub struct Batch {
     pub dependencies: Vec<(i64, Vec<Dependency>)>,
     /// Services whose certificate expiry (epoch ms) changed.
     pub certificates: Vec<(i64, i64)>,
+    /// Certificates within their service's warning time: (service, expiry,
+    /// seen at). Each raises one alert event, however often it is seen.
+    pub certificate_warnings: Vec<(i64, i64, i64)>,
     /// A service going down within this long of its automatic incident's
     /// resolution reopens that incident instead of opening another.
     pub incident_cooldown_ms: i64,
@@ -195,6 +269,7 @@ impl Batch {
             && self.changes.is_empty()
             && self.dependencies.is_empty()
             && self.certificates.is_empty()
+            && self.certificate_warnings.is_empty()
     }
 }
 
@@ -235,6 +310,8 @@ pub const BEACON_TABLES: &[&str] = &[
     "maintenances",
     "maintenance_services",
     "backups",
+    "alert_events",
+    "alert_deliveries",
 ];
 
 /// One service's recent rollups, oldest first (see `Store::recent_rollups`).
@@ -289,7 +366,11 @@ const ROLLUP_HOURLY_KEEP_MS: i64 = 400 * rollup::DAY_MS;
 pub struct Pruned {
     pub results: u64,
     pub rollups: u64,
+    pub alert_events: u64,
 }
+
+/// Alert events (and what was sent of them) are kept this long.
+const ALERT_KEEP_MS: i64 = 30 * rollup::DAY_MS;
 
 /// `check_results.state` of a result taken during maintenance.
 const MAINTENANCE_CODE: i16 = 4;
@@ -511,6 +592,12 @@ impl Store {
                 .bind(c.reason.as_deref())
                 .execute(&mut *tx)
                 .await?;
+                let service = sqlx::query("SELECT slug, name, group_name, state_since FROM services WHERE id = $1")
+                    .bind(c.service_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let name: String = service.try_get("name")?;
+                let group: Option<String> = service.try_get("group_name")?;
                 sqlx::query("UPDATE services SET state = $1, state_since = $2 WHERE id = $3")
                     .bind(c.to.as_str())
                     .bind(c.changed_at)
@@ -518,15 +605,50 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
 
+                // The alert event, in the same transaction: one per change,
+                // never lost, never twice. Leaving maintenance compares with
+                // the state before the window (down → maintenance → up is a
+                // recovery).
+                let (previous, previous_since) = if c.from == State::Maintenance {
+                    let before: Option<String> = sqlx::query_scalar(
+                        "SELECT from_state FROM status_changes WHERE service_id = $1 AND to_state = $2 \
+                         AND changed_at <= $3 ORDER BY changed_at DESC, id DESC LIMIT 1",
+                    )
+                    .bind(c.service_id)
+                    .bind(State::Maintenance.as_str())
+                    .bind(c.changed_at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    (before.as_deref().and_then(State::parse).unwrap_or(State::Unknown), None)
+                } else {
+                    (c.from, service.try_get::<Option<i64>, _>("state_since")?)
+                };
+                if let Some(kind) = crate::notify::EventKind::of_change(previous, c.to) {
+                    let event = crate::notify::Event {
+                        kind,
+                        at: c.changed_at,
+                        service: Some(crate::notify::ServiceFacts {
+                            service: crate::notify::ServiceRef {
+                                slug: service.try_get("slug")?,
+                                name: name.clone(),
+                                group: group.clone(),
+                            },
+                            state: c.to.as_str().to_string(),
+                            previous_state: previous.as_str().to_string(),
+                            since: c.changed_at,
+                            previous_since,
+                            reason: c.reason.clone(),
+                        }),
+                        incident: None,
+                        backup: None,
+                        certificate: None,
+                    };
+                    insert_alert_event!(tx, &event, Some(c.service_id), None);
+                }
+
                 // Automatic incidents, in the same transaction as the change
                 // that causes them: a restart or a second replica finds the
                 // same open incident in the store and opens no other.
-                let service = sqlx::query("SELECT name, group_name FROM services WHERE id = $1")
-                    .bind(c.service_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let name: String = service.try_get("name")?;
-                let group: Option<String> = service.try_get("group_name")?;
                 let latest = sqlx::query(
                     "SELECT i.id, i.resolved_at, i.started_at FROM incidents i \
                      JOIN incident_services s ON s.incident_id = i.id \
@@ -640,6 +762,38 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            for (service_id, expires_at, at) in &batch.certificate_warnings {
+                let service = sqlx::query("SELECT slug, name, group_name, state, state_since FROM services WHERE id = $1")
+                    .bind(*service_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let state: String = service.try_get("state")?;
+                let event = crate::notify::Event {
+                    kind: crate::notify::EventKind::CertificateExpiring,
+                    at: *at,
+                    service: Some(crate::notify::ServiceFacts {
+                        service: crate::notify::ServiceRef {
+                            slug: service.try_get("slug")?,
+                            name: service.try_get("name")?,
+                            group: service.try_get("group_name")?,
+                        },
+                        previous_state: state.clone(),
+                        state,
+                        since: service.try_get::<Option<i64>, _>("state_since")?.unwrap_or(*at),
+                        previous_since: None,
+                        reason: None,
+                    }),
+                    incident: None,
+                    backup: None,
+                    certificate: Some(crate::notify::CertificateFacts {
+                        expires_at: *expires_at,
+                        days_left: (*expires_at - *at).max(0) / rollup::DAY_MS,
+                    }),
+                };
+                // One alert per certificate: a renewed one (another expiry)
+                // warns again when its time comes.
+                insert_alert_event!(tx, &event, Some(*service_id), Some(format!("certificate:{service_id}:{expires_at}")));
+            }
             for (service_id, at) in &last_checked {
                 sqlx::query(
                     "UPDATE services SET last_checked_at = $1 \
@@ -741,6 +895,23 @@ impl Store {
                 .await?
                 .rows_affected();
             }
+            // Alert events and their deliveries: a month is plenty to see
+            // what was sent; the page's history lives in incidents.
+            let alerts_before = now - ALERT_KEEP_MS;
+            sqlx::query(
+                "DELETE FROM alert_deliveries WHERE event_id IN \
+                 (SELECT id FROM alert_events WHERE created_at < $1 AND routed = $2)",
+            )
+            .bind(alerts_before)
+            .bind(true)
+            .execute(pool)
+            .await?;
+            pruned.alert_events = sqlx::query("DELETE FROM alert_events WHERE created_at < $1 AND routed = $2")
+                .bind(alerts_before)
+                .bind(true)
+                .execute(pool)
+                .await?
+                .rows_affected();
             pruned
         });
         Ok(pruned)

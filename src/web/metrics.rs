@@ -23,9 +23,10 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
         }
     }
     let now_ms = app.clock.now_ms();
-    let (services, backups) = match tokio::try_join!(
+    let (services, backups, pending) = match tokio::try_join!(
         app.store.service_summaries(now_ms),
-        app.store.backup_records()
+        app.store.backup_records(),
+        app.store.pending_alert_deliveries()
     ) {
         Ok(read) => read,
         Err(e) => {
@@ -37,6 +38,15 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
                 .into_response();
         }
     };
+    // Every configured channel, at 0 when nothing waits.
+    let alerts_pending: Vec<(String, i64)> = app
+        .alert_channels
+        .iter()
+        .map(|c| {
+            let n = pending.iter().find(|(p, _)| p == c).map_or(0, |(_, n)| *n);
+            (c.clone(), n)
+        })
+        .collect();
     let text = app.stats.metrics.render(&Readings {
         now_ms,
         services: &services,
@@ -46,6 +56,7 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
             .backup_watch
             .as_ref()
             .map(|w| w.max_age.num_milliseconds() as f64 / 2000.0),
+        alerts_pending: &alerts_pending,
     });
     (
         [(

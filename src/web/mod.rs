@@ -52,6 +52,8 @@ pub struct AppState {
     pub metrics_enabled: bool,
     /// `[metrics] token`: `/metrics` asks for it when set.
     pub metrics_token: Option<Arc<String>>,
+    /// `[[notify]]` channel names, for `/metrics`.
+    pub alert_channels: Arc<Vec<String>>,
 }
 
 /// What every page shows around its content (from `[server]`).

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod admin;
+mod alerts;
 mod backups;
 mod binary;
 mod browser;

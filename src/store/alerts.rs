@@ -1,0 +1,292 @@
+//! The alert outbox: events (written with what caused them, see
+//! `insert_alert_event!`) and their deliveries, one per channel.
+//!
+//! Routing and sending are idempotent so that a restart, or a second
+//! replica on the same PostgreSQL, never sends one alert twice: routing
+//! inserts deliveries with `ON CONFLICT DO NOTHING`, and a sender claims a
+//! delivery by moving its `next_attempt_at` forward (a lease) only if nobody
+//! else has.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+use crate::notify::{Event, EventKind};
+
+/// An event as stored, waiting to be routed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub service_id: Option<i64>,
+    pub created_at: i64,
+    pub event: Event,
+}
+
+/// One alert for one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertDelivery {
+    pub id: i64,
+    pub event_id: i64,
+    pub channel: String,
+    /// The event as this channel sees it.
+    pub kind: EventKind,
+    /// pending · sent · failed
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub sent_at: Option<i64>,
+    pub event: Event,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    Sent,
+    /// Try again at `at` (epoch ms).
+    Retry {
+        at: i64,
+        error: String,
+    },
+    /// Given up: no further attempt.
+    Failed {
+        error: String,
+    },
+}
+
+fn parse_event(payload: &str, id: i64) -> Result<Event, StoreError> {
+    serde_json::from_str(payload).map_err(|e| StoreError::Invalid {
+        field: "alert_events.payload",
+        message: format!("event {id}: {e}"),
+    })
+}
+
+impl Store {
+    /// Events not yet routed, oldest first.
+    pub async fn unrouted_alert_events(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        self.events(
+            "WHERE routed = false AND id >= $1 ORDER BY id LIMIT $2",
+            0,
+            limit,
+        )
+        .await
+    }
+
+    /// Every stored event, oldest first (tests, tools).
+    pub async fn alert_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        self.events("WHERE id >= $1 ORDER BY id LIMIT $2", 0, i64::MAX)
+            .await
+    }
+
+    async fn events(&self, filter: &str, a: i64, b: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!("SELECT id, service_id, payload, created_at FROM alert_events {filter}");
+        let rows = on_pool!(self, pool, _Db => {
+            sqlx::query(&sql)
+                .bind(a)
+                .bind(b)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| -> Result<(i64, Option<i64>, String, i64), sqlx::Error> {
+                    Ok((r.try_get("id")?, r.try_get("service_id")?, r.try_get("payload")?, r.try_get("created_at")?))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        rows.into_iter()
+            .map(|(id, service_id, payload, created_at)| {
+                Ok(StoredEvent {
+                    id,
+                    service_id,
+                    created_at,
+                    event: parse_event(&payload, id)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Marks an event routed, with one pending delivery per `(channel,
+    /// kind)`, in one transaction. Routing it again adds nothing.
+    pub async fn route_alert_event(
+        &self,
+        event_id: i64,
+        deliveries: &[(String, EventKind)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            for (channel, kind) in deliveries {
+                sqlx::query(
+                    "INSERT INTO alert_deliveries (event_id, channel, kind, status, attempts, next_attempt_at, created_at) \
+                     VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (event_id, channel) DO NOTHING",
+                )
+                .bind(event_id)
+                .bind(channel)
+                .bind(kind.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query("UPDATE alert_events SET routed = $1 WHERE id = $2")
+                .bind(true)
+                .bind(event_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Pending deliveries due at `now`, the longest waiting first.
+    pub async fn due_alert_deliveries(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<AlertDelivery>, StoreError> {
+        self.deliveries(
+            "WHERE d.status = 'pending' AND d.next_attempt_at <= $1 ORDER BY d.next_attempt_at, d.id LIMIT $2",
+            now,
+            limit,
+        )
+        .await
+    }
+
+    /// Every delivery, oldest first (tests, tools).
+    pub async fn alert_deliveries(&self) -> Result<Vec<AlertDelivery>, StoreError> {
+        self.deliveries("WHERE d.id >= $1 ORDER BY d.id LIMIT $2", 0, i64::MAX)
+            .await
+    }
+
+    async fn deliveries(
+        &self,
+        filter: &str,
+        a: i64,
+        b: i64,
+    ) -> Result<Vec<AlertDelivery>, StoreError> {
+        let sql = format!(
+            "SELECT d.id, d.event_id, d.channel, d.kind, d.status, d.attempts, d.next_attempt_at, \
+             d.last_error, d.sent_at, e.payload FROM alert_deliveries d \
+             JOIN alert_events e ON e.id = d.event_id {filter}"
+        );
+        let rows = on_pool!(self, pool, _Db => {
+            sqlx::query(&sql)
+                .bind(a)
+                .bind(b)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| -> Result<_, sqlx::Error> {
+                    Ok((
+                        r.try_get::<i64, _>("id")?,
+                        r.try_get::<i64, _>("event_id")?,
+                        r.try_get::<String, _>("channel")?,
+                        r.try_get::<String, _>("kind")?,
+                        r.try_get::<String, _>("status")?,
+                        int_column!(r, "attempts"),
+                        r.try_get::<i64, _>("next_attempt_at")?,
+                        r.try_get::<Option<String>, _>("last_error")?,
+                        r.try_get::<Option<i64>, _>("sent_at")?,
+                        r.try_get::<String, _>("payload")?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        rows.into_iter()
+            .map(
+                |(
+                    id,
+                    event_id,
+                    channel,
+                    kind,
+                    status,
+                    attempts,
+                    next,
+                    last_error,
+                    sent_at,
+                    payload,
+                )| {
+                    let event = parse_event(&payload, event_id)?;
+                    Ok(AlertDelivery {
+                        id,
+                        event_id,
+                        channel,
+                        kind: EventKind::parse(&kind).unwrap_or(event.kind),
+                        status,
+                        attempts,
+                        next_attempt_at: next,
+                        last_error,
+                        sent_at,
+                        event,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    /// Claims a due delivery for one attempt: moves `next_attempt_at` from
+    /// `seen` to `lease_until`. `false`: someone else claimed it first. A
+    /// sender that dies mid-attempt leaves the lease to run out; the
+    /// delivery is then tried again.
+    pub async fn claim_alert_delivery(
+        &self,
+        id: i64,
+        seen: i64,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool, _Db => {
+            sqlx::query(
+                "UPDATE alert_deliveries SET next_attempt_at = $1 \
+                 WHERE id = $2 AND status = 'pending' AND next_attempt_at = $3",
+            )
+            .bind(lease_until)
+            .bind(id)
+            .bind(seen)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Records how an attempt ended (the attempt counts either way).
+    pub async fn finish_alert_delivery(
+        &self,
+        id: i64,
+        outcome: &DeliveryOutcome,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (status, next, error, sent_at) = match outcome {
+            DeliveryOutcome::Sent => ("sent", now, None, Some(now)),
+            DeliveryOutcome::Retry { at, error } => ("pending", *at, Some(error.as_str()), None),
+            DeliveryOutcome::Failed { error } => ("failed", now, Some(error.as_str()), None),
+        };
+        on_pool!(self, pool, _Db => {
+            sqlx::query(
+                "UPDATE alert_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
+                 last_error = COALESCE($3, last_error), sent_at = $4 WHERE id = $5",
+            )
+            .bind(status)
+            .bind(next)
+            .bind(error)
+            .bind(sent_at)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Pending deliveries per channel (for `/metrics`).
+    pub async fn pending_alert_deliveries(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = on_pool!(self, pool, _Db => {
+            sqlx::query(
+                "SELECT channel, COUNT(*) AS n FROM alert_deliveries WHERE status = 'pending' \
+                 GROUP BY channel ORDER BY channel",
+            )
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| -> Result<(String, i64), sqlx::Error> { Ok((r.try_get("channel")?, r.try_get("n")?)) })
+            .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
+    }
+}
