@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::redact_url;
+use crate::config::{redact_url, ChannelKind};
 
 pub fn run(config_path: Option<&Path>) -> ExitCode {
     let config = match super::load(config_path) {
@@ -48,6 +48,35 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
                 redact_url(d.url.as_str())
             );
         }
+    }
+    for c in &config.notify {
+        // Only the host: a webhook URL's path may be its secret.
+        let target = match &c.kind {
+            ChannelKind::Webhook { url, .. } | ChannelKind::Slack { url } => {
+                url.host_str().unwrap_or("").to_string()
+            }
+            ChannelKind::Email(e) => format!("{} to {}", e.host, e.to.join(", ")),
+        };
+        println!(
+            "  alerts: {} ({} → {target}), {} event(s){}, min state {}",
+            c.name,
+            c.kind.as_str(),
+            c.events.len(),
+            if c.services.is_empty() && c.groups.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " for {}",
+                    c.services
+                        .iter()
+                        .chain(c.groups.iter())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+            c.min_state
+        );
     }
     ExitCode::SUCCESS
 }

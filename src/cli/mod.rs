@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each a thin layer over the
 //! library. Errors are printed once, here, with their causes.
 
+mod alert;
 mod backup;
 mod check_config;
 mod incident;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Restore a backup (exit 0 restored, 1 refused, 2 failed verification,
     /// 3 backup target unreachable; the database is untouched on failure).
     Restore(restore::RestoreArgs),
+    /// Send a test alert to the [[notify]] channels; list what was sent.
+    #[command(subcommand)]
+    Alert(alert::AlertCommand),
     /// Schedule, edit, delete and list maintenance windows.
     #[command(subcommand)]
     Maintenance(maintenance::MaintenanceCommand),
@@ -62,6 +66,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Incident(command) => incident::run(cli.config.as_deref(), command).await,
         Command::Backup(command) => backup::run(cli.config.as_deref(), command).await,
         Command::Restore(args) => return restore::run(cli.config.as_deref(), args).await,
+        Command::Alert(command) => alert::run(cli.config.as_deref(), command).await,
         Command::Maintenance(command) => maintenance::run(cli.config.as_deref(), command).await,
     };
     match result {

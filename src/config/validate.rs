@@ -1405,6 +1405,11 @@ mod tests {
             "CHECKOUT_TOKEN" => Some("t0ken".to_string()),
             "BEACON_ADMIN_TOKEN" => Some("0123456789abcdef0123".to_string()),
             "ORDERS_DB_URL" => Some("postgres://orders:pw@db.example.com/orders".to_string()),
+            "ALERT_WEBHOOK_URL" => Some("https://hooks.example.com/beacon".to_string()),
+            "ALERT_WEBHOOK_SECRET" => Some("0123456789abcdef0123456789abcdef".to_string()),
+            "SLACK_WEBHOOK_URL" => Some("https://hooks.slack.com/services/T0/B0/x".to_string()),
+            "SMTP_USERNAME" => Some("beacon".to_string()),
+            "SMTP_PASSWORD" => Some("s3cret".to_string()),
             _ => None,
         };
         let config = from_toml(
@@ -1422,6 +1427,90 @@ mod tests {
         assert_eq!(
             config.services[0].degraded_latency,
             Some(Duration::from_millis(800))
+        );
+        let names: Vec<&str> = config.notify.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ops-webhook", "shop-chat", "oncall-mail"]);
+        assert_eq!(config.notify[1].groups, ["Shop"]);
+        assert_eq!(config.notify[1].min_state, crate::model::State::Down);
+    }
+
+    #[test]
+    fn notify_channels_are_validated_with_their_place() {
+        let found = problems(
+            r#"
+            [server]
+            public_url = "https://status.example.com"
+            [[group]]
+            name = "Shop"
+            [[service]]
+            name = "API"
+            url = "http://api.internal/health"
+            [[notify]]
+            kind = "pager"
+            [[notify]]
+            name = "hook"
+            kind = "webhook"
+            url = "ftp://hooks.example.com/x"
+            secret = "short"
+            services = ["Checkout"]
+            groups = ["Shopp"]
+            events = ["service_down", "service_exploded"]
+            min_state = "up"
+            max_attempts = 0
+            retry_backoff = "soon"
+            [[notify]]
+            name = "mail"
+            kind = "email"
+            smtp_tls = "ssl"
+            username = "beacon"
+            from = "not an address"
+            [[notify]]
+            name = "hook"
+            kind = "slack"
+            url = "https://hooks.slack.com/services/x"
+            smtp_host = "smtp.example.com"
+            "#,
+        );
+        let expected = [
+            "notify[1]: kind \"pager\" is not one of webhook, slack, email",
+            "notify[2] \"hook\": secret is shorter than 16 characters; use a long random secret (openssl rand -hex 32)",
+            "notify[2] \"hook\": url \"ftp://hooks.example.com/x\" is not an http(s) URL",
+            "notify[2] \"hook\": services: no service is named or has the slug \"Checkout\"",
+            "notify[2] \"hook\": groups: no [[group]] is named \"Shopp\"",
+            "notify[2] \"hook\": events: \"service_exploded\" is not one of service_down, service_degraded, service_recovered, incident_opened, incident_updated, incident_resolved, backup_failed, backup_verification_failed, certificate_expiring",
+            "notify[2] \"hook\": min_state \"up\" is not one of degraded, down",
+            "notify[2] \"hook\": max_attempts (0) must be between 1 and 100",
+            "notify[2] \"hook\": retry_backoff \"soon\" is not a duration (write it like \"500ms\", \"30s\", \"5m\" or \"1h\")",
+            "notify[3] \"mail\": smtp_host is required for kind \"email\"",
+            "notify[3] \"mail\": smtp_tls \"ssl\" is not one of starttls, tls, none",
+            "notify[3] \"mail\": password is required with username (set it from the environment: password = \"${SMTP_PASSWORD}\")",
+            "notify[3] \"mail\": from \"not an address\" is not an email address (like ops@example.com or \"Ops <ops@example.com>\")",
+            "notify[3] \"mail\": to is required for kind \"email\" (a list of addresses)",
+            "notify[4] \"hook\": smtp_host applies to kind email only",
+        ];
+        for e in expected {
+            assert!(
+                found.iter().any(|f| f == e),
+                "missing: {e}\nfound: {found:#?}"
+            );
+        }
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+
+        // Without a public URL, alerts could not link to the page.
+        let found = problems(
+            "[[notify]]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/x\"\n",
+        );
+        assert_eq!(
+            found,
+            ["server: public_url is required with [[notify]]: alerts link to the status page"]
+        );
+        // Two channels of one name are refused, naming the first.
+        let found = problems(
+            "[server]\npublic_url = \"https://s.example.com\"\n             [[notify]]\nkind = \"slack\"\nurl = \"https://a.example.com/x\"\n             [[notify]]\nkind = \"slack\"\nurl = \"https://b.example.com/x\"\n",
+        );
+        assert_eq!(
+            found,
+            ["notify[2]: name \"slack\" is already used by notify[1]; give each channel its own name"]
         );
     }
 

@@ -23,6 +23,8 @@ pub enum EventKind {
     BackupFailed,
     BackupVerificationFailed,
     CertificateExpiring,
+    /// `beacon alert test`: never raised by anything else, never routed.
+    Test,
 }
 
 impl EventKind {
@@ -49,6 +51,7 @@ impl EventKind {
             EventKind::BackupFailed => "backup_failed",
             EventKind::BackupVerificationFailed => "backup_verification_failed",
             EventKind::CertificateExpiring => "certificate_expiring",
+            EventKind::Test => "test",
         }
     }
 

@@ -100,6 +100,61 @@ pub fn backoff(base: Duration, n: u32) -> Duration {
         .min(BACKOFF_CAP)
 }
 
+/// Sends a test message to `channel` now, outside the outbox
+/// (`beacon alert test`): the channel's error as it is, if any.
+pub async fn send_test(channel: &NotifyChannel, site: &Site, at: i64) -> Result<(), String> {
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("beacon/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let delivery = AlertDelivery {
+        id: 0,
+        event_id: 0,
+        channel: channel.name.clone(),
+        kind: EventKind::Test,
+        status: "pending".into(),
+        attempts: 0,
+        next_attempt_at: at,
+        last_error: None,
+        sent_at: None,
+        event: Event {
+            kind: EventKind::Test,
+            at,
+            service: None,
+            incident: None,
+            backup: None,
+            certificate: None,
+        },
+    };
+    let message = Message {
+        title: "Test alert".into(),
+        text: format!(
+            "A test of the channel \"{}\" at {}: alerts of {} reach you here.",
+            channel.name,
+            format_time(at, site.time_zone),
+            site.title
+        ),
+        url: format!("{}/", site.public_url),
+    };
+    let sent = tokio::time::timeout(
+        channel.timeout,
+        send::send(&http, channel, &delivery, &message, site),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(send::SendError::Transient {
+            error: format!("no answer within {:?}", channel.timeout),
+            retry_after: None,
+        })
+    });
+    match sent {
+        Ok(()) => Ok(()),
+        Err(send::SendError::Permanent(e)) => Err(e),
+        Err(send::SendError::Transient { error, .. }) => Err(error),
+    }
+}
+
 pub struct Notifier {
     store: Store,
     channels: Arc<Vec<NotifyChannel>>,

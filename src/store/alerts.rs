@@ -155,6 +155,15 @@ impl Store {
             .await
     }
 
+    /// The newest `limit` deliveries, newest first (`beacon alert list`).
+    pub async fn recent_alert_deliveries(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<AlertDelivery>, StoreError> {
+        self.deliveries("WHERE d.id >= $1 ORDER BY d.id DESC LIMIT $2", 0, limit)
+            .await
+    }
+
     async fn deliveries(
         &self,
         filter: &str,

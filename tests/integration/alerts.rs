@@ -214,7 +214,7 @@ impl SmtpServer {
 }
 
 /// A config with a public URL (alerts link to it) and `${SMTP_*}` set.
-fn alert_config(db: &TestDb, body: &str) -> Config {
+pub fn alert_config(db: &TestDb, body: &str) -> Config {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ntitle = \"Test status\"\npublic_url = \"{PUBLIC}\"\n\
          [storage]\nurl = \"{}\"\n[monitor]\nflush_interval = \"50ms\"\n{body}",
@@ -258,6 +258,22 @@ fn signature_of(raw: &[u8]) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
     mac.update(raw);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The JSON example under "### Webhook body" in the README.
+fn readme_webhook_example() -> Value {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("### Webhook body")
+        .nth(1)
+        .expect("the README has a Webhook body section");
+    let json = section
+        .split("```json")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a json block");
+    serde_json::from_str(json).expect("the README's example is JSON")
 }
 
 fn metric(text: &str, series: &str) -> Option<f64> {
@@ -323,6 +339,20 @@ async fn webhook_retries(db: TestDb) {
         !text.contains("127.0.0.1"),
         "the text holds no internal address: {text}"
     );
+
+    // The README documents exactly this body.
+    let documented = readme_webhook_example();
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&documented), keys(down), "top-level keys");
+    assert_eq!(keys(&documented["service"]), keys(&down["service"]));
+    assert_eq!(keys(&documented["page"]), keys(&down["page"]));
 
     target.switch.store(200, Ordering::SeqCst);
     eventually(
@@ -673,4 +703,72 @@ async fn certificate_once(db: TestDb) {
         "one alert per certificate, however often it is probed"
     );
     app.stop().await.expect("stop");
+}
+
+store_test!(alert_test_and_list_tell_ops_what_works, alert_cli);
+async fn alert_cli(db: TestDb) {
+    let target = Target::start().await;
+    let receiver = Receiver::start().await;
+    let closed = crate::helpers::closed_port().await;
+    let body = format!(
+        "{}{}[[notify]]\nname = \"dead\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{closed}/hook\"\nmax_attempts = 1\n",
+        api_service(&target),
+        webhook(&receiver, "")
+    );
+    let file = db.dir.path().join("beacon.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ntitle = \"Test status\"\npublic_url = \"{PUBLIC}\"\n\
+             [storage]\nurl = \"{}\"\n{body}",
+            db.url
+        ),
+    )
+    .expect("write config");
+    let beacon = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_beacon"));
+        command.args(args).env("BEACON_CONFIG", &file);
+        command
+    };
+
+    // `beacon alert test`: one channel works, one does not.
+    let out = beacon(&["alert", "test"]).output().await.expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("hook (webhook): sent"), "{stdout}");
+    assert!(stdout.contains("dead (webhook): FAILED: "), "{stdout}");
+    assert!(stderr.contains("1 channel(s) failed"), "{stderr}");
+    let test = &receiver.accepted("test")[0];
+    assert_eq!(test["title"], "Test alert");
+    assert!(receiver.all()[0]
+        .headers
+        .contains_key("x-beacon-signature-256"));
+    let out = beacon(&["alert", "test", "--channel", "hook"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+
+    // A real alert, then `beacon alert list` shows both channels' fate.
+    let app = TestApp::spawn(alert_config(&db, &body)).await;
+    wait_for_state(&app, State::Up).await;
+    target.switch.store(500, Ordering::SeqCst);
+    eventually("both deliveries end", Duration::from_secs(15), || async {
+        let d = app.store.alert_deliveries().await.expect("deliveries");
+        d.len() == 2 && d.iter().all(|d| d.status != "pending")
+    })
+    .await;
+    app.stop().await.expect("stop");
+    let out = beacon(&["alert", "list"]).output().await.expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("service_down → hook: sent after 1 attempt(s)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("service_down → dead: failed after 1 attempt(s) (last error: gave up after 1 attempts: "),
+        "{stdout}"
+    );
 }

@@ -148,7 +148,9 @@ fn check_config_prints_what_would_be_monitored_without_secrets() {
     let file = dir.path().join("beacon.toml");
     std::fs::write(
         &file,
-        "[storage]\nurl = \"postgres://beacon:${PGPASS}@db/beacon\"\n[[group]]\nname = \"Shop\"\n[[service]]\nname = \"Checkout API\"\ngroup = \"Shop\"\nurl = \"https://user:${API_PASS}@checkout.internal/health\"\ninterval = \"30s\"\n[[service.dependency]]\nname = \"orders-db\"\nurl = \"postgres://orders:${PGPASS}@db/orders\"\n",
+        "[storage]\nurl = \"postgres://beacon:${PGPASS}@db/beacon\"\n[[group]]\nname = \"Shop\"\n[[service]]\nname = \"Checkout API\"\ngroup = \"Shop\"\nurl = \"https://user:${API_PASS}@checkout.internal/health\"\ninterval = \"30s\"\n[[service.dependency]]\nname = \"orders-db\"\nurl = \"postgres://orders:${PGPASS}@db/orders\"\n\
+         [server]\npublic_url = \"https://status.example.com\"\n\
+         [[notify]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/${SLACK_TOKEN}\"\ngroups = [\"Shop\"]\nmin_state = \"down\"\n",
     )
     .expect("write");
     let (code, stdout, stderr) = output(
@@ -156,9 +158,16 @@ fn check_config_prints_what_would_be_monitored_without_secrets() {
             .arg("check-config")
             .env("BEACON_CONFIG", &file)
             .env("PGPASS", "pg-secret")
-            .env("API_PASS", "api-secret"),
+            .env("API_PASS", "api-secret")
+            .env("SLACK_TOKEN", "T000/B000/slack-secret"),
     );
     assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "alerts: chat (slack → hooks.slack.com), 9 event(s) for Shop, min state down"
+        ),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("Checkout API [checkout-api] in Shop http every 30s, timeout 10s"),
         "{stdout}"
@@ -174,7 +183,9 @@ fn check_config_prints_what_would_be_monitored_without_secrets() {
         "{stdout}"
     );
     assert!(
-        !stdout.contains("pg-secret") && !stdout.contains("api-secret"),
+        !stdout.contains("pg-secret")
+            && !stdout.contains("api-secret")
+            && !stdout.contains("slack-secret"),
         "{stdout}"
     );
 }

@@ -64,10 +64,12 @@ async fn metrics_match_the_store(db: TestDb) {
     let target = Target::start().await;
     let closed = closed_port().await;
     let tls = crate::probes::tls_server(40).await;
-    let config = test_config(
+    // A channel whose receiver is gone: its delivery series are served.
+    let config = crate::alerts::alert_config(
         &db,
         &format!(
             "[metrics]\ntoken = \"{TOKEN}\"\n\
+             [[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{closed}/hook\"\n\
              [[service]]\nname = \"Checkout\"\nurl = \"{ok}\"\ninterval = \"1s\"\n\
              [[service]]\nname = \"Search\"\nurl = \"http://127.0.0.1:{closed}/health\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nfailure_threshold = 1\n\
              [[service]]\nname = \"Back office\"\npublic = false\nurl = \"{ok}\"\ninterval = \"1s\"\n\
