@@ -261,9 +261,11 @@ async fn older_schema(db: TestDb) {
     let b = crate::backups::open(&config, &clock).await;
     fill_history(b.store(), &config, 1).await;
     // Make the database what schema version 6 was: no backups table (7),
-    // no index on incidents' start (8).
+    // no index on incidents' start (8), no alert outbox (9).
     let store = b.store().clone();
     for sql in [
+        "DROP TABLE alert_deliveries",
+        "DROP TABLE alert_events",
         "DROP TABLE backups",
         "DROP INDEX incidents_started_at",
         "DELETE FROM _sqlx_migrations WHERE version >= 7",
