@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// See Cargo.toml: RSS that follows the live heap at 10,000 services.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = beacon::cli::Cli::parse();
     beacon::telemetry::init();

@@ -454,6 +454,10 @@ pub struct HttpOptions {
     pub follow_redirects: bool,
     /// Off: accept any certificate (self-signed internal services).
     pub tls_verify: bool,
+    /// Reuse a pooled connection between probes (cheaper), or open a fresh
+    /// one each time (what a new visitor does: DNS, TCP and TLS are
+    /// checked on every probe, and a renewed certificate is seen at once).
+    pub keep_alive: bool,
 }
 
 /// Header values are often credentials: Debug names the headers only.
@@ -477,6 +481,10 @@ impl fmt::Debug for HttpOptions {
     }
 }
 
+impl HttpOptions {
+    pub const DEFAULT_KEEP_ALIVE: bool = false;
+}
+
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
@@ -485,6 +493,7 @@ impl Default for HttpOptions {
             body: None,
             follow_redirects: true,
             tls_verify: true,
+            keep_alive: HttpOptions::DEFAULT_KEEP_ALIVE,
         }
     }
 }

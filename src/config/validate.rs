@@ -1153,6 +1153,7 @@ fn http_options(place: &str, s: &RawService, problems: &mut Vec<String>) -> Http
     http.body = s.body.clone();
     http.follow_redirects = s.follow_redirects.unwrap_or(true);
     http.tls_verify = s.tls_verify.unwrap_or(true);
+    http.keep_alive = s.keep_alive.unwrap_or(HttpOptions::DEFAULT_KEEP_ALIVE);
     http
 }
 

@@ -146,12 +146,13 @@ pub(crate) fn timed_out(target: &ServiceConfig, started: Instant) -> ProbeReport
 /// probes instead of rebuilt each time.
 #[derive(Clone)]
 pub struct Clients {
-    clients: [reqwest::Client; 4],
+    /// By (follow redirects, verify TLS, keep alive).
+    clients: [reqwest::Client; 8],
 }
 
 impl Clients {
     pub fn new() -> reqwest::Result<Clients> {
-        let build = |follow: bool, verify: bool| {
+        let build = |follow: bool, verify: bool, keep_alive: bool| {
             reqwest::Client::builder()
                 .user_agent(concat!(
                     "beacon/",
@@ -166,21 +167,29 @@ impl Clients {
                 .danger_accept_invalid_certs(!verify)
                 .tls_info(true)
                 .pool_idle_timeout(Duration::from_secs(90))
+                // No idle connection kept: every probe connects afresh.
+                .pool_max_idle_per_host(if keep_alive { usize::MAX } else { 0 })
                 .tcp_nodelay(true)
                 .build()
         };
         Ok(Clients {
             clients: [
-                build(true, true)?,
-                build(true, false)?,
-                build(false, true)?,
-                build(false, false)?,
+                build(true, true, true)?,
+                build(true, false, true)?,
+                build(false, true, true)?,
+                build(false, false, true)?,
+                build(true, true, false)?,
+                build(true, false, false)?,
+                build(false, true, false)?,
+                build(false, false, false)?,
             ],
         })
     }
 
     pub fn for_options(&self, http: &HttpOptions) -> &reqwest::Client {
-        let index = usize::from(!http.follow_redirects) * 2 + usize::from(!http.tls_verify);
+        let index = usize::from(!http.keep_alive) * 4
+            + usize::from(!http.follow_redirects) * 2
+            + usize::from(!http.tls_verify);
         &self.clients[index]
     }
 }

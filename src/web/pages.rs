@@ -623,7 +623,7 @@ struct DayRow {
     date: String,
     state: &'static str,
     uptime: String,
-    incidents: usize,
+    incidents: u32,
 }
 
 fn day_rows(days: &[Day]) -> Vec<DayRow> {
@@ -652,7 +652,7 @@ type Sample = (DateTime<Utc>, Option<i64>, Option<i64>);
 /// (the per-day text is a hover tooltip; the service page's "Day by day"
 /// table, which the bar links to, has it for everyone).
 fn bars_label(days: &[Day], uptime: Option<f64>) -> String {
-    let incidents: usize = days.iter().map(|d| d.incidents).sum();
+    let incidents: u32 = days.iter().map(|d| d.incidents).sum();
     let outages = days.iter().filter(|d| d.worst == State::Down).count();
     format!(
         "Last 90 days: {}, {} incident{}, {} day{} with an outage",
@@ -876,7 +876,13 @@ fn service_html(app: &AppState, snapshot: &Snapshot, s: &ServiceView) -> Option<
         .days
         .iter()
         .skip(60)
-        .map(|d| (d.date, d.p50, d.p95))
+        .map(|d| {
+            (
+                d.date.and_time(chrono::NaiveTime::MIN).and_utc(),
+                d.p50.map(i64::from),
+                d.p95.map(i64::from),
+            )
+        })
         .collect();
     let bad_days = s.days.iter().filter(|d| d.worst == State::Down).count();
     let page = ServicePage {
@@ -971,8 +977,8 @@ mod tests {
             .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
             .single()
             .expect("valid");
-        let day = |n: i64, worst: State, uptime: Option<f64>, incidents: usize| Day {
-            date: start + chrono::Duration::days(n),
+        let day = |n: i64, worst: State, uptime: Option<f64>, incidents: u32| Day {
+            date: (start + chrono::Duration::days(n)).date_naive(),
             worst,
             uptime,
             incidents,

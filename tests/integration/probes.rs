@@ -506,3 +506,72 @@ async fn stored_certificate(db: TestDb) {
     assert!((5.0..5.1).contains(&days), "{days}");
     app.stop().await.expect("clean stop");
 }
+
+/// An HTTP/1.1 server that keeps connections open and counts how many it
+/// accepted.
+async fn counting_server() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut seen = Vec::new();
+                loop {
+                    let Ok(n) = stream.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let body = "{\"status\":\"pass\"}";
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/health+json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if stream.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn keep_alive_decides_whether_probes_reuse_a_connection() {
+    let clients = Clients::new().expect("clients");
+    for (keep_alive, expected) in [(false, 3), (true, 1)] {
+        let (port, accepted) = counting_server().await;
+        let service = services(&format!(
+            "[[service]]\nname = \"API\"\nurl = \"http://127.0.0.1:{port}/health\"\nkeep_alive = {keep_alive}\n"
+        ))
+        .await
+        .remove(0);
+        assert_eq!(service.http.keep_alive, keep_alive);
+        for _ in 0..3 {
+            let report = probe::probe_target(&clients, &service, 0).await;
+            assert_eq!(report.outcome, Outcome::Up, "{:?}", report.reason);
+        }
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            expected,
+            "keep_alive = {keep_alive}"
+        );
+    }
+    // The default: a fresh connection per probe.
+    let service = services("[[service]]\nname = \"API\"\nurl = \"http://127.0.0.1:1/health\"\n")
+        .await
+        .remove(0);
+    assert!(!service.http.keep_alive);
+}
