@@ -469,13 +469,14 @@ fn parse_args() -> anyhow::Result<(Vec<Run>, Option<String>)> {
         ));
     }
     let seconds = value("--seconds").map_or(Ok(60), |s| s.parse())?;
+    let page = !args.iter().any(|a| a == "--no-page");
     let r = |services, interval_s, store, keep_alive| Run {
         services,
         interval: Duration::from_secs(interval_s),
         seconds,
         store,
         keep_alive,
-        page: true,
+        page,
     };
     Ok((
         vec![
