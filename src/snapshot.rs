@@ -136,8 +136,10 @@ pub struct ServiceView {
     /// The last 24 hours, hour by hour, oldest first (hours with no data
     /// left out): response time p50 and p95.
     pub hours: Vec<Point>,
-    /// The last 90 days, day by day, oldest first (today last).
-    pub days: Vec<Day>,
+    /// The last 90 days, day by day, oldest first (today last). Shared
+    /// with the previous snapshot while they are equal (most services'
+    /// bars do not change between rebuilds): one copy in memory, not two.
+    pub days: Arc<[Day]>,
     /// Median response time over the last 24 hours (ms), from the rollups.
     pub p50_24h: Option<i64>,
     /// Reported dependencies: names and states only (outputs stay internal).
@@ -329,6 +331,27 @@ impl Snapshot {
         groups: &[GroupConfig],
         now: DateTime<Utc>,
     ) -> Snapshot {
+        Self::from_inputs_reusing(inputs, title, groups, now, None)
+    }
+
+    /// As [`Snapshot::from_inputs`], sharing each service's 90 days with
+    /// `previous` where they are unchanged.
+    pub fn from_inputs_reusing(
+        inputs: Inputs,
+        title: &str,
+        groups: &[GroupConfig],
+        now: DateTime<Utc>,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
+        let previous_days: HashMap<&str, &Arc<[Day]>> = previous
+            .map(|p| {
+                p.groups
+                    .iter()
+                    .flat_map(|g| &g.services)
+                    .map(|s| (s.slug.as_str(), &s.days))
+                    .collect()
+            })
+            .unwrap_or_default();
         let public: Vec<ServiceSummary> =
             inputs.summaries.into_iter().filter(|s| s.public).collect();
         let overall = Overall::of(&public.iter().map(|s| s.state).collect::<Vec<_>>());
@@ -380,13 +403,19 @@ impl Snapshot {
                         .collect()
                 })
                 .unwrap_or_default(),
-            days: days_of(
-                inputs.recent.get(&s.id),
-                incidents_of
-                    .get(s.slug.as_str())
-                    .map_or(&[][..], Vec::as_slice),
-                now,
-            ),
+            days: {
+                let days = days_of(
+                    inputs.recent.get(&s.id),
+                    incidents_of
+                        .get(s.slug.as_str())
+                        .map_or(&[][..], Vec::as_slice),
+                    now,
+                );
+                match previous_days.get(s.slug.as_str()) {
+                    Some(old) if old[..] == days[..] => Arc::clone(old),
+                    _ => Arc::from(days),
+                }
+            },
             dependencies: s
                 .dependencies
                 .iter()
@@ -613,7 +642,15 @@ impl Refresher {
                         *slot = Some((now_ms, inputs.windows.clone(), inputs.recent.clone()));
                     }
                 }
-                let snapshot = Snapshot::from_inputs(inputs, &self.title, &self.groups, now);
+                let previous = self.publish.borrow().clone();
+                let snapshot = Snapshot::from_inputs_reusing(
+                    inputs,
+                    &self.title,
+                    &self.groups,
+                    now,
+                    Some(&previous),
+                );
+                drop(previous);
                 self.publish.send_replace(Arc::new(snapshot));
             }
             // The page keeps serving the last good snapshot.
@@ -717,7 +754,27 @@ mod tests {
             name: "Shop".into(),
             description: None,
         }];
-        let snap = Snapshot::from_inputs(inputs, "t", &groups, now);
+        let snap = Snapshot::from_inputs(inputs.clone(), "t", &groups, now);
+        // Rebuilt from the same figures, the 90 days are the previous
+        // snapshot's own (one copy in memory); changed figures are not.
+        let again = Snapshot::from_inputs_reusing(inputs.clone(), "t", &groups, now, Some(&snap));
+        for (old, new) in snap.groups[0]
+            .services
+            .iter()
+            .zip(&again.groups[0].services)
+        {
+            assert!(
+                Arc::ptr_eq(&old.days, &new.days),
+                "{} shares its days",
+                old.slug
+            );
+        }
+        let tomorrow = now + chrono::Duration::days(1);
+        let later = Snapshot::from_inputs_reusing(inputs, "t", &groups, tomorrow, Some(&snap));
+        assert!(!Arc::ptr_eq(
+            &snap.groups[0].services[0].days,
+            &later.groups[0].services[0].days
+        ));
         assert_eq!(snap.groups.len(), 1);
         let shop = &snap.groups[0];
         assert_eq!(shop.services.len(), 2, "the private service is left out");
