@@ -694,6 +694,12 @@ mod tests {
     }
 
     #[test]
+    fn a_day_of_a_bar_stays_small() {
+        // The figure in Day's doc: 90 of them per service in each snapshot.
+        assert_eq!(std::mem::size_of::<Day>(), 48);
+    }
+
+    #[test]
     fn groups_count_every_check_of_their_public_services_and_windows_split_by_time() {
         let now = ms_to_datetime(1_773_360_000_000).expect("time"); // 2026-03-13 00:00 UTC
         let hour = 3_600_000;

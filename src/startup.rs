@@ -107,22 +107,10 @@ impl Application {
                 since: clock.now(),
             })
         });
-        let public_url = config
-            .server
-            .public_url
-            .as_ref()
-            .map(|u| u.as_str().trim_end_matches('/').to_string());
         let notifier = crate::notify::Notifier::new(
             store.clone(),
             Arc::new(config.notify.clone()),
-            crate::notify::Site {
-                title: config.server.title.clone(),
-                // Required by validation when a channel is configured.
-                public_url: public_url
-                    .clone()
-                    .unwrap_or_else(|| format!("http://{addr}")),
-                time_zone: config.server.time_zone,
-            },
+            crate::notify::Site::of(&config.server, &format!("http://{addr}")),
             clock.clone(),
             monitor.stats(),
         )?;
@@ -150,7 +138,7 @@ impl Application {
                 .min()
                 .unwrap_or(30)
                 .clamp(5, 60),
-            public_url,
+            public_url: config.server.public_base(),
             backup_watch,
             alert_channels: Arc::new(config.notify.iter().map(|c| c.name.clone()).collect()),
             metrics_enabled: config.metrics.enabled,

@@ -45,16 +45,7 @@ pub async fn run(config_path: Option<&Path>, command: AlertCommand) -> anyhow::R
                     None => bail!("{} has no [[notify]] channel", config.source),
                 }
             }
-            let site = Site {
-                title: config.server.title.clone(),
-                public_url: config
-                    .server
-                    .public_url
-                    .as_ref()
-                    .map(|u| u.as_str().trim_end_matches('/').to_string())
-                    .unwrap_or_default(),
-                time_zone: config.server.time_zone,
-            };
+            let site = Site::of(&config.server, "");
             let mut failed = 0;
             for c in channels {
                 match crate::notify::send_test(c, &site, SystemClock.now_ms()).await {

@@ -75,6 +75,15 @@ pub struct ServerConfig {
     pub time_zone: chrono_tz::Tz,
 }
 
+impl ServerConfig {
+    /// `public_url` without its trailing slash, ready for `{base}/path`.
+    pub fn public_base(&self) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_string())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub url: DatabaseUrl,

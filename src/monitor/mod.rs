@@ -371,7 +371,7 @@ impl Recorder {
             certificates: HashMap::new(),
             certificate_warn_ms: services
                 .iter()
-                .map(|w| (w.id, w.config.tls_warn_days * 86_400_000))
+                .map(|w| (w.id, w.config.tls_warn_days * crate::store::rollup::DAY_MS))
                 .collect(),
             certificates_warned: Default::default(),
             windows: Vec::new(),
@@ -444,7 +444,7 @@ impl Recorder {
                 .certificate_warn_ms
                 .get(&result.service_id)
                 .copied()
-                .unwrap_or(14 * 86_400_000);
+                .unwrap_or(ServiceConfig::DEFAULT_TLS_WARN_DAYS * crate::store::rollup::DAY_MS);
             // The store keeps one event per certificate; this set only
             // spares it the repeated inserts.
             if expires_at - result.checked_at <= warn_ms

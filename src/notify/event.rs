@@ -149,6 +149,18 @@ pub struct Site {
     pub time_zone: chrono_tz::Tz,
 }
 
+impl Site {
+    /// From `[server]`; `fallback` links when there is no `public_url`
+    /// (validation requires one whenever a channel is configured).
+    pub fn of(server: &crate::config::ServerConfig, fallback: &str) -> Site {
+        Site {
+            title: server.title.clone(),
+            public_url: server.public_base().unwrap_or_else(|| fallback.to_string()),
+            time_zone: server.time_zone,
+        }
+    }
+}
+
 /// What a person reads: a one-line title, a sentence or two, and a link to
 /// the public page.
 #[derive(Debug, Clone, PartialEq)]

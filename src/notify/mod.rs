@@ -103,11 +103,7 @@ pub fn backoff(base: Duration, n: u32) -> Duration {
 /// Sends a test message to `channel` now, outside the outbox
 /// (`beacon alert test`): the channel's error as it is, if any.
 pub async fn send_test(channel: &NotifyChannel, site: &Site, at: i64) -> Result<(), String> {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("beacon/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = send::client().map_err(|e| e.to_string())?;
     let delivery = AlertDelivery {
         id: 0,
         event_id: 0,
@@ -137,22 +133,11 @@ pub async fn send_test(channel: &NotifyChannel, site: &Site, at: i64) -> Result<
         ),
         url: format!("{}/", site.public_url),
     };
-    let sent = tokio::time::timeout(
-        channel.timeout,
-        send::send(&http, channel, &delivery, &message, site),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err(send::SendError::Transient {
-            error: format!("no answer within {:?}", channel.timeout),
-            retry_after: None,
+    send::send(&http, channel, &delivery, &message, site)
+        .await
+        .map_err(|e| match e {
+            send::SendError::Permanent(error) | send::SendError::Transient { error, .. } => error,
         })
-    });
-    match sent {
-        Ok(()) => Ok(()),
-        Err(send::SendError::Permanent(e)) => Err(e),
-        Err(send::SendError::Transient { error, .. }) => Err(error),
-    }
 }
 
 pub struct Notifier {
@@ -172,12 +157,7 @@ impl Notifier {
         clock: Arc<dyn Clock>,
         stats: Arc<crate::monitor::MonitorStats>,
     ) -> anyhow::Result<Notifier> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("beacon/", env!("CARGO_PKG_VERSION")))
-            // A webhook that redirects is misconfigured; following it
-            // could send the body (and signature) somewhere unintended.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let http = send::client()?;
         // Every channel's series exist from the start, at 0, so a rate()
         // over them works before the first alert.
         for c in channels.iter() {
@@ -305,17 +285,7 @@ impl Notifier {
             }
         }
         let message = d.event.message(d.kind, &self.site);
-        let sent = tokio::time::timeout(
-            channel.timeout,
-            send::send(&self.http, channel, &d, &message, &self.site),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(send::SendError::Transient {
-                error: format!("no answer within {:?}", channel.timeout),
-                retry_after: None,
-            })
-        });
+        let sent = send::send(&self.http, channel, &d, &message, &self.site).await;
         let attempt = d.attempts as u32 + 1;
         let done = self.clock.now_ms();
         let outcome = match sent {

@@ -24,7 +24,36 @@ pub enum SendError {
     },
 }
 
+/// The HTTP client of every webhook and Slack attempt.
+pub fn client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("beacon/", env!("CARGO_PKG_VERSION")))
+        // A webhook that redirects is misconfigured; following it could
+        // send the body (and signature) somewhere unintended.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// One attempt, whole (connect, TLS, SMTP dialogue), within the channel's
+/// timeout.
 pub async fn send(
+    http: &reqwest::Client,
+    channel: &NotifyChannel,
+    d: &AlertDelivery,
+    m: &Message,
+    site: &Site,
+) -> Result<(), SendError> {
+    tokio::time::timeout(channel.timeout, send_once(http, channel, d, m, site))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SendError::Transient {
+                error: format!("no answer within {:?}", channel.timeout),
+                retry_after: None,
+            })
+        })
+}
+
+async fn send_once(
     http: &reqwest::Client,
     channel: &NotifyChannel,
     d: &AlertDelivery,
@@ -37,7 +66,6 @@ pub async fn send(
                 .map_err(|e| SendError::Permanent(format!("encoding the body: {e}")))?;
             let mut request = http
                 .post(url.clone())
-                .timeout(channel.timeout)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header("X-Beacon-Event", d.kind.as_str())
                 .header("X-Beacon-Delivery", d.id.to_string());
@@ -52,13 +80,12 @@ pub async fn send(
             let body = json!({ "text": format!("*{}*\n{}\n{}", m.title, m.text, m.url) });
             post(
                 http.post(url.clone())
-                    .timeout(channel.timeout)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body.to_string()),
             )
             .await
         }
-        ChannelKind::Email(email) => send_email(email, channel.timeout, d, m, site).await,
+        ChannelKind::Email(email) => send_email(email, d, m, site).await,
     }
 }
 
@@ -152,7 +179,6 @@ pub fn webhook_body(d: &AlertDelivery, m: &Message, site: &Site) -> Value {
 
 async fn send_email(
     email: &EmailChannel,
-    timeout: Duration,
     d: &AlertDelivery,
     m: &Message,
     site: &Site,
@@ -191,7 +217,7 @@ async fn send_email(
         )),
     }
     .map_err(|e| SendError::Permanent(format!("SMTP server {}: {e}", email.host)))?;
-    let mut builder = builder.port(email.port).timeout(Some(timeout));
+    let mut builder = builder.port(email.port);
     if let Some((user, password)) = &email.credentials {
         builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
     }

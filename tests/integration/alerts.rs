@@ -245,6 +245,14 @@ fn webhook(receiver: &Receiver, extra: &str) -> String {
     )
 }
 
+/// [`api_service`] with the signed [`webhook`] channel.
+fn api_with_webhook(db: &TestDb, target: &Target, receiver: &Receiver) -> Config {
+    alert_config(
+        db,
+        &format!("{}{}", api_service(target), webhook(receiver, "")),
+    )
+}
+
 async fn wait_for_state(app: &TestApp, state: State) {
     eventually(
         &format!("the service is {state}"),
@@ -288,11 +296,7 @@ store_test!(
 async fn webhook_retries(db: TestDb) {
     let target = Target::start().await;
     let receiver = Receiver::start().await;
-    let app = TestApp::spawn(alert_config(
-        &db,
-        &format!("{}{}", api_service(&target), webhook(&receiver, "")),
-    ))
-    .await;
+    let app = TestApp::spawn(api_with_webhook(&db, &target, &receiver)).await;
     wait_for_state(&app, State::Up).await;
     assert!(receiver.all().is_empty(), "unknown → up is not an alert");
 
@@ -415,12 +419,7 @@ store_test!(
 async fn restart_mid_retry(db: TestDb) {
     let target = Target::start().await;
     let receiver = Receiver::start().await;
-    let config = || {
-        alert_config(
-            &db,
-            &format!("{}{}", api_service(&target), webhook(&receiver, "")),
-        )
-    };
+    let config = || api_with_webhook(&db, &target, &receiver);
     let app = TestApp::spawn(config()).await;
     wait_for_state(&app, State::Up).await;
     receiver.fail_next.store(usize::MAX, Ordering::SeqCst);
@@ -472,11 +471,7 @@ store_test!(
 async fn maintenance_silence(db: TestDb) {
     let target = Target::start().await;
     let receiver = Receiver::start().await;
-    let app = TestApp::spawn(alert_config(
-        &db,
-        &format!("{}{}", api_service(&target), webhook(&receiver, "")),
-    ))
-    .await;
+    let app = TestApp::spawn(api_with_webhook(&db, &target, &receiver)).await;
     wait_for_state(&app, State::Up).await;
     let now = chrono::Utc::now().timestamp_millis();
     let window = app
@@ -770,5 +765,76 @@ async fn alert_cli(db: TestDb) {
     assert!(
         stdout.contains("service_down → dead: failed after 1 attempt(s) (last error: gave up after 1 attempts: "),
         "{stdout}"
+    );
+}
+
+store_test!(
+    a_failed_backup_is_one_event_and_old_alerts_are_pruned,
+    prune_alerts
+);
+async fn prune_alerts(db: TestDb) {
+    let store = db.store().await;
+    let day = 86_400_000;
+    let now = chrono::Utc::now().timestamp_millis();
+    let failed = |id: &str, at: i64| beacon::store::BackupRecord {
+        id: id.into(),
+        created_at: at,
+        target: "file:///var/backups/beacon".into(),
+        archive_key: format!("{id}.sqlite.gz"),
+        size_bytes: None,
+        sha256: None,
+        status: "failed".into(),
+        failed_step: Some("upload".into()),
+        error: Some("disk full".into()),
+        verified_at: None,
+        updated_at: at,
+    };
+    for (id, at) in [
+        ("old-sent", now - 40 * day),
+        ("old-unrouted", now - 40 * day),
+        ("new", now - day),
+    ] {
+        store
+            .save_backup_record(&failed(id, at))
+            .await
+            .expect("save");
+    }
+    // Saved again (a retried record write): still one event per backup and step.
+    store
+        .save_backup_record(&failed("new", now - day))
+        .await
+        .expect("save again");
+    let events = store.alert_events().await.expect("events");
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.event.backup.as_ref().map(|b| b.id.as_str()))
+        .collect();
+    assert_eq!(ids, ["old-sent", "old-unrouted", "new"]);
+    assert!(events
+        .iter()
+        .all(|e| e.event.kind == beacon::notify::EventKind::BackupFailed));
+    for e in [&events[0], &events[2]] {
+        store
+            .route_alert_event(e.id, &[("hook".into(), e.event.kind)], e.created_at)
+            .await
+            .expect("route");
+    }
+
+    // A month on: the routed old event goes with its delivery; the one
+    // never routed (nothing was sent of it yet) and the new one stay.
+    let pruned = store.prune(now, 7 * day).await.expect("prune");
+    assert_eq!(pruned.alert_events, 1);
+    let left: Vec<i64> = store
+        .alert_events()
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, [events[1].id, events[2].id]);
+    let deliveries = store.alert_deliveries().await.expect("deliveries");
+    assert_eq!(
+        deliveries.iter().map(|d| d.event_id).collect::<Vec<_>>(),
+        [events[2].id]
     );
 }
