@@ -32,7 +32,9 @@
 //! - `/` and `/api/v2/summary.json`: latency of one request every 250 ms
 //!   during the window;
 //! - lost: requests the fleet answered minus results in the store after a
-//!   graceful stop (must be 0).
+//!   graceful stop (must be 0);
+//! - in the JSON also: `/health`'s status, its lag text, and the probe
+//!   slots skipped after falling a whole interval behind, at the end.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -385,6 +387,8 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         "stored_results": stored,
         "lost": lost,
         "health_status": health["status"],
+        "health_lag_output": health["checks"]["monitor:lag"][0]["output"],
+        "slots_skipped": health["checks"]["monitor:skipped"][0]["observedValue"],
     });
     if let Some((admin, name)) = pg {
         use sqlx::Connection;

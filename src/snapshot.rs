@@ -578,9 +578,8 @@ impl Refresher {
     ///
     /// A rebuild reads and lays out every service, so its cost grows with
     /// the fleet: the gap after one is at least [`REFRESH_COST_SHARE`]
-    /// times what it took (a 150 ms rebuild at 10,000 services waits
-    /// 1.5 s), which bounds the snapshot to a tenth of a core however many
-    /// services there are.
+    /// times what it took (a rebuild of 150 ms waits 1.5 s), which bounds
+    /// the snapshot to a tenth of a core however many services there are.
     pub async fn run(
         self,
         mut writes: watch::Receiver<u64>,
