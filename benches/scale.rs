@@ -8,8 +8,12 @@
 //! Options: `--services N`, `--interval 30s`, `--seconds S` (measured, after
 //! one interval of warm-up), `--store sqlite|postgres`, `--keep-alive
 //! true|false` (default: beacon's, fresh connections), `--no-page` (no
-//! page requests: the monitor's cost alone), `--json FILE` (every run's figures, for comparing commits).
-//! PostgreSQL runs use `BEACON_TEST_POSTGRES_URL` (default
+//! page requests: the monitor's cost alone), `--empty` (start from an empty
+//! store instead of 90 days of history), `--json FILE` (every run's figures,
+//! for comparing commits).
+//! `BEACON_BENCH_BINARY` runs another beacon binary and
+//! `BEACON_BENCH_WRAPPER` runs it under a command, for profiling (see
+//! docs/performance.md). PostgreSQL runs use `BEACON_TEST_POSTGRES_URL` (default
 //! postgres://postgres@127.0.0.1:5432/postgres) and a database of their own.
 //!
 //! The fleet is a few listeners answering `/s/{n}` with a small
@@ -54,6 +58,8 @@ struct Run {
     keep_alive: bool,
     /// Request `/` and summary.json during the run.
     page: bool,
+    /// Start from 90 days of history rather than an empty store.
+    history: bool,
 }
 
 /// Request arrivals: (service, µs since the fleet started).
@@ -185,6 +191,55 @@ fn histogram_quantile(text: &str, family: &str, q: f64) -> Option<f64> {
     None
 }
 
+/// Gives every service of `config_text` the history of a beacon that has
+/// watched it for 90 days: a daily rollup for each of the 89 days before
+/// today and an hourly one for each of the 23 hours before this one, as
+/// many probes as `interval` makes, 5–25 ms each, and on one day in 40 a
+/// few failures (so bars have outage days to draw). Written straight into
+/// `rollups` before beacon starts; beacon's own probes add today's.
+/// Returns the rows written.
+async fn seed_history(url: &str, config_text: &str, interval: Duration) -> anyhow::Result<u64> {
+    use beacon::config::{ConfigSource, DatabaseUrl};
+    let config = beacon::config::from_toml(config_text, ConfigSource::Embedded, &|_| None)?;
+    let store = beacon::store::Store::connect(&DatabaseUrl::new(url.to_string())).await?;
+    store.migrate().await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    store.sync_services(&config.services, now).await?;
+    store.close().await;
+    let (hour, day) = (3_600_000i64, 86_400_000i64);
+    let every = interval.as_millis().max(1) as i64;
+    let rollups = |period: &str, back: i64, length: i64| {
+        let start = now.div_euclid(length) * length;
+        let per = (length / every).max(1);
+        format!(
+            "WITH RECURSIVE n(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM n WHERE n < {back}) \
+             INSERT INTO rollups (service_id, period, bucket_start, up, down, latency_count, \
+                latency_sum, latency_max, h01, h02) \
+             SELECT s.id, '{period}', {start} - CAST(n.n AS BIGINT) * {length}, \
+                {per} - CASE WHEN (s.id + n.n) % 40 = 0 THEN 3 ELSE 0 END, \
+                CASE WHEN (s.id + n.n) % 40 = 0 THEN 3 ELSE 0 END, \
+                {per}, {per} * 12, 25, {per} / 2, {per} - {per} / 2 \
+             FROM services s, n"
+        )
+    };
+    let statements = [rollups("d", 89, day), rollups("h", 23, hour)];
+    let mut written = 0;
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await?;
+        for sql in &statements {
+            written += sqlx::query(sql).execute(&pool).await?.rows_affected();
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url).await?;
+        for sql in &statements {
+            written += sqlx::query(sql).execute(&pool).await?.rows_affected();
+        }
+        pool.close().await;
+    }
+    Ok(written)
+}
+
 async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let (url, pg) = match run.store {
@@ -220,12 +275,25 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
             run.keep_alive
         ));
     }
+    let history_rows = if run.history {
+        seed_history(&url, &text, run.interval).await?
+    } else {
+        0
+    };
     let config = dir.path().join("beacon.toml");
     std::fs::write(&config, text)?;
     let log = std::fs::File::create(dir.path().join("beacon.log"))?;
 
     let arrivals_before = fleet.arrivals.lock().map(|a| a.len()).unwrap_or(0);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_beacon"))
+    // For profiling: another beacon binary (one built with the system
+    // allocator, say) and a command to run it under (`heaptrack`).
+    let binary = std::env::var("BEACON_BENCH_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_beacon").into());
+    let wrapper = std::env::var("BEACON_BENCH_WRAPPER").unwrap_or_default();
+    let mut command = wrapper.split_whitespace().chain([binary.as_str()]);
+    let program = command.next().unwrap_or(binary.as_str());
+    let mut child = tokio::process::Command::new(program)
+        .args(command)
         .args(["--config"])
         .arg(&config)
         .arg("serve")
@@ -367,6 +435,7 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         "interval_s": run.interval.as_secs_f64(),
         "store": run.store,
         "keep_alive": run.keep_alive,
+        "history_rollups": history_rows,
         "window_s": window,
         "startup_s": start_secs,
         "planned_probes_per_s": planned,
@@ -403,11 +472,12 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
 fn row(f: &Value) -> String {
     let n = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     format!(
-        "| {} | {} s | {} | {} | {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.0} | {:.2} | {:.1} % | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} |",
+        "| {} | {} s | {} | {} | {} | {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.0} | {:.2} | {:.1} % | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} |",
         f["services"],
         f["interval_s"],
         f["store"].as_str().unwrap_or(""),
         f["keep_alive"],
+        if f["history_rollups"].as_u64().unwrap_or(0) > 0 { "90 d" } else { "none" },
         n(&f["achieved_probes_per_s"]),
         n(&f["planned_probes_per_s"]),
         n(&f["lag_ms"]["p50"]),
@@ -450,6 +520,7 @@ fn parse_args() -> anyhow::Result<(Vec<Run>, Option<String>)> {
                 store: "sqlite",
                 keep_alive: false,
                 page: true,
+                history: true,
             }],
             json,
         ));
@@ -468,12 +539,14 @@ fn parse_args() -> anyhow::Result<(Vec<Run>, Option<String>)> {
                 },
                 keep_alive: value("--keep-alive").as_deref() == Some("true"),
                 page: !args.iter().any(|a| a == "--no-page"),
+                history: !args.iter().any(|a| a == "--empty"),
             }],
             json,
         ));
     }
     let seconds = value("--seconds").map_or(Ok(60), |s| s.parse())?;
     let page = !args.iter().any(|a| a == "--no-page");
+    let history = !args.iter().any(|a| a == "--empty");
     let r = |services, interval_s, store, keep_alive| Run {
         services,
         interval: Duration::from_secs(interval_s),
@@ -481,6 +554,7 @@ fn parse_args() -> anyhow::Result<(Vec<Run>, Option<String>)> {
         store,
         keep_alive,
         page,
+        history,
     };
     Ok((
         vec![
@@ -502,8 +576,8 @@ async fn main() -> anyhow::Result<()> {
     let (runs, json_path) = parse_args()?;
     let fleet = fleet().await?;
     println!("scale: beacon (release) probing a local fleet ({LISTENERS} listeners; 2 % failing, 2 % slow, 2 % degraded)");
-    println!("| services | interval | store | keep-alive | probes/s achieved / planned | lag p50 / p99 / max ms | beacon's max lag ms | CPU s per 1k probes | CPU of one core | RSS median / peak MB | write batch p50 / p99 ms | `/` p50 / p99 ms | summary.json p50 / p99 ms | lost | /health |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| services | interval | store | keep-alive | history | probes/s achieved / planned | lag p50 / p99 / max ms | beacon's max lag ms | CPU s per 1k probes | CPU of one core | RSS median / peak MB | write batch p50 / p99 ms | `/` p50 / p99 ms | summary.json p50 / p99 ms | lost | /health |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut all = Vec::new();
     for r in &runs {
         let figures = run(r, &fleet).await?;

@@ -17,7 +17,7 @@ use crate::clock::{ms_to_datetime, Clock};
 use crate::config::GroupConfig;
 use crate::model::State;
 use crate::store::rollup::Rollup;
-use crate::store::{Incident, Maintenance, RecentRollups, ServiceSummary, Store, StoreError};
+use crate::store::{Incident, Maintenance, ServiceSummary, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -47,35 +47,129 @@ pub type Uptimes = [Option<f64>; 4];
 
 /// Checks counted toward uptime over each window: (up or degraded, counted).
 /// Maintenance is in neither.
-type Counts = [(i64, i64); 4];
+pub type Counts = [(i64, i64); 4];
 
 fn uptimes(counts: &Counts) -> Uptimes {
     counts.map(|(ok, counted)| (counted > 0).then(|| 100.0 * ok as f64 / counted as f64))
 }
 
-/// Response time over one bucket (from the rollup's histogram).
+/// Response time over one hour (from the rollup's histogram). 16 bytes:
+/// a snapshot holds up to 24 of them per service.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
-    pub at: DateTime<Utc>,
-    pub p50: Option<i64>,
-    pub p95: Option<i64>,
+    at_ms: i64,
+    p50: u32,
+    p95: u32,
+}
+
+/// Stands for "no figure" in the compact fields of [`Point`] and [`Day`].
+const NONE: u32 = u32::MAX;
+
+fn compact(ms: Option<i64>) -> u32 {
+    ms.map_or(NONE, |ms| ms.clamp(0, i64::from(NONE - 1)) as u32)
+}
+
+fn expand(v: u32) -> Option<u32> {
+    (v != NONE).then_some(v)
+}
+
+impl Point {
+    pub fn new(at_ms: i64, p50: Option<i64>, p95: Option<i64>) -> Point {
+        Point {
+            at_ms,
+            p50: compact(p50),
+            p95: compact(p95),
+        }
+    }
+
+    pub fn at(&self) -> DateTime<Utc> {
+        ms_to_datetime(self.at_ms).unwrap_or_default()
+    }
+
+    pub fn p50(&self) -> Option<i64> {
+        expand(self.p50).map(i64::from)
+    }
+
+    pub fn p95(&self) -> Option<i64> {
+        expand(self.p95).map(i64::from)
+    }
 }
 
 /// One day of a service's 90-day bar. Kept small: a snapshot holds 90 of
-/// them per service (48 bytes each: 43 MB at 10,000 services).
-#[derive(Debug, Clone, PartialEq)]
+/// them per service (24 bytes each: 22 MB at 10,000 services, shared
+/// between snapshots while unchanged). Counts rather than a percentage, so
+/// the uptime is computed exactly as the rollup's own.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Day {
     /// The UTC day.
     pub date: chrono::NaiveDate,
     /// The day's worst state: down, degraded, maintenance, up, or no data
     /// (`State::Unknown`).
     pub worst: State,
-    pub uptime: Option<f64>,
     /// Incidents naming the service that were open during the day.
-    pub incidents: u32,
-    /// Response time (ms).
-    pub p50: Option<u32>,
-    pub p95: Option<u32>,
+    pub incidents: u16,
+    /// Checks that were up or degraded, and checks counted (maintenance is
+    /// in neither).
+    ok: u32,
+    counted: u32,
+    /// Response time (ms), [`NONE`] without latency data.
+    p50: u32,
+    p95: u32,
+}
+
+impl Day {
+    /// A day without data.
+    pub fn empty(date: chrono::NaiveDate) -> Day {
+        Day {
+            date,
+            worst: State::Unknown,
+            incidents: 0,
+            ok: 0,
+            counted: 0,
+            p50: NONE,
+            p95: NONE,
+        }
+    }
+
+    /// The day as its daily rollup tells it (no incidents yet: the
+    /// snapshot counts those).
+    pub fn of(date: chrono::NaiveDate, r: &Rollup) -> Day {
+        let worst = if r.down > 0 {
+            State::Down
+        } else if r.degraded > 0 {
+            State::Degraded
+        } else if r.up > 0 {
+            State::Up
+        } else if r.maintenance > 0 {
+            State::Maintenance
+        } else {
+            State::Unknown
+        };
+        let count = |n: i64| n.clamp(0, i64::from(u32::MAX)) as u32;
+        Day {
+            date,
+            worst,
+            incidents: 0,
+            ok: count(r.up + r.degraded),
+            counted: count(r.counted()),
+            p50: compact(r.percentile_ms(0.5)),
+            p95: compact(r.percentile_ms(0.95)),
+        }
+    }
+
+    /// Share of counted checks that were up or degraded, 0–100; `None`
+    /// without data (as [`Rollup::uptime`]).
+    pub fn uptime(&self) -> Option<f64> {
+        (self.counted > 0).then(|| 100.0 * f64::from(self.ok) / f64::from(self.counted))
+    }
+
+    pub fn p50(&self) -> Option<u32> {
+        expand(self.p50)
+    }
+
+    pub fn p95(&self) -> Option<u32> {
+        expand(self.p95)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -134,16 +228,29 @@ pub struct ServiceView {
     /// Share of counted checks that were up or degraded, per window.
     pub uptime: Uptimes,
     /// The last 24 hours, hour by hour, oldest first (hours with no data
-    /// left out): response time p50 and p95.
-    pub hours: Vec<Point>,
-    /// The last 90 days, day by day, oldest first (today last). Shared
-    /// with the previous snapshot while they are equal (most services'
-    /// bars do not change between rebuilds): one copy in memory, not two.
-    pub days: Arc<[Day]>,
+    /// left out): response time p50 and p95. Shared by every snapshot
+    /// built from the same read of the rollups.
+    pub hours: Arc<[Point]>,
+    /// The 89 days before today, oldest first. Shared with the previous
+    /// snapshot while they are equal (they change at midnight, or with an
+    /// incident): one copy in memory, not two.
+    pub past_days: Arc<[Day]>,
+    /// Today so far.
+    pub today: Day,
     /// Median response time over the last 24 hours (ms), from the rollups.
     pub p50_24h: Option<i64>,
     /// Reported dependencies: names and states only (outputs stay internal).
     pub dependencies: Vec<(String, crate::health::Health)>,
+}
+
+impl ServiceView {
+    /// The last 90 days, day by day, oldest first (today last).
+    pub fn days(&self) -> Vec<Day> {
+        let mut days = Vec::with_capacity(self.past_days.len() + 1);
+        days.extend_from_slice(&self.past_days);
+        days.push(self.today);
+        days
+    }
 }
 
 /// The banner: the worst state across public services.
@@ -204,19 +311,215 @@ impl Overall {
     }
 }
 
-/// Per service id: rollups over [`WINDOWS`] (see `Store::uptime_windows`).
-pub type Windows = Arc<HashMap<i64, [Rollup; 4]>>;
+/// One service's history as the page shows it, reduced from its rollups
+/// as they stream from the store: the rollups themselves (up to 114 of 184
+/// bytes per service) are never held. Hours before this one and days
+/// before today no longer change, so [`Histories::update`] reads only this
+/// hour and today again and shares the rest.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// (up or degraded, counted) over [`WINDOWS`]. The snapshot replaces
+    /// the 24 h pair with the fresh one read with the states.
+    pub counts: Counts,
+    /// Median response time over the last 24 hours (ms).
+    pub p50_24h: Option<i64>,
+    /// The last 24 hours with latency data, oldest first, this hour last.
+    pub hours: Arc<[Point]>,
+    /// The days before today, of the last 90, that have data, oldest
+    /// first, without incident counts (the snapshot adds those).
+    pub past_days: Arc<[Day]>,
+    /// Today so far.
+    pub today: Option<Day>,
+    /// The hours before this one merged, and the counts of the hours and
+    /// days before the current ones: what the current ones are added to.
+    past_hours: Rollup,
+    past_counts: Counts,
+}
 
-/// Per service id: its recent rollups (see `Store::recent_rollups`).
-pub type Recent = Arc<HashMap<i64, RecentRollups>>;
+impl History {
+    /// This history with this hour's and today's rollups (as now read)
+    /// in place of those it had.
+    fn with_current(
+        &self,
+        this_hour: i64,
+        hour: Option<&Rollup>,
+        today: i64,
+        day: Option<&Rollup>,
+    ) -> History {
+        let mut counts = self.past_counts;
+        let mut last_24h = self.past_hours.clone();
+        if let Some(r) = hour {
+            last_24h.merge(r);
+            counts[0].0 += r.up + r.degraded;
+            counts[0].1 += r.counted();
+        }
+        if let Some(r) = day {
+            // Today is inside every daily window.
+            for c in &mut counts[1..] {
+                c.0 += r.up + r.degraded;
+                c.1 += r.counted();
+            }
+        }
+        let before = match self.hours.last() {
+            Some(p) if p.at_ms >= this_hour => &self.hours[..self.hours.len() - 1],
+            _ => &self.hours[..],
+        };
+        let point = hour
+            .filter(|r| r.latency_count > 0)
+            .map(|r| Point::new(this_hour, r.percentile_ms(0.5), r.percentile_ms(0.95)));
+        let hours = if point.is_none() && before.len() == self.hours.len() {
+            Arc::clone(&self.hours)
+        } else {
+            before.iter().copied().chain(point).collect()
+        };
+        History {
+            counts,
+            p50_24h: last_24h.percentile_ms(0.5),
+            hours,
+            past_days: Arc::clone(&self.past_days),
+            today: day.and_then(|r| Some(Day::of(ms_to_datetime(today)?.date_naive(), r))),
+            past_hours: self.past_hours.clone(),
+            past_counts: self.past_counts,
+        }
+    }
+
+    /// The figures of `date`, if it has any.
+    pub fn day(&self, date: chrono::NaiveDate) -> Option<Day> {
+        match self.today {
+            Some(d) if d.date == date => Some(d),
+            _ => self
+                .past_days
+                .binary_search_by_key(&date, |d| d.date)
+                .ok()
+                .map(|i| self.past_days[i]),
+        }
+    }
+}
+
+/// Every service's [`History`], by service id.
+#[derive(Debug, Clone, Default)]
+pub struct Histories {
+    /// The start of the hour they were last read in full (epoch ms).
+    pub hour: i64,
+    pub services: HashMap<i64, History>,
+}
+
+impl Histories {
+    /// Reads every service's history at `now` in full, one rollup at a
+    /// time: 24 hourly and 90 daily rollups per service.
+    pub async fn read(store: &Store, now: i64) -> Result<Histories, StoreError> {
+        use crate::store::rollup::{Period, DAY_MS, HOUR_MS};
+        #[derive(Default)]
+        struct Reading {
+            past: History,
+            hours: Vec<Point>,
+            days: Vec<Day>,
+            this_hour: Option<Rollup>,
+            today: Option<Rollup>,
+        }
+        let this_hour = Period::Hour.bucket_start(now);
+        let today = Period::Day.bucket_start(now);
+        let mut reading: HashMap<i64, Reading> = HashMap::new();
+        store
+            .for_each_rollup_since(
+                this_hour - 23 * HOUR_MS,
+                today - 89 * DAY_MS,
+                |id, period, start, r| {
+                    let into = reading.entry(id).or_default();
+                    match period {
+                        Period::Hour if start >= this_hour => into.this_hour = Some(r),
+                        Period::Day if start >= today => into.today = Some(r),
+                        Period::Hour => {
+                            into.past.past_hours.merge(&r);
+                            into.past.past_counts[0].0 += r.up + r.degraded;
+                            into.past.past_counts[0].1 += r.counted();
+                            if r.latency_count > 0 {
+                                into.hours.push(Point::new(
+                                    start,
+                                    r.percentile_ms(0.5),
+                                    r.percentile_ms(0.95),
+                                ));
+                            }
+                        }
+                        Period::Day => {
+                            for (i, days) in [(1, 7), (2, 30), (3, 90)] {
+                                if start > today - days * DAY_MS {
+                                    into.past.past_counts[i].0 += r.up + r.degraded;
+                                    into.past.past_counts[i].1 += r.counted();
+                                }
+                            }
+                            if let Some(at) = ms_to_datetime(start) {
+                                into.days.push(Day::of(at.date_naive(), &r));
+                            }
+                        }
+                    }
+                },
+            )
+            .await?;
+        let services = reading
+            .into_iter()
+            .map(|(id, mut r)| {
+                r.hours.sort_unstable_by_key(|p| p.at_ms);
+                r.days.sort_unstable_by_key(|d| d.date);
+                r.past.hours = Arc::from(r.hours);
+                r.past.past_days = Arc::from(r.days);
+                let history =
+                    r.past
+                        .with_current(this_hour, r.this_hour.as_ref(), today, r.today.as_ref());
+                (id, history)
+            })
+            .collect();
+        Ok(Histories {
+            hour: this_hour,
+            services,
+        })
+    }
+
+    /// The same histories at `now`, which must be in the hour of the last
+    /// full read, with only this hour's and today's rollups read again (one
+    /// row in 57 of a full read with 90 days of history).
+    pub async fn update(&self, store: &Store, now: i64) -> Result<Histories, StoreError> {
+        use crate::store::rollup::Period;
+        let this_hour = Period::Hour.bucket_start(now);
+        let today = Period::Day.bucket_start(now);
+        let mut current: HashMap<i64, (Option<Rollup>, Option<Rollup>)> = HashMap::new();
+        store
+            .for_each_rollup_since(this_hour, today, |id, period, _, r| {
+                let slot = current.entry(id).or_default();
+                match period {
+                    Period::Hour => slot.0 = Some(r),
+                    Period::Day => slot.1 = Some(r),
+                }
+            })
+            .await?;
+        let mut services = HashMap::with_capacity(self.services.len().max(current.len()));
+        for (id, old) in &self.services {
+            let (hour, day) = current.remove(id).unwrap_or_default();
+            services.insert(
+                *id,
+                old.with_current(this_hour, hour.as_ref(), today, day.as_ref()),
+            );
+        }
+        // Services first seen since the full read.
+        for (id, (hour, day)) in current {
+            services.insert(
+                id,
+                History::default().with_current(this_hour, hour.as_ref(), today, day.as_ref()),
+            );
+        }
+        Ok(Histories {
+            hour: self.hour,
+            services,
+        })
+    }
+}
 
 /// What a snapshot is made of, as read from the store.
 #[derive(Clone)]
 pub struct Inputs {
     pub summaries: Vec<ServiceSummary>,
-    pub windows: Windows,
-    /// Per service id: hourly rollups of 24 h, daily of 90 days.
-    pub recent: Recent,
+    /// Per service id: counts, response times and days of the last 90.
+    pub history: Arc<Histories>,
     pub incidents: Vec<Incident>,
     pub maintenances: Vec<Maintenance>,
     pub recent_incidents: Vec<Incident>,
@@ -229,20 +532,15 @@ impl Inputs {
     pub async fn read(
         store: &Store,
         now: i64,
-        history: Option<(Windows, Recent)>,
+        history: Option<Arc<Histories>>,
     ) -> Result<Inputs, StoreError> {
-        let (windows, recent) = match history {
+        let history = match history {
             Some(h) => h,
-            None => {
-                let recent = store.recent_rollups(now).await?;
-                let windows = recent.iter().map(|(id, r)| (*id, r.windows(now))).collect();
-                (Arc::new(windows), Arc::new(recent))
-            }
+            None => Arc::new(Histories::read(store, now).await?),
         };
         Ok(Inputs {
             summaries: store.service_summaries(now).await?,
-            windows,
-            recent,
+            history,
             incidents: store.unresolved_incidents().await?,
             maintenances: store.current_maintenances(now).await?,
             // Enough for the 90-day bars' incident counts, the first page of
@@ -266,51 +564,46 @@ pub const RECENT_INCIDENTS_DAYS: i64 = 95;
 pub const RECENT_INCIDENTS_CAP: i64 = 500;
 
 /// The 90 days ending today, each with its worst state, uptime, incident
-/// count and response time; days without data say so.
+/// count and response time; days without data say so. Returned as the 89
+/// days before today and today. The history's own days, or else
+/// `previous` (the last snapshot's 89), are returned themselves when they
+/// are the same, which they are between one midnight and the next unless
+/// an incident changes, so memory holds one copy; nothing is allocated to
+/// find that out.
 fn days_of(
-    recent: Option<&RecentRollups>,
+    history: Option<&History>,
     incidents: &[&Incident],
     now: DateTime<Utc>,
-) -> Vec<Day> {
+    previous: Option<&Arc<[Day]>>,
+) -> (Arc<[Day]>, Day) {
     use crate::store::rollup::{Period, DAY_MS};
-    let today = Period::Day.bucket_start(now.timestamp_millis());
-    let by_start: HashMap<i64, &Rollup> = recent
-        .map(|r| r.days.iter().map(|(start, r)| (*start, r)).collect())
-        .unwrap_or_default();
-    // Exactly 90: collected from an iterator of unknown length, the vector
-    // would grow to 128 (a third of a snapshot's memory at scale).
-    let mut days = Vec::with_capacity(90);
-    days.extend((0..90).rev().filter_map(|back| {
+    let now_ms = now.timestamp_millis();
+    let today = Period::Day.bucket_start(now_ms);
+    let day = |back: i64| -> Option<Day> {
         let start = today - back * DAY_MS;
         let date = ms_to_datetime(start)?.date_naive();
-        let r = by_start.get(&start);
-        let worst = match r {
-            None => State::Unknown,
-            Some(r) if r.down > 0 => State::Down,
-            Some(r) if r.degraded > 0 => State::Degraded,
-            Some(r) if r.up > 0 => State::Up,
-            Some(r) if r.maintenance > 0 => State::Maintenance,
-            Some(_) => State::Unknown,
-        };
+        let mut day = history
+            .and_then(|h| h.day(date))
+            .unwrap_or_else(|| Day::empty(date));
         let end = start + DAY_MS;
-        let now_ms = now.timestamp_millis();
-        Some(Day {
-            date,
-            worst,
-            uptime: r.and_then(|r| r.uptime()),
-            incidents: incidents
-                .iter()
-                .filter(|i| i.started_at < end && i.resolved_at.unwrap_or(now_ms) >= start)
-                .count() as u32,
-            p50: r
-                .and_then(|r| r.percentile_ms(0.5))
-                .map(|ms| ms.clamp(0, u32::MAX as i64) as u32),
-            p95: r
-                .and_then(|r| r.percentile_ms(0.95))
-                .map(|ms| ms.clamp(0, u32::MAX as i64) as u32),
-        })
-    }));
-    days
+        let open = incidents
+            .iter()
+            .filter(|i| i.started_at < end && i.resolved_at.unwrap_or(now_ms) >= start)
+            .count();
+        day.incidents = open.min(usize::from(u16::MAX)) as u16;
+        Some(day)
+    };
+    let past = || (1..90).rev().filter_map(day);
+    // A service with data on every day and no incident has the days its
+    // history has: one copy for the history and every snapshot.
+    let known = history.map(|h| &h.past_days);
+    let past = match (known, previous) {
+        (Some(k), _) if k.iter().copied().eq(past()) => Arc::clone(k),
+        (_, Some(old)) if old.iter().copied().eq(past()) => Arc::clone(old),
+        _ => past().collect(),
+    };
+    let today = day(0).unwrap_or_else(|| Day::empty(now.date_naive()));
+    (past, today)
 }
 
 impl Snapshot {
@@ -348,7 +641,7 @@ impl Snapshot {
                 p.groups
                     .iter()
                     .flat_map(|g| &g.services)
-                    .map(|s| (s.slug.as_str(), &s.days))
+                    .map(|s| (s.slug.as_str(), &s.past_days))
                     .collect()
             })
             .unwrap_or_default();
@@ -356,12 +649,11 @@ impl Snapshot {
             inputs.summaries.into_iter().filter(|s| s.public).collect();
         let overall = Overall::of(&public.iter().map(|s| s.state).collect::<Vec<_>>());
         let counts = |s: &ServiceSummary| -> Counts {
-            let mut c: Counts = [(0, 0); 4];
-            if let Some(w) = inputs.windows.get(&s.id) {
-                for (slot, r) in c.iter_mut().zip(w) {
-                    *slot = (r.up + r.degraded, r.counted());
-                }
-            }
+            let mut c: Counts = inputs
+                .history
+                .services
+                .get(&s.id)
+                .map_or([(0, 0); 4], |h| h.counts);
             // The 24 h figure is read fresh with the states.
             c[0] = (s.ok_24h, s.checks_24h);
             c
@@ -373,54 +665,39 @@ impl Snapshot {
                 incidents_of.entry(slug.as_str()).or_default().push(i);
             }
         }
-        let view = |s: &ServiceSummary| ServiceView {
-            slug: s.slug.clone(),
-            name: s.name.clone(),
-            description: s.description.clone(),
-            state: s.state,
-            state_since: s.state_since.and_then(ms_to_datetime),
-            last_checked_at: s.last_checked_at.and_then(ms_to_datetime),
-            created_at: ms_to_datetime(s.created_at).unwrap_or(now),
-            p50_24h: inputs
-                .windows
-                .get(&s.id)
-                .and_then(|w| w[0].percentile_ms(0.5)),
-            uptime: uptimes(&counts(s)),
-            hours: inputs
-                .recent
-                .get(&s.id)
-                .map(|r| {
-                    r.hours
-                        .iter()
-                        .filter(|(_, r)| r.latency_count > 0)
-                        .filter_map(|(start, r)| {
-                            Some(Point {
-                                at: ms_to_datetime(*start)?,
-                                p50: r.percentile_ms(0.5),
-                                p95: r.percentile_ms(0.95),
-                            })
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            days: {
-                let days = days_of(
-                    inputs.recent.get(&s.id),
-                    incidents_of
-                        .get(s.slug.as_str())
-                        .map_or(&[][..], Vec::as_slice),
-                    now,
-                );
-                match previous_days.get(s.slug.as_str()) {
-                    Some(old) if old[..] == days[..] => Arc::clone(old),
-                    _ => Arc::from(days),
-                }
-            },
-            dependencies: s
-                .dependencies
-                .iter()
-                .map(|d| (d.name.clone(), d.health))
-                .collect(),
+        let view = |s: &ServiceSummary| {
+            let (past_days, today) = days_of(
+                inputs.history.services.get(&s.id),
+                incidents_of
+                    .get(s.slug.as_str())
+                    .map_or(&[][..], Vec::as_slice),
+                now,
+                previous_days.get(s.slug.as_str()).copied(),
+            );
+            ServiceView {
+                past_days,
+                today,
+                slug: s.slug.clone(),
+                name: s.name.clone(),
+                description: s.description.clone(),
+                state: s.state,
+                state_since: s.state_since.and_then(ms_to_datetime),
+                last_checked_at: s.last_checked_at.and_then(ms_to_datetime),
+                created_at: ms_to_datetime(s.created_at).unwrap_or(now),
+                p50_24h: inputs.history.services.get(&s.id).and_then(|h| h.p50_24h),
+                uptime: uptimes(&counts(s)),
+                hours: inputs
+                    .history
+                    .services
+                    .get(&s.id)
+                    .map_or_else(|| Arc::from([]), |h| Arc::clone(&h.hours)),
+
+                dependencies: s
+                    .dependencies
+                    .iter()
+                    .map(|d| (d.name.clone(), d.health))
+                    .collect(),
+            }
         };
         let group_view = |name: Option<&GroupConfig>| {
             let members: Vec<&ServiceSummary> = public
@@ -561,8 +838,8 @@ pub struct Refresher {
     pub publish: watch::Sender<Arc<Snapshot>>,
     /// Admin writes (incidents, maintenance) ask for a rebuild here.
     pub changed: Arc<tokio::sync::Notify>,
-    /// The last read of the 90-day windows and when (epoch ms).
-    pub windows: Mutex<Option<(i64, Windows, Recent)>>,
+    /// The last read of the services' histories and when (epoch ms).
+    pub history: Mutex<Option<(i64, Arc<Histories>)>>,
 }
 
 /// How long a read of the 7/30/90-day windows is reused. They move by a
@@ -622,25 +899,43 @@ impl Refresher {
     pub async fn refresh(&self) {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
-        let cached = self
-            .windows
-            .lock()
-            .ok()
-            .and_then(|w| w.clone())
-            // An empty read (a new install) is not reused: the first
-            // results should show at once, not after the reuse period.
-            .filter(|(read_at, w, _)| {
-                !w.is_empty() && (0..WINDOWS_MAX_AGE_MS).contains(&(now_ms - read_at))
-            })
-            .map(|(_, w, r)| (w, r));
-        let fresh = cached.is_none();
-        match Inputs::read(&self.store, now_ms, cached).await {
-            Ok(inputs) => {
+        let cached = self.history.lock().ok().and_then(|h| h.clone());
+        // Reused for a while; then this hour and today are read again; a
+        // new hour reads everything (the 24 hours and 90 days move on). An
+        // empty read (a new install) is not reused: the first results
+        // should show at once.
+        let history = match cached {
+            Some((read_at, h))
+                if !h.services.is_empty()
+                    && (0..WINDOWS_MAX_AGE_MS).contains(&(now_ms - read_at)) =>
+            {
+                Ok((h, false))
+            }
+            Some((_, h)) if h.hour == crate::store::rollup::Period::Hour.bucket_start(now_ms) => h
+                .update(&self.store, now_ms)
+                .await
+                .map(|h| (Arc::new(h), true)),
+            _ => Histories::read(&self.store, now_ms)
+                .await
+                .map(|h| (Arc::new(h), true)),
+        };
+        let history = match history {
+            Ok((h, fresh)) => {
                 if fresh {
-                    if let Ok(mut slot) = self.windows.lock() {
-                        *slot = Some((now_ms, inputs.windows.clone(), inputs.recent.clone()));
+                    if let Ok(mut slot) = self.history.lock() {
+                        *slot = Some((now_ms, h.clone()));
                     }
                 }
+                h
+            }
+            Err(e) => {
+                // The page keeps serving the last good snapshot.
+                tracing::warn!(error = %e, "reading the services' history failed");
+                return;
+            }
+        };
+        match Inputs::read(&self.store, now_ms, Some(history)).await {
+            Ok(inputs) => {
                 let previous = self.publish.borrow().clone();
                 let snapshot = Snapshot::from_inputs_reusing(
                     inputs,
@@ -694,8 +989,10 @@ mod tests {
 
     #[test]
     fn a_day_of_a_bar_stays_small() {
-        // The figure in Day's doc: 90 of them per service in each snapshot.
-        assert_eq!(std::mem::size_of::<Day>(), 48);
+        // The figures in the docs of Day and Point: 90 and up to 24 of
+        // them per service.
+        assert_eq!(std::mem::size_of::<Day>(), 24);
+        assert_eq!(std::mem::size_of::<Point>(), 16);
     }
 
     #[test]
@@ -748,8 +1045,19 @@ mod tests {
         };
         let inputs = Inputs {
             summaries: vec![a, b, hidden],
-            windows: Arc::new(windows),
-            recent: Default::default(),
+            history: Arc::new(Histories {
+                hour: 0,
+                services: windows
+                    .into_iter()
+                    .map(|(id, w)| {
+                        let history = History {
+                            counts: w.map(|r| (r.up + r.degraded, r.counted())),
+                            ..History::default()
+                        };
+                        (id, history)
+                    })
+                    .collect(),
+            }),
             incidents: Vec::new(),
             maintenances: vec![maintenance(1, 24, 26), maintenance(2, -1, 1)],
             recent_incidents: Vec::new(),
@@ -769,7 +1077,7 @@ mod tests {
             .zip(&again.groups[0].services)
         {
             assert!(
-                Arc::ptr_eq(&old.days, &new.days),
+                Arc::ptr_eq(&old.past_days, &new.past_days),
                 "{} shares its days",
                 old.slug
             );
@@ -777,8 +1085,8 @@ mod tests {
         let tomorrow = now + chrono::Duration::days(1);
         let later = Snapshot::from_inputs_reusing(inputs, "t", &groups, tomorrow, Some(&snap));
         assert!(!Arc::ptr_eq(
-            &snap.groups[0].services[0].days,
-            &later.groups[0].services[0].days
+            &snap.groups[0].services[0].past_days,
+            &later.groups[0].services[0].past_days
         ));
         assert_eq!(snap.groups.len(), 1);
         let shop = &snap.groups[0];
@@ -809,6 +1117,45 @@ mod tests {
             ["A"],
             "private names stay off"
         );
+    }
+
+    #[test]
+    fn a_full_history_is_shared_with_the_snapshot_not_copied() {
+        use crate::store::rollup::{Period, DAY_MS};
+        let now = ms_to_datetime(1_773_363_600_000).expect("time"); // 2026-03-13 01:00 UTC
+        let today = Period::Day.bucket_start(now.timestamp_millis());
+        let date = |ms: i64| ms_to_datetime(ms).expect("time").date_naive();
+        let past: Arc<[Day]> = (1..90)
+            .rev()
+            .map(|back| Day::of(date(today - back * DAY_MS), &counts(100, 0, 0)))
+            .collect();
+        let history = History {
+            past_days: past.clone(),
+            today: Some(Day::of(now.date_naive(), &counts(10, 1, 0))),
+            ..History::default()
+        };
+        let inputs = Inputs {
+            summaries: vec![summary(1, "A", None, true)],
+            history: Arc::new(Histories {
+                hour: 0,
+                services: HashMap::from([(1, history)]),
+            }),
+            incidents: Vec::new(),
+            maintenances: Vec::new(),
+            recent_incidents: Vec::new(),
+            recent_maintenances: Vec::new(),
+        };
+        let snap = Snapshot::from_inputs(inputs, "t", &[], now);
+        let a = &snap.groups[0].services[0];
+        assert!(
+            Arc::ptr_eq(&a.past_days, &past),
+            "the history's days, not a copy"
+        );
+        let days = a.days();
+        assert_eq!(days.len(), 90);
+        assert_eq!(days[0].date, date(today - 89 * DAY_MS));
+        assert_eq!((days[89].date, days[89].worst), (now.date_naive(), Down));
+        assert!(days[..89].iter().all(|d| d.uptime() == Some(100.0)));
     }
 
     #[test]

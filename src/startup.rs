@@ -19,7 +19,7 @@ use crate::backup::Backups;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ServiceConfig};
 use crate::monitor::Monitor;
-use crate::snapshot::{Refresher, Snapshot};
+use crate::snapshot::{Inputs, Refresher, Snapshot};
 use crate::store::Store;
 use crate::web::{self, AppState};
 
@@ -73,9 +73,14 @@ impl Application {
         .await
         .context("syncing configured services into the store")?;
 
-        let initial = Snapshot::build(&store, &config.server.title, &config.groups, clock.now())
+        let now = clock.now();
+        let inputs = Inputs::read(&store, now.timestamp_millis(), None)
             .await
             .context("building the first status snapshot")?;
+        // The refresher starts from this read of the history, rather than
+        // reading it all again at once.
+        let history = Some((now.timestamp_millis(), inputs.history.clone()));
+        let initial = Snapshot::from_inputs(inputs, &config.server.title, &config.groups, now);
         let (publish, snapshot) = watch::channel(Arc::new(initial));
         let changed = Arc::new(tokio::sync::Notify::new());
         let refresher = Refresher {
@@ -85,7 +90,7 @@ impl Application {
             groups: config.groups.clone(),
             publish,
             changed: changed.clone(),
-            windows: Default::default(),
+            history: std::sync::Mutex::new(history),
         };
         let backups = match &config.backup {
             Some(b) => match &b.schedule {

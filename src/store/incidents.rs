@@ -177,6 +177,8 @@ impl Store {
     /// The incidents `ids`, in that order, with their services and
     /// timelines: three queries for all of them (the snapshot loads up to
     /// 500 every second), in chunks that stay under SQLite's bind limit.
+    /// The lists are not kept as prepared statements (`persistent(false)`):
+    /// every length is a statement of its own.
     async fn load(&self, ids: &[i64]) -> Result<Vec<Incident>, StoreError> {
         let mut found: HashMap<i64, Incident> = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(LOAD_CHUNK) {
@@ -195,7 +197,7 @@ impl Store {
                     "SELECT id, title, impact, status, automatic, postmortem, started_at, updated_at, resolved_at \
                      FROM incidents WHERE id IN",
                 );
-                for row in q.build().fetch_all(pool).await? {
+                for row in q.build().persistent(false).fetch_all(pool).await? {
                     let id: i64 = row.try_get("id")?;
                     found.insert(
                         id,
@@ -219,7 +221,7 @@ impl Store {
                      JOIN services s ON s.id = x.service_id WHERE x.incident_id IN",
                 );
                 q.push(" ORDER BY x.incident_id, s.position, s.id");
-                for row in q.build().fetch_all(pool).await? {
+                for row in q.build().persistent(false).fetch_all(pool).await? {
                     let id: i64 = row.try_get("incident_id")?;
                     if let Some(i) = found.get_mut(&id) {
                         i.services.push(row.try_get("slug")?);
@@ -230,7 +232,7 @@ impl Store {
                      WHERE incident_id IN",
                 );
                 q.push(" ORDER BY incident_id, created_at, id");
-                for row in q.build().fetch_all(pool).await? {
+                for row in q.build().persistent(false).fetch_all(pool).await? {
                     let id: i64 = row.try_get("incident_id")?;
                     if let Some(i) = found.get_mut(&id) {
                         i.updates.push(IncidentUpdate {

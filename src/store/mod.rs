@@ -68,8 +68,8 @@ macro_rules! int_column {
 macro_rules! rollup_from_row {
     ($row:expr) => {{
         let mut histogram = [0i64; rollup::BUCKETS];
-        for (i, h) in histogram.iter_mut().enumerate() {
-            *h = int_column!($row, format!("h{i:02}").as_str());
+        for (h, column) in histogram.iter_mut().zip(rollup::HISTOGRAM_COLUMNS) {
+            *h = int_column!($row, column);
         }
         Rollup {
             up: int_column!($row, "up"),
@@ -375,6 +375,30 @@ const ALERT_KEEP_MS: i64 = 30 * rollup::DAY_MS;
 /// `check_results.state` of a result taken during maintenance.
 const MAINTENANCE_CODE: i16 = 4;
 
+/// Rollups from an hour and a day on. Every count as BIGINT, so each
+/// column decodes as i64 at the first try on PostgreSQL too (where INTEGER
+/// is 4 bytes): a full read is 114 rows per service.
+static ROLLUP_SELECT_SINCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let counts = [
+        "up",
+        "degraded",
+        "down",
+        "maintenance",
+        "latency_count",
+        "latency_sum",
+        "latency_max",
+    ]
+    .into_iter()
+    .chain(rollup::HISTOGRAM_COLUMNS)
+    .map(|c| format!("CAST({c} AS BIGINT) AS {c}"))
+    .collect::<Vec<_>>()
+    .join(", ");
+    format!(
+        "SELECT service_id, period, bucket_start, {counts} FROM rollups \
+         WHERE (period = 'h' AND bucket_start >= $1) OR (period = 'd' AND bucket_start >= $2)"
+    )
+});
+
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
 const INSERT_CHUNK: usize = 1000;
 
@@ -555,7 +579,13 @@ impl Store {
                 // Two results of one service in the same millisecond can only
                 // come from a clock step; keep the first rather than fail the batch.
                 qb.push(" ON CONFLICT (service_id, checked_at) DO NOTHING");
-                qb.build().execute(&mut *tx).await?;
+                // Not kept in the connection's statement cache: each batch
+                // size is a statement of its own, and a prepared statement
+                // of thousands of parameters holds ~150 KB. Cached, up to
+                // 100 of them per connection held 56 MB at 10,000 services
+                // (docs/performance.md); preparing one costs far less than
+                // the write.
+                qb.build().persistent(false).execute(&mut *tx).await?;
             }
             // Rollups in the same transaction as the results they count.
             let rollups: Vec<((i64, Period, i64), Rollup)> =
@@ -578,7 +608,7 @@ impl Store {
                     }
                 });
                 qb.push(ROLLUP_MERGE.as_str());
-                qb.build().execute(&mut *tx).await?;
+                qb.build().persistent(false).execute(&mut *tx).await?;
             }
             for c in &batch.changes {
                 sqlx::query(
@@ -917,43 +947,61 @@ impl Store {
         Ok(pruned)
     }
 
-    /// Every service's hourly rollups of the last 24 hours (this hour and the
-    /// 23 before) and daily rollups of the last 90 days (today and the 89
-    /// before), oldest first: what the page's figures, bars and charts need.
+    /// Every service's hourly rollups from `hour_since` and daily ones from
+    /// `day_since` (bucket starts, epoch ms), handed to `f` one row at a
+    /// time as they stream from the database, in no particular order:
+    /// (service id, period, bucket start, counts). Nothing is collected
+    /// here, so a fleet with 90 days of history (114 rows of 184 bytes per
+    /// service) costs only what `f` keeps.
+    pub async fn for_each_rollup_since(
+        &self,
+        hour_since: i64,
+        day_since: i64,
+        mut f: impl FnMut(i64, Period, i64, Rollup),
+    ) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt;
+        on_pool!(self, pool, _Db => {
+            let mut rows = sqlx::query(&ROLLUP_SELECT_SINCE)
+            .bind(hour_since)
+            .bind(day_since)
+            .fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                let period = match row.try_get::<&str, _>("period")? {
+                    "h" => Period::Hour,
+                    _ => Period::Day,
+                };
+                f(
+                    row.try_get("service_id")?,
+                    period,
+                    int_column!(row, "bucket_start"),
+                    rollup_from_row!(row),
+                );
+            }
+        });
+        Ok(())
+    }
+
+    /// Every service's hourly rollups of the last 24 hours (this hour and
+    /// the 23 before) and daily rollups of the last 90 days (today and the
+    /// 89 before), oldest first.
     pub async fn recent_rollups(
         &self,
         now: i64,
     ) -> Result<HashMap<i64, RecentRollups>, StoreError> {
+        let mut out: HashMap<i64, RecentRollups> = HashMap::new();
         let hour_since = Period::Hour.bucket_start(now) - 23 * rollup::HOUR_MS;
         let day_since = Period::Day.bucket_start(now) - 89 * rollup::DAY_MS;
-        let rows = on_pool!(self, pool, _Db => {
-            sqlx::query(
-                "SELECT * FROM rollups WHERE (period = 'h' AND bucket_start >= $1) \
-                    OR (period = 'd' AND bucket_start >= $2) ORDER BY bucket_start",
-            )
-            .bind(hour_since)
-            .bind(day_since)
-            .fetch_all(pool)
-            .await?
-            .iter()
-            .map(|row| -> Result<(i64, String, i64, Rollup), sqlx::Error> {
-                Ok((
-                    row.try_get("service_id")?,
-                    row.try_get("period")?,
-                    int_column!(row, "bucket_start"),
-                    rollup_from_row!(row),
-                ))
-            })
-            .collect::<Result<Vec<_>, _>>()?
-        });
-        let mut out: HashMap<i64, RecentRollups> = HashMap::new();
-        for (service_id, period, start, r) in rows {
+        self.for_each_rollup_since(hour_since, day_since, |service_id, period, start, r| {
             let entry = out.entry(service_id).or_default();
-            if period == "h" {
-                entry.hours.push((start, r));
-            } else {
-                entry.days.push((start, r));
+            match period {
+                Period::Hour => entry.hours.push((start, r)),
+                Period::Day => entry.days.push((start, r)),
             }
+        })
+        .await?;
+        for recent in out.values_mut() {
+            recent.hours.sort_unstable_by_key(|(start, _)| *start);
+            recent.days.sort_unstable_by_key(|(start, _)| *start);
         }
         Ok(out)
     }

@@ -301,8 +301,7 @@ mod render_tests {
     fn snapshot(at_secs: i64) -> Snapshot {
         let inputs = Inputs {
             summaries: Vec::new(),
-            windows: Default::default(),
-            recent: Default::default(),
+            history: Default::default(),
             incidents: Vec::new(),
             maintenances: Vec::new(),
             recent_incidents: Vec::new(),

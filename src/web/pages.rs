@@ -21,7 +21,8 @@ struct ServiceRow {
     label: &'static str,
     uptime: String,
     last_checked: String,
-    /// The 90-day bar (inline SVG).
+    /// The 90-day bar: what it says as a whole, and its days (HTML).
+    bars_label: String,
     bars: String,
     dependencies: Vec<DependencyRow>,
 }
@@ -80,7 +81,6 @@ struct IndexPage {
     upcoming_maintenances: Vec<MaintenanceRow>,
     updated_iso: String,
     updated_text: String,
-    bar_patterns: &'static str,
 }
 
 /// Reported dependencies as the pages show them: name and state in words.
@@ -198,7 +198,8 @@ fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
             services: g
                 .services
                 .iter()
-                .map(|s| ServiceRow {
+                .map(|s| (s, s.days()))
+                .map(|(s, days)| ServiceRow {
                     slug: s.slug.clone(),
                     name: s.name.clone(),
                     class: s.state.as_str(),
@@ -216,7 +217,8 @@ fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
                         Some(t) => format!("checked {}", ago(t, now)),
                         None => "not checked yet".to_string(),
                     },
-                    bars: compact_bars_svg(&s.days, &bars_label(&s.days, s.uptime[3])),
+                    bars_label: bars_label(&days, s.uptime[3]),
+                    bars: compact_bar_days(&days),
                     dependencies: dependency_rows(&s.dependencies),
                 })
                 .collect(),
@@ -269,7 +271,6 @@ fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
             .iter()
             .map(|m| maintenance_row(m, app.site.time_zone))
             .collect(),
-        bar_patterns: BAR_PATTERNS,
         updated_iso: html_time(snapshot.generated_at),
         updated_text: snapshot
             .generated_at
@@ -606,6 +607,7 @@ struct ServicePage {
     since: String,
     description: Option<String>,
     uptime: Vec<(&'static str, String)>,
+    bars_label: String,
     bars: String,
     bars_summary: String,
     /// The bar's days as a table, newest first: the per-day text for
@@ -636,11 +638,11 @@ fn day_rows(days: &[Day]) -> Vec<DayRow> {
                 State::Down => "Outage",
                 other => other.label(),
             },
-            uptime: match d.uptime {
-                Some(_) => format_uptime(d.uptime),
+            uptime: match d.uptime() {
+                Some(u) => format_uptime(Some(u)),
                 None => "–".to_string(),
             },
-            incidents: d.incidents,
+            incidents: u32::from(d.incidents),
         })
         .collect()
 }
@@ -652,7 +654,7 @@ type Sample = (DateTime<Utc>, Option<i64>, Option<i64>);
 /// (the per-day text is a hover tooltip; the service page's "Day by day"
 /// table, which the bar links to, has it for everyone).
 fn bars_label(days: &[Day], uptime: Option<f64>) -> String {
-    let incidents: u32 = days.iter().map(|d| d.incidents).sum();
+    let incidents: u32 = days.iter().map(|d| u32::from(d.incidents)).sum();
     let outages = days.iter().filter(|d| d.worst == State::Down).count();
     format!(
         "Last 90 days: {}, {} incident{}, {} day{} with an outage",
@@ -667,25 +669,26 @@ fn bars_label(days: &[Day], uptime: Option<f64>) -> String {
     )
 }
 
-/// The 90-day bar: one rect a day, coloured by the day's worst state, each
-/// with its text ("12 Mar: 99.20 % uptime, 1 incident") as a tooltip.
-fn bars_svg(days: &[Day], label: &str) -> String {
-    bars(days, label, false)
+/// The 90-day bar's days: one `<i>` a day, coloured by the day's worst
+/// state (its class), each with its text ("12 Mar: 99.20 % uptime, 1
+/// incident") as a tooltip. The element around it (a link on the front
+/// page, a `role="img"` on the service page) carries [`bars_label`].
+///
+/// HTML and CSS rather than SVG: a `title` attribute is half the markup of
+/// an SVG `<rect>` with its `<title>`, and the front page has a bar for
+/// every service (docs/performance.md).
+fn bar_days(days: &[Day]) -> String {
+    bars(days, false)
 }
 
 /// The front page's 90-day bar: the same picture, but a run of quiet days
-/// (all up with no incident, or all without data) is one rect painted with
-/// the day pattern of [`BAR_PATTERNS`] and one tooltip for the run
-/// ("1 Mar – 20 Mar: 100.00 % uptime, no incidents"). Days with anything to
-/// tell keep their own. With one bar per service this keeps the page a
-/// tenth of the size.
-fn compact_bars_svg(days: &[Day], label: &str) -> String {
-    bars(days, label, true)
+/// (all up with no incident, or all without data) is one element,
+/// `style="--n:N"`, that the page's CSS stripes into N day bars, with one
+/// tooltip for the run ("1 Mar – 20 Mar: 100.00 % uptime, no
+/// incidents"). Days with anything to tell keep their own.
+fn compact_bar_days(days: &[Day]) -> String {
+    bars(days, true)
 }
-
-/// Patterns the compact bars paint quiet runs with: an 8-wide bar every
-/// 10 units, as the single days are drawn. Once per page.
-pub const BAR_PATTERNS: &str = r#"<svg class="defs" width="0" height="0" aria-hidden="true"><defs><pattern id="run-up" width="10" height="34" patternUnits="userSpaceOnUse"><rect class="bar up" width="8" height="34"/></pattern><pattern id="run-unknown" width="10" height="34" patternUnits="userSpaceOnUse"><rect class="bar unknown" width="8" height="34"/></pattern></defs></svg>"#;
 
 /// A day whose bar is plain: up all day (the state never left up, though
 /// a probe may have failed below the failure threshold) with no incident,
@@ -694,22 +697,19 @@ fn quiet(d: &Day) -> bool {
     d.incidents == 0
         && match d.worst {
             State::Up => true,
-            State::Unknown => d.uptime.is_none(),
+            State::Unknown => d.uptime().is_none(),
             _ => false,
         }
 }
 
-fn bars(days: &[Day], label: &str, compact: bool) -> String {
-    let mut out = format!(
-        r#"<svg viewBox="0 0 900 34" role="img" aria-label="{}">"#,
-        super::feeds::xml(label)
-    );
+fn bars(days: &[Day], compact: bool) -> String {
+    let mut out = String::with_capacity(days.len() * 48);
     let day_text = |d: &Day| {
         format!(
             "{}: {}, {} incident{}",
             d.date.format("%-d %b"),
-            match d.uptime {
-                Some(_) => format!("{} uptime", format_uptime(d.uptime)),
+            match d.uptime() {
+                Some(u) => format!("{} uptime", format_uptime(Some(u))),
                 None => "no data".to_string(),
             },
             d.incidents,
@@ -729,7 +729,7 @@ fn bars(days: &[Day], label: &str, compact: bool) -> String {
         };
         if run > 1 {
             let last = &days[n + run - 1];
-            let uptimes = days[n..n + run].iter().filter_map(|e| e.uptime);
+            let uptimes = days[n..n + run].iter().filter_map(|e| e.uptime());
             let lowest = uptimes.clone().fold(f64::INFINITY, f64::min);
             let highest = uptimes.fold(f64::NEG_INFINITY, f64::max);
             let what = match d.worst {
@@ -749,23 +749,19 @@ fn bars(days: &[Day], label: &str, compact: bool) -> String {
                 last.date.format("%-d %b"),
             );
             out.push_str(&format!(
-                r#"<rect x="{}" width="{}" height="34" fill="url(#run-{})"><title>{}</title></rect>"#,
-                n * 10,
-                run * 10 - 2,
+                r#"<i class="{}" style="--n:{run}" title="{}"></i>"#,
                 d.worst.as_str(),
                 super::feeds::xml(&text)
             ));
         } else {
             out.push_str(&format!(
-                r#"<rect class="bar {}" x="{}" width="8" height="34"><title>{}</title></rect>"#,
+                r#"<i class="{}" title="{}"></i>"#,
                 d.worst.as_str(),
-                n * 10,
                 super::feeds::xml(&day_text(d))
             ));
         }
         n += run;
     }
-    out.push_str("</svg>");
     out
 }
 
@@ -871,20 +867,20 @@ pub async fn service(
 
 fn service_html(app: &AppState, snapshot: &Snapshot, s: &ServiceView) -> Option<String> {
     let now = app.clock.now();
-    let hours: Vec<_> = s.hours.iter().map(|p| (p.at, p.p50, p.p95)).collect();
-    let days30: Vec<_> = s
-        .days
+    let hours: Vec<_> = s.hours.iter().map(|p| (p.at(), p.p50(), p.p95())).collect();
+    let days = s.days();
+    let days30: Vec<_> = days
         .iter()
         .skip(60)
         .map(|d| {
             (
                 d.date.and_time(chrono::NaiveTime::MIN).and_utc(),
-                d.p50.map(i64::from),
-                d.p95.map(i64::from),
+                d.p50().map(i64::from),
+                d.p95().map(i64::from),
             )
         })
         .collect();
-    let bad_days = s.days.iter().filter(|d| d.worst == State::Down).count();
+    let bad_days = days.iter().filter(|d| d.worst == State::Down).count();
     let page = ServicePage {
         site: app.site.clone(),
         title: snapshot.title.clone(),
@@ -902,14 +898,15 @@ fn service_html(app: &AppState, snapshot: &Snapshot, s: &ServiceView) -> Option<
             .zip(s.uptime)
             .map(|(w, u)| (*w, format_uptime(u)))
             .collect(),
-        bars: bars_svg(&s.days, &bars_label(&s.days, s.uptime[3])),
+        bars_label: bars_label(&days, s.uptime[3]),
+        bars: bar_days(&days),
         bars_summary: format!(
             "{} uptime over 90 days; {} day{} with an outage.",
             format_uptime(s.uptime[3]),
             bad_days,
             if bad_days == 1 { "" } else { "s" }
         ),
-        days: day_rows(&s.days),
+        days: day_rows(&days),
         dependencies: dependency_rows(&s.dependencies),
         chart_24h: latency_svg(&hours, "Response time, last 24 hours"),
         summary_24h: latency_summary(&hours),
@@ -977,37 +974,57 @@ mod tests {
             .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
             .single()
             .expect("valid");
-        let day = |n: i64, worst: State, uptime: Option<f64>, incidents: u32| Day {
-            date: (start + chrono::Duration::days(n)).date_naive(),
-            worst,
-            uptime,
-            incidents,
-            p50: None,
-            p95: None,
+        // Uptime as (up, down) checks of the day.
+        let day = |n: i64, worst: State, checks: Option<(i64, i64)>, incidents: u16| {
+            let date = (start + chrono::Duration::days(n)).date_naive();
+            let mut day = match checks {
+                Some((up, down)) => Day::of(
+                    date,
+                    &crate::store::rollup::Rollup {
+                        up,
+                        down,
+                        ..Default::default()
+                    },
+                ),
+                None => Day::empty(date),
+            };
+            day.worst = worst;
+            day.incidents = incidents;
+            day
         };
         let mut days: Vec<Day> = (0..5).map(|n| day(n, State::Unknown, None, 0)).collect();
-        days.extend((5..15).map(|n| day(n, State::Up, Some(if n == 9 { 99.5 } else { 100.0 }), 0)));
-        days.push(day(15, State::Down, Some(97.5), 1));
-        days.push(day(16, State::Up, Some(100.0), 1));
-        days.extend((17..20).map(|n| day(n, State::Up, Some(100.0), 0)));
+        days.extend((5..15).map(|n| {
+            day(
+                n,
+                State::Up,
+                Some(if n == 9 { (199, 1) } else { (200, 0) }),
+                0,
+            )
+        }));
+        days.push(day(15, State::Down, Some((195, 5)), 1));
+        days.push(day(16, State::Up, Some((200, 0)), 1));
+        days.extend((17..20).map(|n| day(n, State::Up, Some((200, 0)), 0)));
 
-        let compact = compact_bars_svg(&days, "label");
-        assert_eq!(compact.matches("<rect").count(), 5, "{compact}");
+        let compact = compact_bar_days(&days);
+        assert_eq!(compact.matches("<i ").count(), 5, "{compact}");
+        assert!(compact
+            .contains(r#"<i class="unknown" style="--n:5" title="1 Mar – 5 Mar: no data"></i>"#));
         assert!(compact.contains(
-            r#"<rect x="0" width="48" height="34" fill="url(#run-unknown)"><title>1 Mar – 5 Mar: no data</title></rect>"#
+            r#"<i class="up" style="--n:10" title="6 Mar – 15 Mar: 99.50 % to 100.00 % uptime a day, no incidents"></i>"#
         ));
-        assert!(compact.contains(
-            r#"<rect x="50" width="98" height="34" fill="url(#run-up)"><title>6 Mar – 15 Mar: 99.50 % to 100.00 % uptime a day, no incidents</title></rect>"#
-        ));
-        assert!(compact.contains(
-            r#"<rect class="bar down" x="150" width="8" height="34"><title>16 Mar: 97.50 % uptime, 1 incident</title></rect>"#
-        ));
-        assert!(compact.contains(r#"<title>17 Mar: 100.00 % uptime, 1 incident</title>"#));
         assert!(
-            compact.contains(r#"<title>18 Mar – 20 Mar: 100.00 % uptime, no incidents</title>"#)
+            compact.contains(r#"<i class="down" title="16 Mar: 97.50 % uptime, 1 incident"></i>"#)
         );
-        // The service page keeps a rect a day.
-        assert_eq!(bars_svg(&days, "label").matches("<rect").count(), 20);
+        assert!(
+            compact.contains(r#"<i class="up" title="17 Mar: 100.00 % uptime, 1 incident"></i>"#)
+        );
+        assert!(compact.contains(
+            r#"<i class="up" style="--n:3" title="18 Mar – 20 Mar: 100.00 % uptime, no incidents"></i>"#
+        ));
+        // The service page keeps an element a day.
+        let full = bar_days(&days);
+        assert_eq!(full.matches("<i ").count(), 20);
+        assert!(!full.contains("style="), "{full}");
     }
 
     #[test]

@@ -69,20 +69,20 @@ timeout = "500ms"
     );
     assert!(html.contains("100.00 % uptime (24 h) · 100.00 % (90 d)"));
     assert_eq!(
-        html.matches("<svg viewBox=\"0 0 900 34\"").count(),
+        html.matches("<a class=\"bars\" ").count(),
         2,
         "a 90-day bar for each public service"
     );
     let today = chrono::Utc::now().format("%-d %b").to_string();
     assert!(
         html.contains(&format!(
-            "<title>{today}: 100.00 % uptime, 0 incidents</title>"
+            "<i class=\"up\" title=\"{today}: 100.00 % uptime, 0 incidents\"></i>"
         )),
         "today has its own bar: {html}"
     );
     assert!(
-        html.contains("fill=\"url(#run-unknown)\"") && html.contains("id=\"run-unknown\""),
-        "the days before the first check are one run, painted by the page's pattern"
+        html.contains("<i class=\"unknown\" style=\"--n:89\" title=\""),
+        "the days before the first check are one run, striped by the page's CSS: {html}"
     );
     assert!(
         html.contains(

@@ -337,3 +337,96 @@ async fn ninety_days(db: TestDb) {
     );
     assert!(windows[&summaries[0].id][3].uptime().expect("data") < 99.0);
 }
+
+store_test!(
+    histories_updated_with_this_hour_and_today_equal_a_full_read,
+    history_updates
+);
+async fn history_updates(db: TestDb) {
+    use beacon::snapshot::Histories;
+    let config = test_config(
+        &db,
+        "[[service]]\nname = \"A\"\nurl = \"http://a.example/\"\ninterval = \"30s\"\n\
+         [[service]]\nname = \"B\"\nurl = \"http://b.example/\"\ninterval = \"30s\"\n",
+    );
+    let store = db.store().await;
+    // From 21:00 to 00:40 the next day, then on within that hour.
+    let start = chrono::Utc
+        .with_ymd_and_hms(2026, 3, 11, 21, 0, 0)
+        .single()
+        .expect("time");
+    let clock = ManualClock::at(start);
+    let monitor = simulated_monitor(&config, &store, &clock).await;
+    let ids: Vec<i64> = monitor.services().iter().map(|w| w.id).collect();
+    let mut recorder = monitor.recorder();
+    let mut step = 0u64;
+    let mut probe = |clock: &ManualClock| {
+        let results: Vec<ProbeResult> = ids
+            .iter()
+            .map(|id| {
+                step += 1;
+                let outcome = match step % 23 {
+                    0 => Outcome::Down,
+                    1 | 2 => Outcome::Degraded,
+                    _ => Outcome::Up,
+                };
+                ProbeResult {
+                    service_id: *id,
+                    checked_at: clock.now_ms(),
+                    report: ProbeReport {
+                        latency: Duration::from_millis(step * 37 % 900),
+                        ..ProbeReport::down(Duration::ZERO, "x")
+                    }
+                    .with_outcome(outcome),
+                }
+            })
+            .collect();
+        clock.advance(Duration::from_secs(30));
+        results
+    };
+    let mut batch = Vec::new();
+    for _ in 0..(220 * 2) {
+        batch.extend(probe(&clock));
+    }
+    recorder
+        .record(std::mem::take(&mut batch))
+        .await
+        .expect("record");
+    let first = Histories::read(&store, clock.now_ms())
+        .await
+        .expect("full read");
+    for _ in 0..30 {
+        batch.extend(probe(&clock));
+    }
+    recorder.record(batch).await.expect("record");
+    let now = clock.now_ms();
+    assert_eq!(
+        Period::Hour.bucket_start(now),
+        first.hour,
+        "still the hour of the full read"
+    );
+    let updated = first.update(&store, now).await.expect("update");
+    let full = Histories::read(&store, now).await.expect("full read");
+    assert_eq!(updated.services, full.services);
+    assert_ne!(
+        first.services, full.services,
+        "the later probes changed this hour and today"
+    );
+
+    // The same figures as the rollups read whole.
+    let windows = store.uptime_windows(now).await.expect("windows");
+    for id in &ids {
+        let history = &full.services[id];
+        let expected: Vec<(i64, i64)> = windows[id]
+            .iter()
+            .map(|r| (r.up + r.degraded, r.counted()))
+            .collect();
+        assert_eq!(history.counts.to_vec(), expected, "service {id}");
+        assert_eq!(history.p50_24h, windows[id][0].percentile_ms(0.5));
+        assert_eq!(history.past_days.len(), 1, "yesterday");
+        let today = history.today.expect("today has data");
+        assert_eq!(today.date, clock.now().date_naive());
+        assert!(today.uptime().is_some_and(|u| u < 100.0));
+        assert_eq!(history.hours.len(), 4, "21:00, 22:00, 23:00 and this hour");
+    }
+}

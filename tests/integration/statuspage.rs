@@ -724,15 +724,11 @@ async fn service_page(db: TestDb) {
             "{window}: {html}"
         );
     }
-    assert_eq!(
-        html.matches("<rect class=\"bar ").count(),
-        90,
-        "one bar a day"
-    );
+    assert_eq!(html.matches("<i class=\"").count(), 90, "one bar a day");
     let today = chrono::Utc::now().format("%-d %b").to_string();
     assert!(
         html.contains(&format!(
-            "<title>{today}: 100.00 % uptime, 1 incident</title>"
+            "<i class=\"up\" title=\"{today}: 100.00 % uptime, 1 incident\"></i>"
         )),
         "today's bar: {html}"
     );
@@ -753,7 +749,9 @@ async fn service_page(db: TestDb) {
         index.contains("<a href=\"/services/checkout\"><span class=\"name\">Checkout</span></a>")
     );
     assert!(
-        index.contains("<a class=\"bars\" href=\"/services/checkout#days\"><svg"),
+        index.contains(
+            "<a class=\"bars\" href=\"/services/checkout#days\" aria-label=\"Last 90 days: "
+        ),
         "the front page's bar leads to the day-by-day table"
     );
     for missing in ["/services/back-office", "/services/nope"] {
