@@ -6,6 +6,7 @@
 //!
 //!   cargo bench --bench page                          # needs wrk (apt-get install wrk)
 //!   BEACON_BENCH_SECONDS=3 cargo bench --bench page
+//!   BEACON_BENCH_SAVE=/tmp cargo bench --bench page   # also keeps the bodies measured
 //!
 //! wrk and beacon share the machine's 2 cores, so these are lower bounds of
 //! what beacon serves on its own.
@@ -128,7 +129,17 @@ async fn main() -> anyhow::Result<()> {
             if !encoding.is_empty() {
                 request = request.header("accept-encoding", encoding);
             }
-            let bytes = request.send().await?.bytes().await?.len();
+            let body = request.send().await?.bytes().await?;
+            let bytes = body.len();
+            // BEACON_BENCH_SAVE=DIR keeps each body measured, to look at.
+            if let (Ok(dir), true) = (std::env::var("BEACON_BENCH_SAVE"), encoding.is_empty()) {
+                let name = if path == "/" {
+                    "index.html"
+                } else {
+                    "summary.json"
+                };
+                std::fs::write(std::path::Path::new(&dir).join(name), &body)?;
+            }
             let (rps, p50, p99) = wrk(&url, seconds, encoding)?;
             let shown = if encoding.is_empty() {
                 "none"

@@ -237,6 +237,9 @@ pub struct ServiceView {
     pub past_days: Arc<[Day]>,
     /// Today so far.
     pub today: Day,
+    /// Incidents naming the service that were open at some time in the
+    /// last 90 days (each once, however many days it lasted).
+    pub incidents_90d: u32,
     /// Median response time over the last 24 hours (ms), from the rollups.
     pub p50_24h: Option<i64>,
     /// Reported dependencies: names and states only (outputs stay internal).
@@ -674,9 +677,18 @@ impl Snapshot {
                 now,
                 previous_days.get(s.slug.as_str()).copied(),
             );
+            let window_start = crate::store::rollup::Period::Day
+                .bucket_start(now.timestamp_millis())
+                - 89 * crate::store::rollup::DAY_MS;
+            let incidents_90d = incidents_of.get(s.slug.as_str()).map_or(0, |list| {
+                list.iter()
+                    .filter(|i| i.resolved_at.is_none_or(|end| end >= window_start))
+                    .count() as u32
+            });
             ServiceView {
                 past_days,
                 today,
+                incidents_90d,
                 slug: s.slug.clone(),
                 name: s.name.clone(),
                 description: s.description.clone(),

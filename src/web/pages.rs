@@ -217,7 +217,7 @@ fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
                         Some(t) => format!("checked {}", ago(t, now)),
                         None => "not checked yet".to_string(),
                     },
-                    bars_label: bars_label(&days, s.uptime[3]),
+                    bars_label: bars_label(&days, s.uptime[3], s.incidents_90d),
                     bars: compact_bar_days(&days),
                     dependencies: dependency_rows(&s.dependencies),
                 })
@@ -652,21 +652,29 @@ type Sample = (DateTime<Utc>, Option<i64>, Option<i64>);
 
 /// What the 90-day bar says as a whole, for screen readers and keyboards
 /// (the per-day text is a hover tooltip; the service page's "Day by day"
-/// table, which the bar links to, has it for everyone).
-fn bars_label(days: &[Day], uptime: Option<f64>) -> String {
-    let incidents: u32 = days.iter().map(|d| u32::from(d.incidents)).sum();
+/// table, which the bar links to, has it for everyone): "Last 90 days:
+/// 99.95 % uptime, 2 incidents, 1 day with an outage". Outage days are
+/// named only when there were some.
+fn bars_label(days: &[Day], uptime: Option<f64>, incidents: u32) -> String {
     let outages = days.iter().filter(|d| d.worst == State::Down).count();
-    format!(
-        "Last 90 days: {}, {} incident{}, {} day{} with an outage",
+    let mut label = format!(
+        "Last 90 days: {}, {}",
         match uptime {
             Some(_) => format!("{} uptime", format_uptime(uptime)),
             None => "no uptime data".to_string(),
         },
-        incidents,
-        if incidents == 1 { "" } else { "s" },
-        outages,
-        if outages == 1 { "" } else { "s" }
-    )
+        match incidents {
+            0 => "no incidents".to_string(),
+            1 => "1 incident".to_string(),
+            n => format!("{n} incidents"),
+        }
+    );
+    match outages {
+        0 => {}
+        1 => label.push_str(", 1 day with an outage"),
+        n => label.push_str(&format!(", {n} days with an outage")),
+    }
+    label
 }
 
 /// The 90-day bar's days: one `<i>` a day, coloured by the day's worst
@@ -704,10 +712,10 @@ fn quiet(d: &Day) -> bool {
 
 fn bars(days: &[Day], compact: bool) -> String {
     let mut out = String::with_capacity(days.len() * 48);
-    let day_text = |d: &Day| {
+    // What a day says, but its date.
+    let figures = |d: &Day| {
         format!(
-            "{}: {}, {} incident{}",
-            d.date.format("%-d %b"),
+            "{}, {} incident{}",
             match d.uptime() {
                 Some(u) => format!("{} uptime", format_uptime(Some(u))),
                 None => "no data".to_string(),
@@ -716,16 +724,24 @@ fn bars(days: &[Day], compact: bool) -> String {
             if d.incidents == 1 { "" } else { "s" }
         )
     };
+    let day_text = |d: &Day| format!("{}: {}", d.date.format("%-d %b"), figures(d));
     let mut n = 0;
     while n < days.len() {
         let d = &days[n];
-        let run = if compact && quiet(d) {
+        let run = if !compact {
+            1
+        } else if quiet(d) {
             days[n..]
                 .iter()
                 .take_while(|e| quiet(e) && e.worst == d.worst)
                 .count()
         } else {
-            1
+            // Days that would say the same (a long outage, maintenance,
+            // an incident open for weeks) are one run too.
+            days[n..]
+                .iter()
+                .take_while(|e| e.worst == d.worst && figures(e) == figures(d))
+                .count()
         };
         if run > 1 {
             let last = &days[n + run - 1];
@@ -733,6 +749,7 @@ fn bars(days: &[Day], compact: bool) -> String {
             let lowest = uptimes.clone().fold(f64::INFINITY, f64::min);
             let highest = uptimes.fold(f64::NEG_INFINITY, f64::max);
             let what = match d.worst {
+                _ if !quiet(d) => format!("each day {}", figures(d)),
                 State::Up if lowest == highest => {
                     format!("{} uptime, no incidents", format_uptime(Some(lowest)))
                 }
@@ -898,7 +915,7 @@ fn service_html(app: &AppState, snapshot: &Snapshot, s: &ServiceView) -> Option<
             .zip(s.uptime)
             .map(|(w, u)| (*w, format_uptime(u)))
             .collect(),
-        bars_label: bars_label(&days, s.uptime[3]),
+        bars_label: bars_label(&days, s.uptime[3], s.incidents_90d),
         bars: bar_days(&days),
         bars_summary: format!(
             "{} uptime over 90 days; {} day{} with an outage.",
@@ -1021,10 +1038,54 @@ mod tests {
         assert!(compact.contains(
             r#"<i class="up" style="--n:3" title="18 Mar – 20 Mar: 100.00 % uptime, no incidents"></i>"#
         ));
+        // Days that say the same are one run, eventful or not.
+        let mut outage: Vec<Day> = (0..4)
+            .map(|n| day(n, State::Down, Some((195, 5)), 1))
+            .collect();
+        outage.push(day(4, State::Down, Some((190, 10)), 1));
+        let compact = compact_bar_days(&outage);
+        assert_eq!(compact.matches("<i ").count(), 2, "{compact}");
+        assert!(compact.contains(
+            r#"<i class="down" style="--n:4" title="1 Mar – 4 Mar: each day 97.50 % uptime, 1 incident"></i>"#
+        ), "{compact}");
         // The service page keeps an element a day.
         let full = bar_days(&days);
         assert_eq!(full.matches("<i ").count(), 20);
         assert!(!full.contains("style="), "{full}");
+    }
+
+    #[test]
+    fn the_bar_says_what_it_shows_as_a_whole() {
+        let date = |n: u32| chrono::NaiveDate::from_ymd_opt(2026, 3, n).expect("date");
+        let up = Day::of(
+            date(1),
+            &crate::store::rollup::Rollup {
+                up: 10,
+                ..Default::default()
+            },
+        );
+        let mut down = Day::of(
+            date(2),
+            &crate::store::rollup::Rollup {
+                up: 9,
+                down: 1,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            bars_label(&[up], Some(100.0), 0),
+            "Last 90 days: 100.00 % uptime, no incidents"
+        );
+        // One incident over several days is one incident.
+        down.incidents = 1;
+        assert_eq!(
+            bars_label(&[up, down, down], Some(93.3), 1),
+            "Last 90 days: 93.30 % uptime, 1 incident, 2 days with an outage"
+        );
+        assert_eq!(
+            bars_label(&[Day::empty(date(3))], None, 2),
+            "Last 90 days: no uptime data, 2 incidents"
+        );
     }
 
     #[test]

@@ -750,7 +750,7 @@ async fn service_page(db: TestDb) {
     );
     assert!(
         index.contains(
-            "<a class=\"bars\" href=\"/services/checkout#days\" aria-label=\"Last 90 days: "
+            "<a class=\"bars\" href=\"/services/checkout#days\" aria-label=\"Last 90 days: 100.00 % uptime, 1 incident\">"
         ),
         "the front page's bar leads to the day-by-day table"
     );
