@@ -379,20 +379,12 @@ const MAINTENANCE_CODE: i16 = 4;
 /// column decodes as i64 at the first try on PostgreSQL too (where INTEGER
 /// is 4 bytes): a full read is 114 rows per service.
 static ROLLUP_SELECT_SINCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let counts = [
-        "up",
-        "degraded",
-        "down",
-        "maintenance",
-        "latency_count",
-        "latency_sum",
-        "latency_max",
-    ]
-    .into_iter()
-    .chain(rollup::HISTOGRAM_COLUMNS)
-    .map(|c| format!("CAST({c} AS BIGINT) AS {c}"))
-    .collect::<Vec<_>>()
-    .join(", ");
+    let counts = rollup::COUNT_COLUMNS
+        .into_iter()
+        .chain(rollup::HISTOGRAM_COLUMNS)
+        .map(|c| format!("CAST({c} AS BIGINT) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         "SELECT service_id, period, bucket_start, {counts} FROM rollups \
          WHERE (period = 'h' AND bucket_start >= $1) OR (period = 'd' AND bucket_start >= $2)"
@@ -409,17 +401,12 @@ const ROLLUP_INSERT: &str =
 
 /// Adds a batch's counts to existing rollups (portable: no GREATEST/MAX()).
 static ROLLUP_MERGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let mut sets: Vec<String> = [
-        "up",
-        "degraded",
-        "down",
-        "maintenance",
-        "latency_count",
-        "latency_sum",
-    ]
-    .iter()
-    .map(|c| format!("{c} = rollups.{c} + excluded.{c}"))
-    .collect();
+    // Every count adds up but the maximum, which is taken below.
+    let mut sets: Vec<String> = rollup::COUNT_COLUMNS
+        .iter()
+        .filter(|c| **c != "latency_max")
+        .map(|c| format!("{c} = rollups.{c} + excluded.{c}"))
+        .collect();
     sets.push(
         "latency_max = CASE WHEN excluded.latency_max > rollups.latency_max \
          THEN excluded.latency_max ELSE rollups.latency_max END"

@@ -12,6 +12,16 @@ pub const LATENCY_BOUNDS_MS: [i64; 15] = [
     5, 10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10_000,
 ];
 pub const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
+/// The count columns of `rollups`, as the fields of [`Rollup`].
+pub const COUNT_COLUMNS: [&str; 7] = [
+    "up",
+    "degraded",
+    "down",
+    "maintenance",
+    "latency_count",
+    "latency_sum",
+    "latency_max",
+];
 /// The histogram's columns in `rollups`, bucket by bucket.
 pub const HISTOGRAM_COLUMNS: [&str; BUCKETS] = [
     "h00", "h01", "h02", "h03", "h04", "h05", "h06", "h07", "h08", "h09", "h10", "h11", "h12",
