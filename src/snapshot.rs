@@ -865,8 +865,10 @@ pub struct Refresher {
     pub history: Mutex<Option<(i64, Arc<Histories>)>>,
 }
 
-/// How long a read of the 7/30/90-day windows is reused. They move by a
-/// few checks in this time; the 24 h figure and the states are always fresh.
+/// How long a read of the history (this hour's and today's rollups, and
+/// with them the 24 h chart, today's bar and the 7/30/90-day windows) is
+/// reused. They move by a few checks in this time; the 24 h uptime and the
+/// states are always fresh.
 const WINDOWS_MAX_AGE_MS: i64 = 30_000;
 
 /// The wait after a rebuild, in multiples of the rebuild's own time.
