@@ -621,17 +621,8 @@ fn days_of(
 }
 
 impl Snapshot {
-    /// Builds a snapshot from the store at `now`.
-    pub async fn build(
-        store: &Store,
-        title: &str,
-        groups: &[GroupConfig],
-        now: DateTime<Utc>,
-    ) -> Result<Snapshot, StoreError> {
-        let inputs = Inputs::read(store, now.timestamp_millis(), None).await?;
-        Ok(Self::from_inputs(inputs, title, groups, now))
-    }
-
+    /// Builds a snapshot from what [`Inputs::read`] read (start-up keeps
+    /// the inputs' history for the refresher; see `startup.rs`).
     pub fn from_inputs(
         inputs: Inputs,
         title: &str,
