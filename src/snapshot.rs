@@ -863,7 +863,7 @@ pub struct Refresher {
 const WINDOWS_MAX_AGE_MS: i64 = 30_000;
 
 /// The wait after a rebuild, in multiples of the rebuild's own time.
-pub const REFRESH_COST_SHARE: u32 = 10;
+pub const REFRESH_COST_SHARE: u32 = 20;
 
 impl Refresher {
     /// Rebuilds after each write the monitor reports (at most every
@@ -871,8 +871,8 @@ impl Refresher {
     ///
     /// A rebuild reads and lays out every service, so its cost grows with
     /// the fleet: the gap after one is at least [`REFRESH_COST_SHARE`]
-    /// times what it took (a rebuild of 150 ms waits 1.5 s), which bounds
-    /// the snapshot to a tenth of a core however many services there are.
+    /// times what it took (a rebuild of 150 ms waits 3 s), which bounds
+    /// the snapshot to a twentieth of a core however many services there are.
     pub async fn run(
         self,
         mut writes: watch::Receiver<u64>,
