@@ -710,6 +710,14 @@ fn quiet(d: &Day) -> bool {
         }
 }
 
+/// Whether two days' texts differ only in their dates: the same worst
+/// state, incidents and uptime as shown (two decimals, rounded down, as
+/// [`format_uptime`]), compared without formatting either.
+fn told_alike(a: &Day, b: &Day) -> bool {
+    let shown = |d: &Day| d.uptime().map(|p| (p * 100.0).floor() as i64);
+    a.worst == b.worst && a.incidents == b.incidents && shown(a) == shown(b)
+}
+
 fn bars(days: &[Day], compact: bool) -> String {
     let mut out = String::with_capacity(days.len() * 48);
     // What a day says, but its date.
@@ -738,10 +746,7 @@ fn bars(days: &[Day], compact: bool) -> String {
         } else {
             // Days that would say the same (a long outage, maintenance,
             // an incident open for weeks) are one run too.
-            days[n..]
-                .iter()
-                .take_while(|e| e.worst == d.worst && figures(e) == figures(d))
-                .count()
+            days[n..].iter().take_while(|e| told_alike(e, d)).count()
         };
         if run > 1 {
             let last = &days[n + run - 1];
