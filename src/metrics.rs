@@ -38,6 +38,12 @@ pub struct Metrics {
     pub write_batch_size: Histogram,
     pub write_duration: Histogram,
     pub write_failures: IntCounter,
+    /// `reason`: refused (the store refused them as data) · shed (the
+    /// buffer was full while the store was away).
+    pub results_dropped: IntCounterVec,
+    /// Probes that failed because beacon itself was out of resources (file
+    /// descriptors, memory): not counted against the target.
+    pub probe_resource_errors: IntCounter,
     /// `route` (the matched pattern, never the raw path), `status`.
     pub http_requests: IntCounterVec,
     /// `step` of the scheduled run that failed.
@@ -159,6 +165,25 @@ impl Metrics {
                 IntCounter::with_opts(opts(
                     "beacon_store_write_failures_total",
                     "Batch writes that failed (each is retried).",
+                ))
+                .expect("valid"),
+            ),
+            results_dropped: reg(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "beacon_results_dropped_total",
+                        "Raw probe results given up: refused by the store as data, or shed from a full buffer while the store was away. State changes are never shed.",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid"),
+            ),
+            probe_resource_errors: reg(
+                r,
+                IntCounter::with_opts(opts(
+                    "beacon_probe_resource_errors_total",
+                    "Probes that failed because beacon itself ran out of resources (file descriptors, memory); they never change a service's state.",
                 ))
                 .expect("valid"),
             ),

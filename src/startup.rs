@@ -6,7 +6,6 @@
 //! [`Application::run_until_stopped`]: SIGTERM in production, a oneshot in
 //! tests.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +35,8 @@ pub struct Application {
     backups: Option<(Arc<Backups>, String)>,
     notifier: crate::notify::Notifier,
     in_use: crate::backup::lock::InUse,
+    limits: web::server::Limits,
+    shutdown_timeout: Duration,
 }
 
 impl Application {
@@ -47,6 +48,21 @@ impl Application {
         mut config: Config,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
+        // Before anything opens a file: visitors, probes and the store share
+        // the descriptor limit, so take all the kernel allows.
+        let fd_limit = web::server::raise_fd_limit();
+        let limits = web::server::Limits {
+            max_connections: config.server.limits.max_connections.unwrap_or_else(|| {
+                web::server::default_max_connections(fd_limit, config.monitor.max_concurrency)
+            }),
+            header_read_timeout: config.server.limits.header_read_timeout,
+        };
+        tracing::debug!(
+            fd_limit,
+            max_connections = limits.max_connections,
+            "connection cap"
+        );
+        let shutdown_timeout = config.server.limits.shutdown_timeout;
         let store = Store::connect(&config.storage.url).await?;
         // Held until this process ends: `beacon restore` refuses to swap the
         // database under us, and we refuse to start during a restore.
@@ -148,6 +164,7 @@ impl Application {
             alert_channels: Arc::new(config.notify.iter().map(|c| c.name.clone()).collect()),
             metrics_enabled: config.metrics.enabled,
             metrics_token: config.metrics.token.clone().map(Arc::new),
+            server_stats: Default::default(),
         };
         Ok(Application {
             listener,
@@ -161,6 +178,8 @@ impl Application {
             backups,
             notifier,
             in_use,
+            limits,
+            shutdown_timeout,
         })
     }
 
@@ -195,6 +214,8 @@ impl Application {
             backups,
             notifier,
             in_use,
+            limits,
+            shutdown_timeout,
         } = self;
 
         let (stop_monitor, monitor_stopped) = oneshot::channel::<()>();
@@ -237,19 +258,31 @@ impl Application {
             ),
             None => None,
         };
+        let server_stats = state.server_stats.clone();
         let app = web::router(state);
-        let mut server_task = tokio::spawn(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = server_stopped.await;
-                })
-                .into_future(),
-        );
+        // Requests in flight at shutdown get a few seconds; the rest of the
+        // deadline is for the recorder's last writes and the store.
+        let grace = (shutdown_timeout / 4).min(Duration::from_secs(5));
+        let mut server_task = tokio::spawn(web::server::serve(
+            listener,
+            app,
+            limits,
+            server_stats,
+            async move {
+                let _ = server_stopped.await;
+            },
+            grace,
+        ));
+        let (stop_watchdog, watchdog_stopped) = oneshot::channel::<()>();
+        let watchdog_task = tokio::spawn(crate::watchdog::run(async move {
+            let _ = watchdog_stopped.await;
+        }));
         tracing::info!(%addr, store = store.kind(), "beacon is serving");
+        crate::watchdog::ready();
 
         let mut outcome = Ok(());
         tokio::select! {
-            _ = shutdown => tracing::info!("shutdown requested"),
+            _ = shutdown => tracing::info!(deadline_s = shutdown_timeout.as_secs(), "shutdown requested"),
             ended = &mut monitor_task => {
                 outcome = Err(anyhow::anyhow!("the monitor stopped unexpectedly: {}", describe(ended)));
             }
@@ -257,36 +290,59 @@ impl Application {
                 outcome = Err(anyhow::anyhow!("the web server stopped unexpectedly: {}", describe(ended.map(|r| r.map_err(anyhow::Error::from)))));
             }
         }
+        crate::watchdog::stopping();
+        let _ = stop_watchdog.send(());
+        let _ = watchdog_task.await;
+        let deadline = tokio::time::Instant::now() + shutdown_timeout;
 
-        let _ = stop_monitor.send(());
-        if !monitor_task.is_finished() || outcome.is_ok() {
-            match monitor_task.await {
-                Ok(Ok(())) => tracing::info!("monitor stopped; every result written"),
-                Ok(Err(e)) => outcome = outcome.and(Err(e.context("stopping the monitor"))),
-                Err(e) if e.is_cancelled() => {}
-                Err(e) => outcome = outcome.and(Err(anyhow::anyhow!("monitor task failed: {e}"))),
+        // Everything below runs within `server.shutdown_timeout`, so
+        // Kubernetes (30 s of grace by default) never has to SIGKILL.
+        let aborts = [monitor_task.abort_handle(), server_task.abort_handle()];
+        let stopping = async move {
+            let _ = stop_monitor.send(());
+            if !monitor_task.is_finished() || outcome.is_ok() {
+                match (&mut monitor_task).await {
+                    Ok(Ok(())) => tracing::info!("monitor stopped; every result written"),
+                    Ok(Err(e)) => outcome = outcome.and(Err(e.context("stopping the monitor"))),
+                    Err(e) if e.is_cancelled() => {}
+                    Err(e) => {
+                        outcome = outcome.and(Err(anyhow::anyhow!("monitor task failed: {e}")))
+                    }
+                }
             }
-        }
-        let _ = stop_server.send(());
-        if !server_task.is_finished() || outcome.is_ok() {
-            if let Ok(Err(e)) = server_task.await {
-                outcome = outcome.and(Err(anyhow::Error::from(e).context("web server")));
+            let _ = stop_server.send(());
+            if !server_task.is_finished() || outcome.is_ok() {
+                if let Ok(Err(e)) = (&mut server_task).await {
+                    outcome = outcome.and(Err(anyhow::Error::from(e).context("web server")));
+                }
             }
-        }
-        let _ = stop_refresher.send(());
-        let _ = refresher_task.await;
-        let _ = stop_retention.send(());
-        let _ = retention_task.await;
-        // After the monitor: the alerts of its last writes are routed and,
-        // if the channel answers in time, sent; the rest wait in the store.
-        let _ = stop_notifier.send(());
-        let _ = notifier_task.await;
-        if let Some(scheduler) = scheduler.as_mut() {
-            // A backup in flight is cut off; its manifest is never written,
-            // so it is never listed as restorable.
-            let _ = scheduler.shutdown().await;
-        }
-        store.close().await;
+            let _ = stop_refresher.send(());
+            let _ = refresher_task.await;
+            let _ = stop_retention.send(());
+            let _ = retention_task.await;
+            // After the monitor: the alerts of its last writes are routed and,
+            // if the channel answers in time, sent; the rest wait in the store.
+            let _ = stop_notifier.send(());
+            let _ = notifier_task.await;
+            if let Some(scheduler) = scheduler.as_mut() {
+                // A backup in flight is cut off; its manifest is never written,
+                // so it is never listed as restorable.
+                let _ = scheduler.shutdown().await;
+            }
+            outcome
+        };
+        let outcome = match tokio::time::timeout_at(deadline, stopping).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
+                Err(anyhow::anyhow!(
+                    "stopping took longer than server.shutdown_timeout ({}); exiting anyway",
+                    humantime::format_duration(shutdown_timeout)
+                ))
+            }
+        };
+        // Closing the pools waits for connections in use; not past the deadline.
+        let _ = tokio::time::timeout(Duration::from_secs(2), store.close()).await;
         drop(in_use);
         outcome
     }

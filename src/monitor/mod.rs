@@ -39,6 +39,10 @@ use crate::store::{Batch, CheckResult, StatusChange, Store, StoreError, StoredSe
 
 /// Longest a batch write may take before it counts as failed (and is retried).
 const WRITE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the recorder keeps trying to write what it holds once the
+/// process is stopping: within Kubernetes' 30 s grace period with room for
+/// the rest of the shutdown.
+const STOP_WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// A configured service with its id in the store.
 #[derive(Debug, Clone)]
@@ -56,6 +60,9 @@ pub struct ProbeResult {
     /// When the probe started (epoch ms).
     pub checked_at: i64,
     pub report: ProbeReport,
+    /// The probe failed for lack of beacon's own resources (file
+    /// descriptors…), which says nothing about the target.
+    pub own_fault: bool,
 }
 
 /// Live figures of the monitor, read by `/health` (and later `/metrics`).
@@ -72,10 +79,15 @@ pub struct MonitorStats {
     pub next_due_ms: AtomicI64,
     /// Epoch ms of the last successful batch write.
     pub last_write_ms: AtomicI64,
-    /// Results the store refused outright (logged with the cause).
+    /// Raw results given up: refused by the store as data, or shed from a
+    /// full buffer while the store was away (logged with the cause).
     pub results_dropped: AtomicU64,
+    /// State changes the store refused even alone (logged with the cause).
+    pub changes_dropped: AtomicU64,
     /// Probe slots skipped because the monitor fell a whole interval behind.
     pub probes_skipped: AtomicU64,
+    /// Probes that failed for lack of beacon's own resources; ignored.
+    pub probe_resource_errors: AtomicU64,
     /// What `/metrics` serves.
     pub metrics: crate::metrics::Metrics,
 }
@@ -186,8 +198,12 @@ impl Monitor {
         let (stop_tx, stop_rx) = watch::channel(false);
         let flush = self.config.flush_interval;
         let batch_size = self.config.batch_size;
-        let recorder_task =
-            tokio::spawn(async move { recorder.run(rx, batch_size, flush, stop_rx).await });
+        let max_buffered = self.config.max_buffered_results;
+        let recorder_task = tokio::spawn(async move {
+            recorder
+                .run(rx, batch_size, flush, max_buffered, stop_rx)
+                .await
+        });
 
         // The recorder learns of the shutdown at once (not after probes in
         // flight finish), so a write that keeps failing cannot hold the
@@ -315,10 +331,12 @@ async fn probe_one(clients: &probe::Clients, clock: &dyn Clock, watched: &Watche
     let checked_at = clock.now_ms();
     let report = probe::run(clients, &watched.config, checked_at).await;
     tracing::debug!(outcome = ?report.outcome, latency_ms = report.latency.as_millis() as u64, reason = report.reason.as_deref(), "probed");
+    let own_fault = probe::out_of_resources(&watched.config, &report);
     ProbeResult {
         service_id: watched.id,
         checked_at,
         report,
+        own_fault,
     }
 }
 
@@ -393,6 +411,20 @@ impl Recorder {
 
     /// Adds one result to `batch`, with the state change it causes, if any.
     fn apply(&mut self, result: ProbeResult, batch: &mut Batch) {
+        if result.own_fault {
+            // Not the target's failure: neither a result nor a step of its
+            // state machine. Counted, shown on /health, logged.
+            self.stats
+                .probe_resource_errors
+                .fetch_add(1, Ordering::Relaxed);
+            self.stats.metrics.probe_resource_errors.inc();
+            let slug = self
+                .trackers
+                .get(&result.service_id)
+                .map(|(s, _)| s.as_str());
+            tracing::error!(service = slug, reason = result.report.reason.as_deref(), "a probe failed because beacon is out of resources (file descriptors or memory); the service's state is left as it was");
+            return;
+        }
         let report = result.report;
         let in_maintenance = self
             .windows
@@ -488,13 +520,21 @@ impl Recorder {
         }
         // An hour back, so results that waited in a batch still see the
         // window they were taken in.
-        match self.store.maintenance_windows(now - 3_600_000).await {
-            Ok(windows) => {
-                self.windows = windows;
-                self.maintenance_read_at = Some(now);
-            }
-            Err(e) => {
+        // Not for long: the recorder takes no results meanwhile. A store
+        // that does not answer is asked again only after EVERY_MS.
+        let read = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.store.maintenance_windows(now - 3_600_000),
+        )
+        .await;
+        self.maintenance_read_at = Some(now);
+        match read {
+            Ok(Ok(windows)) => self.windows = windows,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "reading maintenance windows failed; keeping the last known")
+            }
+            Err(_) => {
+                tracing::warn!("reading maintenance windows took over 2 s; keeping the last known")
             }
         }
     }
@@ -515,10 +555,16 @@ impl Recorder {
     async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         self.store.write_batch(batch).await?;
+        self.written_ok(batch, started.elapsed());
+        Ok(())
+    }
+
+    /// Counts a batch the store has taken, and tells the readers.
+    fn written_ok(&self, batch: &Batch, took: Duration) {
         tracing::debug!(
             results = batch.results.len(),
             changes = batch.changes.len(),
-            ms = started.elapsed().as_millis() as u64,
+            ms = took.as_millis() as u64,
             "batch written"
         );
         self.stats
@@ -527,9 +573,7 @@ impl Recorder {
         self.stats.batches_written.fetch_add(1, Ordering::Relaxed);
         let metrics = &self.stats.metrics;
         metrics.write_batch_size.observe(batch.results.len() as f64);
-        metrics
-            .write_duration
-            .observe(started.elapsed().as_secs_f64());
+        metrics.write_duration.observe(took.as_secs_f64());
         // Counted once written, so the counters never run ahead of the store.
         for r in &batch.results {
             if let Some((slug, _)) = self.trackers.get(&r.service_id) {
@@ -554,76 +598,204 @@ impl Recorder {
             .last_write_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);
         self.written.send_modify(|n| *n += 1);
-        Ok(())
     }
 
-    /// Collects results into batches of up to `batch_size`, or whatever came
-    /// within `flush` of the first, and writes each in one transaction.
-    /// A failed write is retried with backoff while results wait in memory
-    /// (the bounded channel then slows the scheduler: lag shows, nothing is
-    /// dropped). Once `stopping` is set, a write is tried a few times more.
+    /// Sheds the oldest raw results beyond `max`; state changes stay.
+    fn shed(&self, held: &mut Batch, max: usize) {
+        if held.results.len() <= max {
+            return;
+        }
+        // Down to nine tenths at once: shedding one at a time would move
+        // the whole buffer for every result that comes in.
+        let excess = held.results.len() - max * 9 / 10;
+        held.results.drain(..excess);
+        self.stats
+            .results_dropped
+            .fetch_add(excess as u64, Ordering::Relaxed);
+        self.stats
+            .metrics
+            .results_dropped
+            .with_label_values(&["shed"])
+            .inc_by(excess as u64);
+        tracing::warn!(
+            shed = excess,
+            held = max,
+            "the store has been refusing writes for long: shedding the oldest raw results (state changes are kept)"
+        );
+    }
+
+    /// Collects results and writes them in batches of about `batch_size`,
+    /// or whatever came within `flush` of the first, one transaction each.
+    ///
+    /// The recorder never stops taking results, so probing and the state
+    /// machine go on while the store is away: results wait in `held`,
+    /// applied (so a service that goes down is known to be down), and are
+    /// written with every state change in order once the store answers.
+    /// A failed write is retried with backoff for as long as it takes,
+    /// unless the database refuses the data itself
+    /// ([`StoreError::is_permanent`]): then the raw results are given up
+    /// (counted) and the rest, the state changes first of all, is written
+    /// without them. Past `max_buffered` raw results the oldest are shed,
+    /// never a state change. Once `stopping` is set and the probes in
+    /// flight are in, writing gets [`STOP_WRITE_DEADLINE`] more.
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<ProbeResult>,
         batch_size: usize,
         flush: Duration,
-        stopping: watch::Receiver<bool>,
+        max_buffered: usize,
+        mut stopping: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        type Write = std::pin::Pin<
+            Box<dyn std::future::Future<Output = (Batch, Result<Duration, StoreError>)> + Send>,
+        >;
+        let mut held = self.new_batch();
+        // When the oldest result in `held` came in.
+        let mut held_since: Option<Instant> = None;
+        let mut writing: Option<Write> = None;
+        let mut failures = 0u32;
+        let mut retry_at: Option<Instant> = None;
         let mut open = true;
-        while open {
-            let Some(first) = rx.recv().await else { break };
-            self.refresh_maintenance(self.clock.now_ms()).await;
-            let mut batch = self.new_batch();
-            self.apply(first, &mut batch);
-            let deadline = Instant::now() + flush;
-            while batch.results.len() < batch_size {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(r)) => self.apply(r, &mut batch),
-                    Ok(None) => {
-                        open = false;
-                        break;
-                    }
-                    Err(_) => break,
+        let mut stop_deadline: Option<Instant> = None;
+        loop {
+            if *stopping.borrow() && stop_deadline.is_none() {
+                stop_deadline = Some(Instant::now() + STOP_WRITE_DEADLINE);
+            }
+            let now = Instant::now();
+            if writing.is_none() && !held.is_empty() {
+                let due = !open
+                    || held.results.len() >= batch_size
+                    || failures > 0
+                    || held_since.is_some_and(|t| now >= t + flush);
+                if due && retry_at.is_none_or(|t| now >= t) {
+                    let batch = std::mem::replace(&mut held, self.new_batch());
+                    held_since = None;
+                    let store = self.store.clone();
+                    let limit = match stop_deadline {
+                        Some(d) => d.saturating_duration_since(now).min(WRITE_DEADLINE),
+                        None => WRITE_DEADLINE,
+                    };
+                    writing = Some(Box::pin(async move {
+                        let started = std::time::Instant::now();
+                        let outcome =
+                            match tokio::time::timeout(limit, store.write_batch(&batch)).await {
+                                Ok(Ok(())) => Ok(started.elapsed()),
+                                Ok(Err(e)) => Err(e),
+                                Err(_) => Err(StoreError::Query(sqlx::Error::PoolTimedOut)),
+                            };
+                        (batch, outcome)
+                    }));
                 }
             }
-            let mut attempt = 0u32;
-            loop {
-                let outcome = match tokio::time::timeout(WRITE_DEADLINE, self.write(&batch)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(StoreError::Query(sqlx::Error::PoolTimedOut)),
-                };
-                match outcome {
-                    Ok(()) => break,
-                    Err(e) => {
-                        attempt += 1;
-                        self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
-                        self.stats.metrics.write_failures.inc();
-                        if *stopping.borrow() && attempt >= 3 {
-                            rx.close();
-                            let queued = std::iter::from_fn(|| rx.try_recv().ok()).count();
-                            anyhow::bail!(
-                                "could not write {} results (and {queued} queued) while shutting down: {e}",
-                                batch.results.len()
-                            );
+            if !open && writing.is_none() && held.is_empty() {
+                return Ok(());
+            }
+            if let Some(deadline) = stop_deadline {
+                if !open && writing.is_none() && Instant::now() >= deadline {
+                    anyhow::bail!(
+                        "could not write {} results and {} state changes while shutting down: the store did not take them within {STOP_WRITE_DEADLINE:?}",
+                        held.results.len(),
+                        held.changes.len()
+                    );
+                }
+            }
+            // When to look again without news: a retry, a flush, the stop.
+            let wake = if writing.is_some() {
+                None
+            } else if held.is_empty() {
+                None
+            } else if failures > 0 {
+                retry_at
+            } else {
+                held_since.map(|t| t + flush)
+            };
+            let wake = match (wake, stop_deadline) {
+                (Some(w), Some(d)) => Some(w.min(d)),
+                (w, d) => w.or(d.filter(|_| !open)),
+            };
+            tokio::select! {
+                received = rx.recv(), if open => match received {
+                    Some(result) => {
+                        if held.results.is_empty() {
+                            held_since = Some(Instant::now());
                         }
-                        // The database refused the data itself (not the
-                        // connection): retrying the same batch cannot help.
-                        if matches!(&e, StoreError::Query(sqlx::Error::Database(_))) && attempt >= 3
-                        {
-                            self.stats
-                                .results_dropped
-                                .fetch_add(batch.results.len() as u64, Ordering::Relaxed);
-                            tracing::error!(error = %e, results = batch.results.len(), "the store refuses this batch; dropping it");
-                            break;
+                        // Read from the store at most every few seconds, and
+                        // never for long (see `refresh_maintenance`).
+                        self.refresh_maintenance(self.clock.now_ms()).await;
+                        self.apply(result, &mut held);
+                        self.shed(&mut held, max_buffered);
+                    }
+                    None => open = false,
+                },
+                (batch, outcome) = async {
+                    match writing.as_mut() {
+                        Some(write) => write.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    writing = None;
+                    match outcome {
+                        Ok(took) => {
+                            if failures > 0 {
+                                tracing::info!(attempts = failures + 1, results = batch.results.len(), changes = batch.changes.len(), "the store takes writes again; every held result written");
+                            }
+                            failures = 0;
+                            retry_at = None;
+                            self.written_ok(&batch, took);
                         }
-                        let wait = Duration::from_millis(200 * 2u64.pow(attempt.min(5)));
-                        tracing::error!(error = %e, results = batch.results.len(), attempt, retry_in_ms = wait.as_millis() as u64, "writing results failed; keeping them and retrying");
-                        tokio::time::sleep(wait).await;
+                        Err(e) => {
+                            failures += 1;
+                            self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+                            self.stats.metrics.write_failures.inc();
+                            let mut batch = batch;
+                            if e.is_permanent() {
+                                if batch.results.is_empty() {
+                                    // Even without raw results the store refuses
+                                    // it: nothing left that a retry could save.
+                                    tracing::error!(error = %e, changes = batch.changes.len(), "the store refuses these state changes; dropping them");
+                                    self.stats.changes_dropped.fetch_add(batch.changes.len() as u64, Ordering::Relaxed);
+                                    batch = self.new_batch();
+                                } else {
+                                    self.stats
+                                        .results_dropped
+                                        .fetch_add(batch.results.len() as u64, Ordering::Relaxed);
+                                    self.stats
+                                        .metrics
+                                        .results_dropped
+                                        .with_label_values(&["refused"])
+                                        .inc_by(batch.results.len() as u64);
+                                    tracing::error!(error = %e, results = batch.results.len(), changes = batch.changes.len(), "the store refuses these results; writing the state changes without them");
+                                    batch.results.clear();
+                                }
+                                retry_at = None;
+                            } else {
+                                let wait = Duration::from_millis(200 * 2u64.pow(failures.min(5)))
+                                    .min(Duration::from_secs(5));
+                                retry_at = Some(Instant::now() + wait);
+                                tracing::error!(error = %e, results = batch.results.len() + held.results.len(), changes = batch.changes.len() + held.changes.len(), attempt = failures, retry_in_ms = wait.as_millis() as u64, "writing results failed; holding them and retrying");
+                            }
+                            if !batch.results.is_empty() {
+                                held_since = Some(held_since.map_or(Instant::now(), |t| t.min(Instant::now())));
+                            }
+                            batch.absorb(std::mem::replace(&mut held, self.new_batch()));
+                            held = batch;
+                        }
+                    }
+                },
+                _ = async {
+                    match wake {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
+                changed = stopping.changed(), if stop_deadline.is_none() => {
+                    if changed.is_err() {
+                        // The monitor is gone without a word: stopping too.
+                        stop_deadline = Some(Instant::now() + STOP_WRITE_DEADLINE);
                     }
                 }
             }
         }
-        Ok(())
     }
 }
 

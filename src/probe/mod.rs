@@ -141,29 +141,28 @@ pub(crate) fn timed_out(target: &ServiceConfig, started: Instant) -> ProbeReport
     )
 }
 
-/// The HTTP clients every probe shares, one per redirect/verification
-/// setting: connection pools, TLS sessions and DNS caches are reused across
-/// probes instead of rebuilt each time.
+/// The HTTP clients every probe shares, one per verification and
+/// keep-alive setting: connection pools, TLS sessions and DNS caches are
+/// reused across probes instead of rebuilt each time. None follows
+/// redirects or sends a `Referer`: the HTTP probe follows redirects itself,
+/// so that a service's headers never reach another origin (see [`http`]).
 #[derive(Clone)]
 pub struct Clients {
-    /// By (follow redirects, verify TLS, keep alive).
-    clients: [reqwest::Client; 8],
+    /// By (verify TLS, keep alive).
+    clients: [reqwest::Client; 4],
 }
 
 impl Clients {
     pub fn new() -> reqwest::Result<Clients> {
-        let build = |follow: bool, verify: bool, keep_alive: bool| {
+        let build = |verify: bool, keep_alive: bool| {
             reqwest::Client::builder()
                 .user_agent(concat!(
                     "beacon/",
                     env!("CARGO_PKG_VERSION"),
                     " (health check)"
                 ))
-                .redirect(if follow {
-                    reqwest::redirect::Policy::limited(10)
-                } else {
-                    reqwest::redirect::Policy::none()
-                })
+                .redirect(reqwest::redirect::Policy::none())
+                .referer(false)
                 .danger_accept_invalid_certs(!verify)
                 .tls_info(true)
                 .pool_idle_timeout(Duration::from_secs(90))
@@ -174,22 +173,16 @@ impl Clients {
         };
         Ok(Clients {
             clients: [
-                build(true, true, true)?,
-                build(true, false, true)?,
-                build(false, true, true)?,
-                build(false, false, true)?,
-                build(true, true, false)?,
-                build(true, false, false)?,
-                build(false, true, false)?,
-                build(false, false, false)?,
+                build(true, true)?,
+                build(false, true)?,
+                build(true, false)?,
+                build(false, false)?,
             ],
         })
     }
 
     pub fn for_options(&self, http: &HttpOptions) -> &reqwest::Client {
-        let index = usize::from(!http.keep_alive) * 4
-            + usize::from(!http.follow_redirects) * 2
-            + usize::from(!http.tls_verify);
+        let index = usize::from(!http.keep_alive) * 2 + usize::from(!http.tls_verify);
         &self.clients[index]
     }
 }
@@ -291,6 +284,30 @@ pub async fn run(clients: &Clients, service: &ServiceConfig, now_ms: i64) -> Pro
         report.reason = Some(format!("dependency {}", failing.join("; ")));
     }
     report.sanitized()
+}
+
+/// True when `report` failed because beacon itself ran out of resources
+/// (file descriptors, socket buffers, memory) rather than because the
+/// target did anything: such a probe says nothing about the target. Only
+/// beacon's own errors are looked at: the main probe when no response came
+/// back at all, and the dependencies beacon probed itself; text a target
+/// sent (a health document's outputs) may say anything.
+pub fn out_of_resources(service: &ServiceConfig, report: &ProbeReport) -> bool {
+    // How std prints EMFILE, ENFILE, ENOBUFS and ENOMEM.
+    const OWN: [&str; 4] = [
+        "(os error 24)",
+        "(os error 23)",
+        "(os error 105)",
+        "(os error 12)",
+    ];
+    let ours = |text: Option<&str>| text.is_some_and(|t| OWN.iter().any(|m| t.contains(m)));
+    let main = report.outcome == Outcome::Down
+        && report.status_code.is_none()
+        && ours(report.reason.as_deref());
+    let direct = report.dependencies.iter().any(|d| {
+        service.dependencies.iter().any(|c| c.name == d.name) && ours(d.output.as_deref())
+    });
+    main || direct
 }
 
 /// The innermost cause of an error, which is what says what went wrong

@@ -199,6 +199,42 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// True when a healthy database would refuse the same write again: a
+    /// constraint, a value it cannot encode or store. Only such an error may
+    /// make the writer give data up. Everything else (the server refusing
+    /// connections or shutting down, too many clients, a pool timeout, a
+    /// deadlock, `SQLITE_BUSY`, a read-only or full disk, an I/O error) is a
+    /// fault of the moment and is retried.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            StoreError::Invalid { .. } => true,
+            StoreError::Query(e) => match e {
+                sqlx::Error::Encode(_)
+                | sqlx::Error::Decode(_)
+                | sqlx::Error::ColumnDecode { .. } => true,
+                sqlx::Error::Database(db) => {
+                    let code = db.code();
+                    let code = code.as_deref().unwrap_or("");
+                    match code.parse::<i64>() {
+                        // SQLite: the primary result code is the low byte of
+                        // the extended one. CONSTRAINT, TOOBIG, MISMATCH, RANGE.
+                        Ok(extended) => matches!(extended & 0xff, 18 | 19 | 20 | 25),
+                        // PostgreSQL's SQLSTATE: class 22 (data exception) and
+                        // 23 (integrity constraint violation). Classes 08
+                        // (connection), 53 (resources), 57 (operator
+                        // intervention, "cannot connect now"), 40 (deadlock,
+                        // serialization) and the rest are transient.
+                        Err(_) => code.starts_with("22") || code.starts_with("23"),
+                    }
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 // Written by hand rather than with `#[from]`: the inner error is already in
 // the message, and marking it as the source too would print it twice.
 impl From<sqlx::Error> for StoreError {
@@ -264,6 +300,22 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Appends `later` to this batch, as if its results had come after
+    /// these: a batch the store could not take yet, and what came since.
+    pub fn absorb(&mut self, later: Batch) {
+        self.results.extend(later.results);
+        self.changes.extend(later.changes);
+        for (id, deps) in later.dependencies {
+            self.dependencies.retain(|(known, _)| *known != id);
+            self.dependencies.push((id, deps));
+        }
+        for (id, expiry) in later.certificates {
+            self.certificates.retain(|(known, _)| *known != id);
+            self.certificates.push((id, expiry));
+        }
+        self.certificate_warnings.extend(later.certificate_warnings);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.results.is_empty()
             && self.changes.is_empty()
@@ -550,278 +602,292 @@ impl Store {
             *e = (*e).max(r.checked_at);
         }
         on_pool!(self, pool, Db => {
-            let mut tx = pool.begin().await?;
-            for chunk in batch.results.chunks(INSERT_CHUNK) {
-                let mut qb = sqlx::QueryBuilder::<Db>::new(
-                    "INSERT INTO check_results (service_id, checked_at, state, latency_ms, status_code, reason) ",
-                );
-                qb.push_values(chunk, |mut row, r| {
-                    row.push_bind(r.service_id)
-                        .push_bind(r.checked_at)
-                        .push_bind(if r.maintenance { MAINTENANCE_CODE } else { r.outcome.code() })
-                        .push_bind(r.latency_ms)
-                        .push_bind(r.status_code)
-                        .push_bind(r.reason.as_deref());
-                });
-                // Two results of one service in the same millisecond can only
-                // come from a clock step; keep the first rather than fail the batch.
-                qb.push(" ON CONFLICT (service_id, checked_at) DO NOTHING");
-                // Not kept in the connection's statement cache: each batch
-                // size is a statement of its own, and a prepared statement
-                // of thousands of parameters holds ~150 KB. Cached, up to
-                // 100 of them per connection held 56 MB at 10,000 services
-                // (docs/performance.md); preparing one costs far less than
-                // the write.
-                qb.build().persistent(false).execute(&mut *tx).await?;
-            }
-            // Rollups in the same transaction as the results they count.
-            let rollups: Vec<((i64, Period, i64), Rollup)> =
-                rollup::aggregate(&batch.results).into_iter().collect();
-            for chunk in rollups.chunks(INSERT_CHUNK / 2) {
-                let mut qb = sqlx::QueryBuilder::<Db>::new(ROLLUP_INSERT);
-                qb.push_values(chunk, |mut row, ((service_id, period, start), r)| {
-                    row.push_bind(*service_id)
-                        .push_bind(period.as_str())
-                        .push_bind(*start)
-                        .push_bind(r.up)
-                        .push_bind(r.degraded)
-                        .push_bind(r.down)
-                        .push_bind(r.maintenance)
-                        .push_bind(r.latency_count)
-                        .push_bind(r.latency_sum)
-                        .push_bind(r.latency_max);
-                    for n in r.histogram {
-                        row.push_bind(n);
-                    }
-                });
-                qb.push(ROLLUP_MERGE.as_str());
-                qb.build().persistent(false).execute(&mut *tx).await?;
-            }
-            for c in &batch.changes {
-                sqlx::query(
-                    "INSERT INTO status_changes (service_id, changed_at, from_state, to_state, reason) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(c.service_id)
-                .bind(c.changed_at)
-                .bind(c.from.as_str())
-                .bind(c.to.as_str())
-                .bind(c.reason.as_deref())
-                .execute(&mut *tx)
-                .await?;
-                let service = sqlx::query("SELECT slug, name, group_name, state_since FROM services WHERE id = $1")
-                    .bind(c.service_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let name: String = service.try_get("name")?;
-                let group: Option<String> = service.try_get("group_name")?;
-                sqlx::query("UPDATE services SET state = $1, state_since = $2 WHERE id = $3")
-                    .bind(c.to.as_str())
-                    .bind(c.changed_at)
-                    .bind(c.service_id)
-                    .execute(&mut *tx)
-                    .await?;
-
-                // The alert event, in the same transaction: one per change,
-                // never lost, never twice. Leaving maintenance compares with
-                // the state before the window (down → maintenance → up is a
-                // recovery).
-                let (previous, previous_since) = if c.from == State::Maintenance {
-                    let before: Option<String> = sqlx::query_scalar(
-                        "SELECT from_state FROM status_changes WHERE service_id = $1 AND to_state = $2 \
-                         AND changed_at <= $3 ORDER BY changed_at DESC, id DESC LIMIT 1",
+            let mut conn = pool.acquire().await?;
+            let written: Result<(), StoreError> = async {
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                for chunk in batch.results.chunks(INSERT_CHUNK) {
+                    let mut qb = sqlx::QueryBuilder::<Db>::new(
+                        "INSERT INTO check_results (service_id, checked_at, state, latency_ms, status_code, reason) ",
+                    );
+                    qb.push_values(chunk, |mut row, r| {
+                        row.push_bind(r.service_id)
+                            .push_bind(r.checked_at)
+                            .push_bind(if r.maintenance { MAINTENANCE_CODE } else { r.outcome.code() })
+                            .push_bind(r.latency_ms)
+                            .push_bind(r.status_code)
+                            .push_bind(r.reason.as_deref());
+                    });
+                    // Two results of one service in the same millisecond can only
+                    // come from a clock step; keep the first rather than fail the batch.
+                    qb.push(" ON CONFLICT (service_id, checked_at) DO NOTHING");
+                    // Not kept in the connection's statement cache: each batch
+                    // size is a statement of its own, and a prepared statement
+                    // of thousands of parameters holds ~150 KB. Cached, up to
+                    // 100 of them per connection held 56 MB at 10,000 services
+                    // (docs/performance.md); preparing one costs far less than
+                    // the write.
+                    qb.build().persistent(false).execute(&mut *tx).await?;
+                }
+                // Rollups in the same transaction as the results they count.
+                let rollups: Vec<((i64, Period, i64), Rollup)> =
+                    rollup::aggregate(&batch.results).into_iter().collect();
+                for chunk in rollups.chunks(INSERT_CHUNK / 2) {
+                    let mut qb = sqlx::QueryBuilder::<Db>::new(ROLLUP_INSERT);
+                    qb.push_values(chunk, |mut row, ((service_id, period, start), r)| {
+                        row.push_bind(*service_id)
+                            .push_bind(period.as_str())
+                            .push_bind(*start)
+                            .push_bind(r.up)
+                            .push_bind(r.degraded)
+                            .push_bind(r.down)
+                            .push_bind(r.maintenance)
+                            .push_bind(r.latency_count)
+                            .push_bind(r.latency_sum)
+                            .push_bind(r.latency_max);
+                        for n in r.histogram {
+                            row.push_bind(n);
+                        }
+                    });
+                    qb.push(ROLLUP_MERGE.as_str());
+                    qb.build().persistent(false).execute(&mut *tx).await?;
+                }
+                for c in &batch.changes {
+                    sqlx::query(
+                        "INSERT INTO status_changes (service_id, changed_at, from_state, to_state, reason) \
+                         VALUES ($1, $2, $3, $4, $5)",
                     )
                     .bind(c.service_id)
-                    .bind(State::Maintenance.as_str())
                     .bind(c.changed_at)
+                    .bind(c.from.as_str())
+                    .bind(c.to.as_str())
+                    .bind(c.reason.as_deref())
+                    .execute(&mut *tx)
+                    .await?;
+                    let service = sqlx::query("SELECT slug, name, group_name, state_since FROM services WHERE id = $1")
+                        .bind(c.service_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let name: String = service.try_get("name")?;
+                    let group: Option<String> = service.try_get("group_name")?;
+                    sqlx::query("UPDATE services SET state = $1, state_since = $2 WHERE id = $3")
+                        .bind(c.to.as_str())
+                        .bind(c.changed_at)
+                        .bind(c.service_id)
+                        .execute(&mut *tx)
+                        .await?;
+
+                    // The alert event, in the same transaction: one per change,
+                    // never lost, never twice. Leaving maintenance compares with
+                    // the state before the window (down → maintenance → up is a
+                    // recovery).
+                    let (previous, previous_since) = if c.from == State::Maintenance {
+                        let before: Option<String> = sqlx::query_scalar(
+                            "SELECT from_state FROM status_changes WHERE service_id = $1 AND to_state = $2 \
+                             AND changed_at <= $3 ORDER BY changed_at DESC, id DESC LIMIT 1",
+                        )
+                        .bind(c.service_id)
+                        .bind(State::Maintenance.as_str())
+                        .bind(c.changed_at)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        (before.as_deref().and_then(State::parse).unwrap_or(State::Unknown), None)
+                    } else {
+                        (c.from, service.try_get::<Option<i64>, _>("state_since")?)
+                    };
+                    if let Some(kind) = crate::notify::EventKind::of_change(previous, c.to) {
+                        let event = crate::notify::Event {
+                            kind,
+                            at: c.changed_at,
+                            service: Some(crate::notify::ServiceFacts {
+                                service: crate::notify::ServiceRef {
+                                    slug: service.try_get("slug")?,
+                                    name: name.clone(),
+                                    group: group.clone(),
+                                },
+                                state: c.to.as_str().to_string(),
+                                previous_state: previous.as_str().to_string(),
+                                since: c.changed_at,
+                                previous_since,
+                                reason: c.reason.clone(),
+                            }),
+                            incident: None,
+                            backup: None,
+                            certificate: None,
+                        };
+                        insert_alert_event!(tx, &event, Some(c.service_id), None);
+                    }
+
+                    // Automatic incidents, in the same transaction as the change
+                    // that causes them: a restart or a second replica finds the
+                    // same open incident in the store and opens no other.
+                    let latest = sqlx::query(
+                        "SELECT i.id, i.resolved_at, i.started_at FROM incidents i \
+                         JOIN incident_services s ON s.incident_id = i.id \
+                         WHERE s.service_id = $1 AND i.automatic = $2 \
+                         ORDER BY i.started_at DESC, i.id DESC LIMIT 1",
+                    )
+                    .bind(c.service_id)
+                    .bind(true)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    (before.as_deref().and_then(State::parse).unwrap_or(State::Unknown), None)
-                } else {
-                    (c.from, service.try_get::<Option<i64>, _>("state_since")?)
-                };
-                if let Some(kind) = crate::notify::EventKind::of_change(previous, c.to) {
+                    let latest: Option<(i64, Option<i64>, i64)> = match latest {
+                        Some(row) => Some((row.try_get("id")?, row.try_get("resolved_at")?, row.try_get("started_at")?)),
+                        None => None,
+                    };
+                    let open = latest.filter(|(_, resolved, _)| resolved.is_none());
+                    let update = |incident: i64, status: &'static str, message: String| {
+                        sqlx::query(
+                            "INSERT INTO incident_updates (incident_id, status, message, created_at) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(incident)
+                        .bind(status)
+                        .bind(message)
+                        .bind(c.changed_at)
+                    };
+                    let set_status = |incident: i64, status: &'static str, resolved_at: Option<i64>| {
+                        sqlx::query("UPDATE incidents SET status = $1, resolved_at = $2, updated_at = $3 WHERE id = $4")
+                            .bind(status)
+                            .bind(resolved_at)
+                            .bind(c.changed_at)
+                            .bind(incident)
+                    };
+                    match (c.from, c.to, latest) {
+                        (_, State::Down, Some((id, None, _))) => {
+                            update(id, "investigating", format!("{name} is down again.")).execute(&mut *tx).await?;
+                            set_status(id, "investigating", None).execute(&mut *tx).await?;
+                        }
+                        (_, State::Down, Some((id, Some(resolved), _)))
+                            if c.changed_at - resolved <= batch.incident_cooldown_ms =>
+                        {
+                            set_status(id, "investigating", None).execute(&mut *tx).await?;
+                            update(id, "investigating", format!("{name} is down again, shortly after recovering.")).execute(&mut *tx).await?;
+                        }
+                        (_, State::Down, _) => {
+                            // Major when the whole group is down, else minor.
+                            let group_up: i64 = match &group {
+                                Some(g) => sqlx::query_scalar(
+                                    "SELECT COUNT(*) FROM services WHERE active = $1 AND group_name = $2 AND state <> 'down'",
+                                )
+                                .bind(true)
+                                .bind(g)
+                                .fetch_one(&mut *tx)
+                                .await?,
+                                None => 1,
+                            };
+                            let impact = if group_up == 0 { "major" } else { "minor" };
+                            let id: i64 = sqlx::query_scalar(
+                                "INSERT INTO incidents (title, impact, status, automatic, started_at, created_at, updated_at) \
+                                 VALUES ($1, $2, 'investigating', $3, $4, $4, $4) RETURNING id",
+                            )
+                            .bind(format!("{name} is down"))
+                            .bind(impact)
+                            .bind(true)
+                            .bind(c.changed_at)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                            sqlx::query("INSERT INTO incident_services (incident_id, service_id) VALUES ($1, $2)")
+                                .bind(id)
+                                .bind(c.service_id)
+                                .execute(&mut *tx)
+                                .await?;
+                            update(id, "investigating", format!("{name} is not responding as expected. We are looking into it."))
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        (State::Down, State::Degraded, _) => {
+                            if let Some((id, _, _)) = open {
+                                update(id, "monitoring", format!("{name} is responding again, with degraded performance. We are monitoring."))
+                                    .execute(&mut *tx)
+                                    .await?;
+                                set_status(id, "monitoring", None).execute(&mut *tx).await?;
+                            }
+                        }
+                        (_, State::Up, _) => {
+                            if let Some((id, _, started)) = open {
+                                let minutes = ((c.changed_at - started) as f64 / 60_000.0).round().max(1.0) as i64;
+                                update(id, "resolved", format!("Resolved automatically after {}.", human_minutes(minutes)))
+                                    .execute(&mut *tx)
+                                    .await?;
+                                set_status(id, "resolved", Some(c.changed_at)).execute(&mut *tx).await?;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                for (service_id, deps) in &batch.dependencies {
+                    let json = if deps.is_empty() {
+                        None
+                    } else {
+                        Some(serde_json::to_string(deps).unwrap_or_else(|_| "[]".into()))
+                    };
+                    sqlx::query("UPDATE services SET dependencies = $1 WHERE id = $2")
+                        .bind(json)
+                        .bind(*service_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (service_id, expires_at) in &batch.certificates {
+                    sqlx::query("UPDATE services SET certificate_expires_at = $1 WHERE id = $2")
+                        .bind(*expires_at)
+                        .bind(*service_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (service_id, expires_at, at) in &batch.certificate_warnings {
+                    let service = sqlx::query("SELECT slug, name, group_name, state, state_since FROM services WHERE id = $1")
+                        .bind(*service_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let state: String = service.try_get("state")?;
                     let event = crate::notify::Event {
-                        kind,
-                        at: c.changed_at,
+                        kind: crate::notify::EventKind::CertificateExpiring,
+                        at: *at,
                         service: Some(crate::notify::ServiceFacts {
                             service: crate::notify::ServiceRef {
                                 slug: service.try_get("slug")?,
-                                name: name.clone(),
-                                group: group.clone(),
+                                name: service.try_get("name")?,
+                                group: service.try_get("group_name")?,
                             },
-                            state: c.to.as_str().to_string(),
-                            previous_state: previous.as_str().to_string(),
-                            since: c.changed_at,
-                            previous_since,
-                            reason: c.reason.clone(),
+                            previous_state: state.clone(),
+                            state,
+                            since: service.try_get::<Option<i64>, _>("state_since")?.unwrap_or(*at),
+                            previous_since: None,
+                            reason: None,
                         }),
                         incident: None,
                         backup: None,
-                        certificate: None,
+                        certificate: Some(crate::notify::CertificateFacts {
+                            expires_at: *expires_at,
+                            days_left: (*expires_at - *at).max(0) / rollup::DAY_MS,
+                        }),
                     };
-                    insert_alert_event!(tx, &event, Some(c.service_id), None);
+                    // One alert per certificate: a renewed one (another expiry)
+                    // warns again when its time comes.
+                    insert_alert_event!(tx, &event, Some(*service_id), Some(format!("certificate:{service_id}:{expires_at}")));
                 }
-
-                // Automatic incidents, in the same transaction as the change
-                // that causes them: a restart or a second replica finds the
-                // same open incident in the store and opens no other.
-                let latest = sqlx::query(
-                    "SELECT i.id, i.resolved_at, i.started_at FROM incidents i \
-                     JOIN incident_services s ON s.incident_id = i.id \
-                     WHERE s.service_id = $1 AND i.automatic = $2 \
-                     ORDER BY i.started_at DESC, i.id DESC LIMIT 1",
-                )
-                .bind(c.service_id)
-                .bind(true)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let latest: Option<(i64, Option<i64>, i64)> = match latest {
-                    Some(row) => Some((row.try_get("id")?, row.try_get("resolved_at")?, row.try_get("started_at")?)),
-                    None => None,
-                };
-                let open = latest.filter(|(_, resolved, _)| resolved.is_none());
-                let update = |incident: i64, status: &'static str, message: String| {
+                for (service_id, at) in &last_checked {
                     sqlx::query(
-                        "INSERT INTO incident_updates (incident_id, status, message, created_at) VALUES ($1, $2, $3, $4)",
+                        "UPDATE services SET last_checked_at = $1 \
+                         WHERE id = $2 AND (last_checked_at IS NULL OR last_checked_at < $1)",
                     )
-                    .bind(incident)
-                    .bind(status)
-                    .bind(message)
-                    .bind(c.changed_at)
-                };
-                let set_status = |incident: i64, status: &'static str, resolved_at: Option<i64>| {
-                    sqlx::query("UPDATE incidents SET status = $1, resolved_at = $2, updated_at = $3 WHERE id = $4")
-                        .bind(status)
-                        .bind(resolved_at)
-                        .bind(c.changed_at)
-                        .bind(incident)
-                };
-                match (c.from, c.to, latest) {
-                    (_, State::Down, Some((id, None, _))) => {
-                        update(id, "investigating", format!("{name} is down again.")).execute(&mut *tx).await?;
-                        set_status(id, "investigating", None).execute(&mut *tx).await?;
-                    }
-                    (_, State::Down, Some((id, Some(resolved), _)))
-                        if c.changed_at - resolved <= batch.incident_cooldown_ms =>
-                    {
-                        set_status(id, "investigating", None).execute(&mut *tx).await?;
-                        update(id, "investigating", format!("{name} is down again, shortly after recovering.")).execute(&mut *tx).await?;
-                    }
-                    (_, State::Down, _) => {
-                        // Major when the whole group is down, else minor.
-                        let group_up: i64 = match &group {
-                            Some(g) => sqlx::query_scalar(
-                                "SELECT COUNT(*) FROM services WHERE active = $1 AND group_name = $2 AND state <> 'down'",
-                            )
-                            .bind(true)
-                            .bind(g)
-                            .fetch_one(&mut *tx)
-                            .await?,
-                            None => 1,
-                        };
-                        let impact = if group_up == 0 { "major" } else { "minor" };
-                        let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO incidents (title, impact, status, automatic, started_at, created_at, updated_at) \
-                             VALUES ($1, $2, 'investigating', $3, $4, $4, $4) RETURNING id",
-                        )
-                        .bind(format!("{name} is down"))
-                        .bind(impact)
-                        .bind(true)
-                        .bind(c.changed_at)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        sqlx::query("INSERT INTO incident_services (incident_id, service_id) VALUES ($1, $2)")
-                            .bind(id)
-                            .bind(c.service_id)
-                            .execute(&mut *tx)
-                            .await?;
-                        update(id, "investigating", format!("{name} is not responding as expected. We are looking into it."))
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    (State::Down, State::Degraded, _) => {
-                        if let Some((id, _, _)) = open {
-                            update(id, "monitoring", format!("{name} is responding again, with degraded performance. We are monitoring."))
-                                .execute(&mut *tx)
-                                .await?;
-                            set_status(id, "monitoring", None).execute(&mut *tx).await?;
-                        }
-                    }
-                    (_, State::Up, _) => {
-                        if let Some((id, _, started)) = open {
-                            let minutes = ((c.changed_at - started) as f64 / 60_000.0).round().max(1.0) as i64;
-                            update(id, "resolved", format!("Resolved automatically after {}.", human_minutes(minutes)))
-                                .execute(&mut *tx)
-                                .await?;
-                            set_status(id, "resolved", Some(c.changed_at)).execute(&mut *tx).await?;
-                        }
-                    }
-                    _ => {}
+                    .bind(*at)
+                    .bind(*service_id)
+                    .execute(&mut *tx)
+                    .await?;
                 }
+                tx.commit().await?;
+                Ok(())
             }
-            for (service_id, deps) in &batch.dependencies {
-                let json = if deps.is_empty() {
-                    None
-                } else {
-                    Some(serde_json::to_string(deps).unwrap_or_else(|_| "[]".into()))
-                };
-                sqlx::query("UPDATE services SET dependencies = $1 WHERE id = $2")
-                    .bind(json)
-                    .bind(*service_id)
-                    .execute(&mut *tx)
-                    .await?;
+            .await;
+            if let Err(e) = written {
+                // A transaction that failed half-way can leave its
+                // connection holding the write lock (SQLite after
+                // SQLITE_FULL: the automatic rollback and sqlx's own then
+                // disagree), and every later write would wait on it as
+                // "database is locked". Close it instead of reusing it.
+                let _ = sqlx::Connection::close(conn.detach()).await;
+                return Err(e);
             }
-            for (service_id, expires_at) in &batch.certificates {
-                sqlx::query("UPDATE services SET certificate_expires_at = $1 WHERE id = $2")
-                    .bind(*expires_at)
-                    .bind(*service_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for (service_id, expires_at, at) in &batch.certificate_warnings {
-                let service = sqlx::query("SELECT slug, name, group_name, state, state_since FROM services WHERE id = $1")
-                    .bind(*service_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let state: String = service.try_get("state")?;
-                let event = crate::notify::Event {
-                    kind: crate::notify::EventKind::CertificateExpiring,
-                    at: *at,
-                    service: Some(crate::notify::ServiceFacts {
-                        service: crate::notify::ServiceRef {
-                            slug: service.try_get("slug")?,
-                            name: service.try_get("name")?,
-                            group: service.try_get("group_name")?,
-                        },
-                        previous_state: state.clone(),
-                        state,
-                        since: service.try_get::<Option<i64>, _>("state_since")?.unwrap_or(*at),
-                        previous_since: None,
-                        reason: None,
-                    }),
-                    incident: None,
-                    backup: None,
-                    certificate: Some(crate::notify::CertificateFacts {
-                        expires_at: *expires_at,
-                        days_left: (*expires_at - *at).max(0) / rollup::DAY_MS,
-                    }),
-                };
-                // One alert per certificate: a renewed one (another expiry)
-                // warns again when its time comes.
-                insert_alert_event!(tx, &event, Some(*service_id), Some(format!("certificate:{service_id}:{expires_at}")));
-            }
-            for (service_id, at) in &last_checked {
-                sqlx::query(
-                    "UPDATE services SET last_checked_at = $1 \
-                     WHERE id = $2 AND (last_checked_at IS NULL OR last_checked_at < $1)",
-                )
-                .bind(*at)
-                .bind(*service_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
         });
         Ok(())
     }

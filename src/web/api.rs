@@ -116,13 +116,14 @@ pub async fn services(AxumState(app): AxumState<AppState>, headers: HeaderMap) -
     let snapshot = app.snapshot();
     cache::respond(
         &app.render_cache,
-        &snapshot,
+        snapshot,
         &headers,
         app.max_age_secs,
         "/api/v1/services",
         cache::JSON,
         services_json,
     )
+    .await
 }
 
 fn services_json(snapshot: &Snapshot) -> Option<String> {

@@ -4,21 +4,29 @@
 //! request after the first is a lookup and a copy of `Bytes`. Compressed
 //! copies (brotli, gzip) are made with each rendering, not per request:
 //! compressing the front page costs more than everything else a request
-//! does. While one request renders a new snapshot's page, requests that
-//! arrive meanwhile get the previous rendering (at most one snapshot old)
-//! instead of queueing behind it: under a spike the render is paid by one
-//! request a snapshot, and the others never wait.
+//! does.
+//!
+//! Rendering, hashing and compressing run on a blocking thread, at most one
+//! per core and one per key at a time (single flight). While a key renders
+//! for a new snapshot, requests that arrive meanwhile get the previous
+//! rendering (at most one snapshot old) instead of queueing behind it; only
+//! a key never rendered before makes them wait, for that one rendering.
+//! The runtime's workers only ever look up and copy, so a burst of visitors
+//! at the moment the page changes (an outage) cannot stop probing or
+//! `/livez`.
 
 use std::collections::HashMap;
-use std::collections::HashSet;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+use tokio::sync::{watch, Semaphore};
 
 use crate::snapshot::Snapshot;
 
@@ -106,98 +114,217 @@ fn brotli(body: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// What a rendering ended with: the page, or `None` when it failed (logged
+/// by the renderer, answered 500).
+type Outcome = Option<Arc<Rendered>>;
+
 #[derive(Default)]
+struct Slot {
+    /// The newest rendering of this key.
+    latest: Option<Arc<Rendered>>,
+    /// The rendering under way, if any: its result is published here.
+    rendering: Option<watch::Receiver<Option<Outcome>>>,
+}
+
+/// Renderings by key. The lock is held for a lookup or an insert, never
+/// across rendering, hashing or compression, and no `Drop` takes it: a
+/// rendering is finished (stored, its waiters woken) by the blocking task
+/// that did it, which runs to the end even when the request that started
+/// it has gone.
 pub struct RenderCache {
-    entries: Mutex<HashMap<String, Arc<Rendered>>>,
-    /// Keys a request is rendering right now.
-    rendering: Mutex<HashSet<String>>,
+    slots: Mutex<HashMap<String, Slot>>,
+    /// Renderings at once: one per core. Beyond that they queue here, off
+    /// the runtime's workers, instead of taking every core from probing.
+    renderers: Arc<Semaphore>,
 }
 
-/// Marks `key` as being rendered until dropped.
-struct Rendering<'a> {
-    cache: &'a RenderCache,
-    key: &'a str,
-}
-
-impl Drop for Rendering<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut busy) = self.cache.rendering.lock() {
-            busy.remove(self.key);
+impl Default for RenderCache {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        RenderCache {
+            slots: Mutex::new(HashMap::new()),
+            renderers: Arc::new(Semaphore::new(cores)),
         }
     }
 }
 
+/// What a request does after one look at the cache.
+enum Plan {
+    Serve(Arc<Rendered>),
+    /// Nothing to serve yet, and another request is rendering it.
+    Wait(watch::Receiver<Option<Outcome>>),
+    /// This request renders; others wait on (or are served before) it.
+    Render(watch::Sender<Option<Outcome>>),
+}
+
+/// Longest a request waits for another's first rendering of a key before it
+/// is answered 503 (the page is being built; try again).
+const WAIT_FOR_RENDERING: Duration = Duration::from_secs(10);
+
 impl RenderCache {
-    /// The latest rendering of `key`, whatever its snapshot.
-    fn latest(&self, key: &str) -> Option<Arc<Rendered>> {
-        self.entries.lock().ok()?.get(key).cloned()
+    /// Serve what is there for `generation`, wait for the rendering under
+    /// way, or claim the rendering. At most one rendering of a key at a
+    /// time (single flight): while one runs, every other request gets the
+    /// previous rendering, or waits for this one if there is none.
+    fn plan(&self, key: &str, generation: DateTime<Utc>) -> Plan {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.get(key) {
+            match (&slot.latest, &slot.rendering) {
+                (Some(r), _) if r.generation >= generation => return Plan::Serve(r.clone()),
+                (Some(previous), Some(_)) => return Plan::Serve(previous.clone()),
+                (None, Some(rendering)) => return Plan::Wait(rendering.clone()),
+                _ => {}
+            }
+        }
+        let (publish, rendering) = watch::channel(None);
+        slots.entry(key.to_owned()).or_default().rendering = Some(rendering);
+        Plan::Render(publish)
     }
 
-    /// Claims the rendering of `key`; `None` when a request already has it.
-    fn claim<'a>(&'a self, key: &'a str) -> Option<Rendering<'a>> {
-        let mut busy = self.rendering.lock().ok()?;
-        busy.insert(key.to_owned())
-            .then_some(Rendering { cache: self, key })
-    }
-
-    /// Keeps `rendered` unless a newer snapshot's rendering is there.
-    fn put(&self, key: &str, rendered: Arc<Rendered>) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries
-                .get(key)
+    /// Stores a finished rendering (unless a newer snapshot's is there) and
+    /// frees the key for the next rendering.
+    fn finish(&self, key: &str, outcome: &Outcome) {
+        let mut slots = self.slots.lock();
+        if let Some(rendered) = outcome {
+            // Pages of services or incidents that left the snapshot are not
+            // asked for again: forget what no snapshot of the last ten
+            // minutes rendered.
+            if slots.len() > 256 {
+                let horizon = rendered.generation - chrono::Duration::minutes(10);
+                slots.retain(|k, slot| {
+                    k == key
+                        || slot.rendering.is_some()
+                        || slot
+                            .latest
+                            .as_ref()
+                            .is_some_and(|r| r.generation >= horizon)
+                });
+            }
+        }
+        let slot = slots.entry(key.to_owned()).or_default();
+        slot.rendering = None;
+        if let Some(rendered) = outcome {
+            if slot
+                .latest
+                .as_ref()
                 .is_none_or(|r| r.generation <= rendered.generation)
             {
-                // Pages of services or incidents that left the snapshot
-                // are not asked for again: forget what no snapshot of the
-                // last ten minutes rendered.
-                if entries.len() > 256 {
-                    let horizon = rendered.generation - chrono::Duration::minutes(10);
-                    entries.retain(|_, r| r.generation >= horizon);
-                }
-                entries.insert(key.to_owned(), rendered);
+                slot.latest = Some(rendered.clone());
             }
+        }
+    }
+
+    /// Renders `key` on a blocking thread: the page, its validator and its
+    /// compressed copies. Finishing happens on that thread too, so the
+    /// key is freed even if this request is cancelled or `render` panics.
+    async fn render(
+        self: &Arc<Self>,
+        key: &str,
+        snapshot: Arc<Snapshot>,
+        content_type: &'static str,
+        publish: watch::Sender<Option<Outcome>>,
+        render: impl FnOnce(&Snapshot) -> Option<String> + Send + 'static,
+    ) -> Option<Outcome> {
+        let mut waiting = publish.subscribe();
+        let cache = self.clone();
+        let key = key.to_owned();
+        // The permit is awaited in a task of its own, so a request that
+        // goes away while queued still leaves the rendering to happen.
+        tokio::spawn(async move {
+            let permit = cache.renderers.clone().acquire_owned().await.ok();
+            let job = {
+                let cache = cache.clone();
+                let key = key.clone();
+                move || {
+                    let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        render(&snapshot).map(|body| {
+                            Arc::new(Rendered::new(snapshot.generated_at, body, content_type))
+                        })
+                    }))
+                    .unwrap_or_else(|_| {
+                        tracing::error!(key = %key, "rendering panicked");
+                        None
+                    });
+                    cache.finish(&key, &rendered);
+                    let _ = publish.send(Some(rendered));
+                    drop(permit);
+                }
+            };
+            if let Err(e) = tokio::task::spawn_blocking(job).await {
+                // Only when the runtime is shutting down: free the key.
+                tracing::error!(error = %e, "rendering task failed");
+                cache.finish(&key, &None);
+            }
+        });
+        wait(&mut waiting).await
+    }
+}
+
+/// The outcome of a rendering under way; `None` when it was lost or took
+/// longer than [`WAIT_FOR_RENDERING`].
+async fn wait(rendering: &mut watch::Receiver<Option<Outcome>>) -> Option<Outcome> {
+    let outcome =
+        tokio::time::timeout(WAIT_FOR_RENDERING, rendering.wait_for(Option::is_some)).await;
+    match outcome {
+        Ok(Ok(outcome)) => outcome.clone(),
+        _ => None,
+    }
+}
+
+impl Rendered {
+    /// Hashes and compresses `body`: the costly part, done once per
+    /// rendering on a blocking thread.
+    fn new(generation: DateTime<Utc>, body: String, content_type: &'static str) -> Rendered {
+        let digest = Sha256::digest(body.as_bytes());
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        // Weak: the same entity may go out gzip'd, brotli'd or plain.
+        let etag = HeaderValue::from_str(&format!("W/\"{hex}\""))
+            .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""));
+        Rendered {
+            generation,
+            gzip: gzip(body.as_bytes()),
+            br: brotli(body.as_bytes()),
+            body: Bytes::from(body),
+            etag,
+            content_type,
         }
     }
 }
 
 /// Serves `key` from the cache if it was rendered from this snapshot, else
-/// renders it (`None`: a rendering error, logged by `render`, answered 500).
-pub fn respond(
-    cache: &RenderCache,
-    snapshot: &Snapshot,
+/// renders it off the runtime's workers (see [`RenderCache::plan`]).
+/// Answers 500 when the rendering failed (logged by `render`), 503 with
+/// `Retry-After` when a first rendering takes too long.
+pub async fn respond(
+    cache: &Arc<RenderCache>,
+    snapshot: Arc<Snapshot>,
     request: &HeaderMap,
     max_age_secs: u64,
     key: &str,
     content_type: &'static str,
-    render: impl FnOnce(&Snapshot) -> Option<String>,
+    render: impl FnOnce(&Snapshot) -> Option<String> + Send + 'static,
 ) -> Response {
-    let generation = snapshot.generated_at;
-    let latest = cache.latest(key);
-    let rendered = match latest {
-        Some(r) if r.generation >= generation => r,
-        // Another request is rendering this snapshot: the previous one,
-        // instead of waiting.
-        Some(previous) if cache.rendering.lock().is_ok_and(|b| b.contains(key)) => previous,
-        _ => {
-            let _claim = cache.claim(key);
-            let Some(body) = render(snapshot) else {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response();
-            };
-            let digest = Sha256::digest(body.as_bytes());
-            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-            // Weak: the same entity may go out gzip'd, brotli'd or plain.
-            let etag = HeaderValue::from_str(&format!("W/\"{hex}\""))
-                .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""));
-            let r = Arc::new(Rendered {
-                generation,
-                gzip: gzip(body.as_bytes()),
-                br: brotli(body.as_bytes()),
-                body: Bytes::from(body),
-                etag,
-                content_type,
-            });
-            cache.put(key, r.clone());
-            r
+    let outcome = match cache.plan(key, snapshot.generated_at) {
+        Plan::Serve(rendered) => Some(Some(rendered)),
+        Plan::Wait(mut rendering) => wait(&mut rendering).await,
+        Plan::Render(publish) => {
+            cache
+                .render(key, snapshot, content_type, publish, render)
+                .await
+        }
+    };
+    let rendered = match outcome {
+        Some(Some(rendered)) => rendered,
+        Some(None) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response()
+        }
+        None => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "2")],
+                "The page is being built; try again shortly.\n",
+            )
+                .into_response()
         }
     };
     let cache_control = HeaderValue::from_str(&format!("public, max-age={max_age_secs}"))
@@ -297,8 +424,9 @@ mod tests {
 mod render_tests {
     use super::*;
     use crate::snapshot::Inputs;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn snapshot(at_secs: i64) -> Snapshot {
+    fn snapshot(at_secs: i64) -> Arc<Snapshot> {
         let inputs = Inputs {
             summaries: Vec::new(),
             history: Default::default(),
@@ -308,38 +436,134 @@ mod render_tests {
             recent_maintenances: Vec::new(),
         };
         let at = DateTime::from_timestamp(at_secs, 0).expect("time");
-        Snapshot::from_inputs(inputs, "t", &[], at)
+        Arc::new(Snapshot::from_inputs(inputs, "t", &[], at))
     }
 
-    fn body(response: Response) -> HeaderValue {
+    fn etag(response: &Response) -> HeaderValue {
         response.headers()[header::ETAG].clone()
     }
 
-    #[test]
-    fn a_request_during_a_render_gets_the_previous_rendering() {
-        let cache = RenderCache::default();
+    /// A render that takes a while and counts its calls.
+    fn slow(
+        calls: &Arc<AtomicUsize>,
+        text: &'static str,
+    ) -> impl FnOnce(&Snapshot) -> Option<String> + Send + 'static {
+        let calls = calls.clone();
+        move |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(100));
+            Some(text.to_owned())
+        }
+    }
+
+    // The deadlock of issue 21 needed two requests for a key that was being
+    // rendered: dozens at once, on a cold cache and at a snapshot's turn.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_render_once_and_all_are_answered() {
+        let cache = Arc::new(RenderCache::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        for (generation, text) in [(1, "one"), (2, "two")] {
+            let before = calls.load(Ordering::SeqCst);
+            let snap = snapshot(generation);
+            let mut requests = tokio::task::JoinSet::new();
+            for _ in 0..48 {
+                let (cache, snap, render) = (cache.clone(), snap.clone(), slow(&calls, text));
+                requests.spawn(async move {
+                    respond(&cache, snap, &HeaderMap::new(), 5, "/", HTML, render).await
+                });
+            }
+            let answered = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut codes = Vec::new();
+                while let Some(r) = requests.join_next().await {
+                    codes.push(r.expect("request task").status());
+                }
+                codes
+            })
+            .await
+            .expect("every request is answered");
+            assert_eq!(answered.len(), 48);
+            assert!(
+                answered.iter().all(|c| *c == StatusCode::OK),
+                "{answered:?}"
+            );
+            assert_eq!(
+                calls.load(Ordering::SeqCst) - before,
+                1,
+                "one rendering per snapshot"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_during_a_render_gets_the_previous_rendering() {
+        let cache = Arc::new(RenderCache::default());
         let none = HeaderMap::new();
-        let first = snapshot(1);
-        let tag1 = body(respond(&cache, &first, &none, 5, "/", HTML, |_| {
+        let first = respond(&cache, snapshot(1), &none, 5, "/", HTML, |_| {
             Some("one".into())
-        }));
-        let second = snapshot(2);
+        })
+        .await;
+        let tag1 = etag(&first);
         // Another request is rendering the second snapshot right now.
-        let claim = cache.claim("/").expect("free");
-        let during = respond(&cache, &second, &none, 5, "/", HTML, |_| {
+        let Plan::Render(publish) = cache.plan("/", snapshot(2).generated_at) else {
+            panic!("the key was free")
+        };
+        let during = respond(&cache, snapshot(2), &none, 5, "/", HTML, |_| {
             panic!("must not render twice at once")
-        });
-        assert_eq!(body(during), tag1, "the previous rendering, not a wait");
-        drop(claim);
-        let tag2 = body(respond(&cache, &second, &none, 5, "/", HTML, |_| {
+        })
+        .await;
+        assert_eq!(etag(&during), tag1, "the previous rendering, not a wait");
+        cache.finish("/", &None);
+        drop(publish);
+        let second = respond(&cache, snapshot(2), &none, 5, "/", HTML, |_| {
             Some("two".into())
-        }));
+        })
+        .await;
+        let tag2 = etag(&second);
         assert_ne!(tag2, tag1);
         // A request still holding the first snapshot gets the newer page,
         // and never puts the older one back.
-        let late = respond(&cache, &first, &none, 5, "/", HTML, |_| {
+        let late = respond(&cache, snapshot(1), &none, 5, "/", HTML, |_| {
             panic!("newer rendering is there")
-        });
-        assert_eq!(body(late), tag2);
+        })
+        .await;
+        assert_eq!(etag(&late), tag2);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_render_answers_500_and_frees_the_key() {
+        let cache = Arc::new(RenderCache::default());
+        let none = HeaderMap::new();
+        let failed = respond(&cache, snapshot(1), &none, 5, "/", HTML, |_| panic!("bug")).await;
+        assert_eq!(failed.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let again = respond(&cache, snapshot(1), &none, 5, "/", HTML, |_| {
+            Some("ok".into())
+        })
+        .await;
+        assert_eq!(again.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_request_still_finishes_its_rendering() {
+        let cache = Arc::new(RenderCache::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let started = respond(
+            &cache,
+            snapshot(1),
+            &HeaderMap::new(),
+            5,
+            "/",
+            HTML,
+            slow(&calls, "x"),
+        );
+        // The visitor goes away before the page is built.
+        assert!(tokio::time::timeout(Duration::from_millis(10), started)
+            .await
+            .is_err());
+        let next = respond(&cache, snapshot(1), &HeaderMap::new(), 5, "/", HTML, |_| {
+            panic!("the first rendering is still under way or done")
+        })
+        .await;
+        assert_eq!(next.status(), StatusCode::OK);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -12,6 +12,7 @@ mod feeds;
 mod metrics;
 mod own_health;
 mod pages;
+pub mod server;
 mod statuspage;
 
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<String>>,
     /// `[[notify]]` channel names, for `/metrics`.
     pub alert_channels: Arc<Vec<String>>,
+    /// Open connections and the cap, for `/health` and `/metrics`.
+    pub server_stats: Arc<server::ServerStats>,
 }
 
 /// What every page shows around its content (from `[server]`).

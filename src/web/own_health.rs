@@ -136,6 +136,16 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
     let lag = app.stats.current_lag(now.timestamp_millis());
     let lag_status = if lag > LAG_WARN { "warn" } else { "pass" };
     let dropped = app.stats.results_dropped.load(Ordering::Relaxed);
+    let changes_dropped = app.stats.changes_dropped.load(Ordering::Relaxed);
+    let resource_errors = app.stats.probe_resource_errors.load(Ordering::Relaxed);
+    let open = app.server_stats.open_connections.load(Ordering::Relaxed);
+    let cap = app.server_stats.max_connections.load(Ordering::Relaxed);
+    // At nine tenths of the cap, new visitors start to wait.
+    let connections_status = if cap > 0 && open * 10 >= cap * 9 {
+        "warn"
+    } else {
+        "pass"
+    };
     let skipped = app.stats.probes_skipped.load(Ordering::Relaxed);
     let backup_check = match &app.backup_watch {
         Some(watch) => Some(check_backups(&app, watch, now).await),
@@ -144,7 +154,13 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
     let backup_warns = backup_check.as_ref().is_some_and(|c| c["status"] == "warn");
     let status = if store_status == "fail" {
         "fail"
-    } else if lag_status == "warn" || dropped > 0 || backup_warns {
+    } else if lag_status == "warn"
+        || dropped > 0
+        || changes_dropped > 0
+        || resource_errors > 0
+        || connections_status == "warn"
+        || backup_warns
+    {
         "warn"
     } else {
         "pass"
@@ -188,8 +204,23 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
                 "componentType": "system",
                 "observedValue": app.stats.results_written.load(Ordering::Relaxed),
                 "observedUnit": "results written",
-                "status": if dropped > 0 { "warn" } else { "pass" },
-                "output": (dropped > 0).then(|| format!("{dropped} results refused by the store")),
+                "status": if dropped > 0 || changes_dropped > 0 { "warn" } else { "pass" },
+                "output": (dropped > 0 || changes_dropped > 0).then(|| format!("{dropped} raw results and {changes_dropped} state changes given up (refused by the store, or shed while it was away)")),
+                "time": time,
+            }],
+            "monitor:resourceErrors": [{
+                "componentType": "system",
+                "observedValue": resource_errors,
+                "observedUnit": "probes failed for lack of beacon's own resources",
+                "status": if resource_errors > 0 { "warn" } else { "pass" },
+                "output": (resource_errors > 0).then_some("probes failed because beacon ran out of file descriptors or memory; no service's state was changed by them"),
+                "time": time,
+            }],
+            "http:connections": [{
+                "componentType": "system",
+                "observedValue": open,
+                "observedUnit": format!("open connections (cap {cap})"),
+                "status": connections_status,
                 "time": time,
             }],
             "monitor:skipped": [{

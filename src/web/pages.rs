@@ -159,15 +159,17 @@ pub fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
 
 pub async fn index(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
     let snapshot = app.snapshot();
+    let cache = app.render_cache.clone();
     cache::respond(
-        &app.render_cache,
-        &snapshot,
+        &cache,
+        snapshot,
         &headers,
         app.max_age_secs,
         "/",
         cache::HTML,
-        |s| index_html(&app, s),
+        move |s| index_html(&app, s),
     )
+    .await
 }
 
 fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
@@ -407,14 +409,15 @@ pub async fn incidents(
         return not_found().await;
     };
     if page == 1 {
+        let cache = app.render_cache.clone();
         return cache::respond(
-            &app.render_cache,
-            &snapshot,
+            &cache,
+            snapshot,
             &headers,
             app.max_age_secs,
             "/incidents",
             cache::HTML,
-            |s| {
+            move |s| {
                 let shown: Vec<&IncidentView> = s
                     .recent_incidents
                     .iter()
@@ -423,7 +426,8 @@ pub async fn incidents(
                 let older = s.recent_incidents.iter().any(|i| i.started_at < from);
                 history_html(&app, s, &shown, page, older, from, to)
             },
-        );
+        )
+        .await;
     }
     let (rows, first) = match tokio::try_join!(
         app.store
@@ -527,18 +531,20 @@ pub async fn incident(
     // incident's page is what people open from the banner during an
     // outage). Older ones come from the store.
     if snapshot.recent_incidents.iter().any(|i| i.id == id) {
+        let cache = app.render_cache.clone();
         return cache::respond(
-            &app.render_cache,
-            &snapshot,
+            &cache,
+            snapshot,
             &headers,
             app.max_age_secs,
             &format!("/incidents/{id}"),
             cache::HTML,
-            |s| {
+            move |s| {
                 let i = s.recent_incidents.iter().find(|i| i.id == id)?;
                 incident_html(&app, s, i)
             },
-        );
+        )
+        .await;
     }
     let stored = match app.store.incident(id).await {
         Ok(Some(found)) => snapshot.incident_view(found),
@@ -869,14 +875,16 @@ pub async fn service(
     if !known {
         return not_found().await;
     }
+    let cache = app.render_cache.clone();
+    let key = format!("/services/{slug}");
     cache::respond(
-        &app.render_cache,
-        &snapshot,
+        &cache,
+        snapshot,
         &headers,
         app.max_age_secs,
-        &format!("/services/{slug}"),
+        &key,
         cache::HTML,
-        |snapshot| {
+        move |snapshot| {
             let s = snapshot
                 .groups
                 .iter()
@@ -885,6 +893,7 @@ pub async fn service(
             service_html(&app, snapshot, s)
         },
     )
+    .await
 }
 
 fn service_html(app: &AppState, snapshot: &Snapshot, s: &ServiceView) -> Option<String> {

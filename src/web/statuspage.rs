@@ -257,22 +257,24 @@ fn maintenance(s: &Snapshot, app: &AppState, m: &MaintenanceView) -> Value {
 }
 
 /// Serves a document rendered once per snapshot (see `cache`).
-fn serve(
+async fn serve(
     app: &AppState,
     headers: &HeaderMap,
     key: &'static str,
-    build: impl FnOnce(&AppState, &Snapshot) -> Value,
+    build: impl FnOnce(&AppState, &Snapshot) -> Value + Send + 'static,
 ) -> Response {
     let snapshot = app.snapshot();
+    let owned = app.clone();
     let mut response = cache::respond(
         &app.render_cache,
-        &snapshot,
+        snapshot,
         headers,
         app.max_age_secs,
         key,
         cache::JSON,
-        |s| Some(build(app, s).to_string()),
-    );
+        move |s| Some(build(&owned, s).to_string()),
+    )
+    .await;
     // Statuspage's API is read from other origins (widgets, dashboards).
     response.headers_mut().insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -307,6 +309,7 @@ pub async fn summary(AxumState(app): AxumState<AppState>, headers: HeaderMap) ->
             "status": status(s),
         })
     })
+    .await
 }
 
 pub async fn status_doc(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
@@ -316,6 +319,7 @@ pub async fn status_doc(AxumState(app): AxumState<AppState>, headers: HeaderMap)
         "/api/v2/status.json",
         |app, s| json!({ "page": page(app, s), "status": status(s) }),
     )
+    .await
 }
 
 pub async fn components_doc(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
@@ -325,6 +329,7 @@ pub async fn components_doc(AxumState(app): AxumState<AppState>, headers: Header
         "/api/v2/components.json",
         |app, s| json!({ "page": page(app, s), "components": components(s) }),
     )
+    .await
 }
 
 pub async fn incidents(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
@@ -334,6 +339,7 @@ pub async fn incidents(AxumState(app): AxumState<AppState>, headers: HeaderMap) 
         "/api/v2/incidents.json",
         |app, s| json!({ "page": page(app, s), "incidents": incident_list(app, s, s.recent_incidents.iter().take(50)) }),
     )
+    .await
 }
 
 pub async fn unresolved(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
@@ -343,6 +349,7 @@ pub async fn unresolved(AxumState(app): AxumState<AppState>, headers: HeaderMap)
         "/api/v2/incidents/unresolved.json",
         |app, s| json!({ "page": page(app, s), "incidents": incident_list(app, s, s.incidents.iter()) }),
     )
+    .await
 }
 
 pub async fn maintenances(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
@@ -352,6 +359,7 @@ pub async fn maintenances(AxumState(app): AxumState<AppState>, headers: HeaderMa
         "/api/v2/scheduled-maintenances.json",
         |app, s| json!({ "page": page(app, s), "scheduled_maintenances": maintenance_list(app, s, s.recent_maintenances.iter()) }),
     )
+    .await
 }
 
 pub async fn upcoming(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
@@ -361,6 +369,7 @@ pub async fn upcoming(AxumState(app): AxumState<AppState>, headers: HeaderMap) -
         "/api/v2/scheduled-maintenances/upcoming.json",
         |app, s| json!({ "page": page(app, s), "scheduled_maintenances": maintenance_list(app, s, s.upcoming_maintenances.iter()) }),
     )
+    .await
 }
 
 pub async fn active(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
@@ -370,4 +379,5 @@ pub async fn active(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> 
         "/api/v2/scheduled-maintenances/active.json",
         |app, s| json!({ "page": page(app, s), "scheduled_maintenances": maintenance_list(app, s, s.active_maintenances.iter()) }),
     )
+    .await
 }
