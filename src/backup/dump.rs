@@ -115,19 +115,46 @@ pub async fn gzip(src: PathBuf, dest: PathBuf) -> anyhow::Result<()> {
     .await?
 }
 
+/// A local file could not be read or written (a full disk, permissions):
+/// the machine's fault, not the archive's.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}: {source}", path.display())]
+pub struct WriteError {
+    what: &'static str,
+    path: PathBuf,
+    source: std::io::Error,
+}
+
 /// gunzip `src` into `dest`, streaming; a truncated or corrupt archive is
-/// an error here.
+/// an error here, and a [`WriteError`] when the local disk is at fault.
 pub async fn gunzip(src: PathBuf, dest: PathBuf) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        use std::io::Write;
-        let input = std::io::BufReader::new(std::fs::File::open(&src)?);
+        use std::io::{Read, Write};
+        let local = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| WriteError { what, path, source }
+        };
+        let input =
+            std::io::BufReader::new(std::fs::File::open(&src).map_err(local("opening", &src))?);
         let mut decoder = flate2::read::MultiGzDecoder::new(input);
         let mut out = std::io::BufWriter::new(
-            std::fs::File::create(&dest).with_context(|| format!("creating {}", dest.display()))?,
+            std::fs::File::create(&dest).map_err(local("creating", &dest))?,
         );
-        std::io::copy(&mut decoder, &mut out).context("gunzip")?;
-        out.flush()?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match decoder.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(anyhow::Error::new(e).context("gunzip")),
+            };
+            out.write_all(&buf[..n]).map_err(local("writing", &dest))?;
+        }
+        out.flush().map_err(local("writing", &dest))?;
+        out.into_inner()
+            .map_err(|e| local("writing", &dest)(e.into_error()))?
+            .sync_all()
+            .map_err(local("syncing", &dest))?;
         Ok(())
     })
     .await?

@@ -29,7 +29,7 @@ use crate::config::{BackupConfig, DatabaseUrl};
 use crate::store::{BackupRecord, Store};
 use dump::RowCounts;
 use rotation::{Candidate, Decision, Verification};
-use target::{BackupTarget, Digested, Object};
+use target::{BackupTarget, Digested, Object, ReadError};
 
 pub use lock::BackupLock;
 
@@ -76,16 +76,48 @@ pub fn manifest_key(id: &str) -> Option<String> {
 }
 
 /// A failure, named by the backup and the step.
-#[derive(Debug, thiserror::Error)]
-#[error("backup {id}: {step} failed: {cause:#}")]
+#[derive(Debug)]
 pub struct StepError {
     pub id: String,
     pub step: &'static str,
     pub cause: anyhow::Error,
 }
 
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (id, step, cause) = (&self.id, self.step, &self.cause);
+        if self.is_unavailable() {
+            write!(
+                f,
+                "backup {id}: {step} could not run: {cause:#} (this says nothing about the backup, which keeps its status)"
+            )
+        } else {
+            write!(f, "backup {id}: {step} failed: {cause:#}")
+        }
+    }
+}
+
+impl std::error::Error for StepError {}
+
+impl StepError {
+    /// The step failed because something the check needs was unavailable
+    /// (the backup target, the database server, the local disk), not
+    /// because of anything in the backup: it proves nothing about it.
+    pub fn is_unavailable(&self) -> bool {
+        self.cause.is::<Unavailable>()
+    }
+}
+
+/// Marks a cause as the environment's, not the backup's (see
+/// [`StepError::is_unavailable`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct Unavailable(pub anyhow::Error);
+
 trait Step<T> {
     fn step(self, id: &str, step: &'static str) -> Result<T, StepError>;
+    /// Like `step`, the cause being the environment's.
+    fn unavailable(self, id: &str, step: &'static str) -> Result<T, StepError>;
 }
 
 impl<T, E: Into<anyhow::Error>> Step<T> for Result<T, E> {
@@ -96,6 +128,52 @@ impl<T, E: Into<anyhow::Error>> Step<T> for Result<T, E> {
             cause: e.into(),
         })
     }
+
+    fn unavailable(self, id: &str, step: &'static str) -> Result<T, StepError> {
+        self.map_err(|e| StepError {
+            id: id.to_string(),
+            step,
+            cause: anyhow::Error::new(Unavailable(e.into())),
+        })
+    }
+}
+
+/// A [`ReadError`] as a step's failure: an object that cannot be used is
+/// the backup's fault, a target that does not answer is not.
+fn read_step<T>(r: Result<T, ReadError>, id: &str, step: &'static str) -> Result<T, StepError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(ReadError::Unreadable(e)) => Err(e).step(id, step),
+        Err(ReadError::Unreachable(e)) => Err(e).unavailable(id, step),
+    }
+}
+
+/// PostgreSQL errors that say the server (or the way to it) is
+/// unavailable, not that the statement or the data is wrong: SQLSTATE
+/// classes 08 (connection), 53 (insufficient resources), 57 (operator
+/// intervention, "cannot connect now"), 55000 ("database is not currently
+/// accepting connections"), and the client's own I/O and pool errors.
+pub fn postgres_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || c.starts_with("53") || c.starts_with("57") || c == "55000"
+        }),
+        _ => false,
+    }
+}
+
+/// A manifest that is there but cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The manifest's key, relative to the target.
+    pub key: String,
+    /// Why, naming the key (damaged bytes, not JSON, a wrong field).
+    pub reason: String,
 }
 
 /// One backup as `beacon backup list` shows it.
@@ -104,8 +182,13 @@ pub struct Listed {
     pub id: String,
     pub created_at: DateTime<Utc>,
     pub manifest: Option<Manifest>,
+    /// The manifest is there but could not be read or parsed: never
+    /// restored, never pruned, flagged by `backup verify`.
+    pub unreadable: Option<Unreadable>,
     /// The archive as stored (absent: deleted or never uploaded).
     pub archive: Option<Object>,
+    /// Every object of this backup, keys relative to the target.
+    pub objects: Vec<String>,
     pub record: Option<BackupRecord>,
 }
 
@@ -120,6 +203,9 @@ impl Listed {
     }
 
     pub fn status(&self) -> &str {
+        if self.unreadable.is_some() {
+            return "unreadable";
+        }
         if !self.complete() {
             return "incomplete";
         }
@@ -340,7 +426,7 @@ impl Backups {
 
     /// Reads one manifest; `None` if there is none (incomplete backup).
     pub async fn manifest(&self, id: &str) -> anyhow::Result<Option<Manifest>> {
-        read_manifest(&self.target, id).await
+        Ok(read_manifest(&self.target, id).await?)
     }
 
     /// Every backup in the target, complete or not, with this beacon's
@@ -357,9 +443,19 @@ impl Backups {
     }
 
     /// Verifies one backup (the caller holds the lock) and records the
-    /// outcome.
+    /// outcome. A check that could not run because the target, the
+    /// database server or the local disk was unavailable proves nothing
+    /// about the backup: its status stays as it was (so rotation does not
+    /// delete an intact backup), and the error says so.
     pub async fn verify(&self, id: &str) -> Result<Manifest, StepError> {
         let outcome = self.check(id).await;
+        if let Err(e) = &outcome {
+            if e.is_unavailable() {
+                tracing::warn!(backup = %id, step = e.step, error = %format!("{:#}", e.cause),
+                    "backup verification could not run; the backup keeps its status");
+                return outcome;
+            }
+        }
         let now = self.clock.now_ms();
         let mut record = self
             .store
@@ -404,7 +500,7 @@ impl Backups {
     }
 
     async fn check(&self, id: &str) -> Result<Manifest, StepError> {
-        let dir = self.temp_dir(id).step(id, "temporary folder")?;
+        let dir = self.temp_dir(id).unavailable(id, "temporary folder")?;
         let (manifest, archive) = fetch(&self.target, id, dir.path()).await?;
         restore_check(&manifest, &archive, dir.path(), &self.store, &self.db_url).await?;
         Ok(manifest)
@@ -424,13 +520,16 @@ impl Backups {
     /// plan, newest first; with `dry_run` nothing is deleted.
     pub async fn prune(&self, dry_run: bool) -> anyhow::Result<Vec<Decision>> {
         let listed = self.list().await?;
+        // A backup whose manifest cannot be read is kept and named: beacon
+        // never deletes on the word of a manifest it could not read.
         let candidates: Vec<Candidate> = listed
             .iter()
-            .filter(|l| l.complete())
+            .filter(|l| l.complete() || l.unreadable.is_some())
             .map(|l| Candidate {
                 id: l.id.clone(),
                 created_at: l.created_at,
                 verification: match l.status() {
+                    "unreadable" => Verification::Unreadable,
                     "verified" => Verification::Verified,
                     "failed" => Verification::Failed,
                     _ => Verification::Unverified,
@@ -442,7 +541,10 @@ impl Backups {
             return Ok(plan);
         }
         for d in plan.iter().filter(|d| !d.keep) {
-            let Some(l) = listed.iter().find(|l| l.id == d.id) else {
+            let Some(l) = listed
+                .iter()
+                .find(|l| l.id == d.id && l.unreadable.is_none())
+            else {
                 continue;
             };
             // The manifest first: a half-deleted backup is then merely
@@ -469,25 +571,106 @@ impl Backups {
     }
 }
 
+impl Backups {
+    /// Deletes every object of one backup (the caller holds the lock),
+    /// whatever its manifest says or whether it can be read at all: how an
+    /// operator removes a backup rotation keeps (an unreadable manifest, a
+    /// failed or incomplete backup). The manifest goes first, so a
+    /// half-done delete leaves an incomplete backup, never a manifest
+    /// pointing at nothing. Returns the deleted keys.
+    pub async fn delete(&self, id: &str) -> anyhow::Result<Vec<String>> {
+        let listed = self.list().await?;
+        let Some(l) = listed.iter().find(|l| l.id == id) else {
+            return Err(anyhow!(
+                "there is no backup {id} in {}\nTry: beacon backup list",
+                self.config.target
+            ));
+        };
+        let mut keys = l.objects.clone();
+        keys.sort_by_key(|k| !k.ends_with(".manifest.json"));
+        for key in &keys {
+            self.target
+                .delete(key)
+                .await
+                .with_context(|| format!("deleting {key} of backup {id}"))?;
+        }
+        if let Some(mut r) = l.record.clone() {
+            r.status = "deleted".into();
+            self.record(&mut r).await;
+        }
+        tracing::info!(backup = %id, objects = keys.len(), "backup deleted by hand");
+        Ok(keys)
+    }
+}
+
 /// Reads one manifest; `None` if there is none (incomplete backup).
-pub async fn read_manifest(target: &BackupTarget, id: &str) -> anyhow::Result<Option<Manifest>> {
-    let key = manifest_key(id).ok_or_else(|| anyhow!("\"{id}\" is not a backup id"))?;
+pub async fn read_manifest(target: &BackupTarget, id: &str) -> Result<Option<Manifest>, ReadError> {
+    let key = manifest_key(id)
+        .ok_or_else(|| ReadError::Unreadable(anyhow!("\"{id}\" is not a backup id")))?;
     match target.get_bytes(&key).await? {
         None => Ok(None),
-        Some(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes).with_context(|| format!("reading {key}"))?,
-        )),
+        Some(bytes) => parse_manifest(&key, id, &bytes)
+            .map(Some)
+            .map_err(ReadError::Unreadable),
     }
+}
+
+/// Parses and checks a manifest's bytes, naming the key and the field.
+fn parse_manifest(key: &str, id: &str, bytes: &[u8]) -> anyhow::Result<Manifest> {
+    let m: Manifest = serde_json::from_slice(bytes)
+        .map_err(|e| anyhow!("manifest {key} is not a valid manifest: {e}"))?;
+    let bad = |field: &str, why: String| anyhow!("manifest {key}: field {field} {why}");
+    if m.format != 1 {
+        return Err(bad(
+            "format",
+            format!("is {}, this beacon reads 1", m.format),
+        ));
+    }
+    if m.id != id {
+        return Err(bad("id", format!("is \"{}\", the key says \"{id}\"", m.id)));
+    }
+    if !["sqlite", "postgres"].contains(&m.database.as_str()) {
+        return Err(bad(
+            "database",
+            format!("is \"{}\", not sqlite or postgres", m.database),
+        ));
+    }
+    if m.sha256.len() != 64 || !m.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("sha256", "is not 64 hex digits".into()));
+    }
+    let archive_ok = m.archive.contains(id)
+        && !m.archive.starts_with('/')
+        && !m
+            .archive
+            .split('/')
+            .any(|part| part == ".." || part.is_empty());
+    if !archive_ok {
+        return Err(bad(
+            "archive",
+            format!("\"{}\" is not this backup's archive", m.archive),
+        ));
+    }
+    Ok(m)
 }
 
 /// Every backup in `target`, complete or not, joined with `records`; the
 /// newest first. Needs no database: restore lists before one exists.
+///
+/// A manifest that cannot be read or parsed (damaged bytes, not JSON, a
+/// wrong field) is named in its backup's `unreadable` and logged, and the
+/// listing goes on; only a target that does not answer fails it.
 pub async fn list_target(
     target: &BackupTarget,
     records: &HashMap<String, BackupRecord>,
 ) -> anyhow::Result<Vec<Listed>> {
     let objects = target.list().await?;
-    let mut by_id: BTreeMap<String, (Option<Object>, bool)> = BTreeMap::new();
+    #[derive(Default)]
+    struct Found {
+        archive: Option<Object>,
+        manifest: bool,
+        keys: Vec<String>,
+    }
+    let mut by_id: BTreeMap<String, Found> = BTreeMap::new();
     for o in objects {
         let name = o.key.rsplit('/').next().unwrap_or(&o.key).to_string();
         // `<id>.<kind>`, the id being 20 characters: 20260312T220000.123Z
@@ -495,39 +678,43 @@ pub async fn list_target(
             continue;
         };
         let (id, rest) = (id.to_string(), rest.to_string());
-        if id_time(&id).is_none() {
+        if id_time(&id).is_none() || name.as_bytes().get(20) != Some(&b'.') {
             continue;
         }
-        let entry = by_id.entry(id).or_insert((None, false));
+        let entry = by_id.entry(id).or_default();
+        entry.keys.push(o.key.clone());
         if rest == "manifest.json" {
-            entry.1 = true;
+            entry.manifest = true;
         } else {
-            entry.0 = Some(o);
+            entry.archive = Some(o);
         }
     }
     let mut out = Vec::new();
-    for (id, (archive, has_manifest)) in by_id.into_iter().rev() {
-        let manifest = match has_manifest {
-            false => None,
-            // A manifest that does not parse makes its backup incomplete;
-            // a store that does not answer fails the listing.
-            true => manifest_key(&id),
-        };
-        let manifest = match manifest {
-            None => None,
-            Some(key) => target.get_bytes(&key).await?.and_then(|bytes| {
-                serde_json::from_slice::<Manifest>(&bytes)
-                    .map_err(|e| tracing::warn!(key, error = %e, "unreadable manifest: backup treated as incomplete"))
-                    .ok()
-            }),
-        };
+    for (id, found) in by_id.into_iter().rev() {
+        let mut manifest = None;
+        let mut unreadable = None;
+        if found.manifest {
+            match read_manifest(target, &id).await {
+                Ok(m) => manifest = m,
+                Err(ReadError::Unreadable(e)) => {
+                    let key = manifest_key(&id).unwrap_or_default();
+                    let reason = format!("{e:#}");
+                    tracing::warn!(backup = %id, key = %key, error = %reason,
+                        "unreadable manifest: the backup is skipped (not restorable, never pruned)");
+                    unreadable = Some(Unreadable { key, reason });
+                }
+                Err(ReadError::Unreachable(e)) => return Err(e),
+            }
+        }
         let created_at = id_time(&id).unwrap_or_default();
         out.push(Listed {
             record: records.get(&id).cloned(),
             id,
             created_at,
             manifest,
-            archive,
+            unreadable,
+            archive: found.archive,
+            objects: found.keys,
         });
     }
     Ok(out)
@@ -540,16 +727,15 @@ pub async fn fetch(
     id: &str,
     dir: &Path,
 ) -> Result<(Manifest, PathBuf), StepError> {
-    let manifest = read_manifest(target, id)
-        .await
-        .step(id, "manifest")?
+    let manifest = read_step(read_manifest(target, id).await, id, "manifest")?
         .ok_or_else(|| anyhow!("no manifest: the backup is incomplete"))
         .step(id, "manifest")?;
     let archive = dir.join("archive");
-    let got = target
-        .get_file(&manifest.archive, &archive)
-        .await
-        .step(id, "download")?;
+    let got = read_step(
+        target.get_file(&manifest.archive, &archive).await,
+        id,
+        "download",
+    )?;
     check_digest(&manifest, &got).step(id, "checksum")?;
     Ok((manifest, archive))
 }
@@ -601,9 +787,15 @@ async fn restore_check(
     match manifest.database.as_str() {
         "sqlite" => {
             let file = dir.join("restored.sqlite");
-            dump::gunzip(archive.to_path_buf(), file.clone())
-                .await
-                .step(id, "decompress")?;
+            match dump::gunzip(archive.to_path_buf(), file.clone()).await {
+                Ok(()) => {}
+                // The restored copy could not be written: the local disk's
+                // fault, not the archive's.
+                Err(e) if e.is::<dump::WriteError>() => {
+                    return Err(e).unavailable(id, "decompress");
+                }
+                Err(e) => return Err(e).step(id, "decompress"),
+            }
             let mut conn = dump::open_sqlite_file(&file)
                 .await
                 .step(id, "integrity check")?;
@@ -621,7 +813,7 @@ async fn restore_check(
                 return Err(anyhow!(
                     "a PostgreSQL backup needs beacon on PostgreSQL to verify it (a scratch database)"
                 ))
-                .step(id, "restore");
+                .unavailable(id, "restore");
             };
             // Unique per run: two beacons on one server may verify at once.
             let nonce = std::time::SystemTime::now()
@@ -635,36 +827,68 @@ async fn restore_check(
                     .to_lowercase(),
                 std::process::id()
             );
+            // Whatever goes wrong making the scratch database is the
+            // server's (refused connections, no CREATEDB, a busy template),
+            // never the backup's.
             sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"
             ))
             .execute(pool)
             .await
-            .step(id, "scratch database")?;
+            .map_err(|e| {
+                anyhow::Error::new(e)
+                    .context("the database server: dropping a stale scratch database")
+            })
+            .unavailable(id, "scratch database")?;
             dump::create_database(pool, &scratch)
                 .await
-                .step(id, "scratch database")?;
+                .map_err(|e| e.context("the database server"))
+                .unavailable(id, "scratch database")?;
             let outcome = async {
-                let (base, password) = dump::libpq_url(db_url).step(id, "restore")?;
-                let mut url = url::Url::parse(&base).step(id, "restore")?;
+                let (base, password) = dump::libpq_url(db_url).unavailable(id, "restore")?;
+                let mut url = url::Url::parse(&base).unavailable(id, "restore")?;
                 url.set_path(&scratch);
-                dump::pg_restore(
+                let mut with_password = url.clone();
+                let _ = with_password.set_password(password.as_deref());
+                use sqlx::Connection;
+                let restored = dump::pg_restore(
                     url.as_str(),
                     password.as_deref(),
                     archive,
                     &["--single-transaction"],
                 )
-                .await
-                .step(id, "pg_restore")?;
-                let mut with_password = url.clone();
-                let _ = with_password.set_password(password.as_deref());
-                use sqlx::Connection;
+                .await;
+                if let Err(e) = restored {
+                    // pg_restore says only that it failed: if the server
+                    // now refuses a connection too, the server was the cause.
+                    return match sqlx::PgConnection::connect(with_password.as_str()).await {
+                        Ok(conn) => {
+                            let _ = conn.close().await;
+                            Err(e).step(id, "pg_restore")
+                        }
+                        Err(refused) => Err(e.context(format!(
+                            "the database server refuses connections ({refused})"
+                        )))
+                        .unavailable(id, "pg_restore"),
+                    };
+                }
                 let mut conn = sqlx::PgConnection::connect(with_password.as_str())
                     .await
-                    .step(id, "row counts")?;
-                let got = dump::postgres_row_counts(&mut conn)
-                    .await
-                    .step(id, "row counts")?;
+                    .map_err(|e| {
+                        anyhow::Error::new(e)
+                            .context("the database server: connecting to the scratch database")
+                    })
+                    .unavailable(id, "row counts")?;
+                let got = match dump::postgres_row_counts(&mut conn).await {
+                    Ok(got) => got,
+                    Err(e)
+                        if e.downcast_ref::<sqlx::Error>()
+                            .is_some_and(postgres_unavailable) =>
+                    {
+                        return Err(e.context("the database server")).unavailable(id, "row counts")
+                    }
+                    Err(e) => return Err(e).step(id, "row counts"),
+                };
                 let _ = conn.close().await;
                 compare_counts(&manifest.tables, &got).step(id, "row counts")
             }

@@ -91,13 +91,14 @@ fn refused(reason: impl Into<String>, hint: impl Into<String>) -> RestoreError {
     }
 }
 
-/// A download or checksum problem: the first is the store's, the second
-/// the backup's.
+/// A download or checksum problem: a target that does not answer (exit 3)
+/// or a backup that is damaged (exit 2: a damaged manifest, a missing or
+/// damaged archive).
 fn fetch_error(e: StepError) -> RestoreError {
-    if e.step == "checksum" {
-        RestoreError::Verification(e)
-    } else {
+    if e.is_unavailable() {
         RestoreError::Storage(anyhow!("{e}"))
+    } else {
+        RestoreError::Verification(e)
     }
 }
 
@@ -159,16 +160,25 @@ pub async fn restore(
         seconds: 0.0,
     };
 
-    // What is there now, and who uses it: decided before any download.
-    let (exists, guards) = match &dest {
-        Destination::Sqlite(db) => sqlite_guards(db, req).await?,
-        Destination::Postgres(url) => postgres_guards(url, req).await?,
+    // What is there now, and who uses it: decided before any download,
+    // and before anything is created. A database that is there is all
+    // --if-db-not-exists needs to know, whoever holds it.
+    let (exists, conn) = match &dest {
+        Destination::Sqlite(db) => (sqlite_exists(db), None),
+        Destination::Postgres(url) => postgres_exists(url).await?,
     };
     if exists && req.if_db_not_exists {
         report.reason = Some(format!("{} already exists", dest.describe()));
         report.seconds = began.elapsed().as_secs_f64();
         return Ok(report);
     }
+    // A dry run changes nothing, so it takes no lock: a lock file or a
+    // folder for it would be a change.
+    let guards = match (&dest, req.dry_run) {
+        (_, true) => Guards::none(),
+        (Destination::Sqlite(db), false) => sqlite_guards(db, req).await?,
+        (Destination::Postgres(url), false) => postgres_guards(url, conn, req).await?,
+    };
     if exists && !req.force && !req.dry_run {
         return Err(refused(
             format!("{} already holds a database", dest.describe()),
@@ -182,7 +192,19 @@ pub async fn restore(
     let listed = list_target(&target, &Default::default())
         .await
         .map_err(RestoreError::Storage)?;
-    let Some(chosen) = choose(&listed, req)? else {
+    let chosen = choose(&listed, req)?;
+    // Backups passed over because their manifest cannot be read, named.
+    for l in listed.iter().filter(|l| {
+        chosen.is_none_or(|c| l.id > c.id) && req.at.is_none_or(|at| l.created_at <= at)
+    }) {
+        if let Some(u) = &l.unreadable {
+            say(&format!(
+                "skipped backup {}: its manifest cannot be read ({}); see beacon backup verify {}",
+                l.id, u.reason, l.id
+            ));
+        }
+    }
+    let Some(chosen) = chosen else {
         if req.if_backup_exists {
             report.reason = Some(format!("{} holds no backup yet", config.target));
             report.seconds = began.elapsed().as_secs_f64();
@@ -248,6 +270,7 @@ pub async fn restore(
                 db,
                 exists,
                 &stamp,
+                config,
                 req,
                 &mut report,
                 say,
@@ -271,6 +294,14 @@ fn choose<'a>(
 ) -> Result<Option<&'a Listed>, RestoreError> {
     match req.backup.as_deref() {
         Some(id) if id != "latest" => match listed.iter().find(|l| l.id == id) {
+            Some(l) if l.unreadable.is_some() => Err(RestoreError::Verification(StepError {
+                id: id.into(),
+                step: "manifest",
+                cause: anyhow!(
+                    "{}",
+                    l.unreadable.as_ref().map_or("", |u| u.reason.as_str())
+                ),
+            })),
             Some(l) if l.complete() => Ok(Some(l)),
             Some(_) => Err(refused(
                 format!("backup {id} is incomplete (no manifest, or its archive is missing)"),
@@ -295,6 +326,13 @@ struct Guards {
 }
 
 impl Guards {
+    fn none() -> Guards {
+        Guards {
+            _in_use: None,
+            _backup: None,
+        }
+    }
+
     /// Refuses while a beacon uses the database (`in_use` is `None`) or a
     /// backup, verify or prune runs, unless `--force` (or `--dry-run`,
     /// which changes nothing).
@@ -331,8 +369,11 @@ impl Guards {
     }
 }
 
-async fn sqlite_guards(db: &Path, req: &RestoreRequest) -> Result<(bool, Guards), RestoreError> {
-    let exists = std::fs::metadata(db).map(|m| m.len() > 0).unwrap_or(false);
+fn sqlite_exists(db: &Path) -> bool {
+    std::fs::metadata(db).map(|m| m.len() > 0).unwrap_or(false)
+}
+
+async fn sqlite_guards(db: &Path, req: &RestoreRequest) -> Result<Guards, RestoreError> {
     if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))
@@ -344,26 +385,20 @@ async fn sqlite_guards(db: &Path, req: &RestoreRequest) -> Result<(bool, Guards)
         db.display(),
         beside(db, ".lock").display()
     );
-    let guards = Guards::take(in_use, &what, || async { BackupLock::sqlite(db) }, req).await?;
-    Ok((exists, guards))
+    Guards::take(in_use, &what, || async { BackupLock::sqlite(db) }, req).await
 }
 
-async fn postgres_guards(
+/// Whether the PostgreSQL database holds beacon's tables, and the
+/// connection to it (`None`: the database does not exist yet).
+async fn postgres_exists(
     url: &DatabaseUrl,
-    req: &RestoreRequest,
-) -> Result<(bool, Guards), RestoreError> {
+) -> Result<(bool, Option<sqlx::PgConnection>), RestoreError> {
     use sqlx::Connection;
-    let conn = match sqlx::PgConnection::connect(url.expose()).await {
+    let mut conn = match sqlx::PgConnection::connect(url.expose()).await {
         Ok(c) => c,
         // 3D000: the database does not exist yet; restore creates it.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
-            return Ok((
-                false,
-                Guards {
-                    _in_use: None,
-                    _backup: None,
-                },
-            ));
+            return Ok((false, None));
         }
         Err(e) => {
             return Err(RestoreError::Failed(
@@ -371,11 +406,26 @@ async fn postgres_guards(
             ))
         }
     };
-    let mut conn = conn;
     let exists: bool = sqlx::query_scalar("SELECT to_regclass('services') IS NOT NULL")
         .fetch_one(&mut conn)
         .await
-        .map_err(|e| RestoreError::Failed(e.into()))?;
+        .map_err(|e| {
+            RestoreError::Failed(
+                anyhow::Error::new(e).context(format!("reading {}", url.redacted())),
+            )
+        })?;
+    Ok((exists, Some(conn)))
+}
+
+async fn postgres_guards(
+    url: &DatabaseUrl,
+    conn: Option<sqlx::PgConnection>,
+    req: &RestoreRequest,
+) -> Result<Guards, RestoreError> {
+    use sqlx::Connection;
+    let Some(conn) = conn else {
+        return Ok(Guards::none());
+    };
     let in_use = InUse::exclusive_postgres(conn)
         .await
         .map_err(RestoreError::Failed)?;
@@ -383,8 +433,7 @@ async fn postgres_guards(
         let conn = sqlx::PgConnection::connect(url.expose()).await?;
         BackupLock::postgres(conn).await
     };
-    let guards = Guards::take(in_use, &url.redacted(), lock, req).await?;
-    Ok((exists, guards))
+    Guards::take(in_use, &url.redacted(), lock, req).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -394,6 +443,7 @@ async fn restore_sqlite(
     db: &Path,
     exists: bool,
     stamp: &str,
+    config: &BackupConfig,
     req: &RestoreRequest,
     report: &mut RestoreReport,
     say: &dyn Fn(&str),
@@ -403,11 +453,17 @@ async fn restore_sqlite(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    // Beside the target, so the final rename stays on one file system.
+    // Beside the target, so the final rename stays on one file system; a
+    // dry run works in the temporary folder and leaves the target's alone.
+    let base = if req.dry_run {
+        config.temp_dir.clone().unwrap_or_else(std::env::temp_dir)
+    } else {
+        folder.to_path_buf()
+    };
     let work = tempfile::Builder::new()
         .prefix(".beacon-restore-")
-        .tempdir_in(folder)
-        .with_context(|| format!("creating a temporary folder in {}", folder.display()))
+        .tempdir_in(&base)
+        .with_context(|| format!("creating a temporary folder in {}", base.display()))
         .map_err(RestoreError::Failed)?;
     let (manifest, archive) = fetch(target, id, work.path()).await.map_err(fetch_error)?;
     say(&format!(
@@ -418,11 +474,15 @@ async fn restore_sqlite(
     dump::gunzip(archive.clone(), restored.clone())
         .await
         .map_err(|e| {
-            RestoreError::Verification(StepError {
-                id: id.into(),
-                step: "decompress",
-                cause: e,
-            })
+            if e.is::<dump::WriteError>() {
+                RestoreError::Failed(e)
+            } else {
+                RestoreError::Verification(StepError {
+                    id: id.into(),
+                    step: "decompress",
+                    cause: e,
+                })
+            }
         })?;
     let _ = std::fs::remove_file(&archive);
     let verified = async {
@@ -546,7 +606,14 @@ async fn restore_postgres(
     // Verify in a scratch database first: a bad archive never touches the target.
     super::restore_check(&manifest, &archive, work.path(), &store, url)
         .await
-        .map_err(RestoreError::Verification)?;
+        .map_err(|e| {
+            // The server, not the backup, failed the check: say so (exit 1).
+            if e.is_unavailable() {
+                RestoreError::Failed(anyhow!("{e}"))
+            } else {
+                RestoreError::Verification(e)
+            }
+        })?;
     say("verified in a scratch database: pg_restore clean, row counts match the manifest");
     if req.dry_run {
         admin.close().await;

@@ -11,7 +11,9 @@
 //! - the newest verified backup is always kept;
 //! - if the newest backup failed verification nothing is deleted;
 //! - a backup never verified (in progress, or verify never ran) is kept;
-//! - a backup that failed verification is deleted (it restores nothing).
+//! - a backup that failed verification is deleted (it restores nothing);
+//! - a backup whose manifest cannot be read is kept and counts for nothing:
+//!   nothing is deleted on the word of a manifest beacon could not read.
 
 use chrono::{DateTime, Datelike, Utc};
 
@@ -47,6 +49,8 @@ pub enum Verification {
     Failed,
     /// Not verified yet (in progress) or verification never ran.
     Unverified,
+    /// Its manifest is there but cannot be read or parsed.
+    Unreadable,
 }
 
 #[derive(Debug, Clone)]
@@ -79,11 +83,19 @@ pub fn plan(backups: &[Candidate], policy: &KeepPolicy) -> Vec<Decision> {
         })
         .collect();
 
-    if sorted.first().map(|b| b.verification) == Some(Verification::Failed) {
+    let newest = sorted
+        .iter()
+        .find(|b| b.verification != Verification::Unreadable);
+    if newest.map(|b| b.verification) == Some(Verification::Failed) {
         for d in &mut decisions {
             d.keep = true;
             d.reasons
                 .push("the newest backup failed verification: nothing is deleted".into());
+            if let Some(b) = sorted.iter().find(|b| b.id == d.id) {
+                if b.verification == Verification::Unreadable {
+                    d.reasons.push("its manifest cannot be read".into());
+                }
+            }
         }
         return decisions;
     }
@@ -110,6 +122,14 @@ pub fn plan(backups: &[Candidate], policy: &KeepPolicy) -> Vec<Decision> {
     let mut newest_verified_seen = false;
     for (nr, (b, d)) in sorted.iter().zip(decisions.iter_mut()).enumerate() {
         match b.verification {
+            Verification::Unreadable => {
+                d.keep = true;
+                d.reasons.push(format!(
+                    "its manifest cannot be read: never deleted by rotation (see: beacon backup verify {}; remove it with: beacon backup delete {})",
+                    b.id, b.id
+                ));
+                continue;
+            }
             Verification::Failed => {
                 d.reasons.push("failed verification".into());
                 continue;
@@ -289,6 +309,40 @@ mod tests {
 
         // The newest failed: nothing at all is deleted.
         c[5].verification = Verification::Failed;
+        assert!(plan(&c, &policy).iter().all(|d| d.keep));
+    }
+
+    #[test]
+    fn an_unreadable_manifest_is_kept_and_counts_for_nothing() {
+        let times: Vec<_> = (0..4)
+            .map(|i| at(2026, 3, 1, 0) + Duration::days(i))
+            .collect();
+        let policy = KeepPolicy {
+            last: 1,
+            ..KeepPolicy::default()
+        };
+        // Newest first: 4 Mar unreadable, 3 Mar verified, 2 Mar unreadable,
+        // 1 Mar verified.
+        let mut c = candidates(&times);
+        c[3].verification = Verification::Unreadable;
+        c[1].verification = Verification::Unreadable;
+        let d = plan(&c, &policy);
+        let summary: Vec<(bool, &str)> = d
+            .iter()
+            .map(|d| (d.keep, d.reasons[0].split(':').next().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (true, "its manifest cannot be read"),
+                (true, "newest verified backup"),
+                (true, "its manifest cannot be read"),
+                (false, "not kept by any rule"),
+            ]
+        );
+        assert!(d[0].reasons[0].contains("beacon backup delete 20260304T000000Z"));
+        // The newest readable backup failed: still nothing is deleted.
+        c[2].verification = Verification::Failed;
         assert!(plan(&c, &policy).iter().all(|d| d.keep));
     }
 

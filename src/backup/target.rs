@@ -74,11 +74,27 @@ pub enum BackupTarget {
     S3(S3Target),
 }
 
+/// Why one object could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The target did not answer (network, endpoint, a server error): it
+    /// says nothing about the object.
+    #[error("{0:#}")]
+    Unreachable(anyhow::Error),
+    /// The target answered, and this object cannot be used: damaged bytes,
+    /// not a manifest, or refused by the store on its own.
+    #[error("{0:#}")]
+    Unreadable(anyhow::Error),
+}
+
 pub struct S3Target {
     client: aws_sdk_s3::Client,
     bucket: String,
     prefix: String,
     part_size: usize,
+    /// Ask the store for the SHA-256 it recorded at upload (off with
+    /// `checksums = "when_required"`, for stores that reject the header).
+    checksums: bool,
 }
 
 impl BackupTarget {
@@ -116,6 +132,7 @@ impl BackupTarget {
                     bucket: bucket.clone(),
                     prefix: prefix.clone(),
                     part_size: config.part_size,
+                    checksums: config.sdk_checksums,
                 }))
             }
         }
@@ -205,27 +222,38 @@ impl BackupTarget {
         }
     }
 
-    /// Downloads `key` into `dest`, returning what arrived.
-    pub async fn get_file(&self, key: &str, dest: &Path) -> anyhow::Result<Digested> {
-        let mut out = tokio::fs::File::create(dest)
-            .await
-            .with_context(|| format!("creating {}", dest.display()))?;
+    /// Downloads `key` into `dest`, returning what arrived. `Unreadable`:
+    /// the object is missing or refused on its own; `Unreachable`: the
+    /// target did not answer, or `dest` could not be written.
+    pub async fn get_file(&self, key: &str, dest: &Path) -> Result<Digested, ReadError> {
+        let local = |e: std::io::Error| {
+            ReadError::Unreachable(
+                anyhow::Error::new(e).context(format!("writing {}", dest.display())),
+            )
+        };
+        let mut out = tokio::fs::File::create(dest).await.map_err(local)?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         match self {
             BackupTarget::File { root } => {
                 let src = root.join(key);
-                let mut file = tokio::fs::File::open(&src)
-                    .await
-                    .with_context(|| format!("opening {}", src.display()))?;
+                let mut file = tokio::fs::File::open(&src).await.map_err(|e| {
+                    ReadError::Unreadable(
+                        anyhow::Error::new(e).context(format!("opening {}", src.display())),
+                    )
+                })?;
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
-                    let n = file.read(&mut buf).await?;
+                    let n = file.read(&mut buf).await.map_err(|e| {
+                        ReadError::Unreadable(
+                            anyhow::Error::new(e).context(format!("reading {}", src.display())),
+                        )
+                    })?;
                     if n == 0 {
                         break;
                     }
                     hasher.update(&buf[..n]);
-                    out.write_all(&buf[..n]).await?;
+                    out.write_all(&buf[..n]).await.map_err(local)?;
                     size += n as u64;
                 }
             }
@@ -246,56 +274,45 @@ impl BackupTarget {
                     )
                     .send()
                     .await
-                    .map_err(|e| anyhow!("{}", DisplayErrorContext(e)))?;
+                    .map_err(|e| classify(key, e))?;
                 let mut body = object.body;
                 while let Some(chunk) = body.next().await {
-                    let chunk = chunk
-                        .map_err(anyhow::Error::new)
-                        .with_context(|| format!("reading {key}"))?;
+                    let chunk = chunk.map_err(|e| {
+                        ReadError::Unreachable(
+                            anyhow::Error::new(e).context(format!("reading {key}")),
+                        )
+                    })?;
                     hasher.update(&chunk);
-                    out.write_all(&chunk).await?;
+                    out.write_all(&chunk).await.map_err(local)?;
                     size += chunk.len() as u64;
                 }
             }
         }
-        out.flush().await?;
-        out.sync_all().await?;
+        out.flush().await.map_err(local)?;
+        out.sync_all().await.map_err(local)?;
         Ok(Digested {
             size,
             sha256: hasher.finalize().into(),
         })
     }
 
-    /// A small object (a manifest) in memory.
-    pub async fn get_bytes(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    /// A small object (a manifest) in memory; `None` if there is none.
+    ///
+    /// The error says whose fault it is: the target's (it did not answer)
+    /// or this one object's (its bytes do not match the SHA-256 the store
+    /// recorded at upload, or the store refuses this object alone).
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, ReadError> {
         match self {
             BackupTarget::File { root } => match tokio::fs::read(root.join(key)).await {
                 Ok(bytes) => Ok(Some(bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e).with_context(|| format!("reading {key}")),
+                // The folder was listed a moment ago: this file alone is
+                // unreadable (permissions, a bad sector).
+                Err(e) => Err(ReadError::Unreadable(
+                    anyhow::Error::new(e).context(format!("reading {key}")),
+                )),
             },
-            BackupTarget::S3(s3) => {
-                let result = s3
-                    .client
-                    .get_object()
-                    .bucket(&s3.bucket)
-                    .key(s3.full(key))
-                    .send()
-                    .await;
-                match result {
-                    Ok(object) => Ok(Some(
-                        object
-                            .body
-                            .collect()
-                            .await
-                            .map_err(|e| anyhow!("reading {key}: {e}"))?
-                            .into_bytes()
-                            .to_vec(),
-                    )),
-                    Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-                    Err(e) => Err(anyhow!("{}", DisplayErrorContext(e))),
-                }
-            }
+            BackupTarget::S3(s3) => s3.get_small(key).await,
         }
     }
 
@@ -385,6 +402,29 @@ impl BackupTarget {
     }
 }
 
+/// A refused GET: a 4xx other than a timeout or throttling, after the
+/// listing worked with the same credentials, is this object's problem
+/// (its encryption key, its storage class); anything else is the store's.
+fn classify(
+    key: &str,
+    e: aws_sdk_s3::error::SdkError<
+        aws_sdk_s3::operation::get_object::GetObjectError,
+        aws_sdk_s3::config::http::HttpResponse,
+    >,
+) -> ReadError {
+    let status = match &e {
+        aws_sdk_s3::error::SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
+        _ => None,
+    };
+    let text = anyhow!("reading {key}: {}", DisplayErrorContext(&e));
+    match status {
+        Some(code) if (400..500).contains(&code) && code != 408 && code != 429 => {
+            ReadError::Unreadable(text)
+        }
+        _ => ReadError::Unreachable(text),
+    }
+}
+
 /// Renames a finished temporary file into place and makes it durable.
 async fn commit(tmp: &Path, dest: &Path) -> anyhow::Result<()> {
     let file = tokio::fs::OpenOptions::new().read(true).open(tmp).await?;
@@ -408,6 +448,54 @@ impl S3Target {
         } else {
             format!("{}/{key}", self.prefix)
         }
+    }
+
+    /// GET of a small object, its SHA-256 checked here against the one the
+    /// store recorded at upload (when the store gives it), so that damaged
+    /// bytes are told apart from a store that does not answer: the SDK's
+    /// own check would fail the read with an anonymous "streaming error".
+    async fn get_small(&self, key: &str) -> Result<Option<Vec<u8>>, ReadError> {
+        use aws_sdk_s3::config::ResponseChecksumValidation;
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .customize()
+            .config_override(
+                aws_sdk_s3::config::Builder::default()
+                    .response_checksum_validation(ResponseChecksumValidation::WhenRequired),
+            );
+        if self.checksums {
+            request = request.mutate_request(|r| {
+                r.headers_mut().insert("x-amz-checksum-mode", "ENABLED");
+            });
+        }
+        let object = match request.send().await {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(classify(key, e)),
+        };
+        let recorded = object.checksum_sha256().map(str::to_string);
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| ReadError::Unreachable(anyhow!("reading {key}: {e}")))?
+            .into_bytes()
+            .to_vec();
+        // "<base64>-<parts>" is a checksum of part checksums, not of the
+        // object; beacon uploads manifests whole.
+        if let Some(recorded) = recorded.filter(|r| !r.contains('-')) {
+            let got = b64(&Sha256::digest(&bytes));
+            if got != recorded {
+                return Err(ReadError::Unreadable(anyhow!(
+                    "{key} is damaged: its {} bytes have SHA-256 {got} (base64), the store recorded {recorded} at upload",
+                    bytes.len()
+                )));
+            }
+        }
+        Ok(Some(bytes))
     }
 
     async fn put_file(&self, key: &str, path: &Path, digest: &Digested) -> anyhow::Result<()> {

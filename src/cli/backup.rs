@@ -24,9 +24,17 @@ pub enum BackupCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Download a backup again and test-restore it (default: the newest).
+    /// Download a backup again and test-restore it: an id, "latest" (the
+    /// newest complete one) or "all". Latest and all also name every
+    /// manifest that cannot be read; exit 1 if anything failed.
     Verify {
         #[arg(default_value = "latest")]
+        id: String,
+    },
+    /// Delete one backup's objects, whatever its manifest says or whether
+    /// it can be read (rotation never deletes an unreadable one).
+    Delete {
+        /// The backup's id, as `beacon backup list` shows it.
         id: String,
     },
     /// Delete the backups the keep policy does not keep.
@@ -76,6 +84,11 @@ fn line(l: &Listed) -> String {
             r.failed_step.as_deref().unwrap_or("?"),
             r.error.as_deref().unwrap_or("")
         ),
+        (_, "unreadable") => format!(
+            "{}; not restorable, never pruned (beacon backup delete {})",
+            l.unreadable.as_ref().map_or("", |u| u.reason.as_str()),
+            l.id
+        ),
         (_, "incomplete") => "no manifest or archive: not restorable".into(),
         _ => String::new(),
     };
@@ -89,16 +102,6 @@ fn line(l: &Listed) -> String {
     )
     .trim_end()
     .to_string()
-}
-
-async fn resolve(backups: &Backups, id: &str) -> anyhow::Result<String> {
-    if id != "latest" {
-        return Ok(id.to_string());
-    }
-    backups
-        .latest()
-        .await?
-        .ok_or_else(|| anyhow!("the target holds no complete backup\nTry: beacon backup run"))
 }
 
 async fn execute(backups: &Backups, command: BackupCommand) -> anyhow::Result<()> {
@@ -126,7 +129,9 @@ async fn execute(backups: &Backups, command: BackupCommand) -> anyhow::Result<()
                         "size": l.archive.as_ref().map(|a| a.size),
                         "archive": l.manifest.as_ref().map(|m| m.archive.clone()),
                         "sha256": l.manifest.as_ref().map(|m| m.sha256.clone()),
-                        "error": l.record.as_ref().and_then(|r| r.error.clone()),
+                        "manifest": crate::backup::manifest_key(&l.id),
+                        "error": l.unreadable.as_ref().map(|u| u.reason.clone())
+                            .or_else(|| l.record.as_ref().and_then(|r| r.error.clone())),
                     });
                     println!("{doc}");
                 }
@@ -143,19 +148,25 @@ async fn execute(backups: &Backups, command: BackupCommand) -> anyhow::Result<()
         }
         BackupCommand::Verify { id } => {
             let lock = backups.lock().await?;
-            let verified = async {
-                let id = resolve(backups, &id).await?;
-                let m = backups.verify(&id).await?;
-                anyhow::Ok((id, m))
-            }
-            .await;
+            let outcome = verify(backups, &id).await;
             lock.release().await;
-            let (id, m) = verified?;
-            let rows: i64 = m.tables.values().sum();
+            outcome
+        }
+        BackupCommand::Delete { id } => {
+            if crate::backup::id_time(&id).is_none() {
+                return Err(anyhow!(
+                    "\"{id}\" is not a backup id (delete takes one id, never \"latest\")\nTry: beacon backup list"
+                ));
+            }
+            let lock = backups.lock().await?;
+            let deleted = backups.delete(&id).await;
+            lock.release().await;
+            let deleted = deleted?;
             println!(
-                "backup {id} verified: {} SHA-256 ok, restored into a scratch database, integrity ok, {rows} rows in {} tables as in the manifest",
-                size(m.size),
-                m.tables.len()
+                "backup {id} deleted ({} object{}: {})",
+                deleted.len(),
+                if deleted.len() == 1 { "" } else { "s" },
+                deleted.join(", ")
             );
             Ok(())
         }
@@ -184,5 +195,69 @@ async fn execute(backups: &Backups, command: BackupCommand) -> anyhow::Result<()
             }
             Ok(())
         }
+    }
+}
+
+/// `backup verify ID | latest | all` (the caller holds the lock). Every
+/// verified backup is named on its own line; a failure does not stop the
+/// others, and every failure and unreadable manifest is named in the error
+/// (printed once, by the caller).
+async fn verify(backups: &Backups, which: &str) -> anyhow::Result<()> {
+    let mut ids = Vec::new();
+    let mut problems = Vec::new();
+    let mut hints = Vec::new();
+    if which == "latest" || which == "all" {
+        let listed = backups.list().await?;
+        for l in &listed {
+            if let Some(u) = &l.unreadable {
+                problems.push(format!(
+                    "backup {}: manifest {} cannot be read: {}",
+                    l.id, u.key, u.reason
+                ));
+                hints.push(format!("beacon backup delete {}", l.id));
+            }
+        }
+        let complete = listed.iter().filter(|l| l.complete()).map(|l| l.id.clone());
+        ids = if which == "all" {
+            complete.collect()
+        } else {
+            complete.take(1).collect()
+        };
+        if ids.is_empty() && problems.is_empty() {
+            return Err(anyhow!(
+                "the target holds no complete backup\nTry: beacon backup run"
+            ));
+        }
+    } else {
+        ids.push(which.to_string());
+    }
+    for id in &ids {
+        match backups.verify(id).await {
+            Ok(m) => {
+                let rows: i64 = m.tables.values().sum();
+                println!(
+                    "backup {id} verified: {} SHA-256 ok, restored into a scratch database, integrity ok, {rows} rows in {} tables as in the manifest",
+                    size(m.size),
+                    m.tables.len()
+                );
+            }
+            Err(e) if ids.len() == 1 && problems.is_empty() => return Err(e.into()),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    let hint = match hints.is_empty() {
+        true => String::new(),
+        false => format!(
+            "\nTry: {} (see docs/runbook.md: a backup object or manifest is corrupt)",
+            hints.join("; ")
+        ),
+    };
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(anyhow!("{}{hint}", problems[0])),
+        n => Err(anyhow!(
+            "{n} backups failed verification or cannot be read:\n  {}{hint}",
+            problems.join("\n  ")
+        )),
     }
 }

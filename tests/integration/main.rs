@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod alerts;
+mod backup_faults;
 mod backups;
 mod binary;
 mod browser;
