@@ -700,9 +700,7 @@ impl Recorder {
                 }
             }
             // When to look again without news: a retry, a flush, the stop.
-            let wake = if writing.is_some() {
-                None
-            } else if held.is_empty() {
+            let wake = if writing.is_some() || held.is_empty() {
                 None
             } else if failures > 0 {
                 retry_at

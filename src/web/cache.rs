@@ -546,10 +546,11 @@ mod render_tests {
     async fn a_cancelled_request_still_finishes_its_rendering() {
         let cache = Arc::new(RenderCache::default());
         let calls = Arc::new(AtomicUsize::new(0));
+        let none = HeaderMap::new();
         let started = respond(
             &cache,
             snapshot(1),
-            &HeaderMap::new(),
+            &none,
             5,
             "/",
             HTML,

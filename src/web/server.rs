@@ -9,7 +9,8 @@
 //! - **A header-read timeout** (hyper's): a client has that long to send a
 //!   whole request header from when it connects, or from its previous
 //!   response on a kept-alive connection, so a slowloris client (one byte
-//!   every few seconds) and an idle keep-alive are both cut off.
+//!   every few seconds) and an idle keep-alive are both cut off. Once three
+//!   quarters of the slots are taken, new connections get 2 s for it.
 //! - **Shutdown with a deadline.** Accepting stops at once; requests in
 //!   flight get `grace` to finish, then every connection is dropped.
 //!
@@ -42,6 +43,9 @@ pub struct ServerStats {
 /// Descriptors kept free for everything but visitors: the store's pools,
 /// the database file and its journal, log files, the backup's files.
 const RESERVED_FOR_BEACON: u64 = 256;
+/// The header-read timeout of connections accepted while three quarters of
+/// the slots are taken.
+const UNDER_PRESSURE: Duration = Duration::from_secs(2);
 /// The default cap never goes above this: beyond it a status page belongs
 /// behind a CDN, and each open connection costs memory.
 const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
@@ -111,11 +115,20 @@ pub async fn serve(
     // are aborted.
     let (closing, closing_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
+    let builder = |header_read_timeout| {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .keep_alive(true);
+        builder
+    };
+    let relaxed = builder(limits.header_read_timeout);
+    // Under pressure (three quarters of the slots taken) a new connection
+    // gets a short time to send its header: slow clients then hold a slot
+    // for seconds, not for the whole timeout, and visitors get through.
+    let pressed = builder(limits.header_read_timeout.min(UNDER_PRESSURE));
+    let pressure_at = limits.max_connections * 3 / 4;
     let mut last_accept_error_log: Option<tokio::time::Instant> = None;
     loop {
         // A free slot first: at the cap, connections wait in the backlog.
@@ -150,6 +163,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
+        let open = limits.max_connections - slots.available_permits();
+        let builder = if open >= pressure_at { &pressed } else { &relaxed };
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let mut closing = closing_rx.clone();
         let stats = stats.clone();

@@ -499,7 +499,7 @@ async fn environment(db: TestDb) {
     assert_eq!(status(older.clone()).await.as_deref(), Some("failed"));
     assert_eq!(
         kept(backups.prune(true).await.expect("plan")),
-        [newer.clone()]
+        std::slice::from_ref(&newer)
     );
     backups.store().close().await;
     if let Some(role) = role {

@@ -88,6 +88,7 @@ impl Process {
             }
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("beacon never said it serves; log:\n{}", seen.join("\n"));
     }
 
@@ -733,7 +734,7 @@ async fn probes_failing_for_lack_of_descriptors_change_no_state() {
             ))
             .collect::<String>()
     );
-    // A hard limit too low for 60 probes in flight at once.
+    // A hard limit too low for 200 slow probes in flight at once.
     let beacon = Process::start_limited(&config, 48);
     let client = reqwest::Client::new();
     let health = || async {
