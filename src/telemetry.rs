@@ -17,7 +17,8 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        // Values from ${VAR} never reach a log line (see crate::redact).
+        .with_writer(|| crate::redact::Scrubbed(std::io::stderr()));
     // A second init (tests) is harmless: the first subscriber stays.
     let _ = if json {
         builder

@@ -334,7 +334,7 @@ impl Backups {
             Err(e) => {
                 record.status = "failed".into();
                 record.failed_step = Some(e.step.to_string());
-                record.error = Some(format!("{:#}", e.cause));
+                record.error = Some(crate::redact::error_text(e.cause.as_ref()));
                 tracing::error!(backup = %id, step = e.step, error = %format!("{:#}", e.cause), "backup failed");
             }
         }
@@ -490,7 +490,7 @@ impl Backups {
             Err(e) => {
                 record.status = "failed".into();
                 record.failed_step = Some(format!("verify: {}", e.step));
-                record.error = Some(format!("{:#}", e.cause));
+                record.error = Some(crate::redact::error_text(e.cause.as_ref()));
                 record.verified_at = Some(now);
                 tracing::error!(backup = %id, step = e.step, error = %format!("{:#}", e.cause), "backup verification failed");
             }

@@ -1,32 +1,61 @@
+//! `beacon check-config`: validate, then say what would be monitored. It
+//! never prints a secret: URLs appear as scheme, host and port, and values
+//! from `${VAR}` as `***` (see [`crate::redact`]).
+
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{redact_url, ChannelKind};
+use crate::config::{ChannelKind, Config};
+use crate::redact;
 
 pub fn run(config_path: Option<&Path>) -> ExitCode {
-    let config = match super::load(config_path) {
-        Ok(c) => c,
+    match super::load(config_path) {
+        Ok(config) if super::print_stdout(&summary(&config)) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!(
-                "Try: fix the lines above, then run `beacon check-config --config FILE` again."
-            );
-            return ExitCode::FAILURE;
+            super::print_stderr(&format!(
+                "error: {e}\nTry: fix the lines above, then run `beacon check-config --config FILE` again.\n"
+            ));
+            ExitCode::FAILURE
         }
-    };
-    println!("{}: OK", config.source);
-    println!("  listen:  {}", config.server.listen);
-    println!("  store:   {}", config.storage.url);
-    if config.server.watch_self {
-        println!("  watching itself at /readyz (watch_self = true)");
     }
-    println!(
+}
+
+/// What would be monitored, and where results and alerts go.
+fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    // (Writing to a String cannot fail.)
+    let _ = writeln!(out, "{}: OK", config.source);
+    let _ = writeln!(out, "  listen:  {}", config.server.listen);
+    let _ = writeln!(out, "  store:   {}", config.storage.url);
+    if let Some(b) = &config.backup {
+        let _ = writeln!(
+            out,
+            "  backups: {}{}, {}",
+            b.target,
+            b.endpoint
+                .as_deref()
+                .map(|e| format!(" at {}", redact::url_text(e)))
+                .unwrap_or_default(),
+            b.schedule
+                .as_deref()
+                .map(|s| format!("schedule \"{s}\""))
+                .unwrap_or_else(|| "no schedule (beacon backup run)".to_string()),
+        );
+    }
+    if config.server.watch_self {
+        let _ = writeln!(out, "  watching itself at /readyz (watch_self = true)");
+    }
+    let _ = writeln!(
+        out,
         "  {} service(s), {} group(s):",
         config.services.len(),
         config.groups.len()
     );
     for s in &config.services {
-        println!(
+        let _ = writeln!(
+            out,
             "  - {} [{}]{}{} {} every {}, timeout {}, down after {} failure(s), up after {} success(es)\n      {}",
             s.name,
             s.slug,
@@ -37,27 +66,26 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             humantime::format_duration(s.timeout),
             s.failure_threshold,
             s.success_threshold,
-            redact_url(s.url.as_str()),
+            redact::url(&s.url),
         );
         for d in &s.dependencies {
-            println!(
+            let _ = writeln!(
+                out,
                 "      depends on {} ({}, timeout {}): {}",
                 d.name,
                 d.kind.as_str(),
                 humantime::format_duration(d.timeout),
-                redact_url(d.url.as_str())
+                redact::url(&d.url)
             );
         }
     }
     for c in &config.notify {
-        // Only the host: a webhook URL's path may be its secret.
         let target = match &c.kind {
-            ChannelKind::Webhook { url, .. } | ChannelKind::Slack { url } => {
-                url.host_str().unwrap_or("").to_string()
-            }
+            ChannelKind::Webhook { url, .. } | ChannelKind::Slack { url } => redact::url(url),
             ChannelKind::Email(e) => format!("{} to {}", e.host, e.to.join(", ")),
         };
-        println!(
+        let _ = writeln!(
+            out,
             "  alerts: {} ({} → {target}), {} event(s){}, min state {}",
             c.name,
             c.kind.as_str(),
@@ -78,5 +106,5 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             c.min_state
         );
     }
-    ExitCode::SUCCESS
+    out
 }

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand, each a thin layer over the
-//! library. Errors are printed once, here, with their causes.
+//! library. Errors are printed once, here, with each cause once, and never
+//! with a secret in them.
 
 mod alert;
 mod backup;
@@ -72,10 +73,41 @@ pub async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            print_stderr(&format!(
+                "error: {}\n",
+                crate::redact::error_text(e.as_ref())
+            ));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `text` to stdout at once, with secrets hidden. A reader that has
+/// gone (`beacon check-config | head`) is no error: the rest is dropped.
+/// `false`: stdout failed otherwise (a full disk), as said on stderr.
+fn print_stdout(text: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_all(crate::redact::scrub(text).as_bytes())
+        .and_then(|()| out.flush());
+    match written {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => true,
+        Err(e) => {
+            print_stderr(&format!("error: writing to stdout: {e}\n"));
+            false
+        }
+    }
+}
+
+/// Writes `text` to stderr, with secrets hidden; a failure to write there
+/// has nowhere to be reported (and must not panic, as `eprintln!` does).
+fn print_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(crate::redact::scrub(text).as_bytes());
 }
 
 /// Loads the config with the process environment.

@@ -73,6 +73,32 @@ pub struct ServerConfig {
     pub announcement: Option<String>,
     /// Times on the pages are shown in this zone (the JSON stays UTC).
     pub time_zone: chrono_tz::Tz,
+    pub limits: ServerLimits,
+}
+
+/// What the HTTP server lets a client hold, and how long it has to finish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerLimits {
+    /// Connections open at once; past it new ones wait in the kernel's
+    /// accept queue. `None`: derived from the file-descriptor limit at
+    /// start, leaving room for probes and the store.
+    pub max_connections: Option<usize>,
+    /// A client must send a whole request header within this, from when
+    /// it connects or its previous response was sent; it also bounds how
+    /// long a kept-alive connection may sit idle.
+    pub header_read_timeout: Duration,
+    /// From SIGTERM to exit, at most.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: None,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(25),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -106,6 +132,9 @@ pub struct MonitorConfig {
     /// A service going down again within this long of its automatic
     /// incident's resolution reopens that incident (flapping).
     pub incident_cooldown: Duration,
+    /// Raw results held in memory while the store cannot take them; past
+    /// this the oldest are shed (counted). State changes are never shed.
+    pub max_buffered_results: usize,
 }
 
 impl Default for MonitorConfig {
@@ -115,6 +144,7 @@ impl Default for MonitorConfig {
             batch_size: 1000,
             flush_interval: Duration::from_millis(500),
             incident_cooldown: Duration::from_secs(15 * 60),
+            max_buffered_results: 100_000,
         }
     }
 }
@@ -218,13 +248,12 @@ pub enum BackupTargetUrl {
     File(PathBuf),
 }
 
+/// As shown in messages and stored with each backup: an S3 target as its
+/// bucket only (like any URL, scheme and host), a folder as its path.
 impl fmt::Display for BackupTargetUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BackupTargetUrl::S3 { bucket, prefix } if prefix.is_empty() => {
-                write!(f, "s3://{bucket}")
-            }
-            BackupTargetUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            BackupTargetUrl::S3 { bucket, .. } => write!(f, "s3://{bucket}"),
             BackupTargetUrl::File(path) => write!(f, "file://{}", path.display()),
         }
     }
@@ -565,8 +594,14 @@ impl DatabaseUrl {
         &self.0
     }
 
+    /// PostgreSQL: scheme, host and port only. SQLite: the file (a path is
+    /// no secret), without the query.
     pub fn redacted(&self) -> String {
-        redact_url(&self.0)
+        if self.0.starts_with("sqlite:") {
+            self.0.split('?').next().unwrap_or_default().to_string()
+        } else {
+            redact_url(&self.0)
+        }
     }
 }
 
@@ -582,49 +617,10 @@ impl fmt::Display for DatabaseUrl {
     }
 }
 
-/// Replaces the password of a URL (and any query value named like a secret)
-/// with `***`. Unparsable input is returned unchanged only if it holds no `@`.
+/// A URL as beacon shows it: scheme, host and port only (see
+/// [`crate::redact`]); text that is no URL is not shown at all.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut url) => {
-            let secretish_query = url.query_pairs().any(|(k, _)| {
-                let k = k.to_ascii_lowercase();
-                ["password", "secret", "token", "key"]
-                    .iter()
-                    .any(|s| k.contains(s))
-            });
-            if url.password().is_none() && !secretish_query {
-                // Nothing to hide: show it as written, not re-encoded.
-                return raw.to_string();
-            }
-            if url.password().is_some() {
-                let _ = url.set_password(Some("***"));
-            }
-            let secretish = |k: &str| {
-                let k = k.to_ascii_lowercase();
-                ["password", "secret", "token", "key"]
-                    .iter()
-                    .any(|s| k.contains(s))
-            };
-            if url.query_pairs().any(|(k, _)| secretish(&k)) {
-                let pairs: Vec<(String, String)> = url
-                    .query_pairs()
-                    .map(|(k, v)| {
-                        let v = if secretish(&k) {
-                            "***".into()
-                        } else {
-                            v.into_owned()
-                        };
-                        (k.into_owned(), v)
-                    })
-                    .collect();
-                url.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            url.to_string()
-        }
-        Err(_) if raw.contains('@') => "<unparsable URL, hidden>".into(),
-        Err(_) => raw.to_string(),
-    }
+    crate::redact::url_text(raw)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -38,6 +38,9 @@ pub struct RawServer {
     pub time_zone: Option<String>,
     pub title: Option<String>,
     pub watch_self: Option<bool>,
+    pub max_connections: Option<i64>,
+    pub header_read_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +55,7 @@ pub struct RawMonitor {
     pub batch_size: Option<i64>,
     pub flush_interval: Option<String>,
     pub incident_cooldown: Option<String>,
+    pub max_buffered_results: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +198,9 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
         ],
         "server" => &[
             "listen",
+            "max_connections",
+            "header_read_timeout",
+            "shutdown_timeout",
             "public_url",
             "title",
             "watch_self",
@@ -209,6 +216,7 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
             "batch_size",
             "flush_interval",
             "incident_cooldown",
+            "max_buffered_results",
         ],
         "group" => &["name", "description"],
         "service" => &[

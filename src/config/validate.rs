@@ -48,7 +48,18 @@ pub(super) fn from_toml(
 
     // ${VAR} secrets, reported with the place of the value that needs them.
     let mut unset = Vec::new();
-    substitute(&mut root, &mut Vec::new(), env, &mut unset);
+    let used = std::cell::RefCell::new(Vec::new());
+    let recording = |name: &str| {
+        let value = env(name);
+        if let Some(value) = &value {
+            used.borrow_mut().push((name.to_string(), value.clone()));
+        }
+        value
+    };
+    substitute(&mut root, &mut Vec::new(), &recording, &mut unset);
+    // A value from ${VAR} is never printed, by this process or in a message.
+    let used = used.into_inner();
+    crate::redact::remember(used.iter().map(|(_, value)| value.clone()));
     for (path, name) in unset {
         problems.push(format!(
             "{}: environment variable {name} is not set",
@@ -93,7 +104,7 @@ pub(super) fn from_toml(
             Err(e) => {
                 return Err(ConfigError::Syntax {
                     source_name,
-                    message: e.to_string(),
+                    message: hide_substituted(&e.to_string(), &used),
                 })
             }
         };
@@ -116,14 +127,15 @@ pub(super) fn from_toml(
     let web_url = |field: &str, value: Option<&str>, problems: &mut Vec<String>| {
         value.and_then(|u| match url::Url::parse(u) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
-            Ok(_) => {
+            Ok(url) => {
                 problems.push(format!(
-                    "server: {field} \"{u}\" must start with http:// or https://"
+                    "server: {field} \"{}\" must start with http:// or https://",
+                    crate::redact::url(&url)
                 ));
                 None
             }
             Err(e) => {
-                problems.push(format!("server: {field} \"{u}\": not a valid URL: {e}"));
+                problems.push(format!("server: {field} is not a valid URL ({e})"));
                 None
             }
         })
@@ -184,7 +196,7 @@ pub(super) fn from_toml(
     if !storage_ok {
         problems.push(format!(
             "storage: url \"{}\"{}: must start with sqlite:// or postgres://",
-            redact_url(&storage_text),
+            crate::redact::url_text(&storage_text),
             from_env("storage.url")
         ));
     }
@@ -206,6 +218,38 @@ pub(super) fn from_toml(
             }
         },
     };
+
+    let mut limits = super::ServerLimits::default();
+    if let Some(n) = raw.server.max_connections {
+        match usize::try_from(n) {
+            Ok(n) if (16..=1_000_000).contains(&n) => limits.max_connections = Some(n),
+            _ => problems.push(format!(
+                "server: max_connections ({n}) must be between 16 and 1000000"
+            )),
+        }
+    }
+    if let Some(text) = &raw.server.header_read_timeout {
+        match parse_duration("server", "header_read_timeout", text) {
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => {
+                limits.header_read_timeout = d
+            }
+            Ok(_) => problems.push(format!(
+                "server: header_read_timeout ({text}) must be between 1s and 5m"
+            )),
+            Err(p) => problems.push(p),
+        }
+    }
+    if let Some(text) = &raw.server.shutdown_timeout {
+        match parse_duration("server", "shutdown_timeout", text) {
+            Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(600) => {
+                limits.shutdown_timeout = d
+            }
+            Ok(_) => problems.push(format!(
+                "server: shutdown_timeout ({text}) must be between 1s and 10m"
+            )),
+            Err(p) => problems.push(p),
+        }
+    }
 
     // [monitor]
     let mut monitor = MonitorConfig::default();
@@ -236,6 +280,14 @@ pub(super) fn from_toml(
         }
     }
 
+    if let Some(n) = raw.monitor.max_buffered_results {
+        match usize::try_from(n) {
+            Ok(n) if (1_000..=10_000_000).contains(&n) => monitor.max_buffered_results = n,
+            _ => problems.push(format!(
+                "monitor: max_buffered_results ({n}) must be between 1000 and 10000000"
+            )),
+        }
+    }
     if let Some(text) = &raw.monitor.incident_cooldown {
         match parse_duration("monitor", "incident_cooldown", text) {
             Ok(d) => monitor.incident_cooldown = d,
@@ -361,7 +413,10 @@ pub(super) fn from_toml(
     if !problems.is_empty() {
         return Err(ConfigError::Invalid {
             source_name,
-            problems,
+            problems: problems
+                .iter()
+                .map(|p| hide_substituted(p, &used))
+                .collect(),
         });
     }
     Ok(Config {
@@ -375,6 +430,7 @@ pub(super) fn from_toml(
             support_url,
             announcement,
             time_zone,
+            limits,
         },
         storage: StorageConfig {
             url: DatabaseUrl::new(storage_text),
@@ -410,11 +466,15 @@ fn validate_notify(
         }
         match url::Url::parse(text) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Some(u),
-            _ => {
+            Ok(u) => {
                 problems.push(format!(
                     "{place}: url \"{}\" is not an http(s) URL",
-                    redact_url(text)
+                    crate::redact::url(&u)
                 ));
+                None
+            }
+            Err(e) => {
+                problems.push(format!("{place}: url is not a valid URL ({e})"));
                 None
             }
         }
@@ -669,6 +729,51 @@ fn bearer_token(place: &str, token: &str, problems: &mut Vec<String>) -> Option<
     Some(token.trim().to_string())
 }
 
+/// `problem` with each value that came from `${VAR}` written as the
+/// variable instead (longest value first), so that no message shows one.
+fn hide_substituted(problem: &str, used: &[(String, String)]) -> String {
+    let mut used: Vec<&(String, String)> = used
+        .iter()
+        .filter(|(_, value)| value.len() >= crate::redact::MIN_SECRET_LEN)
+        .collect();
+    used.sort_by_key(|(_, value)| std::cmp::Reverse(value.len()));
+    let mut out = problem.to_string();
+    for (name, value) in used {
+        if out.contains(value.as_str()) {
+            out = out.replace(value.as_str(), &format!("${{{name}}}"));
+        }
+    }
+    out
+}
+
+/// `backup.endpoint`: an http(s) URL of scheme, host and port only, as S3
+/// endpoints are. Anything else (a user, a password, a path, a query) is
+/// refused without being shown: S3 credentials come from the environment.
+fn s3_endpoint(text: &str, problems: &mut Vec<String>) -> Option<String> {
+    let example = "write it like http://127.0.0.1:9000 or https://s3.example.com";
+    match url::Url::parse(text.trim()) {
+        Err(e) => problems.push(format!(
+            "backup: endpoint is not a valid URL ({e}); {example}"
+        )),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") || u.host().is_none() => {
+            problems.push(format!(
+                "backup: endpoint \"{}\" must be an http:// or https:// URL",
+                crate::redact::url(&u)
+            ))
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => problems.push(
+            "backup: endpoint must not hold a user name or password (S3 credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+                .to_string(),
+        ),
+        Ok(u) if u.path() != "/" || u.query().is_some() || u.fragment().is_some() => problems
+            .push(format!(
+                "backup: endpoint must be a scheme, host and port only, with no path or query; {example}"
+            )),
+        Ok(u) => return Some(crate::redact::url(&u)),
+    }
+    None
+}
+
 fn validate_backup(
     raw: &RawBackup,
     env: EnvLookup<'_>,
@@ -687,7 +792,11 @@ fn validate_backup(
         Some(t) => match BackupTargetUrl::parse(t) {
             Ok(target) => Some(target),
             Err(e) => {
-                problems.push(format!("backup: target \"{t}\"{target_from_env} {e}"));
+                let shown = match t.trim().strip_prefix("file://") {
+                    Some(_) => t.trim().to_string(),
+                    None => crate::redact::url_text(t),
+                };
+                problems.push(format!("backup: target \"{shown}\"{target_from_env} {e}"));
                 None
             }
         },
@@ -697,12 +806,12 @@ fn validate_backup(
             problems.push(format!("backup: schedule {e}"));
         }
     }
-    if let Some(e) = &raw.endpoint {
-        if !(e.contains("${") || e.starts_with("http://") || e.starts_with("https://")) {
-            problems.push(format!(
-                "backup: endpoint \"{e}\" must be an http:// or https:// URL"
-            ));
-        }
+    let endpoint = raw
+        .endpoint
+        .as_deref()
+        .filter(|e| !e.contains("${")) // an unset variable, already reported
+        .and_then(|e| s3_endpoint(e, problems));
+    if raw.endpoint.is_some() {
         // (A target from BEACON_BACKUP_TARGET may point a config made for
         // S3 at a folder, e.g. for a restore drill: the endpoint is unused.)
         if matches!(target, Some(BackupTargetUrl::File(_))) && target_from_env.is_empty() {
@@ -760,7 +869,7 @@ fn validate_backup(
     Some(BackupConfig {
         schedule: raw.schedule.as_ref().map(|s| s.trim().to_string()),
         target: target?,
-        endpoint: raw.endpoint.clone(),
+        endpoint,
         region: raw
             .region
             .clone()
@@ -875,10 +984,7 @@ fn validate_service(
         Some(text) if text.contains("${") => {
             let reported = format!("{place}: url: environment variable");
             if !problems.iter().any(|p| p.starts_with(&reported)) {
-                problems.push(format!(
-                    "{place}: url \"{}\" is not a valid URL",
-                    redact_url(text)
-                ));
+                problems.push(format!("{place}: url is not a valid URL"));
             }
             None
         }
@@ -887,12 +993,9 @@ fn validate_service(
             None
         }
         Some(text) => match url::Url::parse(text) {
-            Ok(url) => check_target_url(place, text, url, kind, problems),
+            Ok(url) => check_target_url(place, url, kind, problems),
             Err(e) => {
-                problems.push(format!(
-                    "{place}: url \"{}\": not a valid URL ({e})",
-                    redact_url(text)
-                ));
+                problems.push(format!("{place}: url is not a valid URL ({e})"));
                 None
             }
         },
@@ -1091,12 +1194,11 @@ fn validate_service(
 /// Checks a URL against the probe kind (given, or named by its scheme).
 fn check_target_url(
     place: &str,
-    text: &str,
     url: url::Url,
     kind: Option<ProbeKind>,
     problems: &mut Vec<String>,
 ) -> Option<url::Url> {
-    let shown = redact_url(text);
+    let shown = crate::redact::url(&url);
     let Some(scheme_kind) = ProbeKind::parse(url.scheme()) else {
         problems.push(format!(
             "{place}: url \"{shown}\" must start with http://, https://, tcp://, tls://, dns://, postgres:// or redis://"
@@ -1261,17 +1363,22 @@ fn segments(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
 /// `service[2] "Checkout": url` for the path `service.1.url`.
 fn describe(root: &toml::Value, path: &[Seg]) -> String {
     let (place, rest) = split_place(root, path);
-    let field: Vec<String> = rest
-        .iter()
-        .map(|s| match s {
-            Seg::Key(k) => k.clone(),
-            Seg::Index(i) => format!("[{}]", i + 1),
-        })
-        .collect();
+    // `tokens[2]`, `headers.X-Key`: keys joined by dots, indices appended.
+    let mut field = String::new();
+    for seg in rest {
+        match seg {
+            Seg::Key(k) if field.is_empty() => field.push_str(k),
+            Seg::Key(k) => {
+                field.push('.');
+                field.push_str(k);
+            }
+            Seg::Index(i) => field.push_str(&format!("[{}]", i + 1)),
+        }
+    }
     match (place.is_empty(), field.is_empty()) {
-        (true, _) => field.join("."),
+        (true, _) => field,
         (false, true) => place,
-        (false, false) => format!("{place}: {}", field.join(".")),
+        (false, false) => format!("{place}: {field}"),
     }
 }
 
@@ -1475,7 +1582,7 @@ mod tests {
         let expected = [
             "notify[1]: kind \"pager\" is not one of webhook, slack, email",
             "notify[2] \"hook\": secret is shorter than 16 characters; use a long random secret (openssl rand -hex 32)",
-            "notify[2] \"hook\": url \"ftp://hooks.example.com/x\" is not an http(s) URL",
+            "notify[2] \"hook\": url \"ftp://hooks.example.com\" is not an http(s) URL",
             "notify[2] \"hook\": services: no service is named or has the slug \"Checkout\"",
             "notify[2] \"hook\": groups: no [[group]] is named \"Shopp\"",
             "notify[2] \"hook\": events: \"service_exploded\" is not one of service_down, service_degraded, service_recovered, incident_opened, incident_updated, incident_resolved, backup_failed, backup_verification_failed, certificate_expiring",
@@ -1554,10 +1661,10 @@ mod tests {
             "service[1] \"Checkout\": timeout (10s) must be shorter than interval (5s)",
             "service[2] \"Checkout\": name \"Checkout\" is already used by service[1]",
             "service[3] \"Orders\": group \"Shopp\" is not defined by any [[group]] (defined: \"Shop\")",
-            "service[3] \"Orders\": url \"not a url\": not a valid URL (relative URL without a base)",
+            "service[3] \"Orders\": url is not a valid URL (relative URL without a base)",
             "service[3] \"Orders\": interval (500ms) must be at least 1s",
             "service[4] \"Check-out\": slug \"checkout\" is already used by service[1] \"Checkout\"",
-            "service[4] \"Check-out\": url \"ftp://x/\" must start with http://, https://, tcp://, tls://, dns://, postgres:// or redis://",
+            "service[4] \"Check-out\": url \"ftp://x\" must start with http://, https://, tcp://, tls://, dns://, postgres:// or redis://",
         ];
         for e in expected {
             assert!(found.iter().any(|p| p == e), "missing {e:?} in {found:#?}");
@@ -1695,9 +1802,9 @@ keep = { last = 0, daly = 3 }
             found,
             [
                 "backup: keep: unknown key \"daly\" (did you mean \"daily\"?)",
-                "backup: target \"ftp://host/x\" must start with s3:// or file://",
+                "backup: target \"ftp://host\" must start with s3:// or file://",
                 "backup: schedule \"every day\" is not a cron schedule with a seconds field, like \"0 0 */6 * * *\" (Invalid pattern: Pattern must have 6 or 7 fields when seconds are required and years are optional.)",
-                "backup: endpoint \"127.0.0.1:9000\" must be an http:// or https:// URL",
+                "backup: endpoint is not a valid URL (relative URL without a base); write it like http://127.0.0.1:9000 or https://s3.example.com",
                 "backup: checksums \"sometimes\" is not one of when_supported, when_required",
                 "backup: part_size_mib (1) must be between 5 and 4096 (S3's limits)",
                 "backup: keep keeps nothing; set at least one of last, hourly, daily, weekly, monthly, yearly (e.g. keep = { last = 4, daily = 7 })",
@@ -1726,7 +1833,14 @@ keep = { last = 0, daly = 3 }
         let config = from_toml("", ConfigSource::Embedded, &env).expect("valid");
         let backup = config.backup.expect("a [backup] from the environment");
         assert_eq!(backup.keep, crate::backup::rotation::KeepPolicy::DEFAULT);
-        assert_eq!(backup.target.to_string(), "s3://beacon-backups/prod");
+        assert_eq!(
+            backup.target,
+            BackupTargetUrl::S3 {
+                bucket: "beacon-backups".into(),
+                prefix: "prod".into()
+            }
+        );
+        assert_eq!(backup.target.to_string(), "s3://beacon-backups");
         assert!(
             !format!("{backup:?}").contains("very-secret-key"),
             "the secret is never printed"
@@ -1742,7 +1856,7 @@ keep = { last = 0, daly = 3 }
             found,
             [
                 "storage: url: in-memory SQLite is not supported (each connection would see its own empty database); use a file, e.g. sqlite://data/beacon.db",
-                "service[1] \"A\": url \"http://a/${X}\" is not a valid URL",
+                "service[1] \"A\": url is not a valid URL",
             ]
         );
     }
@@ -1805,7 +1919,7 @@ keep = { last = 0, daly = 3 }
         assert_eq!(config.storage.url.expose(), "postgres://u:pw@h/db");
         assert_eq!(
             format!("{:?}", config.storage.url),
-            "DatabaseUrl(postgres://u:***@h/db)"
+            "DatabaseUrl(postgres://h)"
         );
     }
 
@@ -1843,7 +1957,99 @@ keep = { last = 0, daly = 3 }
         let found = problems("[storage]\nurl = \"mysql://root:hunter2@db/x\"\n");
         assert_eq!(
             found,
-            ["storage: url \"mysql://root:***@db/x\": must start with sqlite:// or postgres://"]
+            ["storage: url \"mysql://db\": must start with sqlite:// or postgres://"]
+        );
+    }
+
+    #[test]
+    fn places_in_lists_and_tables_read_as_written() {
+        let found = problems(
+            r#"
+            [admin]
+            tokens = ["0123456789abcdef", "${UNSET_TOKEN}"]
+            [[service]]
+            name = "A"
+            url = "http://a/"
+            headers = { X-Key = "${UNSET_KEY}" }
+            conditions = ["[STATUS] == ${UNSET_STATUS}"]
+            "#,
+        );
+        assert_eq!(
+            found,
+            [
+                "admin: tokens[2]: environment variable UNSET_TOKEN is not set",
+                "service[1] \"A\": headers.X-Key: environment variable UNSET_KEY is not set",
+                "service[1] \"A\": conditions[1]: environment variable UNSET_STATUS is not set",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_message_shows_a_secret() {
+        let env = |name: &str| match name {
+            "INTERVAL" => Some("every-tuesday".to_string()),
+            "HOOK" => Some("T0/B0/hook-secret".to_string()),
+            "PASS" => Some("minio-secret".to_string()),
+            _ => None,
+        };
+        let e = from_toml(
+            r#"
+            [server]
+            public_url = "ftp://status.example.com/?sig=sig-secret"
+            [backup]
+            target = "s3://b-bucket/prefix"
+            endpoint = "http://minio:${PASS}@127.0.0.1:9000"
+            [[service]]
+            name = "A"
+            url = "http://a b/?token=raw-secret"
+            [[service]]
+            name = "B"
+            url = "ftp://user:pw-secret@b/path-secret"
+            interval = "${INTERVAL}"
+            [[notify]]
+            kind = "slack"
+            url = "https://hooks example.com/${HOOK}"
+            "#,
+            ConfigSource::Embedded,
+            &env,
+        )
+        .expect_err("invalid");
+        assert_eq!(
+            e.problems(),
+            [
+                "server: public_url \"ftp://status.example.com\" must start with http:// or https://",
+                "backup: endpoint must not hold a user name or password (S3 credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                "service[1] \"A\": url is not a valid URL (invalid international domain name)",
+                "service[2] \"B\": url \"ftp://b\" must start with http://, https://, tcp://, tls://, dns://, postgres:// or redis://",
+                "service[2] \"B\": interval \"${INTERVAL}\" is not a duration (write it like \"500ms\", \"30s\", \"5m\" or \"1h\")",
+                "notify[1]: url is not a valid URL (invalid international domain name)",
+                "server: public_url is required with [[notify]]: alerts link to the status page",
+            ]
+        );
+        let message = e.to_string();
+        for secret in ["secret", "every-tuesday"] {
+            assert!(!message.contains(secret), "{message}");
+        }
+        // An endpoint is scheme, host and port: nothing else to hide.
+        for (endpoint, problem) in [
+            ("http://127.0.0.1:9000/bucket-path", "backup: endpoint must be a scheme, host and port only, with no path or query; write it like http://127.0.0.1:9000 or https://s3.example.com"),
+            ("https://s3.example.com/?X-Amz-Signature=x", "backup: endpoint must be a scheme, host and port only, with no path or query; write it like http://127.0.0.1:9000 or https://s3.example.com"),
+            ("ftp://s3.example.com", "backup: endpoint \"ftp://s3.example.com\" must be an http:// or https:// URL"),
+        ] {
+            let found = problems(&format!(
+                "[backup]\ntarget = \"s3://b-bucket\"\nendpoint = \"{endpoint}\"\n"
+            ));
+            assert_eq!(found, [problem], "{endpoint}");
+        }
+        let config = from_toml(
+            "[backup]\ntarget = \"s3://b-bucket\"\nendpoint = \"http://127.0.0.1:9000/\"\n",
+            ConfigSource::Embedded,
+            &no_env,
+        )
+        .expect("valid");
+        assert_eq!(
+            config.backup.and_then(|b| b.endpoint).as_deref(),
+            Some("http://127.0.0.1:9000")
         );
     }
 }

@@ -14,11 +14,14 @@ use crate::model::Outcome;
 /// sends more is not allowed to make us buffer it.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Redirects followed at most, within the probe's one timeout.
+pub const MAX_REDIRECTS: usize = 10;
+
 pub async fn probe(client: &reqwest::Client, service: &ServiceConfig, now_ms: i64) -> ProbeReport {
     let started = Instant::now();
     match tokio::time::timeout(service.timeout, fetch(client, service)).await {
         Ok(Ok(fetched)) => judge(service, fetched, started.elapsed(), now_ms),
-        Ok(Err(e)) => ProbeReport::down(started.elapsed(), describe_error(&e)),
+        Ok(Err(reason)) => ProbeReport::down(started.elapsed(), reason),
         Err(_) => ProbeReport::down(
             started.elapsed(),
             format!(
@@ -37,18 +40,91 @@ struct Fetched {
     body: Vec<u8>,
 }
 
-/// Sends the request and reads at most [`MAX_BODY_BYTES`] of the body; the
-/// rest is never read (the connection is dropped instead), so a huge or
-/// endless body costs nothing.
-async fn fetch(client: &reqwest::Client, service: &ServiceConfig) -> reqwest::Result<Fetched> {
-    let mut request = client.request(service.http.method.clone(), service.url.clone());
-    for (name, value) in &service.http.headers {
-        request = request.header(name, value);
+/// Sends the request, following redirects (unless `follow_redirects` is
+/// off), and reads at most [`MAX_BODY_BYTES`] of the body; the rest is
+/// never read (the connection is dropped instead), so a huge or endless
+/// body costs nothing. `Err`: why no answer came, for the report.
+async fn fetch(client: &reqwest::Client, service: &ServiceConfig) -> Result<Fetched, String> {
+    let response = send(client, service).await?;
+    read(service, response).await.map_err(describe_error)
+}
+
+/// The final response, redirects followed as browsers and curl do, with one
+/// rule for secrets: the configured headers go to the service's own origin
+/// (scheme, host and port) only. After a redirect to another origin they
+/// are dropped, and stay dropped for the rest of the chain; and no
+/// `Referer` is ever sent (it would carry the URL and its query).
+/// (The clients follow no redirect themselves; reqwest would keep custom
+/// headers across origins and send a `Referer`.)
+async fn send(
+    client: &reqwest::Client,
+    service: &ServiceConfig,
+) -> Result<reqwest::Response, String> {
+    use reqwest::{Method, StatusCode};
+    let mut url = service.url.clone();
+    let mut method = service.http.method.clone();
+    let mut body = service.http.body.clone();
+    let mut own_origin = true;
+    let mut redirects = 0;
+    loop {
+        let mut request = client.request(method.clone(), url.clone());
+        if own_origin {
+            for (name, value) in &service.http.headers {
+                request = request.header(name, value);
+            }
+        }
+        if let Some(body) = &body {
+            request = request.body(body.clone());
+        }
+        let response = request.send().await.map_err(describe_error)?;
+        let status = response.status();
+        let followed = matches!(
+            status,
+            StatusCode::MOVED_PERMANENTLY
+                | StatusCode::FOUND
+                | StatusCode::SEE_OTHER
+                | StatusCode::TEMPORARY_REDIRECT
+                | StatusCode::PERMANENT_REDIRECT
+        );
+        if !service.http.follow_redirects || !followed {
+            return Ok(response);
+        }
+        // Without a usable Location, the redirect itself is the answer.
+        let Some(next) = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url.join(l).ok())
+        else {
+            return Ok(response);
+        };
+        if redirects == MAX_REDIRECTS {
+            return Err(format!("too many redirects (more than {MAX_REDIRECTS})"));
+        }
+        redirects += 1;
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(format!(
+                "redirected to a {}: URL, which is not HTTP",
+                next.scheme()
+            ));
+        }
+        // As the Fetch standard: 303 turns any method but HEAD into GET,
+        // 301 and 302 turn POST into GET; the body goes with it.
+        let to_get = match status {
+            StatusCode::SEE_OTHER => method != Method::HEAD,
+            StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => method == Method::POST,
+            _ => false,
+        };
+        if to_get {
+            method = Method::GET;
+            body = None;
+        }
+        own_origin = own_origin && next.origin() == service.url.origin();
+        url = next;
     }
-    if let Some(body) = &service.http.body {
-        request = request.body(body.clone());
-    }
-    let response = request.send().await?;
+}
+
+async fn read(service: &ServiceConfig, response: reqwest::Response) -> reqwest::Result<Fetched> {
     let certificate_expires_at = response
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
@@ -218,16 +294,17 @@ fn listing(failing: &[&str]) -> String {
     }
 }
 
-fn describe_error(e: &reqwest::Error) -> String {
-    let cause = root_cause(e);
+/// Why a request got no answer. Never the URL: reqwest's own message names
+/// it whole, query included, and a reason is stored and logged.
+fn describe_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let cause = root_cause(&e);
     if e.is_connect() {
         format!("connection failed: {cause}")
     } else if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_body() || e.is_decode() {
         format!("reading the body failed: {cause}")
-    } else if e.is_redirect() {
-        format!("too many redirects: {cause}")
     } else {
         format!("request failed: {cause}")
     }

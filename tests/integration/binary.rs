@@ -164,7 +164,7 @@ fn check_config_prints_what_would_be_monitored_without_secrets() {
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(
-            "alerts: chat (slack → hooks.slack.com), 9 event(s) for Shop, min state down"
+            "alerts: chat (slack → https://hooks.slack.com), 9 event(s) for Shop, min state down"
         ),
         "{stdout}"
     );
@@ -173,13 +173,12 @@ fn check_config_prints_what_would_be_monitored_without_secrets() {
         "{stdout}"
     );
     assert!(
-        stdout.contains(
-            "depends on orders-db (postgres, timeout 10s): postgres://orders:***@db/orders"
-        ),
+        stdout.contains("depends on orders-db (postgres, timeout 10s): postgres://db\n"),
         "{stdout}"
     );
+    assert!(stdout.contains("store:   postgres://db\n"), "{stdout}");
     assert!(
-        stdout.contains("postgres://beacon:***@db/beacon"),
+        stdout.contains("\n      https://checkout.internal\n"),
         "{stdout}"
     );
     assert!(
@@ -203,6 +202,43 @@ fn a_missing_config_file_is_a_clear_error() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "each cause once: {stderr}"
+    );
+}
+
+/// `beacon check-config | head -1`: the reader leaves after a line.
+#[test]
+fn check_config_into_a_closed_pipe_exits_quietly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("beacon.toml");
+    // Far more than a pipe holds (64 KiB), so the write meets the closed end.
+    let services: String = (0..2000)
+        .map(|i| {
+            format!("[[service]]\nname = \"Service {i}\"\nurl = \"http://s{i}.internal/health\"\n")
+        })
+        .collect();
+    std::fs::write(&file, services).expect("write");
+    let mut child = beacon(dir.path())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a line");
+    assert!(first.ends_with(": OK\n"), "{first}");
+    // The reader is gone now, as `head` is.
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "", "nothing to say about a reader that left");
 }
 
 store_test!(

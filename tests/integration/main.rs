@@ -19,5 +19,6 @@ mod page;
 mod probes;
 mod restore;
 mod rollups;
+mod secrets;
 mod services_sync;
 mod statuspage;

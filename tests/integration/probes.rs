@@ -575,3 +575,195 @@ async fn keep_alive_decides_whether_probes_reuse_a_connection() {
         .remove(0);
     assert!(!service.http.keep_alive);
 }
+
+/// Every request a [`recorder`] received: its method, path and headers.
+type Seen = Arc<std::sync::Mutex<Vec<(axum::http::Method, String, axum::http::HeaderMap)>>>;
+
+/// An HTTP server on 127.0.0.1 that records every request. `?to=URL&code=N`
+/// answers a redirect (status N, Location URL); anything else answers 200.
+async fn recorder() -> (std::net::SocketAddr, Seen) {
+    async fn answer(
+        axum::extract::State(seen): axum::extract::State<Seen>,
+        method: axum::http::Method,
+        uri: axum::http::Uri,
+        axum::extract::Query(query): axum::extract::Query<
+            std::collections::HashMap<String, String>,
+        >,
+        headers: axum::http::HeaderMap,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        seen.lock()
+            .expect("lock")
+            .push((method, uri.path().to_string(), headers));
+        match (query.get("to"), query.get("code")) {
+            (Some(to), Some(code)) => (
+                axum::http::StatusCode::from_u16(code.parse().expect("a status"))
+                    .expect("a status"),
+                [(axum::http::header::LOCATION, to.clone())],
+            )
+                .into_response(),
+            _ => (axum::http::StatusCode::OK, "landed").into_response(),
+        }
+    }
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .fallback(answer)
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, seen)
+}
+
+/// A URL on `at` that redirects to `to` with `code`, carrying a key in its
+/// query as services often do.
+fn redirecting(at: std::net::SocketAddr, to: &str, code: u16) -> String {
+    url::Url::parse_with_params(
+        &format!("http://{at}/start"),
+        [
+            ("to", to),
+            ("code", &code.to_string()),
+            ("key", "query-key-marker"),
+        ],
+    )
+    .expect("url")
+    .to_string()
+}
+
+/// The headers of each request `seen` got on `path`.
+fn requests_to(seen: &Seen, path: &str) -> Vec<axum::http::HeaderMap> {
+    seen.lock()
+        .expect("lock")
+        .iter()
+        .filter(|(_, p, _)| p == path)
+        .map(|(_, _, h)| h.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn redirects_to_another_origin_carry_no_configured_header_and_no_referer() {
+    let (a, seen_a) = recorder().await;
+    let (b, seen_b) = recorder().await;
+    let probe_once = |url: String, method: &'static str| async move {
+        let service = services(&format!(
+            "[[service]]\nname = \"API\"\nurl = \"{url}\"\nmethod = \"{method}\"\nbody = \"ping\"\n\
+             headers = {{ X-Api-Key = \"header-key-marker\", Authorization = \"Bearer auth-marker\" }}\n"
+        ))
+        .await
+        .remove(0);
+        let report = run(&service).await;
+        assert_eq!(
+            (report.outcome, report.status_code),
+            (Outcome::Up, Some(200)),
+            "{url}: {:?}",
+            report.reason
+        );
+    };
+    let leaked = |headers: &axum::http::HeaderMap| -> Vec<String> {
+        headers
+            .iter()
+            .filter(|(name, value)| {
+                let value = value.to_str().unwrap_or("");
+                *name == axum::http::header::REFERER
+                    || *name == axum::http::header::AUTHORIZATION
+                    || name.as_str() == "x-api-key"
+                    || value.contains("marker")
+            })
+            .map(|(name, value)| format!("{name}: {value:?}"))
+            .collect()
+    };
+
+    // Another port, with each redirect status; and back to the first
+    // origin: once dropped, the headers stay dropped.
+    for code in [301, 302, 303, 307, 308] {
+        probe_once(
+            redirecting(a, &format!("http://{b}/landing-{code}"), code),
+            "GET",
+        )
+        .await;
+        let got = requests_to(&seen_b, &format!("/landing-{code}"));
+        assert_eq!(got.len(), 1, "{code}");
+        assert_eq!(leaked(&got[0]), Vec::<String>::new(), "{code}");
+    }
+    probe_once(
+        redirecting(a, &redirecting(b, &format!("http://{a}/back"), 302), 307),
+        "POST",
+    )
+    .await;
+    let got = requests_to(&seen_a, "/back");
+    assert_eq!(got.len(), 1);
+    assert_eq!(leaked(&got[0]), Vec::<String>::new());
+    // Another host on the same port.
+    probe_once(
+        redirecting(a, &format!("http://localhost:{}/other-host", a.port()), 302),
+        "GET",
+    )
+    .await;
+    let got = requests_to(&seen_a, "/other-host");
+    assert_eq!(got.len(), 1);
+    assert_eq!(leaked(&got[0]), Vec::<String>::new());
+
+    // The same origin keeps the headers (a relative Location, as most
+    // servers send), but gets no Referer either.
+    probe_once(redirecting(a, "/own", 302), "GET").await;
+    let got = requests_to(&seen_a, "/own");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].get("x-api-key").and_then(|v| v.to_str().ok()),
+        Some("header-key-marker")
+    );
+    assert_eq!(
+        got[0].get("authorization").and_then(|v| v.to_str().ok()),
+        Some("Bearer auth-marker")
+    );
+    assert!(got[0].get("referer").is_none(), "{:?}", got[0]);
+}
+
+#[tokio::test]
+async fn redirects_are_bounded_and_keep_the_method_as_browsers_do() {
+    let (a, seen) = recorder().await;
+    // 11 hops: one more than followed.
+    let mut url = format!("http://{a}/end");
+    for _ in 0..=probe::http::MAX_REDIRECTS {
+        url = redirecting(a, &url, 302);
+    }
+    let service = services(&format!("[[service]]\nname = \"Loop\"\nurl = \"{url}\"\n"))
+        .await
+        .remove(0);
+    let report = run(&service).await;
+    assert_eq!(report.outcome, Outcome::Down);
+    assert_eq!(
+        report.reason.as_deref(),
+        Some("too many redirects (more than 10)")
+    );
+    assert!(requests_to(&seen, "/end").is_empty());
+
+    // 307 keeps POST and its body; 303 turns it into a GET without one.
+    for (code, expected) in [(307, "POST 4"), (303, "GET 0")] {
+        let service = services(&format!(
+            "[[service]]\nname = \"Post\"\nurl = \"{}\"\nmethod = \"POST\"\nbody = \"ping\"\n",
+            redirecting(a, &format!("/after-{code}"), code)
+        ))
+        .await
+        .remove(0);
+        assert_eq!(run(&service).await.outcome, Outcome::Up);
+        let got: Vec<String> = seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(_, path, _)| *path == format!("/after-{code}"))
+            .map(|(method, _, headers)| {
+                let length = headers
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0");
+                format!("{method} {length}")
+            })
+            .collect();
+        assert_eq!(got, [expected], "{code}");
+    }
+}
