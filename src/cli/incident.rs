@@ -1,5 +1,6 @@
 //! `beacon incident …`: incidents from the command line, for ops without
-//! curl. Talks to the store directly, with the admin API's rules.
+//! curl. Talks to the store directly, with the admin API's rules (the same
+//! validation code: trimming, length limits, characters refused or removed).
 
 use std::path::Path;
 
@@ -7,8 +8,8 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 
 use crate::clock::{ms_to_datetime, Clock, SystemClock};
-use crate::model::{INCIDENT_IMPACTS, INCIDENT_STATUSES};
-use crate::store::{Incident, NewIncident, Store};
+use crate::store::{Incident, Store};
+use crate::web::admin::{incident_update, new_incident, CreateIncident, NewUpdate};
 
 #[derive(Debug, Subcommand)]
 pub enum IncidentCommand {
@@ -47,16 +48,6 @@ pub enum IncidentCommand {
         #[arg(long, default_value = "This incident has been resolved.")]
         message: String,
     },
-}
-
-fn check(field: &str, value: &str, allowed: &[&str]) -> anyhow::Result<()> {
-    if !allowed.contains(&value) {
-        bail!(
-            "--{field} \"{value}\" is not one of {}\nTry: beacon incident open --title … --impact minor --message …",
-            allowed.join(", ")
-        );
-    }
-    Ok(())
 }
 
 fn print(i: &Incident) {
@@ -102,21 +93,23 @@ pub async fn run(config_path: Option<&Path>, command: IncidentCommand) -> anyhow
             message,
             services,
         } => {
-            check("impact", &impact, INCIDENT_IMPACTS)?;
-            check("status", &status, INCIDENT_STATUSES)?;
-            if title.trim().is_empty() || message.trim().is_empty() {
-                bail!("--title and --message must not be empty");
-            }
-            let id = store
-                .create_incident(&NewIncident {
+            let new = new_incident(
+                CreateIncident {
                     title,
                     impact,
                     status,
                     message,
                     services,
-                    at: now,
-                })
-                .await?;
+                },
+                now,
+            )
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}\nTry: beacon incident open --title … --impact minor --message …",
+                    e.for_cli()
+                )
+            })?;
+            let id = store.create_incident(&new).await?;
             match store.incident(id).await? {
                 Some(i) => print(&i),
                 None => println!("#{id}"),
@@ -127,12 +120,9 @@ pub async fn run(config_path: Option<&Path>, command: IncidentCommand) -> anyhow
             id,
             status,
             message,
-        } => {
-            check("status", &status, INCIDENT_STATUSES)?;
-            update(&store, id, &status, &message, now).await
-        }
+        } => update(&store, id, status, message, now).await,
         IncidentCommand::Resolve { id, message } => {
-            update(&store, id, "resolved", &message, now).await
+            update(&store, id, "resolved".into(), message, now).await
         }
     };
     store.close().await;
@@ -142,11 +132,15 @@ pub async fn run(config_path: Option<&Path>, command: IncidentCommand) -> anyhow
 async fn update(
     store: &Store,
     id: i64,
-    status: &str,
-    message: &str,
+    status: String,
+    message: String,
     now: i64,
 ) -> anyhow::Result<()> {
-    if !store.add_incident_update(id, status, message, now).await? {
+    let update = incident_update(NewUpdate { status, message }).map_err(|e| e.for_cli())?;
+    if !store
+        .add_incident_update(id, &update.status, &update.message, now)
+        .await?
+    {
         bail!("no incident #{id}\nTry: beacon incident list");
     }
     if let Some(i) = store.incident(id).await? {

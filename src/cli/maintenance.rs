@@ -68,12 +68,7 @@ fn print(m: &Maintenance) {
 
 /// The API's field errors, named as the CLI's options.
 fn cli_error(e: ApiError) -> anyhow::Error {
-    match e {
-        ApiError::Invalid { field, message } => {
-            anyhow::anyhow!("--{} {message}", field.replace('_', "-"))
-        }
-        other => anyhow::anyhow!("{other:?}"),
-    }
+    e.for_cli()
 }
 
 pub async fn run(config_path: Option<&Path>, command: MaintenanceCommand) -> anyhow::Result<()> {

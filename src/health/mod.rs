@@ -14,6 +14,8 @@
 //! status code. A body that claims a format and breaks it is reported with a
 //! short reason, never a panic.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 /// The `format` option of a service.
@@ -115,12 +117,22 @@ pub struct Dependency {
     pub observed: Option<String>,
 }
 
+/// At most this many reported dependencies are kept from one document.
+/// They reach the page, the public JSON and `/metrics` at every probe: a
+/// document listing thousands (4,000 checks fit in 52 KB) would grow each
+/// of them a hundredfold. When a document reports more, the worst are kept,
+/// so a failing dependency is never the one cut.
+pub const MAX_DEPENDENCIES: usize = 50;
+
 /// What a health document says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthDoc {
     pub format: Format,
     pub health: Health,
+    /// At most [`MAX_DEPENDENCIES`], in the document's order.
     pub dependencies: Vec<Dependency>,
+    /// How many more the document reported (none worse than those kept).
+    pub omitted: usize,
 }
 
 impl HealthDoc {
@@ -137,7 +149,41 @@ impl HealthDoc {
 
 /// Reads `body` as a health document. `Ok(None)`: no known format (judge by
 /// status code). `Err`: the body claims a format and breaks it.
+/// Dependencies are capped: see [`MAX_DEPENDENCIES`].
 pub fn parse(
+    content_type: Option<&str>,
+    body: &[u8],
+    format: Format,
+) -> Result<Option<HealthDoc>, String> {
+    parse_uncapped(content_type, body, format).map(|doc| doc.map(cap))
+}
+
+/// Cuts long names (to [`crate::probe::MAX_NAME_BYTES`], "…" marking the
+/// cut, as the probe stores them), then keeps the [`MAX_DEPENDENCIES`]
+/// worst dependencies (the first of equals), in the document's order.
+fn cap(mut doc: HealthDoc) -> HealthDoc {
+    for d in &mut doc.dependencies {
+        if d.name.len() > crate::probe::MAX_NAME_BYTES {
+            d.name = crate::probe::clean_text(&d.name, crate::probe::MAX_NAME_BYTES);
+        }
+    }
+    let count = doc.dependencies.len();
+    if count > MAX_DEPENDENCIES {
+        let mut order: Vec<usize> = (0..count).collect();
+        // Stable: among equals, the earlier in the document is kept.
+        order.sort_by_key(|&i| std::cmp::Reverse(doc.dependencies[i].health));
+        let mut keep = vec![false; count];
+        for &i in &order[..MAX_DEPENDENCIES] {
+            keep[i] = true;
+        }
+        let mut flags = keep.into_iter();
+        doc.dependencies.retain(|_| flags.next().unwrap_or(false));
+        doc.omitted += count - MAX_DEPENDENCIES;
+    }
+    doc
+}
+
+fn parse_uncapped(
     content_type: Option<&str>,
     body: &[u8],
     format: Format,
@@ -254,6 +300,7 @@ fn is_actuator(json: &Value) -> bool {
 fn from_health_json(json: &Value) -> Option<HealthDoc> {
     let health = json.get("status").and_then(Health::from_value)?;
     let mut dependencies: Vec<Dependency> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
     if let Some(checks) = json.get("checks").and_then(Value::as_object) {
         for (key, entries) in checks {
             let component = key.split(':').next().unwrap_or(key).to_string();
@@ -287,6 +334,7 @@ fn from_health_json(json: &Value) -> Option<HealthDoc> {
                     .map(short);
                 merge(
                     &mut dependencies,
+                    &mut index,
                     Dependency {
                         name,
                         health: entry_health,
@@ -301,15 +349,20 @@ fn from_health_json(json: &Value) -> Option<HealthDoc> {
         format: Format::HealthJson,
         health,
         dependencies,
+        omitted: 0,
     })
 }
 
 /// Keeps one entry per dependency name: the worst, with its details.
-fn merge(deps: &mut Vec<Dependency>, dep: Dependency) {
-    match deps.iter_mut().find(|d| d.name == dep.name) {
+/// `index` finds a name's entry (a document may list thousands).
+fn merge(deps: &mut Vec<Dependency>, index: &mut HashMap<String, usize>, dep: Dependency) {
+    match index.get(&dep.name).and_then(|&i| deps.get_mut(i)) {
         Some(existing) if dep.health > existing.health => *existing = dep,
         Some(_) => {}
-        None => deps.push(dep),
+        None => {
+            index.insert(dep.name.clone(), deps.len());
+            deps.push(dep);
+        }
     }
 }
 
@@ -344,6 +397,7 @@ fn from_actuator(json: &Value) -> Option<HealthDoc> {
         format: Format::Actuator,
         health,
         dependencies,
+        omitted: 0,
     })
 }
 
@@ -404,6 +458,7 @@ fn from_simple(json: &Value) -> Option<HealthDoc> {
         format: Format::Simple,
         health,
         dependencies,
+        omitted: 0,
     })
 }
 
@@ -472,10 +527,14 @@ fn parse_kubernetes(body: &[u8]) -> Option<HealthDoc> {
         format: Format::Kubernetes,
         health,
         dependencies,
+        omitted: 0,
     })
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;
 
 pub mod condition;

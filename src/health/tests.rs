@@ -265,3 +265,51 @@ fn a_forced_format_wins_over_detection() {
     assert_eq!(deps(&d), [("db", Health::Fail)]);
     assert_eq!(parse(HJ, br#"{"status":"fail"}"#, Format::None), Ok(None));
 }
+
+/// Issue 21: 4,000 checks in a 52 KB body made every page and `/metrics`
+/// list 4,000 dependencies. At most MAX_DEPENDENCIES are kept, the worst.
+#[test]
+fn thousands_of_dependencies_are_capped_keeping_the_worst() {
+    let mut checks: Vec<String> = (0..4_000).map(|i| format!("\"c{i}\":true")).collect();
+    checks.insert(10, format!("\"{}\":\"warn\"", "w".repeat(300)));
+    checks.push("\"db\":false".into());
+    let body = format!(
+        "{{\"status\":\"pass\",\"checks\":{{{}}}}}",
+        checks.join(",")
+    );
+    assert!(body.len() < 64 * 1024);
+    let d = doc(JSON, &body);
+    assert_eq!(d.dependencies.len(), MAX_DEPENDENCIES);
+    assert_eq!(d.omitted, 4_002 - MAX_DEPENDENCIES);
+    let names: Vec<&str> = d.dependencies.iter().map(|d| d.name.as_str()).collect();
+    // The document's order, the warning and the failure kept, and passing
+    // ones from the top after them.
+    assert_eq!(
+        names[..10],
+        ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"]
+    );
+    assert!(names[10].starts_with("www") && names[10].ends_with('…'));
+    assert!(names[10].len() <= crate::probe::MAX_NAME_BYTES + 3);
+    assert_eq!(names[MAX_DEPENDENCIES - 1], "db");
+    assert_eq!(d.effective(), Health::Warn);
+
+    // IETF documents merge per component first, then are capped the same.
+    let checks: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                "\"c{i}:time\":[{{\"status\":\"pass\"}}],\"c{i}:load\":[{{\"status\":\"pass\"}}]"
+            )
+        })
+        .chain(["\"db:time\":[{\"status\":\"fail\"}]".to_string()])
+        .collect();
+    let body = format!(
+        "{{\"status\":\"pass\",\"checks\":{{{}}}}}",
+        checks.join(",")
+    );
+    let d = doc(HJ, &body);
+    assert_eq!(
+        (d.dependencies.len(), d.omitted),
+        (MAX_DEPENDENCIES, 201 - MAX_DEPENDENCIES)
+    );
+    assert!(deps(&d).contains(&("db", Health::Fail)));
+}

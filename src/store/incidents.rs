@@ -59,6 +59,21 @@ pub struct IncidentPatch {
     pub services: Option<Vec<String>>,
 }
 
+/// Refuses a NUL in text written by hand, naming the field: PostgreSQL
+/// cannot store one in text (it would fail the whole write as a query
+/// error) while SQLite would, so both stores refuse it alike, before
+/// anything is written. The admin API and the CLI refuse it first, in the
+/// same words.
+pub(super) fn no_nul(field: &'static str, value: &str) -> Result<(), StoreError> {
+    if value.contains('\0') {
+        return Err(StoreError::Invalid {
+            field,
+            message: "must not contain a NUL character (U+0000)".into(),
+        });
+    }
+    Ok(())
+}
+
 impl Store {
     /// The ids of active services by slug, in order. An unknown slug is
     /// the caller's mistake (`StoreError::Invalid` naming it), checked before
@@ -66,6 +81,12 @@ impl Store {
     pub async fn service_ids(&self, slugs: &[String]) -> Result<Vec<i64>, StoreError> {
         let mut ids = Vec::with_capacity(slugs.len());
         for slug in slugs {
+            if slug.contains('\0') {
+                return Err(StoreError::Invalid {
+                    field: "services",
+                    message: "a slug must not contain a NUL character (U+0000)".into(),
+                });
+            }
             let id: Option<i64> = on_pool!(self, pool, _Db => {
                 sqlx::query_scalar("SELECT id FROM services WHERE slug = $1 AND active = $2")
                     .bind(slug)
@@ -250,6 +271,10 @@ impl Store {
     /// Creates an incident with its first update, in one transaction.
     /// An unknown service slug writes nothing and is `StoreError::Invalid`.
     pub async fn create_incident(&self, new: &NewIncident) -> Result<i64, StoreError> {
+        no_nul("title", &new.title)?;
+        no_nul("impact", &new.impact)?;
+        no_nul("status", &new.status)?;
+        no_nul("message", &new.message)?;
         let service_ids = self.service_ids(&new.services).await?;
         let id = on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
@@ -296,6 +321,8 @@ impl Store {
         message: &str,
         at: i64,
     ) -> Result<bool, StoreError> {
+        no_nul("status", status)?;
+        no_nul("message", message)?;
         let found = on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
             let resolved_at = (status == "resolved").then_some(at);
@@ -338,6 +365,9 @@ impl Store {
         patch: &IncidentPatch,
         at: i64,
     ) -> Result<bool, StoreError> {
+        no_nul("title", patch.title.as_deref().unwrap_or(""))?;
+        no_nul("impact", patch.impact.as_deref().unwrap_or(""))?;
+        no_nul("postmortem", patch.postmortem.as_deref().unwrap_or(""))?;
         let service_ids = match &patch.services {
             Some(slugs) => Some(self.service_ids(slugs).await?),
             None => None,

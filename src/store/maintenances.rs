@@ -153,6 +153,8 @@ impl Store {
         input: &MaintenanceInput,
         at: i64,
     ) -> Result<Option<i64>, StoreError> {
+        super::incidents::no_nul("title", &input.title)?;
+        super::incidents::no_nul("message", &input.message)?;
         let service_ids = self.service_ids(&input.services).await?;
         let saved = on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;

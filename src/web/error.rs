@@ -12,11 +12,15 @@ use crate::store::StoreError;
 pub enum ApiError {
     /// 401: no bearer token, or not one of the configured tokens.
     Unauthorized,
-    /// 400: the body is not JSON of the expected shape.
+    /// 400: the body is not JSON of the expected shape, or a path id is
+    /// not plain digits. `field` names where (`title`, `services[0]`, `id`)
+    /// whenever the error is about one field.
     BadRequest {
         field: Option<String>,
         message: String,
     },
+    /// 413: the body is over `limit` bytes.
+    TooLarge { limit: usize },
     /// 422: a field's value is not accepted.
     Invalid {
         field: &'static str,
@@ -46,16 +50,40 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<axum::extract::rejection::JsonRejection> for ApiError {
-    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
-        let message = rejection.body_text();
-        // serde names the field between backticks: "missing field `title`".
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field"))
-            .map(str::to_string);
-        ApiError::BadRequest { field, message }
+impl ApiError {
+    /// The error as the CLI says it: fields named as its options
+    /// (`--starts-at`, `--service`).
+    pub fn for_cli(self) -> anyhow::Error {
+        let option = |field: &str| match field {
+            "services" => "--service".to_string(),
+            other => format!("--{}", other.replace('_', "-")),
+        };
+        match self {
+            ApiError::Invalid { field, message } => {
+                anyhow::anyhow!("{} {message}", option(field))
+            }
+            ApiError::BadRequest { message, .. } | ApiError::NotFound(message) => {
+                anyhow::anyhow!("{message}")
+            }
+            ApiError::TooLarge { limit } => anyhow::anyhow!("over {limit} bytes"),
+            ApiError::Unauthorized => anyhow::anyhow!("not allowed"),
+            ApiError::Internal(e) => e,
+        }
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge {
+                limit: super::admin::MAX_BODY_BYTES,
+            }
+        } else {
+            ApiError::BadRequest {
+                field: None,
+                message: rejection.body_text(),
+            }
+        }
     }
 }
 
@@ -64,7 +92,7 @@ impl IntoResponse for ApiError {
         let (status, body) = match self {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
-                json!({"error": "a valid bearer token is required (Authorization: Bearer <token>)"}),
+                json!({"error": "a valid bearer token is required (Authorization: Bearer <token>)", "field": null}),
             ),
             ApiError::BadRequest { field, message } => (
                 StatusCode::BAD_REQUEST,
@@ -74,12 +102,18 @@ impl IntoResponse for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 json!({"error": format!("{field}: {message}"), "field": field}),
             ),
-            ApiError::NotFound(what) => (StatusCode::NOT_FOUND, json!({"error": what})),
+            ApiError::TooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": format!("the body is over {limit} bytes"), "field": null}),
+            ),
+            ApiError::NotFound(what) => {
+                (StatusCode::NOT_FOUND, json!({"error": what, "field": null}))
+            }
             ApiError::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "admin API request failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"error": "internal error"}),
+                    json!({"error": "internal error", "field": null}),
                 )
             }
         };

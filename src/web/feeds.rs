@@ -11,7 +11,19 @@ use super::{cache, pages, AppState};
 use crate::model::State;
 use crate::snapshot::{ServiceView, Snapshot};
 
-/// Escapes text for XML (SVG, Atom, RSS).
+/// Whether XML 1.0 forbids `c` anywhere in a document (its `Char`
+/// production): the C0 controls but tab, LF and CR, and U+FFFE, U+FFFF.
+/// Surrogates cannot occur in a Rust string.
+pub fn xml_forbidden(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}'
+    )
+}
+
+/// Escapes text for XML (SVG, Atom, RSS). Characters XML forbids are left
+/// out (admin input is cleaned of them already; this holds for any text),
+/// and so is CR, which a parser would turn into LF anyway.
 pub fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -21,7 +33,8 @@ pub fn xml(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
+            '\r' => {}
+            c if xml_forbidden(c) => {}
             c => out.push(c),
         }
     }
@@ -276,28 +289,32 @@ fn rss(app: &AppState, s: &Snapshot) -> String {
 
 pub async fn atom_feed(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
     let s = app.snapshot();
+    let cache = app.render_cache.clone();
     cache::respond(
-        &app.render_cache,
-        &s,
+        &cache,
+        s,
         &headers,
         app.max_age_secs,
         "/feed.atom",
         "application/atom+xml; charset=utf-8",
-        |s| Some(atom(&app, s)),
+        move |s| Some(atom(&app, s)),
     )
+    .await
 }
 
 pub async fn rss_feed(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
     let s = app.snapshot();
+    let cache = app.render_cache.clone();
     cache::respond(
-        &app.render_cache,
-        &s,
+        &cache,
+        s,
         &headers,
         app.max_age_secs,
         "/feed.rss",
         "application/rss+xml; charset=utf-8",
-        |s| Some(rss(&app, s)),
+        move |s| Some(rss(&app, s)),
     )
+    .await
 }
 
 #[cfg(test)]
@@ -307,6 +324,19 @@ mod tests {
     #[test]
     fn text_is_escaped_for_xml() {
         assert_eq!(xml("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;");
+    }
+
+    #[test]
+    fn characters_xml_forbids_never_reach_a_feed() {
+        assert_eq!(
+            xml("a\u{FFFE}b\u{FFFF}c\u{0}d\u{B}e\u{1F}f\r\n\tg\u{FFFD}\u{10FFFF}"),
+            "abcdef\n\tg\u{FFFD}\u{10FFFF}"
+        );
+        for c in [
+            '\u{9}', '\u{A}', '\u{D}', ' ', '\u{D7FF}', '\u{E000}', '\u{FFFD}',
+        ] {
+            assert!(!xml_forbidden(c), "{c:?}");
+        }
     }
 
     #[test]
