@@ -64,7 +64,10 @@ impl Beacon {
     async fn start(config: &str) -> anyhow::Result<Beacon> {
         let dir = tempfile::tempdir()?;
         let file = dir.path().join("beacon.toml");
-        std::fs::write(&file, config.replace("{dir}", &dir.path().display().to_string()))?;
+        std::fs::write(
+            &file,
+            config.replace("{dir}", &dir.path().display().to_string()),
+        )?;
         let binary = std::env::var("BEACON_BENCH_BINARY")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_beacon").into());
         let mut child = tokio::process::Command::new(binary)
@@ -141,11 +144,17 @@ async fn turnover(seconds: u64) -> anyhow::Result<()> {
     let flipper = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(700)).await;
-            let next = if switch.load(Ordering::Relaxed) == 200 { 500 } else { 200 };
+            let next = if switch.load(Ordering::Relaxed) == 200 {
+                500
+            } else {
+                200
+            };
             switch.store(next, Ordering::Relaxed);
         }
     });
-    let mut config = "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{dir}/b.db\"\n".to_string();
+    let mut config =
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{dir}/b.db\"\n"
+            .to_string();
     for i in 0..20 {
         config.push_str(&format!(
             "[[service]]\nname = \"S{i}\"\nurl = \"http://{addr}/switch\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nfailure_threshold = 1\nsuccess_threshold = 1\n"
@@ -156,7 +165,14 @@ async fn turnover(seconds: u64) -> anyhow::Result<()> {
     let livez = tokio::spawn(watch_livez(beacon.url("/livez"), until));
     let before = hits.load(Ordering::Relaxed);
     let out = tokio::process::Command::new("wrk")
-        .args(["-t2", "-c50", &format!("-d{seconds}s"), "--latency", "--timeout", "5s"])
+        .args([
+            "-t2",
+            "-c50",
+            &format!("-d{seconds}s"),
+            "--latency",
+            "--timeout",
+            "5s",
+        ])
         .arg(beacon.url("/"))
         .output()
         .await
@@ -228,7 +244,12 @@ async fn store_refusal(seconds: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut page_down_after = None;
     while Instant::now() < deadline {
-        let body = client.get(beacon.url("/api/v1/services")).send().await?.text().await?;
+        let body = client
+            .get(beacon.url("/api/v1/services"))
+            .send()
+            .await?
+            .text()
+            .await?;
         if body.contains("\"down\"") {
             page_down_after = Some(chrono::Utc::now().timestamp_millis() - back_at);
             break;
@@ -249,7 +270,12 @@ async fn store_refusal(seconds: u64) -> anyhow::Result<()> {
             .fetch_one(&mut conn)
             .await?;
     conn.close().await?;
-    let metrics = client.get(beacon.url("/metrics")).send().await?.text().await?;
+    let metrics = client
+        .get(beacon.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let dropped: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("beacon_results_dropped_total"))
@@ -268,7 +294,9 @@ async fn store_refusal(seconds: u64) -> anyhow::Result<()> {
 async fn slow_clients(count: usize, seconds: u64) -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let (addr, _, _) = target().await?;
-    let mut config = "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{dir}/b.db\"\n".to_string();
+    let mut config =
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{dir}/b.db\"\n"
+            .to_string();
     for i in 0..50 {
         config.push_str(&format!(
             "[[service]]\nname = \"S{i}\"\nurl = \"http://{addr}/ok\"\ninterval = \"1s\"\ntimeout = \"900ms\"\nfailure_threshold = 1\n"
@@ -284,7 +312,12 @@ async fn slow_clients(count: usize, seconds: u64) -> anyhow::Result<()> {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     };
-    let before = client.get(beacon.url("/metrics")).send().await?.text().await?;
+    let before = client
+        .get(beacon.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     // Open them, each sending one byte of a header; keep them (and keep
     // opening new ones as the server closes old ones) for `seconds`.
     let held = Arc::new(AtomicU64::new(0));
@@ -332,10 +365,18 @@ async fn slow_clients(count: usize, seconds: u64) -> anyhow::Result<()> {
     }
     while openers.join_next().await.is_some() {}
     latencies.sort();
-    let after = client.get(beacon.url("/metrics")).send().await?.text().await?;
+    let after = client
+        .get(beacon.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let probes = |t: &str, outcome: &str| {
         t.lines()
-            .filter(|l| l.starts_with("beacon_probes_total") && l.contains(&format!("outcome=\"{outcome}\"")))
+            .filter(|l| {
+                l.starts_with("beacon_probes_total")
+                    && l.contains(&format!("outcome=\"{outcome}\""))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>()
     };
@@ -375,9 +416,16 @@ async fn stop() -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--bench")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--bench"))
+        .collect();
     let smoke = args.iter().any(|a| a == "--smoke");
-    let chosen: Vec<&str> = args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
+    let chosen: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
     let wants = |name: &str| chosen.is_empty() || chosen.contains(&name);
     if wants("turnover") {
         turnover(if smoke { 2 } else { 20 }).await?;

@@ -547,15 +547,7 @@ mod render_tests {
         let cache = Arc::new(RenderCache::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let none = HeaderMap::new();
-        let started = respond(
-            &cache,
-            snapshot(1),
-            &none,
-            5,
-            "/",
-            HTML,
-            slow(&calls, "x"),
-        );
+        let started = respond(&cache, snapshot(1), &none, 5, "/", HTML, slow(&calls, "x"));
         // The visitor goes away before the page is built.
         assert!(tokio::time::timeout(Duration::from_millis(10), started)
             .await

@@ -164,7 +164,11 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         let open = limits.max_connections - slots.available_permits();
-        let builder = if open >= pressure_at { &pressed } else { &relaxed };
+        let builder = if open >= pressure_at {
+            &pressed
+        } else {
+            &relaxed
+        };
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let mut closing = closing_rx.clone();
         let stats = stats.clone();
