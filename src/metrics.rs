@@ -48,6 +48,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `step` of the scheduled run that failed.
     pub backup_failures: IntCounterVec,
+    /// `task` that died (panicked or returned before the stop).
+    pub task_failures: IntCounterVec,
     /// `channel`, `outcome`: sent · retry (failed, will try again) · failed
     /// (failed and given up).
     pub alert_deliveries: IntCounterVec,
@@ -206,6 +208,17 @@ impl Metrics {
                         "Scheduled backup runs of this process that failed, by step.",
                     ),
                     &["step"],
+                )
+                .expect("valid"),
+            ),
+            task_failures: reg(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "beacon_task_failures_total",
+                        "Deaths of beacon's long-lived tasks (panics, or returns before the stop), by task.",
+                    ),
+                    &["task"],
                 )
                 .expect("valid"),
             ),

@@ -17,10 +17,13 @@ use tokio::sync::{oneshot, watch};
 use crate::backup::Backups;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ServiceConfig};
-use crate::monitor::Monitor;
+use crate::monitor::{join_failure, Monitor, MonitorStats};
 use crate::snapshot::{Inputs, Refresher, Snapshot};
 use crate::store::Store;
 use crate::web::{self, AppState};
+
+/// The snapshot is rebuilt after writes, and at least this often.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(30);
 
 pub struct Application {
     listener: TcpListener,
@@ -34,6 +37,8 @@ pub struct Application {
     /// Backups and their cron schedule, when `[backup] schedule` is set.
     backups: Option<(Arc<Backups>, String)>,
     notifier: crate::notify::Notifier,
+    /// What a new notifier is made of, when the running one dies.
+    notifier_parts: NotifierParts,
     in_use: crate::backup::lock::InUse,
     limits: web::server::Limits,
     shutdown_timeout: Duration,
@@ -128,13 +133,28 @@ impl Application {
                 since: clock.now(),
             })
         });
-        let notifier = crate::notify::Notifier::new(
-            store.clone(),
-            Arc::new(config.notify.clone()),
-            crate::notify::Site::of(&config.server, &format!("http://{addr}")),
-            clock.clone(),
-            monitor.stats(),
-        )?;
+        let notifier_parts = NotifierParts {
+            store: store.clone(),
+            channels: Arc::new(config.notify.clone()),
+            site: crate::notify::Site::of(&config.server, &format!("http://{addr}")),
+            clock: clock.clone(),
+            stats: monitor.stats(),
+        };
+        let notifier = notifier_parts.make()?;
+        // The snapshot follows the writes, and is rebuilt at least every
+        // SNAPSHOT_MAX_AGE besides: it is late past the write's limit plus
+        // that, or two rebuilds missed when nothing is written.
+        let stats = monitor.stats();
+        let write_warn = Duration::from_millis(
+            stats
+                .write_warn_after_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        let snapshot_warn = (write_warn + SNAPSHOT_MAX_AGE).max(SNAPSHOT_MAX_AGE * 2);
+        stats.snapshot_warn_after_ms.store(
+            snapshot_warn.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let state = AppState {
             snapshot,
             store: store.clone(),
@@ -177,6 +197,7 @@ impl Application {
             raw_retention: config.storage.raw_retention,
             backups,
             notifier,
+            notifier_parts,
             in_use,
             limits,
             shutdown_timeout,
@@ -198,6 +219,27 @@ impl Application {
     /// Serves and monitors until `shutdown` resolves, then stops in order:
     /// the monitor first (it may be probing this very server, and must write
     /// what it holds), then the web server (in-flight requests finish).
+    ///
+    /// Every long-lived task is supervised; one that dies (panics, or
+    /// returns before the stop) is logged with its panic message, counted in
+    /// `beacon_task_failures_total{task}` and shown as `fail` on `/health`.
+    /// Then:
+    /// - the **monitor** or its **recorder**: this returns an error, so the
+    ///   process exits non-zero and its service manager (systemd
+    ///   `Restart=always`, Kubernetes) starts it again. Restarting them in
+    ///   place would not be clean: the recorder holds results not yet
+    ///   written and every service's threshold state machine, the
+    ///   scheduler the cadence and the probes in flight; a new process
+    ///   starts over from the stored states, as after any restart, where a
+    ///   half-restarted monitor would go on probing with its results
+    ///   silently lost.
+    /// - the **refresher**, **notifier** and **retention**: made anew and
+    ///   restarted in place after a backoff (1 s doubling to 60 s). They
+    ///   keep nothing that is not in the store (the refresher reads the
+    ///   history again, the notifier's outbox and retention's work are in
+    ///   the store), and the page, probes and writes go on meanwhile.
+    /// - the **backup schedule**: each run is a task of its own; one that
+    ///   panics is a death as above, and the next tick runs again.
     pub async fn run_until_stopped(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -213,46 +255,92 @@ impl Application {
             raw_retention,
             backups,
             notifier,
+            notifier_parts,
             in_use,
             limits,
             shutdown_timeout,
         } = self;
+        let stats = state.stats.clone();
+        for task in [
+            "monitor",
+            "recorder",
+            "refresher",
+            "notifier",
+            "retention",
+            "backup",
+        ] {
+            // Every series from the start, at 0, so rate() works before a death.
+            stats.metrics.task_failures.with_label_values(&[task]);
+        }
 
         let (stop_monitor, monitor_stopped) = oneshot::channel::<()>();
         let (stop_server, server_stopped) = oneshot::channel::<()>();
-        let (stop_refresher, refresher_stopped) = oneshot::channel::<()>();
+        let (stop_refresher, refresher_stopped) = watch::channel(false);
 
         let writes = monitor.subscribe_writes();
         let mut monitor_task = tokio::spawn(monitor.run(async move {
             let _ = monitor_stopped.await;
         }));
-        let refresher_task = tokio::spawn(refresher.run(
-            writes,
-            // Rebuilding reads the store; once a second is fresh enough for
-            // people and bounded for the store.
-            Duration::from_secs(1),
-            Duration::from_secs(30),
-            async move {
-                let _ = refresher_stopped.await;
-            },
-        ));
-        let (stop_retention, retention_stopped) = oneshot::channel::<()>();
-        let retention_task = tokio::spawn(retention_job(
-            store.clone(),
+        // The first refresher starts from the history `build` read; one made
+        // after a death reads it again.
+        let refresher_parts = RefresherParts::of(&refresher);
+        let mut first_refresher = Some(refresher);
+        let refresher_task = tokio::spawn(supervise(
+            "refresher",
+            stats.clone(),
             clock.clone(),
-            raw_retention,
-            async move {
-                let _ = retention_stopped.await;
+            refresher_stopped,
+            move |stop| {
+                let refresher = first_refresher
+                    .take()
+                    .unwrap_or_else(|| refresher_parts.make());
+                Ok(refresher.run(
+                    writes.clone(),
+                    // Rebuilding reads the store; once a second is fresh
+                    // enough for people and bounded for the store.
+                    Duration::from_secs(1),
+                    SNAPSHOT_MAX_AGE,
+                    stop,
+                ))
             },
         ));
+        let (stop_retention, retention_stopped) = watch::channel(false);
+        let retention_task = {
+            let (store, clock) = (store.clone(), clock.clone());
+            tokio::spawn(supervise(
+                "retention",
+                stats.clone(),
+                clock.clone(),
+                retention_stopped,
+                move |stop| {
+                    Ok(retention_job(
+                        store.clone(),
+                        clock.clone(),
+                        raw_retention,
+                        stop,
+                    ))
+                },
+            ))
+        };
         // Alerts go out from their own task: probing never waits on a channel.
-        let (stop_notifier, notifier_stopped) = oneshot::channel::<()>();
-        let notifier_task = tokio::spawn(notifier.run(async move {
-            let _ = notifier_stopped.await;
-        }));
+        let (stop_notifier, notifier_stopped) = watch::channel(false);
+        let mut first_notifier = Some(notifier);
+        let notifier_task = tokio::spawn(supervise(
+            "notifier",
+            stats.clone(),
+            clock.clone(),
+            notifier_stopped,
+            move |stop| {
+                let notifier = match first_notifier.take() {
+                    Some(n) => n,
+                    None => notifier_parts.make()?,
+                };
+                Ok(notifier.run(stop))
+            },
+        ));
         let mut scheduler = match backups {
             Some((backups, schedule)) => Some(
-                start_backup_schedule(backups, &schedule, state.stats.clone())
+                start_backup_schedule(backups, &schedule, stats.clone(), clock.clone())
                     .await
                     .context("starting the backup schedule")?,
             ),
@@ -284,7 +372,23 @@ impl Application {
         tokio::select! {
             _ = shutdown => tracing::info!(deadline_s = shutdown_timeout.as_secs(), "shutdown requested"),
             ended = &mut monitor_task => {
-                outcome = Err(anyhow::anyhow!("the monitor stopped unexpectedly: {}", describe(ended)));
+                let why = match ended {
+                    // The recorder died: `Monitor::run` has logged and
+                    // counted it.
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Ok(Ok(())) => {
+                        let why = "returned before the stop".to_string();
+                        stats.tasks.died(&stats.metrics, "monitor", clock.now_ms(), &why);
+                        why
+                    }
+                    Err(e) => {
+                        let why = join_failure(e);
+                        stats.tasks.died(&stats.metrics, "monitor", clock.now_ms(), &why);
+                        why
+                    }
+                };
+                tracing::error!(error = %why, "the monitor is gone: exiting non-zero so that the service manager starts beacon again from the stored states");
+                outcome = Err(anyhow::anyhow!("the monitor stopped unexpectedly: {why}"));
             }
             ended = &mut server_task => {
                 outcome = Err(anyhow::anyhow!("the web server stopped unexpectedly: {}", describe(ended.map(|r| r.map_err(anyhow::Error::from)))));
@@ -316,18 +420,19 @@ impl Application {
                     outcome = outcome.and(Err(anyhow::Error::from(e).context("web server")));
                 }
             }
-            let _ = stop_refresher.send(());
+            let _ = stop_refresher.send(true);
             let _ = refresher_task.await;
-            let _ = stop_retention.send(());
+            let _ = stop_retention.send(true);
             let _ = retention_task.await;
             // After the monitor: the alerts of its last writes are routed and,
             // if the channel answers in time, sent; the rest wait in the store.
-            let _ = stop_notifier.send(());
+            let _ = stop_notifier.send(true);
             let _ = notifier_task.await;
             if let Some(scheduler) = scheduler.as_mut() {
                 // A backup in flight is cut off; its manifest is never written,
                 // so it is never listed as restorable.
                 let _ = scheduler.shutdown().await;
+                stats.tasks.stopped("backup");
             }
             outcome
         };
@@ -354,15 +459,36 @@ impl Application {
 async fn start_backup_schedule(
     backups: Arc<Backups>,
     schedule: &str,
-    stats: Arc<crate::monitor::MonitorStats>,
+    stats: Arc<MonitorStats>,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<tokio_cron_scheduler::JobScheduler> {
     use tokio_cron_scheduler::{Job, JobScheduler};
     let scheduler = JobScheduler::new().await?;
+    stats.tasks.running("backup");
     let job = Job::new_async(schedule, move |_, _| {
         let backups = backups.clone();
         let stats = stats.clone();
+        let clock = clock.clone();
         Box::pin(async move {
-            match backups.run().await {
+            // A task of its own, so a panic is seen here (and counted) rather
+            // than lost inside the scheduler; the next tick runs again.
+            stats.tasks.running("backup");
+            let run = match tokio::spawn(async move { backups.run().await }).await {
+                Ok(run) => run,
+                Err(e) => {
+                    let why = join_failure(e);
+                    stats
+                        .tasks
+                        .died(&stats.metrics, "backup", clock.now_ms(), &why);
+                    stats
+                        .metrics
+                        .backup_failures
+                        .with_label_values(&["panic"])
+                        .inc();
+                    return;
+                }
+            };
+            match run {
                 Ok(report) => tracing::info!(
                     backup = %report.manifest.id,
                     bytes = report.manifest.size,
@@ -426,7 +552,140 @@ fn describe(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> String
     match ended {
         Ok(Ok(())) => "it returned".to_string(),
         Ok(Err(e)) => format!("{e:#}"),
-        Err(e) => e.to_string(),
+        Err(e) => join_failure(e),
+    }
+}
+
+/// What a notifier is made of, to make another.
+struct NotifierParts {
+    store: Store,
+    channels: Arc<Vec<crate::config::NotifyChannel>>,
+    site: crate::notify::Site,
+    clock: Arc<dyn Clock>,
+    stats: Arc<MonitorStats>,
+}
+
+impl NotifierParts {
+    fn make(&self) -> anyhow::Result<crate::notify::Notifier> {
+        crate::notify::Notifier::new(
+            self.store.clone(),
+            self.channels.clone(),
+            self.site.clone(),
+            self.clock.clone(),
+            self.stats.clone(),
+        )
+    }
+}
+
+/// What a refresher is made of, to make another (which reads the history
+/// afresh).
+struct RefresherParts {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    title: String,
+    groups: Vec<crate::config::GroupConfig>,
+    publish: watch::Sender<Arc<Snapshot>>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl RefresherParts {
+    fn of(r: &Refresher) -> RefresherParts {
+        RefresherParts {
+            store: r.store.clone(),
+            clock: r.clock.clone(),
+            title: r.title.clone(),
+            groups: r.groups.clone(),
+            publish: r.publish.clone(),
+            changed: r.changed.clone(),
+        }
+    }
+
+    fn make(&self) -> Refresher {
+        Refresher {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            title: self.title.clone(),
+            groups: self.groups.clone(),
+            publish: self.publish.clone(),
+            changed: self.changed.clone(),
+            history: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+/// True once `stop` turned true or its sender is gone.
+fn is_stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stop_signal(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// A task that ran this long before dying starts its backoff over.
+const RESTART_RESET: Duration = Duration::from_secs(300);
+
+/// How long to wait before the `n`-th restart in a row (n ≥ 1): 1 s,
+/// doubling, at most 60 s.
+fn restart_backoff(n: u32) -> Duration {
+    Duration::from_secs(1u64 << n.saturating_sub(1).min(6)).min(Duration::from_secs(60))
+}
+
+/// Runs the task `make` gives until `stop` turns true; one that dies
+/// (panics, returns before the stop, or cannot be made) is recorded as a
+/// death (log, counter, `/health`) and made again after a backoff.
+async fn supervise<M, F>(
+    task: &'static str,
+    stats: Arc<MonitorStats>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+    mut make: M,
+) where
+    M: FnMut(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> anyhow::Result<F>,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut in_a_row = 0u32;
+    loop {
+        if is_stopping(&stop) {
+            stats.tasks.stopped(task);
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        let ended = match make(Box::pin(stop_signal(stop.clone()))) {
+            Ok(run) => {
+                stats.tasks.running(task);
+                tokio::spawn(run).await.map_err(join_failure)
+            }
+            Err(e) => Err(format!("could not be started: {e:#}")),
+        };
+        let stopping = is_stopping(&stop);
+        let why = match ended {
+            Ok(()) if stopping => {
+                stats.tasks.stopped(task);
+                return;
+            }
+            Ok(()) => "returned before the stop".to_string(),
+            Err(why) => why,
+        };
+        stats.tasks.died(&stats.metrics, task, clock.now_ms(), &why);
+        if stopping {
+            return;
+        }
+        if started.elapsed() >= RESTART_RESET {
+            in_a_row = 0;
+        }
+        in_a_row += 1;
+        let wait = restart_backoff(in_a_row);
+        tracing::warn!(
+            task,
+            restart_in_ms = wait.as_millis() as u64,
+            "restarting the task"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stopping| *stopping) => {}
+        }
     }
 }
 
@@ -455,5 +714,75 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn restarts_back_off_from_one_second_to_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(|n| restart_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    // A restartable task that panics is logged, counted, shown as dead, and
+    // runs again after its backoff; the stop then ends it as usual.
+    #[tokio::test]
+    async fn a_task_that_panics_is_counted_and_started_again() {
+        let stats = Arc::new(MonitorStats::default());
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let (stop, stopping) = watch::channel(false);
+        let made = Arc::new(AtomicU32::new(0));
+        let supervisor = tokio::spawn(supervise("refresher", stats.clone(), clock, stopping, {
+            let made = made.clone();
+            move |stop| {
+                let n = made.fetch_add(1, Ordering::SeqCst);
+                Ok(async move {
+                    if n == 0 {
+                        panic!("refresher broke");
+                    }
+                    stop.await;
+                })
+            }
+        }));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            let tasks = stats.tasks.all();
+            let status = tasks
+                .iter()
+                .find(|(t, _)| *t == "refresher")
+                .map(|(_, s)| s.clone());
+            if let Some(s) = status.filter(|s| s.failures == 1 && s.running) {
+                break s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not restarted: {tasks:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(made.load(Ordering::SeqCst), 2);
+        let (_, why) = status.last_failure.expect("the death is kept");
+        assert_eq!(why, "panicked: refresher broke");
+        assert_eq!(
+            stats
+                .metrics
+                .task_failures
+                .with_label_values(&["refresher"])
+                .get(),
+            1
+        );
+        stop.send(true).expect("supervisor listens");
+        tokio::time::timeout(Duration::from_secs(5), supervisor)
+            .await
+            .expect("stops at once")
+            .expect("supervisor task");
+        let tasks = stats.tasks.all();
+        assert_eq!(tasks.len(), 1);
+        assert!(!tasks[0].1.running);
+        assert_eq!(tasks[0].1.failures, 1, "a stop is no death");
     }
 }

@@ -88,8 +88,97 @@ pub struct MonitorStats {
     pub probes_skipped: AtomicU64,
     /// Probes that failed for lack of beacon's own resources; ignored.
     pub probe_resource_errors: AtomicU64,
+    /// Epoch ms at which the monitor started (0: not running yet): before
+    /// the first write, the write age is measured from here.
+    pub started_ms: AtomicI64,
+    /// Past this long without a write, `/health` warns (0: no services, no
+    /// writes expected). A few of the shortest probe intervals.
+    pub write_warn_after_ms: AtomicU64,
+    /// Past this age of the published snapshot, `/health` warns (0: not
+    /// checked).
+    pub snapshot_warn_after_ms: AtomicU64,
+    /// The long-lived tasks and how they fared, for `/health`.
+    pub tasks: Tasks,
     /// What `/metrics` serves.
     pub metrics: crate::metrics::Metrics,
+}
+
+/// How long a task's death stays `fail` on `/health` after it was
+/// restarted, so a poll every few minutes still sees it.
+pub const TASK_FAILURE_SHOWN_MS: i64 = 10 * 60 * 1000;
+
+/// The supervised tasks: whether each runs now, and its deaths.
+#[derive(Debug, Default)]
+pub struct Tasks(std::sync::Mutex<std::collections::BTreeMap<&'static str, TaskStatus>>);
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskStatus {
+    pub running: bool,
+    /// Deaths (panics, or returns before the stop) since the process started.
+    pub failures: u64,
+    /// The latest death: epoch ms and why (the panic message).
+    pub last_failure: Option<(i64, String)>,
+}
+
+impl Tasks {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut std::collections::BTreeMap<&'static str, TaskStatus>) -> T,
+    ) -> T {
+        // A panic elsewhere while holding this lock leaves the map usable.
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut map)
+    }
+
+    /// `task` runs (again).
+    pub fn running(&self, task: &'static str) {
+        self.with(|m| m.entry(task).or_default().running = true);
+    }
+
+    /// `task` ended as it should (the process is stopping).
+    pub fn stopped(&self, task: &'static str) {
+        self.with(|m| m.entry(task).or_default().running = false);
+    }
+
+    /// `task` died at `at_ms` (epoch ms) because of `why`: logged, counted
+    /// in `beacon_task_failures_total{task}`, shown on `/health`.
+    pub fn died(
+        &self,
+        stats_metrics: &crate::metrics::Metrics,
+        task: &'static str,
+        at_ms: i64,
+        why: &str,
+    ) {
+        tracing::error!(task, error = %why, "a supervised task died");
+        stats_metrics.task_failures.with_label_values(&[task]).inc();
+        self.with(|m| {
+            let status = m.entry(task).or_default();
+            status.running = false;
+            status.failures += 1;
+            status.last_failure = Some((at_ms, why.to_string()));
+        });
+    }
+
+    /// Every task known, by name.
+    pub fn all(&self) -> Vec<(&'static str, TaskStatus)> {
+        self.with(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
+    }
+}
+
+/// Why a task ended, from its join result: the panic's message when it
+/// panicked.
+pub fn join_failure(e: tokio::task::JoinError) -> String {
+    if e.is_panic() {
+        let payload = e.into_panic();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(a panic without a message)".to_string());
+        format!("panicked: {message}")
+    } else {
+        "was cancelled".to_string()
+    }
 }
 
 impl MonitorStats {
@@ -126,13 +215,17 @@ impl Monitor {
     ) -> anyhow::Result<Self> {
         let clients = probe::Clients::new()?;
         let (written, _) = watch::channel(0);
+        let stats = Arc::new(MonitorStats::default());
+        stats
+            .write_warn_after_ms
+            .store(write_warn_after(&services, &config), Ordering::Relaxed);
         Ok(Monitor {
             services: Arc::new(services),
             clients,
             store,
             clock,
             config,
-            stats: Arc::new(MonitorStats::default()),
+            stats,
             written,
         })
     }
@@ -192,6 +285,12 @@ impl Monitor {
 
     /// Runs until `shutdown` resolves, then finishes in-flight probes and
     /// writes every result before returning.
+    ///
+    /// A recorder that dies (panics) ends this at once with an error: the
+    /// results it held and its services' state machines are gone, and
+    /// probing on would only feed a channel nobody reads. The process then
+    /// exits non-zero (see `startup`), and starts again from the stored
+    /// states under its service manager.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let (tx, rx) = mpsc::channel::<ProbeResult>(self.config.batch_size * 4);
         let recorder = self.recorder();
@@ -199,11 +298,30 @@ impl Monitor {
         let flush = self.config.flush_interval;
         let batch_size = self.config.batch_size;
         let max_buffered = self.config.max_buffered_results;
-        let recorder_task = tokio::spawn(async move {
-            recorder
-                .run(rx, batch_size, flush, max_buffered, stop_rx)
-                .await
+        self.stats
+            .started_ms
+            .store(self.clock.now_ms(), Ordering::Relaxed);
+        #[cfg(debug_assertions)]
+        let panic_after = test_hook_panic_recorder_after();
+        #[cfg(debug_assertions)]
+        let mut batches = self.written.subscribe();
+        let mut recorder_task = tokio::spawn(async move {
+            let run = recorder.run(rx, batch_size, flush, max_buffered, stop_rx);
+            #[cfg(debug_assertions)]
+            if let Some(n) = panic_after {
+                tokio::pin!(run);
+                tokio::select! {
+                    biased;
+                    ended = &mut run => return ended,
+                    _ = batches.wait_for(|written| *written >= n) => {
+                        panic!("test hook: BEACON_TEST_PANIC_RECORDER_AFTER={n} batches written")
+                    }
+                }
+            }
+            run.await
         });
+        self.stats.tasks.running("monitor");
+        self.stats.tasks.running("recorder");
 
         // The recorder learns of the shutdown at once (not after probes in
         // flight finish), so a write that keeps failing cannot hold the
@@ -212,13 +330,39 @@ impl Monitor {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        self.schedule(tx, shutdown).await;
+        let schedule = self.schedule(tx, shutdown);
+        tokio::pin!(schedule);
+        tokio::select! {
+            biased;
+            () = &mut schedule => {}
+            // Before the scheduler returns, the channel is open: the
+            // recorder only ends by dying.
+            ended = &mut recorder_task => {
+                let why = match ended {
+                    Ok(Ok(())) => "returned while probes were still coming".to_string(),
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Err(e) => join_failure(e),
+                };
+                self.stats.tasks.died(&self.stats.metrics, "recorder", self.clock.now_ms(), &why);
+                // Dropping the scheduler here cancels the probes in flight.
+                anyhow::bail!("the recorder died ({why}); the results it held are lost");
+            }
+        }
         // The scheduler has returned and every probe task has sent its
         // result: the channel is closed, the recorder drains and ends.
-        match recorder_task.await {
+        let ended = match recorder_task.await {
             Ok(result) => result,
-            Err(e) => Err(anyhow::anyhow!("the recorder task failed: {e}")),
-        }
+            Err(e) => {
+                let why = join_failure(e);
+                self.stats
+                    .tasks
+                    .died(&self.stats.metrics, "recorder", self.clock.now_ms(), &why);
+                Err(anyhow::anyhow!("the recorder died while stopping ({why})"))
+            }
+        };
+        self.stats.tasks.stopped("recorder");
+        self.stats.tasks.stopped("monitor");
+        ended
     }
 
     async fn schedule(
@@ -309,6 +453,37 @@ impl Monitor {
             now_ms + (at - now).as_millis() as i64
         } else {
             now_ms - (now - at).as_millis() as i64
+        }
+    }
+}
+
+/// How long without a write before `/health` warns: three of the shortest
+/// probe intervals plus the flush interval, at least 30 s (a write may take
+/// that long before it counts as failed). 0 without services: no writes
+/// are expected.
+fn write_warn_after(services: &[Watched], config: &MonitorConfig) -> u64 {
+    let Some(shortest) = services.iter().map(|w| w.config.interval).min() else {
+        return 0;
+    };
+    (shortest * 3 + config.flush_interval)
+        .max(Duration::from_secs(30))
+        .as_millis() as u64
+}
+
+/// Debug builds only: `BEACON_TEST_PANIC_RECORDER_AFTER=N` makes the
+/// recorder panic once N batches are written, so tests can see what a
+/// recorder death does to the process.
+#[cfg(debug_assertions)]
+fn test_hook_panic_recorder_after() -> Option<u64> {
+    let value = std::env::var("BEACON_TEST_PANIC_RECORDER_AFTER").ok()?;
+    match value.trim().parse::<u64>() {
+        Ok(n) => {
+            tracing::warn!(batches = n, "test hook: the recorder will panic");
+            Some(n)
+        }
+        Err(_) => {
+            tracing::warn!(%value, "BEACON_TEST_PANIC_RECORDER_AFTER is not a number; ignored");
+            None
         }
     }
 }

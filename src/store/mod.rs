@@ -591,20 +591,58 @@ impl Store {
     }
 
     /// Writes probe results and state changes in one transaction.
+    ///
+    /// Two writers on one PostgreSQL database (the old and the new pod of a
+    /// rolling update, or replicas) lock the same services' rows. Taken in
+    /// different orders, each would wait for the other until PostgreSQL
+    /// kills one (40P01). So the transaction first locks every service row
+    /// the batch touches, in id order, before it writes anything: the rows
+    /// that hang on a service (its rollups, results, incidents, alert
+    /// events) are then only ever written by the one writer holding it.
+    /// The updates after it go in id order too. SQLite locks the whole file
+    /// and needs none of this.
     pub async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
-        // Newest check per service, to update `last_checked_at` once each.
-        let mut last_checked: HashMap<i64, i64> = HashMap::new();
+        // Newest check per service, to update `last_checked_at` once each,
+        // in id order.
+        let mut last_checked: std::collections::BTreeMap<i64, i64> = Default::default();
         for r in &batch.results {
             let e = last_checked.entry(r.service_id).or_insert(r.checked_at);
             *e = (*e).max(r.checked_at);
         }
+        let touched: std::collections::BTreeSet<i64> = last_checked
+            .keys()
+            .copied()
+            .chain(batch.changes.iter().map(|c| c.service_id))
+            .chain(batch.dependencies.iter().map(|(id, _)| *id))
+            .chain(batch.certificates.iter().map(|(id, _)| *id))
+            .chain(batch.certificate_warnings.iter().map(|(id, _, _)| *id))
+            .collect();
+        let touched: Vec<i64> = touched.into_iter().collect();
+        // `absorb` keeps the last of each service; their order is arrival.
+        let mut dependencies: Vec<&(i64, Vec<Dependency>)> = batch.dependencies.iter().collect();
+        dependencies.sort_by_key(|(id, _)| *id);
+        let mut certificates: Vec<&(i64, i64)> = batch.certificates.iter().collect();
+        certificates.sort_by_key(|(id, _)| *id);
+        let row_locks = matches!(self, Store::Postgres(_));
         on_pool!(self, pool, Db => {
             let mut conn = pool.acquire().await?;
             let written: Result<(), StoreError> = async {
                 let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                if row_locks {
+                    // Chunks in order keep the whole in order.
+                    for chunk in touched.chunks(INSERT_CHUNK) {
+                        let mut qb = sqlx::QueryBuilder::<Db>::new("SELECT id FROM services WHERE id IN (");
+                        let mut ids = qb.separated(", ");
+                        for id in chunk {
+                            ids.push_bind(*id);
+                        }
+                        qb.push(") ORDER BY id FOR NO KEY UPDATE");
+                        qb.build().persistent(false).fetch_all(&mut *tx).await?;
+                    }
+                }
                 for chunk in batch.results.chunks(INSERT_CHUNK) {
                     let mut qb = sqlx::QueryBuilder::<Db>::new(
                         "INSERT INTO check_results (service_id, checked_at, state, latency_ms, status_code, reason) ",
@@ -814,7 +852,7 @@ impl Store {
                         _ => {}
                     }
                 }
-                for (service_id, deps) in &batch.dependencies {
+                for (service_id, deps) in dependencies {
                     let json = if deps.is_empty() {
                         None
                     } else {
@@ -826,7 +864,7 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                for (service_id, expires_at) in &batch.certificates {
+                for (service_id, expires_at) in certificates {
                     sqlx::query("UPDATE services SET certificate_expires_at = $1 WHERE id = $2")
                         .bind(*expires_at)
                         .bind(*service_id)

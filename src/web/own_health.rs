@@ -80,6 +80,96 @@ async fn check_backups(
     check
 }
 
+/// How old the last write is, against its limit. A fresh start counts from
+/// the monitor's start; without services no write is expected.
+fn check_write_age(app: &AppState, now_ms: i64, time: &str) -> serde_json::Value {
+    let stats = &app.stats;
+    let limit_ms = stats.write_warn_after_ms.load(Ordering::Relaxed) as i64;
+    let last = stats.last_write_ms.load(Ordering::Relaxed);
+    let started = stats.started_ms.load(Ordering::Relaxed);
+    let age_ms = (last > 0).then(|| (now_ms - last).max(0));
+    let since_ms = if last > 0 { last } else { started };
+    let late = limit_ms > 0 && since_ms > 0 && now_ms - since_ms > limit_ms;
+    let mut check = json!({
+        "componentType": "system",
+        "observedValue": age_ms.map(|ms| ms / 1000),
+        "observedUnit": "s since the last write",
+        "status": if late { "warn" } else { "pass" },
+        "time": time,
+    });
+    if late {
+        let secs = (now_ms - since_ms) / 1000;
+        check["output"] = json!(if last > 0 {
+            format!("nothing written for {secs} s (expected within {} s): the store refuses writes or the recorder is stuck", limit_ms / 1000)
+        } else {
+            format!("nothing written in the {secs} s since the start (expected within {} s): the store refuses writes or the recorder is stuck", limit_ms / 1000)
+        });
+    }
+    check
+}
+
+/// How old the published snapshot (what visitors see) is, against its limit.
+fn check_snapshot_age(app: &AppState, now_ms: i64, time: &str) -> serde_json::Value {
+    let limit_ms = app.stats.snapshot_warn_after_ms.load(Ordering::Relaxed) as i64;
+    let generated = app.snapshot.borrow().generated_at.timestamp_millis();
+    let age_ms = (now_ms - generated).max(0);
+    let late = limit_ms > 0 && age_ms > limit_ms;
+    let mut check = json!({
+        "componentType": "system",
+        "observedValue": age_ms / 1000,
+        "observedUnit": "s since the page was built",
+        "status": if late { "warn" } else { "pass" },
+        "time": time,
+    });
+    if late {
+        check["output"] = json!(format!(
+            "the page is {} s old (expected within {} s): rebuilding it fails",
+            age_ms / 1000,
+            limit_ms / 1000
+        ));
+    }
+    check
+}
+
+/// The supervised tasks, one component each: `fail` while one is down and
+/// for a while after it died. The second value: some task is down now.
+fn check_tasks(app: &AppState, now_ms: i64, time: &str) -> (Vec<serde_json::Value>, bool) {
+    let mut down = false;
+    let checks = app
+        .stats
+        .tasks
+        .all()
+        .into_iter()
+        .map(|(task, status)| {
+            let recent = status
+                .last_failure
+                .as_ref()
+                .is_some_and(|(at, _)| now_ms - at < crate::monitor::TASK_FAILURE_SHOWN_MS);
+            let dead = status.failures > 0 && !status.running;
+            down |= dead;
+            let mut check = json!({
+                "componentId": task,
+                "componentType": "system",
+                "observedValue": status.failures,
+                "observedUnit": "deaths",
+                "status": if dead || recent { "fail" } else { "pass" },
+                "time": time,
+            });
+            if let Some((at, why)) = status.last_failure.as_ref().filter(|_| dead || recent) {
+                let when = crate::clock::ms_to_datetime(*at)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default();
+                check["output"] = json!(format!(
+                    "died at {when}: {why}; {}",
+                    if dead { "not running" } else { "restarted" }
+                ));
+            }
+            check
+        })
+        .collect();
+    (checks, down)
+}
+
 pub async fn livez() -> &'static str {
     "ok\n"
 }
@@ -152,9 +242,19 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
         None => None,
     };
     let backup_warns = backup_check.as_ref().is_some_and(|c| c["status"] == "warn");
-    let status = if store_status == "fail" {
+    let now_ms = now.timestamp_millis();
+    let write_check = check_write_age(&app, now_ms, &time);
+    let snapshot_check = check_snapshot_age(&app, now_ms, &time);
+    let (task_checks, task_down) = check_tasks(&app, now_ms, &time);
+    // A task down now fails the whole; one that died and was restarted
+    // warns (its own check stays `fail` for a while).
+    let task_failed = task_checks.iter().any(|c| c["status"] == "fail");
+    let status = if store_status == "fail" || task_down {
         "fail"
     } else if lag_status == "warn"
+        || task_failed
+        || write_check["status"] == "warn"
+        || snapshot_check["status"] == "warn"
         || dropped > 0
         || changes_dropped > 0
         || resource_errors > 0
@@ -223,6 +323,9 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
                 "status": connections_status,
                 "time": time,
             }],
+            "monitor:writeAge": [write_check],
+            "snapshot:age": [snapshot_check],
+            "tasks:failures": task_checks,
             "monitor:skipped": [{
                 "componentType": "system",
                 "observedValue": skipped,

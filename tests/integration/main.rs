@@ -24,3 +24,4 @@ mod rollups;
 mod secrets;
 mod services_sync;
 mod statuspage;
+mod supervision;
