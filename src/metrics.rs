@@ -55,6 +55,13 @@ pub struct Metrics {
     pub alert_deliveries: IntCounterVec,
     /// Events not routed because their service was in maintenance.
     pub alerts_silenced: IntCounter,
+}
+
+/// The series read when scraped, made afresh in a registry of their own
+/// for each scrape: concurrent scrapes share no lock and no series, only
+/// the counters' atomics (an HA pair of Prometheus servers scrapes at once).
+struct Scraped {
+    registry: Registry,
     alert_pending: IntGaugeVec,
     service_state: IntGaugeVec,
     service_check_age: GaugeVec,
@@ -67,8 +74,6 @@ pub struct Metrics {
     backup_last_size: Gauge,
     backup_last_failed: IntGauge,
     backup_period: Gauge,
-    /// One scrape at a time: scrape-time series are cleared and refilled.
-    scrape: std::sync::Mutex<()>,
 }
 
 /// What a scrape reads besides the registry.
@@ -96,17 +101,21 @@ impl Default for Metrics {
     }
 }
 
+fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+    r.register(Box::new(m.clone()))
+        .expect("metric names are valid and unique");
+    m
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
 impl Metrics {
     /// The names and labels below are constants: registering them cannot
     /// fail unless this code is wrong, which the unit test below catches.
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
-            r.register(Box::new(m.clone()))
-                .expect("metric names are valid and unique");
-            m
-        }
-        let opts = |name: &str, help: &str| Opts::new(name, help);
         let hist = |name: &str, help: &str, buckets: &[f64]| {
             HistogramOpts::new(name, help).buckets(buckets.to_vec())
         };
@@ -241,6 +250,33 @@ impl Metrics {
                 ))
                 .expect("valid"),
             ),
+            registry,
+        }
+    }
+
+    /// Everything, in the Prometheus text format. Takes no lock: the
+    /// counters are read as they are, the scrape-time series are built for
+    /// this scrape alone. CPU-bound at many services: call it off the async
+    /// runtime's workers.
+    pub fn render(&self, readings: &Readings) -> String {
+        let mut families = self.registry.gather();
+        families.extend(Scraped::new().fill(readings).registry.gather());
+        // One registry would have sorted them by name.
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!(error = %e, "encoding the metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Scraped {
+    /// As [`Metrics::new`]: constant names and labels.
+    fn new() -> Scraped {
+        let registry = Registry::new();
+        let r = &registry;
+        Scraped {
             alert_pending: reg(
                 r,
                 IntGaugeVec::new(
@@ -353,18 +389,10 @@ impl Metrics {
                 .expect("valid"),
             ),
             registry,
-            scrape: std::sync::Mutex::new(()),
         }
     }
 
-    /// Everything, in the Prometheus text format.
-    pub fn render(&self, readings: &Readings) -> String {
-        let _one = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        self.service_state.reset();
-        self.service_check_age.reset();
-        self.dependency_state.reset();
-        self.certificate_expiry.reset();
-        self.alert_pending.reset();
+    fn fill(self, readings: &Readings) -> Scraped {
         for (channel, n) in readings.alerts_pending {
             self.alert_pending
                 .with_label_values(&[channel.as_str()])
@@ -426,11 +454,7 @@ impl Metrics {
                 .first()
                 .is_some_and(|b| b.status == "failed"),
         ));
-        let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!(error = %e, "encoding the metrics failed");
-        }
-        String::from_utf8(out).unwrap_or_default()
+        self
     }
 }
 
@@ -458,5 +482,98 @@ mod tests {
         assert!(text.contains("# TYPE beacon_probe_duration_seconds histogram"));
         assert!(text.contains("beacon_backup_last_run_failed 0"));
         assert!(text.contains("beacon_alert_deliveries_pending{channel=\"ops\"} 2"));
+    }
+
+    fn summary(slug: &str, state: State) -> ServiceSummary {
+        ServiceSummary {
+            id: 1,
+            slug: slug.into(),
+            name: slug.into(),
+            group: None,
+            description: None,
+            public: true,
+            position: 1,
+            state,
+            state_since: None,
+            last_checked_at: Some(1_000),
+            created_at: 0,
+            checks_24h: 0,
+            ok_24h: 0,
+            dependencies: Vec::new(),
+            certificate_expires_at: None,
+        }
+    }
+
+    /// Scrapes share no series: each one shows its own readings only, however
+    /// many run at once (they used to take turns on one lock).
+    #[test]
+    fn concurrent_renders_do_not_mix() {
+        let m = Metrics::new();
+        m.probes.with_label_values(&["a-0", "up"]).inc();
+        std::thread::scope(|scope| {
+            let renders: Vec<_> = (0..4)
+                .map(|n| {
+                    let m = &m;
+                    scope.spawn(move || {
+                        let services: Vec<ServiceSummary> = (0..300)
+                            .map(|k| summary(&format!("s{n}-{k}"), State::Up))
+                            .collect();
+                        (0..5)
+                            .map(|_| {
+                                m.render(&Readings {
+                                    now_ms: 2_000,
+                                    services: &services,
+                                    monitor_lag_secs: n as f64,
+                                    backups: &[],
+                                    backup_period_secs: None,
+                                    alerts_pending: &[],
+                                })
+                            })
+                            .collect::<Vec<String>>()
+                    })
+                })
+                .collect();
+            for (n, r) in renders.into_iter().enumerate() {
+                for text in r.join().expect("render") {
+                    let states = text
+                        .lines()
+                        .filter(|l| l.starts_with("beacon_service_state{"))
+                        .count();
+                    assert_eq!(states, 300 * STATES.len());
+                    let own = format!("service=\"s{n}-");
+                    assert!(text
+                        .lines()
+                        .filter(|l| l.starts_with("beacon_service_"))
+                        .all(|l| l.contains(&own)));
+                    assert!(text.contains(&format!("beacon_monitor_lag_seconds {n}\n")));
+                    assert!(text.contains("beacon_probes_total{outcome=\"up\",service=\"a-0\"} 1"));
+                }
+            }
+        });
+    }
+
+    /// Families come out sorted by name, as from one registry.
+    #[test]
+    fn families_in_name_order() {
+        let m = Metrics::new();
+        m.probes.with_label_values(&["checkout", "up"]).inc();
+        let text = m.render(&Readings {
+            now_ms: 0,
+            services: &[summary("checkout", State::Down)],
+            monitor_lag_secs: 0.0,
+            backups: &[],
+            backup_period_secs: Some(3600.0),
+            alerts_pending: &[],
+        });
+        let names: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+        assert!(names.contains(&"beacon_service_state"));
+        assert!(names.contains(&"beacon_probes_total"));
     }
 }

@@ -954,15 +954,23 @@ impl Refresher {
         match Inputs::read(&self.store, now_ms, Some(history)).await {
             Ok(inputs) => {
                 let previous = self.publish.borrow().clone();
-                let snapshot = Snapshot::from_inputs_reusing(
-                    inputs,
-                    &self.title,
-                    &self.groups,
-                    now,
-                    Some(&previous),
-                );
-                drop(previous);
-                self.publish.send_replace(Arc::new(snapshot));
+                let title = self.title.clone();
+                let groups = self.groups.clone();
+                // Laying out every service is CPU work (hundreds of ms at
+                // 10,000 services): on a blocking thread, not a worker.
+                let built = tokio::task::spawn_blocking(move || {
+                    Snapshot::from_inputs_reusing(inputs, &title, &groups, now, Some(&previous))
+                })
+                .await;
+                match built {
+                    Ok(snapshot) => {
+                        self.publish.send_replace(Arc::new(snapshot));
+                    }
+                    // A panic in the build ends the refresher as it did
+                    // when the build ran on this task.
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => tracing::warn!(error = %e, "building the status snapshot failed"),
+                }
             }
             // The page keeps serving the last good snapshot.
             Err(e) => tracing::warn!(error = %e, "refreshing the status snapshot failed"),

@@ -13,6 +13,9 @@
 use axum::extract::State as AxumState;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -52,13 +55,13 @@ fn group_id(name: &str) -> String {
     format!("group-{}", crate::config::slugify(name))
 }
 
-fn page(app: &AppState, s: &Snapshot) -> Value {
+fn page(d: &Doc) -> Value {
     json!({
         "id": PAGE_ID,
-        "name": s.title,
-        "url": app.public_url.clone().unwrap_or_default(),
+        "name": d.s.title,
+        "url": d.public_url.unwrap_or_default(),
         "time_zone": "Etc/UTC",
-        "updated_at": ts(s.generated_at),
+        "updated_at": ts(d.s.generated_at),
     })
 }
 
@@ -153,18 +156,63 @@ fn components(s: &Snapshot) -> Vec<Value> {
     out
 }
 
-fn components_of(s: &Snapshot, slugs: &[String]) -> Vec<Value> {
-    components(s)
-        .into_iter()
-        .filter(|c| {
-            c["id"]
-                .as_str()
-                .is_some_and(|id| slugs.iter().any(|s| s == id))
-        })
-        .collect()
+/// What one document is built from. Every component is built at most once
+/// per document, however many incidents and maintenances list it, so a
+/// document costs time linear in its size (not incidents × services).
+struct Doc<'a> {
+    s: &'a Snapshot,
+    public_url: Option<&'a str>,
+    components: OnceCell<Components>,
 }
 
-fn incident(s: &Snapshot, app: &AppState, i: &IncidentView) -> Value {
+/// Every component in Statuspage's order, and where each id is in it.
+struct Components {
+    list: Vec<Value>,
+    by_id: HashMap<String, Vec<usize>>,
+}
+
+impl<'a> Doc<'a> {
+    fn new(s: &'a Snapshot, public_url: Option<&'a str>) -> Doc<'a> {
+        Doc {
+            s,
+            public_url,
+            components: OnceCell::new(),
+        }
+    }
+
+    fn components(&self) -> &Components {
+        self.components.get_or_init(|| {
+            let list = components(self.s);
+            let mut by_id: HashMap<String, Vec<usize>> = HashMap::with_capacity(list.len());
+            for (n, c) in list.iter().enumerate() {
+                if let Some(id) = c["id"].as_str() {
+                    by_id.entry(id.to_owned()).or_default().push(n);
+                }
+            }
+            Components { list, by_id }
+        })
+    }
+
+    /// The components whose id is one of `slugs`, in the order of
+    /// [`components`], each once.
+    fn components_of(&self, slugs: &[String]) -> Vec<Value> {
+        if slugs.is_empty() {
+            return Vec::new();
+        }
+        let all = self.components();
+        let mut at: Vec<usize> = slugs
+            .iter()
+            .filter_map(|slug| all.by_id.get(slug.as_str()))
+            .flatten()
+            .copied()
+            .collect();
+        at.sort_unstable();
+        at.dedup();
+        at.into_iter().map(|n| all.list[n].clone()).collect()
+    }
+}
+
+fn incident(d: &Doc, i: &IncidentView) -> Value {
     let id = i.id.to_string();
     let status = if i.resolved_at.is_some() && i.postmortem.is_some() {
         "postmortem"
@@ -176,7 +224,7 @@ fn incident(s: &Snapshot, app: &AppState, i: &IncidentView) -> Value {
         .iter()
         .find(|(status, _, _)| status == "monitoring")
         .map(|(_, _, at)| ts(*at));
-    let affected = components_of(s, &i.service_slugs);
+    let affected = d.components_of(&i.service_slugs);
     let updates: Vec<Value> = i
         .updates
         .iter()
@@ -207,7 +255,7 @@ fn incident(s: &Snapshot, app: &AppState, i: &IncidentView) -> Value {
         "monitoring_at": monitoring_at,
         "resolved_at": i.resolved_at.map(ts),
         "impact": i.impact,
-        "shortlink": app.public_url.as_ref().map(|u| format!("{}/incidents/{id}", u.trim_end_matches('/'))),
+        "shortlink": d.public_url.map(|u| format!("{}/incidents/{id}", u.trim_end_matches('/'))),
         "started_at": ts(i.started_at),
         "page_id": PAGE_ID,
         "incident_updates": updates,
@@ -215,9 +263,9 @@ fn incident(s: &Snapshot, app: &AppState, i: &IncidentView) -> Value {
     })
 }
 
-fn maintenance(s: &Snapshot, app: &AppState, m: &MaintenanceView) -> Value {
+fn maintenance(d: &Doc, m: &MaintenanceView) -> Value {
     let id = format!("maintenance-{}", m.id);
-    let now = s.generated_at;
+    let now = d.s.generated_at;
     let status = if now < m.starts_at {
         "scheduled"
     } else if now < m.ends_at {
@@ -234,7 +282,7 @@ fn maintenance(s: &Snapshot, app: &AppState, m: &MaintenanceView) -> Value {
         "monitoring_at": Value::Null,
         "resolved_at": (status == "completed").then(|| ts(m.ends_at)),
         "impact": "maintenance",
-        "shortlink": app.public_url.clone(),
+        "shortlink": d.public_url,
         "started_at": ts(m.starts_at),
         "page_id": PAGE_ID,
         "incident_updates": [{
@@ -250,7 +298,7 @@ fn maintenance(s: &Snapshot, app: &AppState, m: &MaintenanceView) -> Value {
             "custom_tweet": Value::Null,
             "tweet_id": Value::Null,
         }],
-        "components": components_of(s, &m.service_slugs),
+        "components": d.components_of(&m.service_slugs),
         "scheduled_for": ts(m.starts_at),
         "scheduled_until": ts(m.ends_at),
     })
@@ -261,10 +309,10 @@ async fn serve(
     app: &AppState,
     headers: &HeaderMap,
     key: &'static str,
-    build: impl FnOnce(&AppState, &Snapshot) -> Value + Send + 'static,
+    build: fn(&Doc) -> Value,
 ) -> Response {
     let snapshot = app.snapshot();
-    let owned = app.clone();
+    let public_url = app.public_url.clone();
     let mut response = cache::respond(
         &app.render_cache,
         snapshot,
@@ -272,7 +320,7 @@ async fn serve(
         app.max_age_secs,
         key,
         cache::JSON,
-        move |s| Some(build(&owned, s).to_string()),
+        move |s| Some(build(&Doc::new(s, public_url.as_deref())).to_string()),
     )
     .await;
     // Statuspage's API is read from other origins (widgets, dashboards).
@@ -283,63 +331,67 @@ async fn serve(
     response
 }
 
-fn incident_list<'a>(
-    app: &AppState,
-    s: &Snapshot,
-    list: impl Iterator<Item = &'a IncidentView>,
-) -> Vec<Value> {
-    list.map(|i| incident(s, app, i)).collect()
+fn incident_list<'a>(d: &Doc, list: impl Iterator<Item = &'a IncidentView>) -> Vec<Value> {
+    list.map(|i| incident(d, i)).collect()
 }
 
-fn maintenance_list<'a>(
-    app: &AppState,
-    s: &Snapshot,
-    list: impl Iterator<Item = &'a MaintenanceView>,
-) -> Vec<Value> {
-    list.map(|m| maintenance(s, app, m)).collect()
+fn maintenance_list<'a>(d: &Doc, list: impl Iterator<Item = &'a MaintenanceView>) -> Vec<Value> {
+    list.map(|m| maintenance(d, m)).collect()
+}
+
+fn summary_doc(d: &Doc) -> Value {
+    let s = d.s;
+    json!({
+        "page": page(d),
+        "components": d.components().list,
+        "incidents": incident_list(d, s.incidents.iter()),
+        "scheduled_maintenances": maintenance_list(d, s.active_maintenances.iter().chain(&s.upcoming_maintenances)),
+        "status": status(s),
+    })
+}
+
+fn status_json(d: &Doc) -> Value {
+    json!({ "page": page(d), "status": status(d.s) })
+}
+
+fn components_json(d: &Doc) -> Value {
+    json!({ "page": page(d), "components": d.components().list })
+}
+
+fn incidents_json(d: &Doc) -> Value {
+    json!({ "page": page(d), "incidents": incident_list(d, d.s.recent_incidents.iter().take(50)) })
+}
+
+fn unresolved_json(d: &Doc) -> Value {
+    json!({ "page": page(d), "incidents": incident_list(d, d.s.incidents.iter()) })
+}
+
+fn maintenances_json(d: &Doc) -> Value {
+    json!({ "page": page(d), "scheduled_maintenances": maintenance_list(d, d.s.recent_maintenances.iter()) })
+}
+
+fn upcoming_json(d: &Doc) -> Value {
+    json!({ "page": page(d), "scheduled_maintenances": maintenance_list(d, d.s.upcoming_maintenances.iter()) })
+}
+
+fn active_json(d: &Doc) -> Value {
+    json!({ "page": page(d), "scheduled_maintenances": maintenance_list(d, d.s.active_maintenances.iter()) })
 }
 
 pub async fn summary(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
-    serve(&app, &headers, "/api/v2/summary.json", |app, s| {
-        json!({
-            "page": page(app, s),
-            "components": components(s),
-            "incidents": incident_list(app, s, s.incidents.iter()),
-            "scheduled_maintenances": maintenance_list(app, s, s.active_maintenances.iter().chain(&s.upcoming_maintenances)),
-            "status": status(s),
-        })
-    })
-    .await
+    serve(&app, &headers, "/api/v2/summary.json", summary_doc).await
 }
 
 pub async fn status_doc(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
-    serve(
-        &app,
-        &headers,
-        "/api/v2/status.json",
-        |app, s| json!({ "page": page(app, s), "status": status(s) }),
-    )
-    .await
+    serve(&app, &headers, "/api/v2/status.json", status_json).await
 }
 
 pub async fn components_doc(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
-    serve(
-        &app,
-        &headers,
-        "/api/v2/components.json",
-        |app, s| json!({ "page": page(app, s), "components": components(s) }),
-    )
-    .await
+    serve(&app, &headers, "/api/v2/components.json", components_json).await
 }
 
 pub async fn incidents(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
-    serve(
-        &app,
-        &headers,
-        "/api/v2/incidents.json",
-        |app, s| json!({ "page": page(app, s), "incidents": incident_list(app, s, s.recent_incidents.iter().take(50)) }),
-    )
-    .await
+    serve(&app, &headers, "/api/v2/incidents.json", incidents_json).await
 }
 
 pub async fn unresolved(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
@@ -347,7 +399,7 @@ pub async fn unresolved(AxumState(app): AxumState<AppState>, headers: HeaderMap)
         &app,
         &headers,
         "/api/v2/incidents/unresolved.json",
-        |app, s| json!({ "page": page(app, s), "incidents": incident_list(app, s, s.incidents.iter()) }),
+        unresolved_json,
     )
     .await
 }
@@ -357,7 +409,7 @@ pub async fn maintenances(AxumState(app): AxumState<AppState>, headers: HeaderMa
         &app,
         &headers,
         "/api/v2/scheduled-maintenances.json",
-        |app, s| json!({ "page": page(app, s), "scheduled_maintenances": maintenance_list(app, s, s.recent_maintenances.iter()) }),
+        maintenances_json,
     )
     .await
 }
@@ -367,7 +419,7 @@ pub async fn upcoming(AxumState(app): AxumState<AppState>, headers: HeaderMap) -
         &app,
         &headers,
         "/api/v2/scheduled-maintenances/upcoming.json",
-        |app, s| json!({ "page": page(app, s), "scheduled_maintenances": maintenance_list(app, s, s.upcoming_maintenances.iter()) }),
+        upcoming_json,
     )
     .await
 }
@@ -377,7 +429,243 @@ pub async fn active(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> 
         &app,
         &headers,
         "/api/v2/scheduled-maintenances/active.json",
-        |app, s| json!({ "page": page(app, s), "scheduled_maintenances": maintenance_list(app, s, s.active_maintenances.iter()) }),
+        active_json,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::snapshot::{Day, GroupView};
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_773_000_000 + secs, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn service(n: usize, state: State) -> ServiceView {
+        ServiceView {
+            slug: format!("svc-{n}"),
+            name: format!("Service {n}"),
+            description: n.is_multiple_of(3).then(|| format!("about {n}")),
+            state,
+            state_since: (!n.is_multiple_of(4)).then(|| at(n as i64)),
+            last_checked_at: Some(at(0)),
+            created_at: at(-(n as i64)),
+            uptime: [None; 4],
+            hours: Arc::from(Vec::new()),
+            past_days: Arc::from(Vec::new()),
+            today: Day::empty(at(0).date_naive()),
+            incidents_90d: 0,
+            p50_24h: None,
+            dependencies: Vec::new(),
+        }
+    }
+
+    fn incident(id: i64, slugs: Vec<String>, resolved: bool) -> IncidentView {
+        let updates = vec![
+            ("investigating".to_string(), "looking".to_string(), at(id)),
+            (
+                "monitoring".to_string(),
+                "a fix is out".to_string(),
+                at(id + 5),
+            ),
+        ];
+        IncidentView {
+            id,
+            title: format!("Incident {id}"),
+            impact: "major".into(),
+            status: "monitoring".into(),
+            started_at: at(id),
+            updated_at: at(id + 5),
+            resolved_at: resolved.then(|| at(id + 9)),
+            postmortem: (resolved && id % 2 == 0).then(|| "what happened".to_string()),
+            latest: updates.last().cloned(),
+            updates,
+            services: slugs.iter().map(|s| s.to_uppercase()).collect(),
+            service_slugs: slugs,
+        }
+    }
+
+    fn maintenance(id: i64, slugs: Vec<String>, starts: i64) -> MaintenanceView {
+        MaintenanceView {
+            id,
+            title: format!("Window {id}"),
+            message: "upgrading".into(),
+            starts_at: at(starts),
+            ends_at: at(starts + 3600),
+            services: slugs.iter().map(|s| s.to_uppercase()).collect(),
+            service_slugs: slugs,
+            created_at: at(-100),
+            updated_at: at(-50),
+        }
+    }
+
+    /// `services` public services in named groups of 50 (an ungrouped
+    /// first one), every fifth unknown, `incidents` open incidents each
+    /// naming a few services (some twice, some unknown or not public).
+    fn outage(services: usize, incidents: usize) -> Snapshot {
+        let states = [
+            State::Up,
+            State::Down,
+            State::Degraded,
+            State::Maintenance,
+            State::Unknown,
+        ];
+        let all: Vec<ServiceView> = (0..services).map(|n| service(n, states[n % 5])).collect();
+        let mut groups = Vec::new();
+        for (g, chunk) in all.chunks(50).enumerate() {
+            groups.push(GroupView {
+                name: (g > 0).then(|| format!("Group {g}")),
+                description: g.is_multiple_of(2).then(|| "a group".to_string()),
+                uptime: [None; 4],
+                services: chunk.to_vec(),
+            });
+        }
+        // A group whose services are all unknown is left out.
+        groups.push(GroupView {
+            name: Some("Dark".into()),
+            description: None,
+            uptime: [None; 4],
+            services: vec![service(services + 4, State::Unknown)],
+        });
+        let slug = |n: usize| format!("svc-{}", n % services.max(1));
+        let open: Vec<IncidentView> = (0..incidents)
+            .map(|k| {
+                let mut slugs: Vec<String> = (0..1 + k % 4).map(|j| slug(k * 7 + j * 13)).collect();
+                if k.is_multiple_of(5) {
+                    slugs.push(slug(k * 7));
+                    slugs.push("gone".into());
+                    slugs.push("group-group-1".into());
+                }
+                incident(k as i64 + 1, slugs, false)
+            })
+            .collect();
+        let recent: Vec<IncidentView> = (0..60)
+            .map(|k| incident(10_000 + k, vec![slug(k as usize * 3)], k % 3 == 0))
+            .collect();
+        let windows: Vec<MaintenanceView> = (0..6)
+            .map(|k| {
+                maintenance(
+                    k,
+                    vec![slug(k as usize), slug(k as usize + 40)],
+                    k * 2000 - 5000,
+                )
+            })
+            .collect();
+        Snapshot {
+            generated_at: at(0),
+            title: "Status".into(),
+            overall: crate::snapshot::Overall::PartialOutage,
+            groups,
+            incidents: open,
+            recent_incidents: recent,
+            recent_maintenances: windows.clone(),
+            active_maintenances: windows[..3].to_vec(),
+            upcoming_maintenances: windows[3..].to_vec(),
+        }
+    }
+
+    /// The components of `slugs` as they were found before documents were
+    /// linear: every component rebuilt, then filtered.
+    fn components_of_reference(s: &Snapshot, slugs: &[String]) -> Vec<Value> {
+        components(s)
+            .into_iter()
+            .filter(|c| {
+                c["id"]
+                    .as_str()
+                    .is_some_and(|id| slugs.iter().any(|s| s == id))
+            })
+            .collect()
+    }
+
+    const DOCUMENTS: [fn(&Doc) -> Value; 8] = [
+        summary_doc,
+        status_json,
+        components_json,
+        incidents_json,
+        unresolved_json,
+        maintenances_json,
+        upcoming_json,
+        active_json,
+    ];
+
+    #[test]
+    fn affected_components_are_those_of_the_full_list() {
+        let s = outage(230, 40);
+        let views: Vec<(&IncidentView, &str)> = s
+            .incidents
+            .iter()
+            .chain(&s.recent_incidents)
+            .map(|i| (i, "incident"))
+            .collect();
+        for build in DOCUMENTS {
+            let doc = build(&Doc::new(&s, Some("https://status.example.com/")));
+            for list in ["incidents", "scheduled_maintenances"] {
+                for item in doc[list].as_array().into_iter().flatten() {
+                    let id = item["id"].as_str().unwrap_or_default();
+                    let slugs = if let Some(m) = id.strip_prefix("maintenance-") {
+                        let m = s
+                            .recent_maintenances
+                            .iter()
+                            .find(|w| w.id.to_string() == m)
+                            .expect("a window of the snapshot");
+                        &m.service_slugs
+                    } else {
+                        let (i, _) = views
+                            .iter()
+                            .find(|(i, _)| i.id.to_string() == id)
+                            .expect("an incident of the snapshot");
+                        &i.service_slugs
+                    };
+                    let expected = components_of_reference(&s, slugs);
+                    assert_eq!(item["components"], Value::Array(expected), "{id}");
+                }
+            }
+        }
+        // Named twice, a group's id, unknown: listed once, in page order.
+        let first = &doc_of(&s)["incidents"][0]["components"];
+        let ids: Vec<&str> = first
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["svc-0", "group-group-1"]);
+    }
+
+    fn doc_of(s: &Snapshot) -> Value {
+        summary_doc(&Doc::new(s, None))
+    }
+
+    /// An outage: 2,000 services, 600 open incidents. Built once per
+    /// snapshot change, so it must stay linear (was incidents × services).
+    #[test]
+    fn summary_of_a_mass_outage() {
+        let s = outage(2_000, 600);
+        let started = std::time::Instant::now();
+        let text = doc_of(&s).to_string();
+        eprintln!(
+            "summary.json at 2,000 services / 600 incidents: {} bytes in {:?}",
+            text.len(),
+            started.elapsed()
+        );
+        let doc: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(doc["incidents"].as_array().map(Vec::len), Some(600));
+        // 40 groups, 1,600 known services (every fifth is unknown).
+        assert_eq!(doc["components"].as_array().map(Vec::len), Some(39 + 1_600));
+        let affected: usize = doc["incidents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| i["components"].as_array().map_or(0, Vec::len))
+            .sum();
+        assert!(affected > 600, "{affected}");
+    }
 }

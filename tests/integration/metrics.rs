@@ -326,3 +326,52 @@ async fn metrics_off(db: TestDb) {
     assert_eq!(app.get("/metrics").await.expect("get").0, 404);
     app.stop().await.expect("stop");
 }
+
+/// The names and labels of every sample, without the values.
+fn series(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_string()))
+        .collect()
+}
+
+store_test!(concurrent_scrapes_see_the_same_series, concurrent_scrapes);
+async fn concurrent_scrapes(db: TestDb) {
+    const SERVICES: usize = 300;
+    let target = Target::start().await;
+    let mut body = format!("[metrics]\ntoken = \"{TOKEN}\"\n");
+    for n in 0..SERVICES {
+        body.push_str(&format!(
+            "[[service]]\nname = \"Service {n}\"\nurl = \"{}\"\ninterval = \"5s\"\n",
+            target.url("ok")
+        ));
+    }
+    let app = TestApp::spawn(test_config(&db, &body)).await;
+    eventually(
+        "every service is checked",
+        Duration::from_secs(20),
+        || async {
+            let s = app.summaries().await;
+            s.len() == SERVICES && s.iter().all(|s| s.last_checked_at.is_some())
+        },
+    )
+    .await;
+    // Once alone, so that `/metrics` itself is counted in every scrape
+    // below (a request is counted once answered).
+    scrape(&app).await;
+    let first = series(&scrape(&app).await);
+    let (a, b, c, d) = tokio::join!(scrape(&app), scrape(&app), scrape(&app), scrape(&app));
+    let state_series = |s: &std::collections::BTreeSet<String>| {
+        s.iter()
+            .filter(|l| l.starts_with("beacon_service_state{"))
+            .count()
+    };
+    assert_eq!(state_series(&first), SERVICES * 5);
+    for text in [a, b, c, d] {
+        let got = series(&text);
+        assert_eq!(
+            got.symmetric_difference(&first).collect::<Vec<_>>(),
+            Vec::<&String>::new()
+        );
+    }
+}
