@@ -281,9 +281,10 @@ async fn store_refusal(seconds: u64) -> anyhow::Result<()> {
         .filter(|l| l.starts_with("beacon_results_dropped_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
+    // An empty f64 sum is -0.0.
+    let dropped = dropped + 0.0;
     println!(
-        "store refusal: PostgreSQL refused connections for {seconds} s; {probed} probes made, {stored} of their results stored ({} lost), beacon_results_dropped_total {dropped}; page showed the outage {} after the store came back; open incidents: {incidents}",
-        probed as i64 - stored,
+        "store refusal: PostgreSQL refused connections for {seconds} s; {probed} probes reached the target, {stored} results stored with a time inside the refusal, beacon_results_dropped_total {dropped:.0}; page showed the outage {} after the store came back; open incidents: {incidents}",
         page_down_after.map_or("never".to_string(), |ms| format!("{ms} ms")),
     );
     drop(beacon);
@@ -291,9 +292,31 @@ async fn store_refusal(seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A target in a process of its own (Python's http.server serving a file
+/// `ok`): the slow clients take this process's descriptors, and a target
+/// in it would fail for that, not beacon.
+fn separate_target() -> anyhow::Result<(std::net::SocketAddr, std::process::Child, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("ok"), "ok")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = std::process::Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        anyhow::ensure!(Instant::now() < end, "python3 -m http.server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((addr, child, dir))
+}
+
 async fn slow_clients(count: usize, seconds: u64) -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let (addr, _, _) = target().await?;
+    let (addr, mut python, _served) = separate_target()?;
     let mut config =
         "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{dir}/b.db\"\n"
             .to_string();
@@ -391,6 +414,8 @@ async fn slow_clients(count: usize, seconds: u64) -> anyhow::Result<()> {
         latencies.last().copied().unwrap_or_default(),
         metric(&after, "beacon_probe_resource_errors_total"),
     );
+    let _ = python.kill();
+    let _ = python.wait();
     Ok(())
 }
 
