@@ -295,12 +295,22 @@ async fn store_refusal(seconds: u64) -> anyhow::Result<()> {
 /// A target in a process of its own (Python's http.server serving a file
 /// `ok`): the slow clients take this process's descriptors, and a target
 /// in it would fail for that, not beacon.
-fn separate_target() -> anyhow::Result<(std::net::SocketAddr, std::process::Child, tempfile::TempDir)> {
+fn separate_target(
+) -> anyhow::Result<(std::net::SocketAddr, std::process::Child, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("ok"), "ok")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = std::process::Command::new("python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

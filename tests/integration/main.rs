@@ -11,6 +11,7 @@ mod binary;
 mod browser;
 mod config_props;
 mod drill;
+mod hardening;
 mod health_docs;
 mod incidents;
 mod input_hygiene;
