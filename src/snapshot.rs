@@ -832,14 +832,29 @@ impl Snapshot {
     /// An incident read from the store (one older than the snapshot
     /// holds), named as the page names it.
     pub fn incident_view(&self, i: Incident) -> IncidentView {
+        self.with_public_names(|public_name| incident_view(i, public_name, self.generated_at))
+    }
+
+    /// Views of `incidents`, with the services' names looked up once for
+    /// them all (a history page holds hundreds).
+    pub fn incident_views(&self, incidents: Vec<Incident>) -> Vec<IncidentView> {
+        self.with_public_names(|public_name| {
+            incidents
+                .into_iter()
+                .map(|i| incident_view(i, public_name, self.generated_at))
+                .collect()
+        })
+    }
+
+    /// Calls `f` with the public name of a service slug, if it is shown.
+    fn with_public_names<R>(&self, f: impl FnOnce(&dyn Fn(&String) -> Option<String>) -> R) -> R {
         let names: HashMap<&str, &str> = self
             .groups
             .iter()
             .flat_map(|g| g.services.iter())
             .map(|s| (s.slug.as_str(), s.name.as_str()))
             .collect();
-        let public_name = |slug: &String| names.get(slug.as_str()).map(|n| n.to_string());
-        incident_view(i, &public_name, self.generated_at)
+        f(&|slug: &String| names.get(slug.as_str()).map(|n| n.to_string()))
     }
 }
 

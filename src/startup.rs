@@ -185,6 +185,7 @@ impl Application {
             metrics_enabled: config.metrics.enabled,
             metrics_token: config.metrics.token.clone().map(Arc::new),
             server_stats: Default::default(),
+            store_reads: Arc::new(tokio::sync::Semaphore::new(web::STORE_READERS)),
         };
         Ok(Application {
             listener,

@@ -155,15 +155,22 @@ impl Store {
         self.load(&ids).await
     }
 
-    /// Incidents that started in `[from, to)` (ms), newest first.
-    pub async fn incidents_between(&self, from: i64, to: i64) -> Result<Vec<Incident>, StoreError> {
+    /// Incidents that started in `[from, to)` (ms), newest first, at most
+    /// `limit` of them.
+    pub async fn incidents_between(
+        &self,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<Incident>, StoreError> {
         let ids: Vec<i64> = on_pool!(self, pool, _Db => {
             sqlx::query_scalar(
                 "SELECT id FROM incidents WHERE started_at >= $1 AND started_at < $2 \
-                 ORDER BY started_at DESC, id DESC",
+                 ORDER BY started_at DESC, id DESC LIMIT $3",
             )
             .bind(from)
             .bind(to)
+            .bind(limit)
             .fetch_all(pool)
             .await?
         });

@@ -25,25 +25,21 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
     let now_ms = app.clock.now_ms();
     // A store that does not answer must not hide the counters that say so
     // (write failures, results held or shed): without it, the series read
-    // from the store are left out and the rest is served.
-    let read = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-        tokio::try_join!(
-            app.store.service_summaries(now_ms),
-            app.store.backup_records(),
-            app.store.pending_alert_deliveries()
-        )
-    })
-    .await;
+    // from the store are left out and the rest is served. A scrape is a
+    // public read like any other (see `AppState::read_store`).
+    let read = app
+        .read_store(async {
+            tokio::try_join!(
+                app.store.service_summaries(now_ms),
+                app.store.backup_records(),
+                app.store.pending_alert_deliveries()
+            )
+        })
+        .await;
     let (services, backups, pending) = match read {
-        Ok(Ok(read)) => read,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "reading the store for /metrics failed; serving the counters only");
-            Default::default()
-        }
-        Err(_) => {
-            tracing::warn!(
-                "the store did not answer /metrics within 2 s; serving the counters only"
-            );
+        Ok(read) => read,
+        Err(refused) => {
+            tracing::warn!(error = ?refused, "reading the store for /metrics failed; serving the counters only");
             Default::default()
         }
     };

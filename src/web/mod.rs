@@ -57,6 +57,47 @@ pub struct AppState {
     pub alert_channels: Arc<Vec<String>>,
     /// Open connections and the cap, for `/health` and `/metrics`.
     pub server_stats: Arc<server::ServerStats>,
+    /// Permits for public reads that must reach the store (see
+    /// [`AppState::read_store`]).
+    pub store_reads: Arc<tokio::sync::Semaphore>,
+}
+
+/// Public reads of the store at once. The store's pool is shared with the
+/// recorder (four connections on SQLite): a crawler walking the incident
+/// history must never take them all.
+pub const STORE_READERS: usize = 2;
+/// How long a public read waits for a permit, then how long it may take.
+const READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Why a public read of the store was not made or did not finish.
+#[derive(Debug)]
+pub enum ReadRefused {
+    /// Every permit was taken for [`READ_WAIT`], or the read took longer
+    /// than [`READ_DEADLINE`]: the store is busy; try again.
+    Busy,
+    Failed(crate::store::StoreError),
+}
+
+impl ReadRefused {
+    /// 503 with `Retry-After`; the cause goes to the log, not the visitor.
+    pub fn response(self, what: &str) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        match self {
+            ReadRefused::Busy => {
+                tracing::warn!(what, "a public read of the store was turned away: busy")
+            }
+            ReadRefused::Failed(e) => {
+                tracing::error!(error = %e, what, "a public read of the store failed")
+            }
+        }
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "5")],
+            "Try again shortly\n",
+        )
+            .into_response()
+    }
 }
 
 /// What every page shows around its content (from `[server]`).
@@ -81,6 +122,26 @@ pub struct BackupWatch {
 impl AppState {
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
+    }
+
+    /// Runs `read` against the store for a public route: at most
+    /// [`STORE_READERS`] at once, each with a deadline, so the recorder's
+    /// writes never wait behind readers (a crawler, a scraper).
+    pub async fn read_store<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, crate::store::StoreError>>,
+    ) -> Result<T, ReadRefused> {
+        let permit = tokio::time::timeout(READ_WAIT, self.store_reads.acquire())
+            .await
+            .map_err(|_| ReadRefused::Busy)?
+            .map_err(|_| ReadRefused::Busy)?;
+        let outcome = tokio::time::timeout(READ_DEADLINE, read).await;
+        drop(permit);
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(ReadRefused::Failed(e)),
+            Err(_) => Err(ReadRefused::Busy),
+        }
     }
 }
 

@@ -312,6 +312,8 @@ struct IncidentsPage {
     /// The page numbers of the neighbours, when there are any.
     newer: Option<u32>,
     older: Option<u32>,
+    /// Set when the page's months held more incidents than it shows.
+    cut: Option<usize>,
 }
 
 struct UpdateRow {
@@ -357,6 +359,9 @@ fn incident_class(i: &IncidentView) -> &'static str {
 
 /// How many calendar months one page of `/incidents` covers.
 const MONTHS_A_PAGE: u32 = 3;
+/// Incidents a history page shows at most: three months of a very bad
+/// quarter, read with a `LIMIT` so no page costs more than this.
+const HISTORY_PAGE_LIMIT: usize = 500;
 
 /// `?page=N` of `/incidents`.
 #[derive(serde::Deserialize)]
@@ -424,38 +429,48 @@ pub async fn incidents(
                     .filter(|i| i.started_at >= from)
                     .collect();
                 let older = s.recent_incidents.iter().any(|i| i.started_at < from);
-                history_html(&app, s, &shown, page, older, from, to)
+                history_html(&app, s, &shown, page, older, from, to, false)
             },
         )
         .await;
     }
-    let (rows, first) = match tokio::try_join!(
-        app.store
-            .incidents_between(from.timestamp_millis(), to.timestamp_millis()),
-        app.store.first_incident_start()
-    ) {
+    let read = app
+        .read_store(async {
+            tokio::try_join!(
+                app.store.incidents_between(
+                    from.timestamp_millis(),
+                    to.timestamp_millis(),
+                    HISTORY_PAGE_LIMIT as i64 + 1
+                ),
+                app.store.first_incident_start()
+            )
+        })
+        .await;
+    let (mut rows, first) = match read {
         Ok(found) => found,
-        Err(e) => {
-            tracing::error!(error = %e, "reading the incident history failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly\n").into_response();
-        }
+        Err(refused) => return refused.response("the incident history"),
     };
+    let cut = rows.len() > HISTORY_PAGE_LIMIT;
+    rows.truncate(HISTORY_PAGE_LIMIT);
     // Past the first incident on record: there is no such page.
     if first.is_none_or(|first| first >= to.timestamp_millis()) {
         return not_found().await;
     }
-    let views: Vec<IncidentView> = rows
-        .into_iter()
-        .map(|i| snapshot.incident_view(i))
-        .collect();
-    let shown: Vec<&IncidentView> = views.iter().collect();
     let older = first.is_some_and(|first| first < from.timestamp_millis());
-    match history_html(&app, &snapshot, &shown, page, older, from, to) {
-        Some(html) => axum::response::Html(html).into_response(),
-        None => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response(),
+    // Off the runtime's workers: a page of hundreds of incidents.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let views = snapshot.incident_views(rows);
+        let shown: Vec<&IncidentView> = views.iter().collect();
+        history_html(&app, &snapshot, &shown, page, older, from, to, cut)
+    })
+    .await;
+    match rendered {
+        Ok(Some(html)) => axum::response::Html(html).into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response(),
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one page, its place in the history and what it leaves out
 fn history_html(
     app: &AppState,
     s: &Snapshot,
@@ -464,6 +479,7 @@ fn history_html(
     older: bool,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    cut: bool,
 ) -> Option<String> {
     let tz = app.site.time_zone;
     let month_name = |t: DateTime<Utc>| t.with_timezone(&tz).format("%B %Y").to_string();
@@ -511,6 +527,7 @@ fn history_html(
         newer: (page > 1).then(|| page - 1),
         older: older.then_some(page + 1),
         months,
+        cut: cut.then_some(HISTORY_PAGE_LIMIT),
     }
     .render()
     .map_err(|e| tracing::error!(error = %e, "rendering /incidents failed"))
@@ -546,13 +563,10 @@ pub async fn incident(
         )
         .await;
     }
-    let stored = match app.store.incident(id).await {
+    let stored = match app.read_store(app.store.incident(id)).await {
         Ok(Some(found)) => snapshot.incident_view(found),
         Ok(None) => return not_found().await,
-        Err(e) => {
-            tracing::error!(error = %e, "reading an incident failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "Try again shortly\n").into_response();
-        }
+        Err(refused) => return refused.response("an incident"),
     };
     match incident_html(&app, &snapshot, &stored) {
         Some(html) => axum::response::Html(html).into_response(),

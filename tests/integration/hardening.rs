@@ -779,3 +779,124 @@ async fn probes_failing_for_lack_of_descriptors_change_no_state() {
         "a service went down for beacon's own lack of descriptors: {services}"
     );
 }
+
+// Issue 22, bounded public reads: a crawler walking the incident history
+// (pages the snapshot does not hold, read from the store) is served or
+// turned away with Retry-After, never queued without end, and the
+// recorder's writes go on beside it without a failure. A history page
+// reads at most 500 incidents, and says so when its months hold more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawler_on_the_history_never_holds_up_the_writes() {
+    let db = TestDb::sqlite().await;
+    let target = Target::start().await;
+    let app = TestApp::spawn(test_config(
+        &db,
+        &format!(
+            "[[service]]\nname = \"Checkout\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
+            target.url("ok")
+        ),
+    ))
+    .await;
+    app.wait_for_every_state().await;
+    // 510 incidents five months ago (page 2), resolved.
+    let five_months_ago = chrono::Utc::now().timestamp_millis() - 150 * 86_400_000;
+    for n in 0..510 {
+        let id = app
+            .store
+            .create_incident(&beacon::store::NewIncident {
+                title: format!("Old incident {n}"),
+                impact: "minor".into(),
+                status: "resolved".into(),
+                message: "It was handled.".into(),
+                services: vec!["checkout".into()],
+                at: five_months_ago + n * 60_000,
+            })
+            .await
+            .expect("incident");
+        let _ = id;
+    }
+    let (status, page) = app.get("/incidents?page=2").await.expect("page 2");
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("This page shows the newest 500 incidents"),
+        "{page}"
+    );
+    assert_eq!(page.matches("Old incident ").count(), 500);
+
+    let metrics = |app_url: String| async move {
+        metric(&app_url, "beacon_store_write_failures_total").await
+    };
+    let base = app.url("");
+    let base = base.trim_end_matches('/').to_string();
+    let failures_before = metrics(base.clone()).await;
+    let written = || async {
+        let (_, h) = app.get("/health").await.unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&h).unwrap_or_default();
+        v["checks"]["monitor:results"][0]["observedValue"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let written_before = written().await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(8))
+        .build()
+        .expect("client");
+    let started = Instant::now();
+    let mut crawlers = tokio::task::JoinSet::new();
+    for c in 0..24u32 {
+        let client = client.clone();
+        let base = base.clone();
+        crawlers.spawn(async move {
+            let mut codes = Vec::new();
+            let mut n = c;
+            while started.elapsed() < Duration::from_secs(6) {
+                let path = if n % 3 == 0 {
+                    format!("/incidents/{}", 1 + n % 500)
+                } else {
+                    format!("/incidents?page={}", 2 + n % 4)
+                };
+                n += 1;
+                let asked = Instant::now();
+                let r = client
+                    .get(format!("{base}{path}"))
+                    .send()
+                    .await
+                    .expect("answered within 8 s");
+                let code = r.status().as_u16();
+                if code == 503 {
+                    assert!(
+                        r.headers().contains_key("retry-after"),
+                        "503 without Retry-After"
+                    );
+                }
+                let _ = r.bytes().await;
+                codes.push((code, asked.elapsed()));
+            }
+            codes
+        });
+    }
+    let mut codes = Vec::new();
+    while let Some(done) = crawlers.join_next().await {
+        codes.extend(done.expect("crawler"));
+    }
+    assert!(
+        codes.iter().all(|(c, _)| [200, 404, 503].contains(c)),
+        "{codes:?}"
+    );
+    assert!(
+        codes.iter().filter(|(c, _)| *c == 200).count() > 10,
+        "the crawler was served"
+    );
+    let slowest = codes.iter().map(|(_, t)| *t).max().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_secs(7),
+        "a crawler request took {slowest:?}"
+    );
+    // The recorder wrote all along, without a failure.
+    assert!(
+        written().await >= written_before + 4,
+        "the recorder fell behind the crawler"
+    );
+    assert_eq!(metrics(base).await, failures_before);
+    app.stop().await.expect("stops");
+}
