@@ -11,6 +11,11 @@
 //!    then nothing, against 50 services at 1 s: `/` latency and probe
 //!    success while they are held.
 //! 4. **stop**: SIGTERM with ten half-sent requests open; time to exit.
+//! 5. **mass** (issue 22): 2,000 services every 5 s, 30 % down, 2 %
+//!    flapping; 20 readers over `/`, summary.json, unresolved.json,
+//!    `/incidents`, a service page and `/metrics`, and a crawler over the
+//!    history, 40 s from a cold start. `mass10k`: 10,000 every 30 s, 60 s
+//!    (only when named).
 //!
 //!   cargo bench --bench hardening                  # all, ~2 minutes; needs wrk
 //!   cargo bench --bench hardening -- --smoke       # seconds: what CI runs
@@ -449,6 +454,177 @@ async fn stop() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A target for the mass outage: `/ok` up, `/down` 503, `/switch` flips
+/// every 700 ms (so states and the snapshot change every second).
+async fn outage_target() -> anyhow::Result<std::net::SocketAddr> {
+    let flip = Arc::new(AtomicU16::new(200));
+    let f = flip.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let next = if f.load(Ordering::Relaxed) == 200 {
+                503
+            } else {
+                200
+            };
+            f.store(next, Ordering::Relaxed);
+        }
+    });
+    let app = axum::Router::new()
+        .route("/ok", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/down",
+            axum::routing::get(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+        )
+        .route(
+            "/switch",
+            axum::routing::get(move || {
+                let flip = flip.clone();
+                async move {
+                    axum::http::StatusCode::from_u16(flip.load(Ordering::Relaxed))
+                        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
+/// Issue 22's mass outage: `services` at `interval`, 30 % down (each with
+/// an open automatic incident), 2 % flapping so the snapshot changes every
+/// second; 20 readers over the heavy routes and a crawler over the
+/// history, `seconds` long, from a cold start.
+async fn mass_outage(services: usize, interval: u64, seconds: u64) -> anyhow::Result<()> {
+    let addr = outage_target().await?;
+    let mut config =
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{dir}/b.db\"\n"
+            .to_string();
+    for i in 0..services {
+        let path = match i % 100 {
+            0..=29 => "down",
+            30 | 31 => "switch",
+            _ => "ok",
+        };
+        config.push_str(&format!(
+            "[[service]]\nname = \"S{i}\"\nurl = \"http://{addr}/{path}\"\ninterval = \"{interval}s\"\ntimeout = \"2s\"\nfailure_threshold = 1\nsuccess_threshold = 1\n"
+        ));
+    }
+    let beacon = Beacon::start(&config).await?;
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let livez = tokio::spawn(watch_livez(beacon.url("/livez"), until));
+    let routes = [
+        "/",
+        "/api/v2/summary.json",
+        "/api/v2/incidents/unresolved.json",
+        "/incidents",
+        "/services/s31",
+        "/metrics",
+    ];
+    let mut readers = tokio::task::JoinSet::new();
+    for r in 0..20usize {
+        let urls: Vec<String> = routes.iter().map(|p| beacon.url(p)).collect();
+        readers.spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let (mut times, mut failed) = (Vec::new(), 0u64);
+            let mut i = r;
+            while Instant::now() < until {
+                let asked = Instant::now();
+                match client.get(&urls[i % urls.len()]).send().await {
+                    Ok(resp) if resp.status().is_success() => {
+                        let _ = resp.bytes().await;
+                        times.push(asked.elapsed());
+                    }
+                    _ => failed += 1,
+                }
+                i += 1;
+            }
+            (times, failed)
+        });
+    }
+    // The crawler: the history, page after page, again and again.
+    let crawl_base = beacon.url("/incidents?page=");
+    let crawler = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let (mut served, mut turned_away) = (0u64, 0u64);
+        let mut page = 1;
+        while Instant::now() < until {
+            match client.get(format!("{crawl_base}{page}")).send().await {
+                Ok(r) if r.status().is_success() => served += 1,
+                Ok(r) if r.status() == 404 => page = 0,
+                _ => turned_away += 1,
+            }
+            page += 1;
+        }
+        (served, turned_away)
+    });
+    // Lag, sampled from /health each second.
+    let client = reqwest::Client::new();
+    let mut lags = Vec::new();
+    let mut last_health = serde_json::Value::Null;
+    while Instant::now() < until {
+        if let Ok(r) = client.get(beacon.url("/health")).send().await {
+            if let Ok(v) =
+                serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap_or_default())
+            {
+                if let Some(ms) = v["checks"]["monitor:lag"][0]["observedValue"].as_u64() {
+                    lags.push(Duration::from_millis(ms));
+                }
+                last_health = v;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let (mut times, mut failed) = (Vec::new(), 0);
+    while let Some(done) = readers.join_next().await {
+        let (t, f) = done?;
+        times.extend(t);
+        failed += f;
+    }
+    times.sort();
+    lags.sort();
+    let (livez_times, livez_failed) = livez.await?;
+    let (crawled, crawl_refused) = crawler.await?;
+    let metrics = client
+        .get(beacon.url("/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let sum = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            + 0.0
+    };
+    let probes = sum("beacon_probes_total");
+    let elapsed = seconds as f64;
+    println!(
+        "mass outage: {services} services every {interval} s, 30 % down, {seconds} s from a cold start | readers: {} answered, {failed} failed, p50 {:?}, p99 {:?}, max {:?} | crawler: {crawled} pages served, {crawl_refused} turned away | /livez: {} answered, {livez_failed} failed, p99 {:?}, max {:?} | lag p99 {:?} (sampled 1/s) | probes written {probes:.0} ({:.0} % of plan over the run), results dropped {:.0}, write failures {:.0} | /health {}",
+        times.len(),
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        times.last().copied().unwrap_or_default(),
+        livez_times.len(),
+        percentile(&livez_times, 0.99),
+        livez_times.last().copied().unwrap_or_default(),
+        percentile(&lags, 0.99),
+        100.0 * probes / (services as f64 * elapsed / interval as f64),
+        sum("beacon_results_dropped_total"),
+        sum("beacon_store_write_failures_total"),
+        last_health["status"],
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args()
@@ -477,6 +653,16 @@ async fn main() -> anyhow::Result<()> {
     }
     if wants("stop") {
         stop().await?;
+    }
+    if wants("mass") {
+        if smoke {
+            mass_outage(100, 5, 3).await?;
+        } else {
+            mass_outage(2_000, 5, 40).await?;
+        }
+    }
+    if chosen.contains(&"mass10k") {
+        mass_outage(10_000, 30, 60).await?;
     }
     Ok(())
 }
