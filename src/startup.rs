@@ -273,6 +273,9 @@ impl Application {
             // Every series from the start, at 0, so rate() works before a death.
             stats.metrics.task_failures.with_label_values(&[task]);
         }
+        for reason in ["refused", "shed"] {
+            stats.metrics.results_dropped.with_label_values(&[reason]);
+        }
 
         let (stop_monitor, monitor_stopped) = oneshot::channel::<()>();
         let (stop_server, server_stopped) = oneshot::channel::<()>();

@@ -43,6 +43,8 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// process is stopping: within Kubernetes' 30 s grace period with room for
 /// the rest of the shutdown.
 const STOP_WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long probes in flight at a stop may take to finish.
+const PROBE_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// A configured service with its id in the store.
 #[derive(Debug, Clone)]
@@ -443,7 +445,20 @@ impl Monitor {
             in_flight = in_flight.len(),
             "monitor stopping; waiting for probes in flight"
         );
-        while in_flight.join_next().await.is_some() {}
+        // Probes in flight get a few seconds, not their whole timeout: the
+        // stop has a deadline. One cut off sends no result (it says nothing
+        // about its target).
+        let drained = tokio::time::timeout(PROBE_STOP_GRACE, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::info!(
+                cut = in_flight.len(),
+                "probes still in flight after {PROBE_STOP_GRACE:?}; stopping them"
+            );
+            in_flight.shutdown().await;
+        }
     }
 
     fn instant_to_ms(&self, at: Instant) -> i64 {
@@ -832,8 +847,12 @@ impl Recorder {
         let mut retry_at: Option<Instant> = None;
         let mut open = true;
         let mut stop_deadline: Option<Instant> = None;
+        let mut stop_seen = false;
         loop {
-            if *stopping.borrow() && stop_deadline.is_none() {
+            // The deadline runs from when the last result is in (the
+            // scheduler has stopped and its probes have finished), not from
+            // the signal: probes in flight take up to PROBE_STOP_GRACE.
+            if !open && stop_deadline.is_none() {
                 stop_deadline = Some(Instant::now() + STOP_WRITE_DEADLINE);
             }
             let now = Instant::now();
@@ -961,11 +980,11 @@ impl Recorder {
                         None => std::future::pending().await,
                     }
                 } => {}
-                changed = stopping.changed(), if stop_deadline.is_none() => {
-                    if changed.is_err() {
-                        // The monitor is gone without a word: stopping too.
-                        stop_deadline = Some(Instant::now() + STOP_WRITE_DEADLINE);
-                    }
+                changed = stopping.changed(), if !stop_seen => {
+                    // Stopping (or the monitor gone without a word): the
+                    // channel closes once the probes in flight are in.
+                    let _ = changed;
+                    stop_seen = true;
                 }
             }
         }

@@ -263,6 +263,32 @@ async fn readers_at_every_snapshot_turn_are_all_answered_and_livez_stays_up() {
     eprintln!("{answered} requests answered, /livez {livez_ok} times, slowest {slowest:?}");
 }
 
+/// Runs the runbook's block `name` with bash (-e, pipefail), beacon's
+/// address `base` in place of the runbook's 127.0.0.1:8080; its stdout.
+async fn runbook_block(name: &str, base: &str) -> String {
+    let runbook = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runbook.md"))
+        .expect("docs/runbook.md");
+    let marker = format!("<!-- drill: {name} -->");
+    let at = runbook.find(&marker).expect("the runbook's block");
+    let rest = &runbook[at..];
+    let start = rest.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let end = rest[start..].find("```").expect("the block's end");
+    let block = rest[start..start + end].replace("http://127.0.0.1:8080", base);
+    // Not std's Command: the app answering curl runs on this test's runtime.
+    let out = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &block])
+        .output()
+        .await
+        .expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{block}\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 async fn metric(app_url: &str, name: &str) -> f64 {
     let text = reqwest::get(format!("{app_url}/metrics"))
         .await
@@ -360,6 +386,14 @@ async fn a_postgres_that_refuses_connections_hides_no_outage() {
         },
     )
     .await;
+    // The runbook's commands show it while it lasts.
+    let seen = runbook_block("store-refusing-see", &base).await;
+    assert!(seen.contains("\"monitor:results\""), "{seen}");
+    assert!(seen.contains("beacon_store_write_failures_total"), "{seen}");
+    assert!(
+        seen.contains("beacon_results_dropped_total{reason=\"shed\"} 0"),
+        "{seen}"
+    );
     let store_back_at = chrono::Utc::now().timestamp_millis();
     admin_sql(format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true")).await;
     outage_was_kept(&app, store_back_at, refused_at).await;
