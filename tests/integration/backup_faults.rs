@@ -14,8 +14,8 @@ use beacon::backup::{manifest_key, Backups};
 use beacon::clock::ManualClock;
 
 use crate::helpers::{
-    closed_port, fill_history, postgres_admin_url, test_config_with_s3, Kind, S3Server, TestDb,
-    S3_ACCESS_KEY, S3_SECRET_KEY,
+    closed_port, fill_history, postgres_admin_url, runbook_block, test_config_with_s3, Kind,
+    S3Server, TestDb, S3_ACCESS_KEY, S3_SECRET_KEY,
 };
 use crate::restore::{config_file, load, restore, BEACON, SERVICES};
 use crate::store_test;
@@ -43,24 +43,6 @@ fn beacon(file: &Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// The shell block after `<!-- drill: NAME -->` in docs/runbook.md.
-fn runbook_block(name: &str) -> String {
-    let runbook = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runbook.md"))
-        .expect("docs/runbook.md");
-    let marker = format!("<!-- drill: {name} -->");
-    let at = runbook
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no block {marker} in the runbook"));
-    let rest = &runbook[at..];
-    let start = rest.find("```sh\n").expect("a ```sh block") + "```sh\n".len();
-    let end = rest[start..].find("```").expect("the block's end");
-    rest[start..start + end]
-        .lines()
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Runs a runbook block with bash (-e, -u, pipefail), `beacon` on PATH and

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::helpers::{eventually, Kind, S3Server, Target, TestDb, S3_ACCESS_KEY, S3_SECRET_KEY};
+use crate::helpers::{
+    eventually, runbook_block, Kind, S3Server, Target, TestDb, S3_ACCESS_KEY, S3_SECRET_KEY,
+};
 use crate::restore::{destroy, BEACON};
 use crate::store_test;
 
@@ -17,24 +19,6 @@ const TOKEN: &str = "drill-admin-token-0123456789";
 /// Only one drill at a time: the runbook's drill instance listens on a
 /// fixed port.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The shell block after `<!-- drill: NAME -->` in docs/runbook.md.
-fn block(name: &str) -> String {
-    let runbook = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runbook.md"))
-        .expect("docs/runbook.md");
-    let marker = format!("<!-- drill: {name} -->");
-    let at = runbook
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no block {marker} in the runbook"));
-    let rest = &runbook[at..];
-    let start = rest.find("```sh\n").expect("a ```sh block") + "```sh\n".len();
-    let end = rest[start..].find("```").expect("the block's end");
-    rest[start..start + end]
-        .lines()
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 struct Drill {
     work: tempfile::TempDir,
@@ -47,7 +31,7 @@ impl Drill {
     /// folder where `scripts/` is the repository's, with `beacon` and a
     /// stand-in `systemctl` on PATH.
     fn run(&self, name: &str, extra: &[(&str, &str)]) -> (i32, String, String) {
-        let script = block(name);
+        let script = runbook_block(name);
         let out = Command::new("bash")
             .args(["-euo", "pipefail", "-c", &script])
             .current_dir(self.work.path())

@@ -265,15 +265,8 @@ async fn readers_at_every_snapshot_turn_are_all_answered_and_livez_stays_up() {
 
 /// Runs the runbook's block `name` with bash (-e, pipefail), beacon's
 /// address `base` in place of the runbook's 127.0.0.1:8080; its stdout.
-async fn runbook_block(name: &str, base: &str) -> String {
-    let runbook = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runbook.md"))
-        .expect("docs/runbook.md");
-    let marker = format!("<!-- drill: {name} -->");
-    let at = runbook.find(&marker).expect("the runbook's block");
-    let rest = &runbook[at..];
-    let start = rest.find("```sh\n").expect("a sh block") + "```sh\n".len();
-    let end = rest[start..].find("```").expect("the block's end");
-    let block = rest[start..start + end].replace("http://127.0.0.1:8080", base);
+async fn run_runbook_block(name: &str, base: &str) -> String {
+    let block = crate::helpers::runbook_block(name).replace("http://127.0.0.1:8080", base);
     // Not std's Command: the app answering curl runs on this test's runtime.
     let out = tokio::process::Command::new("bash")
         .args(["-euo", "pipefail", "-c", &block])
@@ -387,7 +380,7 @@ async fn a_postgres_that_refuses_connections_hides_no_outage() {
     )
     .await;
     // The runbook's commands show it while it lasts.
-    let seen = runbook_block("store-refusing-see", &base).await;
+    let seen = run_runbook_block("store-refusing-see", &base).await;
     assert!(seen.contains("\"monitor:results\""), "{seen}");
     assert!(seen.contains("beacon_store_write_failures_total"), "{seen}");
     assert!(

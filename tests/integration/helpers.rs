@@ -554,3 +554,22 @@ pub async fn fill_history(store: &Store, config: &Config, days: i64) {
             .expect("incident");
     }
 }
+
+/// The shell block after `<!-- drill: NAME -->` in docs/runbook.md, each
+/// line trimmed: the runbook's commands, as the tests run them.
+pub fn runbook_block(name: &str) -> String {
+    let runbook = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runbook.md"))
+        .expect("docs/runbook.md");
+    let marker = format!("<!-- drill: {name} -->");
+    let at = runbook
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no block {marker} in the runbook"));
+    let rest = &runbook[at..];
+    let start = rest.find("```sh\n").expect("a ```sh block") + "```sh\n".len();
+    let end = rest[start..].find("```").expect("the block's end");
+    rest[start..start + end]
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
