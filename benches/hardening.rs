@@ -118,6 +118,17 @@ impl Beacon {
     }
 }
 
+/// The sum of the series of `name` in a `/metrics` text whose line holds
+/// `with` (`""`: all of them).
+fn metric_sum(text: &str, name: &str, with: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(with))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        // An empty f64 sum is -0.0.
+        + 0.0
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -281,13 +292,7 @@ async fn store_refusal(seconds: u64) -> anyhow::Result<()> {
         .await?
         .text()
         .await?;
-    let dropped: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("beacon_results_dropped_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    // An empty f64 sum is -0.0.
-    let dropped = dropped + 0.0;
+    let dropped = metric_sum(&metrics, "beacon_results_dropped_total", "");
     println!(
         "store refusal: PostgreSQL refused connections for {seconds} s; {probed} probes reached the target, {stored} results stored with a time inside the refusal, beacon_results_dropped_total {dropped:.0}; page showed the outage {} after the store came back; open incidents: {incidents}",
         page_down_after.map_or("never".to_string(), |ms| format!("{ms} ms")),
@@ -344,12 +349,6 @@ async fn slow_clients(count: usize, seconds: u64) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let server: std::net::SocketAddr = beacon.base.trim_start_matches("http://").parse()?;
     let client = reqwest::Client::new();
-    let metric = |text: &str, name: &str| -> f64 {
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
     let before = client
         .get(beacon.url("/metrics"))
         .send()
@@ -410,13 +409,7 @@ async fn slow_clients(count: usize, seconds: u64) -> anyhow::Result<()> {
         .text()
         .await?;
     let probes = |t: &str, outcome: &str| {
-        t.lines()
-            .filter(|l| {
-                l.starts_with("beacon_probes_total")
-                    && l.contains(&format!("outcome=\"{outcome}\""))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
+        metric_sum(t, "beacon_probes_total", &format!("outcome=\"{outcome}\""))
     };
     let up = probes(&after, "up") - probes(&before, "up");
     let down = probes(&after, "down") - probes(&before, "down");
@@ -427,7 +420,7 @@ async fn slow_clients(count: usize, seconds: u64) -> anyhow::Result<()> {
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or_default(),
-        metric(&after, "beacon_probe_resource_errors_total"),
+        metric_sum(&after, "beacon_probe_resource_errors_total", ""),
     );
     let _ = python.kill();
     let _ = python.wait();
@@ -597,14 +590,7 @@ async fn mass_outage(services: usize, interval: u64, seconds: u64) -> anyhow::Re
         .await?
         .text()
         .await?;
-    let sum = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-            + 0.0
-    };
+    let sum = |name: &str| metric_sum(&metrics, name, "");
     let probes = sum("beacon_probes_total");
     let elapsed = seconds as f64;
     println!(
