@@ -304,8 +304,9 @@ pub fn out_of_resources(service: &ServiceConfig, report: &ProbeReport) -> bool {
     let main = report.outcome == Outcome::Down
         && report.status_code.is_none()
         && ours(report.reason.as_deref());
+    // The output first: it is None for every passing dependency.
     let direct = report.dependencies.iter().any(|d| {
-        service.dependencies.iter().any(|c| c.name == d.name) && ours(d.output.as_deref())
+        ours(d.output.as_deref()) && service.dependencies.iter().any(|c| c.name == d.name)
     });
     main || direct
 }

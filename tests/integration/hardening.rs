@@ -26,19 +26,19 @@ impl Process {
         Self::spawn(config, env, None)
     }
 
-    /// Started under a hard open-files limit of `nofile`.
-    fn start_limited(config: &str, nofile: u32) -> Process {
+    /// Started under open-files limits `(soft, hard)`.
+    fn start_limited(config: &str, nofile: (u32, u32)) -> Process {
         Self::spawn(config, &[], Some(nofile))
     }
 
-    fn spawn(config: &str, env: &[(&str, &str)], nofile: Option<u32>) -> Process {
+    fn spawn(config: &str, env: &[(&str, &str)], nofile: Option<(u32, u32)>) -> Process {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("beacon.toml");
         std::fs::write(&file, config).expect("write config");
         let mut cmd = match nofile {
             Some(n) => {
                 let mut cmd = Command::new("prlimit");
-                cmd.arg(format!("--nofile={n}:{n}")).arg(BEACON);
+                cmd.arg(format!("--nofile={}:{}", n.0, n.1)).arg(BEACON);
                 cmd
             }
             None => Command::new(BEACON),
@@ -764,7 +764,7 @@ async fn probes_failing_for_lack_of_descriptors_change_no_state() {
             .collect::<String>()
     );
     // A hard limit too low for 200 slow probes in flight at once.
-    let beacon = Process::start_limited(&config, 48);
+    let beacon = Process::start_limited(&config, (48, 48));
     let client = reqwest::Client::new();
     let health = || async {
         client
@@ -926,4 +926,34 @@ async fn a_crawler_on_the_history_never_holds_up_the_writes() {
     );
     assert_eq!(metrics(base).await, failures_before);
     app.stop().await.expect("stops");
+}
+
+// The connection cap's default: beacon raises its soft open-files limit to
+// the hard one, then leaves 2 × monitor.max_concurrency + 256 descriptors
+// for probes and the store.
+#[tokio::test]
+async fn the_default_connection_cap_follows_the_raised_descriptor_limit() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{}/beacon.db\"\n[monitor]\nmax_concurrency = 100\n",
+        dir.path().display()
+    );
+    // Soft 1,024, hard 4,096: the cap comes from 4,096.
+    let beacon = Process::start_limited(&config, (1024, 4096));
+    let body = reqwest::get(beacon.url("/health"))
+        .await
+        .expect("health")
+        .text()
+        .await
+        .expect("text");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("health JSON");
+    let unit = v["checks"]["http:connections"][0]["observedUnit"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        unit,
+        format!("open connections (cap {})", 4096 - 2 * 100 - 256),
+        "{body}"
+    );
 }
