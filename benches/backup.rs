@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use beacon::config::{DatabaseUrl, ServiceConfig};
-use beacon::model::Outcome;
+use beacon::domain::Outcome;
 use beacon::store::{Batch, CheckResult, Store};
 
 const BEACON: &str = env!("CARGO_BIN_EXE_beacon");

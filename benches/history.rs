@@ -17,7 +17,7 @@
 use std::time::{Duration, Instant};
 
 use beacon::config::{DatabaseUrl, ServiceConfig};
-use beacon::model::Outcome;
+use beacon::domain::Outcome;
 use beacon::store::{Batch, CheckResult, Store};
 
 const DAY_MS: i64 = 86_400_000;

@@ -18,7 +18,7 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::model::State;
+use crate::domain::State;
 use crate::store::{BackupRecord, ServiceSummary};
 
 const STATES: [State; 5] = [
@@ -55,6 +55,8 @@ pub struct Metrics {
     pub alert_deliveries: IntCounterVec,
     /// Events not routed because their service was in maintenance.
     pub alerts_silenced: IntCounter,
+    /// The long-lived tasks and how they fared, for `/health`.
+    pub tasks: Tasks,
 }
 
 /// The series read when scraped, made afresh in a registry of their own
@@ -250,6 +252,7 @@ impl Metrics {
                 ))
                 .expect("valid"),
             ),
+            tasks: Tasks::default(),
             registry,
         }
     }
@@ -415,7 +418,7 @@ impl Scraped {
                     .set(at as f64 / 1000.0);
             }
             for d in &s.dependencies {
-                for health in crate::health::Health::ALL {
+                for health in crate::domain::Health::ALL {
                     self.dependency_state
                         .with_label_values(&[s.slug.as_str(), d.name.as_str(), health.as_str()])
                         .set(i64::from(d.health == health));
@@ -455,6 +458,86 @@ impl Scraped {
                 .is_some_and(|b| b.status == "failed"),
         ));
         self
+    }
+}
+
+/// How long a task's death stays `fail` on `/health` after it was
+/// restarted, so a poll every few minutes still sees it.
+pub const TASK_FAILURE_SHOWN_MS: i64 = 10 * 60 * 1000;
+
+/// The supervised tasks: whether each runs now, and its deaths.
+#[derive(Debug, Default)]
+pub struct Tasks(std::sync::Mutex<std::collections::BTreeMap<&'static str, TaskStatus>>);
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskStatus {
+    pub running: bool,
+    /// Deaths (panics, or returns before the stop) since the process started.
+    pub failures: u64,
+    /// The latest death: epoch ms and why (the panic message).
+    pub last_failure: Option<(i64, String)>,
+}
+
+impl Tasks {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut std::collections::BTreeMap<&'static str, TaskStatus>) -> T,
+    ) -> T {
+        // A panic elsewhere while holding this lock leaves the map usable.
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut map)
+    }
+
+    /// `task` runs (again).
+    pub fn running(&self, task: &'static str) {
+        self.with(|m| m.entry(task).or_default().running = true);
+    }
+
+    /// `task` ended as it should (the process is stopping).
+    pub fn stopped(&self, task: &'static str) {
+        self.with(|m| m.entry(task).or_default().running = false);
+    }
+
+    /// `task` died at `at_ms` (epoch ms) because of `why`: see
+    /// [`Metrics::task_died`].
+    fn died(&self, task: &'static str, at_ms: i64, why: &str) {
+        self.with(|m| {
+            let status = m.entry(task).or_default();
+            status.running = false;
+            status.failures += 1;
+            status.last_failure = Some((at_ms, why.to_string()));
+        });
+    }
+
+    /// Every task known, by name.
+    pub fn all(&self) -> Vec<(&'static str, TaskStatus)> {
+        self.with(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
+    }
+}
+
+/// Why a task ended, from its join result: the panic's message when it
+/// panicked.
+pub fn join_failure(e: tokio::task::JoinError) -> String {
+    if e.is_panic() {
+        let payload = e.into_panic();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(a panic without a message)".to_string());
+        format!("panicked: {message}")
+    } else {
+        "was cancelled".to_string()
+    }
+}
+
+impl Metrics {
+    /// `task` died at `at_ms` (epoch ms) because of `why`: logged, counted
+    /// in `beacon_task_failures_total{task}`, shown on `/health`.
+    pub fn task_died(&self, task: &'static str, at_ms: i64, why: &str) {
+        tracing::error!(task, error = %why, "a supervised task died");
+        self.task_failures.with_label_values(&[task]).inc();
+        self.tasks.died(task, at_ms, why);
     }
 }
 

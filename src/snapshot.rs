@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::clock::{ms_to_datetime, Clock};
 use crate::config::GroupConfig;
-use crate::model::State;
+use crate::domain::State;
 use crate::store::rollup::Rollup;
 use crate::store::{Incident, Maintenance, ServiceSummary, Store, StoreError};
 
@@ -243,7 +243,7 @@ pub struct ServiceView {
     /// Median response time over the last 24 hours (ms), from the rollups.
     pub p50_24h: Option<i64>,
     /// Reported dependencies: names and states only (outputs stay internal).
-    pub dependencies: Vec<(String, crate::health::Health)>,
+    pub dependencies: Vec<(String, crate::domain::Health)>,
 }
 
 impl ServiceView {
@@ -411,7 +411,8 @@ impl Histories {
     /// Reads every service's history at `now` in full, one rollup at a
     /// time: 24 hourly and 90 daily rollups per service.
     pub async fn read(store: &Store, now: i64) -> Result<Histories, StoreError> {
-        use crate::store::rollup::{Period, DAY_MS, HOUR_MS};
+        use crate::domain::time::{DAY_MS, HOUR_MS};
+        use crate::store::rollup::Period;
         #[derive(Default)]
         struct Reading {
             past: History,
@@ -579,7 +580,8 @@ fn days_of(
     now: DateTime<Utc>,
     previous: Option<&Arc<[Day]>>,
 ) -> (Arc<[Day]>, Day) {
-    use crate::store::rollup::{Period, DAY_MS};
+    use crate::domain::time::DAY_MS;
+    use crate::store::rollup::Period;
     let now_ms = now.timestamp_millis();
     let today = Period::Day.bucket_start(now_ms);
     let day = |back: i64| -> Option<Day> {
@@ -672,7 +674,7 @@ impl Snapshot {
         }
         // The first of the bars' 90 days (epoch ms).
         let window_start = crate::store::rollup::Period::Day.bucket_start(now.timestamp_millis())
-            - 89 * crate::store::rollup::DAY_MS;
+            - 89 * crate::domain::time::DAY_MS;
         let view = |s: &ServiceSummary| {
             let (past_days, today) = days_of(
                 inputs.history.services.get(&s.id),
@@ -1161,7 +1163,8 @@ mod tests {
 
     #[test]
     fn a_full_history_is_shared_with_the_snapshot_not_copied() {
-        use crate::store::rollup::{Period, DAY_MS};
+        use crate::domain::time::DAY_MS;
+        use crate::store::rollup::Period;
         let now = ms_to_datetime(1_773_363_600_000).expect("time"); // 2026-03-13 01:00 UTC
         let today = Period::Day.bucket_start(now.timestamp_millis());
         let date = |ms: i64| ms_to_datetime(ms).expect("time").date_naive();

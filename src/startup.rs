@@ -17,7 +17,8 @@ use tokio::sync::{oneshot, watch};
 use crate::backup::Backups;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ServiceConfig};
-use crate::monitor::{join_failure, Monitor, MonitorStats};
+use crate::metrics::{join_failure, Metrics};
+use crate::monitor::Monitor;
 use crate::snapshot::{Inputs, Refresher, Snapshot};
 use crate::store::Store;
 use crate::web::{self, AppState};
@@ -90,6 +91,7 @@ impl Application {
             store.clone(),
             clock.clone(),
             config.monitor.clone(),
+            Arc::new(Metrics::new()),
         )
         .await
         .context("syncing configured services into the store")?;
@@ -138,7 +140,7 @@ impl Application {
             channels: Arc::new(config.notify.clone()),
             site: crate::notify::Site::of(&config.server, &format!("http://{addr}")),
             clock: clock.clone(),
-            stats: monitor.stats(),
+            metrics: monitor.metrics(),
         };
         let notifier = notifier_parts.make()?;
         // The snapshot follows the writes, and is rebuilt at least every
@@ -159,6 +161,7 @@ impl Application {
             snapshot,
             store: store.clone(),
             stats: monitor.stats(),
+            metrics: monitor.metrics(),
             clock: clock.clone(),
             admin_tokens: Arc::new(config.admin.tokens.clone()),
             changed,
@@ -261,7 +264,7 @@ impl Application {
             limits,
             shutdown_timeout,
         } = self;
-        let stats = state.stats.clone();
+        let metrics = state.metrics.clone();
         for task in [
             "monitor",
             "recorder",
@@ -271,10 +274,10 @@ impl Application {
             "backup",
         ] {
             // Every series from the start, at 0, so rate() works before a death.
-            stats.metrics.task_failures.with_label_values(&[task]);
+            metrics.task_failures.with_label_values(&[task]);
         }
         for reason in ["refused", "shed"] {
-            stats.metrics.results_dropped.with_label_values(&[reason]);
+            metrics.results_dropped.with_label_values(&[reason]);
         }
 
         let (stop_monitor, monitor_stopped) = oneshot::channel::<()>();
@@ -291,7 +294,7 @@ impl Application {
         let mut first_refresher = Some(refresher);
         let refresher_task = tokio::spawn(supervise(
             "refresher",
-            stats.clone(),
+            metrics.clone(),
             clock.clone(),
             refresher_stopped,
             move |stop| {
@@ -313,7 +316,7 @@ impl Application {
             let (store, clock) = (store.clone(), clock.clone());
             tokio::spawn(supervise(
                 "retention",
-                stats.clone(),
+                metrics.clone(),
                 clock.clone(),
                 retention_stopped,
                 move |stop| {
@@ -331,7 +334,7 @@ impl Application {
         let mut first_notifier = Some(notifier);
         let notifier_task = tokio::spawn(supervise(
             "notifier",
-            stats.clone(),
+            metrics.clone(),
             clock.clone(),
             notifier_stopped,
             move |stop| {
@@ -344,7 +347,7 @@ impl Application {
         ));
         let mut scheduler = match backups {
             Some((backups, schedule)) => Some(
-                start_backup_schedule(backups, &schedule, stats.clone(), clock.clone())
+                start_backup_schedule(backups, &schedule, metrics.clone(), clock.clone())
                     .await
                     .context("starting the backup schedule")?,
             ),
@@ -382,12 +385,12 @@ impl Application {
                     Ok(Err(e)) => format!("{e:#}"),
                     Ok(Ok(())) => {
                         let why = "returned before the stop".to_string();
-                        stats.tasks.died(&stats.metrics, "monitor", clock.now_ms(), &why);
+                        metrics.task_died("monitor", clock.now_ms(), &why);
                         why
                     }
                     Err(e) => {
                         let why = join_failure(e);
-                        stats.tasks.died(&stats.metrics, "monitor", clock.now_ms(), &why);
+                        metrics.task_died("monitor", clock.now_ms(), &why);
                         why
                     }
                 };
@@ -436,7 +439,7 @@ impl Application {
                 // A backup in flight is cut off; its manifest is never written,
                 // so it is never listed as restorable.
                 let _ = scheduler.shutdown().await;
-                stats.tasks.stopped("backup");
+                metrics.tasks.stopped("backup");
             }
             outcome
         };
@@ -463,32 +466,26 @@ impl Application {
 async fn start_backup_schedule(
     backups: Arc<Backups>,
     schedule: &str,
-    stats: Arc<MonitorStats>,
+    metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<tokio_cron_scheduler::JobScheduler> {
     use tokio_cron_scheduler::{Job, JobScheduler};
     let scheduler = JobScheduler::new().await?;
-    stats.tasks.running("backup");
+    metrics.tasks.running("backup");
     let job = Job::new_async(schedule, move |_, _| {
         let backups = backups.clone();
-        let stats = stats.clone();
+        let metrics = metrics.clone();
         let clock = clock.clone();
         Box::pin(async move {
             // A task of its own, so a panic is seen here (and counted) rather
             // than lost inside the scheduler; the next tick runs again.
-            stats.tasks.running("backup");
+            metrics.tasks.running("backup");
             let run = match tokio::spawn(async move { backups.run().await }).await {
                 Ok(run) => run,
                 Err(e) => {
                     let why = join_failure(e);
-                    stats
-                        .tasks
-                        .died(&stats.metrics, "backup", clock.now_ms(), &why);
-                    stats
-                        .metrics
-                        .backup_failures
-                        .with_label_values(&["panic"])
-                        .inc();
+                    metrics.task_died("backup", clock.now_ms(), &why);
+                    metrics.backup_failures.with_label_values(&["panic"]).inc();
                     return;
                 }
             };
@@ -503,11 +500,7 @@ async fn start_backup_schedule(
                     let step = e
                         .downcast_ref::<crate::backup::StepError>()
                         .map_or("lock", |s| s.step);
-                    stats
-                        .metrics
-                        .backup_failures
-                        .with_label_values(&[step])
-                        .inc();
+                    metrics.backup_failures.with_label_values(&[step]).inc();
                     tracing::error!(error = %format!("{e:#}"), step, "scheduled backup failed")
                 }
             }
@@ -566,7 +559,7 @@ struct NotifierParts {
     channels: Arc<Vec<crate::config::NotifyChannel>>,
     site: crate::notify::Site,
     clock: Arc<dyn Clock>,
-    stats: Arc<MonitorStats>,
+    metrics: Arc<Metrics>,
 }
 
 impl NotifierParts {
@@ -576,7 +569,7 @@ impl NotifierParts {
             self.channels.clone(),
             self.site.clone(),
             self.clock.clone(),
-            self.stats.clone(),
+            self.metrics.clone(),
         )
     }
 }
@@ -641,7 +634,7 @@ fn restart_backoff(n: u32) -> Duration {
 /// death (log, counter, `/health`) and made again after a backoff.
 async fn supervise<M, F>(
     task: &'static str,
-    stats: Arc<MonitorStats>,
+    metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
     mut make: M,
@@ -652,13 +645,13 @@ async fn supervise<M, F>(
     let mut in_a_row = 0u32;
     loop {
         if is_stopping(&stop) {
-            stats.tasks.stopped(task);
+            metrics.tasks.stopped(task);
             return;
         }
         let started = tokio::time::Instant::now();
         let ended = match make(Box::pin(stop_signal(stop.clone()))) {
             Ok(run) => {
-                stats.tasks.running(task);
+                metrics.tasks.running(task);
                 tokio::spawn(run).await.map_err(join_failure)
             }
             Err(e) => Err(format!("could not be started: {e:#}")),
@@ -666,13 +659,13 @@ async fn supervise<M, F>(
         let stopping = is_stopping(&stop);
         let why = match ended {
             Ok(()) if stopping => {
-                stats.tasks.stopped(task);
+                metrics.tasks.stopped(task);
                 return;
             }
             Ok(()) => "returned before the stop".to_string(),
             Err(why) => why,
         };
-        stats.tasks.died(&stats.metrics, task, clock.now_ms(), &why);
+        metrics.task_died(task, clock.now_ms(), &why);
         if stopping {
             return;
         }
@@ -694,30 +687,47 @@ async fn supervise<M, F>(
 }
 
 /// Resolves on SIGTERM (what Kubernetes and systemd send) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+///
+/// The handlers are installed when this is *called*, not when the future is
+/// first polled: call it before anything announces that beacon is up, or a
+/// SIGTERM sent right after the announcement kills the process with the
+/// default action instead of stopping it cleanly.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                tracing::error!(error = %e, "cannot listen for {name}");
+                None
+            }
+        };
+        let terminate = listen(SignalKind::terminate(), "SIGTERM");
+        let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(terminate) => {}
+                _ = wait(interrupt) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
     }
 }
 
@@ -736,11 +746,11 @@ mod tests {
     // runs again after its backoff; the stop then ends it as usual.
     #[tokio::test]
     async fn a_task_that_panics_is_counted_and_started_again() {
-        let stats = Arc::new(MonitorStats::default());
+        let metrics = Arc::new(Metrics::new());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let (stop, stopping) = watch::channel(false);
         let made = Arc::new(AtomicU32::new(0));
-        let supervisor = tokio::spawn(supervise("refresher", stats.clone(), clock, stopping, {
+        let supervisor = tokio::spawn(supervise("refresher", metrics.clone(), clock, stopping, {
             let made = made.clone();
             move |stop| {
                 let n = made.fetch_add(1, Ordering::SeqCst);
@@ -754,7 +764,7 @@ mod tests {
         }));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let status = loop {
-            let tasks = stats.tasks.all();
+            let tasks = metrics.tasks.all();
             let status = tasks
                 .iter()
                 .find(|(t, _)| *t == "refresher")
@@ -772,8 +782,7 @@ mod tests {
         let (_, why) = status.last_failure.expect("the death is kept");
         assert_eq!(why, "panicked: refresher broke");
         assert_eq!(
-            stats
-                .metrics
+            metrics
                 .task_failures
                 .with_label_values(&["refresher"])
                 .get(),
@@ -784,7 +793,7 @@ mod tests {
             .await
             .expect("stops at once")
             .expect("supervisor task");
-        let tasks = stats.tasks.all();
+        let tasks = metrics.tasks.all();
         assert_eq!(tasks.len(), 1);
         assert!(!tasks[0].1.running);
         assert_eq!(tasks[0].1.failures, 1, "a stop is no death");

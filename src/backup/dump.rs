@@ -34,7 +34,7 @@ pub async fn sqlite_copy(
         .to_str()
         .ok_or_else(|| anyhow!("{} is not a UTF-8 path", dest.display()))?;
     let query = sqlx::query("VACUUM INTO $1").bind(dest_text);
-    match crate::store::sqlite_url::file_path(url.expose()) {
+    match crate::config::sqlite_url::file_path(url.expose()) {
         Some(path) => {
             let mut conn = SqliteConnectOptions::new()
                 .filename(path)

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 
+use crate::config::sqlite_url;
 use crate::config::DatabaseUrl;
-use crate::store::{sqlite_url, Store};
+use crate::store::Store;
 
 /// 'beacon' in ASCII: the advisory lock's key.
 const ADVISORY_KEY: i64 = 0x6265_6163_6f6e;

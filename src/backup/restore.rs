@@ -24,8 +24,8 @@ use serde::Serialize;
 use super::lock::{beside, BackupLock, InUse};
 use super::target::BackupTarget;
 use super::{dump, fetch, list_target, Listed, Manifest, StepError};
+use crate::config::sqlite_url;
 use crate::config::{BackupConfig, DatabaseUrl};
-use crate::store::sqlite_url;
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreRequest {
@@ -136,7 +136,7 @@ impl Destination {
 
 /// "3 h 20 min", for a backup's age.
 fn age_text(secs: i64) -> String {
-    crate::store::human_minutes(secs.max(0) / 60)
+    crate::domain::time::human_minutes(secs.max(0) / 60)
 }
 
 pub async fn restore(

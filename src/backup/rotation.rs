@@ -17,31 +17,7 @@
 
 use chrono::{DateTime, Datelike, Utc};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct KeepPolicy {
-    pub last: u32,
-    pub hourly: u32,
-    pub daily: u32,
-    pub weekly: u32,
-    pub monthly: u32,
-    pub yearly: u32,
-}
-
-impl KeepPolicy {
-    pub const DEFAULT: KeepPolicy = KeepPolicy {
-        last: 4,
-        hourly: 0,
-        daily: 7,
-        weekly: 4,
-        monthly: 6,
-        yearly: 0,
-    };
-
-    /// A policy that keeps nothing is refused by config validation.
-    pub fn is_empty(&self) -> bool {
-        *self == KeepPolicy::default()
-    }
-}
+use crate::config::KeepPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verification {

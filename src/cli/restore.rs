@@ -100,7 +100,9 @@ pub async fn run(config_path: Option<&Path>, args: RestoreArgs) -> ExitCode {
                     _ => println!(
                         "restored backup {} ({} ago) in {:.1} s{}",
                         report.backup.as_deref().unwrap_or("?"),
-                        crate::store::human_minutes(report.backup_age_seconds.unwrap_or(0) / 60),
+                        crate::domain::time::human_minutes(
+                            report.backup_age_seconds.unwrap_or(0) / 60
+                        ),
                         report.seconds,
                         report
                             .kept_as

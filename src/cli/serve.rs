@@ -4,6 +4,8 @@ use crate::config::ConfigSource;
 use crate::startup::{shutdown_signal, Application};
 
 pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
+    // Before anything can say "up": a SIGTERM from then on must stop cleanly.
+    let stop = shutdown_signal();
     let config = super::load(config_path)?;
     if config.source == ConfigSource::Embedded {
         tracing::info!(
@@ -19,5 +21,5 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     );
     let app = Application::build(config).await?;
     tracing::info!("status page at http://{}", app.local_addr());
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(stop).await
 }

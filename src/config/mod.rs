@@ -20,9 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use raw::known_keys;
-pub use validate::slugify;
 
-use crate::health::condition::Condition;
+use crate::domain::condition::Condition;
 
 /// The config used when no file is given (see `default.toml`).
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
@@ -214,7 +213,7 @@ pub struct BackupConfig {
     pub part_size: usize,
     /// Where archives are staged; default: the system's temporary folder.
     pub temp_dir: Option<PathBuf>,
-    pub keep: crate::backup::rotation::KeepPolicy,
+    pub keep: KeepPolicy,
     /// From `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and
     /// `AWS_SESSION_TOKEN`); `None`: the AWS SDK's default chain (profile,
     /// web identity, container or instance credentials).
@@ -309,10 +308,10 @@ pub struct NotifyChannel {
     /// Slugs; empty with `groups` empty: every service.
     pub services: Vec<String>,
     pub groups: Vec<String>,
-    pub events: Vec<crate::notify::EventKind>,
+    pub events: Vec<crate::domain::EventKind>,
     /// `degraded` or `down`: service events below it are not sent, and a
     /// service coming back below it is a recovery.
-    pub min_state: crate::model::State,
+    pub min_state: crate::domain::State,
     pub send_on_resolved: bool,
     /// Tries per alert before giving up (logged and counted).
     pub max_attempts: u32,
@@ -426,7 +425,7 @@ pub struct ServiceConfig {
     /// Accepted HTTP statuses; empty means any 2xx.
     pub expected_status: Vec<u16>,
     /// How to read the health body (`auto` detects it).
-    pub format: crate::health::Format,
+    pub format: crate::domain::Format,
     /// Gatus-style conditions; any failing one makes the probe down.
     pub conditions: Vec<Condition>,
     /// Conditions whose failure makes the probe degraded instead.
@@ -568,7 +567,7 @@ impl ServiceConfig {
             success_threshold: Self::DEFAULT_SUCCESS_THRESHOLD,
             degraded_latency: None,
             expected_status: Vec::new(),
-            format: crate::health::Format::Auto,
+            format: crate::domain::Format::Auto,
             conditions: Vec::new(),
             degraded_conditions: Vec::new(),
             kind: ProbeKind::Http,
@@ -578,6 +577,59 @@ impl ServiceConfig {
             tls_fail_days: Self::DEFAULT_TLS_FAIL_DAYS,
             dependencies: Vec::new(),
         }
+    }
+}
+
+/// Reading a SQLite URL: the store connects with it, validation refuses an
+/// in-memory database where data must last, and backups copy the file.
+pub mod sqlite_url {
+    /// The file path of a `sqlite://path` or `sqlite:path` URL.
+    pub fn path_of(url: &str) -> &str {
+        let rest = url.strip_prefix("sqlite:").unwrap_or(url);
+        if rest == ":memory:" {
+            return rest;
+        }
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        rest.split('?').next().unwrap_or(rest)
+    }
+
+    /// `sqlite::memory:`, `sqlite://:memory:` and `?mode=memory` URLs.
+    pub fn is_memory(url: &str) -> bool {
+        url.starts_with("sqlite:") && (path_of(url) == ":memory:" || url.contains("mode=memory"))
+    }
+
+    /// The database file of a SQLite URL; `None` for an in-memory one.
+    pub fn file_path(url: &str) -> Option<std::path::PathBuf> {
+        (url.starts_with("sqlite:") && !is_memory(url))
+            .then(|| std::path::PathBuf::from(path_of(url)))
+    }
+}
+
+/// How many backups of each age `backup.keep` keeps (`backup::rotation`
+/// plans by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeepPolicy {
+    pub last: u32,
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+}
+
+impl KeepPolicy {
+    pub const DEFAULT: KeepPolicy = KeepPolicy {
+        last: 4,
+        hourly: 0,
+        daily: 7,
+        weekly: 4,
+        monthly: 6,
+        yearly: 0,
+    };
+
+    /// A policy that keeps nothing is refused by config validation.
+    pub fn is_empty(&self) -> bool {
+        *self == KeepPolicy::default()
     }
 }
 

@@ -7,9 +7,8 @@ use std::time::Duration;
 use super::interpolate::interpolate;
 use super::raw::{known_keys, RawBackup, RawConfig, RawNotify, RawService};
 use super::*;
-use crate::backup::rotation::KeepPolicy;
-use crate::health::condition::Condition;
-use crate::store::sqlite_url as sqlite;
+use crate::domain::text::slugify;
+use crate::domain::condition::Condition;
 
 /// One step of a path into the TOML document.
 #[derive(Debug, Clone)]
@@ -184,7 +183,7 @@ pub(super) fn from_toml(
         .url
         .clone()
         .unwrap_or_else(|| "sqlite://data/beacon.db".to_string());
-    if sqlite::is_memory(&storage_text) {
+    if sqlite_url::is_memory(&storage_text) {
         problems.push(
             "storage: url: in-memory SQLite is not supported (each connection would see its own empty database); use a file, e.g. sqlite://data/beacon.db".to_string(),
         );
@@ -562,16 +561,16 @@ fn validate_notify(
         }
     }
     let events = match &n.events {
-        None => crate::notify::EventKind::ALL.to_vec(),
+        None => crate::domain::EventKind::ALL.to_vec(),
         Some(list) => {
             let mut events = Vec::new();
             for e in list {
-                match crate::notify::EventKind::parse(e.trim()) {
+                match crate::domain::EventKind::parse(e.trim()) {
                     Some(k) => events.push(k),
                     None => problems.push(format!(
                         "{place}: events: \"{}\" is not one of {}",
                         e.trim(),
-                        crate::notify::EventKind::ALL
+                        crate::domain::EventKind::ALL
                             .iter()
                             .map(|k| k.as_str())
                             .collect::<Vec<_>>()
@@ -583,13 +582,13 @@ fn validate_notify(
         }
     };
     let min_state = match n.min_state.as_deref().map(str::trim) {
-        None | Some("degraded") => crate::model::State::Degraded,
-        Some("down") => crate::model::State::Down,
+        None | Some("degraded") => crate::domain::State::Degraded,
+        Some("down") => crate::domain::State::Down,
         Some(other) => {
             problems.push(format!(
                 "{place}: min_state \"{other}\" is not one of degraded, down"
             ));
-            crate::model::State::Degraded
+            crate::domain::State::Degraded
         }
     };
     let max_attempts = match n.max_attempts {
@@ -1069,13 +1068,13 @@ fn validate_service(
     }
 
     let format = match s.format.as_deref() {
-        None => crate::health::Format::Auto,
-        Some(name) => crate::health::Format::parse(name).unwrap_or_else(|| {
+        None => crate::domain::Format::Auto,
+        Some(name) => crate::domain::Format::parse(name).unwrap_or_else(|| {
             problems.push(format!(
                 "{place}: format \"{name}\" is not one of {}",
-                crate::health::Format::NAMES.join(", ")
+                crate::domain::Format::NAMES.join(", ")
             ));
-            crate::health::Format::Auto
+            crate::domain::Format::Auto
         }),
     };
 
@@ -1257,23 +1256,6 @@ fn http_options(place: &str, s: &RawService, problems: &mut Vec<String>) -> Http
     http.tls_verify = s.tls_verify.unwrap_or(true);
     http.keep_alive = s.keep_alive.unwrap_or(HttpOptions::DEFAULT_KEEP_ALIVE);
     http
-}
-
-/// `Checkout API` → `checkout-api`: lowercase, runs of anything but a-z/0-9
-/// become one `-`, no `-` at either end.
-pub fn slugify(name: &str) -> String {
-    let mut slug = String::with_capacity(name.len());
-    for c in name.chars().flat_map(char::to_lowercase) {
-        if c.is_ascii_alphanumeric() {
-            slug.push(c);
-        } else if !slug.is_empty() && !slug.ends_with('-') {
-            slug.push('-');
-        }
-    }
-    while slug.ends_with('-') {
-        slug.pop();
-    }
-    slug
 }
 
 fn parse_duration(place: &str, field: &str, text: &str) -> Result<Duration, String> {
@@ -1460,18 +1442,6 @@ mod tests {
     }
 
     #[test]
-    fn slugs_are_lowercase_hyphenated_names() {
-        for (name, slug) in [
-            ("Checkout API", "checkout-api"),
-            ("  Orders -- DB ", "orders-db"),
-            ("Zahlung (EU)", "zahlung-eu"),
-            ("API v2.1", "api-v2-1"),
-        ] {
-            assert_eq!(slugify(name), slug, "{name}");
-        }
-    }
-
-    #[test]
     fn the_embedded_default_is_valid() {
         let config = from_toml(EMBEDDED_DEFAULT, ConfigSource::Embedded, &no_env)
             .expect("embedded default must validate");
@@ -1539,7 +1509,7 @@ mod tests {
         let names: Vec<&str> = config.notify.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["ops-webhook", "shop-chat", "oncall-mail"]);
         assert_eq!(config.notify[1].groups, ["Shop"]);
-        assert_eq!(config.notify[1].min_state, crate::model::State::Down);
+        assert_eq!(config.notify[1].min_state, crate::domain::State::Down);
     }
 
     #[test]
@@ -1832,7 +1802,7 @@ keep = { last = 0, daly = 3 }
         };
         let config = from_toml("", ConfigSource::Embedded, &env).expect("valid");
         let backup = config.backup.expect("a [backup] from the environment");
-        assert_eq!(backup.keep, crate::backup::rotation::KeepPolicy::DEFAULT);
+        assert_eq!(backup.keep, KeepPolicy::DEFAULT);
         assert_eq!(
             backup.target,
             BackupTargetUrl::S3 {

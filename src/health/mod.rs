@@ -18,134 +18,11 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-/// The `format` option of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    #[default]
-    Auto,
-    HealthJson,
-    Actuator,
-    Simple,
-    Kubernetes,
-    /// Judge by status code only; the body is not read for health.
-    None,
-}
+use crate::domain::{Dependency, Format, Health, HealthDoc, MAX_DEPENDENCIES};
 
-impl Format {
-    pub const NAMES: &'static [&'static str] = &[
-        "auto",
-        "health+json",
-        "actuator",
-        "simple",
-        "kubernetes",
-        "none",
-    ];
-
-    pub fn parse(name: &str) -> Option<Format> {
-        Some(match name {
-            "auto" => Format::Auto,
-            "health+json" | "ietf" => Format::HealthJson,
-            "actuator" | "spring" => Format::Actuator,
-            "simple" => Format::Simple,
-            "kubernetes" | "k8s" => Format::Kubernetes,
-            "none" => Format::None,
-            _ => return None,
-        })
-    }
-}
-
-/// Health as a document states it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Pass,
-    Warn,
-    Fail,
-}
-
-impl Health {
-    pub const ALL: [Health; 3] = [Health::Pass, Health::Warn, Health::Fail];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Health::Pass => "pass",
-            Health::Warn => "warn",
-            Health::Fail => "fail",
-        }
-    }
-
-    /// The status words services use, case-insensitively.
-    pub fn from_word(word: &str) -> Option<Health> {
-        let w = word.trim().to_ascii_lowercase();
-        Some(match w.as_str() {
-            "pass" | "ok" | "up" | "healthy" | "green" | "true" | "operational" | "available"
-            | "success" | "passed" | "alive" | "ready" => Health::Pass,
-            "warn" | "warning" | "degraded" | "yellow" | "unknown" => Health::Warn,
-            "fail" | "failed" | "failure" | "error" | "down" | "unhealthy" | "red" | "false"
-            | "critical" | "out_of_service" | "unavailable" | "not_ready" => Health::Fail,
-            _ => return None,
-        })
-    }
-
-    fn from_value(value: &Value) -> Option<Health> {
-        match value {
-            Value::Bool(true) => Some(Health::Pass),
-            Value::Bool(false) => Some(Health::Fail),
-            Value::String(s) => Health::from_word(s),
-            Value::Object(o) => o
-                .get("status")
-                .or_else(|| o.get("healthy"))
-                .or_else(|| o.get("state"))
-                .and_then(Health::from_value),
-            _ => None,
-        }
-    }
-}
-
-/// One dependency a health document reports.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Dependency {
-    pub name: String,
-    pub health: Health,
-    /// Free text from the document (internal: admins only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-    /// e.g. "12 ms", "83 %".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed: Option<String>,
-}
-
-/// At most this many reported dependencies are kept from one document.
-/// They reach the page, the public JSON and `/metrics` at every probe: a
-/// document listing thousands (4,000 checks fit in 52 KB) would grow each
-/// of them a hundredfold. When a document reports more, the worst are kept,
-/// so a failing dependency is never the one cut.
-pub const MAX_DEPENDENCIES: usize = 50;
-
-/// What a health document says.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HealthDoc {
-    pub format: Format,
-    pub health: Health,
-    /// At most [`MAX_DEPENDENCIES`], in the document's order.
-    pub dependencies: Vec<Dependency>,
-    /// How many more the document reported (none worse than those kept).
-    pub omitted: usize,
-}
-
-impl HealthDoc {
-    /// The document's own status, lowered to `warn` when it says `pass`
-    /// while a dependency it reports is not passing.
-    pub fn effective(&self) -> Health {
-        let worst_dep = self.dependencies.iter().map(|d| d.health).max();
-        match (self.health, worst_dep) {
-            (Health::Pass, Some(Health::Warn | Health::Fail)) => Health::Warn,
-            (h, _) => h,
-        }
-    }
-}
+/// How much of a body the HTTP probe reads. Health documents are small; a target that
+/// sends more is not allowed to make us buffer it.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Reads `body` as a health document. `Ok(None)`: no known format (judge by
 /// status code). `Err`: the body claims a format and breaks it.
@@ -158,13 +35,13 @@ pub fn parse(
     parse_uncapped(content_type, body, format).map(|doc| doc.map(cap))
 }
 
-/// Cuts long names (to [`crate::probe::MAX_NAME_BYTES`], "…" marking the
+/// Cuts long names (to [`crate::domain::text::MAX_NAME_BYTES`], "…" marking the
 /// cut, as the probe stores them), then keeps the [`MAX_DEPENDENCIES`]
 /// worst dependencies (the first of equals), in the document's order.
 fn cap(mut doc: HealthDoc) -> HealthDoc {
     for d in &mut doc.dependencies {
-        if d.name.len() > crate::probe::MAX_NAME_BYTES {
-            d.name = crate::probe::clean_text(&d.name, crate::probe::MAX_NAME_BYTES);
+        if d.name.len() > crate::domain::text::MAX_NAME_BYTES {
+            d.name = crate::domain::text::clean_text(&d.name, crate::domain::text::MAX_NAME_BYTES);
         }
     }
     let count = doc.dependencies.len();
@@ -244,11 +121,8 @@ fn parse_uncapped(
 
 fn parse_json(body: &[u8]) -> Result<Value, String> {
     serde_json::from_slice(body).map_err(|e| {
-        let shown = if body.len() >= crate::probe::http::MAX_BODY_BYTES {
-            format!(
-                "body over {} KiB is cut short",
-                crate::probe::http::MAX_BODY_BYTES / 1024
-            )
+        let shown = if body.len() >= MAX_BODY_BYTES {
+            format!("body over {} KiB is cut short", MAX_BODY_BYTES / 1024)
         } else {
             e.to_string()
         };
@@ -536,5 +410,3 @@ mod tests;
 
 #[cfg(test)]
 mod proptests;
-
-pub mod condition;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use serde_json::Value;
 
-use super::condition::{failing, Condition, Observed};
+use crate::domain::condition::{failing, Condition, Observed};
 use super::*;
 
 /// A case slower than this is a bug (the largest inputs take milliseconds,
@@ -128,7 +128,10 @@ fn check_doc(doc: &HealthDoc) {
     assert!(doc.dependencies.len() <= MAX_DEPENDENCIES);
     for d in &doc.dependencies {
         // Cut at a character boundary, "…" (3 bytes) marking the cut.
-        assert!(d.name.len() <= crate::probe::MAX_NAME_BYTES + 3, "{d:?}");
+        assert!(
+            d.name.len() <= crate::domain::text::MAX_NAME_BYTES + 3,
+            "{d:?}"
+        );
         if let Some(output) = &d.output {
             assert!(output.chars().count() <= 81, "{d:?}");
         }

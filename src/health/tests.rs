@@ -289,7 +289,7 @@ fn thousands_of_dependencies_are_capped_keeping_the_worst() {
         ["c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"]
     );
     assert!(names[10].starts_with("www") && names[10].ends_with('…'));
-    assert!(names[10].len() <= crate::probe::MAX_NAME_BYTES + 3);
+    assert!(names[10].len() <= crate::domain::text::MAX_NAME_BYTES + 3);
     assert_eq!(names[MAX_DEPENDENCIES - 1], "db");
     assert_eq!(d.effective(), Health::Warn);
 

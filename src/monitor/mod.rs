@@ -33,7 +33,8 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::config::{MonitorConfig, ServiceConfig};
-use crate::model::{Outcome, State};
+use crate::domain::{Outcome, State};
+use crate::metrics::{join_failure, Metrics};
 use crate::probe::{self, ProbeReport};
 use crate::store::{Batch, CheckResult, StatusChange, Store, StoreError, StoredService};
 
@@ -99,88 +100,6 @@ pub struct MonitorStats {
     /// Past this age of the published snapshot, `/health` warns (0: not
     /// checked).
     pub snapshot_warn_after_ms: AtomicU64,
-    /// The long-lived tasks and how they fared, for `/health`.
-    pub tasks: Tasks,
-    /// What `/metrics` serves.
-    pub metrics: crate::metrics::Metrics,
-}
-
-/// How long a task's death stays `fail` on `/health` after it was
-/// restarted, so a poll every few minutes still sees it.
-pub const TASK_FAILURE_SHOWN_MS: i64 = 10 * 60 * 1000;
-
-/// The supervised tasks: whether each runs now, and its deaths.
-#[derive(Debug, Default)]
-pub struct Tasks(std::sync::Mutex<std::collections::BTreeMap<&'static str, TaskStatus>>);
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TaskStatus {
-    pub running: bool,
-    /// Deaths (panics, or returns before the stop) since the process started.
-    pub failures: u64,
-    /// The latest death: epoch ms and why (the panic message).
-    pub last_failure: Option<(i64, String)>,
-}
-
-impl Tasks {
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut std::collections::BTreeMap<&'static str, TaskStatus>) -> T,
-    ) -> T {
-        // A panic elsewhere while holding this lock leaves the map usable.
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut map)
-    }
-
-    /// `task` runs (again).
-    pub fn running(&self, task: &'static str) {
-        self.with(|m| m.entry(task).or_default().running = true);
-    }
-
-    /// `task` ended as it should (the process is stopping).
-    pub fn stopped(&self, task: &'static str) {
-        self.with(|m| m.entry(task).or_default().running = false);
-    }
-
-    /// `task` died at `at_ms` (epoch ms) because of `why`: logged, counted
-    /// in `beacon_task_failures_total{task}`, shown on `/health`.
-    pub fn died(
-        &self,
-        stats_metrics: &crate::metrics::Metrics,
-        task: &'static str,
-        at_ms: i64,
-        why: &str,
-    ) {
-        tracing::error!(task, error = %why, "a supervised task died");
-        stats_metrics.task_failures.with_label_values(&[task]).inc();
-        self.with(|m| {
-            let status = m.entry(task).or_default();
-            status.running = false;
-            status.failures += 1;
-            status.last_failure = Some((at_ms, why.to_string()));
-        });
-    }
-
-    /// Every task known, by name.
-    pub fn all(&self) -> Vec<(&'static str, TaskStatus)> {
-        self.with(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect())
-    }
-}
-
-/// Why a task ended, from its join result: the panic's message when it
-/// panicked.
-pub fn join_failure(e: tokio::task::JoinError) -> String {
-    if e.is_panic() {
-        let payload = e.into_panic();
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(a panic without a message)".to_string());
-        format!("panicked: {message}")
-    } else {
-        "was cancelled".to_string()
-    }
 }
 
 impl MonitorStats {
@@ -205,6 +124,7 @@ pub struct Monitor {
     clock: Arc<dyn Clock>,
     config: MonitorConfig,
     stats: Arc<MonitorStats>,
+    metrics: Arc<Metrics>,
     written: watch::Sender<u64>,
 }
 
@@ -214,6 +134,7 @@ impl Monitor {
         store: Store,
         clock: Arc<dyn Clock>,
         config: MonitorConfig,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let clients = probe::Clients::new()?;
         let (written, _) = watch::channel(0);
@@ -228,6 +149,7 @@ impl Monitor {
             clock,
             config,
             stats,
+            metrics,
             written,
         })
     }
@@ -239,6 +161,7 @@ impl Monitor {
         store: Store,
         clock: Arc<dyn Clock>,
         config: MonitorConfig,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let stored = store.sync_services(services, clock.now_ms()).await?;
         let watched = services
@@ -251,11 +174,15 @@ impl Monitor {
                 stored,
             })
             .collect();
-        Self::new(watched, store, clock, config)
+        Self::new(watched, store, clock, config, metrics)
     }
 
     pub fn stats(&self) -> Arc<MonitorStats> {
         self.stats.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Ticks after every batch written, so readers can refresh their view.
@@ -280,7 +207,7 @@ impl Monitor {
             self.config.incident_cooldown,
             self.store.clone(),
             self.clock.clone(),
-            self.stats.clone(),
+            (self.stats.clone(), self.metrics.clone()),
             self.written.clone(),
         )
     }
@@ -322,8 +249,8 @@ impl Monitor {
             }
             run.await
         });
-        self.stats.tasks.running("monitor");
-        self.stats.tasks.running("recorder");
+        self.metrics.tasks.running("monitor");
+        self.metrics.tasks.running("recorder");
 
         // The recorder learns of the shutdown at once (not after probes in
         // flight finish), so a write that keeps failing cannot hold the
@@ -345,7 +272,7 @@ impl Monitor {
                     Ok(Err(e)) => format!("{e:#}"),
                     Err(e) => join_failure(e),
                 };
-                self.stats.tasks.died(&self.stats.metrics, "recorder", self.clock.now_ms(), &why);
+                self.metrics.task_died("recorder", self.clock.now_ms(), &why);
                 // Dropping the scheduler here cancels the probes in flight.
                 anyhow::bail!("the recorder died ({why}); the results it held are lost");
             }
@@ -356,14 +283,13 @@ impl Monitor {
             Ok(result) => result,
             Err(e) => {
                 let why = join_failure(e);
-                self.stats
-                    .tasks
-                    .died(&self.stats.metrics, "recorder", self.clock.now_ms(), &why);
+                self.metrics
+                    .task_died("recorder", self.clock.now_ms(), &why);
                 Err(anyhow::anyhow!("the recorder died while stopping ({why})"))
             }
         };
-        self.stats.tasks.stopped("recorder");
-        self.stats.tasks.stopped("monitor");
+        self.metrics.tasks.stopped("recorder");
+        self.metrics.tasks.stopped("monitor");
         ended
     }
 
@@ -424,7 +350,7 @@ impl Monitor {
             self.stats
                 .last_lag_ms
                 .store(lag.as_millis() as u64, Ordering::Relaxed);
-            self.stats.metrics.schedule_lag.observe(lag.as_secs_f64());
+            self.metrics.schedule_lag.observe(lag.as_secs_f64());
             self.stats.probes_started.fetch_add(1, Ordering::Relaxed);
 
             let clients = self.clients.clone();
@@ -535,7 +461,7 @@ async fn probe_one(clients: &probe::Clients, clock: &dyn Clock, watched: &Watche
 pub struct Recorder {
     trackers: HashMap<i64, (String, Tracker)>,
     /// The dependencies last written per service, to write only changes.
-    dependencies: HashMap<i64, Vec<crate::health::Dependency>>,
+    dependencies: HashMap<i64, Vec<crate::domain::Dependency>>,
     /// The certificate expiry last written per service.
     certificates: HashMap<i64, i64>,
     /// How long before expiry a certificate raises an alert, per service
@@ -550,6 +476,7 @@ pub struct Recorder {
     store: Store,
     clock: Arc<dyn Clock>,
     stats: Arc<MonitorStats>,
+    metrics: Arc<Metrics>,
     written: watch::Sender<u64>,
 }
 
@@ -559,7 +486,7 @@ impl Recorder {
         incident_cooldown: Duration,
         store: Store,
         clock: Arc<dyn Clock>,
-        stats: Arc<MonitorStats>,
+        (stats, metrics): (Arc<MonitorStats>, Arc<Metrics>),
         written: watch::Sender<u64>,
     ) -> Self {
         let trackers = services
@@ -579,7 +506,7 @@ impl Recorder {
             certificates: HashMap::new(),
             certificate_warn_ms: services
                 .iter()
-                .map(|w| (w.id, w.config.tls_warn_days * crate::store::rollup::DAY_MS))
+                .map(|w| (w.id, w.config.tls_warn_days * crate::domain::time::DAY_MS))
                 .collect(),
             certificates_warned: Default::default(),
             windows: Vec::new(),
@@ -588,6 +515,7 @@ impl Recorder {
             store,
             clock,
             stats,
+            metrics,
             written,
         }
     }
@@ -607,7 +535,7 @@ impl Recorder {
             self.stats
                 .probe_resource_errors
                 .fetch_add(1, Ordering::Relaxed);
-            self.stats.metrics.probe_resource_errors.inc();
+            self.metrics.probe_resource_errors.inc();
             let slug = self
                 .trackers
                 .get(&result.service_id)
@@ -645,7 +573,7 @@ impl Recorder {
         }
         // Observed values (latencies, counts) change on every probe and are
         // not worth a write; names, states and outputs are.
-        let states = |deps: &[crate::health::Dependency]| {
+        let states = |deps: &[crate::domain::Dependency]| {
             deps.iter()
                 .map(|d| (d.name.clone(), d.health, d.output.clone()))
                 .collect::<Vec<_>>()
@@ -666,7 +594,7 @@ impl Recorder {
                 .certificate_warn_ms
                 .get(&result.service_id)
                 .copied()
-                .unwrap_or(ServiceConfig::DEFAULT_TLS_WARN_DAYS * crate::store::rollup::DAY_MS);
+                .unwrap_or(ServiceConfig::DEFAULT_TLS_WARN_DAYS * crate::domain::time::DAY_MS);
             // The store keeps one event per certificate; this set only
             // spares it the repeated inserts.
             if expires_at - result.checked_at <= warn_ms
@@ -761,7 +689,7 @@ impl Recorder {
             .results_written
             .fetch_add(batch.results.len() as u64, Ordering::Relaxed);
         self.stats.batches_written.fetch_add(1, Ordering::Relaxed);
-        let metrics = &self.stats.metrics;
+        let metrics = &self.metrics;
         metrics.write_batch_size.observe(batch.results.len() as f64);
         metrics.write_duration.observe(took.as_secs_f64());
         // Counted once written, so the counters never run ahead of the store.
@@ -802,8 +730,7 @@ impl Recorder {
         self.stats
             .results_dropped
             .fetch_add(excess as u64, Ordering::Relaxed);
-        self.stats
-            .metrics
+        self.metrics
             .results_dropped
             .with_label_values(&["shed"])
             .inc_by(excess as u64);
@@ -938,7 +865,7 @@ impl Recorder {
                         Err(e) => {
                             failures += 1;
                             self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
-                            self.stats.metrics.write_failures.inc();
+                            self.metrics.write_failures.inc();
                             let mut batch = batch;
                             if e.is_permanent() {
                                 if batch.results.is_empty() {
@@ -951,8 +878,7 @@ impl Recorder {
                                     self.stats
                                         .results_dropped
                                         .fetch_add(batch.results.len() as u64, Ordering::Relaxed);
-                                    self.stats
-                                        .metrics
+                                    self.metrics
                                         .results_dropped
                                         .with_label_values(&["refused"])
                                         .inc_by(batch.results.len() as u64);

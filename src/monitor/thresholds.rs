@@ -1,7 +1,7 @@
 //! Per-service state machine: a service changes state only after enough
 //! consecutive outcomes agree, so one lost packet does not page anybody.
 
-use crate::model::{Outcome, State};
+use crate::domain::{Outcome, State};
 
 #[derive(Debug, Clone)]
 pub struct Tracker {

@@ -6,139 +6,8 @@
 //! says what was true then.
 
 use chrono::TimeZone;
-use serde::{Deserialize, Serialize};
 
-use crate::model::State;
-
-/// Every kind of event, in the order the README lists them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    ServiceDown,
-    ServiceDegraded,
-    ServiceRecovered,
-    IncidentOpened,
-    IncidentUpdated,
-    IncidentResolved,
-    BackupFailed,
-    BackupVerificationFailed,
-    CertificateExpiring,
-    /// `beacon alert test`: never raised by anything else, never routed.
-    Test,
-}
-
-impl EventKind {
-    pub const ALL: [EventKind; 9] = [
-        EventKind::ServiceDown,
-        EventKind::ServiceDegraded,
-        EventKind::ServiceRecovered,
-        EventKind::IncidentOpened,
-        EventKind::IncidentUpdated,
-        EventKind::IncidentResolved,
-        EventKind::BackupFailed,
-        EventKind::BackupVerificationFailed,
-        EventKind::CertificateExpiring,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::ServiceDown => "service_down",
-            EventKind::ServiceDegraded => "service_degraded",
-            EventKind::ServiceRecovered => "service_recovered",
-            EventKind::IncidentOpened => "incident_opened",
-            EventKind::IncidentUpdated => "incident_updated",
-            EventKind::IncidentResolved => "incident_resolved",
-            EventKind::BackupFailed => "backup_failed",
-            EventKind::BackupVerificationFailed => "backup_verification_failed",
-            EventKind::CertificateExpiring => "certificate_expiring",
-            EventKind::Test => "test",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<EventKind> {
-        EventKind::ALL.into_iter().find(|k| k.as_str() == text)
-    }
-
-    /// The event a state change is, if it is one: `previous` is the state
-    /// before, looking through a maintenance window (down → maintenance →
-    /// up is a recovery).
-    pub fn of_change(previous: State, to: State) -> Option<EventKind> {
-        match (previous, to) {
-            (_, State::Down) => Some(EventKind::ServiceDown),
-            (_, State::Degraded) => Some(EventKind::ServiceDegraded),
-            (State::Down | State::Degraded, State::Up) => Some(EventKind::ServiceRecovered),
-            _ => None,
-        }
-    }
-}
-
-/// The facts of one event, stored as its payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub kind: EventKind,
-    /// When it happened (epoch ms).
-    pub at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<ServiceFacts>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub incident: Option<IncidentFacts>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup: Option<BackupFacts>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub certificate: Option<CertificateFacts>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServiceRef {
-    pub slug: String,
-    pub name: String,
-    pub group: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServiceFacts {
-    #[serde(flatten)]
-    pub service: ServiceRef,
-    /// `up`, `degraded` or `down`.
-    pub state: String,
-    /// The state before (through a maintenance window).
-    pub previous_state: String,
-    /// When the service entered `state` (epoch ms).
-    pub since: i64,
-    /// When it entered `previous_state`, if known: how long that lasted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub previous_since: Option<i64>,
-    /// The last probe's reason (for operators: sent in the webhook's JSON,
-    /// never in the text, which may be forwarded to a public channel).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IncidentFacts {
-    pub id: i64,
-    pub title: String,
-    pub status: String,
-    pub impact: String,
-    pub automatic: bool,
-    /// The update this event is about.
-    pub message: String,
-    pub services: Vec<ServiceRef>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BackupFacts {
-    pub id: String,
-    /// The step that failed: dump, upload, verify: download …
-    pub step: String,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CertificateFacts {
-    pub expires_at: i64,
-    pub days_left: i64,
-}
+use crate::domain::{Event, EventKind};
 
 /// Where messages link to and how they show times.
 #[derive(Debug, Clone)]
@@ -188,7 +57,9 @@ impl Event {
                         .map(|from| {
                             format!(
                                 " for {}",
-                                crate::store::human_minutes(((s.since - from) / 60_000).max(1))
+                                crate::domain::time::human_minutes(
+                                    ((s.since - from) / 60_000).max(1)
+                                )
                             )
                         })
                         .unwrap_or_default();
@@ -324,6 +195,7 @@ fn format_date(ms: i64, tz: chrono_tz::Tz) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{ServiceFacts, ServiceRef, State};
 
     fn site() -> Site {
         Site {

@@ -20,14 +20,11 @@ mod send;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use event::{
-    format_time, BackupFacts, CertificateFacts, Event, EventKind, IncidentFacts, Message,
-    ServiceFacts, ServiceRef, Site,
-};
+pub use event::{format_time, Message, Site};
 
 use crate::clock::Clock;
 use crate::config::NotifyChannel;
-use crate::model::State;
+use crate::domain::{Event, EventKind, ServiceRef, State};
 use crate::store::{AlertDelivery, DeliveryOutcome, Store, StoreError};
 
 /// How often the outbox is read.
@@ -145,7 +142,7 @@ pub struct Notifier {
     channels: Arc<Vec<NotifyChannel>>,
     site: Site,
     clock: Arc<dyn Clock>,
-    stats: Arc<crate::monitor::MonitorStats>,
+    metrics: Arc<crate::metrics::Metrics>,
     http: reqwest::Client,
 }
 
@@ -155,15 +152,14 @@ impl Notifier {
         channels: Arc<Vec<NotifyChannel>>,
         site: Site,
         clock: Arc<dyn Clock>,
-        stats: Arc<crate::monitor::MonitorStats>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Notifier> {
         let http = send::client()?;
         // Every channel's series exist from the start, at 0, so a rate()
         // over them works before the first alert.
         for c in channels.iter() {
             for outcome in ["sent", "retry", "failed"] {
-                stats
-                    .metrics
+                metrics
                     .alert_deliveries
                     .with_label_values(&[c.name.as_str(), outcome]);
             }
@@ -173,7 +169,7 @@ impl Notifier {
             channels,
             site,
             clock,
-            stats,
+            metrics,
             http,
         })
     }
@@ -231,7 +227,7 @@ impl Notifier {
                             kind = e.kind.as_str(),
                             "alert silenced: the service is in a maintenance window"
                         );
-                        self.stats.metrics.alerts_silenced.inc();
+                        self.metrics.alerts_silenced.inc();
                         Vec::new()
                     } else {
                         self.channels
@@ -318,8 +314,7 @@ impl Notifier {
             DeliveryOutcome::Retry { .. } => "retry",
             DeliveryOutcome::Failed { .. } => "failed",
         };
-        self.stats
-            .metrics
+        self.metrics
             .alert_deliveries
             .with_label_values(&[channel.name.as_str(), label])
             .inc();
@@ -335,6 +330,7 @@ impl Notifier {
 mod tests {
     use super::*;
     use crate::config::ChannelKind;
+    use crate::domain::{BackupFacts, ServiceFacts};
 
     fn channel(min_state: State, send_on_resolved: bool) -> NotifyChannel {
         NotifyChannel {

@@ -7,8 +7,9 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::event::{Event, Message, ServiceRef, Site};
+use super::event::{Message, Site};
 use crate::config::{ChannelKind, EmailChannel, NotifyChannel, SmtpTls};
+use crate::domain::{Event, ServiceRef};
 use crate::store::AlertDelivery;
 
 /// Why an attempt failed, and whether another could succeed.

@@ -6,13 +6,10 @@ use futures_util::StreamExt;
 
 use super::{root_cause, ProbeReport};
 use crate::config::ServiceConfig;
-use crate::health::condition::{failing, Condition, Observed};
-use crate::health::{self, Format, Health};
-use crate::model::Outcome;
-
-/// How much of a body is read. Health documents are small; a target that
-/// sends more is not allowed to make us buffer it.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+use crate::domain::Outcome;
+use crate::domain::{Format, Health};
+use crate::domain::condition::{failing, Condition, Observed};
+use crate::health::{self, MAX_BODY_BYTES};
 
 /// Redirects followed at most, within the probe's one timeout.
 pub const MAX_REDIRECTS: usize = 10;

@@ -15,9 +15,10 @@ pub mod tls;
 use std::time::{Duration, Instant};
 
 use crate::config::{HttpOptions, ProbeKind, ServiceConfig};
-use crate::health::condition::{failing, Condition, Observed};
-use crate::health::{Dependency, Health};
-use crate::model::Outcome;
+use crate::domain::text::{clean_text, MAX_NAME_BYTES};
+use crate::domain::Outcome;
+use crate::domain::{Dependency, Health};
+use crate::domain::condition::{failing, Condition, Observed};
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,24 +49,6 @@ pub struct Facts {
 
 /// Longest reason or dependency output kept, in bytes.
 pub const MAX_REASON_BYTES: usize = 512;
-/// Longest dependency name kept, in bytes.
-pub const MAX_NAME_BYTES: usize = 64;
-
-/// Text a target sent, made safe to store, log and show: control characters
-/// (NUL breaks PostgreSQL text) become spaces, and it is cut to `max` bytes
-/// at a character boundary.
-pub fn clean_text(text: &str, max: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max));
-    for c in text.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if out.len() + c.len_utf8() > max {
-            out.push('…');
-            break;
-        }
-        out.push(c);
-    }
-    out
-}
 
 impl ProbeReport {
     /// Cleans everything in the report that came from the target.
@@ -319,19 +302,4 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clean_text;
-
-    #[test]
-    fn target_text_is_cleaned_and_cut() {
-        assert_eq!(clean_text("a\u{0}b\nc", 100), "a b c");
-        assert_eq!(clean_text("ééé", 4), "éé…");
-        assert_eq!(
-            clean_text(&"x".repeat(10_000), 512).len(),
-            512 + '…'.len_utf8()
-        );
-    }
 }

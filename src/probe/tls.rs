@@ -19,7 +19,7 @@ use tokio_rustls::TlsConnector;
 
 use super::{timed_out, ProbeReport};
 use crate::config::ServiceConfig;
-use crate::model::Outcome;
+use crate::domain::Outcome;
 
 /// The certificate's notAfter, as epoch milliseconds.
 pub fn not_after_ms(der: &[u8]) -> Option<i64> {

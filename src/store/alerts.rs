@@ -10,7 +10,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
-use crate::notify::{Event, EventKind};
+use crate::domain::{Event, EventKind};
 
 /// An event as stored, waiting to be routed.
 #[derive(Debug, Clone, PartialEq)]

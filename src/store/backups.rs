@@ -4,7 +4,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
-use crate::notify::{BackupFacts, Event, EventKind};
+use crate::domain::{BackupFacts, Event, EventKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupRecord {

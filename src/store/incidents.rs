@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::{Store, StoreError};
-use crate::notify::EventKind;
+use crate::domain::EventKind;
 
 /// Incidents read per `IN (...)` list: well under SQLite's 32,766 binds.
 const LOAD_CHUNK: usize = 500;

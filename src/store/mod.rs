@@ -13,28 +13,13 @@ mod sqlite;
 
 use rollup::{Period, Rollup};
 
-/// SQLite URL helpers, for config validation.
-pub mod sqlite_url {
-    /// `sqlite::memory:`, `sqlite://:memory:` and `?mode=memory` URLs.
-    pub fn is_memory(url: &str) -> bool {
-        url.starts_with("sqlite:")
-            && (super::sqlite::path_of(url) == ":memory:" || url.contains("mode=memory"))
-    }
-
-    /// The database file of a SQLite URL; `None` for an in-memory one.
-    pub fn file_path(url: &str) -> Option<std::path::PathBuf> {
-        (url.starts_with("sqlite:") && !is_memory(url))
-            .then(|| std::path::PathBuf::from(super::sqlite::path_of(url)))
-    }
-}
-
 use std::collections::HashMap;
 
 use sqlx::Row;
 
 use crate::config::{DatabaseUrl, ServiceConfig};
-use crate::health::Dependency;
-use crate::model::{Outcome, State};
+use crate::domain::time::{human_minutes, DAY_MS, HOUR_MS};
+use crate::domain::{Dependency, Outcome, State};
 
 /// Runs `$body` with `$pool` bound to the concrete pool and `$db` to its
 /// sqlx database type, once per backend.
@@ -84,12 +69,12 @@ macro_rules! rollup_from_row {
     }};
 }
 
-/// Inserts `$event` (a [`crate::notify::Event`]) into `alert_events` on
+/// Inserts `$event` (a [`crate::domain::Event`]) into `alert_events` on
 /// `$tx`, in the transaction of what caused it. A `$dedupe` key already
 /// stored makes it a no-op.
 macro_rules! insert_alert_event {
     ($tx:expr, $event:expr, $service_id:expr, $dedupe:expr) => {{
-        let event: &crate::notify::Event = $event;
+        let event: &crate::domain::Event = $event;
         let payload = serde_json::to_string(event)
             .map_err(|e| sqlx::Error::Protocol(format!("alert event payload: {e}")))?;
         let service_id: Option<i64> = $service_id;
@@ -127,17 +112,17 @@ macro_rules! insert_incident_event {
         .fetch_all(&mut *$tx)
         .await?
         {
-            services.push(crate::notify::ServiceRef {
+            services.push(crate::domain::ServiceRef {
                 slug: s.try_get("slug")?,
                 name: s.try_get("name")?,
                 group: s.try_get("group_name")?,
             });
         }
-        let event = crate::notify::Event {
+        let event = crate::domain::Event {
             kind: $kind,
             at: $at,
             service: None,
-            incident: Some(crate::notify::IncidentFacts {
+            incident: Some(crate::domain::IncidentFacts {
                 id,
                 title: row.try_get("title")?,
                 status: row.try_get("status")?,
@@ -384,7 +369,7 @@ impl RecentRollups {
         }
         for (start, r) in &self.days {
             for (i, days) in [(1, 7), (2, 30), (3, 90)] {
-                if *start > today - days * rollup::DAY_MS {
+                if *start > today - days * DAY_MS {
                     w[i].merge(r);
                 }
             }
@@ -398,20 +383,8 @@ fn is_undefined_table(e: &dyn sqlx::error::DatabaseError) -> bool {
     e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table")
 }
 
-/// "12 min", "1 h 5 min", "2 days 3 h".
-pub fn human_minutes(minutes: i64) -> String {
-    let (days, hours, mins) = (minutes / 1440, (minutes % 1440) / 60, minutes % 60);
-    match (days, hours, mins) {
-        (0, 0, m) => format!("{m} min"),
-        (0, h, 0) => format!("{h} h"),
-        (0, h, m) => format!("{h} h {m} min"),
-        (d, 0, _) => format!("{d} day{}", if d == 1 { "" } else { "s" }),
-        (d, h, _) => format!("{d} day{} {h} h", if d == 1 { "" } else { "s" }),
-    }
-}
-
 /// Hourly rollups are kept this long; daily ones are never pruned.
-const ROLLUP_HOURLY_KEEP_MS: i64 = 400 * rollup::DAY_MS;
+const ROLLUP_HOURLY_KEEP_MS: i64 = 400 * DAY_MS;
 
 /// What a prune removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -422,7 +395,7 @@ pub struct Pruned {
 }
 
 /// Alert events (and what was sent of them) are kept this long.
-const ALERT_KEEP_MS: i64 = 30 * rollup::DAY_MS;
+const ALERT_KEEP_MS: i64 = 30 * DAY_MS;
 
 /// `check_results.state` of a result taken during maintenance.
 const MAINTENANCE_CODE: i16 = 4;
@@ -732,12 +705,12 @@ impl Store {
                     } else {
                         (c.from, service.try_get::<Option<i64>, _>("state_since")?)
                     };
-                    if let Some(kind) = crate::notify::EventKind::of_change(previous, c.to) {
-                        let event = crate::notify::Event {
+                    if let Some(kind) = crate::domain::EventKind::of_change(previous, c.to) {
+                        let event = crate::domain::Event {
                             kind,
                             at: c.changed_at,
-                            service: Some(crate::notify::ServiceFacts {
-                                service: crate::notify::ServiceRef {
+                            service: Some(crate::domain::ServiceFacts {
+                                service: crate::domain::ServiceRef {
                                     slug: service.try_get("slug")?,
                                     name: name.clone(),
                                     group: group.clone(),
@@ -877,11 +850,11 @@ impl Store {
                         .fetch_one(&mut *tx)
                         .await?;
                     let state: String = service.try_get("state")?;
-                    let event = crate::notify::Event {
-                        kind: crate::notify::EventKind::CertificateExpiring,
+                    let event = crate::domain::Event {
+                        kind: crate::domain::EventKind::CertificateExpiring,
                         at: *at,
-                        service: Some(crate::notify::ServiceFacts {
-                            service: crate::notify::ServiceRef {
+                        service: Some(crate::domain::ServiceFacts {
+                            service: crate::domain::ServiceRef {
                                 slug: service.try_get("slug")?,
                                 name: service.try_get("name")?,
                                 group: service.try_get("group_name")?,
@@ -894,9 +867,9 @@ impl Store {
                         }),
                         incident: None,
                         backup: None,
-                        certificate: Some(crate::notify::CertificateFacts {
+                        certificate: Some(crate::domain::CertificateFacts {
                             expires_at: *expires_at,
-                            days_left: (*expires_at - *at).max(0) / rollup::DAY_MS,
+                            days_left: (*expires_at - *at).max(0) / DAY_MS,
                         }),
                     };
                     // One alert per certificate: a renewed one (another expiry)
@@ -933,7 +906,7 @@ impl Store {
     /// Every active service with its state and 24 h counts, in config order.
     pub async fn service_summaries(&self, now: i64) -> Result<Vec<ServiceSummary>, StoreError> {
         // The last 24 hourly buckets: this hour so far and the 23 before it.
-        let since = Period::Hour.bucket_start(now) - 23 * rollup::HOUR_MS;
+        let since = Period::Hour.bucket_start(now) - 23 * HOUR_MS;
         let summaries = on_pool!(self, pool, _Db => {
             let counts: HashMap<i64, (i64, i64)> = sqlx::query(
                 "SELECT service_id, SUM(up + degraded + down) AS total, \
@@ -1080,8 +1053,8 @@ impl Store {
         now: i64,
     ) -> Result<HashMap<i64, RecentRollups>, StoreError> {
         let mut out: HashMap<i64, RecentRollups> = HashMap::new();
-        let hour_since = Period::Hour.bucket_start(now) - 23 * rollup::HOUR_MS;
-        let day_since = Period::Day.bucket_start(now) - 89 * rollup::DAY_MS;
+        let hour_since = Period::Hour.bucket_start(now) - 23 * HOUR_MS;
+        let day_since = Period::Day.bucket_start(now) - 89 * DAY_MS;
         self.for_each_rollup_since(hour_since, day_since, |service_id, period, start, r| {
             let entry = out.entry(service_id).or_default();
             match period {
@@ -1227,24 +1200,5 @@ impl Store {
                 .await?
         });
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_minutes;
-
-    #[test]
-    fn durations_read_naturally() {
-        for (minutes, text) in [
-            (1, "1 min"),
-            (12, "12 min"),
-            (60, "1 h"),
-            (65, "1 h 5 min"),
-            (1440, "1 day"),
-            (3 * 1440 + 125, "3 days 2 h"),
-        ] {
-            assert_eq!(human_minutes(minutes), text);
-        }
     }
 }

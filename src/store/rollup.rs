@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::CheckResult;
-use crate::model::Outcome;
+use crate::domain::Outcome;
 
 /// Upper bounds (ms) of the latency histogram's buckets; the last bucket
 /// (index 15) takes everything above 10 s.
@@ -28,8 +28,7 @@ pub const HISTOGRAM_COLUMNS: [&str; BUCKETS] = [
     "h13", "h14", "h15",
 ];
 
-pub const HOUR_MS: i64 = 3_600_000;
-pub const DAY_MS: i64 = 86_400_000;
+use crate::domain::time::{DAY_MS, HOUR_MS};
 
 /// A rollup period, as stored in `rollups.period`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -14,18 +14,8 @@ use crate::config::DatabaseUrl;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// The file path of a `sqlite://path` or `sqlite:path` URL.
-pub fn path_of(url: &str) -> &str {
-    let rest = url.strip_prefix("sqlite:").unwrap_or(url);
-    if rest == ":memory:" {
-        return rest;
-    }
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    rest.split('?').next().unwrap_or(rest)
-}
-
 pub async fn connect(url: &DatabaseUrl) -> Result<SqlitePool, StoreError> {
-    let path = path_of(url.expose());
+    let path = crate::config::sqlite_url::path_of(url.expose());
     if path != ":memory:" {
         if let Some(parent) = Path::new(path)
             .parent()

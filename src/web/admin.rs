@@ -19,7 +19,7 @@ use super::AppState;
 use crate::clock::ms_to_datetime;
 use crate::store::{Incident, IncidentPatch, Maintenance, MaintenanceInput, NewIncident};
 
-use crate::model::{INCIDENT_IMPACTS as IMPACTS, INCIDENT_STATUSES as STATUSES};
+use crate::domain::{INCIDENT_IMPACTS as IMPACTS, INCIDENT_STATUSES as STATUSES};
 
 /// Request bodies over this many bytes are refused with 413. A postmortem
 /// (100,000 bytes at most) fits even written all in `\uXXXX` escapes.

@@ -35,7 +35,7 @@ struct UptimeDoc {
 
 impl UptimeDoc {
     fn of(u: &Uptimes) -> UptimeDoc {
-        let r = |v: Option<f64>| v.map(|u| (u * 100.0).floor() / 100.0);
+        let r = |v: Option<f64>| v.map(crate::domain::time::uptime_shown);
         UptimeDoc {
             day: r(u[0]),
             week: r(u[1]),
@@ -138,7 +138,7 @@ fn services_json(snapshot: &Snapshot) -> Option<String> {
             state: s.state.as_str(),
             state_since: s.state_since.map(|t| t.to_rfc3339()),
             last_checked_at: s.last_checked_at.map(|t| t.to_rfc3339()),
-            uptime_24h: s.uptime[0].map(|u| (u * 100.0).floor() / 100.0),
+            uptime_24h: s.uptime[0].map(crate::domain::time::uptime_shown),
             uptime: UptimeDoc::of(&s.uptime),
             dependencies: s
                 .dependencies

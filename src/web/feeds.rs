@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
 use super::{cache, pages, AppState};
-use crate::model::State;
+use crate::domain::State;
 use crate::snapshot::{ServiceView, Snapshot};
 
 /// Whether XML 1.0 forbids `c` anywhere in a document (its `Char`
@@ -92,7 +92,7 @@ fn uptime_badge(s: &ServiceView, window: usize, label: &str) -> String {
             };
             badge(
                 &format!("uptime {label}"),
-                &pages::format_uptime(Some(u)).replace(' ', ""),
+                &crate::domain::time::format_uptime(Some(u)).replace(' ', ""),
                 color,
             )
         }

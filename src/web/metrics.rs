@@ -57,11 +57,11 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
         .as_ref()
         .map(|w| w.max_age.num_milliseconds() as f64 / 2000.0);
     let monitor_lag_secs = app.stats.current_lag(now_ms).as_secs_f64();
-    let stats = app.stats.clone();
+    let metrics = app.metrics.clone();
     // Hundreds of thousands of lines at 10,000 services: built on a
     // blocking thread, never on a worker the probes and pages need.
     let text = tokio::task::spawn_blocking(move || {
-        stats.metrics.render(&Readings {
+        metrics.render(&Readings {
             now_ms,
             services: &services,
             monitor_lag_secs,
@@ -101,8 +101,7 @@ pub async fn count_requests(State(app): State<AppState>, request: Request, next:
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
-    app.stats
-        .metrics
+    app.metrics
         .http_requests
         .with_label_values(&[route.as_str(), response.status().as_str()])
         .inc();

@@ -35,6 +35,8 @@ pub struct AppState {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
     pub store: Store,
     pub stats: Arc<MonitorStats>,
+    /// What `/metrics` serves, and the supervised tasks `/health` shows.
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub clock: Arc<dyn Clock>,
     /// Bearer tokens of the admin API (none: it refuses every request).
     pub admin_tokens: Arc<Vec<String>>,

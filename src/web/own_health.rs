@@ -136,7 +136,7 @@ fn check_snapshot_age(app: &AppState, now_ms: i64, time: &str) -> serde_json::Va
 fn check_tasks(app: &AppState, now_ms: i64, time: &str) -> (Vec<serde_json::Value>, bool) {
     let mut down = false;
     let checks = app
-        .stats
+        .metrics
         .tasks
         .all()
         .into_iter()
@@ -144,7 +144,7 @@ fn check_tasks(app: &AppState, now_ms: i64, time: &str) -> (Vec<serde_json::Valu
             let recent = status
                 .last_failure
                 .as_ref()
-                .is_some_and(|(at, _)| now_ms - at < crate::monitor::TASK_FAILURE_SHOWN_MS);
+                .is_some_and(|(at, _)| now_ms - at < crate::metrics::TASK_FAILURE_SHOWN_MS);
             let dead = status.failures > 0 && !status.running;
             down |= dead;
             let mut check = json!({

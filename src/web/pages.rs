@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::{cache, AppState};
-use crate::health::Health;
-use crate::model::State;
+use crate::domain::time::format_uptime;
+use crate::domain::{Health, State};
 use crate::snapshot::{Day, IncidentView, MaintenanceView, ServiceView, Snapshot};
 
 struct ServiceRow {
@@ -111,14 +111,6 @@ pub fn icon(state: State) -> &'static str {
         State::Down => "✖",
         State::Maintenance => "🛠",
         State::Unknown => "…",
-    }
-}
-
-/// Uptime with two decimals, rounded down so 99.996 % never shows as 100 %.
-pub fn format_uptime(percent: Option<f64>) -> String {
-    match percent {
-        None => "No data".to_string(),
-        Some(p) => format!("{:.2} %", (p * 100.0).floor() / 100.0),
     }
 }
 
@@ -505,7 +497,7 @@ fn history_html(
                 Some(r) => format!(
                     "{} – {}",
                     long_time(i.started_at, tz),
-                    crate::store::human_minutes((r - i.started_at).num_minutes())
+                    crate::domain::time::human_minutes((r - i.started_at).num_minutes())
                 ),
                 None => format!("since {}", long_time(i.started_at, tz)),
             },
@@ -593,7 +585,7 @@ fn incident_html(app: &AppState, snapshot: &Snapshot, i: &IncidentView) -> Optio
         started: long_time(i.started_at, app.site.time_zone),
         started_iso: html_time(i.started_at),
         resolved: i.resolved_at.map(|t| long_time(t, app.site.time_zone)),
-        duration: crate::store::human_minutes(
+        duration: crate::domain::time::human_minutes(
             (i.resolved_at.unwrap_or(snapshot.generated_at) - i.started_at).num_minutes(),
         ),
         services: i.services.join(", "),
@@ -990,14 +982,6 @@ pub async fn not_found() -> Response {
 mod tests {
     use super::*;
     use chrono::TimeZone;
-
-    #[test]
-    fn uptime_never_rounds_up_to_a_perfect_score() {
-        assert_eq!(format_uptime(Some(99.996)), "99.99 %");
-        assert_eq!(format_uptime(Some(100.0)), "100.00 %");
-        assert_eq!(format_uptime(Some(0.0)), "0.00 %");
-        assert_eq!(format_uptime(None), "No data");
-    }
 
     #[test]
     fn relative_times_read_naturally() {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::{cache, AppState};
-use crate::model::State;
+use crate::domain::State;
 use crate::snapshot::{IncidentView, MaintenanceView, Overall, ServiceView, Snapshot};
 
 /// The page id every document refers to.
@@ -52,7 +52,7 @@ pub fn component_status(state: State) -> Option<&'static str> {
 }
 
 fn group_id(name: &str) -> String {
-    format!("group-{}", crate::config::slugify(name))
+    format!("group-{}", crate::domain::text::slugify(name))
 }
 
 fn page(d: &Doc) -> Value {

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use beacon::config::{self, Config, ConfigSource};
-use beacon::model::State;
+use beacon::domain::State;
 use hmac::Mac;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -812,7 +812,7 @@ async fn prune_alerts(db: TestDb) {
     assert_eq!(ids, ["old-sent", "old-unrouted", "new"]);
     assert!(events
         .iter()
-        .all(|e| e.event.kind == beacon::notify::EventKind::BackupFailed));
+        .all(|e| e.event.kind == beacon::domain::EventKind::BackupFailed));
     for e in [&events[0], &events[2]] {
         store
             .route_alert_event(e.id, &[("hook".into(), e.event.kind)], e.created_at)

@@ -213,7 +213,7 @@ async fn while_writing(db: TestDb) {
                     batch.results.push(beacon::store::CheckResult {
                         service_id: *id,
                         checked_at: at,
-                        outcome: beacon::model::Outcome::Up,
+                        outcome: beacon::domain::Outcome::Up,
                         maintenance: false,
                         latency_ms: Some(12),
                         status_code: Some(200),

@@ -564,7 +564,7 @@ async fn slow_clients_past_the_connection_cap_never_fail_a_probe() {
     assert!(
         summaries
             .iter()
-            .all(|s| s.state == beacon::model::State::Up),
+            .all(|s| s.state == beacon::domain::State::Up),
         "{summaries:?}"
     );
     // The header-read timeout frees the slots: a visitor gets the page.

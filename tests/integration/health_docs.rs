@@ -1,7 +1,7 @@
 //! What services say about themselves, read from real HTTP answers.
 
-use beacon::health::Health;
-use beacon::model::State;
+use beacon::domain::Health;
+use beacon::domain::State;
 
 use crate::helpers::{test_config, Target, TestApp, TestDb};
 use crate::page::state_on_page;

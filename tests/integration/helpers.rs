@@ -299,6 +299,7 @@ pub async fn simulated_monitor(
         store.clone(),
         Arc::new(clock.clone()),
         config.monitor.clone(),
+        Default::default(),
     )
     .await
     .expect("monitor")
@@ -382,7 +383,7 @@ impl TestApp {
                 self.summaries()
                     .await
                     .iter()
-                    .all(|s| s.state != beacon::model::State::Unknown)
+                    .all(|s| s.state != beacon::domain::State::Unknown)
             },
         )
         .await;
@@ -509,7 +510,7 @@ pub fn test_config_with_s3(db: &TestDb, body: &str) -> Config {
 /// Writes `days` of history for `services` services (a result every 10
 /// minutes, some down) and an incident, through the real write path.
 pub async fn fill_history(store: &Store, config: &Config, days: i64) {
-    use beacon::model::Outcome;
+    use beacon::domain::Outcome;
     use beacon::store::{Batch, CheckResult, NewIncident};
     let start = 1_773_000_000_000i64;
     let stored = store

@@ -216,7 +216,7 @@ async fn maintenance(db: TestDb) {
         .await
         .expect("summaries")
         .remove(0);
-    assert_eq!(summary.state, beacon::model::State::Maintenance);
+    assert_eq!(summary.state, beacon::domain::State::Maintenance);
     assert!(store
         .incidents_of("checkout-api")
         .await
@@ -236,7 +236,7 @@ async fn maintenance(db: TestDb) {
         .iter()
         .map(|c| (c.from, c.to))
         .collect();
-    use beacon::model::State::*;
+    use beacon::domain::State::*;
     assert_eq!(
         changes,
         [(Unknown, Up), (Up, Maintenance), (Maintenance, Down)]

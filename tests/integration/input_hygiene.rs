@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use beacon::health::Health;
+use beacon::domain::Health;
 use beacon::store::{IncidentPatch, MaintenanceInput, NewIncident, StoreError};
 use serde_json::{json, Value};
 
@@ -709,8 +709,8 @@ async fn dependencies_capped(db: TestDb) {
     app.wait_for_every_state().await;
     let summary = app.summaries().await.remove(0);
     let deps = &summary.dependencies;
-    assert_eq!(deps.len(), beacon::health::MAX_DEPENDENCIES);
-    assert_eq!(summary.state, beacon::model::State::Degraded);
+    assert_eq!(deps.len(), beacon::domain::MAX_DEPENDENCIES);
+    assert_eq!(summary.state, beacon::domain::State::Degraded);
     assert!(
         deps.iter()
             .any(|d| d.name == "db" && d.health == Health::Fail),
@@ -723,7 +723,7 @@ async fn dependencies_capped(db: TestDb) {
         .expect("the warning one is kept");
     assert_eq!(long.health, Health::Warn);
     assert!(
-        long.name.ends_with('…') && long.name.len() <= beacon::probe::MAX_NAME_BYTES + 3,
+        long.name.ends_with('…') && long.name.len() <= beacon::domain::text::MAX_NAME_BYTES + 3,
         "{}",
         long.name
     );
@@ -761,7 +761,7 @@ async fn dependencies_capped(db: TestDb) {
         .filter(|l| l.starts_with("beacon_dependency_state{"))
         .count();
     assert!(
-        dependency_lines <= 3 * beacon::health::MAX_DEPENDENCIES,
+        dependency_lines <= 3 * beacon::domain::MAX_DEPENDENCIES,
         "{dependency_lines}"
     );
     assert!(

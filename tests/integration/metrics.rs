@@ -82,7 +82,7 @@ async fn metrics_match_the_store(db: TestDb) {
         let s = app.summaries().await;
         s.iter().all(|s| s.last_checked_at.is_some())
             && s.iter()
-                .any(|s| s.slug == "search" && s.state == beacon::model::State::Down)
+                .any(|s| s.slug == "search" && s.state == beacon::domain::State::Down)
     })
     .await;
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use beacon::clock::ManualClock;
-use beacon::model::{Outcome, State};
+use beacon::domain::{Outcome, State};
 use chrono::TimeZone;
 
 use crate::helpers::{

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use beacon::config::ServiceConfig;
-use beacon::health::Health;
-use beacon::model::Outcome;
+use beacon::domain::Health;
+use beacon::domain::Outcome;
 use beacon::probe::{self, Clients, ProbeReport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -500,7 +500,7 @@ async fn stored_certificate(db: TestDb) {
     let app = crate::helpers::TestApp::spawn(config).await;
     app.wait_for_every_state().await;
     let shop = app.summaries().await.remove(0);
-    assert_eq!(shop.state, beacon::model::State::Up);
+    assert_eq!(shop.state, beacon::domain::State::Up);
     let expires = shop.certificate_expires_at.expect("stored");
     let days = (expires - chrono::Utc::now().timestamp_millis()) as f64 / 86_400_000.0;
     assert!((5.0..5.1).contains(&days), "{days}");

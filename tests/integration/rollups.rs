@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use beacon::clock::{Clock, ManualClock};
-use beacon::model::Outcome;
+use beacon::domain::Outcome;
 use beacon::monitor::ProbeResult;
 use beacon::probe::ProbeReport;
 use beacon::store::rollup::{Period, Rollup};

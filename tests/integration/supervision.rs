@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use beacon::config::{self, ConfigSource};
-use beacon::model::{Outcome, State};
+use beacon::domain::{Outcome, State};
 use beacon::store::{Batch, CheckResult, StatusChange, Store, StoreError};
 
 use crate::helpers::{no_env, Target, TestDb};
@@ -122,7 +122,7 @@ fn batch_over(ids: &[i64], round: i64, writer: i64) -> Batch {
     } else {
         (State::Down, State::Up)
     };
-    let dependency: beacon::health::Dependency = serde_json::from_value(serde_json::json!({
+    let dependency: beacon::domain::Dependency = serde_json::from_value(serde_json::json!({
         "name": format!("db-{round}-{writer}"),
         "health": "pass",
     }))
