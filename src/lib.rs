@@ -1,11 +1,15 @@
 //! beacon: health checks and a public status page in one process.
 //!
-//! Layers, from the outside in (docs/ARCHITECTURE.md has the rules):
+//! Layers, from the outside in (docs/ARCHITECTURE.md has the order and the
+//! rules; `tests/layers.rs` fails on an import that breaks them):
 //! - [`cli`]: the `beacon` subcommands, a few lines each over the library;
 //! - [`startup`]: builds the app from a [`config::Config`] and runs it;
 //! - [`web`]: HTTP handlers, reading the in-memory [`snapshot`];
 //! - [`monitor`]: schedules [`probe`]s and records their results;
-//! - [`store`]: SQLite or PostgreSQL behind one type.
+//! - [`backup`], [`notify`]: backups to object storage, alerts from the outbox;
+//! - [`store`]: SQLite or PostgreSQL behind one sealed type;
+//! - [`config`]: the validated, typed configuration;
+//! - [`domain`]: the words all of them speak; it imports nothing of beacon's.
 
 pub mod backup;
 pub mod cli;

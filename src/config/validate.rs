@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::interpolate::interpolate;
 use super::raw::{known_keys, RawBackup, RawConfig, RawNotify, RawService};
 use super::*;
-use crate::domain::text::slugify;
 use crate::domain::condition::Condition;
+use crate::domain::text::slugify;
 
 /// One step of a path into the TOML document.
 #[derive(Debug, Clone)]

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::domain::condition::{failing, Condition, Observed};
 use super::*;
+use crate::domain::condition::{failing, Condition, Observed};
 
 /// A case slower than this is a bug (the largest inputs take milliseconds,
 /// even unoptimised).

@@ -68,7 +68,7 @@ pub struct ProbeResult {
     pub own_fault: bool,
 }
 
-/// Live figures of the monitor, read by `/health` (and later `/metrics`).
+/// Live figures of the monitor, read by `/health` and `/metrics`.
 #[derive(Debug, Default)]
 pub struct MonitorStats {
     pub probes_started: AtomicU64,

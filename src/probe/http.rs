@@ -1,4 +1,5 @@
-//! HTTP(S) probe: GET the URL, judge by status (and later by the body).
+//! HTTP(S) probe: sends the request, judges by status, by the health
+//! document in the body (`crate::health`) and by the service's conditions.
 
 use std::time::{Duration, Instant};
 
@@ -6,9 +7,9 @@ use futures_util::StreamExt;
 
 use super::{root_cause, ProbeReport};
 use crate::config::ServiceConfig;
+use crate::domain::condition::{failing, Condition, Observed};
 use crate::domain::Outcome;
 use crate::domain::{Format, Health};
-use crate::domain::condition::{failing, Condition, Observed};
 use crate::health::{self, MAX_BODY_BYTES};
 
 /// Redirects followed at most, within the probe's one timeout.

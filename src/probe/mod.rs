@@ -15,10 +15,10 @@ pub mod tls;
 use std::time::{Duration, Instant};
 
 use crate::config::{HttpOptions, ProbeKind, ServiceConfig};
+use crate::domain::condition::{failing, Condition, Observed};
 use crate::domain::text::{clean_text, MAX_NAME_BYTES};
 use crate::domain::Outcome;
 use crate::domain::{Dependency, Health};
-use crate::domain::condition::{failing, Condition, Observed};
 
 /// What one probe found.
 #[derive(Debug, Clone, PartialEq)]
