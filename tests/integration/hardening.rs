@@ -620,6 +620,29 @@ async fn sigterm_with_half_sent_requests_exits_within_the_deadline() {
     eprintln!("stopped in {took:?} with 11 half-sent requests");
 }
 
+// CI once saw beacon die of a SIGTERM sent right after it said where it
+// serves: the handler was installed only when the stop future was first
+// polled. Sent at once, five times over, it must stop cleanly every time.
+#[tokio::test]
+async fn sigterm_right_after_start_stops_cleanly() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"sqlite://{}/beacon.db\"\n",
+            dir.path().display()
+        );
+        let mut beacon = Process::start(&config, &[]);
+        beacon.terminate();
+        let status = beacon
+            .wait(Duration::from_secs(30))
+            .expect("beacon exits within its shutdown deadline");
+        assert!(
+            status.success(),
+            "killed by the signal, not stopped by it: {status:?}"
+        );
+    }
+}
+
 // Under systemd (Type=notify, WatchdogSec=): READY=1 once serving, then
 // WATCHDOG=1 while the runtime turns, STOPPING=1 on SIGTERM.
 #[tokio::test]
