@@ -1,15 +1,17 @@
 //! DNS probe: does the name resolve (to the expected addresses)?
 //!
-//! Uses the system resolver, as the services being watched do.
+//! Uses the system resolver, as the services being watched do, taking
+//! turns with every other lookup ([`super::resolve`]).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Instant;
 
+use super::resolve::Resolver;
 use super::{finish, timed_out, ProbeReport};
 use crate::config::ServiceConfig;
 
-pub async fn probe(target: &ServiceConfig) -> ProbeReport {
+pub async fn probe(target: &ServiceConfig, resolver: &Resolver) -> ProbeReport {
     let host = target
         .url
         .host_str()
@@ -17,10 +19,10 @@ pub async fn probe(target: &ServiceConfig) -> ProbeReport {
         .trim_matches(|c| c == '[' || c == ']')
         .to_string();
     let started = Instant::now();
-    let lookup = tokio::net::lookup_host((host.clone(), 0));
+    let lookup = resolver.lookup(&host, 0);
     match tokio::time::timeout(target.timeout, lookup).await {
         Ok(Ok(addrs)) => {
-            let found: BTreeSet<IpAddr> = addrs.map(|a| a.ip()).collect();
+            let found: BTreeSet<IpAddr> = addrs.iter().map(|a| a.ip()).collect();
             if found.is_empty() {
                 return ProbeReport::down(started.elapsed(), format!("{host} has no address"));
             }

@@ -9,6 +9,7 @@ pub mod dns;
 pub mod http;
 pub mod postgres;
 pub mod redis;
+pub mod resolve;
 pub mod tcp;
 pub mod tls;
 
@@ -133,12 +134,16 @@ pub(crate) fn timed_out(target: &ServiceConfig, started: Instant) -> ProbeReport
 pub struct Clients {
     /// By (verify TLS, keep alive).
     clients: [reqwest::Client; 4],
+    /// Every probe's name lookups, HTTP ones included, take turns here.
+    pub resolver: resolve::Resolver,
 }
 
 impl Clients {
     pub fn new() -> reqwest::Result<Clients> {
+        let resolver = resolve::Resolver::default();
         let build = |verify: bool, keep_alive: bool| {
             reqwest::Client::builder()
+                .dns_resolver(std::sync::Arc::new(resolver.clone()))
                 .user_agent(concat!(
                     "beacon/",
                     env!("CARGO_PKG_VERSION"),
@@ -161,6 +166,7 @@ impl Clients {
                 build(true, false)?,
                 build(false, false)?,
             ],
+            resolver,
         })
     }
 
@@ -178,11 +184,11 @@ pub async fn probe_target(clients: &Clients, target: &ServiceConfig, now_ms: i64
         ProbeKind::Http => {
             return http::probe(clients.for_options(&target.http), target, now_ms).await
         }
-        ProbeKind::Tcp => tcp::probe(target).await,
-        ProbeKind::Tls => tls::probe(target, now_ms).await,
-        ProbeKind::Dns => dns::probe(target).await,
+        ProbeKind::Tcp => tcp::probe(target, &clients.resolver).await,
+        ProbeKind::Tls => tls::probe(target, now_ms, &clients.resolver).await,
+        ProbeKind::Dns => dns::probe(target, &clients.resolver).await,
         ProbeKind::Postgres => postgres::probe(target).await,
-        ProbeKind::Redis => redis::probe(target).await,
+        ProbeKind::Redis => redis::probe(target, &clients.resolver).await,
     };
     apply_conditions(target, report, now_ms)
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use super::resolve::Resolver;
 use super::{finish, timed_out, ProbeReport};
 use crate::config::ServiceConfig;
 
@@ -20,19 +21,20 @@ fn command(parts: &[&str]) -> Vec<u8> {
     out
 }
 
-pub async fn probe(target: &ServiceConfig) -> ProbeReport {
+pub async fn probe(target: &ServiceConfig, resolver: &Resolver) -> ProbeReport {
     let started = Instant::now();
-    match tokio::time::timeout(target.timeout, ping(target)).await {
+    match tokio::time::timeout(target.timeout, ping(target, resolver)).await {
         Ok(Ok(())) => finish(target, started.elapsed(), None),
         Ok(Err(reason)) => ProbeReport::down(started.elapsed(), reason),
         Err(_) => timed_out(target, started),
     }
 }
 
-async fn ping(target: &ServiceConfig) -> Result<(), String> {
+async fn ping(target: &ServiceConfig, resolver: &Resolver) -> Result<(), String> {
     let host = target.url.host_str().unwrap_or_default();
     let port = target.url.port().unwrap_or(6379);
-    let stream = TcpStream::connect((host, port))
+    let stream = resolver
+        .connect(host, port)
         .await
         .map_err(|e| format!("connection failed: {e}"))?;
     let mut stream = BufReader::new(stream);

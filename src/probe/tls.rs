@@ -4,7 +4,6 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use tokio::net::TcpStream;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -17,6 +16,7 @@ use tokio_rustls::rustls::{
 };
 use tokio_rustls::TlsConnector;
 
+use super::resolve::Resolver;
 use super::{timed_out, ProbeReport};
 use crate::config::ServiceConfig;
 use crate::domain::Outcome;
@@ -58,16 +58,16 @@ fn connector(verify: bool) -> TlsConnector {
     }
 }
 
-pub async fn probe(target: &ServiceConfig, now_ms: i64) -> ProbeReport {
+pub async fn probe(target: &ServiceConfig, now_ms: i64, resolver: &Resolver) -> ProbeReport {
     let started = Instant::now();
-    match tokio::time::timeout(target.timeout, handshake(target)).await {
+    match tokio::time::timeout(target.timeout, handshake(target, resolver)).await {
         Ok(Ok(not_after)) => judge(target, started, not_after, now_ms),
         Ok(Err(reason)) => ProbeReport::down(started.elapsed(), reason),
         Err(_) => timed_out(target, started),
     }
 }
 
-async fn handshake(target: &ServiceConfig) -> Result<i64, String> {
+async fn handshake(target: &ServiceConfig, resolver: &Resolver) -> Result<i64, String> {
     let host = target
         .url
         .host_str()
@@ -76,7 +76,8 @@ async fn handshake(target: &ServiceConfig) -> Result<i64, String> {
     let port = target.url.port().unwrap_or(443);
     let name =
         ServerName::try_from(host.to_string()).map_err(|e| format!("bad server name: {e}"))?;
-    let tcp = TcpStream::connect((host, port))
+    let tcp = resolver
+        .connect(host, port)
         .await
         .map_err(|e| format!("connection failed: {e}"))?;
     let tls = connector(target.http.tls_verify)
