@@ -1,0 +1,666 @@
+//! Building and running the whole app: store, monitor, snapshot refresher
+//! and web server in one process.
+//!
+//! [`Application::build`] binds the listener itself, so tests can ask for
+//! port 0 and read [`Application::port`]. Shutdown is a future handed to
+//! [`Application::run_until_stopped`]: SIGTERM in production, a oneshot in
+//! tests.
+//!
+//! Here: building ([`Application::build_with_clock`]), starting every task
+//! ([`Running`]) and stopping them in order. The supervisor that restarts a
+//! dead task is `supervise.rs`; the periodic jobs `jobs.rs`; the stop signal
+//! `signal.rs`.
+
+mod jobs;
+mod signal;
+mod supervise;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::backup::Backups;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ServiceConfig};
+use crate::metrics::{join_failure, Metrics};
+use crate::monitor::Monitor;
+use crate::snapshot::{Inputs, Refresher, Snapshot};
+use crate::store::Store;
+use crate::web::{self, AppState};
+
+pub use signal::shutdown_signal;
+use supervise::supervise;
+
+/// The snapshot is rebuilt after writes, and at least this often.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// The tasks a running beacon supervises, for their series at 0 from the
+/// start (so `rate()` works before a death).
+const TASKS: [&str; 6] = [
+    "monitor",
+    "recorder",
+    "refresher",
+    "notifier",
+    "retention",
+    "backup",
+];
+
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    store: Store,
+    monitor: Monitor,
+    refresher: Refresher,
+    state: AppState,
+    clock: Arc<dyn Clock>,
+    raw_retention: Duration,
+    /// Backups and their cron schedule, when `[backup] schedule` is set.
+    backups: Option<(Arc<Backups>, String)>,
+    notifier: crate::notify::Notifier,
+    /// What a new notifier is made of, when the running one dies.
+    notifier_parts: NotifierParts,
+    in_use: crate::backup::lock::InUse,
+    limits: web::server::Limits,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        mut config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        // Before anything opens a file: visitors, probes and the store share
+        // the descriptor limit, so take all the kernel allows.
+        let limits = connection_limits(&config);
+        let store = Store::connect(&config.storage.url).await?;
+        // Held until this process ends: `beacon restore` refuses to swap the
+        // database under us, and we refuse to start during a restore.
+        let in_use = crate::backup::lock::InUse::hold(&store, &config.storage.url).await?;
+        store
+            .migrate()
+            .await
+            .with_context(|| format!("migrating the store at {}", config.storage.url))?;
+
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        if config.server.watch_self {
+            config.services.push(ServiceConfig::watching_self(addr));
+        }
+
+        let monitor = Monitor::for_services(
+            &config.services,
+            store.clone(),
+            clock.clone(),
+            config.monitor.clone(),
+            Arc::new(Metrics::new()),
+        )
+        .await
+        .context("syncing configured services into the store")?;
+
+        let (refresher, snapshot) = first_snapshot(&config, &store, &clock).await?;
+        let backups = scheduled_backups(&config, &store, &clock).await?;
+        let notifier_parts = NotifierParts {
+            store: store.clone(),
+            channels: Arc::new(config.notify.clone()),
+            site: crate::notify::Site::of(&config.server, &format!("http://{addr}")),
+            clock: clock.clone(),
+            metrics: monitor.metrics(),
+        };
+        let notifier = notifier_parts.make()?;
+        let backup_watch = backups.as_ref().and_then(|(_, schedule)| {
+            crate::backup::schedule_period(schedule).map(|period| web::BackupWatch {
+                max_age: period * 2,
+                since: clock.now(),
+            })
+        });
+        let state = app_state(
+            &config,
+            &store,
+            &monitor,
+            &clock,
+            &refresher,
+            snapshot,
+            backup_watch,
+        );
+        Ok(Application {
+            listener,
+            addr,
+            store,
+            monitor,
+            refresher,
+            state,
+            clock,
+            raw_retention: config.storage.raw_retention,
+            backups,
+            notifier,
+            notifier_parts,
+            in_use,
+            limits,
+            shutdown_timeout: config.server.limits.shutdown_timeout,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves and monitors until `shutdown` resolves, then stops in order:
+    /// the monitor first (it may be probing this very server, and must write
+    /// what it holds), then the web server (in-flight requests finish).
+    ///
+    /// Every long-lived task is supervised; one that dies (panics, or
+    /// returns before the stop) is logged with its panic message, counted in
+    /// `beacon_task_failures_total{task}` and shown as `fail` on `/health`.
+    /// Then:
+    /// - the **monitor** or its **recorder**: this returns an error, so the
+    ///   process exits non-zero and its service manager (systemd
+    ///   `Restart=always`, Kubernetes) starts it again. Restarting them in
+    ///   place would not be clean: the recorder holds results not yet
+    ///   written and every service's threshold state machine, the
+    ///   scheduler the cadence and the probes in flight; a new process
+    ///   starts over from the stored states, as after any restart, where a
+    ///   half-restarted monitor would go on probing with its results
+    ///   silently lost.
+    /// - the **refresher**, **notifier** and **retention**: made anew and
+    ///   restarted in place after a backoff (1 s doubling to 60 s). They
+    ///   keep nothing that is not in the store (the refresher reads the
+    ///   history again, the notifier's outbox and retention's work are in
+    ///   the store), and the page, probes and writes go on meanwhile.
+    /// - the **backup schedule**: each run is a task of its own; one that
+    ///   panics is a death as above, and the next tick runs again.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let shutdown_timeout = self.shutdown_timeout;
+        let (mut running, store, in_use) = self.start().await?;
+        let outcome = running
+            .until_stop_or_death(shutdown, shutdown_timeout)
+            .await;
+        let outcome = running.stop(outcome, shutdown_timeout).await;
+        // Closing the pools waits for connections in use; not past the deadline.
+        let _ = tokio::time::timeout(Duration::from_secs(2), store.close()).await;
+        drop(in_use);
+        outcome
+    }
+
+    /// Starts every task, then tells the world (and systemd) beacon is up.
+    /// Returns them with the store and the in-use lock, both held until
+    /// the last task stopped.
+    async fn start(self) -> anyhow::Result<(Running, Store, crate::backup::lock::InUse)> {
+        let Application {
+            listener,
+            addr,
+            store,
+            monitor,
+            refresher,
+            state,
+            clock,
+            raw_retention,
+            backups,
+            notifier,
+            notifier_parts,
+            in_use,
+            limits,
+            shutdown_timeout,
+        } = self;
+        let metrics = state.metrics.clone();
+        for task in TASKS {
+            metrics.task_failures.with_label_values(&[task]);
+        }
+        for reason in ["refused", "shed"] {
+            metrics.results_dropped.with_label_values(&[reason]);
+        }
+
+        let writes = monitor.subscribe_writes();
+        let (stop_monitor, monitor_stopped) = oneshot::channel::<()>();
+        let monitor_task = tokio::spawn(monitor.run(async move {
+            let _ = monitor_stopped.await;
+        }));
+        let supervisor = Supervisor {
+            metrics: metrics.clone(),
+            clock: clock.clone(),
+        };
+        // The first refresher starts from the history `build` read; one made
+        // after a death reads it again.
+        let refresher_parts = RefresherParts::of(&refresher);
+        let mut first_refresher = Some(refresher);
+        let refresher = supervisor.spawn("refresher", move |stop| {
+            let refresher = first_refresher
+                .take()
+                .unwrap_or_else(|| refresher_parts.make());
+            // Rebuilding reads the store; once a second is fresh enough for
+            // people and bounded for the store.
+            Ok(refresher.run(
+                writes.clone(),
+                Duration::from_secs(1),
+                SNAPSHOT_MAX_AGE,
+                stop,
+            ))
+        });
+        let retention = {
+            let (store, clock) = (store.clone(), clock.clone());
+            supervisor.spawn("retention", move |stop| {
+                Ok(jobs::retention_job(
+                    store.clone(),
+                    clock.clone(),
+                    raw_retention,
+                    stop,
+                ))
+            })
+        };
+        // Alerts go out from their own task: probing never waits on a channel.
+        let mut first_notifier = Some(notifier);
+        let notifier = supervisor.spawn("notifier", move |stop| {
+            let notifier = match first_notifier.take() {
+                Some(n) => n,
+                None => notifier_parts.make()?,
+            };
+            Ok(notifier.run(stop))
+        });
+        let scheduler = match backups {
+            Some((backups, schedule)) => Some(
+                jobs::start_backup_schedule(backups, &schedule, metrics.clone(), clock.clone())
+                    .await
+                    .context("starting the backup schedule")?,
+            ),
+            None => None,
+        };
+        let (stop_server, server_stopped) = oneshot::channel::<()>();
+        let server_stats = state.server_stats.clone();
+        // Requests in flight at shutdown get a few seconds; the rest of the
+        // deadline is for the recorder's last writes and the store.
+        let grace = (shutdown_timeout / 4).min(Duration::from_secs(5));
+        let server_task = tokio::spawn(web::server::serve(
+            listener,
+            web::router(state),
+            limits,
+            server_stats,
+            async move {
+                let _ = server_stopped.await;
+            },
+            grace,
+        ));
+        let (stop_watchdog, watchdog_stopped) = oneshot::channel::<()>();
+        let watchdog = tokio::spawn(crate::watchdog::run(async move {
+            let _ = watchdog_stopped.await;
+        }));
+        tracing::info!(%addr, store = store.kind(), "beacon is serving");
+        crate::watchdog::ready();
+        let running = Running {
+            monitor: (stop_monitor, monitor_task),
+            server: (stop_server, server_task),
+            supervised: vec![refresher, retention, notifier],
+            scheduler,
+            watchdog: (stop_watchdog, watchdog),
+            metrics,
+            clock,
+        };
+        Ok((running, store, in_use))
+    }
+}
+
+/// The connection cap (from `server.limits`, or from the descriptor limit,
+/// raised here to all the kernel allows) and the header-read timeout.
+fn connection_limits(config: &Config) -> web::server::Limits {
+    let fd_limit = web::server::raise_fd_limit();
+    let limits = web::server::Limits {
+        max_connections: config.server.limits.max_connections.unwrap_or_else(|| {
+            web::server::default_max_connections(fd_limit, config.monitor.max_concurrency)
+        }),
+        header_read_timeout: config.server.limits.header_read_timeout,
+    };
+    tracing::debug!(
+        fd_limit,
+        max_connections = limits.max_connections,
+        "connection cap"
+    );
+    limits
+}
+
+/// The first snapshot, read before the server answers, and the refresher
+/// that keeps it current (starting from this read of the history rather than
+/// reading it all again at once).
+async fn first_snapshot(
+    config: &Config,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<(Refresher, watch::Receiver<Arc<Snapshot>>)> {
+    let now = clock.now();
+    let inputs = Inputs::read(store, now.timestamp_millis(), None)
+        .await
+        .context("building the first status snapshot")?;
+    let history = Some((now.timestamp_millis(), inputs.history.clone()));
+    let initial = Snapshot::from_inputs(inputs, &config.server.title, &config.groups, now);
+    let (publish, snapshot) = watch::channel(Arc::new(initial));
+    let refresher = Refresher {
+        store: store.clone(),
+        clock: clock.clone(),
+        title: config.server.title.clone(),
+        groups: config.groups.clone(),
+        publish,
+        changed: Arc::new(tokio::sync::Notify::new()),
+        history: std::sync::Mutex::new(history),
+    };
+    Ok((refresher, snapshot))
+}
+
+/// The backups to take on `[backup] schedule`, with that schedule; none when
+/// no schedule is set (cron may still run `beacon backup run`).
+async fn scheduled_backups(
+    config: &Config,
+    store: &Store,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<Option<(Arc<Backups>, String)>> {
+    let Some(backup) = &config.backup else {
+        return Ok(None);
+    };
+    let Some(schedule) = &backup.schedule else {
+        return Ok(None);
+    };
+    let backups = Backups::open(
+        backup,
+        store.clone(),
+        config.storage.url.clone(),
+        clock.clone(),
+    )
+    .await
+    .context("opening the backup target")?;
+    Ok(Some((Arc::new(backups), schedule.clone())))
+}
+
+/// What every handler may read.
+fn app_state(
+    config: &Config,
+    store: &Store,
+    monitor: &Monitor,
+    clock: &Arc<dyn Clock>,
+    refresher: &Refresher,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    backup_watch: Option<web::BackupWatch>,
+) -> AppState {
+    // The snapshot follows the writes, and is rebuilt at least every
+    // SNAPSHOT_MAX_AGE besides: it is late past the write's limit plus that,
+    // or two rebuilds missed when nothing is written.
+    let stats = monitor.stats();
+    let write_warn = Duration::from_millis(
+        stats
+            .write_warn_after_ms
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let snapshot_warn = (write_warn + SNAPSHOT_MAX_AGE).max(SNAPSHOT_MAX_AGE * 2);
+    stats.snapshot_warn_after_ms.store(
+        snapshot_warn.as_millis() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    AppState {
+        snapshot,
+        store: store.clone(),
+        stats,
+        metrics: monitor.metrics(),
+        clock: clock.clone(),
+        admin_tokens: Arc::new(config.admin.tokens.clone()),
+        changed: refresher.changed.clone(),
+        render_cache: Default::default(),
+        site: Arc::new(web::Site {
+            logo_url: config.server.logo_url.as_ref().map(|u| u.to_string()),
+            home_url: config.server.home_url.as_ref().map(|u| u.to_string()),
+            support_url: config.server.support_url.as_ref().map(|u| u.to_string()),
+            announcement: config.server.announcement.clone(),
+            time_zone: config.server.time_zone,
+        }),
+        // As often as the page can change: the shortest probe interval,
+        // within 5 s to 60 s.
+        max_age_secs: config
+            .services
+            .iter()
+            .map(|s| s.interval.as_secs())
+            .min()
+            .unwrap_or(30)
+            .clamp(5, 60),
+        public_url: config.server.public_base(),
+        backup_watch,
+        alert_channels: Arc::new(config.notify.iter().map(|c| c.name.clone()).collect()),
+        metrics_enabled: config.metrics.enabled,
+        metrics_token: config.metrics.token.clone().map(Arc::new),
+        server_stats: Default::default(),
+        store_reads: Arc::new(tokio::sync::Semaphore::new(web::STORE_READERS)),
+    }
+}
+
+/// Starts restartable tasks under [`supervise`], each with its own stop.
+struct Supervisor {
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A supervised task and the sender that stops it.
+type Supervised = (watch::Sender<bool>, JoinHandle<()>);
+
+impl Supervisor {
+    fn spawn<M, F>(&self, task: &'static str, make: M) -> Supervised
+    where
+        M: FnMut(
+                std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+            ) -> anyhow::Result<F>
+            + Send
+            + 'static,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (stop, stopped) = watch::channel(false);
+        let handle = tokio::spawn(supervise(
+            task,
+            self.metrics.clone(),
+            self.clock.clone(),
+            stopped,
+            make,
+        ));
+        (stop, handle)
+    }
+}
+
+/// Every task of a running beacon, with what stops each.
+struct Running {
+    monitor: (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>),
+    server: (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>),
+    /// Restartable tasks, stopped in this order after the monitor and the
+    /// server: refresher, retention, notifier (last, so the alerts of the
+    /// monitor's last writes are routed).
+    supervised: Vec<Supervised>,
+    scheduler: Option<tokio_cron_scheduler::JobScheduler>,
+    watchdog: (oneshot::Sender<()>, JoinHandle<()>),
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Running {
+    /// Waits for `shutdown`, or for the monitor or the web server to die
+    /// (an error: the process exits non-zero and is started again).
+    async fn until_stop_or_death(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        shutdown_timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let (metrics, clock) = (self.metrics.clone(), self.clock.clone());
+        tokio::select! {
+            _ = shutdown => {
+                tracing::info!(deadline_s = shutdown_timeout.as_secs(), "shutdown requested");
+                Ok(())
+            }
+            ended = &mut self.monitor.1 => {
+                let why = match ended {
+                    // The recorder died: `Monitor::run` has logged and
+                    // counted it.
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Ok(Ok(())) => {
+                        let why = "returned before the stop".to_string();
+                        metrics.task_died("monitor", clock.now_ms(), &why);
+                        why
+                    }
+                    Err(e) => {
+                        let why = join_failure(e);
+                        metrics.task_died("monitor", clock.now_ms(), &why);
+                        why
+                    }
+                };
+                tracing::error!(error = %why, "the monitor is gone: exiting non-zero so that the service manager starts beacon again from the stored states");
+                Err(anyhow::anyhow!("the monitor stopped unexpectedly: {why}"))
+            }
+            ended = &mut self.server.1 => {
+                Err(anyhow::anyhow!("the web server stopped unexpectedly: {}", describe(ended.map(|r| r.map_err(anyhow::Error::from)))))
+            }
+        }
+    }
+
+    /// Stops everything in order within `server.shutdown_timeout`, so
+    /// Kubernetes (30 s of grace by default) never has to SIGKILL: the
+    /// monitor first (it may be probing this very server, and must write
+    /// what it holds), then the web server (in-flight requests finish),
+    /// then the restartable tasks and the backup schedule.
+    async fn stop(
+        self,
+        mut outcome: anyhow::Result<()>,
+        shutdown_timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let Running {
+            monitor: (stop_monitor, mut monitor_task),
+            server: (stop_server, mut server_task),
+            supervised,
+            mut scheduler,
+            watchdog: (stop_watchdog, watchdog_task),
+            metrics,
+            clock: _,
+        } = self;
+        crate::watchdog::stopping();
+        let _ = stop_watchdog.send(());
+        let _ = watchdog_task.await;
+        let deadline = tokio::time::Instant::now() + shutdown_timeout;
+        let aborts = [monitor_task.abort_handle(), server_task.abort_handle()];
+        let stopping = async move {
+            let _ = stop_monitor.send(());
+            // A task that already ended (the death that brought us here) is
+            // not awaited again.
+            if !monitor_task.is_finished() || outcome.is_ok() {
+                match (&mut monitor_task).await {
+                    Ok(Ok(())) => tracing::info!("monitor stopped; every result written"),
+                    Ok(Err(e)) => outcome = outcome.and(Err(e.context("stopping the monitor"))),
+                    Err(e) if e.is_cancelled() => {}
+                    Err(e) => {
+                        outcome = outcome.and(Err(anyhow::anyhow!("monitor task failed: {e}")))
+                    }
+                }
+            }
+            let _ = stop_server.send(());
+            if !server_task.is_finished() || outcome.is_ok() {
+                if let Ok(Err(e)) = (&mut server_task).await {
+                    outcome = outcome.and(Err(anyhow::Error::from(e).context("web server")));
+                }
+            }
+            for (stop, task) in supervised {
+                let _ = stop.send(true);
+                let _ = task.await;
+            }
+            if let Some(scheduler) = scheduler.as_mut() {
+                // A backup in flight is cut off; its manifest is never written,
+                // so it is never listed as restorable.
+                let _ = scheduler.shutdown().await;
+                metrics.tasks.stopped("backup");
+            }
+            outcome
+        };
+        match tokio::time::timeout_at(deadline, stopping).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                aborts.iter().for_each(tokio::task::AbortHandle::abort);
+                Err(anyhow::anyhow!(
+                    "stopping took longer than server.shutdown_timeout ({}); exiting anyway",
+                    humantime::format_duration(shutdown_timeout)
+                ))
+            }
+        }
+    }
+}
+
+fn describe(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(Ok(())) => "it returned".to_string(),
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(e) => join_failure(e),
+    }
+}
+
+/// What a notifier is made of, to make another.
+struct NotifierParts {
+    store: Store,
+    channels: Arc<Vec<crate::config::NotifyChannel>>,
+    site: crate::notify::Site,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+impl NotifierParts {
+    fn make(&self) -> anyhow::Result<crate::notify::Notifier> {
+        crate::notify::Notifier::new(
+            self.store.clone(),
+            self.channels.clone(),
+            self.site.clone(),
+            self.clock.clone(),
+            self.metrics.clone(),
+        )
+    }
+}
+
+/// What a refresher is made of, to make another (which reads the history
+/// afresh).
+struct RefresherParts {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    title: String,
+    groups: Vec<crate::config::GroupConfig>,
+    publish: watch::Sender<Arc<Snapshot>>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl RefresherParts {
+    fn of(r: &Refresher) -> RefresherParts {
+        RefresherParts {
+            store: r.store.clone(),
+            clock: r.clock.clone(),
+            title: r.title.clone(),
+            groups: r.groups.clone(),
+            publish: r.publish.clone(),
+            changed: r.changed.clone(),
+        }
+    }
+
+    fn make(&self) -> Refresher {
+        Refresher {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            title: self.title.clone(),
+            groups: self.groups.clone(),
+            publish: self.publish.clone(),
+            changed: self.changed.clone(),
+            history: std::sync::Mutex::new(None),
+        }
+    }
+}
