@@ -3,10 +3,13 @@
 //! Every field is optional or a plain string so that one pass of
 //! [`super::validate`] can report *every* mistake at once, each with its
 //! place, instead of serde stopping at the first.
+//!
+//! No raw struct derives `Debug`: they hold secrets (tokens, passwords,
+//! URLs with credentials, header values) before any redaction.
 
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
@@ -27,7 +30,7 @@ pub struct RawConfig {
     pub services: Vec<RawService>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawServer {
     pub listen: Option<String>,
     pub public_url: Option<String>,
@@ -43,13 +46,13 @@ pub struct RawServer {
     pub shutdown_timeout: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawStorage {
     pub url: Option<String>,
     pub raw_retention: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawMonitor {
     pub max_concurrency: Option<i64>,
     pub batch_size: Option<i64>,
@@ -58,7 +61,7 @@ pub struct RawMonitor {
     pub max_buffered_results: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawBackup {
     pub schedule: Option<String>,
     pub target: Option<String>,
@@ -71,7 +74,7 @@ pub struct RawBackup {
     pub keep: Option<RawKeep>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawKeep {
     pub last: Option<i64>,
     pub hourly: Option<i64>,
@@ -81,18 +84,18 @@ pub struct RawKeep {
     pub yearly: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawAdmin {
     pub tokens: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawMetrics {
     pub enabled: Option<bool>,
     pub token: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawNotify {
     pub name: Option<String>,
     pub kind: Option<String>,
@@ -115,13 +118,13 @@ pub struct RawNotify {
     pub to: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawGroup {
     pub name: Option<String>,
     pub description: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct RawService {
     pub name: Option<String>,
     pub slug: Option<String>,

@@ -1,0 +1,48 @@
+//! `[admin]` and `[metrics]`: bearer tokens, which never print.
+
+use std::fmt;
+
+/// `[admin]`: bearer tokens of the admin API, from `${VAR}`s.
+#[derive(Clone, Default)]
+pub struct AdminConfig {
+    pub tokens: Vec<String>,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AdminConfig {{ tokens: {} hidden }}", self.tokens.len())
+    }
+}
+
+/// `[metrics]`: `/metrics` on or off, and the bearer token it asks for.
+#[derive(Clone)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// `None`: open to whoever reaches the port (keep it off the public
+    /// internet then, or set one from `${VAR}`).
+    pub token: Option<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            token: None,
+        }
+    }
+}
+
+impl fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MetricsConfig {{ enabled: {}, token: {} }}",
+            self.enabled,
+            if self.token.is_some() {
+                "hidden"
+            } else {
+                "none"
+            }
+        )
+    }
+}

@@ -1,0 +1,80 @@
+//! From TOML text to a trusted [`Config`], collecting every problem.
+//!
+//! [`from_toml`] reads the document (`document.rs`), then hands each
+//! section to its own file, all writing into one [`Problems`]; places and
+//! "did you mean" are in `diagnostics.rs`. Sections are judged in the
+//! order of the file, so problems are listed as a person reads it.
+
+mod admin;
+mod backup;
+mod diagnostics;
+mod document;
+mod fields;
+mod groups;
+mod monitor;
+mod notify;
+mod problems;
+mod server;
+mod services;
+mod storage;
+
+#[cfg(test)]
+mod tests;
+
+use document::Overrides;
+use problems::Problems;
+
+use crate::config::{Config, ConfigError, ConfigSource, EnvLookup};
+
+pub(super) fn from_toml(
+    text: &str,
+    source: ConfigSource,
+    env: EnvLookup<'_>,
+) -> Result<Config, ConfigError> {
+    let source_name = source.to_string();
+    let mut root = document::parse(text, &source_name)?;
+    let mut problems = Problems::default();
+    let used = document::substitute_secrets(&mut root, env, &mut problems);
+    let overrides = Overrides::apply(&mut root, env);
+    let raw = document::read_raw(&root, &source_name, &used, &mut problems)?;
+
+    let mut server = server::server(&raw.server, &overrides, &mut problems);
+    let storage = storage::storage(&raw.storage, &overrides, &mut problems);
+    server.limits = server::limits(&raw.server, &mut problems);
+    let monitor = monitor::monitor(&raw.monitor, &mut problems);
+    let admin = admin::admin(&raw.admin, &mut problems);
+    let metrics = admin::metrics(&raw.metrics, &mut problems);
+    let backup = raw
+        .backup
+        .as_ref()
+        .and_then(|b| backup::backup(b, env, overrides.note("backup.target"), &mut problems));
+    let groups = groups::groups(&raw.groups, &mut problems);
+    let services = services::services(&raw.services, &groups, server.watch_self, &mut problems);
+    let has_public_url = server.public_url.is_some();
+    let notify = notify::channels(
+        &raw.notify,
+        &services,
+        &groups,
+        has_public_url,
+        &mut problems,
+    );
+
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            source_name,
+            problems: problems.into_messages(&used),
+        });
+    }
+    Ok(Config {
+        server,
+        storage,
+        monitor,
+        admin,
+        metrics,
+        backup,
+        notify,
+        groups,
+        services,
+        source,
+    })
+}
