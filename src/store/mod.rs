@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use crate::config::{DatabaseUrl, ServiceConfig};
-use crate::domain::time::{human_minutes, DAY_MS, HOUR_MS};
+use crate::domain::policy::{self, ChangeFacts, IncidentAction, LatestIncident};
+use crate::domain::time::{DAY_MS, HOUR_MS};
 use crate::domain::{Dependency, Outcome, State};
 
 /// Runs `$body` with `$pool` bound to the concrete pool and `$db` to its
@@ -687,11 +688,9 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
 
-                    // The alert event, in the same transaction: one per change,
-                    // never lost, never twice. Leaving maintenance compares with
-                    // the state before the window (down → maintenance → up is a
-                    // recovery).
-                    let (previous, previous_since) = if c.from == State::Maintenance {
+                    // Leaving maintenance compares with the state before the
+                    // window: the policy needs to know it.
+                    let before_maintenance = if c.from == State::Maintenance {
                         let before: Option<String> = sqlx::query_scalar(
                             "SELECT from_state FROM status_changes WHERE service_id = $1 AND to_state = $2 \
                              AND changed_at <= $3 ORDER BY changed_at DESC, id DESC LIMIT 1",
@@ -701,36 +700,10 @@ impl Store {
                         .bind(c.changed_at)
                         .fetch_optional(&mut *tx)
                         .await?;
-                        (before.as_deref().and_then(State::parse).unwrap_or(State::Unknown), None)
+                        before.as_deref().and_then(State::parse)
                     } else {
-                        (c.from, service.try_get::<Option<i64>, _>("state_since")?)
+                        None
                     };
-                    if let Some(kind) = crate::domain::EventKind::of_change(previous, c.to) {
-                        let event = crate::domain::Event {
-                            kind,
-                            at: c.changed_at,
-                            service: Some(crate::domain::ServiceFacts {
-                                service: crate::domain::ServiceRef {
-                                    slug: service.try_get("slug")?,
-                                    name: name.clone(),
-                                    group: group.clone(),
-                                },
-                                state: c.to.as_str().to_string(),
-                                previous_state: previous.as_str().to_string(),
-                                since: c.changed_at,
-                                previous_since,
-                                reason: c.reason.clone(),
-                            }),
-                            incident: None,
-                            backup: None,
-                            certificate: None,
-                        };
-                        insert_alert_event!(tx, &event, Some(c.service_id), None);
-                    }
-
-                    // Automatic incidents, in the same transaction as the change
-                    // that causes them: a restart or a second replica finds the
-                    // same open incident in the store and opens no other.
                     let latest = sqlx::query(
                         "SELECT i.id, i.resolved_at, i.started_at FROM incidents i \
                          JOIN incident_services s ON s.incident_id = i.id \
@@ -741,56 +714,59 @@ impl Store {
                     .bind(true)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    let latest: Option<(i64, Option<i64>, i64)> = match latest {
-                        Some(row) => Some((row.try_get("id")?, row.try_get("resolved_at")?, row.try_get("started_at")?)),
+                    let latest_incident = match latest {
+                        Some(row) => Some(LatestIncident {
+                            id: row.try_get("id")?,
+                            resolved_at: row.try_get("resolved_at")?,
+                            started_at: row.try_get("started_at")?,
+                        }),
                         None => None,
                     };
-                    let open = latest.filter(|(_, resolved, _)| resolved.is_none());
-                    let update = |incident: i64, status: &'static str, message: String| {
-                        sqlx::query(
-                            "INSERT INTO incident_updates (incident_id, status, message, created_at) VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(incident)
-                        .bind(status)
-                        .bind(message)
-                        .bind(c.changed_at)
-                    };
-                    let set_status = |incident: i64, status: &'static str, resolved_at: Option<i64>| {
-                        sqlx::query("UPDATE incidents SET status = $1, resolved_at = $2, updated_at = $3 WHERE id = $4")
-                            .bind(status)
-                            .bind(resolved_at)
-                            .bind(c.changed_at)
-                            .bind(incident)
-                    };
-                    match (c.from, c.to, latest) {
-                        (_, State::Down, Some((id, None, _))) => {
-                            update(id, "investigating", format!("{name} is down again.")).execute(&mut *tx).await?;
-                            set_status(id, "investigating", None).execute(&mut *tx).await?;
+                    // Counted after this service's own state was written.
+                    let group_all_down = match (&group, c.to) {
+                        (Some(g), State::Down) => {
+                            let group_up: i64 = sqlx::query_scalar(
+                                "SELECT COUNT(*) FROM services WHERE active = $1 AND group_name = $2 AND state <> 'down'",
+                            )
+                            .bind(true)
+                            .bind(g)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                            group_up == 0
                         }
-                        (_, State::Down, Some((id, Some(resolved), _)))
-                            if c.changed_at - resolved <= batch.incident_cooldown_ms =>
-                        {
-                            set_status(id, "investigating", None).execute(&mut *tx).await?;
-                            update(id, "investigating", format!("{name} is down again, shortly after recovering.")).execute(&mut *tx).await?;
-                        }
-                        (_, State::Down, _) => {
-                            // Major when the whole group is down, else minor.
-                            let group_up: i64 = match &group {
-                                Some(g) => sqlx::query_scalar(
-                                    "SELECT COUNT(*) FROM services WHERE active = $1 AND group_name = $2 AND state <> 'down'",
-                                )
-                                .bind(true)
-                                .bind(g)
-                                .fetch_one(&mut *tx)
-                                .await?,
-                                None => 1,
-                            };
-                            let impact = if group_up == 0 { "major" } else { "minor" };
+                        _ => false,
+                    };
+                    let decision = policy::decide(&ChangeFacts {
+                        service: crate::domain::ServiceRef {
+                            slug: service.try_get("slug")?,
+                            name,
+                            group,
+                        },
+                        from: c.from,
+                        to: c.to,
+                        at: c.changed_at,
+                        reason: c.reason.clone(),
+                        from_since: service.try_get::<Option<i64>, _>("state_since")?,
+                        before_maintenance,
+                        latest_incident,
+                        group_all_down,
+                        cooldown_ms: batch.incident_cooldown_ms,
+                    });
+                    // The alert event, in the same transaction: one per
+                    // change, never lost, never twice.
+                    if let Some(event) = &decision.event {
+                        insert_alert_event!(tx, event, Some(c.service_id), None);
+                    }
+                    // Automatic incidents, in the same transaction as the change
+                    // that causes them: a restart or a second replica finds the
+                    // same open incident in the store and opens no other.
+                    match decision.incident {
+                        Some(IncidentAction::Open { title, impact, message }) => {
                             let id: i64 = sqlx::query_scalar(
                                 "INSERT INTO incidents (title, impact, status, automatic, started_at, created_at, updated_at) \
                                  VALUES ($1, $2, 'investigating', $3, $4, $4, $4) RETURNING id",
                             )
-                            .bind(format!("{name} is down"))
+                            .bind(title)
                             .bind(impact)
                             .bind(true)
                             .bind(c.changed_at)
@@ -801,28 +777,35 @@ impl Store {
                                 .bind(c.service_id)
                                 .execute(&mut *tx)
                                 .await?;
-                            update(id, "investigating", format!("{name} is not responding as expected. We are looking into it."))
+                            sqlx::query(
+                                "INSERT INTO incident_updates (incident_id, status, message, created_at) VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(id)
+                            .bind("investigating")
+                            .bind(message)
+                            .bind(c.changed_at)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        Some(IncidentAction::Update { id, status, resolved_at, message }) => {
+                            sqlx::query(
+                                "INSERT INTO incident_updates (incident_id, status, message, created_at) VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(id)
+                            .bind(status)
+                            .bind(message)
+                            .bind(c.changed_at)
+                            .execute(&mut *tx)
+                            .await?;
+                            sqlx::query("UPDATE incidents SET status = $1, resolved_at = $2, updated_at = $3 WHERE id = $4")
+                                .bind(status)
+                                .bind(resolved_at)
+                                .bind(c.changed_at)
+                                .bind(id)
                                 .execute(&mut *tx)
                                 .await?;
                         }
-                        (State::Down, State::Degraded, _) => {
-                            if let Some((id, _, _)) = open {
-                                update(id, "monitoring", format!("{name} is responding again, with degraded performance. We are monitoring."))
-                                    .execute(&mut *tx)
-                                    .await?;
-                                set_status(id, "monitoring", None).execute(&mut *tx).await?;
-                            }
-                        }
-                        (_, State::Up, _) => {
-                            if let Some((id, _, started)) = open {
-                                let minutes = ((c.changed_at - started) as f64 / 60_000.0).round().max(1.0) as i64;
-                                update(id, "resolved", format!("Resolved automatically after {}.", human_minutes(minutes)))
-                                    .execute(&mut *tx)
-                                    .await?;
-                                set_status(id, "resolved", Some(c.changed_at)).execute(&mut *tx).await?;
-                            }
-                        }
-                        _ => {}
+                        None => {}
                     }
                 }
                 for (service_id, deps) in dependencies {
