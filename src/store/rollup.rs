@@ -1,9 +1,11 @@
 //! Rollups: per-service counts per hour and per UTC day, kept in step with
 //! the raw results inside the same transaction (see migration 0004).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use super::CheckResult;
+use sqlx::Row;
+
+use super::{CheckResult, Store, StoreError};
 use crate::domain::Outcome;
 
 /// Upper bounds (ms) of the latency histogram's buckets; the last bucket
@@ -151,6 +153,194 @@ pub fn aggregate(results: &[CheckResult]) -> BTreeMap<(i64, Period, i64), Rollup
         }
     }
     out
+}
+
+/// One service's recent rollups, oldest first (see `Store::recent_rollups`).
+#[derive(Debug, Clone, Default)]
+pub struct RecentRollups {
+    pub hours: Vec<(i64, Rollup)>,
+    pub days: Vec<(i64, Rollup)>,
+}
+
+impl RecentRollups {
+    /// Counts over the page's windows: 24 h (hourly), 7, 30 and 90 days
+    /// (daily, today included).
+    pub fn windows(&self, now: i64) -> [Rollup; 4] {
+        let today = Period::Day.bucket_start(now);
+        let mut w: [Rollup; 4] = Default::default();
+        for (_, r) in &self.hours {
+            w[0].merge(r);
+        }
+        for (start, r) in &self.days {
+            for (i, days) in [(1, 7), (2, 30), (3, 90)] {
+                if *start > today - days * DAY_MS {
+                    w[i].merge(r);
+                }
+            }
+        }
+        w
+    }
+}
+
+/// Rollups from an hour and a day on. Every count as BIGINT, so each
+/// column decodes as i64 at the first try on PostgreSQL too (where INTEGER
+/// is 4 bytes): a full read is 114 rows per service.
+static ROLLUP_SELECT_SINCE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let counts = COUNT_COLUMNS
+        .into_iter()
+        .chain(HISTOGRAM_COLUMNS)
+        .map(|c| format!("CAST({c} AS BIGINT) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT service_id, period, bucket_start, {counts} FROM rollups \
+         WHERE (period = 'h' AND bucket_start >= $1) OR (period = 'd' AND bucket_start >= $2)"
+    )
+});
+
+pub(super) const ROLLUP_INSERT: &str =
+    "INSERT INTO rollups (service_id, period, bucket_start, up, degraded, down, \
+     maintenance, latency_count, latency_sum, latency_max, h00, h01, h02, h03, h04, h05, h06, h07, \
+     h08, h09, h10, h11, h12, h13, h14, h15) ";
+
+/// Adds a batch's counts to existing rollups (portable: no GREATEST/MAX()).
+pub(super) static ROLLUP_MERGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    // Every count adds up but the maximum, which is taken below.
+    let mut sets: Vec<String> = COUNT_COLUMNS
+        .iter()
+        .filter(|c| **c != "latency_max")
+        .map(|c| format!("{c} = rollups.{c} + excluded.{c}"))
+        .collect();
+    sets.push(
+        "latency_max = CASE WHEN excluded.latency_max > rollups.latency_max \
+         THEN excluded.latency_max ELSE rollups.latency_max END"
+            .into(),
+    );
+    sets.extend((0..BUCKETS).map(|i| format!("h{i:02} = rollups.h{i:02} + excluded.h{i:02}")));
+    format!(
+        " ON CONFLICT (service_id, period, bucket_start) DO UPDATE SET {}",
+        sets.join(", ")
+    )
+});
+
+impl Store {
+    /// Every service's hourly rollups from `hour_since` and daily ones from
+    /// `day_since` (bucket starts, epoch ms), handed to `f` one row at a
+    /// time as they stream from the database, in no particular order:
+    /// (service id, period, bucket start, counts). Nothing is collected
+    /// here, so a fleet with 90 days of history (114 rows of 184 bytes per
+    /// service) costs only what `f` keeps.
+    pub async fn for_each_rollup_since(
+        &self,
+        hour_since: i64,
+        day_since: i64,
+        mut f: impl FnMut(i64, Period, i64, Rollup),
+    ) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt;
+        on_pool!(self, pool, _Db => {
+            let mut rows = sqlx::query(&ROLLUP_SELECT_SINCE)
+            .bind(hour_since)
+            .bind(day_since)
+            .fetch(pool);
+            while let Some(row) = rows.try_next().await? {
+                let period = match row.try_get::<&str, _>("period")? {
+                    "h" => Period::Hour,
+                    _ => Period::Day,
+                };
+                f(
+                    row.try_get("service_id")?,
+                    period,
+                    int_column!(row, "bucket_start"),
+                    rollup_from_row!(row),
+                );
+            }
+        });
+        Ok(())
+    }
+
+    /// Every service's hourly rollups of the last 24 hours (this hour and
+    /// the 23 before) and daily rollups of the last 90 days (today and the
+    /// 89 before), oldest first.
+    pub async fn recent_rollups(
+        &self,
+        now: i64,
+    ) -> Result<HashMap<i64, RecentRollups>, StoreError> {
+        let mut out: HashMap<i64, RecentRollups> = HashMap::new();
+        let hour_since = Period::Hour.bucket_start(now) - 23 * HOUR_MS;
+        let day_since = Period::Day.bucket_start(now) - 89 * DAY_MS;
+        self.for_each_rollup_since(hour_since, day_since, |service_id, period, start, r| {
+            let entry = out.entry(service_id).or_default();
+            match period {
+                Period::Hour => entry.hours.push((start, r)),
+                Period::Day => entry.days.push((start, r)),
+            }
+        })
+        .await?;
+        for recent in out.values_mut() {
+            recent.hours.sort_unstable_by_key(|(start, _)| *start);
+            recent.days.sort_unstable_by_key(|(start, _)| *start);
+        }
+        Ok(out)
+    }
+
+    /// Rollups of every service over the page's windows: the last 24 hours
+    /// (hourly buckets: this hour and the 23 before), and the last 7, 30 and
+    /// 90 days (daily buckets: today and the days before).
+    pub async fn uptime_windows(&self, now: i64) -> Result<HashMap<i64, [Rollup; 4]>, StoreError> {
+        Ok(self
+            .recent_rollups(now)
+            .await?
+            .into_iter()
+            .map(|(id, recent)| (id, recent.windows(now)))
+            .collect())
+    }
+
+    /// The same windows per group: the counts of its active services added
+    /// together (every probe weighs the same).
+    pub async fn group_uptime_windows(
+        &self,
+        now: i64,
+    ) -> Result<HashMap<String, [Rollup; 4]>, StoreError> {
+        let per_service = self.uptime_windows(now).await?;
+        let mut out: HashMap<String, [Rollup; 4]> = HashMap::new();
+        for s in self.service_summaries(now).await? {
+            let (Some(group), Some(windows)) = (s.group, per_service.get(&s.id)) else {
+                continue;
+            };
+            let entry = out.entry(group).or_default();
+            for (total, w) in entry.iter_mut().zip(windows) {
+                total.merge(w);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every rollup of one service for `period`, oldest first.
+    pub async fn rollups(
+        &self,
+        slug: &str,
+        period: Period,
+    ) -> Result<Vec<(i64, Rollup)>, StoreError> {
+        let rows = on_pool!(self, pool, _Db => {
+            sqlx::query(
+                "SELECT r.* FROM rollups r JOIN services s ON s.id = r.service_id \
+                 WHERE s.slug = $1 AND r.period = $2 ORDER BY r.bucket_start",
+            )
+            .bind(slug)
+            .bind(period.as_str())
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|row| -> Result<(i64, Rollup), sqlx::Error> {
+                Ok((
+                    int_column!(row, "bucket_start"),
+                    rollup_from_row!(row),
+                ))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,579 @@
+//! Probe results and state changes: the monitor's batches, written in one
+//! transaction with the rollups that count them, the alert events and the
+//! automatic incidents the policy decides for each change.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::Row;
+
+use super::rollup::{self, Period, Rollup, ROLLUP_INSERT, ROLLUP_MERGE};
+use super::{Store, StoreError, INSERT_CHUNK};
+use crate::domain::policy::{self, ChangeFacts, Decision, IncidentAction, LatestIncident};
+use crate::domain::time::DAY_MS;
+use crate::domain::{Dependency, Outcome, State};
+
+/// One probe's result, as written to `check_results`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResult {
+    pub service_id: i64,
+    pub checked_at: i64,
+    pub outcome: Outcome,
+    /// Taken during a maintenance window: stored as state 4, counted as
+    /// maintenance (out of uptime) whatever the outcome.
+    pub maintenance: bool,
+    pub latency_ms: Option<i32>,
+    pub status_code: Option<i16>,
+    pub reason: Option<String>,
+}
+
+/// A change of a service's state, after thresholds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub service_id: i64,
+    pub changed_at: i64,
+    pub from: State,
+    pub to: State,
+    pub reason: Option<String>,
+}
+
+/// What the monitor writes in one transaction.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub results: Vec<CheckResult>,
+    pub changes: Vec<StatusChange>,
+    /// Services whose reported dependencies changed, with the new list.
+    pub dependencies: Vec<(i64, Vec<Dependency>)>,
+    /// Services whose certificate expiry (epoch ms) changed.
+    pub certificates: Vec<(i64, i64)>,
+    /// Certificates within their service's warning time: (service, expiry,
+    /// seen at). Each raises one alert event, however often it is seen.
+    pub certificate_warnings: Vec<(i64, i64, i64)>,
+    /// A service going down within this long of its automatic incident's
+    /// resolution reopens that incident instead of opening another.
+    pub incident_cooldown_ms: i64,
+}
+
+impl Batch {
+    /// Appends `later` to this batch, as if its results had come after
+    /// these: a batch the store could not take yet, and what came since.
+    pub fn absorb(&mut self, later: Batch) {
+        self.results.extend(later.results);
+        self.changes.extend(later.changes);
+        for (id, deps) in later.dependencies {
+            self.dependencies.retain(|(known, _)| *known != id);
+            self.dependencies.push((id, deps));
+        }
+        for (id, expiry) in later.certificates {
+            self.certificates.retain(|(known, _)| *known != id);
+            self.certificates.push((id, expiry));
+        }
+        self.certificate_warnings.extend(later.certificate_warnings);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.results.is_empty()
+            && self.changes.is_empty()
+            && self.dependencies.is_empty()
+            && self.certificates.is_empty()
+            && self.certificate_warnings.is_empty()
+    }
+}
+
+/// `check_results.state` of a result taken during maintenance.
+const MAINTENANCE_CODE: i16 = 4;
+
+/// What a batch writes besides its rows, in the order it is written:
+/// services by id, each once.
+struct Plan<'a> {
+    /// Every service the batch touches, in id order.
+    touched: Vec<i64>,
+    /// Newest check per service, to update `last_checked_at` once each.
+    last_checked: BTreeMap<i64, i64>,
+    /// `absorb` keeps the last of each service; their order is arrival.
+    dependencies: Vec<&'a (i64, Vec<Dependency>)>,
+    certificates: Vec<&'a (i64, i64)>,
+}
+
+impl<'a> Plan<'a> {
+    fn of(batch: &'a Batch) -> Plan<'a> {
+        let mut last_checked: BTreeMap<i64, i64> = BTreeMap::new();
+        for r in &batch.results {
+            let e = last_checked.entry(r.service_id).or_insert(r.checked_at);
+            *e = (*e).max(r.checked_at);
+        }
+        let touched: BTreeSet<i64> = last_checked
+            .keys()
+            .copied()
+            .chain(batch.changes.iter().map(|c| c.service_id))
+            .chain(batch.dependencies.iter().map(|(id, _)| *id))
+            .chain(batch.certificates.iter().map(|(id, _)| *id))
+            .chain(batch.certificate_warnings.iter().map(|(id, _, _)| *id))
+            .collect();
+        let mut dependencies: Vec<_> = batch.dependencies.iter().collect();
+        dependencies.sort_by_key(|(id, _)| *id);
+        let mut certificates: Vec<_> = batch.certificates.iter().collect();
+        certificates.sort_by_key(|(id, _)| *id);
+        Plan {
+            touched: touched.into_iter().collect(),
+            last_checked,
+            dependencies,
+            certificates,
+        }
+    }
+}
+
+impl Store {
+    /// Writes probe results and state changes in one transaction.
+    ///
+    /// Two writers on one PostgreSQL database (the old and the new pod of a
+    /// rolling update, or replicas) lock the same services' rows. Taken in
+    /// different orders, each would wait for the other until PostgreSQL
+    /// kills one (40P01). So the transaction first locks every service row
+    /// the batch touches, in id order, before it writes anything: the rows
+    /// that hang on a service (its rollups, results, incidents, alert
+    /// events) are then only ever written by the one writer holding it.
+    /// The updates after it go in id order too. SQLite locks the whole file
+    /// and needs none of this.
+    pub async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let plan = Plan::of(batch);
+        match self {
+            Store::Sqlite(pool) => on_sqlite::write(pool, batch, &plan, false).await,
+            Store::Postgres(pool) => on_postgres::write(pool, batch, &plan, true).await,
+        }
+    }
+
+    /// Every stored result of one service, oldest first (tests and tools).
+    pub async fn check_results(&self, slug: &str) -> Result<Vec<CheckResult>, StoreError> {
+        let rows = on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(
+                "SELECT r.service_id, r.checked_at, r.state, r.latency_ms, r.status_code, r.reason \
+                 FROM check_results r JOIN services s ON s.id = r.service_id \
+                 WHERE s.slug = $1 ORDER BY r.checked_at",
+            )
+            .bind(slug)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let code: i16 = row.try_get("state")?;
+                out.push(CheckResult {
+                    service_id: row.try_get("service_id")?,
+                    checked_at: row.try_get("checked_at")?,
+                    outcome: Outcome::from_code(code).unwrap_or(Outcome::Up),
+                    maintenance: code == MAINTENANCE_CODE,
+                    latency_ms: row.try_get("latency_ms")?,
+                    status_code: row.try_get("status_code")?,
+                    reason: row.try_get("reason")?,
+                });
+            }
+            out
+        });
+        Ok(rows)
+    }
+
+    /// Every recorded state change of one service, oldest first.
+    pub async fn status_changes(&self, slug: &str) -> Result<Vec<StatusChange>, StoreError> {
+        let rows = on_pool!(self, pool, _Db => {
+            let rows = sqlx::query(
+                "SELECT c.service_id, c.changed_at, c.from_state, c.to_state, c.reason \
+                 FROM status_changes c JOIN services s ON s.id = c.service_id \
+                 WHERE s.slug = $1 ORDER BY c.changed_at, c.id",
+            )
+            .bind(slug)
+            .fetch_all(pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let from: String = row.try_get("from_state")?;
+                let to: String = row.try_get("to_state")?;
+                out.push(StatusChange {
+                    service_id: row.try_get("service_id")?,
+                    changed_at: row.try_get("changed_at")?,
+                    from: State::parse(&from).unwrap_or(State::Unknown),
+                    to: State::parse(&to).unwrap_or(State::Unknown),
+                    reason: row.try_get("reason")?,
+                });
+            }
+            out
+        });
+        Ok(rows)
+    }
+}
+
+/// The steps of [`Store::write_batch`], written once and compiled for each
+/// backend (`Db`): the transaction's connection is then a concrete type.
+macro_rules! batch_steps {
+    () => {
+        use super::*;
+
+        type Conn = <Db as sqlx::Database>::Connection;
+
+        pub(super) async fn write(
+            pool: &sqlx::Pool<Db>,
+            batch: &Batch,
+            plan: &Plan<'_>,
+            row_locks: bool,
+        ) -> Result<(), StoreError> {
+            let mut conn = pool.acquire().await?;
+            if let Err(e) = transaction(&mut conn, batch, plan, row_locks).await {
+                // A transaction that failed half-way can leave its
+                // connection holding the write lock (SQLite after
+                // SQLITE_FULL: the automatic rollback and sqlx's own then
+                // disagree), and every later write would wait on it as
+                // "database is locked". Close it instead of reusing it.
+                let _ = sqlx::Connection::close(conn.detach()).await;
+                return Err(e);
+            }
+            Ok(())
+        }
+
+        async fn transaction(
+            conn: &mut Conn,
+            batch: &Batch,
+            plan: &Plan<'_>,
+            row_locks: bool,
+        ) -> Result<(), StoreError> {
+            let mut tx = sqlx::Connection::begin(conn).await?;
+            if row_locks {
+                lock_services(&mut tx, &plan.touched).await?;
+            }
+            insert_results(&mut tx, &batch.results).await?;
+            // Rollups in the same transaction as the results they count.
+            add_rollups(&mut tx, &batch.results).await?;
+            for change in &batch.changes {
+                record_change(&mut tx, change, batch.incident_cooldown_ms).await?;
+            }
+            set_dependencies(&mut tx, &plan.dependencies).await?;
+            set_certificates(&mut tx, &plan.certificates).await?;
+            warn_certificates(&mut tx, &batch.certificate_warnings).await?;
+            set_last_checked(&mut tx, &plan.last_checked).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        /// `FOR NO KEY UPDATE` on every touched service, in id order
+        /// (chunks in order keep the whole in order).
+        async fn lock_services(tx: &mut Conn, touched: &[i64]) -> Result<(), StoreError> {
+            for chunk in touched.chunks(INSERT_CHUNK) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new("SELECT id FROM services WHERE id IN (");
+                let mut ids = qb.separated(", ");
+                for id in chunk {
+                    ids.push_bind(*id);
+                }
+                qb.push(") ORDER BY id FOR NO KEY UPDATE");
+                qb.build().persistent(false).fetch_all(&mut *tx).await?;
+            }
+            Ok(())
+        }
+
+        async fn insert_results(tx: &mut Conn, results: &[CheckResult]) -> Result<(), StoreError> {
+            for chunk in results.chunks(INSERT_CHUNK) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO check_results (service_id, checked_at, state, latency_ms, status_code, reason) ",
+                );
+                qb.push_values(chunk, |mut row, r| {
+                    row.push_bind(r.service_id)
+                        .push_bind(r.checked_at)
+                        .push_bind(if r.maintenance { MAINTENANCE_CODE } else { r.outcome.code() })
+                        .push_bind(r.latency_ms)
+                        .push_bind(r.status_code)
+                        .push_bind(r.reason.as_deref());
+                });
+                // Two results of one service in the same millisecond can only
+                // come from a clock step; keep the first rather than fail the batch.
+                qb.push(" ON CONFLICT (service_id, checked_at) DO NOTHING");
+                // Not kept in the connection's statement cache: each batch
+                // size is a statement of its own, and a prepared statement
+                // of thousands of parameters holds ~150 KB. Cached, up to
+                // 100 of them per connection held 56 MB at 10,000 services
+                // (docs/performance.md); preparing one costs far less than
+                // the write.
+                qb.build().persistent(false).execute(&mut *tx).await?;
+            }
+            Ok(())
+        }
+
+        async fn add_rollups(tx: &mut Conn, results: &[CheckResult]) -> Result<(), StoreError> {
+            let rollups: Vec<((i64, Period, i64), Rollup)> =
+                rollup::aggregate(results).into_iter().collect();
+            for chunk in rollups.chunks(INSERT_CHUNK / 2) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(ROLLUP_INSERT);
+                qb.push_values(chunk, |mut row, ((service_id, period, start), r)| {
+                    row.push_bind(*service_id)
+                        .push_bind(period.as_str())
+                        .push_bind(*start)
+                        .push_bind(r.up)
+                        .push_bind(r.degraded)
+                        .push_bind(r.down)
+                        .push_bind(r.maintenance)
+                        .push_bind(r.latency_count)
+                        .push_bind(r.latency_sum)
+                        .push_bind(r.latency_max);
+                    for n in r.histogram {
+                        row.push_bind(n);
+                    }
+                });
+                qb.push(ROLLUP_MERGE.as_str());
+                qb.build().persistent(false).execute(&mut *tx).await?;
+            }
+            Ok(())
+        }
+
+        /// One state change: its row, the service's new state, then what
+        /// the policy decides of it, all in the batch's transaction.
+        async fn record_change(
+            tx: &mut Conn,
+            c: &StatusChange,
+            cooldown_ms: i64,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO status_changes (service_id, changed_at, from_state, to_state, reason) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(c.service_id)
+            .bind(c.changed_at)
+            .bind(c.from.as_str())
+            .bind(c.to.as_str())
+            .bind(c.reason.as_deref())
+            .execute(&mut *tx)
+            .await?;
+            let service = sqlx::query("SELECT slug, name, group_name, state_since FROM services WHERE id = $1")
+                .bind(c.service_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let service_ref = crate::domain::ServiceRef {
+                slug: service.try_get("slug")?,
+                name: service.try_get("name")?,
+                group: service.try_get("group_name")?,
+            };
+            let from_since: Option<i64> = service.try_get("state_since")?;
+            sqlx::query("UPDATE services SET state = $1, state_since = $2 WHERE id = $3")
+                .bind(c.to.as_str())
+                .bind(c.changed_at)
+                .bind(c.service_id)
+                .execute(&mut *tx)
+                .await?;
+            let facts = ChangeFacts {
+                before_maintenance: state_before_maintenance(tx, c).await?,
+                latest_incident: latest_automatic_incident(tx, c.service_id).await?,
+                group_all_down: group_all_down(tx, service_ref.group.as_deref(), c.to).await?,
+                service: service_ref,
+                from: c.from,
+                to: c.to,
+                at: c.changed_at,
+                reason: c.reason.clone(),
+                from_since,
+                cooldown_ms,
+            };
+            apply(tx, c, policy::decide(&facts)).await
+        }
+
+        /// Leaving maintenance compares with the state before the window.
+        async fn state_before_maintenance(
+            tx: &mut Conn,
+            c: &StatusChange,
+        ) -> Result<Option<State>, StoreError> {
+            if c.from != State::Maintenance {
+                return Ok(None);
+            }
+            let before: Option<String> = sqlx::query_scalar(
+                "SELECT from_state FROM status_changes WHERE service_id = $1 AND to_state = $2 \
+                 AND changed_at <= $3 ORDER BY changed_at DESC, id DESC LIMIT 1",
+            )
+            .bind(c.service_id)
+            .bind(State::Maintenance.as_str())
+            .bind(c.changed_at)
+            .fetch_optional(&mut *tx)
+            .await?;
+            Ok(before.as_deref().and_then(State::parse))
+        }
+
+        async fn latest_automatic_incident(
+            tx: &mut Conn,
+            service_id: i64,
+        ) -> Result<Option<LatestIncident>, StoreError> {
+            let row = sqlx::query(
+                "SELECT i.id, i.resolved_at, i.started_at FROM incidents i \
+                 JOIN incident_services s ON s.incident_id = i.id \
+                 WHERE s.service_id = $1 AND i.automatic = $2 \
+                 ORDER BY i.started_at DESC, i.id DESC LIMIT 1",
+            )
+            .bind(service_id)
+            .bind(true)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some(LatestIncident {
+                id: row.try_get("id")?,
+                resolved_at: row.try_get("resolved_at")?,
+                started_at: row.try_get("started_at")?,
+            }))
+        }
+
+        /// Only asked of a change to down, counted after the service's own
+        /// state was written.
+        async fn group_all_down(
+            tx: &mut Conn,
+            group: Option<&str>,
+            to: State,
+        ) -> Result<bool, StoreError> {
+            let (Some(group), State::Down) = (group, to) else {
+                return Ok(false);
+            };
+            let up: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM services WHERE active = $1 AND group_name = $2 AND state <> 'down'",
+            )
+            .bind(true)
+            .bind(group)
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok(up == 0)
+        }
+
+        /// Persists the policy's decision: the alert event (one per change,
+        /// never lost, never twice) and the automatic incident (a restart or
+        /// a second replica finds the same open incident and opens no other).
+        async fn apply(tx: &mut Conn, c: &StatusChange, decision: Decision) -> Result<(), StoreError> {
+            if let Some(event) = &decision.event {
+                insert_alert_event!(tx, event, Some(c.service_id), None);
+            }
+            let (id, status, message) = match decision.incident {
+                None => return Ok(()),
+                Some(IncidentAction::Open { title, impact, message }) => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO incidents (title, impact, status, automatic, started_at, created_at, updated_at) \
+                         VALUES ($1, $2, 'investigating', $3, $4, $4, $4) RETURNING id",
+                    )
+                    .bind(title)
+                    .bind(impact)
+                    .bind(true)
+                    .bind(c.changed_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    sqlx::query("INSERT INTO incident_services (incident_id, service_id) VALUES ($1, $2)")
+                        .bind(id)
+                        .bind(c.service_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    (id, "investigating", message)
+                }
+                Some(IncidentAction::Update { id, status, resolved_at, message }) => {
+                    sqlx::query("UPDATE incidents SET status = $1, resolved_at = $2, updated_at = $3 WHERE id = $4")
+                        .bind(status)
+                        .bind(resolved_at)
+                        .bind(c.changed_at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    (id, status, message)
+                }
+            };
+            sqlx::query(
+                "INSERT INTO incident_updates (incident_id, status, message, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(message)
+            .bind(c.changed_at)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn set_dependencies(
+            tx: &mut Conn,
+            dependencies: &[&(i64, Vec<Dependency>)],
+        ) -> Result<(), StoreError> {
+            for (service_id, deps) in dependencies {
+                let json = if deps.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::to_string(deps).unwrap_or_else(|_| "[]".into()))
+                };
+                sqlx::query("UPDATE services SET dependencies = $1 WHERE id = $2")
+                    .bind(json)
+                    .bind(*service_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        async fn set_certificates(tx: &mut Conn, certificates: &[&(i64, i64)]) -> Result<(), StoreError> {
+            for (service_id, expires_at) in certificates {
+                sqlx::query("UPDATE services SET certificate_expires_at = $1 WHERE id = $2")
+                    .bind(*expires_at)
+                    .bind(*service_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        /// One alert per certificate: a renewed one (another expiry) warns
+        /// again when its time comes.
+        async fn warn_certificates(
+            tx: &mut Conn,
+            warnings: &[(i64, i64, i64)],
+        ) -> Result<(), StoreError> {
+            for (service_id, expires_at, at) in warnings {
+                let service = sqlx::query("SELECT slug, name, group_name, state, state_since FROM services WHERE id = $1")
+                    .bind(*service_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let state: String = service.try_get("state")?;
+                let event = crate::domain::Event {
+                    kind: crate::domain::EventKind::CertificateExpiring,
+                    at: *at,
+                    service: Some(crate::domain::ServiceFacts {
+                        service: crate::domain::ServiceRef {
+                            slug: service.try_get("slug")?,
+                            name: service.try_get("name")?,
+                            group: service.try_get("group_name")?,
+                        },
+                        previous_state: state.clone(),
+                        state,
+                        since: service.try_get::<Option<i64>, _>("state_since")?.unwrap_or(*at),
+                        previous_since: None,
+                        reason: None,
+                    }),
+                    incident: None,
+                    backup: None,
+                    certificate: Some(crate::domain::CertificateFacts {
+                        expires_at: *expires_at,
+                        days_left: (*expires_at - *at).max(0) / DAY_MS,
+                    }),
+                };
+                insert_alert_event!(tx, &event, Some(*service_id), Some(format!("certificate:{service_id}:{expires_at}")));
+            }
+            Ok(())
+        }
+
+        async fn set_last_checked(tx: &mut Conn, last_checked: &BTreeMap<i64, i64>) -> Result<(), StoreError> {
+            for (service_id, at) in last_checked {
+                sqlx::query(
+                    "UPDATE services SET last_checked_at = $1 \
+                     WHERE id = $2 AND (last_checked_at IS NULL OR last_checked_at < $1)",
+                )
+                .bind(*at)
+                .bind(*service_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        }
+    };
+}
+
+mod on_sqlite {
+    type Db = sqlx::Sqlite;
+    batch_steps!();
+}
+
+mod on_postgres {
+    type Db = sqlx::Postgres;
+    batch_steps!();
+}
