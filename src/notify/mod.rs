@@ -10,12 +10,15 @@
 //!    send the same one; a failure is retried with doubling backoff, and
 //!    after `max_attempts` given up (logged, counted, kept in the table).
 //!
+//! Each channel (webhook, Slack, email) is a file of `channel/` behind one
+//! `channel::send`; the words of a message are `event.rs`'s.
+//!
 //! Delivery is at least once: a crash between a receiver's "200" and the
 //! store's "sent" sends that alert again after the lease. Receivers can
 //! tell by the event `id` in the body.
 
+mod channel;
 mod event;
-mod send;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +103,7 @@ pub fn backoff(base: Duration, n: u32) -> Duration {
 /// Sends a test message to `channel` now, outside the outbox
 /// (`beacon alert test`): the channel's error as it is, if any.
 pub async fn send_test(channel: &NotifyChannel, site: &Site, at: i64) -> Result<(), String> {
-    let http = send::client().map_err(|e| e.to_string())?;
+    let http = channel::client().map_err(|e| e.to_string())?;
     let delivery = AlertDelivery {
         id: 0,
         event_id: 0,
@@ -130,11 +133,9 @@ pub async fn send_test(channel: &NotifyChannel, site: &Site, at: i64) -> Result<
         ),
         url: format!("{}/", site.public_url),
     };
-    send::send(&http, channel, &delivery, &message, site)
+    channel::send(&http, channel, &delivery, &message, site)
         .await
-        .map_err(|e| match e {
-            send::SendError::Permanent(error) | send::SendError::Transient { error, .. } => error,
-        })
+        .map_err(channel::SendError::into_message)
 }
 
 pub struct Notifier {
@@ -154,7 +155,7 @@ impl Notifier {
         clock: Arc<dyn Clock>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Notifier> {
-        let http = send::client()?;
+        let http = channel::client()?;
         // Every channel's series exist from the start, at 0, so a rate()
         // over them works before the first alert.
         for c in channels.iter() {
@@ -281,7 +282,7 @@ impl Notifier {
             }
         }
         let message = d.event.message(d.kind, &self.site);
-        let sent = send::send(&self.http, channel, &d, &message, &self.site).await;
+        let sent = channel::send(&self.http, channel, &d, &message, &self.site).await;
         let attempt = d.attempts as u32 + 1;
         let done = self.clock.now_ms();
         let outcome = match sent {
@@ -289,17 +290,17 @@ impl Notifier {
                 tracing::info!(delivery = d.id, channel = %channel.name, kind = d.kind.as_str(), attempt, "alert sent");
                 DeliveryOutcome::Sent
             }
-            Err(send::SendError::Permanent(error)) => {
+            Err(channel::SendError::Permanent(error)) => {
                 tracing::error!(delivery = d.id, channel = %channel.name, kind = d.kind.as_str(), attempt, %error, "alert refused by its channel; not retried");
                 DeliveryOutcome::Failed { error }
             }
-            Err(send::SendError::Transient { error, .. }) if attempt >= channel.max_attempts => {
+            Err(channel::SendError::Transient { error, .. }) if attempt >= channel.max_attempts => {
                 tracing::error!(delivery = d.id, channel = %channel.name, kind = d.kind.as_str(), attempt, %error, "alert not sent; giving up after the last attempt");
                 DeliveryOutcome::Failed {
                     error: format!("gave up after {attempt} attempts: {error}"),
                 }
             }
-            Err(send::SendError::Transient { error, retry_after }) => {
+            Err(channel::SendError::Transient { error, retry_after }) => {
                 let wait = backoff(channel.retry_backoff, attempt)
                     .max(retry_after.unwrap_or_default().min(BACKOFF_CAP));
                 tracing::warn!(delivery = d.id, channel = %channel.name, kind = d.kind.as_str(), attempt, %error, retry_in = ?wait, "alert not sent; will retry");
