@@ -191,7 +191,9 @@ impl Notifier {
         }
     }
 
-    /// One pass: route new events, then send what is due.
+    /// One pass: route new events, then send what is due. `run` calls it
+    /// every second; tests call it on a `ManualClock` to let an hour of
+    /// retries pass without waiting for one.
     pub async fn tick(&self) -> Result<(), StoreError> {
         self.route_new().await?;
         self.send_due().await

@@ -284,6 +284,56 @@ fn readme_webhook_example() -> Value {
     serde_json::from_str(json).expect("the README's example is JSON")
 }
 
+/// Lets an hour pass for the outbox, without waiting for it: once the
+/// app's own notifier has routed every event (so that this pass takes
+/// none of its work, nor its metrics), one notifier pass runs on a clock
+/// an hour ahead, past every retry backoff (at most 15 min) and every
+/// claim's lease. A delivery it does not send, the app never would.
+async fn an_hour_later(app: &TestApp, config: &Config) {
+    eventually(
+        "the app's notifier has routed every event",
+        Duration::from_secs(15),
+        || async {
+            app.store
+                .unrouted_alert_events(1)
+                .await
+                .expect("outbox")
+                .is_empty()
+        },
+    )
+    .await;
+    let clock = beacon::clock::ManualClock::at(chrono::Utc::now() + chrono::Duration::hours(1));
+    let notifier = beacon::notify::Notifier::new(
+        app.store.clone(),
+        Arc::new(config.notify.clone()),
+        beacon::notify::Site::of(&config.server, PUBLIC),
+        Arc::new(clock),
+        Arc::new(beacon::metrics::Metrics::new()),
+    )
+    .expect("notifier");
+    notifier.tick().await.expect("one notifier pass");
+}
+
+/// Waits until the store holds `more` results beyond `since` (counted
+/// with [`results`]): that many probes have run and been written, with
+/// any event they raised. (Not the summaries' 24 h counts: they come from
+/// rollups, which leave maintenance out.)
+async fn probed(app: &TestApp, since: i64, more: i64) {
+    eventually(
+        &format!("{more} more probe(s) are recorded"),
+        Duration::from_secs(15),
+        || async { results(app).await >= since + more },
+    )
+    .await;
+}
+
+async fn results(app: &TestApp) -> i64 {
+    app.store
+        .count_rows("check_results")
+        .await
+        .expect("count results")
+}
+
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
@@ -296,7 +346,8 @@ store_test!(
 async fn webhook_retries(db: TestDb) {
     let target = Target::start().await;
     let receiver = Receiver::start().await;
-    let app = TestApp::spawn(api_with_webhook(&db, &target, &receiver)).await;
+    let config = api_with_webhook(&db, &target, &receiver);
+    let app = TestApp::spawn(config.clone()).await;
     wait_for_state(&app, State::Up).await;
     assert!(receiver.all().is_empty(), "unknown → up is not an alert");
 
@@ -372,7 +423,7 @@ async fn webhook_retries(db: TestDb) {
         .is_some_and(|t| t.contains("operational again") && t.contains("after being down")));
 
     // Nothing is sent twice, however long we wait.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    an_hour_later(&app, &config).await;
     assert_eq!(receiver.accepted("service_down").len(), 1);
     assert_eq!(
         receiver.all().len(),
@@ -449,7 +500,7 @@ async fn restart_mid_retry(db: TestDb) {
         || async { receiver.accepted("service_down").len() == 1 },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    an_hour_later(&app, &config()).await;
     assert_eq!(receiver.accepted("service_down").len(), 1, "sent once");
     let events = app.store.alert_events().await.expect("events");
     assert_eq!(
@@ -471,7 +522,8 @@ store_test!(
 async fn maintenance_silence(db: TestDb) {
     let target = Target::start().await;
     let receiver = Receiver::start().await;
-    let app = TestApp::spawn(api_with_webhook(&db, &target, &receiver)).await;
+    let config = api_with_webhook(&db, &target, &receiver);
+    let app = TestApp::spawn(config.clone()).await;
     wait_for_state(&app, State::Up).await;
     let now = chrono::Utc::now().timestamp_millis();
     let window = app
@@ -491,9 +543,11 @@ async fn maintenance_silence(db: TestDb) {
         .expect("save window")
         .expect("created");
     wait_for_state(&app, State::Maintenance).await;
+    let before = results(&app).await;
     target.switch.store(500, Ordering::SeqCst);
     // Failing probes during the window: several, and not one alert.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    probed(&app, before, 3).await;
+    an_hour_later(&app, &config).await;
     assert!(
         receiver.all().is_empty(),
         "nothing is sent during maintenance: {:?}",
@@ -552,7 +606,7 @@ async fn slack_and_email(db: TestDb) {
     // Backups into a folder whose place a file takes: every run fails.
     let folder = db.dir.path().join("backups");
     std::fs::write(&folder, b"not a folder").expect("blocker");
-    let app = TestApp::spawn(alert_config(
+    let config = alert_config(
         &db,
         &format!(
             "{}\
@@ -568,8 +622,8 @@ async fn slack_and_email(db: TestDb) {
             slack.url,
             smtp.port
         ),
-    ))
-    .await;
+    );
+    let app = TestApp::spawn(config.clone()).await;
     wait_for_state(&app, State::Up).await;
     let now = chrono::Utc::now().timestamp_millis();
     let id = app
@@ -657,7 +711,7 @@ async fn slack_and_email(db: TestDb) {
     )
     .await;
     // The email channel wants openings only.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    an_hour_later(&app, &config).await;
     assert_eq!(smtp.mails().len(), 1);
     app.stop().await.expect("stop");
 }
@@ -688,15 +742,24 @@ async fn certificate_once(db: TestDb) {
     let alert = &receiver.accepted("certificate_expiring")[0];
     assert_eq!(alert["certificate"]["days_left"], 5);
     assert_eq!(alert["title"], "Cert: TLS certificate expires in 5 days");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Probed twice more, the certificate raises nothing new.
+    probed(&app, results(&app).await, 2).await;
     app.stop().await.expect("stop");
     let app = TestApp::spawn(config()).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Nor twice after a restart, however long we wait.
+    probed(&app, results(&app).await, 2).await;
+    an_hour_later(&app, &config()).await;
     assert_eq!(
         receiver.accepted("certificate_expiring").len(),
         1,
         "one alert per certificate, however often it is probed"
     );
+    let events = app.store.alert_events().await.expect("events");
+    let expiring = events
+        .iter()
+        .filter(|e| e.event.kind == beacon::domain::EventKind::CertificateExpiring)
+        .count();
+    assert_eq!(expiring, 1, "one event: {events:?}");
     app.stop().await.expect("stop");
 }
 

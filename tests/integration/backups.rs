@@ -7,7 +7,9 @@ use beacon::backup::{manifest_key, BackupLock, Backups};
 use beacon::clock::ManualClock;
 use beacon::config::Config;
 
-use crate::helpers::{closed_port, fill_history, test_config_with_s3, S3Server, TestDb};
+use crate::helpers::{
+    closed_port, eventually, fill_history, test_config_with_s3, S3Server, TestDb,
+};
 use crate::store_test;
 
 const SERVICES: &str =
@@ -202,8 +204,9 @@ async fn while_writing(db: TestDb) {
     // A writer adding results (and rollups, in the same transactions) the
     // whole time the backup runs.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let written = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let writer = {
-        let (store, stop) = (store.clone(), stop.clone());
+        let (store, stop, written) = (store.clone(), stop.clone(), written.clone());
         tokio::spawn(async move {
             let mut at = 1_774_000_000_000i64;
             let mut batches = 0u64;
@@ -226,11 +229,18 @@ async fn while_writing(db: TestDb) {
                     .await
                     .expect("write while backing up");
                 batches += 1;
+                written.store(batches, std::sync::atomic::Ordering::Relaxed);
             }
             batches
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The backup starts while the writer is writing.
+    eventually(
+        "the writer has written",
+        std::time::Duration::from_secs(10),
+        || async { written.load(std::sync::atomic::Ordering::Relaxed) > 0 },
+    )
+    .await;
     let report = backups.run().await.expect("backup while writing");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let batches = writer.await.expect("writer");

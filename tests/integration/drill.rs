@@ -190,7 +190,19 @@ async fn drill(db: TestDb) {
         .await
         .expect("admin api");
     assert_eq!(created.status(), 201);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The backup must hold history: wait until probes have written results
+    // and their rollups.
+    let store = db.store().await;
+    eventually(
+        "beacon has written results and rollups",
+        Duration::from_secs(15),
+        || async {
+            store.count_rows("check_results").await.expect("count") > 0
+                && store.count_rows("rollups").await.expect("count") > 0
+        },
+    )
+    .await;
+    store.close().await;
 
     // Backups, as cron takes them (the "credentials" scenario's command).
     let (code, _, stderr) = d.run("credentials", &[]);
@@ -356,18 +368,39 @@ fn the_scripts_refuse_what_they_must() {
     // backup.sh while another backup.sh holds the lock.
     let dir = tempfile::tempdir().expect("dir");
     let lock = dir.path().join("backup.lock");
+    // The holder keeps the lock until its stdin closes: it lets go when
+    // the test says, not after a guessed time.
     let mut holder = Command::new("flock")
         .arg(&lock)
-        .args(["sleep", "1"])
+        .arg("cat")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .spawn()
         .expect("flock");
-    std::thread::sleep(Duration::from_millis(200));
+    let held = || {
+        Command::new("flock")
+            .args(["--nonblock", "--conflict-exit-code", "75"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .expect("flock -n")
+            .code()
+            == Some(75)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !held() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the holder never took the lock"
+        );
+        std::thread::yield_now();
+    }
     let out = Command::new(format!("{scripts}/backup.sh"))
         .env("BEACON_BACKUP_LOCK", &lock)
         .env("BEACON_BIN", "/bin/false")
         .output()
         .expect("backup.sh");
-    // The holder lets go when its sleep ends.
+    drop(holder.stdin.take());
     let _ = holder.wait();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
