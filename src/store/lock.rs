@@ -31,11 +31,6 @@ impl Store {
         let conn = pool.acquire().await?.detach();
         try_lock(conn, key, shared).await
     }
-
-    /// Whether this is a PostgreSQL store (advisory locks), not SQLite (files).
-    pub fn is_postgres(&self) -> bool {
-        matches!(self.0, Pools::Postgres(_))
-    }
 }
 
 impl PgDatabase {

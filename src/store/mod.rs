@@ -1,11 +1,19 @@
 //! The store: everything beacon keeps, in SQLite (the embedded default) or
-//! PostgreSQL, behind one type.
+//! PostgreSQL, behind one sealed type.
 //!
-//! `Store` is an enum rather than a trait object: the two backends share
-//! almost all of their SQL (times are epoch milliseconds on both sides, and
-//! both speak `$1` placeholders, `ON CONFLICT` and `RETURNING`), so each
-//! method is written once and [`on_pool!`] expands it for each pool. Only
-//! connecting and the migration folders differ (`sqlite.rs`, `postgres.rs`).
+//! `Store` wraps a private enum of pools rather than a trait object: the two
+//! backends share almost all of their SQL (times are epoch milliseconds on
+//! both sides, and both speak `$1` placeholders, `ON CONFLICT` and
+//! `RETURNING`), so each method is written once and [`on_pool!`] expands it
+//! for each pool. Only connecting and the migration folders differ
+//! (`sqlite.rs`, `postgres.rs`). Nothing outside this folder sees a pool or
+//! names the driver: errors are [`StoreError`], and what backups need of the
+//! database (copies, snapshot export, locks, scratch databases) is here too.
+//!
+//! One file per thing kept: `services.rs`, `results.rs` (the monitor's
+//! batches; what a change means is `domain::policy`'s), `rollup.rs`,
+//! `incidents.rs`, `maintenances.rs`, `alerts.rs`, `backups.rs`,
+//! `retention.rs`; and for backups `copy.rs`, `lock.rs`, `scratch.rs`.
 
 use crate::config::DatabaseUrl;
 
@@ -385,6 +393,11 @@ impl Store {
         }
     }
 
+    /// PostgreSQL (advisory locks, `pg_dump`), not SQLite (files).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.0, Pools::Postgres(_))
+    }
+
     fn migrator(&self) -> &'static sqlx::migrate::Migrator {
         match &self.0 {
             Pools::Sqlite(_) => &sqlite::MIGRATOR,
@@ -450,5 +463,61 @@ impl Store {
                 .await?
         });
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_say_whether_to_retry() {
+        // (case, error, permanent, unavailable)
+        let cases = [
+            (
+                "a pool timeout",
+                StoreError::from(sqlx::Error::PoolTimedOut),
+                false,
+                true,
+            ),
+            (
+                "the caller's deadline",
+                StoreError::timed_out(),
+                false,
+                true,
+            ),
+            (
+                "a closed pool",
+                StoreError::from(sqlx::Error::PoolClosed),
+                false,
+                true,
+            ),
+            (
+                "an undecodable row",
+                StoreError::from(sqlx::Error::Decode("bad".into())),
+                true,
+                false,
+            ),
+            (
+                "unknown input",
+                StoreError::invalid("service", "no such service"),
+                true,
+                false,
+            ),
+            (
+                "a corrupt row",
+                StoreError::Corrupt {
+                    table: "check_results",
+                    column: "state",
+                    value: "9".into(),
+                },
+                true,
+                false,
+            ),
+        ];
+        for (name, e, permanent, unavailable) in cases {
+            assert_eq!(e.is_permanent(), permanent, "{name}: permanent");
+            assert_eq!(e.is_unavailable(), unavailable, "{name}: unavailable");
+        }
     }
 }
