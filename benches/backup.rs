@@ -60,39 +60,21 @@ async fn build_db(url: &str, megabytes: u64) -> anyhow::Result<u64> {
         }
     }
     store.write_batch(&batch).await?;
-    let size = |store: Store| async move {
-        let bytes: i64 = match &store {
-            Store::Sqlite(pool) => {
-                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .execute(pool)
-                    .await?;
-                sqlx::query_scalar(
-                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-                )
-                .fetch_one(pool)
-                .await?
-            }
-            Store::Postgres(pool) => {
-                sqlx::query_scalar("SELECT pg_database_size(current_database())")
-                    .fetch_one(pool)
-                    .await?
-            }
-        };
-        anyhow::Ok(bytes.max(0) as u64)
+    store.close().await;
+    // The ballast is raw SQL on a connection of the bench's own: the store
+    // keeps its pools to itself.
+    let raw = Raw::connect(&url).await?;
+    let current = raw.size().await?;
+    let blob = match &raw {
+        Raw::Sqlite(_) => "BLOB",
+        Raw::Postgres(_) => "BYTEA",
     };
-    let current = size(store.clone()).await?;
-    let blob = match &store {
-        Store::Sqlite(_) => "BLOB",
-        Store::Postgres(_) => "BYTEA",
-    };
-    exec(&store, &format!("CREATE TABLE ballast (data {blob})")).await?;
-    if let Store::Postgres(_) = &store {
-        // Stored as is, like SQLite does: no TOAST compression.
-        exec(
-            &store,
-            "ALTER TABLE ballast ALTER COLUMN data SET STORAGE EXTERNAL",
-        )
+    raw.exec(&format!("CREATE TABLE ballast (data {blob})"))
         .await?;
+    if let Raw::Postgres(_) = &raw {
+        // Stored as is, like SQLite does: no TOAST compression.
+        raw.exec("ALTER TABLE ballast ALTER COLUMN data SET STORAGE EXTERNAL")
+            .await?;
     }
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut chunk = vec![0u8; 4 << 20];
@@ -104,14 +86,14 @@ async fn build_db(url: &str, megabytes: u64) -> anyhow::Result<u64> {
             x ^= x << 17;
             *b = (x >> 24) as u8;
         }
-        match &store {
-            Store::Sqlite(pool) => {
+        match &raw {
+            Raw::Sqlite(pool) => {
                 sqlx::query("INSERT INTO ballast VALUES ($1)")
                     .bind(&chunk)
                     .execute(pool)
                     .await?;
             }
-            Store::Postgres(pool) => {
+            Raw::Postgres(pool) => {
                 sqlx::query("INSERT INTO ballast VALUES ($1)")
                     .bind(&chunk)
                     .execute(pool)
@@ -119,17 +101,63 @@ async fn build_db(url: &str, megabytes: u64) -> anyhow::Result<u64> {
             }
         }
     }
-    let bytes = size(store.clone()).await?;
-    store.close().await;
+    let bytes = raw.size().await?;
+    raw.close().await;
     Ok(bytes)
 }
 
-async fn exec(store: &Store, sql: &str) -> anyhow::Result<()> {
-    match store {
-        Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-        Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-    }?;
-    Ok(())
+/// The bench's own connection to the database it fills.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Raw {
+    async fn connect(url: &DatabaseUrl) -> anyhow::Result<Raw> {
+        let url = url.expose();
+        Ok(if let Some(path) = url.strip_prefix("sqlite://") {
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            Raw::Sqlite(sqlx::SqlitePool::connect_with(options).await?)
+        } else {
+            Raw::Postgres(sqlx::PgPool::connect(url).await?)
+        })
+    }
+
+    async fn size(&self) -> anyhow::Result<u64> {
+        let bytes: i64 = match self {
+            Raw::Sqlite(pool) => {
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(pool)
+                    .await?;
+                sqlx::query_scalar(
+                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                )
+                .fetch_one(pool)
+                .await?
+            }
+            Raw::Postgres(pool) => {
+                sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(bytes.max(0) as u64)
+    }
+
+    async fn exec(&self, sql: &str) -> anyhow::Result<()> {
+        match self {
+            Raw::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            Raw::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        }?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        match self {
+            Raw::Sqlite(pool) => pool.close().await,
+            Raw::Postgres(pool) => pool.close().await,
+        }
+    }
 }
 
 /// Runs beacon with `args`; returns wall time and peak RSS in kB.

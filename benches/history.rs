@@ -114,7 +114,7 @@ async fn run(kind: &'static str, url: &str, services: i64) -> anyhow::Result<Fig
 
     let raw_rows = store.count_rows("check_results").await?;
     let rollup_rows = store.count_rows("rollups").await?;
-    let (raw_bytes, total_bytes) = sizes(&store, url).await?;
+    let (raw_bytes, total_bytes) = sizes(url).await?;
 
     let mut summaries = Vec::new();
     let mut windows = Vec::new();
@@ -153,10 +153,13 @@ async fn run(kind: &'static str, url: &str, services: i64) -> anyhow::Result<Fig
     })
 }
 
-/// (bytes of check_results with its index, bytes of the whole database).
-async fn sizes(store: &Store, url: &str) -> anyhow::Result<(Option<i64>, i64)> {
-    match store {
-        Store::Sqlite(pool) => {
+/// (bytes of check_results with its index, bytes of the whole database),
+/// on a connection of the bench's own: the store keeps its pools to itself.
+async fn sizes(url: &str) -> anyhow::Result<(Option<i64>, i64)> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+        let pool = &sqlx::SqlitePool::connect_with(options).await?;
+        {
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
                 .execute(pool)
                 .await?;
@@ -167,10 +170,13 @@ async fn sizes(store: &Store, url: &str) -> anyhow::Result<(Option<i64>, i64)> {
                     .await
                     .ok()
                     .flatten();
-            let path = url.trim_start_matches("sqlite://");
-            Ok((raw, std::fs::metadata(path)?.len() as i64))
+            let size = std::fs::metadata(path)?.len() as i64;
+            pool.close().await;
+            Ok((raw, size))
         }
-        Store::Postgres(pool) => {
+    } else {
+        let pool = &sqlx::PgPool::connect(url).await?;
+        {
             sqlx::query("VACUUM FULL ANALYZE").execute(pool).await?;
             let raw: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('check_results')")
                 .fetch_one(pool)
@@ -178,6 +184,7 @@ async fn sizes(store: &Store, url: &str) -> anyhow::Result<(Option<i64>, i64)> {
             let total: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
                 .fetch_one(pool)
                 .await?;
+            pool.close().await;
             Ok((Some(raw), total))
         }
     }

@@ -8,7 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = beacon::cli::Cli::parse();
-    beacon::telemetry::init();
+    beacon::telemetry::init(beacon::store::LOG_DIRECTIVES);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

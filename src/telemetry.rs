@@ -5,9 +5,13 @@
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
+/// `extra` adds directives to the default filter (the store's, so this
+/// module need not know its database driver: `store::LOG_DIRECTIVES`).
+pub fn init(extra: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,sqlx=warn,tower_http=info,hyper=warn,reqwest=warn")
+        EnvFilter::new(format!(
+            "info,{extra},tower_http=info,hyper=warn,reqwest=warn"
+        ))
     });
     let json = std::env::var("BEACON_LOG_FORMAT")
         .map(|f| f.eq_ignore_ascii_case("json"))

@@ -1,98 +1,16 @@
-//! Consistent copies of the live database, and row counts that describe
-//! exactly that copy.
-//!
-//! SQLite: `VACUUM INTO` a temporary file (a read transaction: writers go
-//! on), counted from the copy itself, then gzip (so `gunzip` restores it by
-//! hand). PostgreSQL: a repeatable-read transaction exports its snapshot;
-//! the rows are counted in it and `pg_dump --snapshot` dumps that same
-//! snapshot, in the custom format (`pg_restore` reads it; compressed).
+//! Turning a copy of the database into an archive and back: gzip for
+//! SQLite's `VACUUM INTO` copy (so `gunzip` restores it by hand), and the
+//! PostgreSQL client tools (`pg_dump --snapshot` of the store's exported
+//! snapshot, in the custom format; `pg_restore`). The copies themselves
+//! and their row counts are the store's (`store::copy`).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::str::FromStr;
 
-use anyhow::{anyhow, bail, Context};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
+use anyhow::{bail, Context};
 
 use crate::config::DatabaseUrl;
-
-/// Table name → rows.
-pub type RowCounts = BTreeMap<String, i64>;
-
-/// `VACUUM INTO` `dest` (which must not exist). On a connection of its
-/// own, without sqlx's slow-statement warning: a copy of a large database
-/// takes seconds by nature.
-pub async fn sqlite_copy(
-    pool: &sqlx::SqlitePool,
-    url: &DatabaseUrl,
-    dest: &Path,
-) -> anyhow::Result<()> {
-    use sqlx::ConnectOptions;
-    let dest_text = dest
-        .to_str()
-        .ok_or_else(|| anyhow!("{} is not a UTF-8 path", dest.display()))?;
-    let query = sqlx::query("VACUUM INTO $1").bind(dest_text);
-    match crate::config::sqlite_url::file_path(url.expose()) {
-        Some(path) => {
-            let mut conn = SqliteConnectOptions::new()
-                .filename(path)
-                .create_if_missing(false)
-                .busy_timeout(std::time::Duration::from_secs(10))
-                .disable_statement_logging()
-                .connect()
-                .await
-                .context("opening the database to copy it")?;
-            query.execute(&mut conn).await
-        }
-        None => query.execute(pool).await,
-    }
-    .with_context(|| format!("VACUUM INTO {}", dest.display()))?;
-    Ok(())
-}
-
-/// Opens a SQLite file read-only (never creating it).
-pub async fn open_sqlite_file(path: &Path) -> anyhow::Result<SqliteConnection> {
-    let options = SqliteConnectOptions::from_str("sqlite://")?
-        .filename(path)
-        .read_only(true)
-        .create_if_missing(false);
-    SqliteConnection::connect_with(&options)
-        .await
-        .with_context(|| format!("opening {}", path.display()))
-}
-
-/// Rows per table of a SQLite file (every table but SQLite's own).
-pub async fn sqlite_row_counts(conn: &mut SqliteConnection) -> anyhow::Result<RowCounts> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut counts = RowCounts::new();
-    for table in tables {
-        let n: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM \"{}\"",
-            table.replace('"', "\"\"")
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-        counts.insert(table, n);
-    }
-    Ok(counts)
-}
-
-/// `PRAGMA integrity_check`: Ok when SQLite answers exactly "ok".
-pub async fn sqlite_integrity(conn: &mut SqliteConnection) -> anyhow::Result<()> {
-    let answers: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_all(&mut *conn)
-        .await?;
-    if answers != ["ok"] {
-        bail!("PRAGMA integrity_check: {}", answers.join("; "));
-    }
-    Ok(())
-}
+pub use crate::store::RowCounts;
 
 /// gzip `src` into `dest`, streaming.
 pub async fn gzip(src: PathBuf, dest: PathBuf) -> anyhow::Result<()> {
@@ -158,26 +76,6 @@ pub async fn gunzip(src: PathBuf, dest: PathBuf) -> anyhow::Result<()> {
         Ok(())
     })
     .await?
-}
-
-/// Rows per table of the current schema, in an open transaction.
-pub async fn postgres_row_counts(conn: &mut sqlx::PgConnection) -> anyhow::Result<RowCounts> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut counts = RowCounts::new();
-    for table in tables {
-        let n: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM \"{}\"",
-            table.replace('"', "\"\"")
-        ))
-        .fetch_one(&mut *conn)
-        .await?;
-        counts.insert(table, n);
-    }
-    Ok(counts)
 }
 
 /// The URL for libpq tools without its password, and the password (passed
@@ -267,26 +165,4 @@ pub async fn pg_restore(
     args.extend(extra.iter().map(|s| s.to_string()));
     args.push(archive.display().to_string());
     run_pg_tool("pg_restore", &args, password).await
-}
-
-/// `CREATE DATABASE`, retried while PostgreSQL says its template is busy
-/// (55006: another CREATE DATABASE, or a session on template1, at the same
-/// moment).
-pub async fn create_database(pool: &sqlx::PgPool, name: &str) -> anyhow::Result<()> {
-    let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-    let mut attempt = 0;
-    loop {
-        match sqlx::query(&sql).execute(pool).await {
-            Ok(_) => return Ok(()),
-            Err(sqlx::Error::Database(e))
-                if e.code().as_deref() == Some("55006") && attempt < 20 =>
-            {
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("creating database {name}")))
-            }
-        }
-    }
 }

@@ -15,7 +15,7 @@ use anyhow::{anyhow, Context};
 
 use crate::config::sqlite_url;
 use crate::config::DatabaseUrl;
-use crate::store::Store;
+use crate::store::{AdvisoryLock, PgDatabase, Store};
 
 /// 'beacon' in ASCII: the advisory lock's key.
 const ADVISORY_KEY: i64 = 0x6265_6163_6f6e;
@@ -26,7 +26,7 @@ pub enum BackupLock {
         _file: File,
         path: PathBuf,
     },
-    Postgres(Option<sqlx::PgConnection>),
+    Postgres(AdvisoryLock),
     /// An in-memory database: no other process can share it.
     InMemory,
 }
@@ -49,18 +49,16 @@ fn open_lock_file(path: &Path) -> anyhow::Result<File> {
 
 impl BackupLock {
     pub async fn acquire(store: &Store, url: &DatabaseUrl) -> anyhow::Result<BackupLock> {
-        match store {
-            Store::Sqlite(_) => match sqlite_url::file_path(url.expose()) {
-                None => Ok(BackupLock::InMemory),
-                Some(db) => Self::sqlite(&db),
-            },
-            Store::Postgres(pool) => {
-                let conn = pool
-                    .acquire()
-                    .await
-                    .context("connecting to take the backup lock")?;
-                Self::postgres(conn.detach()).await
-            }
+        if store.is_postgres() {
+            let lock = store
+                .try_advisory_lock(ADVISORY_KEY, false)
+                .await
+                .context("taking the backup lock")?;
+            return Self::postgres_held(lock);
+        }
+        match sqlite_url::file_path(url.expose()) {
+            None => Ok(BackupLock::InMemory),
+            Some(db) => Self::sqlite(&db),
         }
     }
 
@@ -79,54 +77,29 @@ impl BackupLock {
         }
     }
 
-    pub async fn postgres(mut conn: sqlx::PgConnection) -> anyhow::Result<BackupLock> {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(ADVISORY_KEY)
-            .fetch_one(&mut conn)
+    pub async fn postgres(db: PgDatabase) -> anyhow::Result<BackupLock> {
+        let lock = db
+            .try_advisory_lock(ADVISORY_KEY, false)
             .await
             .context("taking the backup lock")?;
-        if !got {
-            return Err(anyhow!(
+        Self::postgres_held(lock)
+    }
+
+    fn postgres_held(lock: Option<AdvisoryLock>) -> anyhow::Result<BackupLock> {
+        match lock {
+            Some(lock) => Ok(BackupLock::Postgres(lock)),
+            None => Err(anyhow!(
                 "another backup, verify, prune or restore is running (it holds PostgreSQL advisory lock {ADVISORY_KEY})"
-            ));
-        }
-        Ok(BackupLock::Postgres(Some(conn)))
-    }
-
-    /// Releases the lock now. PostgreSQL: unlocks before closing, because
-    /// the server drops a closed session's locks only when its backend
-    /// notices, and a run that starts right after this one must not find
-    /// the lock still held.
-    pub async fn release(mut self) {
-        if let BackupLock::Postgres(conn) = &mut self {
-            if let Some(conn) = conn.take() {
-                unlock_and_close(conn).await;
-            }
+            )),
         }
     }
-}
 
-async fn unlock_and_close(mut conn: sqlx::PgConnection) {
-    if let Err(e) = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(ADVISORY_KEY)
-        .execute(&mut conn)
-        .await
-    {
-        tracing::warn!(error = %e, "releasing the backup lock; closing the session releases it");
-    }
-    let _ = sqlx::Connection::close(conn).await;
-}
-
-impl Drop for BackupLock {
-    /// Dropped without `release` (an early return, a panic): unlock in the
-    /// background when a runtime is there, else the closed socket does it.
-    fn drop(&mut self) {
-        if let BackupLock::Postgres(conn) = self {
-            if let Some(conn) = conn.take() {
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    handle.spawn(unlock_and_close(conn));
-                }
-            }
+    /// Releases the lock now (PostgreSQL: unlocked before its session
+    /// closes, so a run that starts right after finds it free; dropped
+    /// without this, it is unlocked in the background).
+    pub async fn release(self) {
+        if let BackupLock::Postgres(lock) = self {
+            lock.release().await;
         }
     }
 }
@@ -142,49 +115,41 @@ const IN_USE_KEY: i64 = ADVISORY_KEY + 1;
 #[derive(Debug)]
 pub enum InUse {
     File(File),
-    Postgres(sqlx::PgConnection),
+    Postgres(AdvisoryLock),
     InMemory,
 }
 
 impl InUse {
     /// For `beacon serve`.
     pub async fn hold(store: &Store, url: &DatabaseUrl) -> anyhow::Result<InUse> {
-        match store {
-            Store::Sqlite(_) => match sqlite_url::file_path(url.expose()) {
-                None => Ok(InUse::InMemory),
-                Some(db) => {
-                    let path = beside(&db, ".lock");
-                    let file = open_lock_file(&path)?;
-                    match file.try_lock_shared() {
-                        Ok(()) => Ok(InUse::File(file)),
-                        Err(TryLockError::WouldBlock) => Err(anyhow!(
-                            "a restore is replacing {} (it holds {}); start beacon when it has finished",
-                            db.display(),
-                            path.display()
-                        )),
-                        Err(TryLockError::Error(e)) => {
-                            Err(e).with_context(|| format!("locking {}", path.display()))
-                        }
+        if store.is_postgres() {
+            return match store
+                .try_advisory_lock(IN_USE_KEY, true)
+                .await
+                .context("taking the in-use lock")?
+            {
+                Some(lock) => Ok(InUse::Postgres(lock)),
+                None => Err(anyhow!(
+                    "a restore is replacing this database (it holds PostgreSQL advisory lock {IN_USE_KEY}); start beacon when it has finished"
+                )),
+            };
+        }
+        match sqlite_url::file_path(url.expose()) {
+            None => Ok(InUse::InMemory),
+            Some(db) => {
+                let path = beside(&db, ".lock");
+                let file = open_lock_file(&path)?;
+                match file.try_lock_shared() {
+                    Ok(()) => Ok(InUse::File(file)),
+                    Err(TryLockError::WouldBlock) => Err(anyhow!(
+                        "a restore is replacing {} (it holds {}); start beacon when it has finished",
+                        db.display(),
+                        path.display()
+                    )),
+                    Err(TryLockError::Error(e)) => {
+                        Err(e).with_context(|| format!("locking {}", path.display()))
                     }
                 }
-            },
-            Store::Postgres(pool) => {
-                let mut conn = pool
-                    .acquire()
-                    .await
-                    .context("connecting to take the in-use lock")?
-                    .detach();
-                let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock_shared($1)")
-                    .bind(IN_USE_KEY)
-                    .fetch_one(&mut conn)
-                    .await
-                    .context("taking the in-use lock")?;
-                if !got {
-                    return Err(anyhow!(
-                        "a restore is replacing this database (it holds PostgreSQL advisory lock {IN_USE_KEY}); start beacon when it has finished"
-                    ));
-                }
-                Ok(InUse::Postgres(conn))
             }
         }
     }
@@ -203,12 +168,11 @@ impl InUse {
     }
 
     /// For `beacon restore` on PostgreSQL: `Ok(None)` when a beacon holds it.
-    pub async fn exclusive_postgres(mut conn: sqlx::PgConnection) -> anyhow::Result<Option<InUse>> {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(IN_USE_KEY)
-            .fetch_one(&mut conn)
+    pub async fn exclusive_postgres(db: PgDatabase) -> anyhow::Result<Option<InUse>> {
+        let lock = db
+            .try_advisory_lock(IN_USE_KEY, false)
             .await
             .context("taking the in-use lock")?;
-        Ok(got.then_some(InUse::Postgres(conn)))
+        Ok(lock.map(InUse::Postgres))
     }
 }

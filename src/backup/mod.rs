@@ -26,8 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::{BackupConfig, DatabaseUrl};
-use crate::store::{BackupRecord, Store};
-use dump::RowCounts;
+use crate::store::{BackupRecord, PgDatabase, PgServer, RowCounts, SqliteFile, Store};
 use rotation::{Candidate, Decision, Verification};
 use target::{BackupTarget, Digested, Object, ReadError};
 
@@ -145,25 +144,6 @@ fn read_step<T>(r: Result<T, ReadError>, id: &str, step: &'static str) -> Result
         Ok(v) => Ok(v),
         Err(ReadError::Unreadable(e)) => Err(e).step(id, step),
         Err(ReadError::Unreachable(e)) => Err(e).unavailable(id, step),
-    }
-}
-
-/// PostgreSQL errors that say the server (or the way to it) is
-/// unavailable, not that the statement or the data is wrong: SQLSTATE
-/// classes 08 (connection), 53 (insufficient resources), 57 (operator
-/// intervention, "cannot connect now"), 55000 ("database is not currently
-/// accepting connections"), and the client's own I/O and pool errors.
-pub fn postgres_unavailable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
-            c.starts_with("08") || c.starts_with("53") || c.starts_with("57") || c == "55000"
-        }),
-        _ => false,
     }
 }
 
@@ -300,9 +280,10 @@ impl Backups {
         let now = self.clock.now();
         let id = backup_id(now);
         let kind = self.store.kind();
-        let (ext, compression) = match self.store {
-            Store::Sqlite(_) => ("sqlite.gz", "gzip"),
-            Store::Postgres(_) => ("pgdump", "pg_dump-custom"),
+        let (ext, compression) = if self.store.is_postgres() {
+            ("pgdump", "pg_dump-custom")
+        } else {
+            ("sqlite.gz", "gzip")
         };
         let archive_key = format!("{}/{id}.{ext}", folder(now));
         let mut record = BackupRecord {
@@ -351,42 +332,29 @@ impl Backups {
     ) -> Result<Manifest, StepError> {
         let dir = self.temp_dir(id).step(id, "temporary folder")?;
         let archive = dir.path().join("archive");
-        let tables = match &self.store {
-            Store::Sqlite(pool) => {
-                let copy = dir.path().join("copy.sqlite");
-                dump::sqlite_copy(pool, &self.db_url, &copy)
-                    .await
-                    .step(id, "snapshot")?;
-                let mut conn = dump::open_sqlite_file(&copy).await.step(id, "snapshot")?;
-                let counts = dump::sqlite_row_counts(&mut conn)
-                    .await
-                    .step(id, "row counts")?;
-                let _ = sqlx::Connection::close(conn).await;
-                dump::gzip(copy.clone(), archive.clone())
-                    .await
-                    .step(id, "compress")?;
-                let _ = tokio::fs::remove_file(&copy).await;
-                counts
-            }
-            Store::Postgres(pool) => {
-                let mut tx = pool.begin().await.step(id, "snapshot")?;
-                sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    .execute(&mut *tx)
-                    .await
-                    .step(id, "snapshot")?;
-                let snapshot: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .step(id, "snapshot")?;
-                let counts = dump::postgres_row_counts(&mut tx)
-                    .await
-                    .step(id, "row counts")?;
-                dump::pg_dump(&self.db_url, &snapshot, &archive)
-                    .await
-                    .step(id, "pg_dump")?;
-                let _ = tx.rollback().await;
-                counts
-            }
+        let tables = if self.store.is_postgres() {
+            let mut snapshot = self.store.export_snapshot().await.step(id, "snapshot")?;
+            let counts = snapshot.row_counts().await.step(id, "row counts")?;
+            dump::pg_dump(&self.db_url, snapshot.id(), &archive)
+                .await
+                .step(id, "pg_dump")?;
+            snapshot.release().await;
+            counts
+        } else {
+            let copy = dir.path().join("copy.sqlite");
+            self.store
+                .copy_sqlite_into(&self.db_url, &copy)
+                .await
+                .with_context(|| format!("VACUUM INTO {}", copy.display()))
+                .step(id, "snapshot")?;
+            let mut file = SqliteFile::open(&copy).await.step(id, "snapshot")?;
+            let counts = file.row_counts().await.step(id, "row counts")?;
+            file.close().await;
+            dump::gzip(copy.clone(), archive.clone())
+                .await
+                .step(id, "compress")?;
+            let _ = tokio::fs::remove_file(&copy).await;
+            counts
         };
         let schema_version = self
             .store
@@ -502,7 +470,14 @@ impl Backups {
     async fn check(&self, id: &str) -> Result<Manifest, StepError> {
         let dir = self.temp_dir(id).unavailable(id, "temporary folder")?;
         let (manifest, archive) = fetch(&self.target, id, dir.path()).await?;
-        restore_check(&manifest, &archive, dir.path(), &self.store, &self.db_url).await?;
+        restore_check(
+            &manifest,
+            &archive,
+            dir.path(),
+            self.store.postgres_server().as_ref(),
+            &self.db_url,
+        )
+        .await?;
         Ok(manifest)
     }
 
@@ -774,13 +749,13 @@ pub fn compare_counts(expected: &RowCounts, got: &RowCounts) -> anyhow::Result<(
 }
 
 /// Restores `archive` into a scratch database in `dir` (SQLite) or a
-/// scratch PostgreSQL database (dropped after), checks integrity and row
+/// scratch PostgreSQL database on `server` (dropped after), checks integrity and row
 /// counts.
 async fn restore_check(
     manifest: &Manifest,
     archive: &Path,
     dir: &Path,
-    store: &Store,
+    server: Option<&PgServer>,
     db_url: &DatabaseUrl,
 ) -> Result<(), StepError> {
     let id = manifest.id.as_str();
@@ -796,20 +771,14 @@ async fn restore_check(
                 }
                 Err(e) => return Err(e).step(id, "decompress"),
             }
-            let mut conn = dump::open_sqlite_file(&file)
-                .await
-                .step(id, "integrity check")?;
-            dump::sqlite_integrity(&mut conn)
-                .await
-                .step(id, "integrity check")?;
-            let got = dump::sqlite_row_counts(&mut conn)
-                .await
-                .step(id, "row counts")?;
-            let _ = sqlx::Connection::close(conn).await;
+            let mut restored = SqliteFile::open(&file).await.step(id, "integrity check")?;
+            restored.integrity().await.step(id, "integrity check")?;
+            let got = restored.row_counts().await.step(id, "row counts")?;
+            restored.close().await;
             compare_counts(&manifest.tables, &got).step(id, "row counts")
         }
         "postgres" => {
-            let Store::Postgres(pool) = store else {
+            let Some(server) = server else {
                 return Err(anyhow!(
                     "a PostgreSQL backup needs beacon on PostgreSQL to verify it (a scratch database)"
                 ))
@@ -830,19 +799,21 @@ async fn restore_check(
             // Whatever goes wrong making the scratch database is the
             // server's (refused connections, no CREATEDB, a busy template),
             // never the backup's.
-            sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"
-            ))
-            .execute(pool)
-            .await
-            .map_err(|e| {
-                anyhow::Error::new(e)
-                    .context("the database server: dropping a stale scratch database")
-            })
-            .unavailable(id, "scratch database")?;
-            dump::create_database(pool, &scratch)
+            server
+                .drop_database(&scratch)
                 .await
-                .map_err(|e| e.context("the database server"))
+                .map_err(|e| {
+                    anyhow::Error::new(e)
+                        .context("the database server: dropping a stale scratch database")
+                })
+                .unavailable(id, "scratch database")?;
+            server
+                .create_database(&scratch)
+                .await
+                .map_err(|e| {
+                    anyhow::Error::new(e)
+                        .context(format!("the database server: creating database {scratch}"))
+                })
                 .unavailable(id, "scratch database")?;
             let outcome = async {
                 let (base, password) = dump::libpq_url(db_url).unavailable(id, "restore")?;
@@ -850,7 +821,6 @@ async fn restore_check(
                 url.set_path(&scratch);
                 let mut with_password = url.clone();
                 let _ = with_password.set_password(password.as_deref());
-                use sqlx::Connection;
                 let restored = dump::pg_restore(
                     url.as_str(),
                     password.as_deref(),
@@ -861,9 +831,9 @@ async fn restore_check(
                 if let Err(e) = restored {
                     // pg_restore says only that it failed: if the server
                     // now refuses a connection too, the server was the cause.
-                    return match sqlx::PgConnection::connect(with_password.as_str()).await {
+                    return match PgDatabase::connect(with_password.as_str()).await {
                         Ok(conn) => {
-                            let _ = conn.close().await;
+                            conn.close().await;
                             Err(e).step(id, "pg_restore")
                         }
                         Err(refused) => Err(e.context(format!(
@@ -872,32 +842,26 @@ async fn restore_check(
                         .unavailable(id, "pg_restore"),
                     };
                 }
-                let mut conn = sqlx::PgConnection::connect(with_password.as_str())
+                let mut conn = PgDatabase::connect(with_password.as_str())
                     .await
                     .map_err(|e| {
                         anyhow::Error::new(e)
                             .context("the database server: connecting to the scratch database")
                     })
                     .unavailable(id, "row counts")?;
-                let got = match dump::postgres_row_counts(&mut conn).await {
+                let got = match conn.row_counts().await {
                     Ok(got) => got,
-                    Err(e)
-                        if e.downcast_ref::<sqlx::Error>()
-                            .is_some_and(postgres_unavailable) =>
-                    {
-                        return Err(e.context("the database server")).unavailable(id, "row counts")
+                    Err(e) if e.is_unavailable() => {
+                        return Err(anyhow::Error::new(e).context("the database server"))
+                            .unavailable(id, "row counts")
                     }
                     Err(e) => return Err(e).step(id, "row counts"),
                 };
-                let _ = conn.close().await;
+                conn.close().await;
                 compare_counts(&manifest.tables, &got).step(id, "row counts")
             }
             .await;
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{scratch}\" WITH (FORCE)"
-            ))
-            .execute(pool)
-            .await;
+            let _ = server.drop_database(&scratch).await;
             outcome
         }
         other => Err(anyhow!("unknown database kind \"{other}\"")).step(id, "manifest"),

@@ -26,6 +26,7 @@ use super::target::BackupTarget;
 use super::{dump, fetch, list_target, Listed, Manifest, StepError};
 use crate::config::sqlite_url;
 use crate::config::{BackupConfig, DatabaseUrl};
+use crate::store::{PgDatabase, PgServer, SqliteFile};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreRequest {
@@ -390,48 +391,37 @@ async fn sqlite_guards(db: &Path, req: &RestoreRequest) -> Result<Guards, Restor
 
 /// Whether the PostgreSQL database holds beacon's tables, and the
 /// connection to it (`None`: the database does not exist yet).
-async fn postgres_exists(
-    url: &DatabaseUrl,
-) -> Result<(bool, Option<sqlx::PgConnection>), RestoreError> {
-    use sqlx::Connection;
-    let mut conn = match sqlx::PgConnection::connect(url.expose()).await {
-        Ok(c) => c,
-        // 3D000: the database does not exist yet; restore creates it.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
-            return Ok((false, None));
-        }
+async fn postgres_exists(url: &DatabaseUrl) -> Result<(bool, Option<PgDatabase>), RestoreError> {
+    let mut db = match PgDatabase::connect_if_exists(url.expose()).await {
+        Ok(Some(db)) => db,
+        // The database does not exist yet; restore creates it.
+        Ok(None) => return Ok((false, None)),
         Err(e) => {
             return Err(RestoreError::Failed(
                 anyhow::Error::new(e).context(format!("connecting to {}", url.redacted())),
             ))
         }
     };
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('services') IS NOT NULL")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| {
-            RestoreError::Failed(
-                anyhow::Error::new(e).context(format!("reading {}", url.redacted())),
-            )
-        })?;
-    Ok((exists, Some(conn)))
+    let exists = db.has_beacon_tables().await.map_err(|e| {
+        RestoreError::Failed(anyhow::Error::new(e).context(format!("reading {}", url.redacted())))
+    })?;
+    Ok((exists, Some(db)))
 }
 
 async fn postgres_guards(
     url: &DatabaseUrl,
-    conn: Option<sqlx::PgConnection>,
+    db: Option<PgDatabase>,
     req: &RestoreRequest,
 ) -> Result<Guards, RestoreError> {
-    use sqlx::Connection;
-    let Some(conn) = conn else {
+    let Some(db) = db else {
         return Ok(Guards::none());
     };
-    let in_use = InUse::exclusive_postgres(conn)
+    let in_use = InUse::exclusive_postgres(db)
         .await
         .map_err(RestoreError::Failed)?;
     let lock = || async {
-        let conn = sqlx::PgConnection::connect(url.expose()).await?;
-        BackupLock::postgres(conn).await
+        let db = PgDatabase::connect(url.expose()).await?;
+        BackupLock::postgres(db).await
     };
     Guards::take(in_use, &url.redacted(), lock, req).await
 }
@@ -486,10 +476,10 @@ async fn restore_sqlite(
         })?;
     let _ = std::fs::remove_file(&archive);
     let verified = async {
-        let mut conn = dump::open_sqlite_file(&restored).await?;
-        dump::sqlite_integrity(&mut conn).await?;
-        let got = dump::sqlite_row_counts(&mut conn).await?;
-        let _ = sqlx::Connection::close(conn).await;
+        let mut file = SqliteFile::open(&restored).await?;
+        file.integrity().await?;
+        let got = file.row_counts().await?;
+        file.close().await;
         super::compare_counts(&manifest.tables, &got)
     }
     .await;
@@ -550,19 +540,7 @@ fn checkpoint(db: &Path) {
         else {
             return;
         };
-        rt.block_on(async {
-            use sqlx::sqlite::SqliteConnectOptions;
-            use sqlx::Connection;
-            let options = SqliteConnectOptions::new()
-                .filename(&db)
-                .create_if_missing(false);
-            if let Ok(mut conn) = sqlx::SqliteConnection::connect_with(&options).await {
-                let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .execute(&mut conn)
-                    .await;
-                let _ = conn.close().await;
-            }
-        });
+        rt.block_on(SqliteFile::checkpoint(&db));
     })
     .join();
 }
@@ -575,7 +553,6 @@ async fn restore_postgres(
     req: &RestoreRequest,
     say: &dyn Fn(&str),
 ) -> Result<(), RestoreError> {
-    use sqlx::Connection;
     let id = manifest.id.as_str();
     let base = config.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = tempfile::Builder::new()
@@ -595,16 +572,13 @@ async fn restore_postgres(
         url::Url::parse(url.expose()).map_err(|e| RestoreError::Failed(e.into()))?;
     let target_db = admin_url.path().trim_start_matches('/').to_string();
     admin_url.set_path("postgres");
-    let admin = sqlx::PgPool::connect(admin_url.as_str())
-        .await
-        .map_err(|e| {
-            RestoreError::Failed(
-                anyhow::Error::new(e).context("connecting to the server's postgres database"),
-            )
-        })?;
-    let store = crate::store::Store::Postgres(admin.clone());
+    let admin = PgServer::connect(admin_url.as_str()).await.map_err(|e| {
+        RestoreError::Failed(
+            anyhow::Error::new(e).context("connecting to the server's postgres database"),
+        )
+    })?;
     // Verify in a scratch database first: a bad archive never touches the target.
-    super::restore_check(&manifest, &archive, work.path(), &store, url)
+    super::restore_check(&manifest, &archive, work.path(), Some(&admin), url)
         .await
         .map_err(|e| {
             // The server, not the backup, failed the check: say so (exit 1).
@@ -620,23 +594,17 @@ async fn restore_postgres(
         return Ok(());
     }
     let apply = async {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                .bind(&target_db)
-                .fetch_one(&admin)
-                .await?;
-        if !exists {
-            dump::create_database(&admin, &target_db).await?;
+        if !admin.database_exists(&target_db).await? {
+            admin
+                .create_database(&target_db)
+                .await
+                .with_context(|| format!("creating database {target_db}"))?;
         }
         // beacon's tables in the target now: dropped in the same transaction
         // as the restore, so an older backup leaves no newer table behind.
-        let mut conn = sqlx::PgConnection::connect(url.expose()).await?;
-        let present: Vec<String> = sqlx::query_scalar(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
-        )
-        .fetch_all(&mut conn)
-        .await?;
-        let _ = conn.close().await;
+        let mut db = PgDatabase::connect(url.expose()).await?;
+        let present = db.table_names().await?;
+        db.close().await;
         let ours: Vec<String> = present
             .into_iter()
             .filter(|t| {
@@ -673,9 +641,9 @@ async fn restore_postgres(
         }
         args.push(format!("--file={}", script.display()));
         dump::run_pg_tool("psql", &args, password.as_deref()).await?;
-        let mut conn = sqlx::PgConnection::connect(url.expose()).await?;
-        let got = dump::postgres_row_counts(&mut conn).await?;
-        let _ = conn.close().await;
+        let mut db = PgDatabase::connect(url.expose()).await?;
+        let got = db.row_counts().await?;
+        db.close().await;
         super::compare_counts(&manifest.tables, &got)
     }
     .await;

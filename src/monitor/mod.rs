@@ -802,7 +802,7 @@ impl Recorder {
                             match tokio::time::timeout(limit, store.write_batch(&batch)).await {
                                 Ok(Ok(())) => Ok(started.elapsed()),
                                 Ok(Err(e)) => Err(e),
-                                Err(_) => Err(StoreError::Query(sqlx::Error::PoolTimedOut)),
+                                Err(_) => Err(StoreError::timed_out()),
                             };
                         (batch, outcome)
                     }));

@@ -1,11 +1,19 @@
 //! The store: everything beacon keeps, in SQLite (the embedded default) or
-//! PostgreSQL, behind one type.
+//! PostgreSQL, behind one sealed type.
 //!
-//! `Store` is an enum rather than a trait object: the two backends share
-//! almost all of their SQL (times are epoch milliseconds on both sides, and
-//! both speak `$1` placeholders, `ON CONFLICT` and `RETURNING`), so each
-//! method is written once and [`on_pool!`] expands it for each pool. Only
-//! connecting and the migration folders differ (`sqlite.rs`, `postgres.rs`).
+//! `Store` wraps a private enum of pools rather than a trait object: the two
+//! backends share almost all of their SQL (times are epoch milliseconds on
+//! both sides, and both speak `$1` placeholders, `ON CONFLICT` and
+//! `RETURNING`), so each method is written once and [`on_pool!`] expands it
+//! for each pool. Only connecting and the migration folders differ
+//! (`sqlite.rs`, `postgres.rs`). Nothing outside this folder sees a pool or
+//! names the driver: errors are [`StoreError`], and what backups need of the
+//! database (copies, snapshot export, locks, scratch databases) is here too.
+//!
+//! One file per thing kept: `services.rs`, `results.rs` (the monitor's
+//! batches; what a change means is `domain::policy`'s), `rollup.rs`,
+//! `incidents.rs`, `maintenances.rs`, `alerts.rs`, `backups.rs`,
+//! `retention.rs`; and for backups `copy.rs`, `lock.rs`, `scratch.rs`.
 
 use crate::config::DatabaseUrl;
 
@@ -13,13 +21,13 @@ use crate::config::DatabaseUrl;
 /// sqlx database type, once per backend.
 macro_rules! on_pool {
     ($store:expr, $pool:ident, $db:ident => $body:expr) => {
-        match $store {
-            Store::Sqlite($pool) => {
+        match &$store.0 {
+            $crate::store::Pools::Sqlite($pool) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Sqlite;
                 $body
             }
-            Store::Postgres($pool) => {
+            $crate::store::Pools::Postgres($pool) => {
                 #[allow(dead_code)]
                 type $db = sqlx::Postgres;
                 $body
@@ -131,17 +139,23 @@ macro_rules! insert_incident_event {
 
 mod alerts;
 mod backups;
+mod copy;
 mod incidents;
+mod lock;
 mod maintenances;
 mod postgres;
 mod results;
 mod retention;
 pub mod rollup;
+mod scratch;
 mod services;
 mod sqlite;
 
 pub use alerts::{AlertDelivery, DeliveryOutcome, StoredEvent};
 pub use backups::BackupRecord;
+pub use copy::{ExportedSnapshot, PgDatabase, RowCounts, SqliteFile};
+pub use lock::AdvisoryLock;
+pub use scratch::PgServer;
 
 pub use incidents::{Incident, IncidentPatch, IncidentUpdate, NewIncident};
 pub use maintenances::{Maintenance, MaintenanceInput, ServiceWindow};
@@ -150,10 +164,42 @@ pub use retention::Pruned;
 pub use rollup::RecentRollups;
 pub use services::{ServiceSummary, StoredService};
 
+/// The store. Sealed: its pools are private, so every query beacon runs
+/// is written here, once for both backends.
 #[derive(Clone, Debug)]
-pub enum Store {
+pub struct Store(Pools);
+
+#[derive(Clone, Debug)]
+enum Pools {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
+}
+
+/// What the `RUST_LOG` default says of the store's database driver: only
+/// its warnings (every statement at info would drown the log).
+pub const LOG_DIRECTIVES: &str = "sqlx=warn";
+
+/// A database driver's error, kept for its message and source chain; what
+/// it means is asked of [`StoreError`] (`is_permanent`, `is_unavailable`).
+#[derive(Debug)]
+pub struct DbError(sqlx::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError(e)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +208,7 @@ pub enum StoreError {
     Connect {
         url: String,
         #[source]
-        source: sqlx::Error,
+        source: DbError,
     },
     #[error("cannot create the folder {path} for the SQLite database: {source}")]
     CreateDir {
@@ -171,11 +217,14 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error("applying migrations failed: {0}")]
-    Migrate(sqlx::migrate::MigrateError),
+    Migrate(Box<dyn std::error::Error + Send + Sync>),
     #[error("migrations are not applied (database at version {applied:?}, beacon needs {expected}); run `beacon migrate`")]
     NotMigrated { applied: Option<i64>, expected: i64 },
     #[error("store query failed: {0}")]
-    Query(sqlx::Error),
+    Query(DbError),
+    /// The store did not answer in time.
+    #[error("store query failed: the database did not answer in time")]
+    TimedOut,
     /// The request names something the store does not hold (an unknown
     /// service slug…): the caller's input, not the store, is wrong.
     #[error("{field}: {message}")]
@@ -183,9 +232,42 @@ pub enum StoreError {
         field: &'static str,
         message: String,
     },
+    /// A stored value beacon cannot have written: never read as something
+    /// it is not (a state code read as up).
+    #[error("corrupt row: {table}.{column} holds {value}")]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        value: String,
+    },
+    #[error("PRAGMA integrity_check: {answers}")]
+    IntegrityCheck { answers: String },
 }
 
 impl StoreError {
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> StoreError {
+        StoreError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// An answer that took too long (the caller's deadline passed): a fault
+    /// of the moment, retried.
+    pub fn timed_out() -> StoreError {
+        StoreError::TimedOut
+    }
+
+    fn driver(&self) -> Option<&sqlx::Error> {
+        match self {
+            StoreError::Query(DbError(e))
+            | StoreError::Connect {
+                source: DbError(e), ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+
     /// True when a healthy database would refuse the same write again: a
     /// constraint, a value it cannot encode or store. Only such an error may
     /// make the writer give data up. Everything else (the server refusing
@@ -194,8 +276,8 @@ impl StoreError {
     /// fault of the moment and is retried.
     pub fn is_permanent(&self) -> bool {
         match self {
-            StoreError::Invalid { .. } => true,
-            StoreError::Query(e) => match e {
+            StoreError::Invalid { .. } | StoreError::Corrupt { .. } => true,
+            StoreError::Query(DbError(e)) => match e {
                 sqlx::Error::Encode(_)
                 | sqlx::Error::Decode(_)
                 | sqlx::Error::ColumnDecode { .. } => true,
@@ -219,19 +301,56 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// True when the database server (or the way to it) is unavailable,
+    /// not the statement or the data wrong: PostgreSQL's SQLSTATE classes
+    /// 08 (connection), 53 (insufficient resources), 57 (operator
+    /// intervention, "cannot connect now"), 55000 ("database is not
+    /// currently accepting connections"), and the client's own I/O and pool
+    /// errors.
+    pub fn is_unavailable(&self) -> bool {
+        if matches!(self, StoreError::TimedOut) {
+            return true;
+        }
+        match self.driver() {
+            Some(
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            Some(sqlx::Error::Database(db)) => db.code().is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("53") || c.starts_with("57") || c == "55000"
+            }),
+            _ => false,
+        }
+    }
+
+    /// "relation does not exist" (PostgreSQL 42P01) or "no such table"
+    /// (SQLite).
+    fn is_undefined_table(&self) -> bool {
+        match self.driver() {
+            Some(sqlx::Error::Database(e)) => {
+                e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table")
+            }
+            _ => false,
+        }
+    }
 }
 
-// Written by hand rather than with `#[from]`: the inner error is already in
-// the message, and marking it as the source too would print it twice.
+// For the store's own `?`. Written by hand rather than with `#[from]`: the
+// inner error is already in the message, and marking it as the source too
+// would print it twice.
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Query(e)
+        StoreError::Query(DbError(e))
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(e: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Migrate(e)
+        StoreError::Migrate(Box::new(e))
     }
 }
 
@@ -252,11 +371,6 @@ pub const BEACON_TABLES: &[&str] = &[
     "alert_deliveries",
 ];
 
-/// "relation does not exist" (PostgreSQL 42P01) or "no such table" (SQLite).
-fn is_undefined_table(e: &dyn sqlx::error::DatabaseError) -> bool {
-    e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table")
-}
-
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
 pub(crate) const INSERT_CHUNK: usize = 1000;
 
@@ -264,23 +378,30 @@ impl Store {
     /// Opens the store named by `url` (`sqlite://…` or `postgres://…`).
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
         if url.expose().starts_with("sqlite:") {
-            sqlite::connect(url).await.map(Store::Sqlite)
+            sqlite::connect(url).await.map(|p| Store(Pools::Sqlite(p)))
         } else {
-            postgres::connect(url).await.map(Store::Postgres)
+            postgres::connect(url)
+                .await
+                .map(|p| Store(Pools::Postgres(p)))
         }
     }
 
     pub fn kind(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
+        match &self.0 {
+            Pools::Sqlite(_) => "sqlite",
+            Pools::Postgres(_) => "postgres",
         }
     }
 
+    /// PostgreSQL (advisory locks, `pg_dump`), not SQLite (files).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.0, Pools::Postgres(_))
+    }
+
     fn migrator(&self) -> &'static sqlx::migrate::Migrator {
-        match self {
-            Store::Sqlite(_) => &sqlite::MIGRATOR,
-            Store::Postgres(_) => &postgres::MIGRATOR,
+        match &self.0 {
+            Pools::Sqlite(_) => &sqlite::MIGRATOR,
+            Pools::Postgres(_) => &postgres::MIGRATOR,
         }
     }
 
@@ -314,7 +435,7 @@ impl Store {
         let applied = match self.schema_version().await {
             Ok(v) => v,
             // No migrations table at all: reachable, but not migrated.
-            Err(StoreError::Query(sqlx::Error::Database(e))) if is_undefined_table(&*e) => None,
+            Err(e) if e.is_undefined_table() => None,
             Err(e) => return Err(e),
         };
         if applied.unwrap_or(0) < expected {
@@ -331,9 +452,10 @@ impl Store {
     /// `table` must be one of beacon's own tables.
     pub async fn count_rows(&self, table: &str) -> Result<i64, StoreError> {
         let Some(table) = BEACON_TABLES.iter().find(|t| **t == table) else {
-            return Err(StoreError::Query(sqlx::Error::Protocol(format!(
-                "unknown table {table}"
-            ))));
+            return Err(StoreError::invalid(
+                "table",
+                format!("unknown table {table}"),
+            ));
         };
         let n: i64 = on_pool!(self, pool, _Db => {
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
@@ -341,5 +463,61 @@ impl Store {
                 .await?
         });
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_say_whether_to_retry() {
+        // (case, error, permanent, unavailable)
+        let cases = [
+            (
+                "a pool timeout",
+                StoreError::from(sqlx::Error::PoolTimedOut),
+                false,
+                true,
+            ),
+            (
+                "the caller's deadline",
+                StoreError::timed_out(),
+                false,
+                true,
+            ),
+            (
+                "a closed pool",
+                StoreError::from(sqlx::Error::PoolClosed),
+                false,
+                true,
+            ),
+            (
+                "an undecodable row",
+                StoreError::from(sqlx::Error::Decode("bad".into())),
+                true,
+                false,
+            ),
+            (
+                "unknown input",
+                StoreError::invalid("service", "no such service"),
+                true,
+                false,
+            ),
+            (
+                "a corrupt row",
+                StoreError::Corrupt {
+                    table: "check_results",
+                    column: "state",
+                    value: "9".into(),
+                },
+                true,
+                false,
+            ),
+        ];
+        for (name, e, permanent, unavailable) in cases {
+            assert_eq!(e.is_permanent(), permanent, "{name}: permanent");
+            assert_eq!(e.is_unavailable(), unavailable, "{name}: unavailable");
+        }
     }
 }

@@ -21,6 +21,6 @@ pub async fn connect(url: &DatabaseUrl) -> Result<PgPool, StoreError> {
         .await
         .map_err(|source| StoreError::Connect {
             url: url.redacted(),
-            source,
+            source: source.into(),
         })
 }

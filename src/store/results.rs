@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlx::Row;
 
 use super::rollup::{self, Period, Rollup, ROLLUP_INSERT, ROLLUP_MERGE};
-use super::{Store, StoreError, INSERT_CHUNK};
+use super::{Pools, Store, StoreError, INSERT_CHUNK};
 use crate::domain::policy::{self, ChangeFacts, Decision, IncidentAction, LatestIncident};
 use crate::domain::time::DAY_MS;
 use crate::domain::{Dependency, Outcome, State};
@@ -82,6 +82,20 @@ impl Batch {
 /// `check_results.state` of a result taken during maintenance.
 const MAINTENANCE_CODE: i16 = 4;
 
+/// The outcome of a stored `check_results.state`. A result taken during
+/// maintenance keeps no outcome of its own and reads as up (it counts as
+/// maintenance); a code beacon never writes is a corrupt row, never up.
+fn outcome_of(code: i16) -> Result<Outcome, StoreError> {
+    if code == MAINTENANCE_CODE {
+        return Ok(Outcome::Up);
+    }
+    Outcome::from_code(code).ok_or_else(|| StoreError::Corrupt {
+        table: "check_results",
+        column: "state",
+        value: code.to_string(),
+    })
+}
+
 /// What a batch writes besides its rows, in the order it is written:
 /// services by id, each once.
 struct Plan<'a> {
@@ -139,9 +153,9 @@ impl Store {
             return Ok(());
         }
         let plan = Plan::of(batch);
-        match self {
-            Store::Sqlite(pool) => on_sqlite::write(pool, batch, &plan, false).await,
-            Store::Postgres(pool) => on_postgres::write(pool, batch, &plan, true).await,
+        match &self.0 {
+            Pools::Sqlite(pool) => on_sqlite::write(pool, batch, &plan, false).await,
+            Pools::Postgres(pool) => on_postgres::write(pool, batch, &plan, true).await,
         }
     }
 
@@ -162,7 +176,7 @@ impl Store {
                 out.push(CheckResult {
                     service_id: row.try_get("service_id")?,
                     checked_at: row.try_get("checked_at")?,
-                    outcome: Outcome::from_code(code).unwrap_or(Outcome::Up),
+                    outcome: outcome_of(code)?,
                     maintenance: code == MAINTENANCE_CODE,
                     latency_ms: row.try_get("latency_ms")?,
                     status_code: row.try_get("status_code")?,
@@ -576,4 +590,27 @@ mod on_sqlite {
 mod on_postgres {
     type Db = sqlx::Postgres;
     batch_steps!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_state_code_reads_as_its_outcome_and_garbage_as_corrupt() {
+        for outcome in [Outcome::Up, Outcome::Degraded, Outcome::Down] {
+            assert_eq!(outcome_of(outcome.code()).ok(), Some(outcome));
+        }
+        assert_eq!(outcome_of(MAINTENANCE_CODE).ok(), Some(Outcome::Up));
+        let err = outcome_of(77).expect_err("77 is no state");
+        assert!(matches!(
+            err,
+            StoreError::Corrupt {
+                table: "check_results",
+                column: "state",
+                ..
+            }
+        ));
+        assert_eq!(err.to_string(), "corrupt row: check_results.state holds 77");
+    }
 }

@@ -30,7 +30,7 @@ pub async fn connect(url: &DatabaseUrl) -> Result<SqlitePool, StoreError> {
     let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))
         .map_err(|source| StoreError::Connect {
             url: url.redacted(),
-            source,
+            source: source.into(),
         })?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -47,6 +47,6 @@ pub async fn connect(url: &DatabaseUrl) -> Result<SqlitePool, StoreError> {
         .await
         .map_err(|source| StoreError::Connect {
             url: url.redacted(),
-            source,
+            source: source.into(),
         })
 }

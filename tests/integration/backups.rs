@@ -8,7 +8,7 @@ use beacon::clock::ManualClock;
 use beacon::config::Config;
 
 use crate::helpers::{
-    closed_port, eventually, fill_history, test_config_with_s3, S3Server, TestDb,
+    closed_port, eventually, fill_history, test_config_with_s3, Raw, S3Server, TestDb,
 };
 use crate::store_test;
 
@@ -370,8 +370,9 @@ async fn multipart(db: TestDb) {
             (x >> 24) as u8
         })
         .collect();
-    match backups.store() {
-        beacon::store::Store::Sqlite(pool) => {
+    let raw = Raw::connect(&db.url).await;
+    match &raw {
+        Raw::Sqlite(pool) => {
             sqlx::query("CREATE TABLE ballast (data BLOB)")
                 .execute(pool)
                 .await
@@ -384,7 +385,7 @@ async fn multipart(db: TestDb) {
                     .expect("insert");
             }
         }
-        beacon::store::Store::Postgres(pool) => {
+        Raw::Postgres(pool) => {
             sqlx::query("CREATE TABLE ballast (data BYTEA)")
                 .execute(pool)
                 .await
@@ -402,6 +403,7 @@ async fn multipart(db: TestDb) {
             }
         }
     }
+    raw.close().await;
     let report = backups.run().await.expect("multipart backup");
     assert!(
         report.manifest.size > 10_000_000,

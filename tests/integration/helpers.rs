@@ -574,3 +574,45 @@ pub fn runbook_block(name: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A test's own connection to its database, for SQL the store does not
+/// offer (dropping tables, ballast, integrity checks): the store keeps its
+/// pools to itself.
+pub enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Raw {
+    pub async fn connect(url: &str) -> Raw {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+            Raw::Sqlite(
+                sqlx::SqlitePool::connect_with(options)
+                    .await
+                    .expect("connect to SQLite"),
+            )
+        } else {
+            Raw::Postgres(
+                sqlx::PgPool::connect(url)
+                    .await
+                    .expect("connect to PostgreSQL"),
+            )
+        }
+    }
+
+    pub async fn exec(&self, sql: &str) -> Result<(), sqlx::Error> {
+        match self {
+            Raw::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            Raw::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Raw::Sqlite(pool) => pool.close().await,
+            Raw::Postgres(pool) => pool.close().await,
+        }
+    }
+}

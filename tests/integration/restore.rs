@@ -10,7 +10,7 @@ use beacon::config::Config;
 use beacon::store::Store;
 
 use crate::helpers::{
-    closed_port, fill_history, Kind, S3Server, TestDb, S3_ACCESS_KEY, S3_SECRET_KEY,
+    closed_port, fill_history, Kind, Raw, S3Server, TestDb, S3_ACCESS_KEY, S3_SECRET_KEY,
 };
 use crate::store_test;
 
@@ -263,6 +263,7 @@ async fn older_schema(db: TestDb) {
     // Make the database what schema version 6 was: no backups table (7),
     // no index on incidents' start (8), no alert outbox (9).
     let store = b.store().clone();
+    let raw = Raw::connect(&db.url).await;
     for sql in [
         "DROP TABLE alert_deliveries",
         "DROP TABLE alert_events",
@@ -270,12 +271,9 @@ async fn older_schema(db: TestDb) {
         "DROP INDEX incidents_started_at",
         "DELETE FROM _sqlx_migrations WHERE version >= 7",
     ] {
-        match &store {
-            Store::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-            Store::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|_| ()),
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        raw.exec(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
+    raw.close().await;
     let manifest = b.backup().await.expect("backup of schema 6");
     assert_eq!(manifest.schema_version, 6);
     let before = counts(&store).await;
@@ -337,12 +335,13 @@ async fn killed(db: TestDb) {
             now == old || now == newer,
             "after a kill at {delay_ms} ms: {now:?} is neither the old nor the new database"
         );
-        if let Store::Sqlite(pool) = &store {
+        if let Raw::Sqlite(pool) = Raw::connect(&db.url).await {
             let check: String = sqlx::query_scalar("PRAGMA integrity_check")
-                .fetch_one(pool)
+                .fetch_one(&pool)
                 .await
                 .expect("integrity");
             assert_eq!(check, "ok");
+            pool.close().await;
         }
         store.close().await;
     }
