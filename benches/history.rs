@@ -123,7 +123,7 @@ async fn run(kind: &'static str, url: &str, services: i64) -> anyhow::Result<Fig
         store.service_summaries(end).await?;
         summaries.push(began.elapsed());
         let began = Instant::now();
-        store.uptime_windows(end).await?;
+        beacon::snapshot::Histories::read(&store, end).await?;
         windows.push(began.elapsed());
     }
     // The page's figures (uptime per service and group over four windows,

@@ -161,7 +161,6 @@ pub use incidents::{Incident, IncidentPatch, IncidentUpdate, NewIncident};
 pub use maintenances::{Maintenance, MaintenanceInput, ServiceWindow};
 pub use results::{Batch, CheckResult, StatusChange};
 pub use retention::Pruned;
-pub use rollup::RecentRollups;
 pub use services::{ServiceSummary, StoredService};
 
 /// The store. Sealed: its pools are private, so every query beacon runs

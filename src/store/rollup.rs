@@ -1,7 +1,7 @@
 //! Rollups: per-service counts per hour and per UTC day, kept in step with
 //! the raw results inside the same transaction (see migration 0004).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use sqlx::Row;
 
@@ -155,33 +155,6 @@ pub fn aggregate(results: &[CheckResult]) -> BTreeMap<(i64, Period, i64), Rollup
     out
 }
 
-/// One service's recent rollups, oldest first (see `Store::recent_rollups`).
-#[derive(Debug, Clone, Default)]
-pub struct RecentRollups {
-    pub hours: Vec<(i64, Rollup)>,
-    pub days: Vec<(i64, Rollup)>,
-}
-
-impl RecentRollups {
-    /// Counts over the page's windows: 24 h (hourly), 7, 30 and 90 days
-    /// (daily, today included).
-    pub fn windows(&self, now: i64) -> [Rollup; 4] {
-        let today = Period::Day.bucket_start(now);
-        let mut w: [Rollup; 4] = Default::default();
-        for (_, r) in &self.hours {
-            w[0].merge(r);
-        }
-        for (start, r) in &self.days {
-            for (i, days) in [(1, 7), (2, 30), (3, 90)] {
-                if *start > today - days * DAY_MS {
-                    w[i].merge(r);
-                }
-            }
-        }
-        w
-    }
-}
-
 /// Rollups from an hour and a day on. Every count as BIGINT, so each
 /// column decodes as i64 at the first try on PostgreSQL too (where INTEGER
 /// is 4 bytes): a full read is 114 rows per service.
@@ -256,63 +229,6 @@ impl Store {
             }
         });
         Ok(())
-    }
-
-    /// Every service's hourly rollups of the last 24 hours (this hour and
-    /// the 23 before) and daily rollups of the last 90 days (today and the
-    /// 89 before), oldest first.
-    pub async fn recent_rollups(
-        &self,
-        now: i64,
-    ) -> Result<HashMap<i64, RecentRollups>, StoreError> {
-        let mut out: HashMap<i64, RecentRollups> = HashMap::new();
-        let hour_since = Period::Hour.bucket_start(now) - 23 * HOUR_MS;
-        let day_since = Period::Day.bucket_start(now) - 89 * DAY_MS;
-        self.for_each_rollup_since(hour_since, day_since, |service_id, period, start, r| {
-            let entry = out.entry(service_id).or_default();
-            match period {
-                Period::Hour => entry.hours.push((start, r)),
-                Period::Day => entry.days.push((start, r)),
-            }
-        })
-        .await?;
-        for recent in out.values_mut() {
-            recent.hours.sort_unstable_by_key(|(start, _)| *start);
-            recent.days.sort_unstable_by_key(|(start, _)| *start);
-        }
-        Ok(out)
-    }
-
-    /// Rollups of every service over the page's windows: the last 24 hours
-    /// (hourly buckets: this hour and the 23 before), and the last 7, 30 and
-    /// 90 days (daily buckets: today and the days before).
-    pub async fn uptime_windows(&self, now: i64) -> Result<HashMap<i64, [Rollup; 4]>, StoreError> {
-        Ok(self
-            .recent_rollups(now)
-            .await?
-            .into_iter()
-            .map(|(id, recent)| (id, recent.windows(now)))
-            .collect())
-    }
-
-    /// The same windows per group: the counts of its active services added
-    /// together (every probe weighs the same).
-    pub async fn group_uptime_windows(
-        &self,
-        now: i64,
-    ) -> Result<HashMap<String, [Rollup; 4]>, StoreError> {
-        let per_service = self.uptime_windows(now).await?;
-        let mut out: HashMap<String, [Rollup; 4]> = HashMap::new();
-        for s in self.service_summaries(now).await? {
-            let (Some(group), Some(windows)) = (s.group, per_service.get(&s.id)) else {
-                continue;
-            };
-            let entry = out.entry(group).or_default();
-            for (total, w) in entry.iter_mut().zip(windows) {
-                total.merge(w);
-            }
-        }
-        Ok(out)
     }
 
     /// Every rollup of one service for `period`, oldest first.

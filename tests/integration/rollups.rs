@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use beacon::clock::{Clock, ManualClock};
+use beacon::domain::time::format_uptime;
 use beacon::domain::Outcome;
 use beacon::monitor::ProbeResult;
 use beacon::probe::ProbeReport;
+use beacon::snapshot::{Histories, Inputs, Snapshot};
 use beacon::store::rollup::{Period, Rollup};
+use beacon::store::Store;
 use chrono::TimeZone;
 
 use crate::helpers::{simulated_monitor, test_config, TestDb};
@@ -150,7 +153,7 @@ async fn retention(db: TestDb) {
     }
     recorder.record(batch).await.expect("record");
     let now = clock.now_ms();
-    let before = store.uptime_windows(now).await.expect("windows");
+    let before = Histories::read(&store, now).await.expect("history");
     let seven_days = 7 * 86_400_000;
 
     let pruned = store.prune(now, seven_days).await.expect("prune");
@@ -162,19 +165,18 @@ async fn retention(db: TestDb) {
     let raw = store.check_results("a").await.expect("raw");
     assert_eq!(raw.len(), 7 * 144);
     assert!(raw.iter().all(|r| r.checked_at >= now - seven_days));
-    let after = store.uptime_windows(now).await.expect("windows");
+    let after = Histories::read(&store, now).await.expect("history");
     assert_eq!(
-        before, after,
+        before.services, after.services,
         "24 h / 7 d / 30 d / 90 d figures come from rollups"
     );
-    let windows = &after[&id];
+    let (ok, counted) = after.services[&id].counts[3];
     assert_eq!(
-        windows[3].counted(),
+        counted,
         10 * 144,
         "the 90-day window still counts all ten days"
     );
-    let expected = 100.0 * (138.0 / 144.0);
-    assert!((windows[3].uptime().expect("data") - expected).abs() < 1e-9);
+    assert_eq!(ok, 10 * 138);
     assert_eq!(
         store.prune(now, seven_days).await.expect("again"),
         Default::default(),
@@ -182,12 +184,36 @@ async fn retention(db: TestDb) {
     );
 }
 
-/// The page's uptime text for a window.
+/// The page's uptime text for a window counted by brute force, by the
+/// page's own rounding rule.
 fn shown(r: &Rollup) -> String {
-    match r.uptime() {
-        Some(p) => format!("{:.2}", (p * 100.0).floor() / 100.0),
-        None => "no data".into(),
+    format_uptime(r.uptime())
+}
+
+/// The page's four windows counted from the raw results by brute force: the
+/// last 24 hours (this hour and the 23 before), and the last 7, 30 and 90
+/// days (today and the days before).
+async fn brute_force_windows(store: &Store, slug: &str, now: i64) -> [Rollup; 4] {
+    let hour_since = Period::Hour.bucket_start(now) - 23 * 3_600_000;
+    let today = Period::Day.bucket_start(now);
+    let raw = store.check_results(slug).await.expect("raw");
+    let mut windows: [Rollup; 4] = Default::default();
+    for r in &raw {
+        if r.checked_at >= hour_since {
+            windows[0].add(r);
+        }
+        for (i, days) in [(1, 7), (2, 30), (3, 90)] {
+            if Period::Day.bucket_start(r.checked_at) > today - days * 86_400_000 {
+                windows[i].add(r);
+            }
+        }
     }
+    windows
+}
+
+/// What the snapshot keeps of a window: checks up or degraded, checks counted.
+fn counts(r: &Rollup) -> (i64, i64) {
+    (r.up + r.degraded, r.counted())
 }
 
 store_test!(
@@ -277,42 +303,23 @@ async fn ninety_days(db: TestDb) {
     }
     recorder.record(pending).await.expect("record");
 
-    // Brute force over the raw rows: the same windows the page uses.
+    // Brute force over the raw rows against what the page shows: the
+    // snapshot's histories and its groups.
     let now = clock.now_ms();
-    let hour_since = Period::Hour.bucket_start(now) - 23 * 3_600_000;
-    let today = Period::Day.bucket_start(now);
-    let windows = store.uptime_windows(now).await.expect("windows");
-    let groups = store.group_uptime_windows(now).await.expect("groups");
-    let mut group_expected: BTreeMap<String, [Rollup; 4]> = BTreeMap::new();
+    let histories = Histories::read(&store, now).await.expect("histories");
+    let inputs = Inputs::read(&store, now, None).await.expect("inputs");
+    let snapshot = Snapshot::from_inputs(inputs, "Status", &config.groups, clock.now());
     let summaries = store.service_summaries(now).await.expect("summaries");
+    let mut expected_of: BTreeMap<String, [Rollup; 4]> = BTreeMap::new();
+    let mut group_expected: BTreeMap<String, [Rollup; 4]> = BTreeMap::new();
     for summary in &summaries {
-        let raw = store.check_results(&summary.slug).await.expect("raw");
-        let mut expected: [Rollup; 4] = Default::default();
-        for r in &raw {
-            if r.checked_at >= hour_since {
-                expected[0].add(r);
-            }
-            for (i, days) in [(1, 7), (2, 30), (3, 90)] {
-                if Period::Day.bucket_start(r.checked_at) > today - days * 86_400_000 {
-                    expected[i].add(r);
-                }
-            }
-        }
-        let got = windows.get(&summary.id).cloned().unwrap_or_default();
+        let expected = brute_force_windows(&store, &summary.slug, now).await;
+        let got = histories
+            .services
+            .get(&summary.id)
+            .map_or([(0, 0); 4], |h| h.counts);
         for i in 0..4 {
-            let counts = |r: &Rollup| (r.up, r.degraded, r.down, r.maintenance);
-            assert_eq!(
-                counts(&got[i]),
-                counts(&expected[i]),
-                "{} window {i}",
-                summary.slug
-            );
-            assert_eq!(
-                shown(&got[i]),
-                shown(&expected[i]),
-                "{} window {i}",
-                summary.slug
-            );
+            assert_eq!(got[i], counts(&expected[i]), "{} window {i}", summary.slug);
         }
         let group = group_expected
             .entry(summary.group.clone().expect("grouped"))
@@ -320,25 +327,36 @@ async fn ninety_days(db: TestDb) {
         for (total, w) in group.iter_mut().zip(&expected) {
             total.merge(w);
         }
+        expected_of.insert(summary.slug.clone(), expected);
     }
-    for (name, expected) in &group_expected {
+    for group in &snapshot.groups {
+        let name = group.name.clone().expect("named group");
+        let expected = &group_expected[&name];
         for i in 0..4 {
             assert_eq!(
-                shown(&groups[name][i]),
+                format_uptime(group.uptime[i]),
                 shown(&expected[i]),
                 "group {name} window {i}"
             );
         }
     }
+    assert_eq!(snapshot.groups.len(), 4, "every group is on the page");
     // The scenario's features are really in the data.
-    let s6 = &windows[&summaries[6].id][3];
-    assert_eq!(s6.maintenance, 12, "six hours at 30 min in the window");
     assert_eq!(
-        shown(&windows[&summaries[17].id][0]),
-        "no data",
+        expected_of["s6"][3].maintenance, 12,
+        "six hours at 30 min in the window"
+    );
+    assert_eq!(
+        shown(&expected_of["s17"][0]),
+        "No data",
         "a gap is no data, not up"
     );
-    assert!(windows[&summaries[0].id][3].uptime().expect("data") < 99.0);
+    assert_eq!(
+        histories.services[&summaries[17].id].counts[0],
+        (0, 0),
+        "the page counts nothing for the gap either"
+    );
+    assert!(expected_of["s0"][3].uptime().expect("data") < 99.0);
 }
 
 store_test!(
@@ -346,7 +364,6 @@ store_test!(
     history_updates
 );
 async fn history_updates(db: TestDb) {
-    use beacon::snapshot::Histories;
     let config = test_config(
         &db,
         "[[service]]\nname = \"A\"\nurl = \"http://a.example/\"\ninterval = \"30s\"\n\
@@ -417,16 +434,17 @@ async fn history_updates(db: TestDb) {
         "the later probes changed this hour and today"
     );
 
-    // The same figures as the rollups read whole.
-    let windows = store.uptime_windows(now).await.expect("windows");
-    for id in &ids {
-        let history = &full.services[id];
-        let expected: Vec<(i64, i64)> = windows[id]
-            .iter()
-            .map(|r| (r.up + r.degraded, r.counted()))
-            .collect();
-        assert_eq!(history.counts.to_vec(), expected, "service {id}");
-        assert_eq!(history.p50_24h, windows[id][0].percentile_ms(0.5));
+    // The same figures as a brute-force count of the raw results.
+    for summary in store.service_summaries(now).await.expect("summaries") {
+        let expected = brute_force_windows(&store, &summary.slug, now).await;
+        let history = &full.services[&summary.id];
+        assert_eq!(
+            history.counts,
+            expected.each_ref().map(counts),
+            "{}",
+            summary.slug
+        );
+        assert_eq!(history.p50_24h, expected[0].percentile_ms(0.5));
         assert_eq!(history.past_days.len(), 1, "yesterday");
         let today = history.today.expect("today has data");
         assert_eq!(today.date, clock.now().date_naive());
