@@ -785,13 +785,13 @@ fn bars(days: &[Day], compact: bool) -> String {
             out.push_str(&format!(
                 r#"<i class="{}" style="--n:{run}" title="{}"></i>"#,
                 d.worst.as_str(),
-                super::feeds::xml(&text)
+                super::format::xml(&text)
             ));
         } else {
             out.push_str(&format!(
                 r#"<i class="{}" title="{}"></i>"#,
                 d.worst.as_str(),
-                super::feeds::xml(&day_text(d))
+                super::format::xml(&day_text(d))
             ));
         }
         n += run;
