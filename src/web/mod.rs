@@ -16,6 +16,8 @@ mod own_health;
 mod pages;
 pub mod server;
 mod statuspage;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
