@@ -1,15 +1,17 @@
 //! `beacon incident …`: incidents from the command line, for ops without
-//! curl. Talks to the store directly, with the admin API's rules (the same
-//! validation code: trimming, length limits, characters refused or removed).
+//! curl. Talks to the store directly, with the admin API's rules: both check
+//! their input with `domain::input` (trimming, length limits, characters
+//! refused or removed, impact and status words).
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
+use super::invalid_option;
 use crate::clock::{ms_to_datetime, Clock, SystemClock};
+use crate::domain::input::{incident_update, new_incident, IncidentForm, UpdateForm};
 use crate::store::{Incident, Store};
-use crate::web::admin::{incident_update, new_incident, CreateIncident, NewUpdate};
 
 #[derive(Debug, Subcommand)]
 pub enum IncidentCommand {
@@ -94,7 +96,7 @@ pub async fn run(config_path: Option<&Path>, command: IncidentCommand) -> anyhow
             services,
         } => {
             let new = new_incident(
-                CreateIncident {
+                IncidentForm {
                     title,
                     impact,
                     status,
@@ -106,7 +108,7 @@ pub async fn run(config_path: Option<&Path>, command: IncidentCommand) -> anyhow
             .map_err(|e| {
                 anyhow::anyhow!(
                     "{}\nTry: beacon incident open --title … --impact minor --message …",
-                    e.for_cli()
+                    invalid_option(e)
                 )
             })?;
             let id = store.create_incident(&new).await?;
@@ -136,7 +138,7 @@ async fn update(
     message: String,
     now: i64,
 ) -> anyhow::Result<()> {
-    let update = incident_update(NewUpdate { status, message }).map_err(|e| e.for_cli())?;
+    let update = incident_update(UpdateForm { status, message }).map_err(invalid_option)?;
     if !store
         .add_incident_update(id, &update.status, &update.message, now)
         .await?

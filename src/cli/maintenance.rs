@@ -1,15 +1,15 @@
 //! `beacon maintenance …`: scheduled maintenance from the command line, with
-//! the admin API's rules (the same validation code).
+//! the admin API's rules (both check their input with `domain::input`).
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
+use super::invalid_option;
 use crate::clock::{ms_to_datetime, Clock, SystemClock};
-use crate::store::{Maintenance, Store};
-use crate::web::admin::{maintenance_input, MaintenanceBody};
-use crate::web::error::ApiError;
+use crate::domain::input::{maintenance_input, InvalidInput, MaintenanceForm};
+use crate::store::{Maintenance, Store, StoreError};
 
 #[derive(Debug, Subcommand)]
 pub enum MaintenanceCommand {
@@ -66,9 +66,13 @@ fn print(m: &Maintenance) {
     );
 }
 
-/// The API's field errors, named as the CLI's options.
-fn cli_error(e: ApiError) -> anyhow::Error {
-    e.for_cli()
+/// A store's refusal of the input (an unknown service), named as an
+/// option like the input rules' own.
+fn store_error(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Invalid { field, message } => invalid_option(InvalidInput { field, message }),
+        other => other.into(),
+    }
 }
 
 pub async fn run(config_path: Option<&Path>, command: MaintenanceCommand) -> anyhow::Result<()> {
@@ -104,7 +108,7 @@ async fn execute(store: &Store, command: MaintenanceCommand) -> anyhow::Result<(
             services,
         } => (
             None,
-            MaintenanceBody {
+            MaintenanceForm {
                 title: Some(title),
                 message: Some(message),
                 starts_at: Some(starts_at),
@@ -124,7 +128,7 @@ async fn execute(store: &Store, command: MaintenanceCommand) -> anyhow::Result<(
             let Some(current) = store.maintenance(id).await? else {
                 bail!("no maintenance #{id}\nTry: beacon maintenance list");
             };
-            let body = MaintenanceBody {
+            let body = MaintenanceForm {
                 title,
                 message,
                 starts_at,
@@ -134,11 +138,12 @@ async fn execute(store: &Store, command: MaintenanceCommand) -> anyhow::Result<(
             (Some(id), body, Some(current))
         }
     };
-    let input = maintenance_input(body, current.as_ref()).map_err(cli_error)?;
+    let current = current.map(|m| m.input());
+    let input = maintenance_input(body, current.as_ref()).map_err(invalid_option)?;
     let saved = store
         .save_maintenance(id, &input, now)
         .await
-        .map_err(|e| cli_error(e.into()))?;
+        .map_err(store_error)?;
     let Some(id) = saved else {
         bail!("the maintenance was deleted meanwhile");
     };

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config};
+use crate::domain::input::InvalidInput;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -113,4 +114,14 @@ fn print_stderr(text: &str) {
 /// Loads the config with the process environment.
 fn load(path: Option<&std::path::Path>) -> Result<Config, config::ConfigError> {
     config::load(path, &config::process_env)
+}
+
+/// An input error as the CLI says it: the field named as its option
+/// (`--starts-at`, `--service`), as the admin API names it in its JSON.
+fn invalid_option(e: InvalidInput) -> anyhow::Error {
+    let option = match e.field {
+        "services" => "--service".to_string(),
+        other => format!("--{}", other.replace('_', "-")),
+    };
+    anyhow::anyhow!("{option} {}", e.message)
 }

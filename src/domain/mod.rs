@@ -9,6 +9,7 @@
 pub mod condition;
 pub mod event;
 pub mod health;
+pub mod input;
 pub mod policy;
 pub mod state;
 pub mod text;

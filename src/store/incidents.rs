@@ -10,6 +10,9 @@ use sqlx::Row;
 
 use super::{Store, StoreError};
 use crate::domain::EventKind;
+// The checked input of the admin API and the CLI: its rules are the
+// domain's, the store only writes it.
+pub use crate::domain::input::{IncidentPatch, NewIncident};
 
 /// Incidents read per `IN (...)` list: well under SQLite's 32,766 binds.
 const LOAD_CHUNK: usize = 500;
@@ -37,26 +40,6 @@ pub struct IncidentUpdate {
     pub status: String,
     pub message: String,
     pub created_at: i64,
-}
-
-/// A hand-made incident with its first update.
-#[derive(Debug, Clone)]
-pub struct NewIncident {
-    pub title: String,
-    pub impact: String,
-    pub status: String,
-    pub message: String,
-    pub services: Vec<String>,
-    pub at: i64,
-}
-
-/// Fields an edit may change; `None` leaves one as it is.
-#[derive(Debug, Clone, Default)]
-pub struct IncidentPatch {
-    pub title: Option<String>,
-    pub impact: Option<String>,
-    pub postmortem: Option<String>,
-    pub services: Option<Vec<String>>,
 }
 
 /// Refuses a NUL in text written by hand, naming the field: PostgreSQL

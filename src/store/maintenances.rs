@@ -4,6 +4,8 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
+// The checked input of the admin API and the CLI (see `domain::input`).
+pub use crate::domain::input::MaintenanceInput;
 
 /// One service's share of a maintenance window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,14 +34,17 @@ pub struct Maintenance {
     pub updated_at: i64,
 }
 
-/// A new window, or (with `id`) the full new content of an existing one.
-#[derive(Debug, Clone)]
-pub struct MaintenanceInput {
-    pub title: String,
-    pub message: String,
-    pub starts_at: i64,
-    pub ends_at: i64,
-    pub services: Vec<String>,
+impl Maintenance {
+    /// The window as input, for an edit to merge over.
+    pub fn input(&self) -> MaintenanceInput {
+        MaintenanceInput {
+            title: self.title.clone(),
+            message: self.message.clone(),
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            services: self.services.clone(),
+        }
+    }
 }
 
 impl Store {

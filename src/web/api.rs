@@ -1,7 +1,7 @@
 //! beacon's own public JSON: every public service with its state and the
 //! dependencies it reports (names and states only, as on the page). Read
-//! from the snapshot, like the page. (The Statuspage-compatible API lives
-//! under /api/v2/ once built.)
+//! from the snapshot, like the page. (The Statuspage-compatible API is
+//! `statuspage.rs`, under /api/v2/.)
 
 use axum::extract::State as AxumState;
 use axum::http::HeaderMap;

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::domain::input::InvalidInput;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -50,39 +51,11 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl ApiError {
-    /// The error as the CLI says it: fields named as its options
-    /// (`--starts-at`, `--service`).
-    pub fn for_cli(self) -> anyhow::Error {
-        let option = |field: &str| match field {
-            "services" => "--service".to_string(),
-            other => format!("--{}", other.replace('_', "-")),
-        };
-        match self {
-            ApiError::Invalid { field, message } => {
-                anyhow::anyhow!("{} {message}", option(field))
-            }
-            ApiError::BadRequest { message, .. } | ApiError::NotFound(message) => {
-                anyhow::anyhow!("{message}")
-            }
-            ApiError::TooLarge { limit } => anyhow::anyhow!("over {limit} bytes"),
-            ApiError::Unauthorized => anyhow::anyhow!("not allowed"),
-            ApiError::Internal(e) => e,
-        }
-    }
-}
-
-impl From<axum::extract::rejection::BytesRejection> for ApiError {
-    fn from(rejection: axum::extract::rejection::BytesRejection) -> Self {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge {
-                limit: super::admin::MAX_BODY_BYTES,
-            }
-        } else {
-            ApiError::BadRequest {
-                field: None,
-                message: rejection.body_text(),
-            }
+impl From<InvalidInput> for ApiError {
+    fn from(e: InvalidInput) -> Self {
+        ApiError::Invalid {
+            field: e.field,
+            message: e.message,
         }
     }
 }

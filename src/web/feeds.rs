@@ -7,39 +7,10 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
+use super::format::xml;
 use super::{cache, pages, AppState};
 use crate::domain::State;
 use crate::snapshot::{ServiceView, Snapshot};
-
-/// Whether XML 1.0 forbids `c` anywhere in a document (its `Char`
-/// production): the C0 controls but tab, LF and CR, and U+FFFE, U+FFFF.
-/// Surrogates cannot occur in a Rust string.
-pub fn xml_forbidden(c: char) -> bool {
-    matches!(
-        c,
-        '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}'
-    )
-}
-
-/// Escapes text for XML (SVG, Atom, RSS). Characters XML forbids are left
-/// out (admin input is cleaned of them already; this holds for any text),
-/// and so is CR, which a parser would turn into LF anyway.
-pub fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\r' => {}
-            c if xml_forbidden(c) => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Width of `text` in Verdana 11 px, roughly, as shields.io measures.
 fn text_width(text: &str) -> u32 {
@@ -320,24 +291,6 @@ pub async fn rss_feed(AxumState(app): AxumState<AppState>, headers: HeaderMap) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_is_escaped_for_xml() {
-        assert_eq!(xml("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;");
-    }
-
-    #[test]
-    fn characters_xml_forbids_never_reach_a_feed() {
-        assert_eq!(
-            xml("a\u{FFFE}b\u{FFFF}c\u{0}d\u{B}e\u{1F}f\r\n\tg\u{FFFD}\u{10FFFF}"),
-            "abcdef\n\tg\u{FFFD}\u{10FFFF}"
-        );
-        for c in [
-            '\u{9}', '\u{A}', '\u{D}', ' ', '\u{D7FF}', '\u{E000}', '\u{FFFD}',
-        ] {
-            assert!(!xml_forbidden(c), "{c:?}");
-        }
-    }
 
     #[test]
     fn badges_are_two_part_svgs_sized_to_their_text() {

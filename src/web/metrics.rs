@@ -13,7 +13,7 @@ use crate::metrics::Readings;
 /// that token (compared in constant time).
 pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = &app.metrics_token {
-        if !super::admin::bearer_allowed(&headers, std::slice::from_ref(token.as_ref())) {
+        if !super::auth::bearer_allowed(&headers, std::slice::from_ref(token.as_ref())) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],

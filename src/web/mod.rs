@@ -1,19 +1,23 @@
-//! HTTP: the public status page, beacon's own health for Kubernetes, and
-//! (later) the JSON API, feeds, badges, metrics and admin API.
+//! HTTP: the public status page, its JSON API, feeds and badges, beacon's
+//! own health for Kubernetes, `/metrics`, and the admin API.
 //!
 //! Public handlers read the in-memory [`Snapshot`]; only `/readyz` and
 //! `/health` touch the store, and with a deadline.
 
-pub(crate) mod admin;
+mod admin;
 mod api;
+mod auth;
 mod cache;
 pub mod error;
 mod feeds;
+mod format;
 mod metrics;
 mod own_health;
 mod pages;
 pub mod server;
 mod statuspage;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -771,3 +771,199 @@ async fn dependencies_capped(db: TestDb) {
     );
     app.stop().await.expect("clean stop");
 }
+
+store_test!(
+    the_cli_refuses_and_trims_exactly_as_the_admin_api_does,
+    cli_as_api
+);
+/// The same input, given once to the admin API and once to the real
+/// binary: both refuse it naming the same field in the same words (the
+/// CLI names the field as its option), or both store the same text.
+async fn cli_as_api(db: TestDb) {
+    use reqwest::Method as M;
+    let app = TestApp::spawn(admin_config(&db, "")).await;
+    let file = db.dir.path().join("beacon-cli.toml");
+    std::fs::write(&file, format!("[storage]\nurl = \"{}\"\n", db.url)).expect("write");
+    let cli = |args: Vec<String>| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_beacon"))
+            .env_remove("BEACON_CONFIG")
+            .env_remove("BEACON_STORAGE_URL")
+            .env_remove("RUST_LOG")
+            .arg("--config")
+            .arg(&file)
+            .args(args)
+            .output()
+            .expect("run beacon");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let option = |field: &str| match field {
+        "services" => "--service".to_string(),
+        other => format!("--{}", other.replace('_', "-")),
+    };
+    let s = |text: &str| text.to_string();
+    // Both answers of each table are met: (refused, taken).
+    let mut seen = (0, 0);
+
+    // (title, impact, status, message)
+    let long_message = "m".repeat(10_001);
+    let padded_title = format!("  {}  ", "t".repeat(200));
+    let incidents: Vec<(String, &str, &str, String)> = vec![
+        ("x".repeat(201), "minor", "investigating", s("m")),
+        (s(" \u{FFFE} "), "minor", "investigating", s("m")),
+        (s("Slow"), "huge", "investigating", s("m")),
+        (s("Slow"), "minor", "fixed", s("m")),
+        (s("Slow"), "minor", "investigating", s("\u{1} \u{FFFF}")),
+        (s("Slow"), "minor", "investigating", long_message),
+        (
+            s("  Pay\u{FFFF}ments delayed \t"),
+            "major",
+            "identified",
+            s("Look\u{B}ing."),
+        ),
+        (padded_title, "none", "monitoring", s("m")),
+    ];
+    for (title, impact, status, message) in incidents {
+        let body = json!({"title": title, "impact": impact, "status": status, "message": message});
+        let (api_status, api) = call_json(
+            &app,
+            M::POST,
+            "/admin/api/incidents",
+            Some(body.to_string()),
+        )
+        .await;
+        let (code, stderr) = cli(["incident", "open", "--title", &title, "--impact", impact]
+            .into_iter()
+            .map(s)
+            .chain([s("--status"), s(status), s("--message"), message.clone()])
+            .collect());
+        match api_status {
+            422 => {
+                seen.0 += 1;
+                let field = api["field"].as_str().expect("a 422 names its field");
+                let words = api["error"]
+                    .as_str()
+                    .and_then(|e| e.strip_prefix(&format!("{field}: ")))
+                    .expect("error starts with the field");
+                assert_eq!(code, 1, "{title:?}: the API refused, the CLI did not");
+                assert!(
+                    stderr.contains(&format!("{} {words}", option(field))),
+                    "{title:?}: API said {api}, CLI said {stderr}"
+                );
+            }
+            201 => {
+                seen.1 += 1;
+                assert_eq!(code, 0, "{title:?}: the API took it, the CLI said {stderr}");
+                let newest = app.store.recent_incidents(1).await.expect("read");
+                let by_cli = newest.first().expect("the CLI's incident");
+                assert_ne!(Some(by_cli.id), api["id"].as_i64(), "a new incident");
+                assert_eq!(Some(by_cli.title.as_str()), api["title"].as_str());
+                assert_eq!(
+                    Some(by_cli.updates[0].message.as_str()),
+                    api["updates"][0]["message"].as_str()
+                );
+            }
+            other => panic!("{title:?}: the API answered {other}: {api}"),
+        }
+    }
+
+    assert_eq!(seen, (6, 2), "incidents refused and taken");
+    seen = (0, 0);
+    // (title, starts_at, ends_at, service)
+    let windows = [
+        (
+            "Upgrade",
+            "2030-01-01T02:00:00Z",
+            "2030-01-01T01:00:00Z",
+            "checkout-api",
+        ),
+        (
+            "Upgrade",
+            "tomorrow",
+            "2030-01-01T01:00:00Z",
+            "checkout-api",
+        ),
+        (
+            "Upgrade",
+            "2030-01-01T00:00:00Z",
+            "2030-01-01T01:00:00Z",
+            "no-such-service",
+        ),
+        (
+            "",
+            "2030-01-01T00:00:00Z",
+            "2030-01-01T01:00:00Z",
+            "checkout-api",
+        ),
+        (
+            " Upgrade\u{FFFF} ",
+            "2030-01-01T00:00:00Z",
+            "2030-01-01T03:00:00+01:00",
+            "checkout-api",
+        ),
+    ];
+    for (title, starts_at, ends_at, service) in windows {
+        let body = json!({
+            "title": title, "message": "Slow.", "starts_at": starts_at,
+            "ends_at": ends_at, "services": [service],
+        });
+        let (api_status, api) = call_json(
+            &app,
+            M::POST,
+            "/admin/api/maintenances",
+            Some(body.to_string()),
+        )
+        .await;
+        let (code, stderr) = cli([
+            "maintenance",
+            "schedule",
+            "--title",
+            title,
+            "--message",
+            "Slow.",
+            "--starts-at",
+            starts_at,
+            "--ends-at",
+            ends_at,
+            "--service",
+            service,
+        ]
+        .into_iter()
+        .map(s)
+        .collect());
+        match api_status {
+            422 => {
+                seen.0 += 1;
+                let field = api["field"].as_str().expect("a 422 names its field");
+                let words = api["error"]
+                    .as_str()
+                    .and_then(|e| e.strip_prefix(&format!("{field}: ")))
+                    .expect("error starts with the field");
+                assert_eq!(
+                    code, 1,
+                    "{title:?} {starts_at}: the API refused, the CLI did not"
+                );
+                assert!(
+                    stderr.contains(&format!("{} {words}", option(field))),
+                    "{title:?} {starts_at}: API said {api}, CLI said {stderr}"
+                );
+            }
+            201 => {
+                seen.1 += 1;
+                assert_eq!(code, 0, "{title:?}: the API took it, the CLI said {stderr}");
+                let all = app.store.maintenances().await.expect("read");
+                assert_eq!(all.len(), 2, "one window each");
+                for m in &all {
+                    assert_eq!(Some(m.title.as_str()), api["title"].as_str());
+                    assert_eq!(m.title, "Upgrade", "trimmed and cleaned");
+                    assert_eq!(m.ends_at - m.starts_at, 2 * 3_600_000);
+                }
+            }
+            other => panic!("{title:?}: the API answered {other}: {api}"),
+        }
+    }
+    assert_eq!(seen, (4, 1), "windows refused and taken");
+    app.stop().await.expect("clean stop");
+}

@@ -1,0 +1,358 @@
+//! Building a snapshot from the store: what is read ([`Inputs`]), and how
+//! it becomes the views the pages show.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::history::{uptimes, Counts, Day, Histories, History};
+use super::views::{GroupView, IncidentView, MaintenanceView, Overall, ServiceView, Snapshot};
+use crate::clock::ms_to_datetime;
+use crate::config::GroupConfig;
+use crate::store::{Incident, Maintenance, ServiceSummary, Store, StoreError};
+
+/// What a snapshot is made of, as read from the store.
+#[derive(Clone)]
+pub struct Inputs {
+    pub summaries: Vec<ServiceSummary>,
+    /// Per service id: counts, response times and days of the last 90.
+    pub history: Arc<Histories>,
+    pub incidents: Vec<Incident>,
+    pub maintenances: Vec<Maintenance>,
+    pub recent_incidents: Vec<Incident>,
+    pub recent_maintenances: Vec<Maintenance>,
+}
+
+impl Inputs {
+    /// Reads everything; `history` may be a recent copy, since reading 90
+    /// days of rollups costs far more than the rest.
+    pub async fn read(
+        store: &Store,
+        now: i64,
+        history: Option<Arc<Histories>>,
+    ) -> Result<Inputs, StoreError> {
+        let history = match history {
+            Some(h) => h,
+            None => Arc::new(Histories::read(store, now).await?),
+        };
+        Ok(Inputs {
+            summaries: store.service_summaries(now).await?,
+            history,
+            incidents: store.unresolved_incidents().await?,
+            maintenances: store.current_maintenances(now).await?,
+            // Enough for the 90-day bars' incident counts, the first page of
+            // the history (three calendar months) and the API's 50 newest.
+            recent_incidents: store
+                .incidents_since(
+                    now - RECENT_INCIDENTS_DAYS * 86_400_000,
+                    50,
+                    RECENT_INCIDENTS_CAP,
+                )
+                .await?,
+            recent_maintenances: store.recent_maintenances(50).await?,
+        })
+    }
+}
+
+/// How far back the snapshot holds incidents: 90 days of bars, or three
+/// calendar months of history in any time zone, whichever is longer.
+pub const RECENT_INCIDENTS_DAYS: i64 = 95;
+/// At most this many of them (older ones are read from the store).
+pub const RECENT_INCIDENTS_CAP: i64 = 500;
+
+/// The 90 days ending today, each with its worst state, uptime, incident
+/// count and response time; days without data say so. Returned as the 89
+/// days before today and today. The history's own days, or else
+/// `previous` (the last snapshot's 89), are returned themselves when they
+/// are the same, which they are between one midnight and the next unless
+/// an incident changes, so memory holds one copy; nothing is allocated to
+/// find that out.
+pub(super) fn days_of(
+    history: Option<&History>,
+    incidents: &[&Incident],
+    now: DateTime<Utc>,
+    previous: Option<&Arc<[Day]>>,
+) -> (Arc<[Day]>, Day) {
+    use crate::domain::time::DAY_MS;
+    use crate::store::rollup::Period;
+    let now_ms = now.timestamp_millis();
+    let today = Period::Day.bucket_start(now_ms);
+    let day = |back: i64| -> Option<Day> {
+        let start = today - back * DAY_MS;
+        let date = ms_to_datetime(start)?.date_naive();
+        let mut day = history
+            .and_then(|h| h.day(date))
+            .unwrap_or_else(|| Day::empty(date));
+        let end = start + DAY_MS;
+        let open = incidents
+            .iter()
+            .filter(|i| i.started_at < end && i.resolved_at.unwrap_or(now_ms) >= start)
+            .count();
+        day.incidents = open.min(usize::from(u16::MAX)) as u16;
+        Some(day)
+    };
+    let today_day = day(0).unwrap_or_else(|| Day::empty(now.date_naive()));
+    // The common case, at no cost: a service with data on each of the 89
+    // days and no incident has its history's days exactly.
+    if let Some(h) = history {
+        let first = ms_to_datetime(today - 89 * DAY_MS).map(|t| t.date_naive());
+        if incidents.is_empty()
+            && h.past_days.len() == 89
+            && h.past_days.first().map(|d| d.date) == first
+        {
+            return (Arc::clone(&h.past_days), today_day);
+        }
+    }
+    let past = || (1..90).rev().filter_map(day);
+    // Otherwise the same days as the history's or the last snapshot's are
+    // theirs: one copy for the history and every snapshot.
+    let known = history.map(|h| &h.past_days);
+    let past = match (known, previous) {
+        (Some(k), _) if k.iter().copied().eq(past()) => Arc::clone(k),
+        (_, Some(old)) if old.iter().copied().eq(past()) => Arc::clone(old),
+        _ => past().collect(),
+    };
+    (past, today_day)
+}
+
+impl Snapshot {
+    /// Builds a snapshot from what [`Inputs::read`] read (start-up keeps
+    /// the inputs' history for the refresher; see `startup.rs`).
+    pub fn from_inputs(
+        inputs: Inputs,
+        title: &str,
+        groups: &[GroupConfig],
+        now: DateTime<Utc>,
+    ) -> Snapshot {
+        Self::from_inputs_reusing(inputs, title, groups, now, None)
+    }
+
+    /// As [`Snapshot::from_inputs`], sharing each service's 90 days with
+    /// `previous` where they are unchanged.
+    pub fn from_inputs_reusing(
+        inputs: Inputs,
+        title: &str,
+        groups: &[GroupConfig],
+        now: DateTime<Utc>,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
+        let previous_days: HashMap<&str, &Arc<[Day]>> = previous
+            .map(|p| {
+                p.groups
+                    .iter()
+                    .flat_map(|g| &g.services)
+                    .map(|s| (s.slug.as_str(), &s.past_days))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let public: Vec<ServiceSummary> =
+            inputs.summaries.into_iter().filter(|s| s.public).collect();
+        let overall = Overall::of(&public.iter().map(|s| s.state).collect::<Vec<_>>());
+        let counts = |s: &ServiceSummary| -> Counts {
+            let mut c: Counts = inputs
+                .history
+                .services
+                .get(&s.id)
+                .map_or([(0, 0); 4], |h| h.counts);
+            // The 24 h figure is read fresh with the states.
+            c[0] = (s.ok_24h, s.checks_24h);
+            c
+        };
+        // Each service's incidents, found once rather than per day.
+        let mut incidents_of: HashMap<&str, Vec<&Incident>> = HashMap::new();
+        for i in &inputs.recent_incidents {
+            for slug in &i.services {
+                incidents_of.entry(slug.as_str()).or_default().push(i);
+            }
+        }
+        // The first of the bars' 90 days (epoch ms).
+        let window_start = crate::store::rollup::Period::Day.bucket_start(now.timestamp_millis())
+            - 89 * crate::domain::time::DAY_MS;
+        let view = |s: &ServiceSummary| {
+            let (past_days, today) = days_of(
+                inputs.history.services.get(&s.id),
+                incidents_of
+                    .get(s.slug.as_str())
+                    .map_or(&[][..], Vec::as_slice),
+                now,
+                previous_days.get(s.slug.as_str()).copied(),
+            );
+            let incidents_90d = incidents_of.get(s.slug.as_str()).map_or(0, |list| {
+                list.iter()
+                    .filter(|i| i.resolved_at.is_none_or(|end| end >= window_start))
+                    .count() as u32
+            });
+            ServiceView {
+                past_days,
+                today,
+                incidents_90d,
+                slug: s.slug.clone(),
+                name: s.name.clone(),
+                description: s.description.clone(),
+                state: s.state,
+                state_since: s.state_since.and_then(ms_to_datetime),
+                last_checked_at: s.last_checked_at.and_then(ms_to_datetime),
+                created_at: ms_to_datetime(s.created_at).unwrap_or(now),
+                p50_24h: inputs.history.services.get(&s.id).and_then(|h| h.p50_24h),
+                uptime: uptimes(&counts(s)),
+                hours: inputs
+                    .history
+                    .services
+                    .get(&s.id)
+                    .map_or_else(|| Arc::from([]), |h| Arc::clone(&h.hours)),
+
+                dependencies: s
+                    .dependencies
+                    .iter()
+                    .map(|d| (d.name.clone(), d.health))
+                    .collect(),
+            }
+        };
+        let group_view = |name: Option<&GroupConfig>| {
+            let members: Vec<&ServiceSummary> = public
+                .iter()
+                .filter(|s| s.group.as_deref() == name.map(|g| g.name.as_str()))
+                .collect();
+            let mut total: Counts = [(0, 0); 4];
+            for s in &members {
+                for (t, (ok, counted)) in total.iter_mut().zip(counts(s)) {
+                    t.0 += ok;
+                    t.1 += counted;
+                }
+            }
+            GroupView {
+                name: name.map(|g| g.name.clone()),
+                description: name.and_then(|g| g.description.clone()),
+                uptime: uptimes(&total),
+                services: members.into_iter().map(view).collect(),
+            }
+        };
+        let mut views = vec![group_view(None)];
+        views.extend(groups.iter().map(|g| group_view(Some(g))));
+        views.retain(|g| !g.services.is_empty());
+
+        // Only public services are named on the page.
+        let public_name = |slug: &String| {
+            public
+                .iter()
+                .find(|s| &s.slug == slug)
+                .map(|s| s.name.clone())
+        };
+        let public_slug =
+            |slug: &String| public.iter().any(|s| &s.slug == slug).then(|| slug.clone());
+        let time = |ms: i64| ms_to_datetime(ms).unwrap_or(now);
+        let incident_view = |i: Incident| incident_view(i, &public_name, now);
+        let maintenance_view = |m: Maintenance| MaintenanceView {
+            id: m.id,
+            services: m.services.iter().filter_map(public_name).collect(),
+            service_slugs: m.services.iter().filter_map(public_slug).collect(),
+            title: m.title,
+            message: m.message,
+            starts_at: time(m.starts_at),
+            ends_at: time(m.ends_at),
+            created_at: time(m.created_at),
+            updated_at: time(m.updated_at),
+        };
+        let incidents = inputs.incidents.into_iter().map(incident_view).collect();
+        let recent_incidents = inputs
+            .recent_incidents
+            .into_iter()
+            .map(incident_view)
+            .collect();
+        let recent_maintenances = inputs
+            .recent_maintenances
+            .into_iter()
+            .map(maintenance_view)
+            .collect();
+        let now_ms = now.timestamp_millis();
+        let (mut active, mut upcoming) = (Vec::new(), Vec::new());
+        for m in inputs.maintenances {
+            let (starts_at, ends_at) = (m.starts_at, m.ends_at);
+            let view = maintenance_view(m);
+            if starts_at <= now_ms && now_ms < ends_at {
+                active.push(view);
+            } else if starts_at > now_ms {
+                upcoming.push(view);
+            }
+        }
+        active.sort_by_key(|m: &MaintenanceView| m.ends_at);
+        Snapshot {
+            generated_at: now,
+            title: title.to_string(),
+            overall,
+            groups: views,
+            incidents,
+            recent_incidents,
+            recent_maintenances,
+            active_maintenances: active,
+            upcoming_maintenances: upcoming,
+        }
+    }
+}
+
+/// An incident as the public sees it: only public services are named.
+pub(super) fn incident_view(
+    i: Incident,
+    public_name: &dyn Fn(&String) -> Option<String>,
+    now: DateTime<Utc>,
+) -> IncidentView {
+    let time = |ms: i64| ms_to_datetime(ms).unwrap_or(now);
+    let updates: Vec<(String, String, DateTime<Utc>)> = i
+        .updates
+        .iter()
+        .map(|u| (u.status.clone(), u.message.clone(), time(u.created_at)))
+        .collect();
+    let public: Vec<(String, String)> = i
+        .services
+        .iter()
+        .filter_map(|slug| public_name(slug).map(|name| (slug.clone(), name)))
+        .collect();
+    IncidentView {
+        id: i.id,
+        latest: updates.last().cloned(),
+        updates,
+        services: public.iter().map(|(_, name)| name.clone()).collect(),
+        service_slugs: public.into_iter().map(|(slug, _)| slug).collect(),
+        title: i.title,
+        impact: i.impact,
+        status: i.status,
+        started_at: time(i.started_at),
+        updated_at: time(i.updated_at),
+        resolved_at: i.resolved_at.map(time),
+        postmortem: i.postmortem,
+    }
+}
+
+impl Snapshot {
+    /// An incident read from the store (one older than the snapshot
+    /// holds), named as the page names it.
+    pub fn incident_view(&self, i: Incident) -> IncidentView {
+        self.with_public_names(|public_name| incident_view(i, public_name, self.generated_at))
+    }
+
+    /// Views of `incidents`, with the services' names looked up once for
+    /// them all (a history page holds hundreds).
+    pub fn incident_views(&self, incidents: Vec<Incident>) -> Vec<IncidentView> {
+        self.with_public_names(|public_name| {
+            incidents
+                .into_iter()
+                .map(|i| incident_view(i, public_name, self.generated_at))
+                .collect()
+        })
+    }
+
+    /// Calls `f` with the public name of a service slug, if it is shown.
+    pub(super) fn with_public_names<R>(
+        &self,
+        f: impl FnOnce(&dyn Fn(&String) -> Option<String>) -> R,
+    ) -> R {
+        let names: HashMap<&str, &str> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.services.iter())
+            .map(|s| (s.slug.as_str(), s.name.as_str()))
+            .collect();
+        f(&|slug: &String| names.get(slug.as_str()).map(|n| n.to_string()))
+    }
+}

@@ -1,0 +1,149 @@
+//! Keeping the published snapshot fresh: rebuilt after the monitor writes
+//! (debounced), after an admin write and on a timer.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::build::Inputs;
+use super::history::Histories;
+use super::views::Snapshot;
+use crate::clock::Clock;
+use crate::config::GroupConfig;
+use crate::store::Store;
+
+/// Keeps the published snapshot fresh.
+pub struct Refresher {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub title: String,
+    pub groups: Vec<GroupConfig>,
+    pub publish: watch::Sender<Arc<Snapshot>>,
+    /// Admin writes (incidents, maintenance) ask for a rebuild here.
+    pub changed: Arc<tokio::sync::Notify>,
+    /// The last read of the services' histories and when (epoch ms).
+    pub history: Mutex<Option<(i64, Arc<Histories>)>>,
+}
+
+/// How long a read of the history (this hour's and today's rollups, and
+/// with them the 24 h chart, today's bar and the 7/30/90-day windows) is
+/// reused. They move by a few checks in this time; the 24 h uptime and the
+/// states are always fresh.
+pub(super) const WINDOWS_MAX_AGE_MS: i64 = 30_000;
+
+/// The wait after a rebuild, in multiples of the rebuild's own time.
+pub const REFRESH_COST_SHARE: u32 = 20;
+
+impl Refresher {
+    /// Rebuilds after each write the monitor reports (at most every
+    /// `min_gap`) and at least every `max_age`, until `stop` resolves.
+    ///
+    /// A rebuild reads and lays out every service, so its cost grows with
+    /// the fleet: the gap after one is at least [`REFRESH_COST_SHARE`]
+    /// times what it took (at 10,000 services with history a rebuild took
+    /// 223–595 ms, so 4.5–12 s pass between them), which bounds
+    /// the snapshot to a twentieth of a core however many services there are.
+    pub async fn run(
+        self,
+        mut writes: watch::Receiver<u64>,
+        min_gap: Duration,
+        max_age: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                changed = writes.changed() => {
+                    if changed.is_err() {
+                        // The monitor is gone (or not running): poll only.
+                        tokio::select! {
+                            _ = tokio::time::sleep(max_age) => {}
+                            _ = stop.as_mut() => return,
+                        }
+                    }
+                }
+                _ = self.changed.notified() => {}
+                _ = tokio::time::sleep(max_age) => {}
+                _ = stop.as_mut() => return,
+            }
+            let started = std::time::Instant::now();
+            self.refresh().await;
+            let took = started.elapsed();
+            let gap = min_gap.max(took * REFRESH_COST_SHARE).min(max_age);
+            tracing::debug!(
+                ms = took.as_millis() as u64,
+                gap_ms = gap.as_millis() as u64,
+                "snapshot rebuilt"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(gap) => {}
+                _ = stop.as_mut() => return,
+            }
+        }
+    }
+
+    pub async fn refresh(&self) {
+        let now = self.clock.now();
+        let now_ms = now.timestamp_millis();
+        let cached = self.history.lock().ok().and_then(|h| h.clone());
+        // Reused for a while; then this hour and today are read again; a
+        // new hour reads everything (the 24 hours and 90 days move on). An
+        // empty read (a new install) is not reused: the first results
+        // should show at once.
+        let history = match cached {
+            Some((read_at, h))
+                if !h.services.is_empty()
+                    && (0..WINDOWS_MAX_AGE_MS).contains(&(now_ms - read_at)) =>
+            {
+                Ok((h, false))
+            }
+            Some((_, h)) if h.hour == crate::store::rollup::Period::Hour.bucket_start(now_ms) => h
+                .update(&self.store, now_ms)
+                .await
+                .map(|h| (Arc::new(h), true)),
+            _ => Histories::read(&self.store, now_ms)
+                .await
+                .map(|h| (Arc::new(h), true)),
+        };
+        let history = match history {
+            Ok((h, fresh)) => {
+                if fresh {
+                    if let Ok(mut slot) = self.history.lock() {
+                        *slot = Some((now_ms, h.clone()));
+                    }
+                }
+                h
+            }
+            Err(e) => {
+                // The page keeps serving the last good snapshot.
+                tracing::warn!(error = %e, "reading the services' history failed");
+                return;
+            }
+        };
+        match Inputs::read(&self.store, now_ms, Some(history)).await {
+            Ok(inputs) => {
+                let previous = self.publish.borrow().clone();
+                let title = self.title.clone();
+                let groups = self.groups.clone();
+                // Laying out every service is CPU work (hundreds of ms at
+                // 10,000 services): on a blocking thread, not a worker.
+                let built = tokio::task::spawn_blocking(move || {
+                    Snapshot::from_inputs_reusing(inputs, &title, &groups, now, Some(&previous))
+                })
+                .await;
+                match built {
+                    Ok(snapshot) => {
+                        self.publish.send_replace(Arc::new(snapshot));
+                    }
+                    // A panic in the build ends the refresher as it did
+                    // when the build ran on this task.
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(e) => tracing::warn!(error = %e, "building the status snapshot failed"),
+                }
+            }
+            // The page keeps serving the last good snapshot.
+            Err(e) => tracing::warn!(error = %e, "refreshing the status snapshot failed"),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The snapshot's tests: history windows, days, views, reuse.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::*;
+use crate::clock::ms_to_datetime;
+use crate::config::GroupConfig;
+use crate::domain::State;
+use crate::store::rollup::Rollup;
+use crate::store::ServiceSummary;
+use State::*;
+
+fn summary(id: i64, name: &str, group: Option<&str>, public: bool) -> ServiceSummary {
+    ServiceSummary {
+        id,
+        slug: name.to_lowercase(),
+        name: name.to_string(),
+        group: group.map(str::to_string),
+        description: None,
+        public,
+        position: id,
+        state: Up,
+        state_since: None,
+        last_checked_at: None,
+        created_at: 0,
+        checks_24h: 0,
+        ok_24h: 0,
+        dependencies: Vec::new(),
+        certificate_expires_at: None,
+    }
+}
+
+fn counts(up: i64, down: i64, maintenance: i64) -> Rollup {
+    Rollup {
+        up,
+        down,
+        maintenance,
+        ..Rollup::default()
+    }
+}
+
+#[test]
+fn a_day_of_a_bar_stays_small() {
+    // The figures in the docs of Day and Point: 90 and up to 24 of
+    // them per service.
+    assert_eq!(std::mem::size_of::<Day>(), 24);
+    assert_eq!(std::mem::size_of::<Point>(), 16);
+}
+
+#[test]
+fn groups_count_every_check_of_their_public_services_and_windows_split_by_time() {
+    let now = ms_to_datetime(1_773_360_000_000).expect("time"); // 2026-03-13 00:00 UTC
+    let hour = 3_600_000;
+    let mut a = summary(1, "A", Some("Shop"), true);
+    (a.checks_24h, a.ok_24h) = (10, 9);
+    let b = summary(2, "B", Some("Shop"), true);
+    let hidden = summary(3, "Hidden", Some("Shop"), false);
+    let windows = HashMap::from([
+        (
+            1,
+            [
+                counts(9, 1, 0),
+                counts(90, 10, 5),
+                counts(90, 10, 5),
+                counts(90, 10, 5),
+            ],
+        ),
+        // B: only maintenance in 7 d, so no data there; data further back.
+        (
+            2,
+            [
+                counts(0, 0, 0),
+                counts(0, 0, 8),
+                counts(50, 50, 8),
+                counts(50, 50, 8),
+            ],
+        ),
+        (
+            3,
+            [
+                counts(0, 10, 0),
+                counts(0, 100, 0),
+                counts(0, 100, 0),
+                counts(0, 100, 0),
+            ],
+        ),
+    ]);
+    let maintenance = |id, from: i64, to: i64| crate::store::Maintenance {
+        id,
+        title: format!("w{id}"),
+        message: String::new(),
+        starts_at: now.timestamp_millis() + from * hour,
+        ends_at: now.timestamp_millis() + to * hour,
+        services: vec!["a".into(), "hidden".into()],
+        created_at: 0,
+        updated_at: 0,
+    };
+    let inputs = Inputs {
+        summaries: vec![a, b, hidden],
+        history: Arc::new(Histories {
+            hour: 0,
+            services: windows
+                .into_iter()
+                .map(|(id, w)| {
+                    let history = History {
+                        counts: w.map(|r| (r.up + r.degraded, r.counted())),
+                        ..History::default()
+                    };
+                    (id, history)
+                })
+                .collect(),
+        }),
+        incidents: Vec::new(),
+        maintenances: vec![maintenance(1, 24, 26), maintenance(2, -1, 1)],
+        recent_incidents: Vec::new(),
+        recent_maintenances: Vec::new(),
+    };
+    let groups = [GroupConfig {
+        name: "Shop".into(),
+        description: None,
+    }];
+    let snap = Snapshot::from_inputs(inputs.clone(), "t", &groups, now);
+    // Rebuilt from the same figures, the 90 days are the previous
+    // snapshot's own (one copy in memory); changed figures are not.
+    let again = Snapshot::from_inputs_reusing(inputs.clone(), "t", &groups, now, Some(&snap));
+    for (old, new) in snap.groups[0]
+        .services
+        .iter()
+        .zip(&again.groups[0].services)
+    {
+        assert!(
+            Arc::ptr_eq(&old.past_days, &new.past_days),
+            "{} shares its days",
+            old.slug
+        );
+    }
+    let tomorrow = now + chrono::Duration::days(1);
+    let later = Snapshot::from_inputs_reusing(inputs, "t", &groups, tomorrow, Some(&snap));
+    assert!(!Arc::ptr_eq(
+        &snap.groups[0].services[0].past_days,
+        &later.groups[0].services[0].past_days
+    ));
+    assert_eq!(snap.groups.len(), 1);
+    let shop = &snap.groups[0];
+    assert_eq!(shop.services.len(), 2, "the private service is left out");
+    assert_eq!(
+        shop.services[0].uptime,
+        [Some(90.0), Some(90.0), Some(90.0), Some(90.0)]
+    );
+    assert_eq!(
+        shop.services[1].uptime,
+        [None, None, Some(50.0), Some(50.0)]
+    );
+    // 24 h: A's fresh 9 of 10; 30 d: (90 + 50) of (100 + 100).
+    assert_eq!(
+        shop.uptime,
+        [Some(90.0), Some(90.0), Some(70.0), Some(70.0)]
+    );
+    assert_eq!(
+        (
+            snap.active_maintenances.len(),
+            snap.upcoming_maintenances.len()
+        ),
+        (1, 1)
+    );
+    assert_eq!(snap.active_maintenances[0].title, "w2");
+    assert_eq!(
+        snap.active_maintenances[0].services,
+        ["A"],
+        "private names stay off"
+    );
+}
+
+#[test]
+fn a_full_history_is_shared_with_the_snapshot_not_copied() {
+    use crate::domain::time::DAY_MS;
+    use crate::store::rollup::Period;
+    let now = ms_to_datetime(1_773_363_600_000).expect("time"); // 2026-03-13 01:00 UTC
+    let today = Period::Day.bucket_start(now.timestamp_millis());
+    let date = |ms: i64| ms_to_datetime(ms).expect("time").date_naive();
+    let past: Arc<[Day]> = (1..90)
+        .rev()
+        .map(|back| Day::of(date(today - back * DAY_MS), &counts(100, 0, 0)))
+        .collect();
+    let history = History {
+        past_days: past.clone(),
+        today: Some(Day::of(now.date_naive(), &counts(10, 1, 0))),
+        ..History::default()
+    };
+    let inputs = Inputs {
+        summaries: vec![summary(1, "A", None, true)],
+        history: Arc::new(Histories {
+            hour: 0,
+            services: HashMap::from([(1, history)]),
+        }),
+        incidents: Vec::new(),
+        maintenances: Vec::new(),
+        recent_incidents: Vec::new(),
+        recent_maintenances: Vec::new(),
+    };
+    let snap = Snapshot::from_inputs(inputs, "t", &[], now);
+    let a = &snap.groups[0].services[0];
+    assert!(
+        Arc::ptr_eq(&a.past_days, &past),
+        "the history's days, not a copy"
+    );
+    let days = a.days();
+    assert_eq!(days.len(), 90);
+    assert_eq!(days[0].date, date(today - 89 * DAY_MS));
+    assert_eq!((days[89].date, days[89].worst), (now.date_naive(), Down));
+    assert!(days[..89].iter().all(|d| d.uptime() == Some(100.0)));
+}
+
+#[test]
+fn banner_is_the_worst_public_state() {
+    let cases: &[(&[State], Overall)] = &[
+        (&[Up, Up], Overall::Operational),
+        (&[Up, Degraded], Overall::Degraded),
+        (&[Up, Down, Degraded], Overall::PartialOutage),
+        (&[Down, Down], Overall::MajorOutage),
+        (&[Down, Unknown], Overall::MajorOutage),
+        (&[Up, Maintenance], Overall::Maintenance),
+        (&[Unknown], Overall::NoData),
+        (&[], Overall::NoData),
+        (&[Up, Unknown], Overall::Operational),
+    ];
+    for (states, expected) in cases {
+        assert_eq!(Overall::of(states), *expected, "{states:?}");
+    }
+}

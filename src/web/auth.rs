@@ -1,0 +1,60 @@
+//! Bearer tokens, as the admin API and `/metrics` check them: compared in
+//! constant time, never logged.
+
+use axum::http::{header, HeaderMap};
+
+/// Equal in time whatever the contents, so a token cannot be guessed byte
+/// by byte from response times.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `Authorization: Bearer` carries one of `tokens`. Every token is
+/// compared, so timing does not tell which one came close.
+pub(super) fn bearer_allowed(headers: &HeaderMap, tokens: &[String]) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
+        return false;
+    };
+    tokens.iter().fold(false, |found, token| {
+        constant_time_eq(token.as_bytes(), given.as_bytes()) | found
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3creT"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn only_a_bearer_header_with_a_configured_token_is_allowed() {
+        let tokens = vec!["one".to_string(), "two".to_string()];
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            bearer_allowed(&headers, &tokens)
+        };
+        assert!(with("Bearer two"));
+        assert!(with("Bearer one "));
+        assert!(!with("Bearer three"));
+        assert!(!with("Basic one"));
+        assert!(!with("bearer one"));
+        assert!(!bearer_allowed(&HeaderMap::new(), &tokens));
+    }
+}

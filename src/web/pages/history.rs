@@ -1,0 +1,210 @@
+//! `/incidents`: the incident history by month, three months a page.
+
+use askama::Template;
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::{incident_class, long_time, not_found, HistoryRow};
+use crate::snapshot::{IncidentView, Snapshot};
+use crate::web::{cache, AppState};
+
+struct Month {
+    name: String,
+    incidents: Vec<HistoryRow>,
+}
+
+#[derive(Template)]
+#[template(path = "incidents.html")]
+struct IncidentsPage {
+    site: std::sync::Arc<crate::web::Site>,
+    title: String,
+    months: Vec<Month>,
+    shown: usize,
+    /// "September 2026 to November 2026".
+    range: String,
+    /// The page numbers of the neighbours, when there are any.
+    newer: Option<u32>,
+    older: Option<u32>,
+    /// Set when the page's months held more incidents than it shows.
+    cut: Option<usize>,
+}
+
+/// How many calendar months one page of `/incidents` covers.
+const MONTHS_A_PAGE: u32 = 3;
+/// Incidents a history page shows at most: three months of a very bad
+/// quarter, read with a `LIMIT` so no page costs more than this.
+const HISTORY_PAGE_LIMIT: usize = 500;
+
+/// `?page=N` of `/incidents`.
+#[derive(serde::Deserialize)]
+pub struct HistoryQuery {
+    page: Option<String>,
+}
+
+/// The first instant of the month `back` months before `now`'s, in `tz`.
+fn month_start(now: DateTime<Utc>, tz: Tz, back: u32) -> Option<DateTime<Utc>> {
+    use chrono::{Datelike, TimeZone};
+    let local = now.with_timezone(&tz);
+    let months = local.year() * 12 + local.month0() as i32 - back as i32;
+    tz.with_ymd_and_hms(
+        months.div_euclid(12),
+        months.rem_euclid(12) as u32 + 1,
+        1,
+        0,
+        0,
+        0,
+    )
+    .earliest()
+    .map(|t| t.with_timezone(&Utc))
+}
+
+/// `/incidents`: the history by month, newest first, three months a page
+/// (`?page=2` the three before). Page 1 is rendered from the snapshot, once
+/// per snapshot; older pages are read from the store.
+pub async fn incidents(
+    AxumState(app): AxumState<AppState>,
+    axum::extract::Query(query): axum::extract::Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let page = match query.page.as_deref() {
+        None => 1,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=1200).contains(&n) => n,
+            _ => return not_found().await,
+        },
+    };
+    let snapshot = app.snapshot();
+    let tz = app.site.time_zone;
+    let now = snapshot.generated_at;
+    let (Some(from), Some(to)) = (
+        month_start(now, tz, page * MONTHS_A_PAGE - 1),
+        month_start(now, tz, (page - 1) * MONTHS_A_PAGE).and_then(|t| {
+            // The end of this page: the start of the month after its newest.
+            month_start(t + chrono::Duration::days(32), tz, 0)
+        }),
+    ) else {
+        return not_found().await;
+    };
+    if page == 1 {
+        let cache = app.render_cache.clone();
+        return cache::respond(
+            &cache,
+            snapshot,
+            &headers,
+            app.max_age_secs,
+            "/incidents",
+            cache::HTML,
+            move |s| {
+                let shown: Vec<&IncidentView> = s
+                    .recent_incidents
+                    .iter()
+                    .filter(|i| i.started_at >= from)
+                    .collect();
+                let older = s.recent_incidents.iter().any(|i| i.started_at < from);
+                history_html(&app, s, &shown, page, older, from, to, false)
+            },
+        )
+        .await;
+    }
+    let read = app
+        .read_store(async {
+            tokio::try_join!(
+                app.store.incidents_between(
+                    from.timestamp_millis(),
+                    to.timestamp_millis(),
+                    HISTORY_PAGE_LIMIT as i64 + 1
+                ),
+                app.store.first_incident_start()
+            )
+        })
+        .await;
+    let (mut rows, first) = match read {
+        Ok(found) => found,
+        Err(refused) => return refused.response("the incident history"),
+    };
+    let cut = rows.len() > HISTORY_PAGE_LIMIT;
+    rows.truncate(HISTORY_PAGE_LIMIT);
+    // Past the first incident on record: there is no such page.
+    if first.is_none_or(|first| first >= to.timestamp_millis()) {
+        return not_found().await;
+    }
+    let older = first.is_some_and(|first| first < from.timestamp_millis());
+    // Off the runtime's workers: a page of hundreds of incidents.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let views = snapshot.incident_views(rows);
+        let shown: Vec<&IncidentView> = views.iter().collect();
+        history_html(&app, &snapshot, &shown, page, older, from, to, cut)
+    })
+    .await;
+    match rendered {
+        Ok(Some(html)) => axum::response::Html(html).into_response(),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // one page, its place in the history and what it leaves out
+fn history_html(
+    app: &AppState,
+    s: &Snapshot,
+    shown: &[&IncidentView],
+    page: u32,
+    older: bool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cut: bool,
+) -> Option<String> {
+    let tz = app.site.time_zone;
+    let month_name = |t: DateTime<Utc>| t.with_timezone(&tz).format("%B %Y").to_string();
+    // Every month of the page has its heading, with or without incidents.
+    let months_of_page = (0..MONTHS_A_PAGE)
+        .filter_map(|n| month_start(to - chrono::Duration::days(1), tz, n))
+        .filter(|t| *t >= from);
+    let mut months: Vec<Month> = months_of_page
+        .map(|m| Month {
+            name: month_name(m),
+            incidents: Vec::new(),
+        })
+        .collect();
+    for i in shown {
+        let name = month_name(i.started_at);
+        let row = HistoryRow {
+            id: i.id,
+            title: i.title.clone(),
+            status: i.status.clone(),
+            class: incident_class(i),
+            impact: i.impact.clone(),
+            when: match i.resolved_at {
+                Some(r) => format!(
+                    "{} – {}",
+                    long_time(i.started_at, tz),
+                    crate::domain::time::human_minutes((r - i.started_at).num_minutes())
+                ),
+                None => format!("since {}", long_time(i.started_at, tz)),
+            },
+            services: i.services.join(", "),
+        };
+        if let Some(m) = months.iter_mut().find(|m| m.name == name) {
+            m.incidents.push(row);
+        }
+    }
+    IncidentsPage {
+        site: app.site.clone(),
+        title: s.title.clone(),
+        shown: shown.len(),
+        range: format!(
+            "{} to {}",
+            month_name(from),
+            month_name(to - chrono::Duration::days(1))
+        ),
+        newer: (page > 1).then(|| page - 1),
+        older: older.then_some(page + 1),
+        months,
+        cut: cut.then_some(HISTORY_PAGE_LIMIT),
+    }
+    .render()
+    .map_err(|e| tracing::error!(error = %e, "rendering /incidents failed"))
+    .ok()
+}
