@@ -677,6 +677,55 @@ impl Recorder {
         Ok(())
     }
 
+    /// A write failed, the `failures`-th in a row: counts it and holds the
+    /// batch again, ahead of what came in meanwhile. A batch the database
+    /// itself refuses ([`StoreError::is_permanent`]) is written again without
+    /// its raw results, the state changes kept (with none, nothing is left
+    /// that a retry could save); any other failure is retried after a
+    /// backoff. Returns when to retry (`None`: at once).
+    fn write_failed(
+        &self,
+        e: StoreError,
+        mut batch: Batch,
+        held: &mut Batch,
+        held_since: &mut Option<Instant>,
+        failures: u32,
+    ) -> Option<Instant> {
+        self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.write_failures.inc();
+        let retry_at = if e.is_permanent() {
+            if batch.results.is_empty() {
+                tracing::error!(error = %e, changes = batch.changes.len(), "the store refuses these state changes; dropping them");
+                self.stats
+                    .changes_dropped
+                    .fetch_add(batch.changes.len() as u64, Ordering::Relaxed);
+                batch = self.new_batch();
+            } else {
+                self.stats
+                    .results_dropped
+                    .fetch_add(batch.results.len() as u64, Ordering::Relaxed);
+                self.metrics
+                    .results_dropped
+                    .with_label_values(&["refused"])
+                    .inc_by(batch.results.len() as u64);
+                tracing::error!(error = %e, results = batch.results.len(), changes = batch.changes.len(), "the store refuses these results; writing the state changes without them");
+                batch.results.clear();
+            }
+            None
+        } else {
+            let wait =
+                Duration::from_millis(200 * 2u64.pow(failures.min(5))).min(Duration::from_secs(5));
+            tracing::error!(error = %e, results = batch.results.len() + held.results.len(), changes = batch.changes.len() + held.changes.len(), attempt = failures, retry_in_ms = wait.as_millis() as u64, "writing results failed; holding them and retrying");
+            Some(Instant::now() + wait)
+        };
+        if !batch.results.is_empty() {
+            *held_since = Some(held_since.map_or(Instant::now(), |t| t.min(Instant::now())));
+        }
+        batch.absorb(std::mem::replace(held, self.new_batch()));
+        *held = batch;
+        retry_at
+    }
+
     /// Counts a batch the store has taken, and tells the readers.
     fn written_ok(&self, batch: &Batch, took: Duration) {
         tracing::debug!(
@@ -791,21 +840,11 @@ impl Recorder {
                 if due && retry_at.is_none_or(|t| now >= t) {
                     let batch = std::mem::replace(&mut held, self.new_batch());
                     held_since = None;
-                    let store = self.store.clone();
                     let limit = match stop_deadline {
                         Some(d) => d.saturating_duration_since(now).min(WRITE_DEADLINE),
                         None => WRITE_DEADLINE,
                     };
-                    writing = Some(Box::pin(async move {
-                        let started = std::time::Instant::now();
-                        let outcome =
-                            match tokio::time::timeout(limit, store.write_batch(&batch)).await {
-                                Ok(Ok(())) => Ok(started.elapsed()),
-                                Ok(Err(e)) => Err(e),
-                                Err(_) => Err(StoreError::timed_out()),
-                            };
-                        (batch, outcome)
-                    }));
+                    writing = Some(Box::pin(write_within(self.store.clone(), batch, limit)));
                 }
             }
             if !open && writing.is_none() && held.is_empty() {
@@ -864,39 +903,7 @@ impl Recorder {
                         }
                         Err(e) => {
                             failures += 1;
-                            self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
-                            self.metrics.write_failures.inc();
-                            let mut batch = batch;
-                            if e.is_permanent() {
-                                if batch.results.is_empty() {
-                                    // Even without raw results the store refuses
-                                    // it: nothing left that a retry could save.
-                                    tracing::error!(error = %e, changes = batch.changes.len(), "the store refuses these state changes; dropping them");
-                                    self.stats.changes_dropped.fetch_add(batch.changes.len() as u64, Ordering::Relaxed);
-                                    batch = self.new_batch();
-                                } else {
-                                    self.stats
-                                        .results_dropped
-                                        .fetch_add(batch.results.len() as u64, Ordering::Relaxed);
-                                    self.metrics
-                                        .results_dropped
-                                        .with_label_values(&["refused"])
-                                        .inc_by(batch.results.len() as u64);
-                                    tracing::error!(error = %e, results = batch.results.len(), changes = batch.changes.len(), "the store refuses these results; writing the state changes without them");
-                                    batch.results.clear();
-                                }
-                                retry_at = None;
-                            } else {
-                                let wait = Duration::from_millis(200 * 2u64.pow(failures.min(5)))
-                                    .min(Duration::from_secs(5));
-                                retry_at = Some(Instant::now() + wait);
-                                tracing::error!(error = %e, results = batch.results.len() + held.results.len(), changes = batch.changes.len() + held.changes.len(), attempt = failures, retry_in_ms = wait.as_millis() as u64, "writing results failed; holding them and retrying");
-                            }
-                            if !batch.results.is_empty() {
-                                held_since = Some(held_since.map_or(Instant::now(), |t| t.min(Instant::now())));
-                            }
-                            batch.absorb(std::mem::replace(&mut held, self.new_batch()));
-                            held = batch;
+                            retry_at = self.write_failed(e, batch, &mut held, &mut held_since, failures);
                         }
                     }
                 },
@@ -915,6 +922,22 @@ impl Recorder {
             }
         }
     }
+}
+
+/// Writes `batch` in one transaction within `limit`; hands the batch back
+/// with how long the write took, or why it failed.
+async fn write_within(
+    store: Store,
+    batch: Batch,
+    limit: Duration,
+) -> (Batch, Result<Duration, StoreError>) {
+    let started = std::time::Instant::now();
+    let outcome = match tokio::time::timeout(limit, store.write_batch(&batch)).await {
+        Ok(Ok(())) => Ok(started.elapsed()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(StoreError::timed_out()),
+    };
+    (batch, outcome)
 }
 
 #[cfg(test)]
