@@ -137,139 +137,30 @@ impl Snapshot {
         now: DateTime<Utc>,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
-        let previous_days: HashMap<&str, &Arc<[Day]>> = previous
-            .map(|p| {
-                p.groups
-                    .iter()
-                    .flat_map(|g| &g.services)
-                    .map(|s| (s.slug.as_str(), &s.past_days))
-                    .collect()
-            })
-            .unwrap_or_default();
         let public: Vec<ServiceSummary> =
             inputs.summaries.into_iter().filter(|s| s.public).collect();
         let overall = Overall::of(&public.iter().map(|s| s.state).collect::<Vec<_>>());
-        let counts = |s: &ServiceSummary| -> Counts {
-            let mut c: Counts = inputs
-                .history
-                .services
-                .get(&s.id)
-                .map_or([(0, 0); 4], |h| h.counts);
-            // The 24 h figure is read fresh with the states.
-            c[0] = (s.ok_24h, s.checks_24h);
-            c
-        };
-        // Each service's incidents, found once rather than per day.
-        let mut incidents_of: HashMap<&str, Vec<&Incident>> = HashMap::new();
-        for i in &inputs.recent_incidents {
-            for slug in &i.services {
-                incidents_of.entry(slug.as_str()).or_default().push(i);
-            }
-        }
-        // The first of the bars' 90 days (epoch ms).
-        let window_start = crate::store::rollup::Period::Day.bucket_start(now.timestamp_millis())
-            - 89 * crate::domain::time::DAY_MS;
-        let view = |s: &ServiceSummary| {
-            let (past_days, today) = days_of(
-                inputs.history.services.get(&s.id),
-                incidents_of
-                    .get(s.slug.as_str())
-                    .map_or(&[][..], Vec::as_slice),
-                now,
-                previous_days.get(s.slug.as_str()).copied(),
-            );
-            let incidents_90d = incidents_of.get(s.slug.as_str()).map_or(0, |list| {
-                list.iter()
-                    .filter(|i| i.resolved_at.is_none_or(|end| end >= window_start))
-                    .count() as u32
-            });
-            ServiceView {
-                past_days,
-                today,
-                incidents_90d,
-                slug: s.slug.clone(),
-                name: s.name.clone(),
-                description: s.description.clone(),
-                state: s.state,
-                state_since: s.state_since.and_then(ms_to_datetime),
-                last_checked_at: s.last_checked_at.and_then(ms_to_datetime),
-                created_at: ms_to_datetime(s.created_at).unwrap_or(now),
-                p50_24h: inputs.history.services.get(&s.id).and_then(|h| h.p50_24h),
-                uptime: uptimes(&counts(s)),
-                hours: inputs
-                    .history
-                    .services
-                    .get(&s.id)
-                    .map_or_else(|| Arc::from([]), |h| Arc::clone(&h.hours)),
-
-                dependencies: s
-                    .dependencies
-                    .iter()
-                    .map(|d| (d.name.clone(), d.health))
-                    .collect(),
-            }
-        };
-        let group_view = |name: Option<&GroupConfig>| {
-            let members: Vec<&ServiceSummary> = public
-                .iter()
-                .filter(|s| s.group.as_deref() == name.map(|g| g.name.as_str()))
-                .collect();
-            let mut total: Counts = [(0, 0); 4];
-            for s in &members {
-                for (t, (ok, counted)) in total.iter_mut().zip(counts(s)) {
-                    t.0 += ok;
-                    t.1 += counted;
-                }
-            }
-            GroupView {
-                name: name.map(|g| g.name.clone()),
-                description: name.and_then(|g| g.description.clone()),
-                uptime: uptimes(&total),
-                services: members.into_iter().map(view).collect(),
-            }
-        };
-        let mut views = vec![group_view(None)];
-        views.extend(groups.iter().map(|g| group_view(Some(g))));
-        views.retain(|g| !g.services.is_empty());
-
+        let views = group_views(
+            &public,
+            &inputs.history,
+            &inputs.recent_incidents,
+            groups,
+            now,
+            previous,
+        );
         // Only public services are named on the page.
-        let public_name = |slug: &String| {
-            public
-                .iter()
-                .find(|s| &s.slug == slug)
-                .map(|s| s.name.clone())
-        };
-        let public_slug =
-            |slug: &String| public.iter().any(|s| &s.slug == slug).then(|| slug.clone());
-        let time = |ms: i64| ms_to_datetime(ms).unwrap_or(now);
-        let incident_view = |i: Incident| incident_view(i, &public_name, now);
-        let maintenance_view = |m: Maintenance| MaintenanceView {
-            id: m.id,
-            services: m.services.iter().filter_map(public_name).collect(),
-            service_slugs: m.services.iter().filter_map(public_slug).collect(),
-            title: m.title,
-            message: m.message,
-            starts_at: time(m.starts_at),
-            ends_at: time(m.ends_at),
-            created_at: time(m.created_at),
-            updated_at: time(m.updated_at),
-        };
-        let incidents = inputs.incidents.into_iter().map(incident_view).collect();
-        let recent_incidents = inputs
-            .recent_incidents
-            .into_iter()
-            .map(incident_view)
+        let names: HashMap<&str, &str> = public
+            .iter()
+            .map(|s| (s.slug.as_str(), s.name.as_str()))
             .collect();
-        let recent_maintenances = inputs
-            .recent_maintenances
-            .into_iter()
-            .map(maintenance_view)
-            .collect();
+        let public_name = |slug: &String| names.get(slug.as_str()).map(|n| n.to_string());
+        let incident = |i: Incident| incident_view(i, &public_name, now);
+        let maintenance = |m: Maintenance| maintenance_view(m, &names, now);
         let now_ms = now.timestamp_millis();
         let (mut active, mut upcoming) = (Vec::new(), Vec::new());
         for m in inputs.maintenances {
             let (starts_at, ends_at) = (m.starts_at, m.ends_at);
-            let view = maintenance_view(m);
+            let view = maintenance(m);
             if starts_at <= now_ms && now_ms < ends_at {
                 active.push(view);
             } else if starts_at > now_ms {
@@ -282,12 +173,154 @@ impl Snapshot {
             title: title.to_string(),
             overall,
             groups: views,
-            incidents,
-            recent_incidents,
-            recent_maintenances,
+            incidents: inputs.incidents.into_iter().map(incident).collect(),
+            recent_incidents: inputs.recent_incidents.into_iter().map(incident).collect(),
+            recent_maintenances: inputs
+                .recent_maintenances
+                .into_iter()
+                .map(maintenance)
+                .collect(),
             active_maintenances: active,
             upcoming_maintenances: upcoming,
         }
+    }
+}
+
+/// The page's groups in order (ungrouped services first), each with its
+/// public services and their uptime counted together (every check weighs
+/// the same); empty groups left out.
+fn group_views(
+    public: &[ServiceSummary],
+    history: &Histories,
+    recent_incidents: &[Incident],
+    groups: &[GroupConfig],
+    now: DateTime<Utc>,
+    previous: Option<&Snapshot>,
+) -> Vec<GroupView> {
+    let previous_days: HashMap<&str, &Arc<[Day]>> = previous
+        .map(|p| {
+            p.groups
+                .iter()
+                .flat_map(|g| &g.services)
+                .map(|s| (s.slug.as_str(), &s.past_days))
+                .collect()
+        })
+        .unwrap_or_default();
+    // Each service's incidents, found once rather than per day.
+    let mut incidents_of: HashMap<&str, Vec<&Incident>> = HashMap::new();
+    for i in recent_incidents {
+        for slug in &i.services {
+            incidents_of.entry(slug.as_str()).or_default().push(i);
+        }
+    }
+    let view = |s: &ServiceSummary| {
+        service_view(
+            s,
+            history.services.get(&s.id),
+            incidents_of
+                .get(s.slug.as_str())
+                .map_or(&[][..], Vec::as_slice),
+            now,
+            previous_days.get(s.slug.as_str()).copied(),
+        )
+    };
+    let group_view = |name: Option<&GroupConfig>| {
+        let members: Vec<&ServiceSummary> = public
+            .iter()
+            .filter(|s| s.group.as_deref() == name.map(|g| g.name.as_str()))
+            .collect();
+        let mut total: Counts = [(0, 0); 4];
+        for s in &members {
+            for (t, (ok, counted)) in total.iter_mut().zip(counts(s, history.services.get(&s.id))) {
+                t.0 += ok;
+                t.1 += counted;
+            }
+        }
+        GroupView {
+            name: name.map(|g| g.name.clone()),
+            description: name.and_then(|g| g.description.clone()),
+            uptime: uptimes(&total),
+            services: members.into_iter().map(view).collect(),
+        }
+    };
+    let mut views = vec![group_view(None)];
+    views.extend(groups.iter().map(|g| group_view(Some(g))));
+    views.retain(|g| !g.services.is_empty());
+    views
+}
+
+/// A service's window counts: the 24 h figure read fresh with the states,
+/// the longer windows from its history.
+fn counts(s: &ServiceSummary, history: Option<&History>) -> Counts {
+    let mut c: Counts = history.map_or([(0, 0); 4], |h| h.counts);
+    c[0] = (s.ok_24h, s.checks_24h);
+    c
+}
+
+/// One public service as the page shows it.
+fn service_view(
+    s: &ServiceSummary,
+    history: Option<&History>,
+    incidents: &[&Incident],
+    now: DateTime<Utc>,
+    previous_days: Option<&Arc<[Day]>>,
+) -> ServiceView {
+    // The first of the bars' 90 days (epoch ms).
+    let window_start = crate::store::rollup::Period::Day.bucket_start(now.timestamp_millis())
+        - 89 * crate::domain::time::DAY_MS;
+    let (past_days, today) = days_of(history, incidents, now, previous_days);
+    let incidents_90d = incidents
+        .iter()
+        .filter(|i| i.resolved_at.is_none_or(|end| end >= window_start))
+        .count() as u32;
+    ServiceView {
+        past_days,
+        today,
+        incidents_90d,
+        slug: s.slug.clone(),
+        name: s.name.clone(),
+        description: s.description.clone(),
+        state: s.state,
+        state_since: s.state_since.and_then(ms_to_datetime),
+        last_checked_at: s.last_checked_at.and_then(ms_to_datetime),
+        created_at: ms_to_datetime(s.created_at).unwrap_or(now),
+        p50_24h: history.and_then(|h| h.p50_24h),
+        uptime: uptimes(&counts(s, history)),
+        hours: history.map_or_else(|| Arc::from([]), |h| Arc::clone(&h.hours)),
+        dependencies: s
+            .dependencies
+            .iter()
+            .map(|d| (d.name.clone(), d.health))
+            .collect(),
+    }
+}
+
+/// A maintenance window as the public sees it: only public services named.
+fn maintenance_view(
+    m: Maintenance,
+    public: &HashMap<&str, &str>,
+    now: DateTime<Utc>,
+) -> MaintenanceView {
+    let time = |ms: i64| ms_to_datetime(ms).unwrap_or(now);
+    let (services, service_slugs) = m
+        .services
+        .iter()
+        .filter_map(|slug| {
+            public
+                .get(slug.as_str())
+                .map(|name| (name.to_string(), slug.clone()))
+        })
+        .unzip();
+    MaintenanceView {
+        id: m.id,
+        services,
+        service_slugs,
+        title: m.title,
+        message: m.message,
+        starts_at: time(m.starts_at),
+        ends_at: time(m.ends_at),
+        created_at: time(m.created_at),
+        updated_at: time(m.updated_at),
     }
 }
 
