@@ -1,7 +1,7 @@
 //! The 90-day bar, as the front page (compact) and a service page draw it:
 //! one element a day (or a run of days), coloured by state, with its text.
 
-use crate::domain::time::format_uptime;
+use crate::domain::time::{format_uptime, uptime_shown};
 use crate::domain::State;
 use crate::snapshot::Day;
 use crate::web::format::xml;
@@ -67,10 +67,10 @@ fn quiet(d: &Day) -> bool {
 }
 
 /// Whether two days' texts differ only in their dates: the same worst
-/// state, incidents and uptime as shown (two decimals, rounded down, as
-/// [`format_uptime`]), compared without formatting either.
+/// state, incidents and uptime as shown (the one rounding rule,
+/// [`uptime_shown`]), compared without formatting either.
 fn told_alike(a: &Day, b: &Day) -> bool {
-    let shown = |d: &Day| d.uptime().map(|p| (p * 100.0).floor() as i64);
+    let shown = |d: &Day| d.uptime().map(uptime_shown);
     a.worst == b.worst && a.incidents == b.incidents && shown(a) == shown(b)
 }
 
