@@ -224,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!("history: {services} services, 90 days, probe every 30 s, raw retention 7 d");
-    println!("| store | raw rows | bytes / raw result | database | rollup rows | write rate (results/s) | summaries (median) | uptime windows (median) | page figures from memory (median) |");
+    println!("| store | raw rows | bytes / raw result | database | rollup rows | write rate (results/s) | summaries (median) | history read: windows and 90 days (median) | page figures from memory (median) |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for f in &results {
         println!(
