@@ -118,7 +118,7 @@ pub(super) fn days_of(
 
 impl Snapshot {
     /// Builds a snapshot from what [`Inputs::read`] read (start-up keeps
-    /// the inputs' history for the refresher; see `startup.rs`).
+    /// the inputs' history for the refresher; see `startup::first_snapshot`).
     pub fn from_inputs(
         inputs: Inputs,
         title: &str,
