@@ -61,8 +61,13 @@ impl Store {
                 .bind(true)
                 .execute(&mut *tx)
                 .await?;
-            let mut stored = Vec::with_capacity(services.len());
-            for (position, s) in services.iter().enumerate() {
+            // Rows are written in slug order, whatever the config's order:
+            // two beacons syncing at once (a rolling update, replicas) then
+            // take their row locks in the same order and cannot deadlock.
+            let mut by_slug: Vec<(usize, &ServiceConfig)> = services.iter().enumerate().collect();
+            by_slug.sort_unstable_by(|a, b| a.1.slug.cmp(&b.1.slug));
+            let mut stored: Vec<Option<StoredService>> = vec![None; services.len()];
+            for (position, s) in by_slug {
                 let row = sqlx::query(
                     "INSERT INTO services (slug, name, group_name, description, public, active, position, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
@@ -82,7 +87,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let state: String = row.try_get("state")?;
-                stored.push(StoredService {
+                stored[position] = Some(StoredService {
                     id: row.try_get("id")?,
                     slug: s.slug.clone(),
                     state: State::parse(&state).unwrap_or(State::Unknown),
@@ -92,7 +97,8 @@ impl Store {
             tx.commit().await?;
             stored
         });
-        Ok(stored)
+        // Every position was filled: one row per configured service.
+        Ok(stored.into_iter().flatten().collect())
     }
 
     /// Every active service with its state and 24 h counts, in config order.

@@ -75,3 +75,52 @@ async fn sync(db: TestDb) {
     assert_eq!(store.count_rows("services").await.expect("count"), 2);
     app.stop().await.expect("clean stop");
 }
+
+store_test!(
+    two_replicas_syncing_the_services_in_opposite_orders_never_deadlock,
+    opposite_orders
+);
+/// Two beacons starting at once against one database (a rolling update, or
+/// replicas) each make the `services` table match their config in one
+/// transaction. With the services listed in opposite orders they must not
+/// lock rows in opposite orders: on PostgreSQL that is a deadlock (40P01),
+/// which fails a start-up.
+async fn opposite_orders(db: TestDb) {
+    let (one, two) = (db.store().await, db.store().await);
+    for round in 0..8 {
+        let mut body = String::new();
+        for i in 0..40 {
+            body.push_str(&format!(
+                "[[service]]\nname = \"S{i}\"\nslug = \"r{round}-{i}\"\nurl = \"http://s{i}.example/\"\n"
+            ));
+        }
+        let config = test_config(&db, &body);
+        let forward = config.services.clone();
+        let mut backward = config.services;
+        backward.reverse();
+        let now = 1_700_000_000_000 + round;
+        let (a, b) = tokio::join!(
+            one.sync_services(&forward, now),
+            two.sync_services(&backward, now)
+        );
+        let (a, b) = (
+            a.unwrap_or_else(|e| panic!("round {round}, forward: {e}")),
+            b.unwrap_or_else(|e| panic!("round {round}, backward: {e}")),
+        );
+        // Each answers in its own config's order, and both name the same rows.
+        let slugs = |s: &[beacon::store::StoredService]| {
+            s.iter().map(|s| s.slug.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            slugs(&a),
+            forward.iter().map(|s| s.slug.clone()).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            slugs(&b),
+            backward.iter().map(|s| s.slug.clone()).collect::<Vec<_>>()
+        );
+        let ids_a: std::collections::HashMap<_, _> =
+            a.iter().map(|s| (s.slug.clone(), s.id)).collect();
+        assert!(b.iter().all(|s| ids_a[&s.slug] == s.id), "round {round}");
+    }
+}
