@@ -93,3 +93,19 @@ pub fn body(d: &AlertDelivery, m: &Message, site: &Site) -> Value {
         })),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::signature;
+
+    /// The well-known HMAC-SHA256 example, so receivers checking with
+    /// their own library agree with beacon byte for byte.
+    #[test]
+    fn the_signature_is_github_style_hmac_sha256_of_the_body() {
+        assert_eq!(
+            signature("key", b"The quick brown fox jumps over the lazy dog"),
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+        assert_ne!(signature("key", b"a"), signature("other", b"a"));
+    }
+}
