@@ -213,9 +213,13 @@ fn group_views(
             incidents_of.entry(slug.as_str()).or_default().push(i);
         }
     }
+    // The first of the bars' 90 days (epoch ms), the same for every service.
+    let window_start = crate::store::rollup::Period::Day.bucket_start(now.timestamp_millis())
+        - 89 * crate::domain::time::DAY_MS;
     let view = |s: &ServiceSummary| {
         service_view(
             s,
+            window_start,
             history.services.get(&s.id),
             incidents_of
                 .get(s.slug.as_str())
@@ -257,17 +261,16 @@ fn counts(s: &ServiceSummary, history: Option<&History>) -> Counts {
     c
 }
 
-/// One public service as the page shows it.
+/// One public service as the page shows it; `window_start` is the first of
+/// the bars' 90 days (epoch ms).
 fn service_view(
     s: &ServiceSummary,
+    window_start: i64,
     history: Option<&History>,
     incidents: &[&Incident],
     now: DateTime<Utc>,
     previous_days: Option<&Arc<[Day]>>,
 ) -> ServiceView {
-    // The first of the bars' 90 days (epoch ms).
-    let window_start = crate::store::rollup::Period::Day.bucket_start(now.timestamp_millis())
-        - 89 * crate::domain::time::DAY_MS;
     let (past_days, today) = days_of(history, incidents, now, previous_days);
     let incidents_90d = incidents
         .iter()
