@@ -7,6 +7,7 @@
 //! - [`web`]: HTTP handlers, reading the in-memory [`snapshot`];
 //! - [`monitor`]: schedules [`probe`]s and records their results;
 //! - [`backup`], [`notify`]: backups to object storage, alerts from the outbox;
+//! - [`cluster`]: replicas on one database: members, the leader's lease, who probes what;
 //! - [`store`]: SQLite or PostgreSQL behind one sealed type;
 //! - [`config`]: the validated, typed configuration;
 //! - [`domain`]: the words all of them speak; it imports nothing of beacon's.
@@ -14,6 +15,7 @@
 pub mod backup;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod health;

@@ -55,6 +55,14 @@ pub struct Metrics {
     pub alert_deliveries: IntCounterVec,
     /// Events not routed because their service was in maintenance.
     pub alerts_silenced: IntCounter,
+    /// 1 while this replica holds the leader's lease, else 0.
+    pub cluster_leader: IntGauge,
+    /// The leader's lease epoch as this replica last saw it.
+    pub cluster_epoch: IntGauge,
+    /// Live members this replica sees, itself included.
+    pub cluster_members: IntGauge,
+    /// Singleton writes refused because this replica's lease had moved on.
+    pub cluster_fenced: IntCounter,
     /// The long-lived tasks and how they fared, for `/health`.
     pub tasks: Tasks,
 }
@@ -249,6 +257,38 @@ impl Metrics {
                 IntCounter::with_opts(opts(
                     "beacon_alerts_silenced_total",
                     "Alert events not sent because their service was in a maintenance window.",
+                ))
+                .expect("valid"),
+            ),
+            cluster_leader: reg(
+                r,
+                IntGauge::with_opts(opts(
+                    "beacon_cluster_leader",
+                    "1 while this replica holds the leader's lease (it runs retention and the backup schedule), else 0.",
+                ))
+                .expect("valid"),
+            ),
+            cluster_epoch: reg(
+                r,
+                IntGauge::with_opts(opts(
+                    "beacon_cluster_epoch",
+                    "The leader's lease epoch (fencing token) as this replica last saw it.",
+                ))
+                .expect("valid"),
+            ),
+            cluster_members: reg(
+                r,
+                IntGauge::with_opts(opts(
+                    "beacon_cluster_members",
+                    "Live replicas this replica sees on its database, itself included.",
+                ))
+                .expect("valid"),
+            ),
+            cluster_fenced: reg(
+                r,
+                IntCounter::with_opts(opts(
+                    "beacon_cluster_fenced_writes_total",
+                    "Singleton writes refused because this replica's leadership had moved on.",
                 ))
                 .expect("valid"),
             ),

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 pub use raw::known_keys;
 pub use types::access::{AdminConfig, MetricsConfig};
 pub use types::backup::{parse_schedule, BackupConfig, BackupTargetUrl, KeepPolicy, S3Credentials};
+pub use types::cluster::ClusterConfig;
 pub use types::monitor::MonitorConfig;
 pub use types::notify::{ChannelKind, EmailChannel, NotifyChannel, SmtpTls};
 pub use types::server::{ServerConfig, ServerLimits};
@@ -39,6 +40,8 @@ pub struct Config {
     pub monitor: MonitorConfig,
     pub admin: AdminConfig,
     pub metrics: MetricsConfig,
+    /// `[cluster]`: replicas on one PostgreSQL database.
+    pub cluster: ClusterConfig,
     /// `[backup]`; `None`: no backups are configured.
     pub backup: Option<BackupConfig>,
     /// `[[notify]]`: where alerts go.

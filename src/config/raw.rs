@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub cluster: RawCluster,
     pub backup: Option<RawBackup>,
     #[serde(default)]
     pub notify: Vec<RawNotify>,
@@ -96,6 +98,12 @@ pub struct RawMetrics {
 }
 
 #[derive(Default, Deserialize)]
+pub struct RawCluster {
+    pub lease: Option<String>,
+    pub heartbeat: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
 pub struct RawNotify {
     pub name: Option<String>,
     pub kind: Option<String>,
@@ -161,8 +169,8 @@ pub struct RawService {
 pub fn known_keys(table: &str) -> &'static [&'static str] {
     match table {
         "" => &[
-            "server", "storage", "monitor", "admin", "metrics", "backup", "notify", "group",
-            "service",
+            "server", "storage", "monitor", "admin", "metrics", "cluster", "backup", "notify",
+            "group", "service",
         ],
         "notify" => &[
             "name",
@@ -187,6 +195,7 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
         ],
         "admin" => &["tokens"],
         "metrics" => &["enabled", "token"],
+        "cluster" => &["lease", "heartbeat"],
         "backup.keep" => &["last", "hourly", "daily", "weekly", "monthly", "yearly"],
         "backup" => &[
             "schedule",

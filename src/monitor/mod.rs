@@ -32,6 +32,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::clock::Clock;
+use crate::cluster::{Cluster, View};
 use crate::config::{MonitorConfig, ServiceConfig};
 use crate::domain::{Outcome, State};
 use crate::metrics::{join_failure, Metrics};
@@ -66,6 +67,10 @@ pub struct ProbeResult {
     /// The probe failed for lack of beacon's own resources (file
     /// descriptors…), which says nothing about the target.
     pub own_fault: bool,
+    /// The first probe since this replica took the service over from
+    /// another: its thresholds resume from the store, not from what this
+    /// replica last knew.
+    pub resume: bool,
 }
 
 /// Live figures of the monitor, read by `/health` and `/metrics`.
@@ -126,6 +131,9 @@ pub struct Monitor {
     stats: Arc<MonitorStats>,
     metrics: Arc<Metrics>,
     written: watch::Sender<u64>,
+    /// The cluster's view, when replicas share the probing: each probes
+    /// the services [`crate::cluster::owner`] gives it.
+    shares: Option<watch::Receiver<View>>,
 }
 
 impl Monitor {
@@ -151,7 +159,17 @@ impl Monitor {
             stats,
             metrics,
             written,
+            shares: None,
         })
+    }
+
+    /// Shares the probing with the cluster's other live members: this
+    /// replica probes only the services it owns, and says so in every
+    /// HTTP probe's `Beacon-Member` header.
+    pub fn shared_by(mut self, cluster: &Cluster) -> anyhow::Result<Self> {
+        self.clients = probe::Clients::for_member(Some(cluster.member()))?;
+        self.shares = Some(cluster.subscribe());
+        Ok(self)
     }
 
     /// Syncs `services` into the store and builds a monitor over them,
@@ -308,6 +326,11 @@ impl Monitor {
         for (i, offset) in first_offsets(&intervals).into_iter().enumerate() {
             heap.push(Reverse((start + offset, i)));
         }
+        let mut shares = self.shares.clone();
+        let mut owned = Owned::all(self.services.len());
+        if let Some(view) = shares.as_mut() {
+            owned.divide(&self.services, &view.borrow_and_update());
+        }
 
         loop {
             let Some(Reverse((due, i))) = heap.peek().copied() else {
@@ -322,6 +345,21 @@ impl Monitor {
                 _ = tokio::time::sleep_until(due) => {}
                 _ = shutdown.as_mut() => break,
             }
+            if let Some(view) = shares.as_mut() {
+                if view.has_changed().unwrap_or(false) {
+                    owned.divide(&self.services, &view.borrow_and_update());
+                }
+            }
+            let resume = match owned.take_turn(i) {
+                Some(resume) => resume,
+                None => {
+                    // Another member probes it: keep its slot, so it is
+                    // probed on its cadence if it comes back to us.
+                    heap.pop();
+                    heap.push(Reverse((due + self.services[i].config.interval, i)));
+                    continue;
+                }
+            };
             let permit = tokio::select! {
                 permit = semaphore.clone().acquire_owned() => match permit {
                     Ok(p) => p,
@@ -358,7 +396,8 @@ impl Monitor {
             let services = self.services.clone();
             let tx = tx.clone();
             in_flight.spawn(async move {
-                let result = probe_one(&clients, &*clock, &services[i]).await;
+                let mut result = probe_one(&clients, &*clock, &services[i]).await;
+                result.resume = resume;
                 // Only fails if the recorder is gone, which only happens
                 // after this scheduler has returned.
                 let _ = tx.send(result).await;
@@ -453,6 +492,59 @@ async fn probe_one(clients: &probe::Clients, clock: &dyn Clock, watched: &Watche
         checked_at,
         report,
         own_fault,
+        resume: false,
+    }
+}
+
+/// Which services this replica probes, and which it has just taken over.
+struct Owned {
+    mine: Vec<bool>,
+    /// Not probed here last time it was due (another member had it): its
+    /// next probe here resumes its thresholds from the store.
+    away: Vec<bool>,
+    /// The member ids last divided among, to divide again only on a change.
+    among: Vec<Arc<str>>,
+}
+
+impl Owned {
+    fn all(n: usize) -> Owned {
+        Owned {
+            mine: vec![true; n],
+            away: vec![false; n],
+            among: Vec::new(),
+        }
+    }
+
+    /// Divides the services among the view's live members.
+    fn divide(&mut self, services: &[Watched], view: &View) {
+        let among = view.shares();
+        if among == self.among {
+            return;
+        }
+        let me = view.member.clone();
+        let mut count = 0;
+        for (mine, w) in self.mine.iter_mut().zip(services) {
+            *mine = among.len() <= 1
+                || crate::cluster::owner(&among, &w.config.slug).is_some_and(|m| *m == me);
+            count += usize::from(*mine);
+        }
+        tracing::info!(
+            members = among.len(),
+            probing = count,
+            of = services.len(),
+            "services divided among the cluster's members"
+        );
+        self.among = among;
+    }
+
+    /// `None`: not ours to probe now. `Some(resume)`: probe it, resuming
+    /// its thresholds from the store when it was away.
+    fn take_turn(&mut self, i: usize) -> Option<bool> {
+        if !self.mine[i] {
+            self.away[i] = true;
+            return None;
+        }
+        Some(std::mem::take(&mut self.away[i]))
     }
 }
 
@@ -472,6 +564,10 @@ pub struct Recorder {
     /// when that was (epoch ms). Each result is judged at its own time.
     windows: Vec<crate::store::ServiceWindow>,
     maintenance_read_at: Option<i64>,
+    /// Services whose state change the store refused because another
+    /// replica had changed the state first: read again before their next
+    /// result is applied.
+    resync: std::collections::HashSet<i64>,
     incident_cooldown: Duration,
     store: Store,
     clock: Arc<dyn Clock>,
@@ -511,6 +607,7 @@ impl Recorder {
             certificates_warned: Default::default(),
             windows: Vec::new(),
             maintenance_read_at: None,
+            resync: Default::default(),
             incident_cooldown,
             store,
             clock,
@@ -625,6 +722,36 @@ impl Recorder {
         });
     }
 
+    /// Before `result` is applied: a service just taken over from another
+    /// replica, or whose change the store refused as stale, continues from
+    /// the stored state and the outcomes since. A store that does not
+    /// answer within 2 s leaves the tracker as it was (the compare-and-swap
+    /// on the previous state still keeps a stale change out).
+    async fn resume_if_needed(&mut self, result: &ProbeResult) {
+        let id = result.service_id;
+        if !(self.resync.remove(&id) | result.resume) {
+            return;
+        }
+        let Some(memory) = self.trackers.get(&id).map(|(_, t)| t.memory()) else {
+            return;
+        };
+        let read = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.store.resume_point(id, i64::from(memory)),
+        )
+        .await;
+        match read {
+            Ok(Ok((state, since))) => {
+                if let Some((slug, tracker)) = self.trackers.get_mut(&id) {
+                    tracing::debug!(service = %slug, %state, outcomes = since.len(), "thresholds resumed from the store");
+                    tracker.resume(state, &since);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, service_id = id, "reading where a service's thresholds stand failed; going on from what this replica knew"),
+            Err(_) => tracing::warn!(service_id = id, "reading where a service's thresholds stand took over 2 s; going on from what this replica knew"),
+        }
+    }
+
     /// Reads which services are in a maintenance window, at most every few
     /// seconds. From the store, so windows set by the API, the CLI or another
     /// replica all count. A failed read keeps the last known set.
@@ -664,15 +791,17 @@ impl Recorder {
         }
         let mut batch = self.new_batch();
         for r in results {
+            self.resume_if_needed(&r).await;
             self.apply(r, &mut batch);
         }
         self.write(&batch).await?;
         Ok(batch.changes)
     }
 
-    async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+    async fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
-        self.store.write_batch(batch).await?;
+        let stale = self.store.write_batch_checked(batch).await?;
+        self.resync.extend(stale);
         self.written_ok(batch, started.elapsed());
         Ok(())
     }
@@ -813,7 +942,10 @@ impl Recorder {
         mut stopping: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         type Write = std::pin::Pin<
-            Box<dyn std::future::Future<Output = (Batch, Result<Duration, StoreError>)> + Send>,
+            Box<
+                dyn std::future::Future<Output = (Batch, Result<(Duration, Vec<i64>), StoreError>)>
+                    + Send,
+            >,
         >;
         let mut held = self.new_batch();
         // When the oldest result in `held` came in.
@@ -880,6 +1012,7 @@ impl Recorder {
                         // Read from the store at most every few seconds, and
                         // never for long (see `refresh_maintenance`).
                         self.refresh_maintenance(self.clock.now_ms()).await;
+                        self.resume_if_needed(&result).await;
                         self.apply(result, &mut held);
                         self.shed(&mut held, max_buffered);
                     }
@@ -893,7 +1026,8 @@ impl Recorder {
                 } => {
                     writing = None;
                     match outcome {
-                        Ok(took) => {
+                        Ok((took, stale)) => {
+                            self.resync.extend(stale);
                             if failures > 0 {
                                 tracing::info!(attempts = failures + 1, results = batch.results.len(), changes = batch.changes.len(), "the store takes writes again; every held result written");
                             }
@@ -930,10 +1064,10 @@ async fn write_within(
     store: Store,
     batch: Batch,
     limit: Duration,
-) -> (Batch, Result<Duration, StoreError>) {
+) -> (Batch, Result<(Duration, Vec<i64>), StoreError>) {
     let started = std::time::Instant::now();
-    let outcome = match tokio::time::timeout(limit, store.write_batch(&batch)).await {
-        Ok(Ok(())) => Ok(started.elapsed()),
+    let outcome = match tokio::time::timeout(limit, store.write_batch_checked(&batch)).await {
+        Ok(Ok(stale)) => Ok((started.elapsed(), stale)),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(StoreError::timed_out()),
     };

@@ -86,6 +86,35 @@ impl Tracker {
             None
         }
     }
+
+    /// Starts again from `state` with the outcomes seen since it was
+    /// reached (oldest first) counted but not acted on: a replica taking a
+    /// service over from another continues its thresholds where the store
+    /// says they were, so a failure the other replica saw still counts and
+    /// a state it recorded is not announced again.
+    pub fn resume(&mut self, state: State, since: &[Outcome]) {
+        self.force(state);
+        for outcome in since {
+            if self.last == Some(*outcome) {
+                self.same += 1;
+            } else {
+                self.last = Some(*outcome);
+                self.same = 1;
+            }
+            if *outcome == Outcome::Down {
+                self.downs += 1;
+                self.oks = 0;
+            } else {
+                self.oks += 1;
+                self.downs = 0;
+            }
+        }
+    }
+
+    /// How many recent outcomes can matter to the thresholds.
+    pub fn memory(&self) -> u32 {
+        self.failure_threshold.max(self.success_threshold)
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +135,26 @@ mod tests {
     }
 
     use State::{Degraded as SG, Down as SD, Unknown as SX, Up as SU};
+
+    #[test]
+    fn a_resumed_tracker_continues_the_other_replicas_count() {
+        // Two failures seen by the replica that had the service: the
+        // third here makes it down, not the fifth.
+        let mut t = Tracker::new(SX, 3, 2);
+        t.resume(SU, &[U, D, D]);
+        assert_eq!(t.observe(D), Some(SD));
+        // Down as stored, with one success since: one more brings it back.
+        let mut t = Tracker::new(SU, 3, 2);
+        t.resume(SD, &[D, U]);
+        assert_eq!(t.state(), SD, "resuming announces nothing");
+        assert_eq!(t.observe(U), Some(SU));
+        // Nothing since: thresholds count afresh from the stored state.
+        let mut t = Tracker::new(SD, 3, 2);
+        t.resume(SU, &[]);
+        assert_eq!(t.observe(D), None);
+        assert_eq!(t.observe(D), None);
+        assert_eq!(t.observe(D), Some(SD));
+    }
 
     #[test]
     fn state_changes_only_after_thresholds() {

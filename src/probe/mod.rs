@@ -140,7 +140,18 @@ pub struct Clients {
 
 impl Clients {
     pub fn new() -> reqwest::Result<Clients> {
+        Self::for_member(None)
+    }
+
+    /// Clients whose HTTP probes say which replica sent them, in a
+    /// `Beacon-Member` header: a target's log then tells which replica of
+    /// a fleet probed it.
+    pub fn for_member(member: Option<&str>) -> reqwest::Result<Clients> {
         let resolver = resolve::Resolver::default();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = member.and_then(|m| reqwest::header::HeaderValue::from_str(m).ok()) {
+            headers.insert("beacon-member", value);
+        }
         let build = |verify: bool, keep_alive: bool| {
             reqwest::Client::builder()
                 .dns_resolver(std::sync::Arc::new(resolver.clone()))
@@ -149,6 +160,7 @@ impl Clients {
                     env!("CARGO_PKG_VERSION"),
                     " (health check)"
                 ))
+                .default_headers(headers.clone())
                 .redirect(reqwest::redirect::Policy::none())
                 .referer(false)
                 .danger_accept_invalid_certs(!verify)

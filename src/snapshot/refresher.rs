@@ -1,5 +1,6 @@
 //! Keeping the published snapshot fresh: rebuilt after the monitor writes
-//! (debounced), after an admin write and on a timer.
+//! (debounced), after an admin write, after a write by another replica or
+//! the CLI (the store's change counter) and on a timer.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +38,15 @@ pub const REFRESH_COST_SHARE: u32 = 20;
 
 impl Refresher {
     /// Rebuilds after each write the monitor reports (at most every
-    /// `min_gap`) and at least every `max_age`, until `stop` resolves.
+    /// `min_gap`), after a write anywhere else (see below) and at least
+    /// every `max_age`, until `stop` resolves.
+    ///
+    /// Writes by other replicas and by the CLI are seen through the
+    /// store's change counter, read every `min_gap`: one primary-key read,
+    /// which works through any connection pooler (LISTEN/NOTIFY needs a
+    /// session of its own, which a transaction-pooling PgBouncer does not
+    /// keep), costs nothing when nothing changed, and cannot miss a change
+    /// the way a notification sent while the connection was down can.
     ///
     /// A rebuild reads and lays out every service, so its cost grows with
     /// the fleet: the gap after one is at least [`REFRESH_COST_SHARE`]
@@ -52,21 +61,32 @@ impl Refresher {
         stop: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(stop);
+        let mut monitor_gone = false;
+        let mut seen = self.change_counter().await;
+        let mut poll = tokio::time::interval(min_gap);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut due = tokio::time::Instant::now() + max_age;
         loop {
-            tokio::select! {
-                changed = writes.changed() => {
-                    if changed.is_err() {
-                        // The monitor is gone (or not running): poll only.
-                        tokio::select! {
-                            _ = tokio::time::sleep(max_age) => {}
-                            _ = stop.as_mut() => return,
-                        }
-                    }
+            let rebuild = tokio::select! {
+                changed = writes.changed(), if !monitor_gone => {
+                    // The monitor is gone (or not running): poll only.
+                    monitor_gone = changed.is_err();
+                    !monitor_gone
                 }
-                _ = self.changed.notified() => {}
-                _ = tokio::time::sleep(max_age) => {}
+                _ = self.changed.notified() => true,
+                _ = tokio::time::sleep_until(due) => true,
+                _ = poll.tick() => {
+                    let now = self.change_counter().await;
+                    now.is_some() && now != seen
+                }
                 _ = stop.as_mut() => return,
+            };
+            if !rebuild {
+                continue;
             }
+            // Read before the rebuild: a write after it moves the counter
+            // again, and the next poll rebuilds once more.
+            seen = self.change_counter().await.or(seen);
             let started = std::time::Instant::now();
             self.refresh().await;
             let took = started.elapsed();
@@ -80,6 +100,16 @@ impl Refresher {
                 _ = tokio::time::sleep(gap) => {}
                 _ = stop.as_mut() => return,
             }
+            due = tokio::time::Instant::now() + max_age;
+        }
+    }
+
+    /// The store's change counter, or `None` when it does not answer
+    /// within a second (the page then follows on the timer).
+    async fn change_counter(&self) -> Option<i64> {
+        match tokio::time::timeout(Duration::from_secs(1), self.store.change_counter()).await {
+            Ok(Ok(n)) => Some(n),
+            _ => None,
         }
     }
 

@@ -6,26 +6,81 @@ use std::time::Duration;
 
 use crate::backup::Backups;
 use crate::clock::Clock;
+use crate::cluster::Cluster;
 use crate::metrics::{join_failure, Metrics};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
+
+/// Whether this replica runs tick `tick` of singleton job `job`: only the
+/// leader, and only once per tick across the fleet (the claim is written
+/// under the lease's epoch and refused once the lease has moved on).
+async fn claim(store: &Store, cluster: &Cluster, metrics: &Metrics, job: &str, tick: i64) -> bool {
+    let Some(fence) = cluster.view().fence() else {
+        tracing::debug!(job, "not the leader; the leader runs it");
+        return false;
+    };
+    match store.claim_run(job, tick, &fence).await {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::info!(job, tick, "this tick was run already");
+            false
+        }
+        Err(StoreError::Fenced { epoch }) => {
+            metrics.cluster_fenced.inc();
+            tracing::warn!(
+                job,
+                epoch,
+                "not run: this replica's leadership has moved on"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::error!(job, error = %e, "claiming the run failed; the next tick tries again");
+            false
+        }
+    }
+}
+
+/// The tick of `schedule` a job that fires now belongs to: the first
+/// occurrence after a moment ago (a replica's job fires a little after
+/// its tick), so every replica names the same tick.
+fn schedule_tick(schedule: &str, now: chrono::DateTime<chrono::Utc>) -> Option<i64> {
+    let cron = crate::config::parse_schedule(schedule).ok()?;
+    let period = crate::backup::schedule_period(schedule)?;
+    let back = (period / 2).min(chrono::Duration::seconds(30));
+    let tick = cron.find_next_occurrence(&(now - back), false).ok()?;
+    Some(tick.timestamp_millis())
+}
 
 /// Runs backup → verify → prune on the cron schedule. A failed step is
 /// logged and recorded; the next tick runs regardless. Overlap is refused
 /// by the backup lock (shared with `beacon backup run` from cron).
+///
+/// Every replica keeps the schedule, but only the leader runs a tick, once:
+/// see [`claim`].
 pub(super) async fn start_backup_schedule(
     backups: Arc<Backups>,
     schedule: &str,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    cluster: Arc<Cluster>,
 ) -> anyhow::Result<tokio_cron_scheduler::JobScheduler> {
     use tokio_cron_scheduler::{Job, JobScheduler};
     let scheduler = JobScheduler::new().await?;
     metrics.tasks.running("backup");
+    let schedule_text = schedule.to_string();
     let job = Job::new_async(schedule, move |_, _| {
         let backups = backups.clone();
         let metrics = metrics.clone();
         let clock = clock.clone();
+        let cluster = cluster.clone();
+        let schedule = schedule_text.clone();
         Box::pin(async move {
+            let Some(tick) = schedule_tick(&schedule, clock.now()) else {
+                return;
+            };
+            if !claim(backups.store(), &cluster, &metrics, "backup", tick).await {
+                return;
+            }
             // A task of its own, so a panic is seen here (and counted) rather
             // than lost inside the scheduler; the next tick runs again.
             metrics.tasks.running("backup");
@@ -61,12 +116,16 @@ pub(super) async fn start_backup_schedule(
     Ok(scheduler)
 }
 
-/// Prunes raw results past `raw_retention` (rollups stay) soon after start
-/// and then hourly, until `stop` resolves.
+/// Prunes raw results past `raw_retention` (rollups stay) once an hour
+/// across the fleet, the first a minute after start, until `stop`
+/// resolves. Every replica looks every few minutes; the leader claims the
+/// hour and prunes, so a new leader takes over within minutes.
 pub(super) async fn retention_job(
     store: Store,
     clock: Arc<dyn Clock>,
     raw_retention: Duration,
+    cluster: Arc<Cluster>,
+    metrics: Arc<Metrics>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
@@ -76,7 +135,11 @@ pub(super) async fn retention_job(
             _ = tokio::time::sleep(wait) => {}
             _ = stop.as_mut() => return,
         }
-        wait = Duration::from_secs(3600);
+        wait = Duration::from_secs(300);
+        let hour = clock.now_ms().div_euclid(3_600_000) * 3_600_000;
+        if !claim(&store, &cluster, &metrics, "retention", hour).await {
+            continue;
+        }
         let started = std::time::Instant::now();
         match store
             .prune(clock.now_ms(), raw_retention.as_millis() as i64)

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::backup::Backups;
 use crate::clock::{Clock, SystemClock};
+use crate::cluster::Cluster;
 use crate::config::{Config, ServiceConfig};
 use crate::metrics::{join_failure, Metrics};
 use crate::monitor::Monitor;
@@ -41,7 +42,8 @@ pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// The tasks a running beacon supervises, for their series at 0 from the
 /// start (so `rate()` works before a death).
-const TASKS: [&str; 6] = [
+const TASKS: [&str; 7] = [
+    "cluster",
     "monitor",
     "recorder",
     "refresher",
@@ -65,6 +67,7 @@ pub struct Application {
     /// What a new notifier is made of, when the running one dies.
     notifier_parts: NotifierParts,
     in_use: crate::backup::lock::InUse,
+    cluster: Arc<Cluster>,
     limits: web::server::Limits,
     shutdown_timeout: Duration,
 }
@@ -98,15 +101,25 @@ impl Application {
             config.services.push(ServiceConfig::watching_self(addr));
         }
 
+        let metrics = Arc::new(Metrics::new());
+        // Joined before the monitor starts, so the first division of the
+        // services among replicas already counts the live ones.
+        let cluster = Arc::new(Cluster::new(
+            store.clone(),
+            config.cluster.clone(),
+            metrics.clone(),
+        ));
+        cluster.join().await;
         let monitor = Monitor::for_services(
             &config.services,
             store.clone(),
             clock.clone(),
             config.monitor.clone(),
-            Arc::new(Metrics::new()),
+            metrics,
         )
         .await
-        .context("syncing configured services into the store")?;
+        .context("syncing configured services into the store")?
+        .shared_by(&cluster)?;
 
         let (refresher, snapshot) = first_snapshot(&config, &store, &clock).await?;
         let backups = scheduled_backups(&config, &store, &clock).await?;
@@ -124,7 +137,7 @@ impl Application {
                 since: clock.now(),
             })
         });
-        let state = app_state(
+        let mut state = app_state(
             &config,
             &store,
             &monitor,
@@ -133,6 +146,7 @@ impl Application {
             snapshot,
             backup_watch,
         );
+        state.cluster = Some(cluster.subscribe());
         Ok(Application {
             listener,
             addr,
@@ -146,6 +160,7 @@ impl Application {
             notifier,
             notifier_parts,
             in_use,
+            cluster,
             limits,
             shutdown_timeout: config.server.limits.shutdown_timeout,
         })
@@ -220,6 +235,7 @@ impl Application {
             notifier,
             notifier_parts,
             in_use,
+            cluster,
             limits,
             shutdown_timeout,
         } = self;
@@ -257,13 +273,23 @@ impl Application {
                 stop,
             ))
         });
+        // Membership, the lease and the view: first to stop among the
+        // restartable tasks, so a replica that stops hands its services
+        // and the lease over at once.
+        let membership = {
+            let cluster = cluster.clone();
+            supervisor.spawn("cluster", move |stop| Ok(cluster.clone().run(stop)))
+        };
         let retention = {
             let (store, clock) = (store.clone(), clock.clone());
+            let (cluster, metrics) = (cluster.clone(), metrics.clone());
             supervisor.spawn("retention", move |stop| {
                 Ok(jobs::retention_job(
                     store.clone(),
                     clock.clone(),
                     raw_retention,
+                    cluster.clone(),
+                    metrics.clone(),
                     stop,
                 ))
             })
@@ -279,9 +305,15 @@ impl Application {
         });
         let scheduler = match backups {
             Some((backups, schedule)) => Some(
-                jobs::start_backup_schedule(backups, &schedule, metrics.clone(), clock.clone())
-                    .await
-                    .context("starting the backup schedule")?,
+                jobs::start_backup_schedule(
+                    backups,
+                    &schedule,
+                    metrics.clone(),
+                    clock.clone(),
+                    cluster.clone(),
+                )
+                .await
+                .context("starting the backup schedule")?,
             ),
             None => None,
         };
@@ -309,7 +341,7 @@ impl Application {
         let running = Running {
             monitor: (stop_monitor, monitor_task),
             server: (stop_server, server_task),
-            supervised: vec![refresher, retention, notifier],
+            supervised: vec![membership, refresher, retention, notifier],
             scheduler,
             watchdog: (stop_watchdog, watchdog),
             metrics,
@@ -444,6 +476,7 @@ fn app_state(
         metrics_token: config.metrics.token.clone().map(Arc::new),
         server_stats: Default::default(),
         store_reads: Arc::new(tokio::sync::Semaphore::new(web::STORE_READERS)),
+        cluster: None,
     }
 }
 
@@ -483,8 +516,9 @@ struct Running {
     monitor: (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>),
     server: (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>),
     /// Restartable tasks, stopped in this order after the monitor and the
-    /// server: refresher, retention, notifier (last, so the alerts of the
-    /// monitor's last writes are routed).
+    /// server: cluster (leaves, handing its services and the lease over),
+    /// refresher, retention, notifier (last, so the alerts of the monitor's
+    /// last writes are routed).
     supervised: Vec<Supervised>,
     scheduler: Option<tokio_cron_scheduler::JobScheduler>,
     watchdog: (oneshot::Sender<()>, JoinHandle<()>),

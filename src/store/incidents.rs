@@ -296,6 +296,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             insert_incident_event!(tx, id, EventKind::IncidentOpened, &new.message, new.at);
+            bump_changes!(tx);
             tx.commit().await?;
             id
         });
@@ -340,6 +341,7 @@ impl Store {
                     EventKind::IncidentUpdated
                 };
                 insert_incident_event!(tx, id, kind, message, at);
+                bump_changes!(tx);
                 tx.commit().await?;
             }
             changed == 1
@@ -392,6 +394,7 @@ impl Store {
                         .await?;
                 }
             }
+            bump_changes!(tx);
             tx.commit().await?;
             true
         });
@@ -408,6 +411,7 @@ impl Store {
             sqlx::query("DELETE FROM incident_updates WHERE incident_id = $1").bind(id).execute(&mut *tx).await?;
             sqlx::query("DELETE FROM incident_services WHERE incident_id = $1").bind(id).execute(&mut *tx).await?;
             let n = sqlx::query("DELETE FROM incidents WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+            bump_changes!(tx);
             tx.commit().await?;
             n == 1
         });

@@ -208,6 +208,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                bump_changes!(tx);
                 tx.commit().await?;
             }
             id
@@ -220,6 +221,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             sqlx::query("DELETE FROM maintenance_services WHERE maintenance_id = $1").bind(id).execute(&mut *tx).await?;
             let n = sqlx::query("DELETE FROM maintenances WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+            bump_changes!(tx);
             tx.commit().await?;
             n == 1
         });

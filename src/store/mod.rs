@@ -93,6 +93,17 @@ macro_rules! insert_alert_event {
     }};
 }
 
+/// Moves the change counter, as the last statement of `$tx` (so the row
+/// is locked only while the transaction commits, and always last: no two
+/// writers can wait on each other through it).
+macro_rules! bump_changes {
+    ($tx:expr) => {{
+        sqlx::query("UPDATE store_changes SET counter = counter + 1 WHERE id = 1")
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+
 /// Inserts the alert event of an incident write (`$kind`, about the update
 /// `$message`), reading the incident as `$tx` now sees it.
 macro_rules! insert_incident_event {
@@ -139,6 +150,7 @@ macro_rules! insert_incident_event {
 
 mod alerts;
 mod backups;
+mod cluster;
 mod copy;
 mod incidents;
 mod lock;
@@ -153,6 +165,7 @@ mod sqlite;
 
 pub use alerts::{AlertDelivery, DeliveryOutcome, StoredEvent};
 pub use backups::BackupRecord;
+pub use cluster::{Fence, Holder, Lease, Member, LEADER_LEASE};
 pub use copy::{ExportedSnapshot, PgDatabase, RowCounts, SqliteFile};
 pub use lock::AdvisoryLock;
 pub use scratch::PgServer;
@@ -239,6 +252,10 @@ pub enum StoreError {
         column: &'static str,
         value: String,
     },
+    /// A singleton's write under a lease that has moved on (another
+    /// replica leads now, at a higher epoch): refused, never retried.
+    #[error("refused: this replica's leadership (epoch {epoch}) has moved on")]
+    Fenced { epoch: i64 },
     #[error("PRAGMA integrity_check: {answers}")]
     IntegrityCheck { answers: String },
 }

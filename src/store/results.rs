@@ -149,14 +149,72 @@ impl Store {
     /// The updates after it go in id order too. SQLite locks the whole file
     /// and needs none of this.
     pub async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        self.write_batch_checked(batch).await.map(drop)
+    }
+
+    /// [`Store::write_batch`], answering the services whose state change
+    /// the store did not record because the stored state was no longer the
+    /// change's `from` (another replica wrote it first): the writer's idea
+    /// of those services is stale, and it should read them again.
+    ///
+    /// A state change is a compare-and-swap on the previous state, so two
+    /// writers (two replicas during a hand-over) never both record the
+    /// same transition, nor its incident step or alert.
+    pub async fn write_batch_checked(&self, batch: &Batch) -> Result<Vec<i64>, StoreError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let plan = Plan::of(batch);
         match &self.0 {
             Pools::Sqlite(pool) => on_sqlite::write(pool, batch, &plan, false).await,
             Pools::Postgres(pool) => on_postgres::write(pool, batch, &plan, true).await,
         }
+    }
+
+    /// Where a new owner of a service starts its thresholds: the stored
+    /// state and the outcomes since it was reached, oldest first, at most
+    /// `limit` (the newest). A result taken in maintenance ends the run: the
+    /// thresholds start afresh after a window.
+    pub async fn resume_point(
+        &self,
+        service_id: i64,
+        limit: i64,
+    ) -> Result<(State, Vec<Outcome>), StoreError> {
+        let (state, codes) = on_pool!(self, pool, _Db => {
+            let row = sqlx::query("SELECT state, state_since FROM services WHERE id = $1")
+                .bind(service_id)
+                .fetch_optional(pool)
+                .await?;
+            let Some(row) = row else {
+                return Err(StoreError::invalid("service", format!("no service with id {service_id}")));
+            };
+            let state: String = row.try_get("state")?;
+            let since: Option<i64> = row.try_get("state_since")?;
+            let codes: Vec<i16> = sqlx::query_scalar(
+                "SELECT state FROM check_results WHERE service_id = $1 AND checked_at > $2 \
+                 ORDER BY checked_at DESC LIMIT $3",
+            )
+            .bind(service_id)
+            .bind(since.unwrap_or(0))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            (state, codes)
+        });
+        let state = State::parse(&state).ok_or_else(|| StoreError::Corrupt {
+            table: "services",
+            column: "state",
+            value: state.clone(),
+        })?;
+        let mut outcomes = Vec::with_capacity(codes.len());
+        for code in codes {
+            if code == MAINTENANCE_CODE {
+                break;
+            }
+            outcomes.push(outcome_of(code)?);
+        }
+        outcomes.reverse();
+        Ok((state, outcomes))
     }
 
     /// Every stored result of one service, oldest first (tests and tools).
@@ -230,18 +288,20 @@ macro_rules! batch_steps {
             batch: &Batch,
             plan: &Plan<'_>,
             row_locks: bool,
-        ) -> Result<(), StoreError> {
+        ) -> Result<Vec<i64>, StoreError> {
             let mut conn = pool.acquire().await?;
-            if let Err(e) = transaction(&mut conn, batch, plan, row_locks).await {
+            match transaction(&mut conn, batch, plan, row_locks).await {
+                Ok(stale) => Ok(stale),
+                Err(e) => {
                 // A transaction that failed half-way can leave its
                 // connection holding the write lock (SQLite after
                 // SQLITE_FULL: the automatic rollback and sqlx's own then
                 // disagree), and every later write would wait on it as
                 // "database is locked". Close it instead of reusing it.
-                let _ = sqlx::Connection::close(conn.detach()).await;
-                return Err(e);
+                    let _ = sqlx::Connection::close(conn.detach()).await;
+                    Err(e)
+                }
             }
-            Ok(())
         }
 
         async fn transaction(
@@ -249,7 +309,7 @@ macro_rules! batch_steps {
             batch: &Batch,
             plan: &Plan<'_>,
             row_locks: bool,
-        ) -> Result<(), StoreError> {
+        ) -> Result<Vec<i64>, StoreError> {
             let mut tx = sqlx::Connection::begin(conn).await?;
             if row_locks {
                 lock_services(&mut tx, &plan.touched).await?;
@@ -257,15 +317,19 @@ macro_rules! batch_steps {
             insert_results(&mut tx, &batch.results).await?;
             // Rollups in the same transaction as the results they count.
             add_rollups(&mut tx, &batch.results).await?;
+            let mut stale = Vec::new();
             for change in &batch.changes {
-                record_change(&mut tx, change, batch.incident_cooldown_ms).await?;
+                if !record_change(&mut tx, change, batch.incident_cooldown_ms).await? {
+                    stale.push(change.service_id);
+                }
             }
             set_dependencies(&mut tx, &plan.dependencies).await?;
             set_certificates(&mut tx, &plan.certificates).await?;
             warn_certificates(&mut tx, &batch.certificate_warnings).await?;
             set_last_checked(&mut tx, &plan.last_checked).await?;
+            bump_changes!(tx);
             tx.commit().await?;
-            Ok(())
+            Ok(stale)
         }
 
         /// `FOR NO KEY UPDATE` on every touched service, in id order
@@ -336,13 +400,36 @@ macro_rules! batch_steps {
             Ok(())
         }
 
-        /// One state change: its row, the service's new state, then what
-        /// the policy decides of it, all in the batch's transaction.
+        /// One state change: the service's new state (a compare-and-swap
+        /// on the previous one), its row, then what the policy decides of
+        /// it, all in the batch's transaction. `false`: the stored state was
+        /// not the change's `from` any more (another writer recorded a
+        /// change first), so nothing of this one is written.
         async fn record_change(
             tx: &mut Conn,
             c: &StatusChange,
             cooldown_ms: i64,
-        ) -> Result<(), StoreError> {
+        ) -> Result<bool, StoreError> {
+            let service = sqlx::query("SELECT slug, name, group_name, state, state_since FROM services WHERE id = $1")
+                .bind(c.service_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let stored: String = service.try_get("state")?;
+            if stored != c.from.as_str() {
+                tracing::info!(service_id = c.service_id, stored = %stored, from = %c.from, to = %c.to, "state change not recorded: another writer changed this service's state first");
+                return Ok(false);
+            }
+            let swapped = sqlx::query("UPDATE services SET state = $1, state_since = $2 WHERE id = $3 AND state = $4")
+                .bind(c.to.as_str())
+                .bind(c.changed_at)
+                .bind(c.service_id)
+                .bind(c.from.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if swapped != 1 {
+                return Ok(false);
+            }
             sqlx::query(
                 "INSERT INTO status_changes (service_id, changed_at, from_state, to_state, reason) \
                  VALUES ($1, $2, $3, $4, $5)",
@@ -354,22 +441,12 @@ macro_rules! batch_steps {
             .bind(c.reason.as_deref())
             .execute(&mut *tx)
             .await?;
-            let service = sqlx::query("SELECT slug, name, group_name, state_since FROM services WHERE id = $1")
-                .bind(c.service_id)
-                .fetch_one(&mut *tx)
-                .await?;
             let service_ref = crate::domain::ServiceRef {
                 slug: service.try_get("slug")?,
                 name: service.try_get("name")?,
                 group: service.try_get("group_name")?,
             };
             let from_since: Option<i64> = service.try_get("state_since")?;
-            sqlx::query("UPDATE services SET state = $1, state_since = $2 WHERE id = $3")
-                .bind(c.to.as_str())
-                .bind(c.changed_at)
-                .bind(c.service_id)
-                .execute(&mut *tx)
-                .await?;
             let facts = ChangeFacts {
                 before_maintenance: state_before_maintenance(tx, c).await?,
                 latest_incident: latest_automatic_incident(tx, c.service_id).await?,
@@ -382,7 +459,8 @@ macro_rules! batch_steps {
                 from_since,
                 cooldown_ms,
             };
-            apply(tx, c, policy::decide(&facts)).await
+            apply(tx, c, policy::decide(&facts)).await?;
+            Ok(true)
         }
 
         /// Leaving maintenance compares with the state before the window.
@@ -452,21 +530,33 @@ macro_rules! batch_steps {
         /// a second replica finds the same open incident and opens no other).
         async fn apply(tx: &mut Conn, c: &StatusChange, decision: Decision) -> Result<(), StoreError> {
             if let Some(event) = &decision.event {
-                insert_alert_event!(tx, event, Some(c.service_id), None);
+                // Keyed by the transition: the same change seen twice is
+                // one event.
+                let key = format!("state:{}:{}:{}", c.service_id, c.changed_at, c.to.as_str());
+                insert_alert_event!(tx, event, Some(c.service_id), Some(key));
             }
             let (id, status, message) = match decision.incident {
                 None => return Ok(()),
                 Some(IncidentAction::Open { title, impact, message }) => {
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO incidents (title, impact, status, automatic, started_at, created_at, updated_at) \
-                         VALUES ($1, $2, 'investigating', $3, $4, $4, $4) RETURNING id",
+                    // One open automatic incident per service, by the
+                    // partial unique index: an insert that loses a race
+                    // (another writer opened it) does nothing.
+                    let id: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO incidents (title, impact, status, automatic, started_at, created_at, updated_at, auto_service_id) \
+                         VALUES ($1, $2, 'investigating', $3, $4, $4, $4, $5) \
+                         ON CONFLICT (auto_service_id) WHERE resolved_at IS NULL DO NOTHING RETURNING id",
                     )
                     .bind(title)
                     .bind(impact)
                     .bind(true)
                     .bind(c.changed_at)
-                    .fetch_one(&mut *tx)
+                    .bind(c.service_id)
+                    .fetch_optional(&mut *tx)
                     .await?;
+                    let Some(id) = id else {
+                        tracing::info!(service_id = c.service_id, "an automatic incident is open for this service already; not opening another");
+                        return Ok(());
+                    };
                     sqlx::query("INSERT INTO incident_services (incident_id, service_id) VALUES ($1, $2)")
                         .bind(id)
                         .bind(c.service_id)

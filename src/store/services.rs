@@ -94,6 +94,7 @@ impl Store {
                     state_since: row.try_get("state_since")?,
                 });
             }
+            bump_changes!(tx);
             tx.commit().await?;
             stored
         });

@@ -66,6 +66,9 @@ pub struct AppState {
     /// Permits for public reads that must reach the store (see
     /// [`AppState::read_store`]).
     pub store_reads: Arc<tokio::sync::Semaphore>,
+    /// The cluster's view (role, epoch, members), for `/health`; `None` in
+    /// the route tests.
+    pub cluster: Option<tokio::sync::watch::Receiver<crate::cluster::View>>,
 }
 
 /// Public reads of the store at once. The store's pool is shared with the

@@ -338,6 +338,9 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
     if let Some(check) = backup_check {
         body["checks"]["backup:age"] = json!([check]);
     }
+    if let Some(view) = &app.cluster {
+        body["cluster"] = cluster(&view.borrow());
+    }
     let code = if status == "fail" {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -352,4 +355,21 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// This replica's role, the epoch and the members it sees.
+fn cluster(view: &crate::cluster::View) -> serde_json::Value {
+    json!({
+        "member": &*view.member,
+        "role": view.role().as_str(),
+        "epoch": view.epoch,
+        "leader": view.leader,
+        "members": view.members.iter().map(|m| json!({
+            "id": m.id,
+            "host": m.host,
+            "version": m.version,
+            "started_at": m.started_at,
+            "last_seen": m.last_seen,
+        })).collect::<Vec<_>>(),
+    })
 }

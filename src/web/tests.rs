@@ -45,6 +45,7 @@ impl AppState {
             alert_channels: Default::default(),
             server_stats: Default::default(),
             store_reads: Arc::new(tokio::sync::Semaphore::new(super::STORE_READERS)),
+            cluster: None,
         }
     }
 }

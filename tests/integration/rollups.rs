@@ -57,6 +57,7 @@ async fn rollups_match_raw(db: TestDb) {
             pending.push(ProbeResult {
                 service_id: *id,
                 own_fault: false,
+                resume: false,
                 checked_at: clock.now_ms(),
                 report: ProbeReport {
                     latency: Duration::from_millis(next() % 3000),
@@ -146,6 +147,7 @@ async fn retention(db: TestDb) {
         batch.push(ProbeResult {
             service_id: id,
             own_fault: false,
+            resume: false,
             checked_at: clock.now_ms(),
             report: ProbeReport::down(Duration::from_millis(20), "x").with_outcome(outcome),
         });
@@ -288,6 +290,7 @@ async fn ninety_days(db: TestDb) {
             pending.push(ProbeResult {
                 service_id: *id,
                 own_fault: false,
+                resume: false,
                 checked_at: clock.now_ms() + s as i64 * 1000,
                 report: ProbeReport::down(Duration::from_millis(next() % 2000), "x")
                     .with_outcome(outcome),
@@ -393,6 +396,7 @@ async fn history_updates(db: TestDb) {
                 ProbeResult {
                     service_id: *id,
                     own_fault: false,
+                    resume: false,
                     checked_at: clock.now_ms(),
                     report: ProbeReport {
                         latency: Duration::from_millis(step * 37 % 900),

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod backup;
+pub mod cluster;
 pub mod monitor;
 pub mod notify;
 pub mod server;

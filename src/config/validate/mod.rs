@@ -7,6 +7,7 @@
 
 mod admin;
 mod backup;
+mod cluster;
 mod diagnostics;
 mod document;
 mod fields;
@@ -44,6 +45,7 @@ pub(super) fn from_toml(
     let monitor = monitor::monitor(&raw.monitor, &mut problems);
     let admin = admin::admin(&raw.admin, &mut problems);
     let metrics = admin::metrics(&raw.metrics, &mut problems);
+    let cluster = cluster::cluster(&raw.cluster, &mut problems);
     let backup = raw
         .backup
         .as_ref()
@@ -71,6 +73,7 @@ pub(super) fn from_toml(
         monitor,
         admin,
         metrics,
+        cluster,
         backup,
         notify,
         groups,
