@@ -9,6 +9,7 @@ mod backup_faults;
 mod backups;
 mod binary;
 mod browser;
+mod cluster;
 mod config_props;
 mod drill;
 mod hardening;
