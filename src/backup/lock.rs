@@ -108,10 +108,11 @@ impl BackupLock {
 const IN_USE_KEY: i64 = ADVISORY_KEY + 1;
 
 /// Says "a beacon process is using this database": `beacon serve` holds it
-/// shared for its whole life, `beacon restore` takes it exclusively, so a
-/// restore never swaps a database under a running beacon and beacon never
-/// starts in the middle of a restore. SQLite: `<db>.lock`; PostgreSQL: a
-/// session advisory lock.
+/// for its whole life, `beacon restore` takes it exclusively, so a restore
+/// never swaps a database under a running beacon and beacon never starts
+/// in the middle of a restore. SQLite: `<db>.lock`, held exclusively by
+/// the one `beacon serve` a SQLite file may have; PostgreSQL: a session
+/// advisory lock held shared, by every replica.
 #[derive(Debug)]
 pub enum InUse {
     File(File),
@@ -136,20 +137,51 @@ impl InUse {
         }
         match sqlite_url::file_path(url.expose()) {
             None => Ok(InUse::InMemory),
-            Some(db) => {
-                let path = beside(&db, ".lock");
-                let file = open_lock_file(&path)?;
-                match file.try_lock_shared() {
-                    Ok(()) => Ok(InUse::File(file)),
-                    Err(TryLockError::WouldBlock) => Err(anyhow!(
-                        "a restore is replacing {} (it holds {}); start beacon when it has finished",
-                        db.display(),
-                        path.display()
-                    )),
-                    Err(TryLockError::Error(e)) => {
-                        Err(e).with_context(|| format!("locking {}", path.display()))
-                    }
-                }
+            Some(db) => Self::hold_sqlite(&db),
+        }
+    }
+
+    /// SQLite is one process's database: `beacon serve` holds `<db>.lock`
+    /// exclusively, and writes who it is into it, so a second one (or one
+    /// started during a restore) is refused before it writes anything,
+    /// with a message that says who holds the file.
+    fn hold_sqlite(db: &Path) -> anyhow::Result<InUse> {
+        use std::io::{Read, Seek, Write};
+        let path = beside(db, ".lock");
+        let mut file = open_lock_file(&path)?;
+        match file.try_lock() {
+            Ok(()) => {
+                let me = format!(
+                    "beacon serve, pid {}, host {}\n",
+                    std::process::id(),
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .map(|h| h.trim().to_string())
+                        .unwrap_or_else(|_| "unknown".into())
+                );
+                // Best effort: the lock, not the text, is what guards.
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| file.seek(std::io::SeekFrom::Start(0)))
+                    .and_then(|_| file.write_all(me.as_bytes()));
+                Ok(InUse::File(file))
+            }
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = File::open(&path).and_then(|f| f.take(200).read_to_string(&mut holder));
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another process (a beacon serving it, or a restore replacing it)".to_string()
+                } else {
+                    holder.to_string()
+                };
+                Err(anyhow!(
+                    "the SQLite database {} is in use by {who} (it holds {}); a SQLite database serves one beacon process: stop the other one first, and to run several replicas use PostgreSQL ([storage] url = \"postgres://…\"; see \"Running several replicas\" in README.md)",
+                    db.display(),
+                    path.display()
+                ))
+            }
+            Err(TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
             }
         }
     }
@@ -157,9 +189,17 @@ impl InUse {
     /// For `beacon restore` on SQLite: `Ok(None)` when a beacon holds it.
     pub fn exclusive_sqlite(db: &Path) -> anyhow::Result<Option<InUse>> {
         let path = beside(db, ".lock");
-        let file = open_lock_file(&path)?;
+        let mut file = open_lock_file(&path)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(InUse::File(file))),
+            Ok(()) => {
+                use std::io::{Seek, Write};
+                // Said to a `beacon serve` refused meanwhile.
+                let _ = file
+                    .set_len(0)
+                    .and_then(|()| file.seek(std::io::SeekFrom::Start(0)))
+                    .and_then(|_| writeln!(file, "beacon restore, pid {}", std::process::id()));
+                Ok(Some(InUse::File(file)))
+            }
             Err(TryLockError::WouldBlock) => Ok(None),
             Err(TryLockError::Error(e)) => {
                 Err(e).with_context(|| format!("locking {}", path.display()))
