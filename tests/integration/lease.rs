@@ -1,0 +1,234 @@
+//! What replicas share in the store, on both backends: membership, the
+//! leader's lease and its epoch, fenced singleton claims, the change
+//! counter, and state changes that two writers cannot both record.
+
+use std::time::Duration;
+
+use beacon::domain::{Outcome, State};
+use beacon::store::{Batch, CheckResult, Fence, StatusChange, StoreError, LEADER_LEASE};
+
+use crate::helpers::{eventually, test_config, TestDb};
+use crate::store_test;
+
+store_test!(one_leader_at_a_time_and_epochs_only_grow, lease);
+async fn lease(db: TestDb) {
+    let store = db.store().await;
+    let a = store
+        .acquire_lease(LEADER_LEASE, "a", 60_000)
+        .await
+        .expect("lease")
+        .expect("a free lease is taken");
+    assert_eq!(a.epoch, 1);
+    assert!(a.expires_at > a.now, "{a:?}");
+    assert_eq!(
+        store
+            .acquire_lease(LEADER_LEASE, "b", 60_000)
+            .await
+            .expect("lease"),
+        None,
+        "a live lease is not taken"
+    );
+    let renewed = store
+        .acquire_lease(LEADER_LEASE, "a", 60_000)
+        .await
+        .expect("lease")
+        .expect("renewed");
+    assert_eq!(renewed.epoch, 1, "renewing keeps the epoch");
+
+    // Fenced claims: once per tick, and only under the live epoch.
+    let fence_a = Fence {
+        member: "a".into(),
+        epoch: 1,
+    };
+    assert!(store
+        .claim_run("backup", 1_000, &fence_a)
+        .await
+        .expect("claim"));
+    assert!(
+        !store
+            .claim_run("backup", 1_000, &fence_a)
+            .await
+            .expect("claim"),
+        "a tick runs once"
+    );
+
+    // A clean stop gives the lease up: b takes it at once, at epoch 2.
+    store
+        .release_lease(LEADER_LEASE, "a", 1)
+        .await
+        .expect("release");
+    let b = store
+        .acquire_lease(LEADER_LEASE, "b", 60_000)
+        .await
+        .expect("lease")
+        .expect("a released lease is taken");
+    assert_eq!(b.epoch, 2);
+    let holder = store
+        .lease_holder(LEADER_LEASE)
+        .await
+        .expect("holder")
+        .expect("held");
+    assert_eq!((holder.member.as_str(), holder.epoch), ("b", 2));
+
+    // a, with its old epoch, is refused: the claim and the fence check.
+    let refused = store.claim_run("backup", 2_000, &fence_a).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { epoch: 1 })),
+        "{refused:?}"
+    );
+    assert!(store.check_fence(&fence_a).await.is_err());
+    assert_eq!(
+        store.runs("backup").await.expect("runs"),
+        vec![(1_000, "a".to_string(), 1)],
+        "the stale leader's claim left nothing"
+    );
+    assert_eq!(
+        store
+            .acquire_lease(LEADER_LEASE, "a", 60_000)
+            .await
+            .expect("lease"),
+        None,
+        "a stale leader cannot renew b's lease"
+    );
+
+    // A lease that runs out (b's holder died) is taken at the next epoch.
+    let short = store
+        .acquire_lease(LEADER_LEASE, "b", 300)
+        .await
+        .expect("lease")
+        .expect("b renews");
+    assert_eq!(short.epoch, 2);
+    eventually("b's lease runs out", Duration::from_secs(5), || async {
+        store
+            .lease_holder(LEADER_LEASE)
+            .await
+            .expect("holder")
+            .is_none()
+    })
+    .await;
+    let c = store
+        .acquire_lease(LEADER_LEASE, "c", 60_000)
+        .await
+        .expect("lease")
+        .expect("an expired lease is taken");
+    assert_eq!(c.epoch, 3);
+    assert_eq!(store.lease_epoch(LEADER_LEASE).await.expect("epoch"), 3);
+}
+
+store_test!(members_are_seen_while_they_heartbeat, members);
+async fn members(db: TestDb) {
+    let store = db.store().await;
+    store
+        .heartbeat("m1", "host-1", "1.0.0")
+        .await
+        .expect("beat");
+    store
+        .heartbeat("m2", "host-2", "1.0.0")
+        .await
+        .expect("beat");
+    let live = store.live_members(60_000).await.expect("members");
+    let ids: Vec<&str> = live.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["m1", "m2"]);
+    assert_eq!(live[0].host, "host-1");
+    assert!(live[0].last_seen >= live[0].started_at);
+    // m2 left cleanly; m1 stops beating and falls out after the ttl.
+    store.leave("m2").await.expect("leave");
+    let ids: Vec<String> = store
+        .live_members(60_000)
+        .await
+        .expect("members")
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, ["m1"]);
+    eventually(
+        "m1 is past a 300 ms ttl",
+        Duration::from_secs(5),
+        || async { store.live_members(300).await.expect("members").is_empty() },
+    )
+    .await;
+}
+
+store_test!(two_writers_never_record_one_transition_twice, transitions);
+async fn transitions(db: TestDb) {
+    let config = test_config(
+        &db,
+        "[[service]]\nname = \"API\"\nurl = \"http://127.0.0.1:9/health\"\n",
+    );
+    let store = db.store().await;
+    let stored = store
+        .sync_services(&config.services, 1_000)
+        .await
+        .expect("sync");
+    let id = stored[0].id;
+    let before = store.change_counter().await.expect("counter");
+    // Two replicas saw the same outage (a hand-over) and both send the
+    // change from unknown to down, each with its own results.
+    let batch = |at: i64| Batch {
+        results: vec![CheckResult {
+            service_id: id,
+            checked_at: at,
+            outcome: Outcome::Down,
+            maintenance: false,
+            latency_ms: Some(5),
+            status_code: Some(500),
+            reason: Some("HTTP 500".into()),
+        }],
+        changes: vec![StatusChange {
+            service_id: id,
+            changed_at: at,
+            from: State::Unknown,
+            to: State::Down,
+            reason: Some("HTTP 500".into()),
+        }],
+        incident_cooldown_ms: 600_000,
+        ..Batch::default()
+    };
+    let (first, second) = (batch(10_000), batch(10_001));
+    let (one, two) = tokio::join!(
+        store.write_batch_checked(&first),
+        store.write_batch_checked(&second)
+    );
+    let (one, two) = (one.expect("write"), two.expect("write"));
+    let mut stale = [one, two].concat();
+    stale.sort();
+    assert_eq!(stale, [id], "exactly one writer's change was refused");
+    let changes = store.status_changes("api").await.expect("changes");
+    assert_eq!(changes.len(), 1, "one transition recorded");
+    assert_eq!(
+        store.check_results("api").await.expect("results").len(),
+        2,
+        "both writers' results are kept"
+    );
+    let incidents = store.incidents_of("api").await.expect("incidents");
+    assert_eq!(incidents.len(), 1, "one automatic incident");
+    assert_eq!(store.count_rows("alert_events").await.expect("events"), 1);
+    assert!(store.change_counter().await.expect("counter") > before);
+
+    // Where a new owner resumes: down as stored, with the outcomes since.
+    store
+        .write_batch(&Batch {
+            results: vec![CheckResult {
+                service_id: id,
+                checked_at: 20_000,
+                outcome: Outcome::Up,
+                maintenance: false,
+                latency_ms: Some(5),
+                status_code: Some(200),
+                reason: None,
+            }],
+            ..Batch::default()
+        })
+        .await
+        .expect("write");
+    let (state, since) = store.resume_point(id, 5).await.expect("resume");
+    assert_eq!(state, State::Down);
+    // The results after the recorded change: the other writer's down, if
+    // it came later, then the up.
+    let expected: &[Outcome] = if changes[0].changed_at == 10_000 {
+        &[Outcome::Down, Outcome::Up]
+    } else {
+        &[Outcome::Up]
+    };
+    assert_eq!(since, expected);
+}
