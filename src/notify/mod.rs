@@ -249,9 +249,18 @@ impl Notifier {
     }
 
     async fn send_due(&self) -> Result<(), StoreError> {
+        // The lease outlives the longest attempt: nobody else takes one
+        // meanwhile.
+        let longest = self
+            .channels
+            .iter()
+            .map(|c| c.timeout.as_millis() as i64)
+            .max()
+            .unwrap_or(10_000);
+        let now = self.clock.now_ms();
         let due = self
             .store
-            .due_alert_deliveries(self.clock.now_ms(), SEND_BATCH)
+            .claim_due_alert_deliveries(now, SEND_BATCH, now + 2 * longest + 30_000)
             .await?;
         futures_util::future::join_all(due.into_iter().map(|d| self.attempt(d))).await;
         Ok(())
@@ -269,20 +278,6 @@ impl Notifier {
             }
             return;
         };
-        // The lease outlives the attempt: nobody else takes it meanwhile.
-        let lease_until = now + 2 * channel.timeout.as_millis() as i64 + 30_000;
-        match self
-            .store
-            .claim_alert_delivery(d.id, d.next_attempt_at, lease_until)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, delivery = d.id, "claiming an alert delivery failed");
-                return;
-            }
-        }
         let message = d.event.message(d.kind, &self.site);
         let sent = channel::send(&self.http, channel, &d, &message, &self.site).await;
         let attempt = d.attempts as u32 + 1;

@@ -3,9 +3,10 @@
 //!
 //! Routing and sending are idempotent so that a restart, or a second
 //! replica on the same PostgreSQL, never sends one alert twice: routing
-//! inserts deliveries with `ON CONFLICT DO NOTHING`, and a sender claims a
-//! delivery by moving its `next_attempt_at` forward (a lease) only if nobody
-//! else has.
+//! inserts deliveries with `ON CONFLICT DO NOTHING`, and a sender claims
+//! due deliveries in one statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL)
+//! that moves their `next_attempt_at` forward (a lease): a delivery is
+//! claimed by one sender, and claimed again only when its lease runs out.
 
 use sqlx::Row;
 
@@ -135,18 +136,51 @@ impl Store {
         Ok(())
     }
 
-    /// Pending deliveries due at `now`, the longest waiting first.
-    pub async fn due_alert_deliveries(
+    /// Claims up to `limit` deliveries due at `now`, the longest waiting
+    /// first, for one attempt each: their `next_attempt_at` moves to
+    /// `lease_until` (a sender that dies mid-attempt leaves the lease to run
+    /// out; the delivery is then tried again). One statement, whose rows
+    /// are locked `FOR UPDATE SKIP LOCKED` on PostgreSQL: two replicas
+    /// claiming at once each get other deliveries, and none waits for the
+    /// other (SQLite has one writer at a time and needs no such clause).
+    pub async fn claim_due_alert_deliveries(
         &self,
         now: i64,
         limit: i64,
+        lease_until: i64,
     ) -> Result<Vec<AlertDelivery>, StoreError> {
-        self.deliveries(
-            "WHERE d.status = 'pending' AND d.next_attempt_at <= $1 ORDER BY d.next_attempt_at, d.id LIMIT $2",
-            now,
-            limit,
-        )
-        .await
+        let lock = if self.is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE alert_deliveries SET next_attempt_at = $1 WHERE id IN (\
+               SELECT id FROM alert_deliveries WHERE status = 'pending' AND next_attempt_at <= $2 \
+               ORDER BY next_attempt_at, id LIMIT $3{lock}) \
+             AND status = 'pending' AND next_attempt_at <= $2 RETURNING id"
+        );
+        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar(&sql)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        // Read back what was claimed: the id range, then exactly these ids.
+        let mut claimed = self
+            .deliveries(
+                "WHERE d.id >= $1 AND d.id <= $2 ORDER BY d.next_attempt_at, d.id",
+                *first,
+                *last,
+            )
+            .await?;
+        claimed.retain(|d| ids.contains(&d.id));
+        Ok(claimed)
     }
 
     /// Every delivery, oldest first (tests, tools).
@@ -228,31 +262,6 @@ impl Store {
                 },
             )
             .collect()
-    }
-
-    /// Claims a due delivery for one attempt: moves `next_attempt_at` from
-    /// `seen` to `lease_until`. `false`: someone else claimed it first. A
-    /// sender that dies mid-attempt leaves the lease to run out; the
-    /// delivery is then tried again.
-    pub async fn claim_alert_delivery(
-        &self,
-        id: i64,
-        seen: i64,
-        lease_until: i64,
-    ) -> Result<bool, StoreError> {
-        let n = on_pool!(self, pool, _Db => {
-            sqlx::query(
-                "UPDATE alert_deliveries SET next_attempt_at = $1 \
-                 WHERE id = $2 AND status = 'pending' AND next_attempt_at = $3",
-            )
-            .bind(lease_until)
-            .bind(id)
-            .bind(seen)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        Ok(n == 1)
     }
 
     /// Records how an attempt ended (the attempt counts either way).

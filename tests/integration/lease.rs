@@ -231,4 +231,47 @@ async fn transitions(db: TestDb) {
         &[Outcome::Up]
     };
     assert_eq!(since, expected);
+
+    // The down event goes to three channels; two senders claiming at once
+    // (two replicas' notifiers) each get other deliveries, never the same.
+    let event = store.alert_events().await.expect("events")[0].id;
+    let kind = beacon::domain::EventKind::ServiceDown;
+    let channels: Vec<(String, beacon::domain::EventKind)> = ["a", "b", "c"]
+        .iter()
+        .map(|c| (c.to_string(), kind))
+        .collect();
+    store
+        .route_alert_event(event, &channels, 30_000)
+        .await
+        .expect("route");
+    let (one, two) = tokio::join!(
+        store.claim_due_alert_deliveries(40_000, 2, 100_000),
+        store.claim_due_alert_deliveries(40_000, 2, 100_000)
+    );
+    let mut claimed: Vec<i64> = one
+        .expect("claim")
+        .iter()
+        .chain(two.expect("claim").iter())
+        .map(|d| d.id)
+        .collect();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), 3, "every delivery claimed once: {claimed:?}");
+    assert!(
+        store
+            .claim_due_alert_deliveries(50_000, 10, 100_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "claimed deliveries are leased until their lease runs out"
+    );
+    assert_eq!(
+        store
+            .claim_due_alert_deliveries(100_000, 10, 200_000)
+            .await
+            .expect("claim")
+            .len(),
+        3,
+        "and claimed again after it"
+    );
 }
