@@ -24,6 +24,8 @@ use crate::helpers::TestDb;
 
 const ALL: [usize; 3] = [0, 1, 2];
 
+const ADMIN_TOKEN: &str = "cluster-admin-token-0123456789";
+
 /// How long a cluster may take to form (three debug binaries starting and
 /// migrating on a loaded machine, then a heartbeat or two).
 const FORM: Duration = Duration::from_secs(20);
@@ -93,7 +95,14 @@ async fn three_replicas_share_the_probing_and_agree() {
     let cluster = Cluster::start(
         db.dir.path(),
         3,
-        &config_text(&db.url, true, &services(&target, SERVICES)),
+        &config_text(
+            &db.url,
+            true,
+            &format!(
+                "[admin]\ntokens = [\"{ADMIN_TOKEN}\"]\n{}",
+                services(&target, SERVICES)
+            ),
+        ),
     )
     .await;
     let settled = cluster.settled(&ALL, FORM).await;
@@ -128,6 +137,45 @@ async fn three_replicas_share_the_probing_and_agree() {
     cluster
         .summaries_agree(&ALL, &expected, Duration::from_secs(15))
         .await;
+
+    // An incident written through replica 0 is on the others' pages
+    // within 2 s (each polls the store's change counter every second).
+    let written = Instant::now();
+    let response = cluster
+        .client
+        .post(cluster.url(0, "/admin/api/incidents"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"title":"Payments delayed","impact":"minor","message":"We are looking into it.","services":["svc-1"]}"#)
+        .send()
+        .await
+        .expect("admin API answers");
+    assert_eq!(response.status().as_u16(), 201, "incident created");
+    let mut seen = Vec::new();
+    for i in [1, 2] {
+        until(
+            "the incident is on every replica's incidents.json",
+            Duration::from_secs(2) + SLACK,
+            || async {
+                let incidents = cluster.incidents(i).await?;
+                if incidents.iter().any(|x| x["name"] == "Payments delayed") {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "replica {i}: {} incidents, not the new one",
+                        incidents.len()
+                    ))
+                }
+            },
+        )
+        .await;
+        seen.push(written.elapsed());
+    }
+    eprintln!("an incident written through replica 0 was on replicas 1 and 2 after {seen:?}");
+    assert!(
+        seen.iter().all(|t| *t <= Duration::from_secs(2) + SLACK),
+        "{seen:?}"
+    );
 
     // The gauges say the same as /health.
     until(
