@@ -268,6 +268,100 @@ impl Backups {
         outcome
     }
 
+    /// [`Backups::run`], cancelled cleanly once `stop` turns true (beacon
+    /// is stopping): the run is dropped where it stands (`pg_dump` is
+    /// killed, the temporary folder removed), then what it left is cleaned
+    /// up: a half-uploaded archive and its unfinished upload, a scratch
+    /// database of its verification; its record says it was cancelled.
+    /// A backup whose manifest was written is complete and kept.
+    pub async fn run_or_cancel(
+        &self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<RunReport, anyhow::Error> {
+        let lock = self.lock().await?;
+        let since = self.clock.now_ms();
+        let outcome = tokio::select! {
+            outcome = self.run_locked() => outcome,
+            () = async {
+                // A dropped sender never stops this run.
+                if stop.wait_for(|stopping| *stopping).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                let cleaned = self.clean_up_cancelled(since).await;
+                Err(StepError {
+                    id: cleaned.unwrap_or_default(),
+                    step: "cancelled",
+                    cause: anyhow!("beacon is stopping: the run was cancelled and what it had written removed"),
+                }
+                .into())
+            }
+        };
+        lock.release().await;
+        outcome
+    }
+
+    /// After a cancelled run started at `since`: removes what it left and
+    /// records it. Returns the backup's id, if it had one.
+    async fn clean_up_cancelled(&self, since: i64) -> Option<String> {
+        let records = match self.store.backup_records().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the backup records after a cancelled run failed");
+                return None;
+            }
+        };
+        let mut record = records
+            .into_iter()
+            .filter(|r| {
+                r.created_at >= since && matches!(r.status.as_str(), "running" | "uploaded")
+            })
+            .max_by_key(|r| r.created_at)?;
+        let id = record.id.clone();
+        if let Some(server) = self.store.postgres_server() {
+            match server
+                .drop_databases_with_prefix(&scratch_prefix(&id))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(backup = %id, databases = n, "dropped the cancelled verification's scratch database")
+                }
+                Err(e) => {
+                    tracing::warn!(backup = %id, error = %e, "dropping the cancelled verification's scratch database failed")
+                }
+            }
+        }
+        match self.manifest(&id).await {
+            // Complete: the manifest was written; only verification was cut.
+            Ok(Some(_)) => {
+                if record.status != "uploaded" {
+                    record.status = "uploaded".into();
+                    self.record(&mut record).await;
+                }
+                tracing::info!(backup = %id, "backup cancelled during verification; it is complete and kept, unverified");
+            }
+            _ => {
+                let key = record.archive_key.clone();
+                if let Err(e) = self.target.abort_uploads(&key).await {
+                    tracing::warn!(backup = %id, error = %e, "removing the cancelled backup's unfinished upload failed");
+                }
+                if let Err(e) = self.target.delete(&key).await {
+                    tracing::warn!(backup = %id, error = %e, "removing the cancelled backup's archive failed");
+                }
+                record.status = "failed".into();
+                record.failed_step = Some("cancelled".into());
+                record.error = Some(
+                    "beacon was stopping: the backup was cancelled and its partial archive removed"
+                        .into(),
+                );
+                self.record(&mut record).await;
+                tracing::info!(backup = %id, "backup cancelled; nothing of it is left in the target");
+            }
+        }
+        Some(id)
+    }
+
     async fn run_locked(&self) -> Result<RunReport, anyhow::Error> {
         let manifest = self.backup().await?;
         self.verify(&manifest.id).await?;
@@ -380,6 +474,8 @@ impl Backups {
             sha256: digest.hex(),
             tables,
         };
+        #[cfg(debug_assertions)]
+        test_hook_pause("upload").await;
         let key = manifest_key(id)
             .ok_or_else(|| anyhow!("bad id"))
             .step(id, "manifest")?;
@@ -788,14 +884,7 @@ async fn restore_check(
             let nonce = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos());
-            let scratch = format!(
-                "beacon_verify_{}_{}_{nonce}",
-                id.chars()
-                    .filter(char::is_ascii_alphanumeric)
-                    .collect::<String>()
-                    .to_lowercase(),
-                std::process::id()
-            );
+            let scratch = format!("{}{nonce}", scratch_prefix(id));
             // Whatever goes wrong making the scratch database is the
             // server's (refused connections, no CREATEDB, a busy template),
             // never the backup's.
@@ -815,6 +904,8 @@ async fn restore_check(
                         .context(format!("the database server: creating database {scratch}"))
                 })
                 .unavailable(id, "scratch database")?;
+            #[cfg(debug_assertions)]
+            test_hook_pause("verify").await;
             let outcome = async {
                 let (base, password) = dump::libpq_url(db_url).unavailable(id, "restore")?;
                 let mut url = url::Url::parse(&base).unavailable(id, "restore")?;
@@ -865,6 +956,31 @@ async fn restore_check(
             outcome
         }
         other => Err(anyhow!("unknown database kind \"{other}\"")).step(id, "manifest"),
+    }
+}
+
+/// The start of the names of this process's scratch databases verifying
+/// backup `id`: unique per run with a nonce after it.
+fn scratch_prefix(id: &str) -> String {
+    format!(
+        "beacon_verify_{}_{}_",
+        id.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+            .to_lowercase(),
+        std::process::id()
+    )
+}
+
+/// Debug builds only: `BEACON_TEST_BACKUP_PAUSE=upload` (after the archive
+/// is uploaded, before its manifest) or `=verify` (PostgreSQL: once the
+/// scratch database exists) makes a backup wait there for ever, so tests
+/// can stop beacon in the middle of one.
+#[cfg(debug_assertions)]
+async fn test_hook_pause(step: &str) {
+    if std::env::var("BEACON_TEST_BACKUP_PAUSE").as_deref() == Ok(step) {
+        tracing::warn!(step, "test hook: the backup pauses here");
+        std::future::pending::<()>().await;
     }
 }
 

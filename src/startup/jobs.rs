@@ -63,18 +63,31 @@ pub(super) async fn start_backup_schedule(
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     cluster: Arc<Cluster>,
-) -> anyhow::Result<tokio_cron_scheduler::JobScheduler> {
+) -> anyhow::Result<BackupSchedule> {
     use tokio_cron_scheduler::{Job, JobScheduler};
     let scheduler = JobScheduler::new().await?;
     metrics.tasks.running("backup");
     let schedule_text = schedule.to_string();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = Arc::new(tokio::sync::RwLock::new(()));
+    let in_flight = running.clone();
     let job = Job::new_async(schedule, move |_, _| {
         let backups = backups.clone();
         let metrics = metrics.clone();
         let clock = clock.clone();
         let cluster = cluster.clone();
         let schedule = schedule_text.clone();
+        let stopped = stopped.clone();
+        let in_flight = in_flight.clone();
         Box::pin(async move {
+            // Held for the whole run: stopping waits for it (see
+            // `BackupSchedule::stop`). None once stopping has begun.
+            let Ok(_running) = in_flight.try_read_owned() else {
+                return;
+            };
+            if *stopped.borrow() {
+                return;
+            }
             let Some(tick) = schedule_tick(&schedule, clock.now()) else {
                 return;
             };
@@ -84,7 +97,8 @@ pub(super) async fn start_backup_schedule(
             // A task of its own, so a panic is seen here (and counted) rather
             // than lost inside the scheduler; the next tick runs again.
             metrics.tasks.running("backup");
-            let run = match tokio::spawn(async move { backups.run().await }).await {
+            let run = match tokio::spawn(async move { backups.run_or_cancel(stopped).await }).await
+            {
                 Ok(run) => run,
                 Err(e) => {
                     let why = join_failure(e);
@@ -113,7 +127,33 @@ pub(super) async fn start_backup_schedule(
     scheduler.add(job).await?;
     scheduler.start().await?;
     tracing::info!(schedule, "backups scheduled");
-    Ok(scheduler)
+    Ok(BackupSchedule {
+        scheduler,
+        stop,
+        running,
+    })
+}
+
+/// The backup schedule of a running beacon, and what stops it.
+pub(super) struct BackupSchedule {
+    scheduler: tokio_cron_scheduler::JobScheduler,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Read-held by each run; taking it for writing waits for them all.
+    running: Arc<tokio::sync::RwLock<()>>,
+}
+
+impl BackupSchedule {
+    /// Stops the schedule: a run in flight is cancelled cleanly (see
+    /// `Backups::run_or_cancel`) and waited for, no new one starts.
+    pub(super) async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        let in_flight = self.running.try_write().is_err();
+        if in_flight {
+            tracing::info!("cancelling the backup in flight");
+        }
+        let _all_done = self.running.write().await;
+        let _ = self.scheduler.shutdown().await;
+    }
 }
 
 /// Prunes raw results past `raw_retention` (rollups stay) once an hour

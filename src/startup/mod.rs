@@ -520,7 +520,7 @@ struct Running {
     /// refresher, retention, notifier (last, so the alerts of the monitor's
     /// last writes are routed).
     supervised: Vec<Supervised>,
-    scheduler: Option<tokio_cron_scheduler::JobScheduler>,
+    scheduler: Option<jobs::BackupSchedule>,
     watchdog: (oneshot::Sender<()>, JoinHandle<()>),
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -579,7 +579,7 @@ impl Running {
             monitor: (stop_monitor, mut monitor_task),
             server: (stop_server, mut server_task),
             supervised,
-            mut scheduler,
+            scheduler,
             watchdog: (stop_watchdog, watchdog_task),
             metrics,
             clock: _,
@@ -613,10 +613,11 @@ impl Running {
                 let _ = stop.send(true);
                 let _ = task.await;
             }
-            if let Some(scheduler) = scheduler.as_mut() {
-                // A backup in flight is cut off; its manifest is never written,
-                // so it is never listed as restorable.
-                let _ = scheduler.shutdown().await;
+            if let Some(scheduler) = scheduler {
+                // A backup in flight is cancelled and cleaned up: its
+                // temporary files, its half-uploaded archive and its scratch
+                // database go; nothing of it is listed.
+                scheduler.stop().await;
                 metrics.tasks.stopped("backup");
             }
             outcome

@@ -66,6 +66,21 @@ impl PgServer {
         Ok(())
     }
 
+    /// Drops every database whose name starts with `prefix` (scratch
+    /// databases of a run that was cancelled before it could drop its own).
+    pub async fn drop_databases_with_prefix(&self, prefix: &str) -> Result<u64, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE left(datname, length($1)) = $1",
+        )
+        .bind(prefix)
+        .fetch_all(&self.0)
+        .await?;
+        for name in &names {
+            self.drop_database(name).await?;
+        }
+        Ok(names.len() as u64)
+    }
+
     pub async fn close(&self) {
         self.0.close().await;
     }

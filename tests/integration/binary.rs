@@ -731,3 +731,143 @@ fn backup_without_a_backup_section_says_what_to_add() {
     );
     assert!(stderr.contains("Try: add [backup]"), "{stderr}");
 }
+
+store_test!(
+    sigterm_during_a_backup_cancels_it_and_leaves_nothing_behind,
+    backup_cancelled
+);
+async fn backup_cancelled(db: TestDb) {
+    // Cut off after the archive is uploaded (before its manifest), and, on
+    // PostgreSQL, once more in verification with its scratch database made.
+    backup_cancelled_at(&db, "upload").await;
+    if db.kind == Kind::Postgres {
+        backup_cancelled_at(&db, "verify").await;
+    }
+}
+
+/// Starts beacon with a backup schedule every second and the test hook
+/// that pauses a backup at `step`, sends SIGTERM while it waits there, and
+/// checks what the cancelled run left: nothing but its record.
+async fn backup_cancelled_at(db: &TestDb, step: &str) {
+    let s3 = crate::helpers::S3Server::start().await;
+    let target = Target::start().await;
+    let temp = db.dir.path().join(format!("staging-{step}"));
+    std::fs::create_dir_all(&temp).expect("staging folder");
+    let file = db.dir.path().join(format!("beacon-{step}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{}\"\n\
+             [[service]]\nname = \"Checkout API\"\nurl = \"{}\"\ninterval = \"1s\"\n\
+             {}",
+            db.url,
+            target.url("ok"),
+            s3.backup_toml(
+                "prod",
+                &format!(
+                    "schedule = \"* * * * * *\"\nchecksums = \"when_required\"\ntemp_dir = \"{}\"",
+                    temp.display()
+                )
+            )
+        ),
+    )
+    .expect("write");
+    let mut child = beacon(db.dir.path())
+        .env("AWS_ACCESS_KEY_ID", crate::helpers::S3_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", crate::helpers::S3_SECRET_KEY)
+        .env("BEACON_TEST_BACKUP_PAUSE", step)
+        .arg("--config")
+        .arg(&file)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    read_until(&mut child, "test hook: the backup pauses here");
+    let store = db.store().await;
+    let running = store.backup_records().await.expect("records");
+    let id = running
+        .iter()
+        .find(|r| matches!(r.status.as_str(), "running" | "uploaded"))
+        .map(|r| r.id.clone())
+        .expect("a backup under way");
+    if step == "upload" {
+        assert!(
+            walk(s3.dir.path()).iter().any(|p| p.contains(&id)),
+            "the archive is uploaded before the stop"
+        );
+    }
+
+    let stopped = std::time::Instant::now();
+    terminate(&child);
+    let status = wait_exit(&mut child, Duration::from_secs(25));
+    assert!(status.success(), "{status:?}");
+    eprintln!(
+        "SIGTERM during a backup ({step}): exit 0 after {:?}",
+        stopped.elapsed()
+    );
+
+    // Its temporary folder is gone.
+    let left: Vec<_> = std::fs::read_dir(&temp)
+        .expect("staging folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    let record = store
+        .backup_records()
+        .await
+        .expect("records")
+        .into_iter()
+        .find(|r| r.id == id)
+        .expect("the record stays");
+    match step {
+        "upload" => {
+            // Nothing of it in the bucket, and it says why.
+            let objects: Vec<String> = walk(s3.dir.path())
+                .into_iter()
+                .filter(|p| p.contains(&id))
+                .collect();
+            assert!(objects.is_empty(), "left in the bucket: {objects:?}");
+            assert_eq!(record.status, "failed");
+            assert_eq!(record.failed_step.as_deref(), Some("cancelled"));
+        }
+        _ => {
+            // Complete (its manifest is written): kept, unverified; and
+            // no scratch database is left on the server.
+            assert_eq!(record.status, "uploaded");
+            let server = store.postgres_server().expect("PostgreSQL");
+            let prefix: String = format!(
+                "beacon_verify_{}",
+                id.chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect::<String>()
+                    .to_lowercase()
+            );
+            assert_eq!(
+                server
+                    .drop_databases_with_prefix(&prefix)
+                    .await
+                    .expect("list"),
+                0,
+                "the scratch database was dropped"
+            );
+        }
+    }
+}
+
+/// Every file under `dir`, as text.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}

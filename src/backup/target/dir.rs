@@ -50,6 +50,15 @@ impl Target for DirTarget {
         commit(&tmp, &dest).await
     }
 
+    async fn abort_uploads(&self, key: &str) -> anyhow::Result<()> {
+        let partial = self.root.join(key).with_extension("partial");
+        match tokio::fs::remove_file(&partial).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", partial.display())),
+        }
+    }
+
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
         let dest = self.root.join(key);
         let tmp = dest.with_extension("partial");

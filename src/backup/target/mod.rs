@@ -50,6 +50,11 @@ trait Target {
 
     /// Removes `key`; a key already gone is not an error.
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
+
+    /// Removes what an upload of `key` cut off half-way left behind (a
+    /// partial file, an unfinished multipart upload), so nothing of it is
+    /// listed or kept.
+    async fn abort_uploads(&self, key: &str) -> anyhow::Result<()>;
 }
 
 pub enum BackupTarget {
@@ -120,5 +125,10 @@ impl BackupTarget {
 
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
         each!(self, t => t.delete(key).await)
+    }
+
+    /// What an upload of `key` cut off half-way left behind, removed.
+    pub async fn abort_uploads(&self, key: &str) -> anyhow::Result<()> {
+        each!(self, t => t.abort_uploads(key).await)
     }
 }

@@ -346,6 +346,37 @@ impl Target for S3Target {
             .map_err(|e| anyhow!("{}", DisplayErrorContext(e)))?;
         Ok(())
     }
+
+    async fn abort_uploads(&self, key: &str) -> anyhow::Result<()> {
+        let full = self.full(key);
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(&full)
+            .send()
+            .await
+            .map_err(|e| anyhow!("listing unfinished uploads: {}", DisplayErrorContext(e)))?;
+        for upload in listed.uploads() {
+            let (Some(k), Some(upload_id)) = (upload.key(), upload.upload_id()) else {
+                continue;
+            };
+            if k != full {
+                continue;
+            }
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(k)
+                .upload_id(upload_id)
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow!("aborting an unfinished upload: {}", DisplayErrorContext(e))
+                })?;
+        }
+        Ok(())
+    }
 }
 
 /// A refused GET: a 4xx other than a timeout or throttling, after the
