@@ -45,7 +45,8 @@ INSERT INTO store_changes (id, counter) VALUES (1, 0);
 -- One open automatic incident per service, by constraint: the service an
 -- automatic incident is about, and a partial unique index over the open
 -- ones. The insert that loses a race does nothing.
-ALTER TABLE incidents ADD COLUMN auto_service_id INTEGER REFERENCES services(id);
+-- No REFERENCES here: SQLite cannot drop a column a foreign key names.
+ALTER TABLE incidents ADD COLUMN auto_service_id INTEGER;
 UPDATE incidents SET auto_service_id = (
     SELECT min(s.service_id) FROM incident_services s WHERE s.incident_id = incidents.id
 ) WHERE automatic = 1;

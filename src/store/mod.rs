@@ -385,6 +385,10 @@ pub const BEACON_TABLES: &[&str] = &[
     "backups",
     "alert_events",
     "alert_deliveries",
+    "cluster_members",
+    "cluster_leases",
+    "cluster_runs",
+    "store_changes",
 ];
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.

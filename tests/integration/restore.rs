@@ -261,10 +261,17 @@ async fn older_schema(db: TestDb) {
     let b = crate::backups::open(&config, &clock).await;
     fill_history(b.store(), &config, 1).await;
     // Make the database what schema version 6 was: no backups table (7),
-    // no index on incidents' start (8), no alert outbox (9).
+    // no index on incidents' start (8), no alert outbox (9), no cluster
+    // tables nor one-open-automatic-incident index (10).
     let store = b.store().clone();
     let raw = Raw::connect(&db.url).await;
     for sql in [
+        "DROP TABLE cluster_members",
+        "DROP TABLE cluster_leases",
+        "DROP TABLE cluster_runs",
+        "DROP TABLE store_changes",
+        "DROP INDEX incidents_one_open_automatic",
+        "ALTER TABLE incidents DROP COLUMN auto_service_id",
         "DROP TABLE alert_deliveries",
         "DROP TABLE alert_events",
         "DROP TABLE backups",
