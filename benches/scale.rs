@@ -3,6 +3,7 @@
 //!
 //!   cargo bench --bench scale                    # the set in docs/performance.md
 //!   cargo bench --bench scale -- --services 10000 --interval 30s --seconds 60 --store postgres
+//!   cargo bench --bench scale -- --services 10000 --interval 30s --seconds 60 --store postgres --replicas 3
 //!   cargo bench --bench scale -- --smoke         # CI: seconds, nothing asserted
 //!
 //! Options: `--services N`, `--interval 30s`, `--seconds S` (measured, after
@@ -10,7 +11,9 @@
 //! true|false` (default: beacon's, fresh connections), `--no-page` (no
 //! page requests: the monitor's cost alone), `--empty` (start from an empty
 //! store instead of 90 days of history), `--json FILE` (every run's figures,
-//! for comparing commits).
+//! for comparing commits), `--replicas N` (with `--services` and `--store
+//! postgres` only: N `beacon serve` processes with one config on one
+//! database, sharing the services; default 1).
 //! `BEACON_BENCH_BINARY` runs another beacon binary and
 //! `BEACON_BENCH_WRAPPER` runs it under a command, for profiling (see
 //! docs/performance.md). PostgreSQL runs use `BEACON_TEST_POSTGRES_URL` (default
@@ -39,6 +42,22 @@
 //!   graceful stop (must be 0);
 //! - in the JSON also: `/health`'s status, its lag text, and the probe
 //!   slots skipped after falling a whole interval behind, at the end.
+//!
+//! With `--replicas N` (N > 1) each replica has its own port (through
+//! `BEACON_LISTEN`) and the config has `[cluster] lease = "15s"`,
+//! `heartbeat = "5s"`. The warm-up first waits for every replica's
+//! `/health` to list N members, then one interval. Then: probes/s and lag
+//! are the fleet's (a service's lag is counted along the probes of one
+//! replica, so a hand-over starts a new cadence); beacon's max lag is the
+//! largest any replica reported; CPU is the sum of every replica's (per
+//! 1,000 probes of the fleet, and as a share of one core); RSS is per
+//! replica: the largest median and peak, and the sum of the medians; the
+//! write batch latency is over every replica's batches (their histograms
+//! added); `/` and summary.json are read from replica 0; share min / max is
+//! the fewest and most probes one replica sent in the window (by the
+//! probes' `Beacon-Member` header), as a share of the fleet's; lost is
+//! counted after every replica was stopped with SIGTERM (a service probed
+//! twice during the start's hand-over is two requests and two results).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -48,6 +67,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 const LISTENERS: usize = 4;
+
+/// The cluster timing of `--replicas` runs (beacon's defaults, written out
+/// so that a change of default does not change the benchmark).
+const CLUSTER: &str = "[cluster]\nlease = \"15s\"\nheartbeat = \"5s\"\n";
 
 #[derive(Debug, Clone)]
 struct Run {
@@ -60,67 +83,109 @@ struct Run {
     page: bool,
     /// Start from 90 days of history rather than an empty store.
     history: bool,
+    /// `beacon serve` processes on the one database.
+    replicas: usize,
 }
 
-/// Request arrivals: (service, µs since the fleet started).
-type Arrivals = Arc<Mutex<Vec<(u32, u64)>>>;
+/// One request the fleet answered.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    service: u32,
+    /// Index in [`Seen::members`] of its `Beacon-Member` header.
+    member: u16,
+    /// µs since the fleet started.
+    at: u64,
+}
+
+/// Every request the fleet answered, and the `Beacon-Member` values they
+/// carried ("" for none): a handful, so a linear search is the cheap way.
+#[derive(Debug, Default)]
+struct Seen {
+    arrivals: Vec<Arrival>,
+    members: Vec<String>,
+}
+
+impl Seen {
+    fn record(&mut self, service: u32, member: &[u8], at: u64) {
+        let member = match self.members.iter().position(|m| m.as_bytes() == member) {
+            Some(i) => i,
+            None => {
+                self.members
+                    .push(String::from_utf8_lossy(member).into_owned());
+                self.members.len() - 1
+            }
+        };
+        self.arrivals.push(Arrival {
+            service,
+            member: member as u16,
+            at,
+        });
+    }
+}
 
 struct Fleet {
     ports: Vec<u16>,
-    arrivals: Arrivals,
+    seen: Arc<Mutex<Seen>>,
     epoch: Instant,
 }
 
 async fn fleet() -> anyhow::Result<Fleet> {
-    let arrivals: Arrivals = Arc::default();
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let epoch = Instant::now();
     let mut ports = Vec::new();
     for _ in 0..LISTENERS {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         ports.push(listener.local_addr()?.port());
-        let arrivals = arrivals.clone();
+        let seen = seen.clone();
         let app = axum::Router::new().route(
             "/s/{n}",
-            axum::routing::get(move |axum::extract::Path(n): axum::extract::Path<u32>| {
-                let arrivals = arrivals.clone();
-                async move {
-                    let at = epoch.elapsed().as_micros() as u64;
-                    if let Ok(mut a) = arrivals.lock() {
-                        a.push((n, at));
-                    }
-                    let json = |status: &'static str| {
-                        (
-                            [(axum::http::header::CONTENT_TYPE, "application/health+json")],
-                            format!("{{\"status\":\"{status}\"}}"),
-                        )
-                    };
-                    match n % 50 {
-                        0 => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, json("fail")),
-                        1 => {
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                            (axum::http::StatusCode::OK, json("pass"))
+            axum::routing::get(
+                move |axum::extract::Path(n): axum::extract::Path<u32>,
+                      headers: axum::http::HeaderMap| {
+                    let seen = seen.clone();
+                    async move {
+                        let at = epoch.elapsed().as_micros() as u64;
+                        let member = headers
+                            .get("beacon-member")
+                            .map_or(&b""[..], |v| v.as_bytes());
+                        if let Ok(mut s) = seen.lock() {
+                            s.record(n, member, at);
                         }
-                        2 => (axum::http::StatusCode::OK, json("warn")),
-                        _ => (axum::http::StatusCode::OK, json("pass")),
+                        let json = |status: &'static str| {
+                            (
+                                [(axum::http::header::CONTENT_TYPE, "application/health+json")],
+                                format!("{{\"status\":\"{status}\"}}"),
+                            )
+                        };
+                        match n % 50 {
+                            0 => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, json("fail")),
+                            1 => {
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                                (axum::http::StatusCode::OK, json("pass"))
+                            }
+                            2 => (axum::http::StatusCode::OK, json("warn")),
+                            _ => (axum::http::StatusCode::OK, json("pass")),
+                        }
                     }
-                }
-            }),
+                },
+            ),
         );
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
     }
-    Ok(Fleet {
-        ports,
-        arrivals,
-        epoch,
-    })
+    Ok(Fleet { ports, seen, epoch })
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `n` distinct free ports (all bound at once, so none is picked twice).
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()?)
 }
 
 /// (utime + stime in seconds, VmRSS bytes, VmHWM bytes) of `pid`.
@@ -151,11 +216,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// `histogram_quantile` over one histogram family in Prometheus text.
-fn histogram_quantile(text: &str, family: &str, q: f64) -> Option<f64> {
-    let mut buckets: Vec<(f64, f64)> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix(&format!("{family}_bucket{{le=\"")))
+/// `histogram_quantile` over one histogram family in Prometheus text, the
+/// buckets of every text (replicas with the same buckets) added.
+fn histogram_quantile(texts: &[String], family: &str, q: f64) -> Option<f64> {
+    let prefix = format!("{family}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, f64)> = texts
+        .iter()
+        .flat_map(|text| text.lines())
+        .filter_map(|l| l.strip_prefix(&prefix))
         .filter_map(|l| {
             let (le, rest) = l.split_once("\"}")?;
             let le = if le == "+Inf" {
@@ -167,6 +235,13 @@ fn histogram_quantile(text: &str, family: &str, q: f64) -> Option<f64> {
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 += later.1;
+        }
+        same
+    });
     let total = buckets.last()?.1;
     if total == 0.0 {
         return None;
@@ -190,7 +265,6 @@ fn histogram_quantile(text: &str, family: &str, q: f64) -> Option<f64> {
     }
     None
 }
-
 /// Gives every service of `config_text` the history of a beacon that has
 /// watched it for 90 days: a daily rollup for each of the 89 days before
 /// today and an hourly one for each of the 23 hours before this one, as
@@ -240,6 +314,29 @@ async fn seed_history(url: &str, config_text: &str, interval: Duration) -> anyho
     Ok(written)
 }
 
+/// One `beacon serve` process of a run.
+struct Replica {
+    child: tokio::process::Child,
+    pid: u32,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+impl Replica {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// `url`'s body as JSON (Null if it cannot be had: /health answers 503
+/// with a body when it is not `pass`, so the status is not checked).
+async fn json_at(client: &reqwest::Client, url: &str) -> Value {
+    match client.get(url).send().await {
+        Ok(r) => serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}
+
 async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let (url, pg) = match run.store {
@@ -261,11 +358,15 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         }
         _ => (format!("sqlite://{}/beacon.db", dir.path().display()), None),
     };
-    let port = free_port()?;
+    let ports = free_ports(run.replicas)?;
     let timeout = (run.interval / 2).min(Duration::from_secs(5));
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\ntitle = \"Scale\"\n[storage]\nurl = \"{url}\"\n"
+        "[server]\nlisten = \"127.0.0.1:{}\"\ntitle = \"Scale\"\n[storage]\nurl = \"{url}\"\n",
+        ports[0]
     );
+    if run.replicas > 1 {
+        text.push_str(CLUSTER);
+    }
     for i in 0..run.services {
         text.push_str(&format!(
             "[[service]]\nname = \"svc-{i}\"\nurl = \"http://127.0.0.1:{}/s/{i}\"\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\nkeep_alive = {}\n",
@@ -282,61 +383,115 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     };
     let config = dir.path().join("beacon.toml");
     std::fs::write(&config, text)?;
-    let log = std::fs::File::create(dir.path().join("beacon.log"))?;
 
-    let arrivals_before = fleet.arrivals.lock().map(|a| a.len()).unwrap_or(0);
+    let arrivals_before = fleet.seen.lock().map(|s| s.arrivals.len()).unwrap_or(0);
     // For profiling: another beacon binary (one built with the system
     // allocator, say) and a command to run it under (`heaptrack`).
     let binary = std::env::var("BEACON_BENCH_BINARY")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_beacon").into());
     let wrapper = std::env::var("BEACON_BENCH_WRAPPER").unwrap_or_default();
-    let mut command = wrapper.split_whitespace().chain([binary.as_str()]);
-    let program = command.next().unwrap_or(binary.as_str());
-    let mut child = tokio::process::Command::new(program)
-        .args(command)
-        .args(["--config"])
-        .arg(&config)
-        .arg("serve")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?;
-    let pid = child
-        .id()
-        .ok_or_else(|| anyhow::anyhow!("beacon exited at once"))?;
-    let base = format!("http://127.0.0.1:{port}");
+    let mut replicas = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let log = dir.path().join(format!("beacon-{i}.log"));
+        let mut command = wrapper.split_whitespace().chain([binary.as_str()]);
+        let program = command.next().unwrap_or(binary.as_str());
+        let child = tokio::process::Command::new(program)
+            .args(command)
+            .args(["--config"])
+            .arg(&config)
+            .arg("serve")
+            .env("RUST_LOG", "warn")
+            // One config for every replica; each its own port.
+            .env("BEACON_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            // Whatever ends this run early takes the replicas with it.
+            .kill_on_drop(true)
+            .spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| anyhow::anyhow!("beacon {i} exited at once"))?;
+        replicas.push(Replica {
+            child,
+            pid,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        });
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
     let started = Instant::now();
-    loop {
-        if client.get(format!("{base}/livez")).send().await.is_ok() {
-            break;
+    let exited = |replicas: &mut [Replica]| -> anyhow::Result<()> {
+        for (i, r) in replicas.iter_mut().enumerate() {
+            if let Ok(Some(status)) = r.child.try_wait() {
+                anyhow::bail!("beacon {i} exited ({status}): {}", r.log());
+            }
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            anyhow::bail!(
-                "beacon exited ({status}): {}",
-                std::fs::read_to_string(dir.path().join("beacon.log")).unwrap_or_default()
+        Ok(())
+    };
+    for i in 0..replicas.len() {
+        loop {
+            let livez = format!("{}/livez", replicas[i].base);
+            if client.get(livez).send().await.is_ok() {
+                break;
+            }
+            exited(&mut replicas)?;
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "beacon {i} never answered"
             );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "beacon never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let start_secs = started.elapsed().as_secs_f64();
+    // Each replica's member id (its probes' `Beacon-Member`); with several,
+    // wait until each sees all of them, so that the services are divided.
+    let mut members = vec![String::new(); replicas.len()];
+    if replicas.len() > 1 {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut seen = Vec::new();
+            for (i, r) in replicas.iter().enumerate() {
+                let health = json_at(&client, &format!("{}/health", r.base)).await;
+                if let Some(id) = health["cluster"]["member"].as_str() {
+                    members[i] = id.to_string();
+                }
+                seen.push(health["cluster"]["members"].as_array().map_or(0, Vec::len));
+            }
+            if seen.iter().all(|&n| n == replicas.len()) {
+                break;
+            }
+            exited(&mut replicas)?;
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the {} replicas never all saw each other within 120 s: members seen {seen:?}",
+                replicas.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let cluster_secs = started.elapsed().as_secs_f64();
     // One interval of warm-up: every service has had its first probe.
     tokio::time::sleep(run.interval).await;
 
     let window_start = fleet.epoch.elapsed().as_micros() as u64;
-    let (cpu0, _, _) = proc_figures(pid).ok_or_else(|| anyhow::anyhow!("no /proc for beacon"))?;
+    let cpu0 = replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            proc_figures(r.pid)
+                .map(|f| f.0)
+                .ok_or_else(|| anyhow::anyhow!("no /proc for beacon {i}"))
+        })
+        .collect::<anyhow::Result<Vec<f64>>>()?;
     let t0 = Instant::now();
-    let mut rss = Vec::new();
+    let mut rss: Vec<Vec<f64>> = vec![Vec::new(); replicas.len()];
     let mut monitor_lag_max: f64 = 0.0;
     let mut page = Vec::new();
     let mut summary = Vec::new();
     let mut next_sample = t0;
+    let base = replicas[0].base.clone();
     while t0.elapsed() < Duration::from_secs(run.seconds) {
         for (path, into) in [("/", &mut page), ("/api/v2/summary.json", &mut summary)] {
             if !run.page {
@@ -351,14 +506,13 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         }
         if Instant::now() >= next_sample {
             next_sample += Duration::from_secs(1);
-            if let Some((_, r, _)) = proc_figures(pid) {
-                rss.push(r as f64);
-            }
-            // /health, as a Kubernetes probe or a person reads it (a
-            // /metrics scrape a second would cost more than it measures).
-            if let Ok(r) = client.get(format!("{base}/health")).send().await {
-                let doc: Value = serde_json::from_str(&r.text().await.unwrap_or_default())
-                    .unwrap_or(Value::Null);
+            for (r, rss) in replicas.iter().zip(&mut rss) {
+                if let Some((_, b, _)) = proc_figures(r.pid) {
+                    rss.push(b as f64);
+                }
+                // /health, as a Kubernetes probe or a person reads it (a
+                // /metrics scrape a second would cost more than it measures).
+                let doc = json_at(&client, &format!("{}/health", r.base)).await;
                 if let Some(ms) = doc["checks"]["monitor:lag"][0]["observedValue"].as_f64() {
                     monitor_lag_max = monitor_lag_max.max(ms / 1000.0);
                 }
@@ -368,34 +522,44 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     }
     let window = t0.elapsed().as_secs_f64();
     let window_end = fleet.epoch.elapsed().as_micros() as u64;
-    let (cpu1, _, hwm) = proc_figures(pid).ok_or_else(|| anyhow::anyhow!("no /proc for beacon"))?;
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
-    let health: Value = serde_json::from_str(
-        &client
-            .get(format!("{base}/health"))
-            .send()
-            .await?
-            .text()
-            .await?,
-    )
-    .unwrap_or(Value::Null);
+    let mut cpu = Vec::new();
+    let mut hwm = Vec::new();
+    let mut metrics = Vec::new();
+    let mut health = Vec::new();
+    for (i, r) in replicas.iter().enumerate() {
+        let (cpu1, _, peak) =
+            proc_figures(r.pid).ok_or_else(|| anyhow::anyhow!("no /proc for beacon {i}"))?;
+        cpu.push(cpu1 - cpu0[i]);
+        hwm.push(peak as f64);
+        metrics.push(
+            client
+                .get(format!("{}/metrics", r.base))
+                .send()
+                .await?
+                .text()
+                .await?,
+        );
+        health.push(json_at(&client, &format!("{}/health", r.base)).await);
+    }
 
-    // A graceful stop: every probe that reached the fleet is written.
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let exit = tokio::time::timeout(Duration::from_secs(120), child.wait()).await??;
-    anyhow::ensure!(exit.success(), "beacon exited with {exit}");
+    // A graceful stop of every replica at once: every probe that reached
+    // the fleet is written.
+    for r in &replicas {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &r.pid.to_string()])
+            .status();
+    }
+    for (i, r) in replicas.iter_mut().enumerate() {
+        let exit = tokio::time::timeout(Duration::from_secs(120), r.child.wait())
+            .await
+            .map_err(|_| anyhow::anyhow!("beacon {i} did not stop within 120 s of SIGTERM"))??;
+        anyhow::ensure!(exit.success(), "beacon {i} exited with {exit}: {}", r.log());
+    }
 
-    let arrivals: Vec<(u32, u64)> = fleet
-        .arrivals
+    let (arrivals, seen_members): (Vec<Arrival>, Vec<String>) = fleet
+        .seen
         .lock()
-        .map(|a| a[arrivals_before..].to_vec())
+        .map(|s| (s.arrivals[arrivals_before..].to_vec(), s.members.clone()))
         .unwrap_or_default();
     let store =
         beacon::store::Store::connect(&beacon::config::DatabaseUrl::new(url.clone())).await?;
@@ -403,17 +567,39 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     store.close().await;
     let lost = arrivals.len() as i64 - stored;
 
-    let in_window = arrivals
-        .iter()
-        .filter(|(_, at)| *at >= window_start && *at < window_end)
-        .count();
-    let mut per_service: HashMap<u32, Vec<u64>> = HashMap::new();
-    for (n, at) in &arrivals {
-        per_service.entry(*n).or_default().push(*at);
+    let in_window = |a: &&Arrival| a.at >= window_start && a.at < window_end;
+    let window_arrivals = arrivals.iter().filter(in_window).count();
+    // Probes in the window by `Beacon-Member`, and each replica's share.
+    let mut by_member: HashMap<&str, u64> = HashMap::new();
+    for a in arrivals.iter().filter(in_window) {
+        let member = seen_members
+            .get(a.member as usize)
+            .map_or("", String::as_str);
+        *by_member.entry(member).or_default() += 1;
+    }
+    let shares: Vec<f64> = if replicas.len() == 1 {
+        vec![1.0]
+    } else {
+        members
+            .iter()
+            .map(|m| {
+                by_member.get(m.as_str()).copied().unwrap_or(0) as f64
+                    / window_arrivals.max(1) as f64
+            })
+            .collect()
+    };
+    // A service's cadence, along the probes one replica sent it: a
+    // hand-over to another replica starts another.
+    let mut cadences: HashMap<(u32, u16), Vec<u64>> = HashMap::new();
+    for a in &arrivals {
+        cadences
+            .entry((a.service, a.member))
+            .or_default()
+            .push(a.at);
     }
     let interval_us = run.interval.as_micros() as f64;
     let mut lags: Vec<f64> = Vec::new();
-    for times in per_service.values_mut() {
+    for times in cadences.values_mut() {
         times.sort_unstable();
         let first = times[0] as f64;
         for (k, at) in times.iter().enumerate().skip(1) {
@@ -425,39 +611,69 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     lags.sort_by(f64::total_cmp);
     page.sort_by(f64::total_cmp);
     summary.sort_by(f64::total_cmp);
-    rss.sort_by(f64::total_cmp);
-    let cpu = cpu1 - cpu0;
+    for r in &mut rss {
+        r.sort_by(f64::total_cmp);
+    }
+    let cpu_sum: f64 = cpu.iter().sum();
     let planned = run.services as f64 / run.interval.as_secs_f64();
-    let achieved = in_window as f64 / window;
+    let achieved = window_arrivals as f64 / window;
     let mb = |b: f64| b / 1_048_576.0;
+    let rss_median: Vec<f64> = rss.iter().map(|r| mb(percentile(r, 0.5))).collect();
+    let rss_peak: Vec<f64> = hwm.iter().map(|&b| mb(b)).collect();
+    let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let write_batch = |texts: &[String]| {
+        let family = "beacon_store_write_duration_seconds";
+        json!({
+            "p50": histogram_quantile(texts, family, 0.5).map(|s| s * 1000.0),
+            "p99": histogram_quantile(texts, family, 0.99).map(|s| s * 1000.0),
+        })
+    };
+    let skipped: Vec<&Value> = health
+        .iter()
+        .map(|h| &h["checks"]["monitor:skipped"][0]["observedValue"])
+        .collect();
     let figures = json!({
         "services": run.services,
         "interval_s": run.interval.as_secs_f64(),
         "store": run.store,
+        "replicas": run.replicas,
         "keep_alive": run.keep_alive,
         "history_rollups": history_rows,
         "window_s": window,
         "startup_s": start_secs,
+        "cluster_formed_s": (run.replicas > 1).then_some(cluster_secs),
         "planned_probes_per_s": planned,
         "achieved_probes_per_s": achieved,
+        "share_min": shares.iter().copied().fold(f64::INFINITY, f64::min),
+        "share_max": max(&shares),
+        "probes_by_member": by_member,
+        "members": members,
         "lag_ms": { "p50": percentile(&lags, 0.5), "p99": percentile(&lags, 0.99), "max": lags.last().copied().unwrap_or(0.0) },
         "monitor_lag_max_ms": monitor_lag_max * 1000.0,
-        "cpu_s_per_1k_probes": if in_window > 0 { cpu / (in_window as f64 / 1000.0) } else { 0.0 },
-        "cpu_share_of_one_core": cpu / window,
-        "rss_peak_mb": mb(hwm as f64),
-        "rss_median_mb": mb(percentile(&rss, 0.5)),
-        "write_batch_ms": {
-            "p50": histogram_quantile(&metrics, "beacon_store_write_duration_seconds", 0.5).map(|s| s * 1000.0),
-            "p99": histogram_quantile(&metrics, "beacon_store_write_duration_seconds", 0.99).map(|s| s * 1000.0),
-        },
+        "cpu_sum": cpu_sum,
+        "cpu_s_by_replica": cpu,
+        "cpu_s_per_1k_probes": if window_arrivals > 0 { cpu_sum / (window_arrivals as f64 / 1000.0) } else { 0.0 },
+        "cpu_share_of_one_core": cpu_sum / window,
+        "rss_peak_mb": max(&rss_peak),
+        "rss_median_mb": max(&rss_median),
+        "rss_median_sum_mb": rss_median.iter().sum::<f64>(),
+        "rss_median_mb_by_replica": rss_median,
+        "rss_peak_mb_by_replica": rss_peak,
+        "write_batch_ms": write_batch(&metrics),
+        "write_batch_ms_by_replica": metrics.chunks(1).map(write_batch).collect::<Vec<_>>(),
         "page_ms": { "p50": percentile(&page, 0.5), "p99": percentile(&page, 0.99) },
         "summary_json_ms": { "p50": percentile(&summary, 0.5), "p99": percentile(&summary, 0.99) },
         "fleet_requests": arrivals.len(),
         "stored_results": stored,
         "lost": lost,
-        "health_status": health["status"],
-        "health_lag_output": health["checks"]["monitor:lag"][0]["output"],
-        "slots_skipped": health["checks"]["monitor:skipped"][0]["observedValue"],
+        "health_status": health[0]["status"],
+        "health_status_by_replica": health.iter().map(|h| h["status"].clone()).collect::<Vec<_>>(),
+        "health_lag_output": health[0]["checks"]["monitor:lag"][0]["output"],
+        "slots_skipped": if skipped.len() == 1 {
+            skipped[0].clone()
+        } else {
+            json!(skipped.iter().filter_map(|v| v.as_u64()).sum::<u64>())
+        },
     });
     if let Some((admin, name)) = pg {
         use sqlx::Connection;
@@ -471,23 +687,56 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
 
 fn row(f: &Value) -> String {
     let n = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    let replicas = f["replicas"].as_u64().unwrap_or(1);
+    let (share, rss) = if replicas > 1 {
+        (
+            format!(
+                "{:.1} / {:.1} % ({:.1})",
+                n(&f["share_min"]) * 100.0,
+                n(&f["share_max"]) * 100.0,
+                100.0 / replicas as f64
+            ),
+            format!(
+                "{:.0} / {:.0} (Σ {:.0})",
+                n(&f["rss_median_mb"]),
+                n(&f["rss_peak_mb"]),
+                n(&f["rss_median_sum_mb"])
+            ),
+        )
+    } else {
+        (
+            "–".to_string(),
+            format!(
+                "{:.0} / {:.0}",
+                n(&f["rss_median_mb"]),
+                n(&f["rss_peak_mb"])
+            ),
+        )
+    };
+    let mut health: Vec<&str> = f["health_status_by_replica"]
+        .as_array()
+        .map(|a| a.iter().map(|s| s.as_str().unwrap_or("?")).collect())
+        .unwrap_or_default();
+    health.sort_unstable();
+    health.dedup();
     format!(
-        "| {} | {} s | {} | {} | {} | {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.0} | {:.2} | {:.1} % | {:.0} / {:.0} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} |",
+        "| {} | {} s | {} | {} | {} | {} | {:.0} / {:.0} | {} | {:.0} / {:.0} / {:.0} | {:.0} | {:.2} | {:.1} % | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} |",
         f["services"],
         f["interval_s"],
         f["store"].as_str().unwrap_or(""),
+        replicas,
         f["keep_alive"],
         if f["history_rollups"].as_u64().unwrap_or(0) > 0 { "90 d" } else { "none" },
         n(&f["achieved_probes_per_s"]),
         n(&f["planned_probes_per_s"]),
+        share,
         n(&f["lag_ms"]["p50"]),
         n(&f["lag_ms"]["p99"]),
         n(&f["lag_ms"]["max"]),
         n(&f["monitor_lag_max_ms"]),
         n(&f["cpu_s_per_1k_probes"]),
         n(&f["cpu_share_of_one_core"]) * 100.0,
-        n(&f["rss_median_mb"]),
-        n(&f["rss_peak_mb"]),
+        rss,
         n(&f["write_batch_ms"]["p50"]),
         n(&f["write_batch_ms"]["p99"]),
         n(&f["page_ms"]["p50"]),
@@ -495,7 +744,7 @@ fn row(f: &Value) -> String {
         n(&f["summary_json_ms"]["p50"]),
         n(&f["summary_json_ms"]["p99"]),
         f["lost"],
-        f["health_status"].as_str().unwrap_or("?"),
+        if health.is_empty() { "?".to_string() } else { health.join(" · ") },
     )
 }
 
@@ -511,7 +760,18 @@ fn parse_args() -> anyhow::Result<(Vec<Run>, Option<String>)> {
             .cloned()
     };
     let json = value("--json");
+    let replicas: usize = match value("--replicas") {
+        Some(n) => n
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--replicas {n}: {e}"))?,
+        None => 1,
+    };
+    anyhow::ensure!(replicas >= 1, "--replicas must be at least 1");
     if args.iter().any(|a| a == "--smoke") {
+        anyhow::ensure!(
+            replicas == 1,
+            "--smoke runs one replica: leave out --replicas"
+        );
         return Ok((
             vec![Run {
                 services: 20,
@@ -521,29 +781,41 @@ fn parse_args() -> anyhow::Result<(Vec<Run>, Option<String>)> {
                 keep_alive: false,
                 page: true,
                 history: true,
+                replicas: 1,
             }],
             json,
         ));
     }
     if let Some(services) = value("--services") {
         let interval = humantime::parse_duration(&value("--interval").unwrap_or("30s".into()))?;
+        let store = if value("--store").as_deref() == Some("postgres") {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        anyhow::ensure!(
+            replicas == 1 || store == "postgres",
+            "--replicas {replicas} needs --store postgres: several replicas share one PostgreSQL \
+             database, and a second beacon serve on one SQLite file is refused"
+        );
         return Ok((
             vec![Run {
                 services: services.parse()?,
                 interval,
                 seconds: value("--seconds").map_or(Ok(60), |s| s.parse())?,
-                store: if value("--store").as_deref() == Some("postgres") {
-                    "postgres"
-                } else {
-                    "sqlite"
-                },
+                store,
                 keep_alive: value("--keep-alive").as_deref() == Some("true"),
                 page: !args.iter().any(|a| a == "--no-page"),
                 history: !args.iter().any(|a| a == "--empty"),
+                replicas,
             }],
             json,
         ));
     }
+    anyhow::ensure!(
+        replicas == 1,
+        "--replicas {replicas} is for one run: give --services N --store postgres with it"
+    );
     let seconds = value("--seconds").map_or(Ok(60), |s| s.parse())?;
     let page = !args.iter().any(|a| a == "--no-page");
     let history = !args.iter().any(|a| a == "--empty");
@@ -555,6 +827,7 @@ fn parse_args() -> anyhow::Result<(Vec<Run>, Option<String>)> {
         keep_alive,
         page,
         history,
+        replicas: 1,
     };
     Ok((
         vec![
@@ -576,8 +849,8 @@ async fn main() -> anyhow::Result<()> {
     let (runs, json_path) = parse_args()?;
     let fleet = fleet().await?;
     println!("scale: beacon (release) probing a local fleet ({LISTENERS} listeners; 2 % failing, 2 % slow, 2 % degraded)");
-    println!("| services | interval | store | keep-alive | history | probes/s achieved / planned | lag p50 / p99 / max ms | beacon's max lag ms | CPU s per 1k probes | CPU of one core | RSS median / peak MB | write batch p50 / p99 ms | `/` p50 / p99 ms | summary.json p50 / p99 ms | lost | /health |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| services | interval | store | replicas | keep-alive | history | probes/s achieved / planned | probes per replica min / max (even) | lag p50 / p99 / max ms | beacon's max lag ms | CPU s per 1k probes | CPU of one core | RSS median / peak MB (per replica; Σ medians) | write batch p50 / p99 ms | `/` p50 / p99 ms | summary.json p50 / p99 ms | lost | /health |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut all = Vec::new();
     for r in &runs {
         let figures = run(r, &fleet).await?;
