@@ -63,8 +63,31 @@ pub struct Metrics {
     pub cluster_members: IntGauge,
     /// Singleton writes refused because this replica's lease had moved on.
     pub cluster_fenced: IntCounter,
+    /// `result`: applied · invalid (refused, the running config stays) ·
+    /// unchanged (a SIGHUP with nothing new).
+    pub config_reloads: IntCounterVec,
+    /// 1 on the SHA-256 of the config in force.
+    pub config_loaded: IntGaugeVec,
+    /// The last refused reload, for `/health`.
+    pub config: ConfigStatus,
     /// The long-lived tasks and how they fared, for `/health`.
     pub tasks: Tasks,
+}
+
+/// How the last config reload went, for `/health`.
+#[derive(Debug, Default)]
+pub struct ConfigStatus {
+    /// Why the last reload was refused (`None`: the file in force is the
+    /// file on disk).
+    pub refused: parking_lot::Mutex<Option<String>>,
+}
+
+impl Metrics {
+    /// Marks `sha256` as the config in force.
+    pub fn config_in_force(&self, sha256: &str) {
+        self.config_loaded.reset();
+        self.config_loaded.with_label_values(&[sha256]).set(1);
+    }
 }
 
 /// The series read when scraped, made afresh in a registry of their own
@@ -292,6 +315,29 @@ impl Metrics {
                 ))
                 .expect("valid"),
             ),
+            config_reloads: reg(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "beacon_config_reloads_total",
+                        "Config reloads (SIGHUP or a change of the file) by result: applied, invalid (refused; the running config stays), unchanged.",
+                    ),
+                    &["result"],
+                )
+                .expect("valid"),
+            ),
+            config_loaded: reg(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "beacon_config_info",
+                        "1 on the SHA-256 of the config file in force.",
+                    ),
+                    &["sha256"],
+                )
+                .expect("valid"),
+            ),
+            config: ConfigStatus::default(),
             tasks: Tasks::default(),
             registry,
         }

@@ -134,6 +134,10 @@ pub struct Monitor {
     /// The cluster's view, when replicas share the probing: each probes
     /// the services [`crate::cluster::owner`] gives it.
     shares: Option<watch::Receiver<View>>,
+    /// Every service's first probe resumes its thresholds from the store
+    /// (a monitor made anew by a config reload: the outcomes counted by
+    /// the one before are in the store, not in this one's memory).
+    resume_first: bool,
 }
 
 impl Monitor {
@@ -160,7 +164,28 @@ impl Monitor {
             metrics,
             written,
             shares: None,
+            resume_first: false,
         })
+    }
+
+    /// Takes over from a monitor that ran before it in this process (a
+    /// config reload): the same figures for `/health` and `/metrics`, the
+    /// same write ticks for the refresher, and thresholds that resume from
+    /// the store rather than start afresh.
+    pub fn continuing(mut self, stats: Arc<MonitorStats>, written: watch::Sender<u64>) -> Self {
+        stats.write_warn_after_ms.store(
+            self.stats.write_warn_after_ms.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        self.stats = stats;
+        self.written = written;
+        self.resume_first = true;
+        self
+    }
+
+    /// The sender of the write ticks, to hand to the next monitor.
+    pub fn writes(&self) -> watch::Sender<u64> {
+        self.written.clone()
     }
 
     /// Shares the probing with the cluster's other live members: this
@@ -327,7 +352,7 @@ impl Monitor {
             heap.push(Reverse((start + offset, i)));
         }
         let mut shares = self.shares.clone();
-        let mut owned = Owned::all(self.services.len());
+        let mut owned = Owned::all(self.services.len(), self.resume_first);
         if let Some(view) = shares.as_mut() {
             owned.divide(&self.services, &view.borrow_and_update());
         }
@@ -507,10 +532,10 @@ struct Owned {
 }
 
 impl Owned {
-    fn all(n: usize) -> Owned {
+    fn all(n: usize, resume_first: bool) -> Owned {
         Owned {
             mine: vec![true; n],
-            away: vec![false; n],
+            away: vec![resume_first; n],
             among: Vec::new(),
         }
     }

@@ -138,9 +138,13 @@ pub async fn send_test(channel: &NotifyChannel, site: &Site, at: i64) -> Result<
         .map_err(channel::SendError::into_message)
 }
 
+/// The channels a notifier routes to: replaced whole by a config reload,
+/// read whole by each routing and sending pass.
+pub type SharedChannels = Arc<parking_lot::RwLock<Arc<Vec<NotifyChannel>>>>;
+
 pub struct Notifier {
     store: Store,
-    channels: Arc<Vec<NotifyChannel>>,
+    channels: SharedChannels,
     site: Site,
     clock: Arc<dyn Clock>,
     metrics: Arc<crate::metrics::Metrics>,
@@ -167,12 +171,31 @@ impl Notifier {
         }
         Ok(Notifier {
             store,
-            channels,
+            channels: Arc::new(parking_lot::RwLock::new(channels)),
             site,
             clock,
             metrics,
             http,
         })
+    }
+
+    /// Follows `channels`, which a config reload replaces (instead of the
+    /// list this notifier was made with).
+    pub fn following(mut self, channels: SharedChannels) -> Self {
+        for c in channels.read().iter() {
+            for outcome in ["sent", "retry", "failed"] {
+                self.metrics
+                    .alert_deliveries
+                    .with_label_values(&[c.name.as_str(), outcome]);
+            }
+        }
+        self.channels = channels;
+        self
+    }
+
+    /// The channels as they are now.
+    fn channels(&self) -> Arc<Vec<NotifyChannel>> {
+        self.channels.read().clone()
     }
 
     /// Routes and sends until `stop` resolves; the attempts under way then
@@ -233,7 +256,7 @@ impl Notifier {
                         self.metrics.alerts_silenced.inc();
                         Vec::new()
                     } else {
-                        self.channels
+                        self.channels()
                             .iter()
                             .filter_map(|c| route(c, e).map(|kind| (c.name.clone(), kind)))
                             .collect()
@@ -252,7 +275,7 @@ impl Notifier {
         // The lease outlives the longest attempt: nobody else takes one
         // meanwhile.
         let longest = self
-            .channels
+            .channels()
             .iter()
             .map(|c| c.timeout.as_millis() as i64)
             .max()
@@ -268,7 +291,8 @@ impl Notifier {
 
     async fn attempt(&self, d: AlertDelivery) {
         let now = self.clock.now_ms();
-        let Some(channel) = self.channels.iter().find(|c| c.name == d.channel) else {
+        let channels = self.channels();
+        let Some(channel) = channels.iter().find(|c| c.name == d.channel) else {
             let outcome = DeliveryOutcome::Failed {
                 error: format!("channel \"{}\" is no longer configured", d.channel),
             };

@@ -18,14 +18,23 @@ use crate::store::Store;
 pub struct Refresher {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
-    pub title: String,
-    pub groups: Vec<GroupConfig>,
+    /// The page's title and groups, which a config reload replaces.
+    pub layout: SharedLayout,
     pub publish: watch::Sender<Arc<Snapshot>>,
     /// Admin writes (incidents, maintenance) ask for a rebuild here.
     pub changed: Arc<tokio::sync::Notify>,
     /// The last read of the services' histories and when (epoch ms).
     pub history: Mutex<Option<(i64, Arc<Histories>)>>,
 }
+
+/// What of the config the snapshot is laid out by.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub title: String,
+    pub groups: Vec<GroupConfig>,
+}
+
+pub type SharedLayout = Arc<parking_lot::RwLock<Arc<Layout>>>;
 
 /// How long a read of the history (this hour's and today's rollups, and
 /// with them the 24 h chart, today's bar and the 7/30/90-day windows) is
@@ -154,8 +163,8 @@ impl Refresher {
         match Inputs::read(&self.store, now_ms, Some(history)).await {
             Ok(inputs) => {
                 let previous = self.publish.borrow().clone();
-                let title = self.title.clone();
-                let groups = self.groups.clone();
+                let layout = self.layout.read().clone();
+                let (title, groups) = (layout.title.clone(), layout.groups.clone());
                 // Laying out every service is CPU work (hundreds of ms at
                 // 10,000 services): on a blocking thread, not a worker.
                 let built = tokio::task::spawn_blocking(move || {

@@ -12,6 +12,7 @@
 //! `signal.rs`.
 
 mod jobs;
+mod reload;
 mod signal;
 mod supervise;
 
@@ -30,7 +31,7 @@ use crate::cluster::Cluster;
 use crate::config::{Config, ServiceConfig};
 use crate::metrics::{join_failure, Metrics};
 use crate::monitor::Monitor;
-use crate::snapshot::{Inputs, Refresher, Snapshot};
+use crate::snapshot::{Inputs, Layout, Refresher, SharedLayout, Snapshot};
 use crate::store::Store;
 use crate::web::{self, AppState};
 
@@ -68,6 +69,9 @@ pub struct Application {
     notifier_parts: NotifierParts,
     in_use: crate::backup::lock::InUse,
     cluster: Arc<Cluster>,
+    /// The config in force (services with beacon's own, when it watches
+    /// itself), for reloads.
+    config: Config,
     limits: web::server::Limits,
     shutdown_timeout: Duration,
 }
@@ -125,7 +129,7 @@ impl Application {
         let backups = scheduled_backups(&config, &store, &clock).await?;
         let notifier_parts = NotifierParts {
             store: store.clone(),
-            channels: Arc::new(config.notify.clone()),
+            channels: Arc::new(parking_lot::RwLock::new(Arc::new(config.notify.clone()))),
             site: crate::notify::Site::of(&config.server, &format!("http://{addr}")),
             clock: clock.clone(),
             metrics: monitor.metrics(),
@@ -163,6 +167,7 @@ impl Application {
             cluster,
             limits,
             shutdown_timeout: config.server.limits.shutdown_timeout,
+            config,
         })
     }
 
@@ -236,6 +241,7 @@ impl Application {
             notifier_parts,
             in_use,
             cluster,
+            config,
             limits,
             shutdown_timeout,
         } = self;
@@ -248,10 +254,22 @@ impl Application {
         }
 
         let writes = monitor.subscribe_writes();
-        let (stop_monitor, monitor_stopped) = oneshot::channel::<()>();
-        let monitor_task = tokio::spawn(monitor.run(async move {
-            let _ = monitor_stopped.await;
-        }));
+        let reloads = Reloads::start(
+            config,
+            reload::Live {
+                addr,
+                store: store.clone(),
+                clock: clock.clone(),
+                cluster: cluster.clone(),
+                metrics: metrics.clone(),
+                stats: monitor.stats(),
+                written: monitor.writes(),
+                layout: refresher.layout.clone(),
+                changed: refresher.changed.clone(),
+                channels: notifier_parts.channels.clone(),
+            },
+        );
+        let (stop_monitor, monitor_task) = start_monitor(monitor);
         let supervisor = Supervisor {
             metrics: metrics.clone(),
             clock: clock.clone(),
@@ -340,6 +358,7 @@ impl Application {
         crate::watchdog::ready();
         let running = Running {
             monitor: (stop_monitor, monitor_task),
+            reloads,
             server: (stop_server, server_task),
             supervised: vec![membership, refresher, retention, notifier],
             scheduler,
@@ -387,8 +406,10 @@ async fn first_snapshot(
     let refresher = Refresher {
         store: store.clone(),
         clock: clock.clone(),
-        title: config.server.title.clone(),
-        groups: config.groups.clone(),
+        layout: Arc::new(parking_lot::RwLock::new(Arc::new(Layout {
+            title: config.server.title.clone(),
+            groups: config.groups.clone(),
+        }))),
         publish,
         changed: Arc::new(tokio::sync::Notify::new()),
         history: std::sync::Mutex::new(history),
@@ -514,6 +535,8 @@ impl Supervisor {
 /// Every task of a running beacon, with what stops each.
 struct Running {
     monitor: (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>),
+    /// Config reloads: the file's watcher and what a new config changes.
+    reloads: Option<Reloads>,
     server: (oneshot::Sender<()>, JoinHandle<std::io::Result<()>>),
     /// Restartable tasks, stopped in this order after the monitor and the
     /// server: cluster (leaves, handing its services and the lease over),
@@ -535,34 +558,76 @@ impl Running {
         shutdown_timeout: Duration,
     ) -> anyhow::Result<()> {
         let (metrics, clock) = (self.metrics.clone(), self.clock.clone());
-        tokio::select! {
-            _ = shutdown => {
-                tracing::info!(deadline_s = shutdown_timeout.as_secs(), "shutdown requested");
-                Ok(())
-            }
-            ended = &mut self.monitor.1 => {
-                let why = match ended {
-                    // The recorder died: `Monitor::run` has logged and
-                    // counted it.
-                    Ok(Err(e)) => format!("{e:#}"),
-                    Ok(Ok(())) => {
-                        let why = "returned before the stop".to_string();
-                        metrics.task_died("monitor", clock.now_ms(), &why);
-                        why
-                    }
-                    Err(e) => {
-                        let why = join_failure(e);
-                        metrics.task_died("monitor", clock.now_ms(), &why);
-                        why
-                    }
-                };
-                tracing::error!(error = %why, "the monitor is gone: exiting non-zero so that the service manager starts beacon again from the stored states");
-                Err(anyhow::anyhow!("the monitor stopped unexpectedly: {why}"))
-            }
-            ended = &mut self.server.1 => {
-                Err(anyhow::anyhow!("the web server stopped unexpectedly: {}", describe(ended.map(|r| r.map_err(anyhow::Error::from)))))
+        tokio::pin!(shutdown);
+        loop {
+            let update = async {
+                match self.reloads.as_mut() {
+                    Some(r) => r.updates.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!(deadline_s = shutdown_timeout.as_secs(), "shutdown requested");
+                    return Ok(());
+                }
+                Some((config, hash)) = update => {
+                    self.reload(config, hash).await;
+                }
+                ended = &mut self.monitor.1 => {
+                    let why = match ended {
+                        // The recorder died: `Monitor::run` has logged and
+                        // counted it.
+                        Ok(Err(e)) => format!("{e:#}"),
+                        Ok(Ok(())) => {
+                            let why = "returned before the stop".to_string();
+                            metrics.task_died("monitor", clock.now_ms(), &why);
+                            why
+                        }
+                        Err(e) => {
+                            let why = join_failure(e);
+                            metrics.task_died("monitor", clock.now_ms(), &why);
+                            why
+                        }
+                    };
+                    tracing::error!(error = %why, "the monitor is gone: exiting non-zero so that the service manager starts beacon again from the stored states");
+                    return Err(anyhow::anyhow!("the monitor stopped unexpectedly: {why}"));
+                }
+                ended = &mut self.server.1 => {
+                    return Err(anyhow::anyhow!("the web server stopped unexpectedly: {}", describe(ended.map(|r| r.map_err(anyhow::Error::from)))));
+                }
             }
         }
+    }
+
+    /// Applies a valid new config: the services (a new monitor, taking over
+    /// from the running one once that has written what it holds), the
+    /// page's title and groups, the alert channels. What needs a restart is
+    /// named in the log and left as it runs.
+    async fn reload(&mut self, new: Config, hash: String) {
+        let Some(reloads) = self.reloads.as_mut() else {
+            return;
+        };
+        let Some(monitor) = reloads.prepare(new).await else {
+            return;
+        };
+        // The running monitor stops probing and writes what it holds; the
+        // new one starts from the store.
+        let (stop, task) = std::mem::replace(&mut self.monitor, start_monitor(monitor));
+        let _ = stop.send(());
+        match tokio::time::timeout(Duration::from_secs(15), task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::error!(error = %format!("{e:#}"), "the monitor replaced by the reload ended with an error")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %join_failure(e), "the monitor replaced by the reload failed")
+            }
+            Err(_) => tracing::error!(
+                "the monitor replaced by the reload did not stop within 15 s; left behind"
+            ),
+        }
+        reloads.applied(&hash);
     }
 
     /// Stops everything in order within `server.shutdown_timeout`, so
@@ -577,6 +642,7 @@ impl Running {
     ) -> anyhow::Result<()> {
         let Running {
             monitor: (stop_monitor, mut monitor_task),
+            reloads,
             server: (stop_server, mut server_task),
             supervised,
             scheduler,
@@ -585,6 +651,9 @@ impl Running {
             clock: _,
         } = self;
         crate::watchdog::stopping();
+        if let Some(reloads) = reloads {
+            reloads.stop().await;
+        }
         let _ = stop_watchdog.send(());
         let _ = watchdog_task.await;
         let deadline = tokio::time::Instant::now() + shutdown_timeout;
@@ -646,7 +715,7 @@ fn describe(ended: Result<anyhow::Result<()>, tokio::task::JoinError>) -> String
 /// What a notifier is made of, to make another.
 struct NotifierParts {
     store: Store,
-    channels: Arc<Vec<crate::config::NotifyChannel>>,
+    channels: crate::notify::SharedChannels,
     site: crate::notify::Site,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
@@ -654,13 +723,14 @@ struct NotifierParts {
 
 impl NotifierParts {
     fn make(&self) -> anyhow::Result<crate::notify::Notifier> {
-        crate::notify::Notifier::new(
+        Ok(crate::notify::Notifier::new(
             self.store.clone(),
-            self.channels.clone(),
+            self.channels.read().clone(),
             self.site.clone(),
             self.clock.clone(),
             self.metrics.clone(),
-        )
+        )?
+        .following(self.channels.clone()))
     }
 }
 
@@ -669,8 +739,7 @@ impl NotifierParts {
 struct RefresherParts {
     store: Store,
     clock: Arc<dyn Clock>,
-    title: String,
-    groups: Vec<crate::config::GroupConfig>,
+    layout: SharedLayout,
     publish: watch::Sender<Arc<Snapshot>>,
     changed: Arc<tokio::sync::Notify>,
 }
@@ -680,8 +749,7 @@ impl RefresherParts {
         RefresherParts {
             store: r.store.clone(),
             clock: r.clock.clone(),
-            title: r.title.clone(),
-            groups: r.groups.clone(),
+            layout: r.layout.clone(),
             publish: r.publish.clone(),
             changed: r.changed.clone(),
         }
@@ -691,11 +759,142 @@ impl RefresherParts {
         Refresher {
             store: self.store.clone(),
             clock: self.clock.clone(),
-            title: self.title.clone(),
-            groups: self.groups.clone(),
+            layout: self.layout.clone(),
             publish: self.publish.clone(),
             changed: self.changed.clone(),
             history: std::sync::Mutex::new(None),
         }
+    }
+}
+
+/// Starts `monitor`, with the sender that stops it.
+fn start_monitor(monitor: Monitor) -> (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(monitor.run(async move {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}
+
+/// Config reloads of a running beacon: the file's watcher, the config in
+/// force and what a new one changes.
+struct Reloads {
+    updates: tokio::sync::mpsc::Receiver<(Config, String)>,
+    in_force: Config,
+    live: reload::Live,
+    stop: watch::Sender<bool>,
+    watcher: JoinHandle<()>,
+}
+
+impl Reloads {
+    /// Watches the config file `config` came from; `None` for the embedded
+    /// default (nothing to reload).
+    fn start(config: Config, live: reload::Live) -> Option<Reloads> {
+        for result in ["applied", "invalid", "unchanged"] {
+            live.metrics.config_reloads.with_label_values(&[result]);
+        }
+        let crate::config::ConfigSource::File(path) = &config.source else {
+            return None;
+        };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let hash = reload::sha256(&text);
+        live.metrics.config_in_force(&hash);
+        let (tx, updates) = tokio::sync::mpsc::channel(1);
+        let (stop, stopped) = watch::channel(false);
+        let watcher = tokio::spawn(reload::watch_file(
+            path.clone(),
+            hash,
+            live.metrics.clone(),
+            tx,
+            stopped,
+        ));
+        Some(Reloads {
+            updates,
+            in_force: config,
+            live,
+            stop,
+            watcher,
+        })
+    }
+
+    /// Validates what only the running app can (the services against the
+    /// store) and makes the monitor of `new`; applies the page's layout and
+    /// the channels. `None`: refused, the running config stays.
+    async fn prepare(&mut self, mut new: Config) -> Option<Monitor> {
+        let live = &self.live;
+        if new.server.watch_self {
+            new.services.push(ServiceConfig::watching_self(live.addr));
+        }
+        let restart = reload::needing_restart(&self.in_force, &new);
+        let monitor = Monitor::for_services(
+            &new.services,
+            live.store.clone(),
+            live.clock.clone(),
+            self.in_force.monitor.clone(),
+            live.metrics.clone(),
+        )
+        .await
+        .and_then(|m| m.shared_by(&live.cluster));
+        let monitor = match monitor {
+            Ok(m) => m.continuing(live.stats.clone(), live.written.clone()),
+            Err(e) => {
+                let why = format!("the new config's services could not be applied ({e:#}); the running config stays in force");
+                tracing::error!("{why}");
+                live.metrics
+                    .config_reloads
+                    .with_label_values(&["invalid"])
+                    .inc();
+                *live.metrics.config.refused.lock() = Some(crate::redact::scrub(&why).into_owned());
+                return None;
+            }
+        };
+        let before: std::collections::BTreeSet<&str> = self
+            .in_force
+            .services
+            .iter()
+            .map(|s| s.slug.as_str())
+            .collect();
+        let after: std::collections::BTreeSet<&str> =
+            new.services.iter().map(|s| s.slug.as_str()).collect();
+        tracing::info!(
+            services = new.services.len(),
+            added = %after.difference(&before).copied().collect::<Vec<_>>().join(","),
+            removed = %before.difference(&after).copied().collect::<Vec<_>>().join(","),
+            "config reloaded: services, the page's title and groups, and alert channels follow the file"
+        );
+        if !restart.is_empty() {
+            tracing::warn!(
+                settings = %restart.join(", "),
+                "these settings changed in the file but apply only at a restart; the running values stay"
+            );
+        }
+        *live.layout.write() = Arc::new(Layout {
+            title: new.server.title.clone(),
+            groups: new.groups.clone(),
+        });
+        *live.channels.write() = Arc::new(new.notify.clone());
+        live.changed.notify_one();
+        // What runs now: the new services, title, groups and channels; the
+        // rest as it was.
+        let mut in_force = self.in_force.clone();
+        in_force.services = new.services;
+        in_force.groups = new.groups;
+        in_force.notify = new.notify;
+        in_force.server.title = new.server.title;
+        self.in_force = in_force;
+        Some(monitor)
+    }
+
+    fn applied(&self, hash: &str) {
+        let metrics = &self.live.metrics;
+        metrics.config_reloads.with_label_values(&["applied"]).inc();
+        metrics.config_in_force(hash);
+        *metrics.config.refused.lock() = None;
+        self.live.changed.notify_one();
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.watcher.await;
     }
 }

@@ -341,6 +341,18 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
     if let Some(view) = &app.cluster {
         body["cluster"] = cluster(&view.borrow());
     }
+    // A config change that was refused: the running config stays in force,
+    // and the file on disk is not what runs.
+    let refused = app.metrics.config.refused.lock().clone();
+    body["checks"]["config:reload"] = json!([{
+        "componentType": "system",
+        "status": if refused.is_some() { "warn" } else { "pass" },
+        "output": refused,
+        "time": time,
+    }]);
+    if refused.is_some() && body["status"] == "pass" {
+        body["status"] = json!("warn");
+    }
     let code = if status == "fail" {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -11,7 +11,7 @@ use crate::store_test;
 
 const BEACON: &str = env!("CARGO_BIN_EXE_beacon");
 
-fn beacon(cwd: &Path) -> Command {
+pub(crate) fn beacon(cwd: &Path) -> Command {
     let mut cmd = Command::new(BEACON);
     cmd.current_dir(cwd)
         .env_remove("BEACON_CONFIG")
@@ -32,7 +32,7 @@ fn output(cmd: &mut Command) -> (i32, String, String) {
 }
 
 /// Sends SIGTERM, as Kubernetes and systemd do.
-fn terminate(child: &Child) {
+pub(crate) fn terminate(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -40,7 +40,7 @@ fn terminate(child: &Child) {
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let end = std::time::Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -56,7 +56,7 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
 
 /// Reads stderr lines on a thread until one contains `needle`; returns the
 /// lines read so far (the thread keeps draining the pipe afterwards).
-fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
+pub(crate) fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
     let stderr = child.stderr.take().expect("stderr piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -81,7 +81,7 @@ fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
     panic!("beacon never logged {needle:?}; got:\n{}", lines.join("\n"));
 }
 
-fn listening_address(lines: &[String]) -> String {
+pub(crate) fn listening_address(lines: &[String]) -> String {
     let line = lines.last().expect("a line");
     let start = line.find("http://").expect("an address") + "http://".len();
     line[start..]

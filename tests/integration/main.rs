@@ -22,6 +22,7 @@ mod monitor;
 mod own_health;
 mod page;
 mod probes;
+mod reload;
 mod restore;
 mod rollups;
 mod secrets;
