@@ -625,6 +625,33 @@ fn docs_block(name: &str) -> String {
     rest[start..start + end].to_string()
 }
 
+/// The `kubectl …` commands written inline in the docs' text (code spans
+/// of three words or more, joined across line breaks), fenced blocks left
+/// out.
+fn inline_commands() -> Vec<String> {
+    let docs = std::fs::read_to_string(Path::new(ROOT).join("docs/deploy-kubernetes.part.md"))
+        .expect("docs/deploy-kubernetes.part.md");
+    let mut prose = String::new();
+    let mut fenced = false;
+    for line in docs.lines() {
+        if line.starts_with("```") {
+            fenced = !fenced;
+        } else if !fenced {
+            prose.push_str(line);
+            prose.push('\n');
+        }
+    }
+    prose
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|span| span.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|span| {
+            span.starts_with("kubectl ") && span.split(' ').count() >= 3 && !span.contains('…')
+        })
+        .collect()
+}
+
 /// A stand-in `kubectl`: the real one renders (`kustomize`, and `apply -k`
 /// into applied.yaml) and builds Secrets and ConfigMaps offline
 /// (`--dry-run=client`, into created.yaml); what needs a cluster is
@@ -727,15 +754,36 @@ fn follow_docs(tools: &Tools, variant: &str, extra: &str) -> DocsRun {
     sh(&docs_block("dashboard"));
 
     let read = |name: &str| std::fs::read_to_string(out_dir.join(name)).unwrap_or_default();
+    let commands = read("commands");
     let applied_text = read("applied.yaml");
     let created_text = read("created.yaml");
+    // The commands written in the text, after the blocks (so my-beacon is
+    // there), each through the same stand-in, into a log of their own.
+    // (`kubectl apply -k my-beacon` is among them: what it applies again
+    // was read above.)
+    let inline = inline_commands();
+    assert!(inline.len() >= 8, "{inline:?}");
+    for file in ["commands", "applied.yaml", "created.yaml"] {
+        let _ = std::fs::remove_file(out_dir.join(file));
+    }
+    for command in &inline {
+        sh(command);
+    }
+    let inline_log = read("commands");
+    for command in &inline {
+        let args = command.strip_prefix("kubectl ").expect("kubectl");
+        assert!(
+            inline_log.lines().any(|l| l == args),
+            "{command} did not run"
+        );
+    }
     validate(tools, &format!("docs-{variant}-applied"), &applied_text);
     validate(tools, &format!("docs-{variant}-created"), &created_text);
     DocsRun {
         applied: parse_yaml(tools, &applied_text),
         rendered,
         created: parse_yaml(tools, &created_text),
-        commands: read("commands"),
+        commands,
     }
 }
 
