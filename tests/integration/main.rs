@@ -16,6 +16,7 @@ mod hardening;
 mod health_docs;
 mod incidents;
 mod input_hygiene;
+mod kubernetes;
 mod lease;
 mod metrics;
 mod monitor;
