@@ -9,7 +9,15 @@ use sqlx::PgPool;
 use super::StoreError;
 use crate::config::DatabaseUrl;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// The embedded migrations. A database a newer release has migrated
+/// further (applied migrations this binary does not know) is accepted:
+/// migrations only add (migrations/README.md), so a replica of the
+/// previous release keeps working during a rolling upgrade, and a rollback
+/// starts.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/postgres")
+};
 
 pub async fn connect(url: &DatabaseUrl) -> Result<PgPool, StoreError> {
     PgPoolOptions::new()

@@ -12,7 +12,15 @@ use sqlx::SqlitePool;
 use super::StoreError;
 use crate::config::DatabaseUrl;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The embedded migrations. A database a newer release has migrated
+/// further (applied migrations this binary does not know) is accepted:
+/// migrations only add (migrations/README.md), so a replica of the
+/// previous release keeps working during a rolling upgrade, and a rollback
+/// starts.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/sqlite")
+};
 
 pub async fn connect(url: &DatabaseUrl) -> Result<SqlitePool, StoreError> {
     let path = crate::config::sqlite_url::path_of(url.expose());

@@ -670,6 +670,52 @@ async fn replicas_survive_postgresql_dropping_every_connection() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
+    survive_the_database_going(&db.url, db.dir.path(), || async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("terminate the replicas' connections");
+        let _ = conn.close().await;
+        let cut = cut.into_iter().filter(|c| *c).count();
+        assert!(cut >= 3, "each replica had a connection; {cut} cut");
+        format!("{cut} connections cut")
+    })
+    .await;
+}
+
+/// The PostgreSQL server itself stopped and started again under three
+/// replicas: a server of the test's own (initdb in a temporary folder, its
+/// own port), so the other tests' server is never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_survive_a_postgresql_restart() {
+    let Some(server) = harness::PrivatePostgres::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let url = server.url();
+    survive_the_database_going(&url, dir.path(), || async {
+        server.stop();
+        server.start_again();
+        "the server stopped (fast) and started again".to_string()
+    })
+    .await;
+}
+
+/// Three replicas on `url`, 30 services and an API in an outage with its
+/// automatic incident; then `outage` takes the database away and brings it
+/// back. Every replica writes again without a restart, the cluster settles
+/// with the same members, and there is still one automatic incident and
+/// one `service_down` alert.
+async fn survive_the_database_going<F, Fut>(url: &str, dir: &std::path::Path, outage: F)
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
     const SERVICES: usize = 30;
     let target = HitTarget::start().await;
     let hook = Webhook::start().await;
@@ -680,7 +726,7 @@ async fn replicas_survive_postgresql_dropping_every_connection() {
         target.url("switch"),
         hook.toml()
     );
-    let cluster = Cluster::start(db.dir.path(), 3, &config_text(&db.url, true, &body)).await;
+    let cluster = Cluster::start(dir, 3, &config_text(url, true, &body)).await;
     let before = cluster.settled(&ALL, FORM).await;
     let up: Vec<(String, &str)> = slugs(SERVICES)
         .into_iter()
@@ -691,9 +737,9 @@ async fn replicas_survive_postgresql_dropping_every_connection() {
         .summaries_agree(&ALL, &up, Duration::from_secs(15))
         .await;
 
-    // An outage under way, with its incident, when the connections go.
+    // An outage under way, with its incident, when the database goes.
     target.switch.store(500, Ordering::SeqCst);
-    let automatic = || pg_count(&db.url, "SELECT COUNT(*) FROM incidents WHERE automatic");
+    let automatic = || pg_count(url, "SELECT COUNT(*) FROM incidents WHERE automatic");
     until(
         "the outage has its automatic incident",
         Duration::from_secs(20),
@@ -710,31 +756,18 @@ async fn replicas_survive_postgresql_dropping_every_connection() {
     for i in ALL {
         written.push(cluster.results_written(i).await.expect("results written"));
     }
-    let stored = pg_count(&db.url, "SELECT COUNT(*) FROM check_results")
+    let stored = pg_count(url, "SELECT COUNT(*) FROM check_results")
         .await
         .expect("count results");
 
-    let cut = {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-        let cut: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-        )
-        .fetch_all(&mut conn)
-        .await
-        .expect("terminate the replicas' connections");
-        let _ = conn.close().await;
-        cut.into_iter().filter(|c| *c).count()
-    };
+    let what = outage().await;
     let at = Instant::now();
-    assert!(cut >= 3, "each replica had a connection; {cut} cut");
 
     // Every replica writes again (each probes some of the 31 services),
     // and the results reach the database.
     until(
         "every replica writes results again",
-        Duration::from_secs(20),
+        Duration::from_secs(30),
         || async {
             let mut behind = Vec::new();
             for i in ALL {
@@ -743,7 +776,7 @@ async fn replicas_survive_postgresql_dropping_every_connection() {
                     behind.push(format!("replica {i}: {} more", n - written[i]));
                 }
             }
-            let now = pg_count(&db.url, "SELECT COUNT(*) FROM check_results").await?;
+            let now = pg_count(url, "SELECT COUNT(*) FROM check_results").await?;
             if now < stored + SERVICES as i64 {
                 behind.push(format!("{} more rows stored", now - stored));
             }
@@ -755,10 +788,9 @@ async fn replicas_survive_postgresql_dropping_every_connection() {
         },
     )
     .await;
-    let after = cluster.settled(&ALL, Duration::from_secs(15)).await;
+    let after = cluster.settled(&ALL, Duration::from_secs(20)).await;
     eprintln!(
-        "{cut} connections cut: writing again and settled within {} ms \
-         (epoch {} before, {} after)",
+        "{what}: writing again and settled within {} ms (epoch {} before, {} after)",
         at.elapsed().as_millis(),
         before.epoch,
         after.epoch

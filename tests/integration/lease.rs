@@ -7,7 +7,7 @@ use std::time::Duration;
 use beacon::domain::{Outcome, State};
 use beacon::store::{Batch, CheckResult, Fence, StatusChange, StoreError, LEADER_LEASE};
 
-use crate::helpers::{eventually, test_config, TestDb};
+use crate::helpers::{eventually, test_config, Raw, TestDb};
 use crate::store_test;
 
 store_test!(one_leader_at_a_time_and_epochs_only_grow, lease);
@@ -274,4 +274,37 @@ async fn transitions(db: TestDb) {
         3,
         "and claimed again after it"
     );
+}
+
+store_test!(
+    the_previous_release_starts_on_a_database_a_newer_one_migrated,
+    newer_schema
+);
+async fn newer_schema(db: TestDb) {
+    let store = db.store().await;
+    // A newer release applied a migration this binary does not have.
+    let raw = Raw::connect(&db.url).await;
+    raw.exec(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from a newer release', TRUE, X'00', 1)",
+    )
+    .await
+    .ok();
+    // PostgreSQL spells bytes differently (one of the two inserts works).
+    raw.exec(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         SELECT 9999, 'from a newer release', TRUE, '\\x00'::bytea, 1 \
+         WHERE NOT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = 9999)",
+    )
+    .await
+    .ok();
+    raw.close().await;
+    assert_eq!(store.schema_version().await.expect("version"), Some(9999));
+    // This release (the previous one, to that database) still migrates,
+    // finds nothing to do, and says it is ready.
+    store
+        .migrate()
+        .await
+        .expect("migrate accepts a newer schema");
+    store.check_ready().await.expect("ready");
 }
