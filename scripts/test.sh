@@ -4,8 +4,9 @@
 # and its client tools (pg_dump, pg_restore, psql), Redis on 127.0.0.1:6379,
 # s3s-fs (the S3-compatible server the backup tests start), and the tools the
 # runbook's by-hand restore uses (AWS CLI, sqlite3, curl), promtool, headless
-# Chromium with axe-core for the browser test, and kubectl, kubernetes-validate
-# and checkov for the Kubernetes manifests.
+# Chromium with axe-core for the browser test, kubectl, kubernetes-validate
+# and checkov for the Kubernetes manifests, and podman, systemd-analyze and
+# util-linux for docs/deploy.md's tests; builds the release binary.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -138,6 +139,22 @@ ensure_k8s_tools() {
   fi
 }
 
+# docs/deploy.md's tests: podman builds the image (tests/integration/image.rs
+# runs it from its exported filesystem), systemd-analyze checks the unit,
+# util-linux's unshare/nsenter/runuser/setpriv run the systemd install in a
+# private mount namespace; the image carries the host's CA bundle and tzdata.
+ensure_deploy_tools() {
+  command -v podman >/dev/null 2>&1 || { log "installing podman"; apt_install podman; }
+  command -v systemd-analyze >/dev/null 2>&1 || { log "installing systemd (systemd-analyze)"; apt_install systemd; }
+  command -v openssl >/dev/null 2>&1 || { log "installing openssl"; apt_install openssl; }
+  [ -s /etc/ssl/certs/ca-certificates.crt ] || { log "installing ca-certificates"; apt_install ca-certificates; }
+  [ -f /usr/share/zoneinfo/Europe/Berlin ] || { log "installing tzdata"; apt_install tzdata; }
+  for tool in unshare nsenter runuser setpriv setsid; do
+    command -v "$tool" >/dev/null 2>&1 || { log "installing util-linux"; apt_install util-linux; break; }
+  done
+  command -v useradd >/dev/null 2>&1 || { log "installing passwd (useradd)"; apt_install passwd; }
+}
+
 ensure_postgres
 ensure_pg_tools
 ensure_redis
@@ -145,6 +162,12 @@ ensure_s3s_fs
 ensure_runbook_tools
 ensure_browser_tools
 ensure_k8s_tools
+ensure_deploy_tools
+# The image and deploy tests run the release binary: built here, before the
+# suite, rather than inside a test while the others run (a few minutes on
+# 2 cores the first time, then only beacon itself).
+log "building the release binary (cargo build --release --locked)"
+cargo build --release --locked --bin beacon
 export BEACON_TEST_POSTGRES_URL="${BEACON_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 log "running cargo test (PostgreSQL at $BEACON_TEST_POSTGRES_URL)"
 # Not --all-targets: that would run the full-size benchmarks too.

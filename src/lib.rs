@@ -10,7 +10,8 @@
 //! - [`cluster`]: replicas on one database: members, the leader's lease, who probes what;
 //! - [`store`]: SQLite or PostgreSQL behind one sealed type;
 //! - [`config`]: the validated, typed configuration;
-//! - [`domain`]: the words all of them speak; it imports nothing of beacon's.
+//! - [`domain`]: the words all of them speak; it imports nothing of beacon's;
+//! - [`trust`]: the certificate authorities outgoing TLS trusts.
 
 pub mod backup;
 pub mod cli;
@@ -28,5 +29,6 @@ pub mod snapshot;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod trust;
 pub mod watchdog;
 pub mod web;

@@ -153,7 +153,7 @@ impl Clients {
             headers.insert("beacon-member", value);
         }
         let build = |verify: bool, keep_alive: bool| {
-            reqwest::Client::builder()
+            crate::trust::with_system_roots(reqwest::Client::builder())
                 .dns_resolver(std::sync::Arc::new(resolver.clone()))
                 .user_agent(concat!(
                     "beacon/",

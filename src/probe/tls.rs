@@ -12,7 +12,7 @@ use tokio_rustls::rustls::crypto::{
 };
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{
-    ClientConfig, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme,
+    ClientConfig, DigitallySignedStruct, Error as TlsError, SignatureScheme,
 };
 use tokio_rustls::TlsConnector;
 
@@ -39,10 +39,9 @@ fn connector(verify: bool) -> TlsConnector {
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions");
         let config = if verify {
-            let roots = RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder
+                .with_root_certificates(crate::trust::root_store())
+                .with_no_client_auth()
         } else {
             builder
                 .dangerous()

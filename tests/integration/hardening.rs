@@ -724,6 +724,35 @@ fn the_systemd_unit_is_valid_and_uses_the_watchdog() {
         .expect("systemd-analyze");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "systemd-analyze verify: {stderr}");
+
+    // Its sandbox, as systemd rates it from the file alone (no running
+    // systemd needed): 1.4 "OK" today; 0 is a unit that can do nothing,
+    // 10 one that is not sandboxed at all.
+    for line in [
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "CapabilityBoundingSet=\n",
+        "SystemCallFilter=@system-service",
+        "ProtectSystem=strict",
+        "StateDirectory=beacon",
+    ] {
+        assert!(unit.contains(line), "the unit lacks {line}");
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes", "--no-pager"])
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze security");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "systemd-analyze security: {stdout}");
+    let level: f64 = stdout
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for").nth(1))
+        .and_then(|rest| rest.split(':').nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in {stdout}"));
+    eprintln!("systemd-analyze security: exposure {level}");
+    assert!(level <= 2.0, "the unit's exposure is {level}:\n{stdout}");
 }
 
 // A kept-alive connection that sits idle is closed after the header-read

@@ -559,13 +559,25 @@ pub async fn fill_history(store: &Store, config: &Config, days: i64) {
 /// The shell block after `<!-- drill: NAME -->` in docs/runbook.md, each
 /// line trimmed: the runbook's commands, as the tests run them.
 pub fn runbook_block(name: &str) -> String {
-    let runbook = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/runbook.md"))
-        .expect("docs/runbook.md");
-    let marker = format!("<!-- drill: {name} -->");
-    let at = runbook
+    doc_block("docs/runbook.md", "drill", name)
+}
+
+/// The shell block after `<!-- deploy: NAME -->` in docs/deploy.md, each
+/// line trimmed.
+pub fn deploy_block(name: &str) -> String {
+    doc_block("docs/deploy.md", "deploy", name)
+}
+
+/// The ```sh block after `<!-- KIND: NAME -->` in `doc`, each line
+/// trimmed.
+pub fn doc_block(doc: &str, kind: &str, name: &str) -> String {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(doc))
+        .unwrap_or_else(|e| panic!("{doc}: {e}"));
+    let marker = format!("<!-- {kind}: {name} -->");
+    let at = text
         .find(&marker)
-        .unwrap_or_else(|| panic!("no block {marker} in the runbook"));
-    let rest = &runbook[at..];
+        .unwrap_or_else(|| panic!("no block {marker} in {doc}"));
+    let rest = &text[at..];
     let start = rest.find("```sh\n").expect("a ```sh block") + "```sh\n".len();
     let end = rest[start..].find("```").expect("the block's end");
     rest[start..start + end]

@@ -14,6 +14,7 @@ pub async fn send(
 ) -> Result<(), SendError> {
     use lettre::message::header::ContentType;
     use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
     use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
     let address = |text: &str| {
@@ -38,14 +39,26 @@ pub async fn send(
         ))
         .map_err(|e| SendError::Permanent(format!("building the email: {e}")))?;
 
+    // The web PKI's roots and the system's (see `trust`), as the other
+    // channels and the probes.
+    let tls = || {
+        let mut params = TlsParameters::builder(email.host.clone())
+            .certificate_store(CertificateStore::WebpkiRoots);
+        for cert in crate::trust::system_roots() {
+            if let Ok(cert) = Certificate::from_der(cert.to_vec()) {
+                params = params.add_root_certificate(cert);
+            }
+        }
+        params
+            .build_rustls()
+            .map_err(|e| SendError::Permanent(format!("SMTP server {}: {e}", email.host)))
+    };
+    let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&email.host);
     let builder = match email.tls {
-        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&email.host),
-        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&email.host),
-        SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-            &email.host,
-        )),
-    }
-    .map_err(|e| SendError::Permanent(format!("SMTP server {}: {e}", email.host)))?;
+        SmtpTls::Starttls => builder.tls(Tls::Required(tls()?)),
+        SmtpTls::Tls => builder.tls(Tls::Wrapper(tls()?)),
+        SmtpTls::None => builder,
+    };
     let mut builder = builder.port(email.port);
     if let Some((user, password)) = &email.credentials {
         builder = builder.credentials(Credentials::new(user.clone(), password.clone()));

@@ -7,7 +7,7 @@ use super::error::SendError;
 
 /// The HTTP client of every webhook and Slack attempt.
 pub fn client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+    crate::trust::with_system_roots(reqwest::Client::builder())
         .user_agent(concat!("beacon/", env!("CARGO_PKG_VERSION")))
         // A webhook that redirects is misconfigured; following it could
         // send the body (and signature) somewhere unintended.
