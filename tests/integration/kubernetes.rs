@@ -3,7 +3,7 @@
 //! schemas (`kubernetes-validate --strict`), `checkov` fails no check (a
 //! skip names its reason in the manifest), the invariants issue 17 names
 //! hold in what is rendered, beacon accepts the configs the overlays ship,
-//! and the commands of docs/deploy-kubernetes.part.md run, with a stand-in
+//! and the commands of docs/deploy.md run, with a stand-in
 //! `kubectl` for those that need a cluster.
 //!
 //! The tools come from PyPI into one virtualenv (scripts/test.sh's
@@ -538,7 +538,7 @@ fn overlays_render_valid_and_pass_checkov() {
             ["CKV_K8S_14", "CKV_K8S_35", "CKV_K8S_43"]
                 .map(String::from)
                 .into(),
-            "{name}: update docs/deploy-kubernetes.part.md's list of skips"
+            "{name}: update docs/deploy.md's list of skips"
         );
     }
 }
@@ -611,10 +611,10 @@ fn shipped_configs_pass_check_config() {
     }
 }
 
-/// The block after `<!-- k8s: NAME -->` in docs/deploy-kubernetes.part.md.
+/// The block after `<!-- k8s: NAME -->` in docs/deploy.md.
 fn docs_block(name: &str) -> String {
-    let docs = std::fs::read_to_string(Path::new(ROOT).join("docs/deploy-kubernetes.part.md"))
-        .expect("docs/deploy-kubernetes.part.md");
+    let docs =
+        std::fs::read_to_string(Path::new(ROOT).join("docs/deploy.md")).expect("docs/deploy.md");
     let marker = format!("<!-- k8s: {name} -->\n```");
     let at = docs
         .find(&marker)
@@ -629,8 +629,8 @@ fn docs_block(name: &str) -> String {
 /// of three words or more, joined across line breaks), fenced blocks left
 /// out.
 fn inline_commands() -> Vec<String> {
-    let docs = std::fs::read_to_string(Path::new(ROOT).join("docs/deploy-kubernetes.part.md"))
-        .expect("docs/deploy-kubernetes.part.md");
+    let docs =
+        std::fs::read_to_string(Path::new(ROOT).join("docs/deploy.md")).expect("docs/deploy.md");
     let mut prose = String::new();
     let mut fenced = false;
     for line in docs.lines() {
