@@ -80,6 +80,22 @@ for nss in libnss_files.so.2 libnss_dns.so.2 libresolv.so.2; do
   fi
 done
 
+# pg_dump and pg_restore, for backups of a PostgreSQL store (beacon runs
+# them by name, from PATH): Debian's real binaries (not its pg_wrapper
+# script, which needs perl), with their libraries. They must be at least as
+# new as the server: set PG_BIN to another version's bin folder to change.
+pg_bin="${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
+[ -x "$pg_bin/pg_dump" ] && [ -x "$pg_bin/pg_restore" ] ||
+  die "pg_dump and pg_restore not found in ${pg_bin:-/usr/lib/postgresql/*/bin} (apt-get install postgresql-client)"
+mkdir -p "$ctx/system/usr/local/bin"
+for tool in pg_dump pg_restore; do
+  cp -L "$pg_bin/$tool" "$ctx/system/usr/local/bin/$tool"
+  for lib in $(ldd "$pg_bin/$tool" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }'); do
+    mkdir -p "$ctx/system$(dirname "$lib")"
+    cp -L "$lib" "$ctx/system$lib"
+  done
+done
+
 cat >"$ctx/system/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/sbin/nologin
 nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin

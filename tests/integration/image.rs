@@ -400,10 +400,34 @@ async fn the_image_builds_and_runs_from_its_own_filesystem() {
         })
         .map(|(p, _)| p)
         .collect();
+    let mut executables: Vec<String> = executables
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    executables.sort();
     assert_eq!(
         executables,
-        vec![&PathBuf::from("usr/local/bin/beacon")],
-        "beacon is the image's only program"
+        [
+            "usr/local/bin/beacon",
+            "usr/local/bin/pg_dump",
+            "usr/local/bin/pg_restore"
+        ],
+        "beacon and the PostgreSQL backup tools are the image's only programs"
+    );
+    // pg_dump runs from the image's own files (its libraries are there),
+    // as the PostgreSQL backups and their verification need.
+    let pg_dump = std::process::Command::new("chroot")
+        .arg("--userspec=65532:65532")
+        .arg(&root)
+        .args(["/usr/local/bin/pg_dump", "--version"])
+        .output()
+        .expect("chroot");
+    assert!(
+        pg_dump.status.success()
+            && String::from_utf8_lossy(&pg_dump.stdout).contains("pg_dump (PostgreSQL)"),
+        "pg_dump in the image: {}{}",
+        String::from_utf8_lossy(&pg_dump.stdout),
+        String::from_utf8_lossy(&pg_dump.stderr)
     );
     for shell in ["bin/sh", "bin/bash", "bin/busybox", "usr/bin/sh"] {
         assert!(!root.join(shell).exists(), "{shell} in the image");
