@@ -11,8 +11,16 @@
 //! - [`store`]: SQLite or PostgreSQL behind one sealed type;
 //! - [`config`]: the validated, typed configuration;
 //! - [`domain`]: the words all of them speak; it imports nothing of beacon's;
+//! - [`background`]: low-priority threads for renders and snapshot builds;
 //! - [`trust`]: the certificate authorities outgoing TLS trusts.
 
+/// The library's own tests allocate as the binary does (src/main.rs), so
+/// what they time is what the server spends.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+pub mod background;
 pub mod backup;
 pub mod cli;
 pub mod clock;

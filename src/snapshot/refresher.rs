@@ -166,8 +166,9 @@ impl Refresher {
                 let layout = self.layout.read().clone();
                 let (title, groups) = (layout.title.clone(), layout.groups.clone());
                 // Laying out every service is CPU work (hundreds of ms at
-                // 10,000 services): on a blocking thread, not a worker.
-                let built = tokio::task::spawn_blocking(move || {
+                // 10,000 services): not on a worker.
+                // On a background thread below the workers' priority.
+                let built = crate::background::run(move || {
                     Snapshot::from_inputs_reusing(inputs, &title, &groups, now, Some(&previous))
                 })
                 .await;
@@ -175,10 +176,10 @@ impl Refresher {
                     Ok(snapshot) => {
                         self.publish.send_replace(Arc::new(snapshot));
                     }
-                    // A panic in the build ends the refresher as it did
-                    // when the build ran on this task.
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    Err(e) => tracing::warn!(error = %e, "building the status snapshot failed"),
+                    // A panic in the build (logged by the panic hook) ends
+                    // the refresher as it did when the build ran on this
+                    // task: its supervisor sees it and restarts it.
+                    Err(e) => panic!("building the status snapshot failed: {e}"),
                 }
             }
             // The page keeps serving the last good snapshot.

@@ -6,8 +6,8 @@
 //! compressing the front page costs more than everything else a request
 //! does.
 //!
-//! Rendering, hashing and compressing run on a blocking thread, at most one
-//! per core and one per key at a time (single flight). While a key renders
+//! Rendering, hashing and compressing run on a background thread (below
+//! the workers' priority, see [`crate::background`]), at most one per core and one per key at a time (single flight). While a key renders
 //! for a new snapshot, requests that arrive meanwhile get the previous
 //! rendering (at most one snapshot old) instead of queueing behind it; only
 //! a key never rendered before makes them wait, for that one rendering.
@@ -114,6 +114,30 @@ fn brotli(body: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// `body` in `coding`, and the `Content-Encoding` to send it with: for the
+/// responses made per request (`/metrics`, older history pages), compressed
+/// on a background thread like the cached ones, never by the compression
+/// layer on a worker (megabytes of `/metrics` held a worker for most of a
+/// second).
+pub fn encode(coding: Coding, body: &[u8]) -> (Bytes, Option<&'static str>) {
+    match coding {
+        Coding::Identity => (Bytes::copy_from_slice(body), None),
+        Coding::Gzip => (gzip(body), Some("gzip")),
+        Coding::Brotli => (brotli(body), Some("br")),
+    }
+}
+
+/// `response` with its `Content-Encoding`, when compressed. The compression
+/// layer leaves a response with this header alone.
+pub fn with_encoding(mut response: Response, encoding: Option<&'static str>) -> Response {
+    if let Some(encoding) = encoding {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    response
+}
+
 /// What a rendering ended with: the page, or `None` when it failed (logged
 /// by the renderer, answered 500).
 type Outcome = Option<Arc<Rendered>>;
@@ -154,12 +178,20 @@ enum Plan {
     /// Nothing to serve yet, and another request is rendering it.
     Wait(watch::Receiver<Option<Outcome>>),
     /// This request renders; others wait on (or are served before) it.
-    Render(watch::Sender<Option<Outcome>>),
+    /// With the previous rendering, kept to answer with should this one
+    /// take longer than [`WAIT_FOR_OWN_RENDERING`].
+    Render(watch::Sender<Option<Outcome>>, Option<Arc<Rendered>>),
 }
 
 /// Longest a request waits for another's first rendering of a key before it
 /// is answered 503 (the page is being built; try again).
 const WAIT_FOR_RENDERING: Duration = Duration::from_secs(10);
+
+/// Longest the request that started a rendering waits for it when there
+/// is a previous one to answer with. Renderings queue behind each other on
+/// the cores (a mass outage changes every document every second); a
+/// visitor gets the page one snapshot old rather than wait for the queue.
+const WAIT_FOR_OWN_RENDERING: Duration = Duration::from_secs(1);
 
 impl RenderCache {
     /// Serve what is there for `generation`, wait for the rendering under
@@ -177,8 +209,9 @@ impl RenderCache {
             }
         }
         let (publish, rendering) = watch::channel(None);
-        slots.entry(key.to_owned()).or_default().rendering = Some(rendering);
-        Plan::Render(publish)
+        let slot = slots.entry(key.to_owned()).or_default();
+        slot.rendering = Some(rendering);
+        Plan::Render(publish, slot.latest.clone())
     }
 
     /// Stores a finished rendering (unless a newer snapshot's is there) and
@@ -214,7 +247,7 @@ impl RenderCache {
         }
     }
 
-    /// Renders `key` on a blocking thread: the page, its validator and its
+    /// Renders `key` on a background thread: the page, its validator and its
     /// compressed copies. Finishing happens on that thread too, so the
     /// key is freed even if this request is cancelled or `render` panics.
     async fn render(
@@ -223,6 +256,7 @@ impl RenderCache {
         snapshot: Arc<Snapshot>,
         content_type: &'static str,
         publish: watch::Sender<Option<Outcome>>,
+        previous: Option<Arc<Rendered>>,
         render: impl FnOnce(&Snapshot) -> Option<String> + Send + 'static,
     ) -> Option<Outcome> {
         let mut waiting = publish.subscribe();
@@ -250,13 +284,26 @@ impl RenderCache {
                     drop(permit);
                 }
             };
-            if let Err(e) = tokio::task::spawn_blocking(job).await {
-                // Only when the runtime is shutting down: free the key.
+            if let Err(e) = crate::background::run(job).await {
+                // The job catches the render's own panic: only when the
+                // threads are gone. Free the key.
                 tracing::error!(error = %e, "rendering task failed");
                 cache.finish(&key, &None);
             }
         });
-        wait(&mut waiting).await
+        match previous {
+            None => wait(&mut waiting).await,
+            Some(previous) => {
+                let outcome =
+                    tokio::time::timeout(WAIT_FOR_OWN_RENDERING, waiting.wait_for(Option::is_some))
+                        .await;
+                match outcome {
+                    Ok(Ok(outcome)) => outcome.clone(),
+                    // Still rendering (or lost): the previous one now.
+                    _ => Some(Some(previous)),
+                }
+            }
+        }
     }
 }
 
@@ -307,9 +354,9 @@ pub async fn respond(
     let outcome = match cache.plan(key, snapshot.generated_at) {
         Plan::Serve(rendered) => Some(Some(rendered)),
         Plan::Wait(mut rendering) => wait(&mut rendering).await,
-        Plan::Render(publish) => {
+        Plan::Render(publish, previous) => {
             cache
-                .render(key, snapshot, content_type, publish, render)
+                .render(key, snapshot, content_type, publish, previous, render)
                 .await
         }
     };
@@ -357,7 +404,7 @@ pub async fn respond(
             .into_response();
     }
     let (body, encoding) = rendered.body(negotiate(request));
-    let mut response = (
+    let response = (
         [
             (
                 header::CONTENT_TYPE,
@@ -370,13 +417,7 @@ pub async fn respond(
         body,
     )
         .into_response();
-    if let Some(encoding) = encoding {
-        // The compression layer leaves a response with this header alone.
-        response
-            .headers_mut()
-            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
-    }
-    response
+    with_encoding(response, encoding)
 }
 
 #[cfg(test)]
@@ -504,7 +545,7 @@ mod render_tests {
         .await;
         let tag1 = etag(&first);
         // Another request is rendering the second snapshot right now.
-        let Plan::Render(publish) = cache.plan("/", snapshot(2).generated_at) else {
+        let Plan::Render(publish, _) = cache.plan("/", snapshot(2).generated_at) else {
             panic!("the key was free")
         };
         let during = respond(&cache, snapshot(2), &none, 5, "/", HTML, |_| {
@@ -527,6 +568,46 @@ mod render_tests {
         })
         .await;
         assert_eq!(etag(&late), tag2);
+    }
+
+    #[tokio::test]
+    async fn the_request_that_renders_waits_at_most_a_second_when_it_has_a_previous_page() {
+        let cache = Arc::new(RenderCache::default());
+        let none = HeaderMap::new();
+        let first = respond(&cache, snapshot(1), &none, 5, "/", HTML, |_| {
+            Some("one".into())
+        })
+        .await;
+        let tag1 = etag(&first);
+        // The next snapshot's rendering takes long (a queue of them during
+        // a mass outage): its requester is answered with the previous one.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let asked = std::time::Instant::now();
+        let slow_one = respond(&cache, snapshot(2), &none, 5, "/", HTML, move |_| {
+            let _ = hold.recv_timeout(Duration::from_secs(20));
+            Some("two".into())
+        })
+        .await;
+        assert_eq!(etag(&slow_one), tag1, "the previous page, not a wait");
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
+        // The rendering goes on, and is what the next requests get.
+        release.send(()).expect("the rendering waits");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let next = respond(&cache, snapshot(2), &none, 5, "/", HTML, |_| {
+                panic!("the second snapshot is rendered once")
+            })
+            .await;
+            if etag(&next) != tag1 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never finished");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]

@@ -1,10 +1,14 @@
 //! `/metrics` (Prometheus text format) and the counter of every HTTP
 //! request by route pattern and status.
 
+use axum::body::Bytes;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::watch;
 
 use super::AppState;
 use crate::metrics::Readings;
@@ -22,6 +26,129 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
                 .into_response();
         }
     }
+    let Some(scrape) = app.scrapes.join_or_build(&app).await else {
+        return failed();
+    };
+    // Prometheus asks for gzip: compressed once per scrape for everyone
+    // who joined it, on a background thread.
+    let coding = super::cache::negotiate(&headers);
+    let encoded = match coding {
+        super::cache::Coding::Identity => Ok((scrape.text.clone(), None)),
+        _ => crate::background::run(move || scrape.encoded(coding)).await,
+    };
+    let Ok((body, encoding)) = encoded else {
+        return failed();
+    };
+    let response = (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            ),
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
+        ],
+        body,
+    )
+        .into_response();
+    super::cache::with_encoding(response, encoding)
+}
+
+fn failed() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "rendering the metrics failed\n",
+    )
+        .into_response()
+}
+
+/// What a scrape's build ended with: its text, or `None` when it failed.
+type Built = Option<Arc<Scrape>>;
+
+/// One scrape's text, and its compressed copies once someone asked.
+pub struct Scrape {
+    text: Bytes,
+    gzip: OnceLock<Bytes>,
+    br: OnceLock<Bytes>,
+}
+
+impl Scrape {
+    /// The text in `coding`; call it on a background thread.
+    fn encoded(&self, coding: super::cache::Coding) -> (Bytes, Option<&'static str>) {
+        use super::cache::{encode, Coding};
+        let copy = |coding| encode(coding, &self.text).0;
+        match coding {
+            Coding::Identity => (self.text.clone(), None),
+            Coding::Gzip => (
+                self.gzip.get_or_init(|| copy(Coding::Gzip)).clone(),
+                Some("gzip"),
+            ),
+            Coding::Brotli => (
+                self.br.get_or_init(|| copy(Coding::Brotli)).clone(),
+                Some("br"),
+            ),
+        }
+    }
+}
+
+/// The scrape being built, which every scrape that arrives meanwhile
+/// joins (single flight): an HA pair of Prometheus servers, or a burst of
+/// scrapes during an outage, costs one store read and one rendering, never
+/// one per scrape, and no scrape waits on a lock held across the work.
+#[derive(Default)]
+pub struct Scrapes {
+    building: Mutex<Option<watch::Receiver<Option<Built>>>>,
+}
+
+impl Scrapes {
+    /// The text of the scrape under way, or of a new one this call starts.
+    /// `None` when the rendering failed (logged). The build runs in a task
+    /// of its own, so a scraper that goes away leaves it to finish for the
+    /// others.
+    async fn join_or_build(self: &Arc<Self>, app: &AppState) -> Option<Arc<Scrape>> {
+        let mut receiver = {
+            let mut building = self.building.lock();
+            match building.as_ref() {
+                Some(under_way) => under_way.clone(),
+                None => {
+                    let (publish, receiver) = watch::channel(None);
+                    *building = Some(receiver.clone());
+                    let (scrapes, app) = (self.clone(), app.clone());
+                    tokio::spawn(async move {
+                        // A panic while building fails this scrape only.
+                        let scrape = tokio::spawn(async move { build(&app).await })
+                            .await
+                            .unwrap_or_else(|e| {
+                                tracing::error!(error = %e, "building /metrics panicked");
+                                None
+                            });
+                        // Cleared before publishing: a scrape arriving
+                        // after the text is out starts a fresh one.
+                        *scrapes.building.lock() = None;
+                        let scrape = scrape.map(|text| {
+                            Arc::new(Scrape {
+                                text,
+                                gzip: OnceLock::new(),
+                                br: OnceLock::new(),
+                            })
+                        });
+                        let _ = publish.send(Some(scrape));
+                    });
+                    receiver
+                }
+            }
+        };
+        let outcome = receiver.wait_for(Option::is_some).await;
+        match outcome {
+            Ok(text) => text.clone().flatten(),
+            // The build's task was lost (the runtime is stopping).
+            Err(_) => None,
+        }
+    }
+}
+
+/// One scrape: the series read from the store and the process's own,
+/// rendered as text.
+async fn build(app: &AppState) -> Option<Bytes> {
     let now_ms = app.clock.now_ms();
     // A store that does not answer must not hide the counters that say so
     // (write failures, results held or shed): without it, the series read
@@ -59,8 +186,8 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
     let monitor_lag_secs = app.stats.current_lag(now_ms).as_secs_f64();
     let metrics = app.metrics.clone();
     // Hundreds of thousands of lines at 10,000 services: built on a
-    // blocking thread, never on a worker the probes and pages need.
-    let text = tokio::task::spawn_blocking(move || {
+    // background thread, never on a worker the probes and pages need.
+    let text = crate::background::run(move || {
         metrics.render(&Readings {
             now_ms,
             services: &services,
@@ -71,25 +198,13 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
         })
     })
     .await;
-    let text = match text {
-        Ok(text) => text,
+    match text {
+        Ok(text) => Some(Bytes::from(text)),
         Err(e) => {
             tracing::error!(error = %e, "rendering /metrics failed");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "rendering the metrics failed\n",
-            )
-                .into_response();
+            None
         }
-    };
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        text,
-    )
-        .into_response()
+    }
 }
 
 /// Counts each request under its route pattern (`/services/{slug}`, never

@@ -48,6 +48,8 @@ pub struct AppState {
     pub changed: Arc<tokio::sync::Notify>,
     /// Public responses rendered once per snapshot.
     pub render_cache: Arc<cache::RenderCache>,
+    /// The `/metrics` scrape under way, which concurrent scrapes join.
+    pub scrapes: Arc<metrics::Scrapes>,
     /// `Cache-Control: max-age` of public responses, in seconds.
     pub max_age_secs: u64,
     pub site: Arc<Site>,

@@ -36,6 +36,7 @@ impl AppState {
             admin_tokens: Arc::new(tokens.iter().map(|t| t.to_string()).collect()),
             changed: Default::default(),
             render_cache: Default::default(),
+            scrapes: Default::default(),
             max_age_secs: 30,
             site: Default::default(),
             public_url: None,

@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::State as AxumState;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -132,17 +132,28 @@ pub async fn incidents(
         return not_found().await;
     }
     let older = first.is_some_and(|first| first < from.timestamp_millis());
-    // Off the runtime's workers: a page of hundreds of incidents.
-    let rendered = tokio::task::spawn_blocking(move || {
+    // Off the runtime's workers: a page of hundreds of incidents, and its
+    // compression.
+    let coding = cache::negotiate(&headers);
+    let rendered = crate::background::run(move || {
         let views = snapshot.incident_views(rows);
         let shown: Vec<&IncidentView> = views.iter().collect();
         history_html(&app, &snapshot, &shown, page, older, from, to, cut)
+            .map(|html| cache::encode(coding, html.as_bytes()))
     })
     .await;
-    match rendered {
-        Ok(Some(html)) => axum::response::Html(html).into_response(),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response(),
-    }
+    let Ok(Some((body, encoding))) = rendered else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "Internal error\n").into_response();
+    };
+    let response = (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(cache::HTML)),
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
+        ],
+        body,
+    )
+        .into_response();
+    cache::with_encoding(response, encoding)
 }
 
 #[allow(clippy::too_many_arguments)] // one page, its place in the history and what it leaves out
