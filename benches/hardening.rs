@@ -129,6 +129,30 @@ fn metric_sum(text: &str, name: &str, with: &str) -> f64 {
         + 0.0
 }
 
+/// The upper bound of the histogram bucket `name` that holds quantile `q`
+/// (what Prometheus' `histogram_quantile` would say, without the
+/// interpolation), in seconds.
+fn bucket_quantile(text: &str, name: &str, q: f64) -> f64 {
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket{{")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    buckets
+        .iter()
+        .find(|(_, n)| *n >= q * total)
+        .map_or(0.0, |b| b.0)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -137,22 +161,36 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 /// Asks `/livez` every 100 ms until `until`; its latencies and failures.
+/// `/livez` ten times a second until `until`, on a thread and runtime of
+/// its own: the readers keep this process's own workers busy reading
+/// megabytes of documents, and a watcher queued behind them would time
+/// this process, not beacon.
 async fn watch_livez(url: String, until: Instant) -> (Vec<Duration>, u64) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("client");
-    let (mut times, mut failed) = (Vec::new(), 0);
-    while Instant::now() < until {
-        let asked = Instant::now();
-        match client.get(&url).send().await {
-            Ok(r) if r.status() == 200 => times.push(asked.elapsed()),
-            _ => failed += 1,
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    times.sort();
-    (times, failed)
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the /livez watcher");
+        runtime.block_on(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("client");
+            let (mut times, mut failed) = (Vec::new(), 0);
+            while Instant::now() < until {
+                let asked = Instant::now();
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => times.push(asked.elapsed()),
+                    _ => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            times.sort();
+            (times, failed)
+        })
+    })
+    .await
+    .expect("the /livez watcher")
 }
 
 async fn turnover(seconds: u64) -> anyhow::Result<()> {
@@ -517,12 +555,22 @@ async fn mass_outage(services: usize, interval: u64, seconds: u64) -> anyhow::Re
         "/services/s31",
         "/metrics",
     ];
+    // What the readers accept: gzip by default, as browsers and most HTTP
+    // libraries ask (the bytes are read, not inflated); `identity` makes
+    // beacon send every document whole.
+    let encoding = std::env::var("BEACON_BENCH_ENCODING").unwrap_or_else(|_| "gzip".into());
     let mut readers = tokio::task::JoinSet::new();
     for r in 0..20usize {
         let urls: Vec<String> = routes.iter().map(|p| beacon.url(p)).collect();
+        let mut accept = reqwest::header::HeaderMap::new();
+        accept.insert(
+            reqwest::header::ACCEPT_ENCODING,
+            reqwest::header::HeaderValue::from_str(&encoding)?,
+        );
         readers.spawn(async move {
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
+                .default_headers(accept)
                 .build()
                 .expect("client");
             let (mut times, mut failed) = (Vec::new(), 0u64);
@@ -532,7 +580,7 @@ async fn mass_outage(services: usize, interval: u64, seconds: u64) -> anyhow::Re
                 match client.get(&urls[i % urls.len()]).send().await {
                     Ok(resp) if resp.status().is_success() => {
                         let _ = resp.bytes().await;
-                        times.push(asked.elapsed());
+                        times.push((i % urls.len(), asked.elapsed()));
                     }
                     _ => failed += 1,
                 }
@@ -541,13 +589,15 @@ async fn mass_outage(services: usize, interval: u64, seconds: u64) -> anyhow::Re
             (times, failed)
         });
     }
-    // The crawler: the history, page after page, again and again.
+    // The crawler: the history, page after page, again and again
+    // (`BEACON_BENCH_CRAWLER=off` leaves it out, to compare the writes).
+    let crawl = std::env::var("BEACON_BENCH_CRAWLER").map_or(true, |v| v != "off");
     let crawl_base = beacon.url("/incidents?page=");
     let crawler = tokio::spawn(async move {
         let client = reqwest::Client::new();
         let (mut served, mut turned_away) = (0u64, 0u64);
         let mut page = 1;
-        while Instant::now() < until {
+        while crawl && Instant::now() < until {
             match client.get(format!("{crawl_base}{page}")).send().await {
                 Ok(r) if r.status().is_success() => served += 1,
                 Ok(r) if r.status() == 404 => page = 0,
@@ -574,12 +624,32 @@ async fn mass_outage(services: usize, interval: u64, seconds: u64) -> anyhow::Re
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let (mut times, mut failed) = (Vec::new(), 0);
+    let (mut timed, mut failed) = (Vec::new(), 0);
     while let Some(done) = readers.join_next().await {
         let (t, f) = done?;
-        times.extend(t);
+        timed.extend(t);
         failed += f;
     }
+    // Per route, to tell which one the slowest readers waited on.
+    let by_route: Vec<String> = routes
+        .iter()
+        .enumerate()
+        .map(|(n, route)| {
+            let mut t: Vec<Duration> = timed
+                .iter()
+                .filter(|(r, _)| *r == n)
+                .map(|(_, d)| *d)
+                .collect();
+            t.sort();
+            format!(
+                "{route} {} p99 {:?} max {:?}",
+                t.len(),
+                percentile(&t, 0.99),
+                t.last().copied().unwrap_or_default()
+            )
+        })
+        .collect();
+    let mut times: Vec<Duration> = timed.into_iter().map(|(_, d)| d).collect();
     times.sort();
     lags.sort();
     let (livez_times, livez_failed) = livez.await?;
@@ -592,9 +662,12 @@ async fn mass_outage(services: usize, interval: u64, seconds: u64) -> anyhow::Re
         .await?;
     let sum = |name: &str| metric_sum(&metrics, name, "");
     let probes = sum("beacon_probes_total");
+    let writes = sum("beacon_store_write_duration_seconds_count");
+    let write_mean_ms = 1000.0 * sum("beacon_store_write_duration_seconds_sum") / writes.max(1.0);
+    let write_p99_ms = 1000.0 * bucket_quantile(&metrics, "beacon_store_write_duration_seconds", 0.99);
     let elapsed = seconds as f64;
     println!(
-        "mass outage: {services} services every {interval} s, 30 % down, {seconds} s from a cold start | readers: {} answered, {failed} failed, p50 {:?}, p99 {:?}, max {:?} | crawler: {crawled} pages served, {crawl_refused} turned away | /livez: {} answered, {livez_failed} failed, p99 {:?}, max {:?} | lag p99 {:?} (sampled 1/s) | probes written {probes:.0} ({:.0} % of plan over the run), results dropped {:.0}, write failures {:.0} | /health {}",
+        "mass outage: {services} services every {interval} s, 30 % down, {seconds} s from a cold start | readers (Accept-Encoding: {encoding}): {} answered, {failed} failed, p50 {:?}, p99 {:?}, max {:?} | crawler: {crawled} pages served, {crawl_refused} turned away | /livez: {} answered, {livez_failed} failed, p99 {:?}, max {:?} | lag p99 {:?} (sampled 1/s) | probes written {probes:.0} ({:.0} % of plan over the run), results dropped {:.0}, write failures {:.0} | writes {writes:.0}, mean {write_mean_ms:.1} ms, p99 ≤ {write_p99_ms} ms | /health {}",
         times.len(),
         percentile(&times, 0.5),
         percentile(&times, 0.99),
@@ -608,6 +681,7 @@ async fn mass_outage(services: usize, interval: u64, seconds: u64) -> anyhow::Re
         sum("beacon_store_write_failures_total"),
         last_health["status"],
     );
+    println!("  by route: {}", by_route.join("; "));
     Ok(())
 }
 
