@@ -664,7 +664,8 @@ async fn mass_outage(services: usize, interval: u64, seconds: u64) -> anyhow::Re
     let probes = sum("beacon_probes_total");
     let writes = sum("beacon_store_write_duration_seconds_count");
     let write_mean_ms = 1000.0 * sum("beacon_store_write_duration_seconds_sum") / writes.max(1.0);
-    let write_p99_ms = 1000.0 * bucket_quantile(&metrics, "beacon_store_write_duration_seconds", 0.99);
+    let write_p99_ms =
+        1000.0 * bucket_quantile(&metrics, "beacon_store_write_duration_seconds", 0.99);
     let elapsed = seconds as f64;
     println!(
         "mass outage: {services} services every {interval} s, 30 % down, {seconds} s from a cold start | readers (Accept-Encoding: {encoding}): {} answered, {failed} failed, p50 {:?}, p99 {:?}, max {:?} | crawler: {crawled} pages served, {crawl_refused} turned away | /livez: {} answered, {livez_failed} failed, p99 {:?}, max {:?} | lag p99 {:?} (sampled 1/s) | probes written {probes:.0} ({:.0} % of plan over the run), results dropped {:.0}, write failures {:.0} | writes {writes:.0}, mean {write_mean_ms:.1} ms, p99 ≤ {write_p99_ms} ms | /health {}",
