@@ -12,9 +12,11 @@
 //! the renders get everything else. Nothing changes while the machine is
 //! idle; a lower priority never starves work here, it only orders it.
 //!
-//! Jobs run in the order they come, on `cores + 1` threads (one more than
-//! the cores, so a snapshot build is not queued behind two long renders).
-//! A job that panics fails its caller only; the thread goes on.
+//! Jobs run in the order they come, on `2 × cores + 2` threads (at least
+//! 8): how many run at once is bounded where they start (one rendering per
+//! core, one `/metrics` scrape, one snapshot build), not here, so a
+//! snapshot build never queues behind renders. A job that panics fails its
+//! caller only, with the panic's message; the thread goes on.
 
 use std::sync::OnceLock;
 
@@ -25,13 +27,14 @@ const NICE: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The job was lost: it panicked (logged), or the threads are gone.
+/// The job was lost: it panicked (with its message), or the threads are
+/// gone.
 #[derive(Debug)]
-pub struct Lost;
+pub struct Lost(String);
 
 impl std::fmt::Display for Lost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the background job panicked or was lost")
+        f.write_str(&self.0)
     }
 }
 
@@ -41,7 +44,8 @@ fn queue() -> &'static flume::Sender<Job> {
     static QUEUE: OnceLock<flume::Sender<Job>> = OnceLock::new();
     QUEUE.get_or_init(|| {
         let (send, receive) = flume::unbounded::<Job>();
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (2 * cores + 2).max(8);
         for n in 0..threads {
             let receive = receive.clone();
             let started = std::thread::Builder::new()
@@ -49,8 +53,8 @@ fn queue() -> &'static flume::Sender<Job> {
                 .spawn(move || {
                     lower_priority();
                     while let Ok(job) = receive.recv() {
-                        // The caller hears of a panic through its dropped
-                        // sender; the thread stays for the next job.
+                        // `run` catches the job's panic; this keeps the
+                        // thread should anything else in it unwind.
                         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
                     }
                 });
@@ -79,15 +83,30 @@ fn lower_priority() {
 }
 
 /// Runs `job` on a background thread and waits for it without blocking a
-/// worker. `Err(Lost)` when it panicked (the panic is logged by the hook)
-/// or could not be queued.
+/// worker. `Err(Lost)` when it panicked (with the panic's message) or
+/// could not be queued.
 pub async fn run<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Result<T, Lost> {
     let (answer, answered) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
-        let _ = answer.send(job());
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+            .map_err(|panic| Lost(format!("panicked: {}", message(panic.as_ref()))));
+        let _ = answer.send(outcome);
     });
-    queue().send(job).map_err(|_| Lost)?;
-    answered.await.map_err(|_| Lost)
+    queue()
+        .send(job)
+        .map_err(|_| Lost("the background threads are gone".into()))?;
+    answered
+        .await
+        .map_err(|_| Lost("the background job was lost".into()))?
+}
+
+/// What `panic!` was given, when it was text.
+fn message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 #[cfg(test)]
@@ -105,9 +124,10 @@ mod tests {
         .expect("ran");
         assert_ne!(thread, worker);
         assert!(name.is_some_and(|n| n.starts_with("beacon-render-")));
-        assert!(run(|| -> u8 { panic!("a bug in one rendering") })
+        let lost = run(|| -> u8 { panic!("a bug in one rendering") })
             .await
-            .is_err());
+            .expect_err("the panic is the caller's error");
+        assert_eq!(lost.to_string(), "panicked: a bug in one rendering");
         // Every thread is still there for the next jobs.
         let many: Vec<_> = (0..16).map(|n| run(move || n * 2)).collect();
         let mut sum = 0;

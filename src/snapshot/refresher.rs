@@ -176,10 +176,10 @@ impl Refresher {
                     Ok(snapshot) => {
                         self.publish.send_replace(Arc::new(snapshot));
                     }
-                    // A panic in the build (logged by the panic hook) ends
-                    // the refresher as it did when the build ran on this
+                    // A panic in the build ends the refresher, with the
+                    // build's message, as it did when the build ran on this
                     // task: its supervisor sees it and restarts it.
-                    Err(e) => panic!("building the status snapshot failed: {e}"),
+                    Err(e) => panic!("building the status snapshot: {e}"),
                 }
             }
             // The page keeps serving the last good snapshot.

@@ -475,6 +475,7 @@ fn app_state(
         changed: refresher.changed.clone(),
         render_cache: Default::default(),
         scrapes: Default::default(),
+        first_incident: Default::default(),
         site: Arc::new(web::Site {
             logo_url: config.server.logo_url.as_ref().map(|u| u.to_string()),
             home_url: config.server.home_url.as_ref().map(|u| u.to_string()),

@@ -297,9 +297,10 @@ impl RenderCache {
                 let outcome =
                     tokio::time::timeout(WAIT_FOR_OWN_RENDERING, waiting.wait_for(Option::is_some))
                         .await;
-                match outcome {
-                    Ok(Ok(outcome)) => outcome.clone(),
-                    // Still rendering (or lost): the previous one now.
+                match outcome.map(|o| o.map(|o| o.clone())) {
+                    Ok(Ok(Some(Some(rendered)))) => Some(Some(rendered)),
+                    // Still rendering, failed (logged) or lost: the
+                    // previous one, which is there to serve.
                     _ => Some(Some(previous)),
                 }
             }

@@ -7,8 +7,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
-use std::sync::{Arc, OnceLock};
-use tokio::sync::watch;
+use std::sync::Arc;
+use tokio::sync::{watch, OnceCell};
 
 use super::AppState;
 use crate::metrics::Readings;
@@ -31,12 +31,7 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
     };
     // Prometheus asks for gzip: compressed once per scrape for everyone
     // who joined it, on a background thread.
-    let coding = super::cache::negotiate(&headers);
-    let encoded = match coding {
-        super::cache::Coding::Identity => Ok((scrape.text.clone(), None)),
-        _ => crate::background::run(move || scrape.encoded(coding)).await,
-    };
-    let Ok((body, encoding)) = encoded else {
+    let Ok((body, encoding)) = scrape.encoded(super::cache::negotiate(&headers)).await else {
         return failed();
     };
     let response = (
@@ -67,26 +62,31 @@ type Built = Option<Arc<Scrape>>;
 /// One scrape's text, and its compressed copies once someone asked.
 pub struct Scrape {
     text: Bytes,
-    gzip: OnceLock<Bytes>,
-    br: OnceLock<Bytes>,
+    gzip: OnceCell<Bytes>,
+    br: OnceCell<Bytes>,
 }
 
 impl Scrape {
-    /// The text in `coding`; call it on a background thread.
-    fn encoded(&self, coding: super::cache::Coding) -> (Bytes, Option<&'static str>) {
+    /// The text in `coding`. The first to ask for a coding compresses it on
+    /// a background thread; the others wait for that copy without holding
+    /// a thread.
+    async fn encoded(
+        self: &Arc<Self>,
+        coding: super::cache::Coding,
+    ) -> Result<(Bytes, Option<&'static str>), crate::background::Lost> {
         use super::cache::{encode, Coding};
-        let copy = |coding| encode(coding, &self.text).0;
-        match coding {
-            Coding::Identity => (self.text.clone(), None),
-            Coding::Gzip => (
-                self.gzip.get_or_init(|| copy(Coding::Gzip)).clone(),
-                Some("gzip"),
-            ),
-            Coding::Brotli => (
-                self.br.get_or_init(|| copy(Coding::Brotli)).clone(),
-                Some("br"),
-            ),
-        }
+        let (cell, name) = match coding {
+            Coding::Identity => return Ok((self.text.clone(), None)),
+            Coding::Gzip => (&self.gzip, "gzip"),
+            Coding::Brotli => (&self.br, "br"),
+        };
+        let body = cell
+            .get_or_try_init(|| {
+                let scrape = self.clone();
+                crate::background::run(move || encode(coding, &scrape.text).0)
+            })
+            .await?;
+        Ok((body.clone(), Some(name)))
     }
 }
 
@@ -127,8 +127,8 @@ impl Scrapes {
                         let scrape = scrape.map(|text| {
                             Arc::new(Scrape {
                                 text,
-                                gzip: OnceLock::new(),
-                                br: OnceLock::new(),
+                                gzip: OnceCell::new(),
+                                br: OnceCell::new(),
                             })
                         });
                         let _ = publish.send(Some(scrape));
@@ -137,11 +137,18 @@ impl Scrapes {
                 }
             }
         };
-        let outcome = receiver.wait_for(Option::is_some).await;
+        let outcome = receiver.wait_for(Option::is_some).await.map(|t| t.clone());
         match outcome {
-            Ok(text) => text.clone().flatten(),
-            // The build's task was lost (the runtime is stopping).
-            Err(_) => None,
+            Ok(text) => text.flatten(),
+            // The build's task was lost (the runtime is stopping): free
+            // the slot, or every later scrape would wait on a dead build.
+            Err(_) => {
+                let mut building = self.building.lock();
+                if building.as_ref().is_some_and(|b| b.same_channel(&receiver)) {
+                    *building = None;
+                }
+                None
+            }
         }
     }
 }

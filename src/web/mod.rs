@@ -50,6 +50,8 @@ pub struct AppState {
     pub render_cache: Arc<cache::RenderCache>,
     /// The `/metrics` scrape under way, which concurrent scrapes join.
     pub scrapes: Arc<metrics::Scrapes>,
+    /// The first incident on record, per snapshot (older history pages).
+    pub first_incident: Arc<pages::FirstIncident>,
     /// `Cache-Control: max-age` of public responses, in seconds.
     pub max_age_secs: u64,
     pub site: Arc<Site>,

@@ -37,6 +37,7 @@ impl AppState {
             changed: Default::default(),
             render_cache: Default::default(),
             scrapes: Default::default(),
+            first_incident: Default::default(),
             max_age_secs: 30,
             site: Default::default(),
             public_url: None,
@@ -386,4 +387,52 @@ async fn the_status_page_and_a_service_page_show_the_snapshot() {
     assert_eq!(service.status, StatusCode::OK);
     assert!(service.body.contains("Checkout API"));
     assert!(service.body.contains("changed 2 h ago"));
+}
+
+#[tokio::test]
+async fn concurrent_metrics_scrapes_are_answered_gzip_or_plain_with_the_same_series() {
+    use std::io::Read;
+    let (router, _state, _dir) = app().await;
+    // An HA pair of Prometheus servers and a person with curl, at once.
+    let mut scrapes = tokio::task::JoinSet::new();
+    for n in 0..12 {
+        let router = router.clone();
+        scrapes.spawn(async move {
+            let mut request = get("/metrics");
+            if n % 3 != 0 {
+                request
+                    .headers_mut()
+                    .insert(header::ACCEPT_ENCODING, "gzip".parse().expect("value"));
+            }
+            let response = router.oneshot(request).await.expect("infallible");
+            let status = response.status();
+            let encoding = response
+                .headers()
+                .get(header::CONTENT_ENCODING)
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("body");
+            (n, status, encoding, bytes)
+        });
+    }
+    while let Some(done) = scrapes.join_next().await {
+        let (n, status, encoding, bytes) = done.expect("scrape");
+        assert_eq!(status, StatusCode::OK);
+        let text = if n % 3 != 0 {
+            assert_eq!(encoding.as_deref(), Some("gzip"), "scrape {n}");
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut text)
+                .expect("gzip");
+            text
+        } else {
+            assert_eq!(encoding, None, "scrape {n}");
+            String::from_utf8(bytes.to_vec()).expect("utf-8")
+        };
+        assert!(
+            text.contains("beacon_monitor_lag_seconds"),
+            "scrape {n}: {text}"
+        );
+    }
 }

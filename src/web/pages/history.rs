@@ -109,28 +109,29 @@ pub async fn incidents(
         )
         .await;
     }
+    // Past the first incident on record there is no such page: known
+    // from one read per snapshot, so a crawler walking past the end (or
+    // asking for page 1,200 again and again) never reaches the store.
+    let first = match app.first_incident.get(&app, snapshot.generated_at).await {
+        Ok(first) => first,
+        Err(refused) => return refused.response("the incident history"),
+    };
+    if first.is_none_or(|first| first >= to.timestamp_millis()) {
+        return not_found().await;
+    }
     let read = app
-        .read_store(async {
-            tokio::try_join!(
-                app.store.incidents_between(
-                    from.timestamp_millis(),
-                    to.timestamp_millis(),
-                    HISTORY_PAGE_LIMIT as i64 + 1
-                ),
-                app.store.first_incident_start()
-            )
-        })
+        .read_store(app.store.incidents_between(
+            from.timestamp_millis(),
+            to.timestamp_millis(),
+            HISTORY_PAGE_LIMIT as i64 + 1,
+        ))
         .await;
-    let (mut rows, first) = match read {
+    let mut rows = match read {
         Ok(found) => found,
         Err(refused) => return refused.response("the incident history"),
     };
     let cut = rows.len() > HISTORY_PAGE_LIMIT;
     rows.truncate(HISTORY_PAGE_LIMIT);
-    // Past the first incident on record: there is no such page.
-    if first.is_none_or(|first| first >= to.timestamp_millis()) {
-        return not_found().await;
-    }
     let older = first.is_some_and(|first| first < from.timestamp_millis());
     // Off the runtime's workers: a page of hundreds of incidents, and its
     // compression.
@@ -154,6 +155,44 @@ pub async fn incidents(
     )
         .into_response();
     cache::with_encoding(response, encoding)
+}
+
+/// The start of the first incident on record, read from the store at most
+/// once per snapshot and per [`FIRST_INCIDENT_REUSE`] (reads that cross are
+/// not merged; they are bounded by the public-read permits like any other).
+/// Incidents are written with the current time, so the first one moves only
+/// when retention or an operator deletes it; the time bound covers a clock
+/// that does not move.
+#[derive(Default)]
+pub struct FirstIncident {
+    known: parking_lot::Mutex<Option<Known>>,
+}
+
+/// The snapshot it was read for, when, and what it said.
+type Known = (DateTime<Utc>, std::time::Instant, Option<i64>);
+
+/// Longest a read of the first incident is reused.
+const FIRST_INCIDENT_REUSE: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl FirstIncident {
+    async fn get(
+        &self,
+        app: &AppState,
+        generation: DateTime<Utc>,
+    ) -> Result<Option<i64>, crate::web::ReadRefused> {
+        let known = *self.known.lock();
+        if let Some((at, read, first)) = known {
+            if at >= generation && read.elapsed() < FIRST_INCIDENT_REUSE {
+                return Ok(first);
+            }
+        }
+        let first = app.read_store(app.store.first_incident_start()).await?;
+        let mut known = self.known.lock();
+        if known.is_none_or(|(at, _, _)| at <= generation) {
+            *known = Some((generation, std::time::Instant::now(), first));
+        }
+        Ok(first)
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // one page, its place in the history and what it leaves out

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-pub use history::incidents;
+pub use history::{incidents, FirstIncident};
 pub use incident::incident;
 pub use index::index;
 pub use service::service;
