@@ -485,6 +485,17 @@ mod render_tests {
         response.headers()[header::ETAG].clone()
     }
 
+    /// A cache holding `/` rendered from the first snapshot, and its tag.
+    async fn first_page_rendered() -> (Arc<RenderCache>, HeaderValue) {
+        let cache = Arc::new(RenderCache::default());
+        let first = respond(&cache, snapshot(1), &HeaderMap::new(), 5, "/", HTML, |_| {
+            Some("one".into())
+        })
+        .await;
+        let tag = etag(&first);
+        (cache, tag)
+    }
+
     /// A render that takes a while and counts its calls.
     fn slow(
         calls: &Arc<AtomicUsize>,
@@ -538,13 +549,8 @@ mod render_tests {
 
     #[tokio::test]
     async fn a_request_during_a_render_gets_the_previous_rendering() {
-        let cache = Arc::new(RenderCache::default());
+        let (cache, tag1) = first_page_rendered().await;
         let none = HeaderMap::new();
-        let first = respond(&cache, snapshot(1), &none, 5, "/", HTML, |_| {
-            Some("one".into())
-        })
-        .await;
-        let tag1 = etag(&first);
         // Another request is rendering the second snapshot right now.
         let Plan::Render(publish, _) = cache.plan("/", snapshot(2).generated_at) else {
             panic!("the key was free")
@@ -573,13 +579,8 @@ mod render_tests {
 
     #[tokio::test]
     async fn the_request_that_renders_waits_at_most_a_second_when_it_has_a_previous_page() {
-        let cache = Arc::new(RenderCache::default());
+        let (cache, tag1) = first_page_rendered().await;
         let none = HeaderMap::new();
-        let first = respond(&cache, snapshot(1), &none, 5, "/", HTML, |_| {
-            Some("one".into())
-        })
-        .await;
-        let tag1 = etag(&first);
         // The next snapshot's rendering takes long (a queue of them during
         // a mass outage): its requester is answered with the previous one.
         let (release, hold) = std::sync::mpsc::channel::<()>();
