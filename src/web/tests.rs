@@ -436,3 +436,20 @@ async fn concurrent_metrics_scrapes_are_answered_gzip_or_plain_with_the_same_ser
         );
     }
 }
+
+#[tokio::test]
+async fn history_pages_past_the_first_incident_answer_404_without_the_store() {
+    let (router, state, _dir) = app().await;
+    // No incident on record: page 2 does not exist. That took one read.
+    assert_eq!(
+        send(&router, get("/incidents?page=2")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // A crawler walking on past the end costs no read of the store for
+    // this snapshot: with the store closed, still 404, not 503.
+    state.store.close().await;
+    for page in [2, 3, 40, 1200] {
+        let answer = send(&router, get(&format!("/incidents?page={page}"))).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "page {page}");
+    }
+}
