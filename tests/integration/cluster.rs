@@ -803,15 +803,7 @@ where
     until(
         "every replica lists the outage's incident again",
         Duration::from_secs(10),
-        || async {
-            for i in ALL {
-                let listed = cluster.incidents(i).await?.len();
-                if listed != 1 {
-                    return Err(format!("replica {i} lists {listed} incidents"));
-                }
-            }
-            Ok(())
-        },
+        || cluster.each_lists_incidents(&ALL, 1),
     )
     .await;
     hold(
@@ -823,13 +815,7 @@ where
             if n != 1 || down != 1 {
                 return Err(format!("{n} automatic incidents, {down} service_down"));
             }
-            for i in ALL {
-                let listed = cluster.incidents(i).await?.len();
-                if listed != 1 {
-                    return Err(format!("replica {i} lists {listed} incidents"));
-                }
-            }
-            Ok(())
+            cluster.each_lists_incidents(&ALL, 1).await
         },
     )
     .await;

@@ -376,6 +376,17 @@ impl Cluster {
             .ok_or_else(|| format!("incidents.json has no incidents list: {doc}"))
     }
 
+    /// Every running replica's incidents.json lists `n` incidents.
+    pub async fn each_lists_incidents(&self, replicas: &[usize], n: usize) -> Result<(), String> {
+        for &i in replicas {
+            let listed = self.incidents(i).await?.len();
+            if listed != n {
+                return Err(format!("replica {i} lists {listed} incidents"));
+            }
+        }
+        Ok(())
+    }
+
     /// Replica `i`'s /metrics text.
     pub async fn metrics(&self, i: usize) -> Result<String, String> {
         let response = self
