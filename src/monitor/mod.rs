@@ -834,8 +834,11 @@ impl Recorder {
     /// A write failed, the `failures`-th in a row: counts it and holds the
     /// batch again, ahead of what came in meanwhile. A batch the database
     /// itself refuses ([`StoreError::is_permanent`]) is written again without
-    /// its raw results, the state changes kept (with none, nothing is left
-    /// that a retry could save); any other failure is retried after a
+    /// its raw results, the state changes kept. Refused again with no
+    /// results in it, it is split: each state change is written alone (in
+    /// `isolated`, ahead of everything else), so one change the database
+    /// can never take (its service deleted under beacon, say) costs only
+    /// itself, never the others. Any other failure is retried after a
     /// backoff. Returns when to retry (`None`: at once).
     fn write_failed(
         &self,
@@ -843,17 +846,28 @@ impl Recorder {
         mut batch: Batch,
         held: &mut Batch,
         held_since: &mut Option<Instant>,
+        isolated: &mut std::collections::VecDeque<Batch>,
         failures: u32,
     ) -> Option<Instant> {
         self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
         self.metrics.write_failures.inc();
         let retry_at = if e.is_permanent() {
             if batch.results.is_empty() {
-                tracing::error!(error = %e, changes = batch.changes.len(), "the store refuses these state changes; dropping them");
-                self.stats
-                    .changes_dropped
-                    .fetch_add(batch.changes.len() as u64, Ordering::Relaxed);
-                batch = self.new_batch();
+                let parts = split(batch, &mut || self.new_batch());
+                if parts.len() > 1 {
+                    tracing::error!(error = %e, parts = parts.len(), "the store refuses these state changes; writing each alone");
+                    // Ahead of any part split off before: they were older.
+                    for part in parts.into_iter().rev() {
+                        isolated.push_front(part);
+                    }
+                } else {
+                    let changes: usize = parts.iter().map(|p| p.changes.len()).sum();
+                    tracing::error!(error = %e, changes, "the store refuses this state change on its own; giving it up");
+                    self.stats
+                        .changes_dropped
+                        .fetch_add(changes as u64, Ordering::Relaxed);
+                }
+                return None;
             } else {
                 self.stats
                     .results_dropped
@@ -975,6 +989,8 @@ impl Recorder {
         let mut held = self.new_batch();
         // When the oldest result in `held` came in.
         let mut held_since: Option<Instant> = None;
+        // Parts of a refused batch, written one by one before `held`.
+        let mut isolated = std::collections::VecDeque::new();
         let mut writing: Option<Write> = None;
         let mut failures = 0u32;
         let mut retry_at: Option<Instant> = None;
@@ -989,14 +1005,20 @@ impl Recorder {
                 stop_deadline = Some(Instant::now() + STOP_WRITE_DEADLINE);
             }
             let now = Instant::now();
-            if writing.is_none() && !held.is_empty() {
+            if writing.is_none() && !(held.is_empty() && isolated.is_empty()) {
                 let due = !open
                     || held.results.len() >= batch_size
                     || failures > 0
+                    || !isolated.is_empty()
                     || held_since.is_some_and(|t| now >= t + flush);
                 if due && retry_at.is_none_or(|t| now >= t) {
-                    let batch = std::mem::replace(&mut held, self.new_batch());
-                    held_since = None;
+                    let batch = match isolated.pop_front() {
+                        Some(part) => part,
+                        None => {
+                            held_since = None;
+                            std::mem::replace(&mut held, self.new_batch())
+                        }
+                    };
                     let limit = match stop_deadline {
                         Some(d) => d.saturating_duration_since(now).min(WRITE_DEADLINE),
                         None => WRITE_DEADLINE,
@@ -1004,7 +1026,7 @@ impl Recorder {
                     writing = Some(Box::pin(write_within(self.store.clone(), batch, limit)));
                 }
             }
-            if !open && writing.is_none() && held.is_empty() {
+            if !open && writing.is_none() && held.is_empty() && isolated.is_empty() {
                 return Ok(());
             }
             if let Some(deadline) = stop_deadline {
@@ -1017,7 +1039,7 @@ impl Recorder {
                 }
             }
             // When to look again without news: a retry, a flush, the stop.
-            let wake = if writing.is_some() || held.is_empty() {
+            let wake = if writing.is_some() || (held.is_empty() && isolated.is_empty()) {
                 None
             } else if failures > 0 {
                 retry_at
@@ -1062,7 +1084,7 @@ impl Recorder {
                         }
                         Err(e) => {
                             failures += 1;
-                            retry_at = self.write_failed(e, batch, &mut held, &mut held_since, failures);
+                            retry_at = self.write_failed(e, batch, &mut held, &mut held_since, &mut isolated, failures);
                         }
                     }
                 },
@@ -1081,6 +1103,41 @@ impl Recorder {
             }
         }
     }
+}
+
+/// A batch without raw results cut into parts the store can take or refuse
+/// one by one: each state change alone, then what else it holds
+/// (dependencies, certificates) together. One part when it cannot be cut.
+fn split(batch: Batch, empty: &mut dyn FnMut() -> Batch) -> Vec<Batch> {
+    let others = !(batch.dependencies.is_empty()
+        && batch.certificates.is_empty()
+        && batch.certificate_warnings.is_empty());
+    if batch.changes.len() + usize::from(others) <= 1 {
+        return vec![batch];
+    }
+    let Batch {
+        changes,
+        dependencies,
+        certificates,
+        certificate_warnings,
+        ..
+    } = batch;
+    let mut parts: Vec<Batch> = changes
+        .into_iter()
+        .map(|change| {
+            let mut part = empty();
+            part.changes.push(change);
+            part
+        })
+        .collect();
+    if others {
+        let mut part = empty();
+        part.dependencies = dependencies;
+        part.certificates = certificates;
+        part.certificate_warnings = certificate_warnings;
+        parts.push(part);
+    }
+    parts
 }
 
 /// Writes `batch` in one transaction within `limit`; hands the batch back
@@ -1132,6 +1189,42 @@ mod tests {
         );
         assert!(offsets.iter().all(|d| *d < Duration::from_secs(30)));
         assert_eq!(offsets[500], Duration::from_secs(15));
+    }
+
+    #[test]
+    fn a_refused_batch_splits_into_one_part_per_state_change() {
+        use crate::domain::State;
+        use crate::store::{Batch, StatusChange};
+        let change = |service_id| StatusChange {
+            service_id,
+            changed_at: 1,
+            from: State::Up,
+            to: State::Down,
+            reason: None,
+        };
+        let empty = &mut || Batch::default();
+        let batch = Batch {
+            changes: vec![change(1), change(2)],
+            certificates: vec![(3, 99)],
+            ..Batch::default()
+        };
+        let parts = super::split(batch, empty);
+        let shapes: Vec<(Vec<i64>, usize)> = parts
+            .iter()
+            .map(|p| {
+                (
+                    p.changes.iter().map(|c| c.service_id).collect(),
+                    p.certificates.len(),
+                )
+            })
+            .collect();
+        assert_eq!(shapes, [(vec![1], 0), (vec![2], 0), (vec![], 1)]);
+        // One change alone cannot be cut: refused again, it is given up.
+        let single = Batch {
+            changes: vec![change(1)],
+            ..Batch::default()
+        };
+        assert_eq!(super::split(single, empty).len(), 1);
     }
 
     #[test]

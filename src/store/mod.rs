@@ -300,16 +300,25 @@ impl StoreError {
                 sqlx::Error::Database(db) => {
                     let code = db.code();
                     let code = code.as_deref().unwrap_or("");
-                    match code.parse::<i64>() {
-                        // SQLite: the primary result code is the low byte of
-                        // the extended one. CONSTRAINT, TOOBIG, MISMATCH, RANGE.
-                        Ok(extended) => matches!(extended & 0xff, 18 | 19 | 20 | 25),
-                        // PostgreSQL's SQLSTATE: class 22 (data exception) and
-                        // 23 (integrity constraint violation). Classes 08
-                        // (connection), 53 (resources), 57 (operator
+                    // Told apart by the driver, not by the code's shape: most
+                    // SQLSTATEs are digits too (23505 would read as SQLite's
+                    // 209 and pass for transient).
+                    if db
+                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .is_some()
+                    {
+                        // PostgreSQL's SQLSTATE: class 22 (data exception)
+                        // and 23 (integrity constraint violation). Classes
+                        // 08 (connection), 53 (resources), 57 (operator
                         // intervention, "cannot connect now"), 40 (deadlock,
                         // serialization) and the rest are transient.
-                        Err(_) => code.starts_with("22") || code.starts_with("23"),
+                        code.starts_with("22") || code.starts_with("23")
+                    } else {
+                        // SQLite: the primary result code is the low byte of
+                        // the extended one. CONSTRAINT, TOOBIG, MISMATCH,
+                        // RANGE.
+                        code.parse::<i64>()
+                            .is_ok_and(|extended| matches!(extended & 0xff, 18 | 19 | 20 | 25))
                     }
                 }
                 _ => false,
