@@ -445,6 +445,28 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         }
     }
     let start_secs = started.elapsed().as_secs_f64();
+    // Ready: the first snapshot (with the whole history) is built, and the
+    // public routes answer.
+    for i in 0..replicas.len() {
+        loop {
+            let readyz = format!("{}/readyz", replicas[i].base);
+            if client
+                .get(readyz)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            exited(&mut replicas)?;
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(600),
+                "beacon {i} never got ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let ready_secs = started.elapsed().as_secs_f64();
     // Each replica's member id (its probes' `Beacon-Member`); with several,
     // wait until each sees all of them, so that the services are divided.
     let mut members = vec![String::new(); replicas.len()];
@@ -641,6 +663,7 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         "history_rollups": history_rows,
         "window_s": window,
         "startup_s": start_secs,
+        "ready_s": ready_secs,
         "cluster_formed_s": (run.replicas > 1).then_some(cluster_secs),
         "planned_probes_per_s": planned,
         "achieved_probes_per_s": achieved,
@@ -720,7 +743,7 @@ fn row(f: &Value) -> String {
     health.sort_unstable();
     health.dedup();
     format!(
-        "| {} | {} s | {} | {} | {} | {} | {:.0} / {:.0} | {} | {:.0} / {:.0} / {:.0} | {:.0} | {:.2} | {:.1} % | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} |",
+        "| {} | {} s | {} | {} | {} | {} | {:.0} / {:.0} | {} | {:.0} / {:.0} / {:.0} | {:.0} | {:.2} | {:.1} % | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} | {:.2} / {:.2} |",
         f["services"],
         f["interval_s"],
         f["store"].as_str().unwrap_or(""),
@@ -745,6 +768,8 @@ fn row(f: &Value) -> String {
         n(&f["summary_json_ms"]["p99"]),
         f["lost"],
         if health.is_empty() { "?".to_string() } else { health.join(" · ") },
+        n(&f["startup_s"]),
+        n(&f["ready_s"]),
     )
 }
 
@@ -849,8 +874,8 @@ async fn main() -> anyhow::Result<()> {
     let (runs, json_path) = parse_args()?;
     let fleet = fleet().await?;
     println!("scale: beacon (release) probing a local fleet ({LISTENERS} listeners; 2 % failing, 2 % slow, 2 % degraded)");
-    println!("| services | interval | store | replicas | keep-alive | history | probes/s achieved / planned | probes per replica min / max (even) | lag p50 / p99 / max ms | beacon's max lag ms | CPU s per 1k probes | CPU of one core | RSS median / peak MB (per replica; Σ medians) | write batch p50 / p99 ms | `/` p50 / p99 ms | summary.json p50 / p99 ms | lost | /health |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| services | interval | store | replicas | keep-alive | history | probes/s achieved / planned | probes per replica min / max (even) | lag p50 / p99 / max ms | beacon's max lag ms | CPU s per 1k probes | CPU of one core | RSS median / peak MB (per replica; Σ medians) | write batch p50 / p99 ms | `/` p50 / p99 ms | summary.json p50 / p99 ms | lost | /health | start: `/livez` / `/readyz` s |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut all = Vec::new();
     for r in &runs {
         let figures = run(r, &fleet).await?;

@@ -19,7 +19,7 @@ pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
         "starting beacon {}",
         env!("CARGO_PKG_VERSION")
     );
+    // Says "status page at http://…" once the page can be served.
     let app = Application::build(config).await?;
-    tracing::info!("status page at http://{}", app.local_addr());
     app.run_until_stopped(stop).await
 }

@@ -182,6 +182,7 @@ impl Snapshot {
                 .collect(),
             active_maintenances: active,
             upcoming_maintenances: upcoming,
+            loading: false,
         }
     }
 }

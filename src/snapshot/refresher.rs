@@ -71,6 +71,11 @@ impl Refresher {
     ) {
         tokio::pin!(stop);
         let mut monitor_gone = false;
+        // Just started: the first snapshot at once (then, should the store
+        // not answer, on every poll until it does).
+        if self.is_loading() {
+            self.refresh().await;
+        }
         let mut seen = self.change_counter().await;
         let mut poll = tokio::time::interval(min_gap);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -85,8 +90,12 @@ impl Refresher {
                 _ = self.changed.notified() => true,
                 _ = tokio::time::sleep_until(due) => true,
                 _ = poll.tick() => {
-                    let now = self.change_counter().await;
-                    now.is_some() && now != seen
+                    if self.is_loading() {
+                        true
+                    } else {
+                        let now = self.change_counter().await;
+                        now.is_some() && now != seen
+                    }
                 }
                 _ = stop.as_mut() => return,
             };
@@ -111,6 +120,11 @@ impl Refresher {
             }
             due = tokio::time::Instant::now() + max_age;
         }
+    }
+
+    /// True while the published snapshot is start-up's placeholder.
+    fn is_loading(&self) -> bool {
+        self.publish.borrow().loading
     }
 
     /// The store's change counter, or `None` when it does not answer

@@ -24,6 +24,29 @@ pub struct Snapshot {
     pub active_maintenances: Vec<MaintenanceView>,
     /// Maintenance windows not started yet, the soonest start first.
     pub upcoming_maintenances: Vec<MaintenanceView>,
+    /// Published at start-up before the history has been read: nothing of
+    /// it may be shown (public routes answer 503 with `Retry-After`, and
+    /// `/readyz` 503) until the first real snapshot replaces it.
+    pub loading: bool,
+}
+
+impl Snapshot {
+    /// What beacon publishes from its start until its first read of the
+    /// store is done: no service, no incident, nothing to show.
+    pub fn loading(title: &str, now: DateTime<Utc>) -> Snapshot {
+        Snapshot {
+            generated_at: now,
+            title: title.to_string(),
+            overall: Overall::NoData,
+            groups: Vec::new(),
+            incidents: Vec::new(),
+            recent_incidents: Vec::new(),
+            recent_maintenances: Vec::new(),
+            active_maintenances: Vec::new(),
+            upcoming_maintenances: Vec::new(),
+            loading: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -31,7 +31,7 @@ use crate::cluster::Cluster;
 use crate::config::{Config, ServiceConfig};
 use crate::metrics::{join_failure, Metrics};
 use crate::monitor::Monitor;
-use crate::snapshot::{Inputs, Layout, Refresher, SharedLayout, Snapshot};
+use crate::snapshot::{Layout, Refresher, SharedLayout, Snapshot};
 use crate::store::Store;
 use crate::web::{self, AppState};
 
@@ -40,6 +40,10 @@ use supervise::supervise;
 
 /// The snapshot is rebuilt after writes, and at least this often.
 pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// How long start-up waits for the first snapshot before it announces the
+/// page anyway (`/livez` and probing do not wait for it).
+const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
 
 /// The tasks a running beacon supervises, for their series at 0 from the
 /// start (so `rate()` works before a death).
@@ -125,7 +129,7 @@ impl Application {
         .context("syncing configured services into the store")?
         .shared_by(&cluster)?;
 
-        let (refresher, snapshot) = first_snapshot(&config, &store, &clock).await?;
+        let (refresher, snapshot) = first_snapshot(&config, &store, &clock);
         let backups = scheduled_backups(&config, &store, &clock).await?;
         let notifier_parts = NotifierParts {
             store: store.clone(),
@@ -181,6 +185,12 @@ impl Application {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The published snapshot: a loading one until the refresher has read
+    /// the history (once [`Application::run_until_stopped`] runs).
+    pub fn snapshot(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.state.snapshot.clone()
     }
 
     /// Serves and monitors until `shutdown` resolves, then stops in order:
@@ -337,6 +347,7 @@ impl Application {
         };
         let (stop_server, server_stopped) = oneshot::channel::<()>();
         let server_stats = state.server_stats.clone();
+        let mut first = state.snapshot.clone();
         // Requests in flight at shutdown get a few seconds; the rest of the
         // deadline is for the recorder's last writes and the store.
         let grace = (shutdown_timeout / 4).min(Duration::from_secs(5));
@@ -354,6 +365,21 @@ impl Application {
         let watchdog = tokio::spawn(crate::watchdog::run(async move {
             let _ = watchdog_stopped.await;
         }));
+        // `/livez` answers and probing runs from here on. The page is
+        // announced once it can be shown whole, or after FIRST_SNAPSHOT_WAIT
+        // (a large history still being read: public routes answer 503
+        // with Retry-After meanwhile, and `/readyz` 503).
+        let whole = tokio::time::timeout(FIRST_SNAPSHOT_WAIT, async {
+            first.wait_for(|s| !s.loading).await.is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        if !whole {
+            tracing::info!(
+                "still reading the history: public routes answer 503 with Retry-After, and /readyz 503, until the first snapshot is built"
+            );
+        }
+        tracing::info!("status page at http://{addr}");
         tracing::info!(%addr, store = store.kind(), "beacon is serving");
         crate::watchdog::ready();
         let running = Running {
@@ -391,17 +417,16 @@ fn connection_limits(config: &Config) -> web::server::Limits {
 /// The first snapshot, read before the server answers, and the refresher
 /// that keeps it current (starting from this read of the history rather than
 /// reading it all again at once).
-async fn first_snapshot(
+fn first_snapshot(
     config: &Config,
     store: &Store,
     clock: &Arc<dyn Clock>,
-) -> anyhow::Result<(Refresher, watch::Receiver<Arc<Snapshot>>)> {
-    let now = clock.now();
-    let inputs = Inputs::read(store, now.timestamp_millis(), None)
-        .await
-        .context("building the first status snapshot")?;
-    let history = Some((now.timestamp_millis(), inputs.history.clone()));
-    let initial = Snapshot::from_inputs(inputs, &config.server.title, &config.groups, now);
+) -> (Refresher, watch::Receiver<Arc<Snapshot>>) {
+    // Nothing is read here: at 100,000 services the history takes tens of
+    // seconds, and `/livez` and probing must not wait for it. The refresher
+    // builds the first real snapshot as soon as it starts; until then the
+    // public routes answer 503 (see web/loading.rs).
+    let initial = Snapshot::loading(&config.server.title, clock.now());
     let (publish, snapshot) = watch::channel(Arc::new(initial));
     let refresher = Refresher {
         store: store.clone(),
@@ -412,9 +437,9 @@ async fn first_snapshot(
         }))),
         publish,
         changed: Arc::new(tokio::sync::Notify::new()),
-        history: std::sync::Mutex::new(history),
+        history: std::sync::Mutex::new(None),
     };
-    Ok((refresher, snapshot))
+    (refresher, snapshot)
 }
 
 /// The backups to take on `[backup] schedule`, with that schedule; none when

@@ -11,6 +11,7 @@ mod cache;
 pub mod error;
 mod feeds;
 mod format;
+mod loading;
 mod metrics;
 mod own_health;
 mod pages;
@@ -163,8 +164,9 @@ pub fn router(state: AppState) -> Router {
     if state.metrics_enabled {
         router = router.route("/metrics", get(metrics::metrics));
     }
-    router
-        .merge(admin::routes(state.clone()))
+    // Everything the public reads from the snapshot, held back (503,
+    // `Retry-After`) until the first one is built: see `loading.rs`.
+    let public = Router::new()
         .route("/", get(pages::index))
         .route("/incidents", get(pages::incidents))
         .route("/services/{slug}", get(pages::service))
@@ -195,6 +197,13 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/scheduled-maintenances/active.json",
             get(statuspage::active),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            loading::gate,
+        ));
+    router
+        .merge(admin::routes(state.clone()))
+        .merge(public)
         .route("/livez", get(own_health::livez))
         .route("/readyz", get(own_health::readyz))
         .route("/health", get(own_health::health))

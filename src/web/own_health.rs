@@ -111,9 +111,22 @@ fn check_write_age(app: &AppState, now_ms: i64, time: &str) -> serde_json::Value
 /// How old the published snapshot (what visitors see) is, against its limit.
 fn check_snapshot_age(app: &AppState, now_ms: i64, time: &str) -> serde_json::Value {
     let limit_ms = app.stats.snapshot_warn_after_ms.load(Ordering::Relaxed) as i64;
-    let generated = app.snapshot.borrow().generated_at.timestamp_millis();
+    let (generated, loading) = {
+        let snapshot = app.snapshot.borrow();
+        (snapshot.generated_at.timestamp_millis(), snapshot.loading)
+    };
     let age_ms = (now_ms - generated).max(0);
     let late = limit_ms > 0 && age_ms > limit_ms;
+    if loading {
+        return json!({
+            "componentType": "system",
+            "observedValue": age_ms / 1000,
+            "observedUnit": "s since beacon started",
+            "status": "warn",
+            "time": time,
+            "output": "starting: reading the history for the first snapshot; public routes answer 503 until then",
+        });
+    }
     let mut check = json!({
         "componentType": "system",
         "observedValue": age_ms / 1000,
@@ -200,6 +213,14 @@ async fn check_store(app: &AppState) -> StoreCheck {
 }
 
 pub async fn readyz(AxumState(app): AxumState<AppState>) -> Response {
+    // Just started: the public routes wait for the first snapshot.
+    if app.snapshot.borrow().loading {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: reading the history for the first snapshot\n",
+        )
+            .into_response();
+    }
     match check_store(&app).await {
         StoreCheck::Ok(_) => (StatusCode::OK, "ready\n").into_response(),
         StoreCheck::NotMigrated => (

@@ -569,6 +569,7 @@ mod tests {
             recent_maintenances: windows.clone(),
             active_maintenances: windows[..3].to_vec(),
             upcoming_maintenances: windows[3..].to_vec(),
+            loading: false,
         }
     }
 

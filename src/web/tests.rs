@@ -92,6 +92,7 @@ fn snapshot() -> Snapshot {
         recent_maintenances: vec![],
         active_maintenances: vec![],
         upcoming_maintenances: vec![],
+        loading: false,
     }
 }
 
@@ -452,4 +453,73 @@ async fn history_pages_past_the_first_incident_answer_404_without_the_store() {
         let answer = send(&router, get(&format!("/incidents?page={page}"))).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "page {page}");
     }
+}
+
+// Issue 18, start-up: until the first snapshot (with the history) is built,
+// no public route shows a half-built page; /livez, /readyz, the admin API
+// and /health answer as they always do.
+#[tokio::test]
+async fn while_loading_public_routes_answer_503_with_retry_after() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/beacon.db", dir.path().display());
+    let store = Store::connect(&crate::config::DatabaseUrl::new(url))
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let loading = Snapshot::loading("Acme <status>", now());
+    let (publish, receiver) = tokio::sync::watch::channel(Arc::new(loading));
+    let mut state = AppState::for_tests(store, snapshot(), &[TOKEN]);
+    state.snapshot = receiver;
+    let router = router(state);
+    for path in [
+        "/",
+        "/incidents",
+        "/incidents/1",
+        "/services/api",
+        "/api/v1/services",
+        "/api/v2/summary.json",
+        "/api/v2/status.json",
+        "/feed.atom",
+        "/badge/api.svg",
+    ] {
+        let response = router.clone().oneshot(get(path)).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        let headers = response.headers();
+        assert_eq!(headers[header::RETRY_AFTER], "5", "{path}");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{path}");
+    }
+    let page = send(&router, get("/")).await;
+    assert!(
+        page.content_type.starts_with("text/html"),
+        "{}",
+        page.content_type
+    );
+    assert!(
+        page.body.contains("<h1>Acme &#60;status&#62;</h1>"),
+        "escaped: {}",
+        page.body
+    );
+    assert!(page.body.contains("reading its history"), "{}", page.body);
+    let summary = send(&router, get("/api/v2/summary.json")).await;
+    assert_eq!(summary.json()["error"], "starting");
+    assert_eq!(send(&router, get("/livez")).await.status, StatusCode::OK);
+    let ready = send(&router, get("/readyz")).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.body.contains("reading the history"), "{}", ready.body);
+    let health = send(&router, get("/health")).await;
+    assert!(
+        health.body.contains("starting: reading the history"),
+        "{}",
+        health.body
+    );
+    let listed = send(
+        &router,
+        admin(Method::GET, "/admin/api/incidents", Some(TOKEN), None),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK, "the admin API works at once");
+    // Once the first snapshot is published, the same router serves it.
+    publish.send_replace(Arc::new(snapshot()));
+    assert_eq!(send(&router, get("/")).await.status, StatusCode::OK);
+    assert_eq!(send(&router, get("/readyz")).await.status, StatusCode::OK);
 }

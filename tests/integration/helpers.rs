@@ -328,6 +328,7 @@ impl TestApp {
         let app = Application::build(config).await.expect("app builds");
         let addr = app.local_addr();
         let store = app.store().clone();
+        let mut snapshot = app.snapshot();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
@@ -352,6 +353,11 @@ impl TestApp {
             },
         )
         .await;
+        // The public routes answer 503 until the first snapshot is built.
+        tokio::time::timeout(Duration::from_secs(30), snapshot.wait_for(|s| !s.loading))
+            .await
+            .expect("the first snapshot is built within 30 s")
+            .expect("the app is running");
         test_app
     }
 

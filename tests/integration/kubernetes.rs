@@ -361,15 +361,15 @@ fn assert_server(docs: &[Value], what: &str) -> Value {
     assert_eq!(beacon["ports"][0]["name"], "http", "{what}");
     assert_eq!(beacon["ports"][0]["containerPort"], 8080, "{what}");
     for (probe, path) in [
-        ("startupProbe", "/readyz"),
+        ("startupProbe", "/livez"),
         ("readinessProbe", "/readyz"),
         ("livenessProbe", "/livez"),
     ] {
         assert_eq!(beacon[probe]["httpGet"]["path"], path, "{what}: {probe}");
         assert_eq!(beacon[probe]["httpGet"]["port"], "http", "{what}: {probe}");
     }
-    // Start-up reads the history first: 26 s at 20,000 services on SQLite
-    // (docs/performance.md); the startupProbe allows at least 60 s.
+    // beacon answers /livez once it listens, after migrations (the history
+    // is read after that, behind /readyz); the startupProbe allows 60 s.
     let startup = &beacon["startupProbe"];
     let budget = startup["periodSeconds"].as_i64().expect("period")
         * startup["failureThreshold"].as_i64().expect("threshold");
