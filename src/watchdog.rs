@@ -37,6 +37,25 @@ pub async fn run(stop: impl std::future::Future<Output = ()>) {
         watchdog_ms = timeout.as_millis() as u64,
         "pinging systemd's watchdog"
     );
+    ping_while_turning(
+        period,
+        || {
+            if let Err(e) = sd_notify::notify(&[NotifyState::Watchdog]) {
+                tracing::warn!(error = %e, "cannot ping systemd's watchdog");
+            }
+        },
+        stop,
+    )
+    .await
+}
+
+/// Calls `ping` every `period` for as long as a newly spawned task gets a
+/// worker within `period`, until `stop`.
+async fn ping_while_turning(
+    period: Duration,
+    ping: impl Fn(),
+    stop: impl std::future::Future<Output = ()>,
+) {
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -47,14 +66,78 @@ pub async fn run(stop: impl std::future::Future<Output = ()>) {
         // all blocked runs neither it nor this one.
         let turned = tokio::time::timeout(period, tokio::spawn(async {})).await;
         match turned {
-            Ok(Ok(())) => {
-                if let Err(e) = sd_notify::notify(&[NotifyState::Watchdog]) {
-                    tracing::warn!(error = %e, "cannot ping systemd's watchdog");
-                }
-            }
+            Ok(Ok(())) => ping(),
             _ => tracing::error!(
                 "the runtime did not run a task within {period:?}; not pinging the watchdog"
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::ping_while_turning;
+
+    /// Waits (on this thread, not the runtime) until `check` holds.
+    fn wait_until(what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    // Issue 21, defect 0: a runtime whose every worker is blocked must stop
+    // the pings, so systemd restarts it; once it turns again, they resume.
+    #[test]
+    fn the_pings_stop_while_every_worker_is_blocked() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let pings = Arc::new(AtomicU64::new(0));
+        let counted = pings.clone();
+        runtime.spawn(ping_while_turning(
+            Duration::from_millis(20),
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            },
+            std::future::pending(),
+        ));
+        let now = || pings.load(Ordering::SeqCst);
+        let start = now();
+        wait_until("pings while the runtime turns", || now() >= start + 3);
+
+        // Both workers held by a blocking wait, as by a lock never freed.
+        let frozen = Arc::new(AtomicBool::new(true));
+        let blocked = Arc::new(AtomicU64::new(0));
+        for _ in 0..2 {
+            let (frozen, blocked) = (frozen.clone(), blocked.clone());
+            runtime.spawn(async move {
+                blocked.fetch_add(1, Ordering::SeqCst);
+                while frozen.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
+        }
+        wait_until("both workers blocked", || {
+            blocked.load(Ordering::SeqCst) == 2
+        });
+        // With both workers held no task is polled, the pinger included:
+        // fifteen periods pass without a ping.
+        let frozen_at = now();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(now(), frozen_at, "pinged while no worker was free");
+
+        frozen.store(false, Ordering::SeqCst);
+        wait_until("pings again once the runtime turns", || {
+            now() >= frozen_at + 3
+        });
+        runtime.shutdown_background();
     }
 }

@@ -2,8 +2,9 @@
 //! marker (from `${VAR}` and written inline, in URL user names, passwords,
 //! paths and queries, headers, tokens, webhook and Slack URLs, the backup
 //! target and endpoint) is checked, served, probed, alerted on and backed up
-//! by the real binary; no marker may show in its output, logs, pages or
-//! database.
+//! by the real binary; no marker may show in its output, logs, pages, admin
+//! API or database, on SQLite and on PostgreSQL (whose URL carries a
+//! password marker too: the server trusts it, so it is never needed).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::helpers::{closed_port, eventually, Target};
+use crate::helpers::{closed_port, eventually, Kind, Target, TestDb};
+use crate::store_test;
 
 const BEACON: &str = env!("CARGO_BIN_EXE_beacon");
 
@@ -41,14 +43,14 @@ const ENV: [(&str, &str); 14] = [
 /// keys, a user name and path from `${VAR}`, an inline password to a closed
 /// port) with a PostgreSQL dependency, three alert channels that cannot
 /// deliver, and an S3 backup target whose endpoint answers nothing.
-fn valid_config(dir: &Path, target_port: u16, closed: u16) -> String {
+fn valid_config(storage: &str, target_port: u16, closed: u16) -> String {
     format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
 public_url = "https://status.example.com"
 [storage]
-url = "sqlite://{db}"
+url = "{storage}"
 [admin]
 tokens = ["${{ADMIN_TOKEN}}"]
 [metrics]
@@ -102,8 +104,21 @@ from = "beacon@example.com"
 to = ["ops@example.com"]
 max_attempts = 1
 "#,
-        db = dir.join("beacon.db").display(),
     )
+}
+
+/// The store's URL for the config: SQLite in the test's folder, or the
+/// test's PostgreSQL database with a password marker the server (trust
+/// auth) never asks for.
+fn storage_url(db: &TestDb) -> String {
+    match db.kind {
+        Kind::Sqlite => format!("sqlite://{}", db.dir.path().join("beacon.db").display()),
+        Kind::Postgres => db.url.replacen(
+            "postgres://postgres@",
+            "postgres://postgres:SECRETMARK-inline-storepass@",
+            1,
+        ),
+    }
 }
 
 /// The valid config with mistakes that hold secrets: an endpoint with a
@@ -189,12 +204,13 @@ fn collect_stderr(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
     lines
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_is_printed_logged_served_or_stored() {
+store_test!(no_secret_is_printed_logged_served_or_stored, nothing_leaks);
+
+async fn nothing_leaks(db: TestDb) {
     let dir = tempfile::tempdir().expect("dir");
     let target = Target::start().await;
     let closed = closed_port().await;
-    let valid = valid_config(dir.path(), target.addr.port(), closed);
+    let valid = valid_config(&storage_url(&db), target.addr.port(), closed);
     let valid_file = dir.path().join("valid.toml");
     std::fs::write(&valid_file, &valid).expect("write");
     let invalid_file = dir.path().join("invalid.toml");
@@ -230,7 +246,9 @@ async fn no_secret_is_printed_logged_served_or_stored() {
     let (code, out) = output(beacon(dir.path(), &invalid_file).args(["backup", "run"]));
     assert_eq!(code, 1, "{out}");
     assert_no_leak("backup run on mistakes", &out);
-    assert!(!dir.path().join("beacon.db").exists(), "nothing ran");
+    if db.kind == Kind::Sqlite {
+        assert!(!db.dir.path().join("beacon.db").exists(), "nothing ran");
+    }
 
     // serve: probes fail, alerts fail, pages and metrics are served.
     let mut child = beacon(dir.path(), &valid_file)
@@ -252,12 +270,9 @@ async fn no_secret_is_printed_logged_served_or_stored() {
     })
     .await;
     let addr = addr.expect("address");
-    let store = beacon::store::Store::connect(&beacon::config::DatabaseUrl::new(format!(
-        "sqlite://{}",
-        dir.path().join("beacon.db").display()
-    )))
-    .await
-    .expect("store");
+    let store = beacon::store::Store::connect(&beacon::config::DatabaseUrl::new(db.url.clone()))
+        .await
+        .expect("store");
     eventually(
         "every channel tried its alerts and failed",
         Duration::from_secs(60),
@@ -288,14 +303,40 @@ async fn no_secret_is_printed_logged_served_or_stored() {
         .find(|(name, _)| *name == "METRICS_TOKEN")
         .map(|(_, v)| *v)
         .expect("token");
+    let admin_token = ENV
+        .iter()
+        .find(|(name, _)| *name == "ADMIN_TOKEN")
+        .map(|(_, v)| *v)
+        .expect("token");
+    // An automatic incident per service, with its failure text.
+    let incidents = store.unresolved_incidents().await.expect("incidents");
+    let incident = incidents.first().expect("an automatic incident").id;
+    let incident_page = format!("/incidents/{incident}");
+    let admin_incident = format!("/admin/api/incidents/{incident}");
     for path in [
         "/",
         "/health",
         "/metrics",
         "/api/v1/services",
         "/api/v2/summary.json",
+        "/api/v2/incidents.json",
+        "/api/v2/components.json",
         "/feed.atom",
+        "/feed.rss",
+        "/incidents",
+        incident_page.as_str(),
+        "/services/query-keys",
+        "/services/user-and-path",
+        "/services/refused",
+        "/admin/api/incidents",
+        admin_incident.as_str(),
+        "/admin/api/maintenances",
     ] {
+        let token = if path.starts_with("/admin/") {
+            admin_token
+        } else {
+            token
+        };
         let response = client
             .get(format!("http://{addr}{path}"))
             .bearer_auth(token)
@@ -340,12 +381,27 @@ async fn no_secret_is_printed_logged_served_or_stored() {
     // Closed and waited for, so the last connection has checkpointed and
     // removed the WAL before the folder is listed.
     store.close().await;
-    for entry in std::fs::read_dir(dir.path()).expect("dir") {
-        let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with("beacon.db") {
-            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {name}: {e}"));
-            assert_no_leak(name, &String::from_utf8_lossy(&bytes));
+    match db.kind {
+        Kind::Sqlite => {
+            for entry in std::fs::read_dir(db.dir.path()).expect("dir") {
+                let path = entry.expect("entry").path();
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.starts_with("beacon.db") {
+                    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {name}: {e}"));
+                    assert_no_leak(name, &String::from_utf8_lossy(&bytes));
+                }
+            }
+        }
+        Kind::Postgres => {
+            // Every row of every table, as pg_dump writes them.
+            let dump = Command::new("pg_dump")
+                .args(["--data-only", "--no-owner", &db.url])
+                .output()
+                .expect("pg_dump");
+            assert!(dump.status.success(), "pg_dump failed");
+            let text = String::from_utf8_lossy(&dump.stdout);
+            assert!(text.contains("check_results"), "the dump holds the rows");
+            assert_no_leak("the PostgreSQL database", &text);
         }
     }
 }
