@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::State as AxumState;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -212,9 +212,11 @@ async fn check_store(app: &AppState) -> StoreCheck {
     }
 }
 
-pub async fn readyz(AxumState(app): AxumState<AppState>) -> Response {
-    // Just started: the public routes wait for the first snapshot.
-    if app.snapshot.borrow().loading {
+pub async fn readyz(AxumState(app): AxumState<AppState>, headers: HeaderMap) -> Response {
+    // Just started: the public routes wait for the first snapshot. Not for
+    // beacon's own probe (`watch_self`): its restart is not an outage of
+    // the page's server, and would be recorded as one.
+    if app.snapshot.borrow().loading && !own_probe(&app, &headers) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: reading the history for the first snapshot\n",
@@ -234,6 +236,17 @@ pub async fn readyz(AxumState(app): AxumState<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// True when the request is a probe this very process sent (its
+/// `Beacon-Member` header names this replica).
+fn own_probe(app: &AppState, headers: &HeaderMap) -> bool {
+    let Some(sent_by) = headers.get("beacon-member").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    app.cluster
+        .as_ref()
+        .is_some_and(|view| &*view.borrow().member == sent_by)
 }
 
 pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
