@@ -85,6 +85,9 @@ struct Run {
     history: bool,
     /// `beacon serve` processes on the one database.
     replicas: usize,
+    /// Only the first this many services are public (`public = false` for
+    /// the rest); all when `None`.
+    public: Option<usize>,
 }
 
 /// One request the fleet answered.
@@ -369,11 +372,12 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     }
     for i in 0..run.services {
         text.push_str(&format!(
-            "[[service]]\nname = \"svc-{i}\"\nurl = \"http://127.0.0.1:{}/s/{i}\"\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\nkeep_alive = {}\n",
+            "[[service]]\nname = \"svc-{i}\"\nurl = \"http://127.0.0.1:{}/s/{i}\"\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\nkeep_alive = {}\npublic = {}\n",
             fleet.ports[i % fleet.ports.len()],
             run.interval.as_millis(),
             timeout.as_millis(),
-            run.keep_alive
+            run.keep_alive,
+            run.public.is_none_or(|n| i < n)
         ));
     }
     let history_rows = if run.history {
@@ -659,6 +663,7 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         "interval_s": run.interval.as_secs_f64(),
         "store": run.store,
         "replicas": run.replicas,
+        "public": run.public.unwrap_or(run.services),
         "keep_alive": run.keep_alive,
         "history_rollups": history_rows,
         "window_s": window,
@@ -807,6 +812,7 @@ fn parse_args() -> anyhow::Result<(Vec<Run>, Option<String>)> {
                 page: true,
                 history: true,
                 replicas: 1,
+                public: None,
             }],
             json,
         ));
@@ -833,6 +839,7 @@ fn parse_args() -> anyhow::Result<(Vec<Run>, Option<String>)> {
                 page: !args.iter().any(|a| a == "--no-page"),
                 history: !args.iter().any(|a| a == "--empty"),
                 replicas,
+                public: value("--public").map(|n| n.parse()).transpose()?,
             }],
             json,
         ));
@@ -853,6 +860,7 @@ fn parse_args() -> anyhow::Result<(Vec<Run>, Option<String>)> {
         page,
         history,
         replicas: 1,
+        public: None,
     };
     Ok((
         vec![

@@ -25,6 +25,10 @@ pub struct Refresher {
     pub changed: Arc<tokio::sync::Notify>,
     /// The last read of the services' histories and when (epoch ms).
     pub history: Mutex<Option<(i64, Arc<Histories>)>>,
+    /// The public services (ids, sorted) when the history was last read in
+    /// full: only theirs is read, so a service made public since needs a
+    /// full read again.
+    pub shown: Mutex<Vec<i64>>,
 }
 
 /// What of the config the snapshot is laid out by.
@@ -122,6 +126,32 @@ impl Refresher {
         }
     }
 
+    /// Notes which services were public at a full read of the history;
+    /// when that set has changed since (a config reload made a service
+    /// public), forgets the history and asks for a rebuild, which reads it
+    /// in full for the new set.
+    fn follow_public_services(&self, inputs: &Inputs, full_read: bool) {
+        let mut public: Vec<i64> = inputs
+            .summaries
+            .iter()
+            .filter(|s| s.public)
+            .map(|s| s.id)
+            .collect();
+        public.sort_unstable();
+        let Ok(mut shown) = self.shown.lock() else {
+            return;
+        };
+        if full_read {
+            *shown = public;
+        } else if *shown != public {
+            *shown = public;
+            if let Ok(mut slot) = self.history.lock() {
+                *slot = None;
+            }
+            self.changed.notify_one();
+        }
+    }
+
     /// True while the published snapshot is start-up's placeholder.
     fn is_loading(&self) -> bool {
         self.publish.borrow().loading
@@ -140,6 +170,7 @@ impl Refresher {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
         let cached = self.history.lock().ok().and_then(|h| h.clone());
+        let mut full_read = false;
         // Reused for a while; then this hour and today are read again; a
         // new hour reads everything (the 24 hours and 90 days move on). An
         // empty read (a new install) is not reused: the first results
@@ -155,9 +186,12 @@ impl Refresher {
                 .update(&self.store, now_ms)
                 .await
                 .map(|h| (Arc::new(h), true)),
-            _ => Histories::read(&self.store, now_ms)
-                .await
-                .map(|h| (Arc::new(h), true)),
+            _ => {
+                full_read = true;
+                Histories::read(&self.store, now_ms)
+                    .await
+                    .map(|h| (Arc::new(h), true))
+            }
         };
         let history = match history {
             Ok((h, fresh)) => {
@@ -176,6 +210,7 @@ impl Refresher {
         };
         match Inputs::read(&self.store, now_ms, Some(history)).await {
             Ok(inputs) => {
+                self.follow_public_services(&inputs, full_read);
                 let previous = self.publish.borrow().clone();
                 let layout = self.layout.read().clone();
                 let (title, groups) = (layout.title.clone(), layout.groups.clone());

@@ -438,6 +438,7 @@ fn first_snapshot(
         publish,
         changed: Arc::new(tokio::sync::Notify::new()),
         history: std::sync::Mutex::new(None),
+        shown: Default::default(),
     };
     (refresher, snapshot)
 }
@@ -790,6 +791,7 @@ impl RefresherParts {
             publish: self.publish.clone(),
             changed: self.changed.clone(),
             history: std::sync::Mutex::new(None),
+            shown: Default::default(),
         }
     }
 }

@@ -165,9 +165,12 @@ static ROLLUP_SELECT_SINCE: std::sync::LazyLock<String> = std::sync::LazyLock::n
         .map(|c| format!("CAST({c} AS BIGINT) AS {c}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let counts = counts.replace("CAST(", "CAST(r.");
     format!(
-        "SELECT service_id, period, bucket_start, {counts} FROM rollups \
-         WHERE (period = 'h' AND bucket_start >= $1) OR (period = 'd' AND bucket_start >= $2)"
+        "SELECT r.service_id, r.period, r.bucket_start, {counts} FROM rollups r \
+         JOIN services s ON s.id = r.service_id \
+         WHERE s.public = $3 AND s.active = $3 \
+         AND ((r.period = 'h' AND r.bucket_start >= $1) OR (r.period = 'd' AND r.bucket_start >= $2))"
     )
 });
 
@@ -197,12 +200,13 @@ pub(super) static ROLLUP_MERGE: std::sync::LazyLock<String> = std::sync::LazyLoc
 });
 
 impl Store {
-    /// Every service's hourly rollups from `hour_since` and daily ones from
-    /// `day_since` (bucket starts, epoch ms), handed to `f` one row at a
-    /// time as they stream from the database, in no particular order:
-    /// (service id, period, bucket start, counts). Nothing is collected
-    /// here, so a fleet with 90 days of history (114 rows of 184 bytes per
-    /// service) costs only what `f` keeps.
+    /// Every public, active service's hourly rollups from `hour_since` and
+    /// daily ones from `day_since` (bucket starts, epoch ms), handed to `f`
+    /// one row at a time as they stream from the database, in no particular
+    /// order: (service id, period, bucket start, counts). Nothing is
+    /// collected here, so a fleet with 90 days of history (114 rows of 184
+    /// bytes per service) costs only what `f` keeps; services no page
+    /// shows (`public = false`) cost nothing at all.
     pub async fn for_each_rollup_since(
         &self,
         hour_since: i64,
@@ -214,6 +218,7 @@ impl Store {
             let mut rows = sqlx::query(&ROLLUP_SELECT_SINCE)
             .bind(hour_since)
             .bind(day_since)
+            .bind(true)
             .fetch(pool);
             while let Some(row) = rows.try_next().await? {
                 let period = match row.try_get::<&str, _>("period")? {

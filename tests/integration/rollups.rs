@@ -14,7 +14,7 @@ use beacon::store::rollup::{Period, Rollup};
 use beacon::store::Store;
 use chrono::TimeZone;
 
-use crate::helpers::{simulated_monitor, test_config, TestDb};
+use crate::helpers::{fill_history, simulated_monitor, test_config, TestDb};
 use crate::store_test;
 
 store_test!(
@@ -455,4 +455,55 @@ async fn history_updates(db: TestDb) {
         assert!(today.uptime().is_some_and(|u| u < 100.0));
         assert_eq!(history.hours.len(), 4, "21:00, 22:00, 23:00 and this hour");
     }
+}
+
+store_test!(
+    only_the_history_of_services_a_page_shows_is_read,
+    public_history
+);
+/// Issue 18: at 100,000 services with 1,000 public, the history of the
+/// 99,000 no page shows costs neither memory nor reading time. A service
+/// made public (a config reload) has its history read again in full.
+async fn public_history(db: TestDb) {
+    let mut config = test_config(
+        &db,
+        "[[service]]\nname = \"Shown\"\nurl = \"http://a.example/\"\n\
+         [[service]]\nname = \"Hidden\"\nurl = \"http://b.example/\"\npublic = false\n",
+    );
+    let store = db.store().await;
+    fill_history(&store, &config, 2).await;
+    let now = 1_773_000_000_000i64 + 2 * 86_400_000;
+    let id = |slug: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .service_summaries(now)
+                .await
+                .expect("summaries")
+                .into_iter()
+                .find(|s| s.slug == slug)
+                .map(|s| s.id)
+                .expect(slug)
+        }
+    };
+    let (shown, hidden) = (id("shown").await, id("hidden").await);
+    let histories = Histories::read(&store, now).await.expect("history");
+    assert!(histories.services.contains_key(&shown));
+    assert!(
+        !histories.services.contains_key(&hidden),
+        "a service no page shows has no history in memory"
+    );
+    let (ok, counted) = histories.services[&shown].counts[3];
+    assert!(counted > 0 && ok > 0, "the public one's 90 days are read");
+    let update = histories.update(&store, now).await.expect("update");
+    assert!(!update.services.contains_key(&hidden));
+
+    config.services[1].public = true;
+    store
+        .sync_services(&config.services, now)
+        .await
+        .expect("sync");
+    let histories = Histories::read(&store, now).await.expect("history");
+    let (_, counted) = histories.services[&hidden].counts[3];
+    assert!(counted > 0, "made public, its history is read");
 }
