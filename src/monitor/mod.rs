@@ -862,7 +862,11 @@ impl Recorder {
                     }
                 } else {
                     let changes: usize = parts.iter().map(|p| p.changes.len()).sum();
-                    tracing::error!(error = %e, changes, "the store refuses this state change on its own; giving it up");
+                    if changes > 0 {
+                        tracing::error!(error = %e, changes, "the store refuses this state change on its own; giving it up");
+                    } else {
+                        tracing::error!(error = %e, "the store refuses these dependency and certificate updates on their own; giving them up (the next probe sends them again)");
+                    }
                     self.stats
                         .changes_dropped
                         .fetch_add(changes as u64, Ordering::Relaxed);
@@ -881,8 +885,7 @@ impl Recorder {
             }
             None
         } else {
-            let wait =
-                Duration::from_millis(200 * 2u64.pow(failures.min(5))).min(Duration::from_secs(5));
+            let wait = backoff(failures);
             tracing::error!(error = %e, results = batch.results.len() + held.results.len(), changes = batch.changes.len() + held.changes.len(), attempt = failures, retry_in_ms = wait.as_millis() as u64, "writing results failed; holding them and retrying");
             Some(Instant::now() + wait)
         };
@@ -991,6 +994,8 @@ impl Recorder {
         let mut held_since: Option<Instant> = None;
         // Parts of a refused batch, written one by one before `held`.
         let mut isolated = std::collections::VecDeque::new();
+        // The batch being written is one of those parts.
+        let mut writing_part = false;
         let mut writing: Option<Write> = None;
         let mut failures = 0u32;
         let mut retry_at: Option<Instant> = None;
@@ -1013,8 +1018,12 @@ impl Recorder {
                     || held_since.is_some_and(|t| now >= t + flush);
                 if due && retry_at.is_none_or(|t| now >= t) {
                     let batch = match isolated.pop_front() {
-                        Some(part) => part,
+                        Some(part) => {
+                            writing_part = true;
+                            part
+                        }
                         None => {
+                            writing_part = false;
                             held_since = None;
                             std::mem::replace(&mut held, self.new_batch())
                         }
@@ -1034,7 +1043,7 @@ impl Recorder {
                     anyhow::bail!(
                         "could not write {} results and {} state changes while shutting down: the store did not take them within {STOP_WRITE_DEADLINE:?}",
                         held.results.len(),
-                        held.changes.len()
+                        held.changes.len() + isolated.iter().map(|p| p.changes.len()).sum::<usize>()
                     );
                 }
             }
@@ -1075,7 +1084,7 @@ impl Recorder {
                     match outcome {
                         Ok((took, stale)) => {
                             self.resync.extend(stale);
-                            if failures > 0 {
+                            if failures > 0 && !writing_part {
                                 tracing::info!(attempts = failures + 1, results = batch.results.len(), changes = batch.changes.len(), "the store takes writes again; every held result written");
                             }
                             failures = 0;
@@ -1084,7 +1093,16 @@ impl Recorder {
                         }
                         Err(e) => {
                             failures += 1;
-                            retry_at = self.write_failed(e, batch, &mut held, &mut held_since, &mut isolated, failures);
+                            retry_at = if writing_part && !e.is_permanent() {
+                                // A part keeps its place, ahead of the
+                                // others and of `held`: changes stay in order.
+                                self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+                                self.metrics.write_failures.inc();
+                                isolated.push_front(batch);
+                                Some(Instant::now() + backoff(failures))
+                            } else {
+                                self.write_failed(e, batch, &mut held, &mut held_since, &mut isolated, failures)
+                            };
                         }
                     }
                 },
@@ -1103,6 +1121,12 @@ impl Recorder {
             }
         }
     }
+}
+
+/// How long to wait before writing again after `failures` failures in a
+/// row: 200 ms doubling to 5 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(200 * 2u64.pow(failures.min(5))).min(Duration::from_secs(5))
 }
 
 /// A batch without raw results cut into parts the store can take or refuse

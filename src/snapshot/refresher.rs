@@ -77,8 +77,13 @@ impl Refresher {
         let mut monitor_gone = false;
         // Just started: the first snapshot at once (then, should the store
         // not answer, on every poll until it does).
+        // A stop does not wait for a read (it only reads: dropping it is
+        // safe), which at 100,000 services takes tens of seconds.
         if self.is_loading() {
-            self.refresh().await;
+            tokio::select! {
+                _ = self.refresh() => {}
+                _ = stop.as_mut() => return,
+            }
         }
         let mut seen = self.change_counter().await;
         let mut poll = tokio::time::interval(min_gap);
@@ -110,7 +115,10 @@ impl Refresher {
             // again, and the next poll rebuilds once more.
             seen = self.change_counter().await.or(seen);
             let started = std::time::Instant::now();
-            self.refresh().await;
+            tokio::select! {
+                _ = self.refresh() => {}
+                _ = stop.as_mut() => return,
+            }
             let took = started.elapsed();
             let gap = min_gap.max(took * REFRESH_COST_SHARE).min(max_age);
             tracing::debug!(

@@ -43,7 +43,7 @@ pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// How long start-up waits for the first snapshot before it announces the
 /// page anyway (`/livez` and probing do not wait for it).
-const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(5);
+const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
 
 /// The tasks a running beacon supervises, for their series at 0 from the
 /// start (so `rate()` works before a death).

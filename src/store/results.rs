@@ -410,10 +410,13 @@ macro_rules! batch_steps {
             c: &StatusChange,
             cooldown_ms: i64,
         ) -> Result<bool, StoreError> {
+            // A row deleted under beacon is this change's own fault, and
+            // permanent: never a reason to hold every later write back.
             let service = sqlx::query("SELECT slug, name, group_name, state, state_since FROM services WHERE id = $1")
                 .bind(c.service_id)
-                .fetch_one(&mut *tx)
-                .await?;
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::invalid("service", format!("no service with id {}", c.service_id)))?;
             let stored: String = service.try_get("state")?;
             if stored != c.from.as_str() {
                 tracing::info!(service_id = c.service_id, stored = %stored, from = %c.from, to = %c.to, "state change not recorded: another writer changed this service's state first");
@@ -626,8 +629,9 @@ macro_rules! batch_steps {
             for (service_id, expires_at, at) in warnings {
                 let service = sqlx::query("SELECT slug, name, group_name, state, state_since FROM services WHERE id = $1")
                     .bind(*service_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::invalid("service", format!("no service with id {service_id}")))?;
                 let state: String = service.try_get("state")?;
                 let event = crate::domain::Event {
                     kind: crate::domain::EventKind::CertificateExpiring,

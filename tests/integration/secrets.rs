@@ -113,11 +113,15 @@ max_attempts = 1
 fn storage_url(db: &TestDb) -> String {
     match db.kind {
         Kind::Sqlite => format!("sqlite://{}", db.dir.path().join("beacon.db").display()),
-        Kind::Postgres => db.url.replacen(
-            "postgres://postgres@",
-            "postgres://postgres:SECRETMARK-inline-storepass@",
-            1,
-        ),
+        Kind::Postgres => {
+            let url = db.url.replacen(
+                "postgres://postgres@",
+                "postgres://postgres:SECRETMARK-inline-storepass@",
+                1,
+            );
+            assert!(url.contains(MARK), "a password marker in {}", db.url);
+            url
+        }
     }
 }
 
