@@ -59,6 +59,8 @@ const TASKS: [&str; 7] = [
 
 pub struct Application {
     listener: TcpListener,
+    /// What answers `/livez` on the same socket until the real server runs.
+    early: Option<web::server::Early>,
     addr: SocketAddr,
     store: Store,
     monitor: Monitor,
@@ -92,6 +94,12 @@ impl Application {
         // Before anything opens a file: visitors, probes and the store share
         // the descriptor limit, so take all the kernel allows.
         let limits = connection_limits(&config);
+        // Listening first: `/livez` answers while the store connects,
+        // migrates and the services are synced (web::server::Early).
+        let socket = std::net::TcpListener::bind(config.server.listen)
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let early = web::server::Early::start(&socket, limits)
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let store = Store::connect(&config.storage.url).await?;
         // Held until this process ends: `beacon restore` refuses to swap the
         // database under us, and we refuse to start during a restore.
@@ -101,9 +109,8 @@ impl Application {
             .await
             .with_context(|| format!("migrating the store at {}", config.storage.url))?;
 
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        socket.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(socket)?;
         let addr = listener.local_addr()?;
         if config.server.watch_self {
             config.services.push(ServiceConfig::watching_self(addr));
@@ -157,6 +164,7 @@ impl Application {
         state.cluster = Some(cluster.subscribe());
         Ok(Application {
             listener,
+            early: Some(early),
             addr,
             store,
             monitor,
@@ -239,6 +247,7 @@ impl Application {
     async fn start(self) -> anyhow::Result<(Running, Store, crate::backup::lock::InUse)> {
         let Application {
             listener,
+            early,
             addr,
             store,
             monitor,
@@ -348,6 +357,9 @@ impl Application {
         let (stop_server, server_stopped) = oneshot::channel::<()>();
         let server_stats = state.server_stats.clone();
         let mut first = state.snapshot.clone();
+        if let Some(early) = early {
+            early.stop().await;
+        }
         // Requests in flight at shutdown get a few seconds; the rest of the
         // deadline is for the recorder's last writes and the store.
         let grace = (shutdown_timeout / 4).min(Duration::from_secs(5));

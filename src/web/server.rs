@@ -90,9 +90,64 @@ pub fn default_max_connections(fd_limit: Option<u64>, probes_in_flight: usize) -
     left.clamp(16, DEFAULT_MAX_CONNECTIONS) as usize
 }
 
+#[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+}
+
+/// What answers on beacon's port while it starts (connecting to the store,
+/// migrating, syncing the services: seconds at 10,000 services on
+/// PostgreSQL): `/livez` 200, so a liveness probe never kills a start, and
+/// everything else 503 with `Retry-After`. The real server takes the same
+/// socket over once it is built; connections that arrive in between wait
+/// in the kernel's accept queue.
+pub struct Early {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Early {
+    /// Serves on a clone of `listener` (so the caller keeps the socket).
+    pub fn start(listener: &std::net::TcpListener, limits: Limits) -> std::io::Result<Early> {
+        let clone = listener.try_clone()?;
+        clone.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(clone)?;
+        let router = Router::new()
+            .route("/livez", axum::routing::get(super::own_health::livez))
+            .fallback(starting);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(
+            listener,
+            router,
+            limits,
+            Arc::new(ServerStats::default()),
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(1),
+        ));
+        Ok(Early { stop, task })
+    }
+
+    /// Stops accepting and lets requests in flight finish (1 s at most).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+async fn starting() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (axum::http::header::RETRY_AFTER, "5"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        "starting: try again in a few seconds\n",
+    )
+        .into_response()
 }
 
 /// Serves `app` on `listener` until `stop` resolves, then gives requests in

@@ -1393,3 +1393,103 @@ async fn a_start_never_waits_for_the_history() {
     .await;
     let _ = locker.close().await;
 }
+
+// Issue 18, start-up: `/livez` answers from the moment beacon listens, also
+// while the store is slow to let the services be synced (seconds at 10,000
+// services on PostgreSQL); everything else answers 503 with Retry-After.
+#[tokio::test]
+async fn livez_answers_while_the_services_are_synced() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    db.store().await.close().await;
+    let target = Target::start().await;
+    use sqlx::Connection;
+    let mut locker = sqlx::PgConnection::connect(&db.url)
+        .await
+        .expect("second connection");
+    for sql in ["BEGIN", "LOCK TABLE services IN ACCESS EXCLUSIVE MODE"] {
+        sqlx::query(sql).execute(&mut locker).await.expect(sql);
+    }
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        probe.local_addr().expect("addr").port()
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("beacon.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nurl = \"{}\"\n{}",
+            db.url,
+            services(&target, 2, "1s")
+        ),
+    )
+    .expect("config");
+    let child = Command::new(BEACON)
+        .current_dir(dir.path())
+        .env_remove("BEACON_CONFIG")
+        .env_remove("BEACON_LISTEN")
+        .env_remove("BEACON_STORAGE_URL")
+        .args(["serve", "--config"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start beacon");
+    let beacon = Process {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        log: Arc::default(),
+        _dir: dir,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    eventually(
+        "/livez answers while the services wait for the store",
+        Duration::from_secs(20),
+        || async {
+            client
+                .get(beacon.url("/livez"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
+    for path in ["/", "/readyz", "/api/v2/summary.json"] {
+        let r = client.get(beacon.url(path)).send().await.expect(path);
+        assert_eq!(r.status(), 503, "{path} while starting");
+        assert_eq!(
+            r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+            Some("5"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        target.hits("switch") + target.hits("ok"),
+        0,
+        "not probing yet"
+    );
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("unlock");
+    eventually(
+        "ready and probing once the store answers",
+        Duration::from_secs(30),
+        || async {
+            let ready = client
+                .get(beacon.url("/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            ready && target.hits("switch") + target.hits("ok") > 0
+        },
+    )
+    .await;
+    let _ = locker.close().await;
+}
