@@ -775,11 +775,14 @@ async fn history_pages(db: TestDb) {
     let now = chrono::Utc::now();
     // The snapshot holds the recent months; older incidents are read from
     // the store page by page.
+    // Oldest first: once the newest is on the page, the snapshot that shows
+    // it was read after the older ones were written (which decide whether
+    // page 1 links to page 2).
     let mut ids = Vec::new();
     for (title, months_ago) in [
-        ("Fresh outage", 0),
-        ("Summer outage", 4),
         ("Winter outage", 10),
+        ("Summer outage", 4),
+        ("Fresh outage", 0),
     ] {
         let at = now - Months::new(months_ago);
         let id = app
@@ -796,6 +799,8 @@ async fn history_pages(db: TestDb) {
             .expect("incident");
         ids.push((id, at));
     }
+    // Newest first, as the pages list them.
+    ids.reverse();
     let month = |t: chrono::DateTime<chrono::Utc>| format!(">{}</h2>", t.format("%B %Y"));
     eventually(
         "the history shows the new incident",
