@@ -839,11 +839,14 @@ impl Recorder {
     /// `isolated`, ahead of everything else), so one change the database
     /// can never take (its service deleted under beacon, say) costs only
     /// itself, never the others. Any other failure is retried after a
-    /// backoff. Returns when to retry (`None`: at once).
+    /// backoff (`part`, one of those parts, keeps its place in
+    /// `isolated`). Returns when to retry (`None`: at once).
+    #[allow(clippy::too_many_arguments)] // the recorder loop's state, passed by reference
     fn write_failed(
         &self,
         e: StoreError,
         mut batch: Batch,
+        part: bool,
         held: &mut Batch,
         held_since: &mut Option<Instant>,
         isolated: &mut std::collections::VecDeque<Batch>,
@@ -851,6 +854,14 @@ impl Recorder {
     ) -> Option<Instant> {
         self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
         self.metrics.write_failures.inc();
+        if part && !e.is_permanent() {
+            // A part keeps its place, ahead of the other parts and of
+            // `held`: state changes stay in order.
+            let wait = backoff(failures);
+            tracing::error!(error = %e, changes = batch.changes.len(), attempt = failures, retry_in_ms = wait.as_millis() as u64, "writing a state change on its own failed; retrying it");
+            isolated.push_front(batch);
+            return Some(Instant::now() + wait);
+        }
         let retry_at = if e.is_permanent() {
             if batch.results.is_empty() {
                 let parts = split(batch, &mut || self.new_batch());
@@ -1093,16 +1104,7 @@ impl Recorder {
                         }
                         Err(e) => {
                             failures += 1;
-                            retry_at = if writing_part && !e.is_permanent() {
-                                // A part keeps its place, ahead of the
-                                // others and of `held`: changes stay in order.
-                                self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
-                                self.metrics.write_failures.inc();
-                                isolated.push_front(batch);
-                                Some(Instant::now() + backoff(failures))
-                            } else {
-                                self.write_failed(e, batch, &mut held, &mut held_since, &mut isolated, failures)
-                            };
+                            retry_at = self.write_failed(e, batch, writing_part, &mut held, &mut held_since, &mut isolated, failures);
                         }
                     }
                 },
