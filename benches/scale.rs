@@ -434,43 +434,29 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         }
         Ok(())
     };
-    for i in 0..replicas.len() {
-        loop {
-            let livez = format!("{}/livez", replicas[i].base);
-            if client.get(livez).send().await.is_ok() {
-                break;
-            }
-            exited(&mut replicas)?;
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(600),
-                "beacon {i} never answered"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let start_secs = started.elapsed().as_secs_f64();
-    // Ready: the first snapshot (with the whole history) is built, and the
-    // public routes answer.
-    for i in 0..replicas.len() {
-        loop {
-            let readyz = format!("{}/readyz", replicas[i].base);
-            if client
-                .get(readyz)
+    // Live (`/livez`), then ready (`/readyz`: the first snapshot, with the
+    // whole history, is built and the public routes answer), every replica.
+    let mut reached = Vec::new();
+    for path in ["/livez", "/readyz"] {
+        for i in 0..replicas.len() {
+            let url = format!("{}{path}", replicas[i].base);
+            while !client
+                .get(&url)
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                break;
+                exited(&mut replicas)?;
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(600),
+                    "beacon {i} never answered {path}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            exited(&mut replicas)?;
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(600),
-                "beacon {i} never got ready"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        reached.push(started.elapsed().as_secs_f64());
     }
-    let ready_secs = started.elapsed().as_secs_f64();
+    let (start_secs, ready_secs) = (reached[0], reached[1]);
     // Each replica's member id (its probes' `Beacon-Member`); with several,
     // wait until each sees all of them, so that the services are divided.
     let mut members = vec![String::new(); replicas.len()];

@@ -96,14 +96,20 @@ fn snapshot() -> Snapshot {
     }
 }
 
-/// The router over a fresh store (kept alive by the returned folder).
-async fn app() -> (Router, AppState, tempfile::TempDir) {
+/// A fresh, migrated SQLite store (kept alive by the returned folder).
+async fn temp_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}/beacon.db", dir.path().display());
     let store = Store::connect(&crate::config::DatabaseUrl::new(url))
         .await
         .expect("store");
     store.migrate().await.expect("migrate");
+    (store, dir)
+}
+
+/// The router over a fresh store (kept alive by the returned folder).
+async fn app() -> (Router, AppState, tempfile::TempDir) {
+    let (store, dir) = temp_store().await;
     let state = AppState::for_tests(store, snapshot(), &[TOKEN]);
     (router(state.clone()), state, dir)
 }
@@ -460,12 +466,7 @@ async fn history_pages_past_the_first_incident_answer_404_without_the_store() {
 // and /health answer as they always do.
 #[tokio::test]
 async fn while_loading_public_routes_answer_503_with_retry_after() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}/beacon.db", dir.path().display());
-    let store = Store::connect(&crate::config::DatabaseUrl::new(url))
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
+    let (store, _dir) = temp_store().await;
     let loading = Snapshot::loading("Acme <status>", now());
     let (publish, receiver) = tokio::sync::watch::channel(Arc::new(loading));
     let mut state = AppState::for_tests(store, snapshot(), &[TOKEN]);

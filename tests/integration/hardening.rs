@@ -34,7 +34,22 @@ impl Process {
         Self::spawn(config, &[], Some(nofile))
     }
 
-    fn spawn(config: &str, env: &[(&str, &str)], nofile: Option<(u32, u32)>) -> Process {
+    /// `beacon serve` on `config`, which listens on `port`, without waiting
+    /// for it to say anything: for what answers while it starts.
+    fn start_on(config: &str, port: u16) -> Process {
+        let (mut cmd, dir) = Self::command(config, None);
+        cmd.stderr(Stdio::null());
+        Process {
+            child: cmd.spawn().expect("start beacon"),
+            base: format!("http://127.0.0.1:{port}"),
+            log: Arc::default(),
+            _dir: dir,
+        }
+    }
+
+    /// The command that starts beacon on `config` (written to a folder of
+    /// its own, returned with it), its log piped.
+    fn command(config: &str, nofile: Option<(u32, u32)>) -> (Command, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("dir");
         let file = dir.path().join("beacon.toml");
         std::fs::write(&file, config).expect("write config");
@@ -56,6 +71,11 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        (cmd, dir)
+    }
+
+    fn spawn(config: &str, env: &[(&str, &str)], nofile: Option<(u32, u32)>) -> Process {
+        let (mut cmd, dir) = Self::command(config, nofile);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -489,24 +509,12 @@ async fn a_sqlite_file_locked_past_busy_timeout_hides_no_outage() {
     let target = Target::start().await;
     let dir = tempfile::tempdir().expect("dir");
     let app = sqlite_app(dir.path(), &target).await;
-    use sqlx::Connection;
-    let mut locker =
-        sqlx::SqliteConnection::connect(&format!("sqlite://{}/beacon.db", dir.path().display()))
-            .await
-            .expect("second connection");
     let refused_at = chrono::Utc::now().timestamp_millis();
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .expect("lock");
+    let locker = lock_sqlite(&format!("sqlite://{}/beacon.db", dir.path().display())).await;
     target.switch.store(500, Ordering::SeqCst);
     wait_for_write_failures(&app, &target, 1.0, 12).await;
     let store_back_at = chrono::Utc::now().timestamp_millis();
-    sqlx::query("COMMIT")
-        .execute(&mut locker)
-        .await
-        .expect("unlock");
-    drop(locker);
+    unlock(locker).await;
     outage_was_kept(&app, store_back_at, refused_at).await;
     app.stop().await.expect("stops cleanly");
 }
@@ -615,24 +623,13 @@ async fn shedding_while_the_store_is_away_keeps_the_state_change() {
     app.wait_for_every_state().await;
     let base = app.url("");
     let base = base.trim_end_matches('/').to_string();
-    use sqlx::Connection;
-    let mut locker = sqlx::SqliteConnection::connect(&db.url)
-        .await
-        .expect("second connection");
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .expect("lock");
+    let locker = lock_sqlite(&db.url).await;
     target.switch.store(500, Ordering::SeqCst);
     eventually("results are shed", Duration::from_secs(40), || async {
         metric(&base, "beacon_results_dropped_total{reason=\"shed\"}").await > 0.0
     })
     .await;
-    sqlx::query("COMMIT")
-        .execute(&mut locker)
-        .await
-        .expect("unlock");
-    drop(locker);
+    unlock(locker).await;
     eventually(
         "every service is down on the page, each with an incident",
         Duration::from_secs(30),
@@ -1309,15 +1306,8 @@ async fn a_start_never_waits_for_the_history() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    db.store().await.close().await;
     let target = Target::start().await;
-    use sqlx::Connection;
-    let mut locker = sqlx::PgConnection::connect(&db.url)
-        .await
-        .expect("second connection");
-    for sql in ["BEGIN", "LOCK TABLE rollups IN ACCESS EXCLUSIVE MODE"] {
-        sqlx::query(sql).execute(&mut locker).await.expect(sql);
-    }
+    let locker = lock_postgres_table(&db, "rollups").await;
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{}\"\n{}",
         db.url,
@@ -1377,10 +1367,7 @@ async fn a_start_never_waits_for_the_history() {
         || async { target.hits("switch") + target.hits("ok") >= before + 4 },
     )
     .await;
-    sqlx::query("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .expect("unlock");
+    unlock(locker).await;
     eventually(
         "ready, with the page served, once the history is read",
         Duration::from_secs(30),
@@ -1391,7 +1378,6 @@ async fn a_start_never_waits_for_the_history() {
         },
     )
     .await;
-    let _ = locker.close().await;
 }
 
 // Issue 18, start-up: `/livez` answers from the moment beacon listens, also
@@ -1402,48 +1388,20 @@ async fn livez_answers_while_the_services_are_synced() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    db.store().await.close().await;
     let target = Target::start().await;
-    use sqlx::Connection;
-    let mut locker = sqlx::PgConnection::connect(&db.url)
-        .await
-        .expect("second connection");
-    for sql in ["BEGIN", "LOCK TABLE services IN ACCESS EXCLUSIVE MODE"] {
-        sqlx::query(sql).execute(&mut locker).await.expect(sql);
-    }
+    let locker = lock_postgres_table(&db, "services").await;
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
         probe.local_addr().expect("addr").port()
     };
-    let dir = tempfile::tempdir().expect("dir");
-    let file = dir.path().join("beacon.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let beacon = Process::start_on(
+        &format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nurl = \"{}\"\n{}",
             db.url,
             services(&target, 2, "1s")
         ),
-    )
-    .expect("config");
-    let child = Command::new(BEACON)
-        .current_dir(dir.path())
-        .env_remove("BEACON_CONFIG")
-        .env_remove("BEACON_LISTEN")
-        .env_remove("BEACON_STORAGE_URL")
-        .args(["serve", "--config"])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start beacon");
-    let beacon = Process {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        log: Arc::default(),
-        _dir: dir,
-    };
+        port,
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -1474,10 +1432,7 @@ async fn livez_answers_while_the_services_are_synced() {
         0,
         "not probing yet"
     );
-    sqlx::query("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .expect("unlock");
+    unlock(locker).await;
     eventually(
         "ready and probing once the store answers",
         Duration::from_secs(30),
@@ -1491,5 +1446,59 @@ async fn livez_answers_while_the_services_are_synced() {
         },
     )
     .await;
-    let _ = locker.close().await;
+}
+
+/// A second connection to the store holding a lock until [`unlock`].
+enum Locker {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+/// Holds a SQLite store's write lock (`BEGIN EXCLUSIVE`).
+async fn lock_sqlite(url: &str) -> Locker {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(url)
+        .await
+        .expect("second connection");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut conn)
+        .await
+        .expect("lock");
+    Locker::Sqlite(conn)
+}
+
+/// Holds `table` of the test's (migrated) PostgreSQL database locked
+/// against every reader and writer.
+async fn lock_postgres_table(db: &TestDb, table: &str) -> Locker {
+    use sqlx::Connection;
+    db.store().await.close().await;
+    let mut conn = sqlx::PgConnection::connect(&db.url)
+        .await
+        .expect("second connection");
+    let lock = format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE");
+    for sql in ["BEGIN", lock.as_str()] {
+        sqlx::query(sql).execute(&mut conn).await.expect(sql);
+    }
+    Locker::Postgres(conn)
+}
+
+/// Ends what a [`Locker`] holds (nothing was written under it).
+async fn unlock(locker: Locker) {
+    use sqlx::Connection;
+    match locker {
+        Locker::Sqlite(mut conn) => {
+            sqlx::query("ROLLBACK")
+                .execute(&mut conn)
+                .await
+                .expect("unlock");
+            let _ = conn.close().await;
+        }
+        Locker::Postgres(mut conn) => {
+            sqlx::query("ROLLBACK")
+                .execute(&mut conn)
+                .await
+                .expect("unlock");
+            let _ = conn.close().await;
+        }
+    }
 }

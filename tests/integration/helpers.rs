@@ -328,7 +328,7 @@ impl TestApp {
         let app = Application::build(config).await.expect("app builds");
         let addr = app.local_addr();
         let store = app.store().clone();
-        let mut snapshot = app.snapshot();
+        let snapshot = app.snapshot();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
@@ -353,11 +353,7 @@ impl TestApp {
             },
         )
         .await;
-        // The public routes answer 503 until the first snapshot is built.
-        tokio::time::timeout(Duration::from_secs(30), snapshot.wait_for(|s| !s.loading))
-            .await
-            .expect("the first snapshot is built within 30 s")
-            .expect("the app is running");
+        first_snapshot_built(snapshot).await;
         test_app
     }
 
@@ -413,6 +409,17 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// Waits until a started app has built its first snapshot (its public
+/// routes answer 503 until then).
+pub async fn first_snapshot_built(
+    mut snapshot: tokio::sync::watch::Receiver<Arc<beacon::snapshot::Snapshot>>,
+) {
+    tokio::time::timeout(Duration::from_secs(30), snapshot.wait_for(|s| !s.loading))
+        .await
+        .expect("the first snapshot is built within 30 s")
+        .expect("the app is running");
 }
 
 /// Polls `check` every 50 ms until it holds; fails the test after `deadline`.

@@ -123,18 +123,12 @@ impl ClockedApp {
             .await
             .expect("app builds");
         let addr = app.local_addr();
-        let mut snapshot = app.snapshot();
+        let snapshot = app.snapshot();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = stopped.await;
         }));
-        tokio::time::timeout(
-            std::time::Duration::from_secs(30),
-            snapshot.wait_for(|s| !s.loading),
-        )
-        .await
-        .expect("the first snapshot is built within 30 s")
-        .expect("the app is running");
+        crate::helpers::first_snapshot_built(snapshot).await;
         ClockedApp {
             addr,
             client: reqwest::Client::new(),
