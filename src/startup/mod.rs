@@ -272,6 +272,11 @@ impl Application {
             metrics.results_dropped.with_label_values(&[reason]);
         }
 
+        // Before the first probe: beacon's own (`watch_self`) must meet the
+        // real `/readyz`, not the start-up stand-in's 503.
+        if let Some(early) = early {
+            early.stop().await;
+        }
         let writes = monitor.subscribe_writes();
         let reloads = Reloads::start(
             config,
@@ -357,9 +362,6 @@ impl Application {
         let (stop_server, server_stopped) = oneshot::channel::<()>();
         let server_stats = state.server_stats.clone();
         let mut first = state.snapshot.clone();
-        if let Some(early) = early {
-            early.stop().await;
-        }
         // Requests in flight at shutdown get a few seconds; the rest of the
         // deadline is for the recorder's last writes and the store.
         let grace = (shutdown_timeout / 4).min(Duration::from_secs(5));
