@@ -29,10 +29,6 @@ pub struct ChangeFacts {
     pub before_maintenance: Option<State>,
     /// The service's latest automatic incident, open or resolved.
     pub latest_incident: Option<LatestIncident>,
-    /// True when every active service of the service's group (itself
-    /// included, after this change) is down. Only asked of a change to down;
-    /// false for a service without a group.
-    pub group_all_down: bool,
     /// A service going down within this long of its automatic incident's
     /// resolution reopens that incident instead of opening another.
     pub cooldown_ms: i64,
@@ -148,12 +144,11 @@ fn incident_action(facts: &ChangeFacts) -> Option<IncidentAction> {
         ),
         (_, State::Down, _) => Some(IncidentAction::Open {
             title: format!("{name} is down"),
-            // Major when the whole group is down, else minor.
-            impact: if facts.group_all_down {
-                "major"
-            } else {
-                "minor"
-            },
+            // A service that is down shows `major_outage`, which makes the
+            // page's indicator at least "major": the incident says the same,
+            // so a consumer that ranks a page by its worst open incident
+            // (statuspage-prometheus-exporter) agrees with status.json.
+            impact: "major",
             message: format!("{name} is not responding as expected. We are looking into it."),
         }),
         (State::Down, State::Degraded, _) => open.and_then(|incident| {
@@ -202,7 +197,6 @@ mod tests {
             from_since: Some(AT - 5 * MINUTE_MS),
             before_maintenance: None,
             latest_incident: None,
-            group_all_down: false,
             cooldown_ms: COOLDOWN,
         }
     }
@@ -252,13 +246,8 @@ mod tests {
         };
         let cases: Vec<(&str, ChangeFacts, Option<IncidentAction>)> = vec![
             (
-                "down without an incident opens a minor one",
+                "down without an incident opens a major one, as its component shows",
                 facts(State::Up, State::Down),
-                opened("minor"),
-            ),
-            (
-                "down with the whole group down opens a major one",
-                with(facts(State::Up, State::Down), &|f| f.group_all_down = true),
                 opened("major"),
             ),
             (
@@ -284,7 +273,7 @@ mod tests {
                 with(facts(State::Up, State::Down), &|f| {
                     f.latest_incident = resolved_incident(11)
                 }),
-                opened("minor"),
+                opened("major"),
             ),
             (
                 "down to degraded with an open incident moves it to monitoring",

@@ -18,6 +18,7 @@
 //! Tests drive single steps through [`Monitor::probe`] and [`Recorder::record`].
 
 mod thresholds;
+mod windows;
 
 pub use thresholds::Tracker;
 
@@ -71,6 +72,10 @@ pub struct ProbeResult {
     /// another: its thresholds resume from the store, not from what this
     /// replica last knew.
     pub resume: bool,
+    /// Made out of turn because a maintenance window over the service
+    /// began, ended or was changed: the recorder reads the windows again
+    /// before judging it, so the state follows the window at once.
+    pub window_edge: bool,
 }
 
 /// Live figures of the monitor, read by `/health` and `/metrics`.
@@ -344,13 +349,23 @@ impl Monitor {
         tokio::pin!(shutdown);
         let semaphore = Arc::new(Semaphore::new(self.config.max_concurrency));
         let mut in_flight = JoinSet::new();
-        let mut heap: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+        // (when, which service, out of turn): a probe out of turn (a
+        // maintenance window's edge) is made once and leaves the service's
+        // cadence alone.
+        let mut heap: BinaryHeap<Reverse<(Instant, usize, bool)>> = BinaryHeap::new();
         let start = Instant::now();
 
         let intervals: Vec<Duration> = self.services.iter().map(|w| w.config.interval).collect();
         for (i, offset) in first_offsets(&intervals).into_iter().enumerate() {
-            heap.push(Reverse((start + offset, i)));
+            heap.push(Reverse((start + offset, i, false)));
         }
+        let (edge_tx, mut edges) = mpsc::channel::<usize>(1024);
+        let _window_watch = AbortOnDrop(tokio::spawn(windows::watch(
+            self.store.clone(),
+            self.clock.clone(),
+            self.services.clone(),
+            edge_tx,
+        )));
         let mut shares = self.shares.clone();
         let mut owned = Owned::all(self.services.len(), self.resume_first);
         if let Some(view) = shares.as_mut() {
@@ -358,7 +373,7 @@ impl Monitor {
         }
 
         loop {
-            let Some(Reverse((due, i))) = heap.peek().copied() else {
+            let Some(Reverse((due, i, out_of_turn))) = heap.peek().copied() else {
                 self.stats.next_due_ms.store(i64::MAX, Ordering::Relaxed);
                 shutdown.as_mut().await;
                 break;
@@ -368,6 +383,10 @@ impl Monitor {
                 .store(self.instant_to_ms(due), Ordering::Relaxed);
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => {}
+                Some(edge) = edges.recv() => {
+                    heap.push(Reverse((Instant::now(), edge, true)));
+                    continue;
+                }
                 _ = shutdown.as_mut() => break,
             }
             if let Some(view) = shares.as_mut() {
@@ -381,7 +400,9 @@ impl Monitor {
                     // Another member probes it: keep its slot, so it is
                     // probed on its cadence if it comes back to us.
                     heap.pop();
-                    heap.push(Reverse((due + self.services[i].config.interval, i)));
+                    if !out_of_turn {
+                        heap.push(Reverse((due + self.services[i].config.interval, i, false)));
+                    }
                     continue;
                 }
             };
@@ -395,25 +416,28 @@ impl Monitor {
             heap.pop();
             let watched = &self.services[i];
             let interval = watched.config.interval;
-            // Keep the cadence; but after falling more than a whole interval
-            // behind (a stall), start afresh from now instead of firing every
-            // missed slot back to back. Skipped slots are counted.
-            let now = Instant::now();
-            let mut next = due + interval;
-            if next + interval < now {
-                let missed = (now - next).as_nanos() / interval.as_nanos().max(1);
-                self.stats
-                    .probes_skipped
-                    .fetch_add(missed as u64, Ordering::Relaxed);
-                next = now;
-            }
-            heap.push(Reverse((next, i)));
+            if !out_of_turn {
+                // Keep the cadence; but after falling more than a whole
+                // interval behind (a stall), start afresh from now instead
+                // of firing every missed slot back to back. Skipped slots
+                // are counted.
+                let now = Instant::now();
+                let mut next = due + interval;
+                if next + interval < now {
+                    let missed = (now - next).as_nanos() / interval.as_nanos().max(1);
+                    self.stats
+                        .probes_skipped
+                        .fetch_add(missed as u64, Ordering::Relaxed);
+                    next = now;
+                }
+                heap.push(Reverse((next, i, false)));
 
-            let lag = Instant::now().saturating_duration_since(due);
-            self.stats
-                .last_lag_ms
-                .store(lag.as_millis() as u64, Ordering::Relaxed);
-            self.metrics.schedule_lag.observe(lag.as_secs_f64());
+                let lag = Instant::now().saturating_duration_since(due);
+                self.stats
+                    .last_lag_ms
+                    .store(lag.as_millis() as u64, Ordering::Relaxed);
+                self.metrics.schedule_lag.observe(lag.as_secs_f64());
+            }
             self.stats.probes_started.fetch_add(1, Ordering::Relaxed);
 
             let clients = self.clients.clone();
@@ -423,6 +447,7 @@ impl Monitor {
             in_flight.spawn(async move {
                 let mut result = probe_one(&clients, &*clock, &services[i]).await;
                 result.resume = resume;
+                result.window_edge = out_of_turn;
                 // Only fails if the recorder is gone, which only happens
                 // after this scheduler has returned.
                 let _ = tx.send(result).await;
@@ -518,6 +543,7 @@ async fn probe_one(clients: &probe::Clients, clock: &dyn Clock, watched: &Watche
         report,
         own_fault,
         resume: false,
+        window_edge: false,
     }
 }
 
@@ -672,13 +698,20 @@ impl Recorder {
             .any(|w| w.covers(result.service_id, result.checked_at));
         if let Some((slug, tracker)) = self.trackers.get_mut(&result.service_id) {
             let from = tracker.state();
-            // In a window the state is maintenance whatever the probes say;
-            // after it, thresholds start afresh from there.
+            // In a window the state is maintenance whatever the probes say.
+            // The first probe after it says where the service stands, at
+            // once: the window is over, so "under maintenance" would be
+            // wrong, and an outage that outlasts it is an outage. The
+            // thresholds start afresh from there.
             let change = if in_maintenance {
                 (from != State::Maintenance).then(|| {
                     tracker.force(State::Maintenance);
                     State::Maintenance
                 })
+            } else if from == State::Maintenance {
+                let to = report.outcome.state();
+                tracker.force(to);
+                Some(to)
             } else {
                 tracker.observe(report.outcome)
             };
@@ -780,11 +813,14 @@ impl Recorder {
     /// Reads which services are in a maintenance window, at most every few
     /// seconds. From the store, so windows set by the API, the CLI or another
     /// replica all count. A failed read keeps the last known set.
-    async fn refresh_maintenance(&mut self, now: i64) {
+    /// `edge`: the result is a window's edge probe, judged with the windows
+    /// as they are now.
+    async fn refresh_maintenance(&mut self, now: i64, edge: bool) {
         const EVERY_MS: i64 = 5_000;
-        let fresh = self
-            .maintenance_read_at
-            .is_some_and(|at| now >= at && now - at < EVERY_MS);
+        let fresh = !edge
+            && self
+                .maintenance_read_at
+                .is_some_and(|at| now >= at && now - at < EVERY_MS);
         if fresh {
             return;
         }
@@ -812,7 +848,8 @@ impl Recorder {
     /// Applies and writes `results` at once, returning the state changes.
     pub async fn record(&mut self, results: Vec<ProbeResult>) -> anyhow::Result<Vec<StatusChange>> {
         if let Some(first) = results.first() {
-            self.refresh_maintenance(first.checked_at).await;
+            let edge = results.iter().any(|r| r.window_edge);
+            self.refresh_maintenance(first.checked_at, edge).await;
         }
         let mut batch = self.new_batch();
         for r in results {
@@ -1078,7 +1115,7 @@ impl Recorder {
                         }
                         // Read from the store at most every few seconds, and
                         // never for long (see `refresh_maintenance`).
-                        self.refresh_maintenance(self.clock.now_ms()).await;
+                        self.refresh_maintenance(self.clock.now_ms(), result.window_edge).await;
                         self.resume_if_needed(&result).await;
                         self.apply(result, &mut held);
                         self.shed(&mut held, max_buffered);
@@ -1180,6 +1217,15 @@ async fn write_within(
         Err(_) => Err(StoreError::timed_out()),
     };
     (batch, outcome)
+}
+
+/// Aborts its task when dropped (the scheduler's helpers end with it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -453,7 +453,6 @@ macro_rules! batch_steps {
             let facts = ChangeFacts {
                 before_maintenance: state_before_maintenance(tx, c).await?,
                 latest_incident: latest_automatic_incident(tx, c.service_id).await?,
-                group_all_down: group_all_down(tx, service_ref.group.as_deref(), c.to).await?,
                 service: service_ref,
                 from: c.from,
                 to: c.to,
@@ -506,26 +505,6 @@ macro_rules! batch_steps {
                 resolved_at: row.try_get("resolved_at")?,
                 started_at: row.try_get("started_at")?,
             }))
-        }
-
-        /// Only asked of a change to down, counted after the service's own
-        /// state was written.
-        async fn group_all_down(
-            tx: &mut Conn,
-            group: Option<&str>,
-            to: State,
-        ) -> Result<bool, StoreError> {
-            let (Some(group), State::Down) = (group, to) else {
-                return Ok(false);
-            };
-            let up: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM services WHERE active = $1 AND group_name = $2 AND state <> 'down'",
-            )
-            .bind(true)
-            .bind(group)
-            .fetch_one(&mut *tx)
-            .await?;
-            Ok(up == 0)
         }
 
         /// Persists the policy's decision: the alert event (one per change,

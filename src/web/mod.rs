@@ -20,6 +20,9 @@ mod statuspage;
 #[cfg(test)]
 mod tests;
 
+/// The page's Statuspage `indicator` and its description for an overall state.
+pub use statuspage::indicator;
+
 use std::sync::Arc;
 
 use axum::extract::MatchedPath;

@@ -20,6 +20,7 @@ mod incidents;
 mod input_hygiene;
 mod kubernetes;
 mod lease;
+mod maintenance;
 mod metrics;
 mod monitor;
 mod own_health;

@@ -58,6 +58,7 @@ async fn rollups_match_raw(db: TestDb) {
                 service_id: *id,
                 own_fault: false,
                 resume: false,
+                window_edge: false,
                 checked_at: clock.now_ms(),
                 report: ProbeReport {
                     latency: Duration::from_millis(next() % 3000),
@@ -148,6 +149,7 @@ async fn retention(db: TestDb) {
             service_id: id,
             own_fault: false,
             resume: false,
+            window_edge: false,
             checked_at: clock.now_ms(),
             report: ProbeReport::down(Duration::from_millis(20), "x").with_outcome(outcome),
         });
@@ -291,6 +293,7 @@ async fn ninety_days(db: TestDb) {
                 service_id: *id,
                 own_fault: false,
                 resume: false,
+                window_edge: false,
                 checked_at: clock.now_ms() + s as i64 * 1000,
                 report: ProbeReport::down(Duration::from_millis(next() % 2000), "x")
                     .with_outcome(outcome),
@@ -397,6 +400,7 @@ async fn history_updates(db: TestDb) {
                     service_id: *id,
                     own_fault: false,
                     resume: false,
+                    window_edge: false,
                     checked_at: clock.now_ms(),
                     report: ProbeReport {
                         latency: Duration::from_millis(step * 37 % 900),

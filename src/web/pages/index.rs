@@ -167,7 +167,7 @@ fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
             "up" => "✔",
             "degraded" => "▲",
             "down" => "✖",
-            "maintenance" => "🛠",
+            "maintenance" => super::MAINTENANCE_SIGN,
             _ => "…",
         },
         overall_label: snapshot.overall.label(),

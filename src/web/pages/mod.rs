@@ -64,13 +64,20 @@ fn dependency_rows(dependencies: &[(String, Health)]) -> Vec<DependencyRow> {
         .collect()
 }
 
+/// Maintenance's sign: a gear, which the fonts every system ships have
+/// (DejaVu, Segoe UI Symbol, Apple's), followed by the text presentation
+/// selector so no platform swaps in a colour emoji. The hammer and wrench
+/// emoji it replaces rendered as an empty box where no emoji font is
+/// installed.
+pub const MAINTENANCE_SIGN: &str = "\u{2699}\u{FE0E}";
+
 /// A state is never shown by colour alone: each has its own sign too.
 pub fn icon(state: State) -> &'static str {
     match state {
         State::Up => "✔",
         State::Degraded => "▲",
         State::Down => "✖",
-        State::Maintenance => "🛠",
+        State::Maintenance => MAINTENANCE_SIGN,
         State::Unknown => "…",
     }
 }
