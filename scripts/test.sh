@@ -5,7 +5,8 @@
 # s3s-fs (the S3-compatible server the backup tests start), and the tools the
 # runbook's by-hand restore uses (AWS CLI, sqlite3, curl), promtool, headless
 # Chromium with axe-core for the browser test, kubectl, kubernetes-validate
-# and checkov for the Kubernetes manifests, and podman, systemd-analyze and
+# and checkov for the Kubernetes manifests, PgBouncer 1.24 (built from
+# Debian's source), and podman, systemd-analyze and
 # util-linux for docs/deploy.md's tests; builds the release binary.
 # Usage: scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
@@ -155,8 +156,31 @@ ensure_deploy_tools() {
   command -v useradd >/dev/null 2>&1 || { log "installing passwd (useradd)"; apt_install passwd; }
 }
 
+# PgBouncer 1.21 or later (prepared statements in transaction pooling,
+# `max_prepared_statements`) for the replicas-through-a-pooler test. Debian
+# 12 ships 1.18, so 1.24.1 is built from Debian's own source tarball (the
+# one trixie's package is made from) into /opt/pgbouncer: about 20 s.
+PGBOUNCER_VERSION=1.24.1
+PGBOUNCER_SHA256=da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0
+ensure_pgbouncer() {
+  if /opt/pgbouncer/bin/pgbouncer --version 2>/dev/null | grep -q "PgBouncer $PGBOUNCER_VERSION"; then return; fi
+  log "building PgBouncer $PGBOUNCER_VERSION into /opt/pgbouncer (Debian 12 has 1.18)"
+  apt_install build-essential pkg-config libevent-dev libssl-dev curl
+  local src
+  src=$(mktemp -d)
+  curl -fsSL -o "$src/pgbouncer.tar.gz" \
+    "https://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_$PGBOUNCER_VERSION.orig.tar.gz"
+  echo "$PGBOUNCER_SHA256  $src/pgbouncer.tar.gz" | sha256sum -c --quiet -
+  tar xzf "$src/pgbouncer.tar.gz" -C "$src"
+  (cd "$src/pgbouncer-$PGBOUNCER_VERSION" &&
+    ./configure --prefix=/opt/pgbouncer --without-cares --without-systemd --without-pam --without-ldap >/dev/null &&
+    make -s >/dev/null && as_root make -s install >/dev/null)
+  rm -rf "$src"
+}
+
 ensure_postgres
 ensure_pg_tools
+ensure_pgbouncer
 ensure_redis
 ensure_s3s_fs
 ensure_runbook_tools

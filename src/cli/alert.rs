@@ -62,7 +62,7 @@ pub async fn run(config_path: Option<&Path>, command: AlertCommand) -> anyhow::R
             Ok(())
         }
         AlertCommand::List { limit } => {
-            let store = Store::connect(&config.storage.url).await?;
+            let store = Store::open(&config.storage).await?;
             store.migrate().await.context("migrating the store")?;
             let at = |ms: i64| {
                 ms_to_datetime(ms)

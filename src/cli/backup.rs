@@ -49,12 +49,12 @@ pub async fn open(config: &Config) -> anyhow::Result<Backups> {
     let backup = config.backup.as_ref().ok_or_else(|| {
         anyhow!("the config has no [backup] section\nTry: add [backup] with target = \"file:///var/backups/beacon\" (see README, Backups)")
     })?;
-    let store = Store::connect(&config.storage.url).await?;
+    let store = Store::open(&config.storage).await?;
     store.migrate().await.context("migrating the store")?;
     Backups::open(
         backup,
         store,
-        config.storage.url.clone(),
+        config.storage.session_url().clone(),
         Arc::new(SystemClock),
     )
     .await

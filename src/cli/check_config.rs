@@ -29,6 +29,9 @@ fn summary(config: &Config) -> String {
     let _ = writeln!(out, "{}: OK", config.source);
     let _ = writeln!(out, "  listen:  {}", config.server.listen);
     let _ = writeln!(out, "  store:   {}", config.storage.url);
+    if let Some(direct) = &config.storage.direct_url {
+        let _ = writeln!(out, "  direct:  {direct} (migrations, locks, pg_dump)");
+    }
     if let Some(b) = &config.backup {
         let _ = writeln!(
             out,

@@ -78,7 +78,7 @@ fn print(i: &Incident) {
 
 pub async fn run(config_path: Option<&Path>, command: IncidentCommand) -> anyhow::Result<()> {
     let config = super::load(config_path)?;
-    let store = Store::connect(&config.storage.url).await?;
+    let store = Store::open(&config.storage).await?;
     store.migrate().await.context("migrating the store")?;
     let now = SystemClock.now_ms();
     let result = match command {

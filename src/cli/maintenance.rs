@@ -77,7 +77,7 @@ fn store_error(e: StoreError) -> anyhow::Error {
 
 pub async fn run(config_path: Option<&Path>, command: MaintenanceCommand) -> anyhow::Result<()> {
     let config = super::load(config_path)?;
-    let store = Store::connect(&config.storage.url).await?;
+    let store = Store::open(&config.storage).await?;
     store.migrate().await.context("migrating the store")?;
     let result = execute(&store, command).await;
     store.close().await;

@@ -6,7 +6,7 @@ use crate::store::Store;
 
 pub async fn run(config_path: Option<&Path>) -> anyhow::Result<()> {
     let config = super::load(config_path)?;
-    let store = Store::connect(&config.storage.url).await?;
+    let store = Store::open(&config.storage).await?;
     let before = store.schema_version().await.ok().flatten();
     store
         .migrate()

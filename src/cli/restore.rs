@@ -83,7 +83,7 @@ pub async fn run(config_path: Option<&Path>, args: RestoreArgs) -> ExitCode {
             println!("{line}");
         }
     };
-    match restore(backup, &config.storage.url, &request, &say).await {
+    match restore(backup, config.storage.session_url(), &request, &say).await {
         Ok(report) => {
             if json {
                 println!("{}", serde_json::to_string(&report).unwrap_or_default());

@@ -51,6 +51,7 @@ pub struct RawServer {
 #[derive(Default, Deserialize)]
 pub struct RawStorage {
     pub url: Option<String>,
+    pub direct_url: Option<String>,
     pub raw_retention: Option<String>,
 }
 
@@ -222,7 +223,7 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
             "announcement",
             "time_zone",
         ],
-        "storage" => &["url", "raw_retention"],
+        "storage" => &["url", "direct_url", "raw_retention"],
         "monitor" => &[
             "max_concurrency",
             "batch_size",

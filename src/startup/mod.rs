@@ -100,7 +100,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         let early = web::server::Early::start(&socket, limits)
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        let store = Store::connect(&config.storage.url).await?;
+        let store = Store::open(&config.storage).await?;
         // Held until this process ends: `beacon restore` refuses to swap the
         // database under us, and we refuse to start during a restore.
         let in_use = crate::backup::lock::InUse::hold(&store, &config.storage.url).await?;
@@ -473,7 +473,7 @@ async fn scheduled_backups(
     let backups = Backups::open(
         backup,
         store.clone(),
-        config.storage.url.clone(),
+        config.storage.session_url().clone(),
         clock.clone(),
     )
     .await

@@ -147,13 +147,15 @@ pub(super) fn needing_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     check(
         "storage",
         format!(
-            "{} {:?}",
+            "{} {:?} {:?}",
             old.storage.url.expose(),
+            old.storage.direct_url.as_ref().map(|u| u.expose()),
             old.storage.raw_retention
         ),
         format!(
-            "{} {:?}",
+            "{} {:?} {:?}",
             new.storage.url.expose(),
+            new.storage.direct_url.as_ref().map(|u| u.expose()),
             new.storage.raw_retention
         ),
     );

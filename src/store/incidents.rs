@@ -189,11 +189,16 @@ impl Store {
     /// timelines: three queries for all of them (the snapshot loads up to
     /// 500 every second), in chunks that stay under SQLite's bind limit.
     /// The lists are not kept as prepared statements (`persistent(false)`):
-    /// every length is a statement of its own.
+    /// every length is a statement of its own. An unnamed statement lives
+    /// from its Parse to its Bind, which sqlx sends after a Sync: outside a
+    /// transaction a transaction-pooling PgBouncer may hand the Bind to
+    /// another server connection, so the three reads share one transaction
+    /// (which also reads them from one snapshot on SQLite).
     async fn load(&self, ids: &[i64]) -> Result<Vec<Incident>, StoreError> {
         let mut found: HashMap<i64, Incident> = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(LOAD_CHUNK) {
             on_pool!(self, pool, Db => {
+                let mut tx = pool.begin().await?;
                 let in_list = |sql: &str| {
                     let mut qb = sqlx::QueryBuilder::<Db>::new(sql);
                     qb.push(" (");
@@ -208,7 +213,7 @@ impl Store {
                     "SELECT id, title, impact, status, automatic, postmortem, started_at, updated_at, resolved_at \
                      FROM incidents WHERE id IN",
                 );
-                for row in q.build().persistent(false).fetch_all(pool).await? {
+                for row in q.build().persistent(false).fetch_all(&mut *tx).await? {
                     let id: i64 = row.try_get("id")?;
                     found.insert(
                         id,
@@ -232,7 +237,7 @@ impl Store {
                      JOIN services s ON s.id = x.service_id WHERE x.incident_id IN",
                 );
                 q.push(" ORDER BY x.incident_id, s.position, s.id");
-                for row in q.build().persistent(false).fetch_all(pool).await? {
+                for row in q.build().persistent(false).fetch_all(&mut *tx).await? {
                     let id: i64 = row.try_get("incident_id")?;
                     if let Some(i) = found.get_mut(&id) {
                         i.services.push(row.try_get("slug")?);
@@ -243,7 +248,7 @@ impl Store {
                      WHERE incident_id IN",
                 );
                 q.push(" ORDER BY incident_id, created_at, id");
-                for row in q.build().persistent(false).fetch_all(pool).await? {
+                for row in q.build().persistent(false).fetch_all(&mut *tx).await? {
                     let id: i64 = row.try_get("incident_id")?;
                     if let Some(i) = found.get_mut(&id) {
                         i.updates.push(IncidentUpdate {
@@ -253,6 +258,7 @@ impl Store {
                         });
                     }
                 }
+                tx.commit().await?;
             });
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())

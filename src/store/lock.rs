@@ -1,6 +1,7 @@
 //! PostgreSQL session advisory locks: held by a connection taken out of
-//! the pool (or opened by URL) and closed on release, so a crash releases
-//! them too. `backup::lock` builds its backup and in-use locks on these.
+//! the pool, opened on `storage.direct_url` (never through a
+//! transaction-pooling PgBouncer) or opened by URL, and closed on release,
+//! so a crash releases them too. `backup::lock` builds its backup and in-use locks on these.
 
 use super::copy::PgDatabase;
 use super::{Pools, Store, StoreError};
@@ -28,7 +29,7 @@ impl Store {
                 "advisory locks need PostgreSQL",
             ));
         };
-        let conn = pool.acquire().await?.detach();
+        let conn = Store::session(pool, &self.1).await?;
         try_lock(conn, key, shared).await
     }
 }

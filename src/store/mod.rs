@@ -179,7 +179,16 @@ pub use services::{ServiceSummary, StoredService};
 /// The store. Sealed: its pools are private, so every query beacon runs
 /// is written here, once for both backends.
 #[derive(Clone, Debug)]
-pub struct Store(Pools);
+pub struct Store(Pools, Session);
+
+/// Where work that needs a PostgreSQL session of its own connects
+/// (migrations under their lock, advisory locks): `storage.direct_url`
+/// when `storage.url` goes through a transaction-pooling PgBouncer, which
+/// hands each transaction whichever server connection is free, so a
+/// session's lock would be taken on one and left held there. `None`: a
+/// connection of the pool is a session of its own.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Session(Option<std::sync::Arc<DatabaseUrl>>);
 
 #[derive(Clone, Debug)]
 enum Pools {
@@ -407,11 +416,35 @@ impl Store {
     /// Opens the store named by `url` (`sqlite://…` or `postgres://…`).
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
         if url.expose().starts_with("sqlite:") {
-            sqlite::connect(url).await.map(|p| Store(Pools::Sqlite(p)))
+            sqlite::connect(url)
+                .await
+                .map(|p| Store(Pools::Sqlite(p), Session::default()))
         } else {
             postgres::connect(url)
                 .await
-                .map(|p| Store(Pools::Postgres(p)))
+                .map(|p| Store(Pools::Postgres(p), Session::default()))
+        }
+    }
+
+    /// Opens the store `[storage]` names: its `url`, with `direct_url`
+    /// (when set) for the work that needs a session of its own.
+    pub async fn open(storage: &crate::config::StorageConfig) -> Result<Store, StoreError> {
+        let mut store = Self::connect(&storage.url).await?;
+        if store.is_postgres() {
+            store.1 = Session(storage.direct_url.clone().map(std::sync::Arc::new));
+        }
+        Ok(store)
+    }
+
+    /// A connection that is a session of its own, taken out of the pool
+    /// or opened on `storage.direct_url`; the caller closes it.
+    pub(super) async fn session(
+        pool: &sqlx::PgPool,
+        session: &Session,
+    ) -> Result<sqlx::PgConnection, StoreError> {
+        match &session.0 {
+            None => Ok(pool.acquire().await?.detach()),
+            Some(url) => postgres::connect_one(url).await,
         }
     }
 
@@ -443,8 +476,19 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Applies the migrations this binary knows, under sqlx's lock (a
+    /// session advisory lock on PostgreSQL: on `storage.direct_url` when
+    /// set, see [`Session`]), so replicas starting together migrate once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        on_pool!(self, pool, _Db => self.migrator().run(pool).await?);
+        match (&self.0, &self.1 .0) {
+            (Pools::Postgres(_), Some(url)) => {
+                let mut conn = postgres::connect_one(url).await?;
+                let ran = self.migrator().run(&mut conn).await;
+                let _ = sqlx::Connection::close(conn).await;
+                ran?;
+            }
+            _ => on_pool!(self, pool, _Db => self.migrator().run(pool).await?),
+        }
         Ok(())
     }
 

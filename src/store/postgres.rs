@@ -19,6 +19,21 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate::Migrator {
     ..sqlx::migrate!("./migrations/postgres")
 };
 
+/// One connection of its own (not pooled) to `url`.
+pub async fn connect_one(url: &DatabaseUrl) -> Result<sqlx::PgConnection, StoreError> {
+    use sqlx::Connection;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        sqlx::PgConnection::connect(url.expose()),
+    )
+    .await
+    .map_err(|_| StoreError::timed_out())?
+    .map_err(|source| StoreError::Connect {
+        url: url.redacted(),
+        source: source.into(),
+    })
+}
+
 pub async fn connect(url: &DatabaseUrl) -> Result<PgPool, StoreError> {
     PgPoolOptions::new()
         .max_connections(10)

@@ -7,12 +7,23 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub url: DatabaseUrl,
+    /// PostgreSQL itself (or a session-pooling port) when `url` goes
+    /// through a transaction-pooling PgBouncer: what needs a session of its
+    /// own (migrations, the in-use and backup locks, `pg_dump`, restore)
+    /// uses this one.
+    pub direct_url: Option<DatabaseUrl>,
     /// How long raw probe results are kept; rollups are kept 400 days.
     pub raw_retention: Duration,
 }
 
 impl StorageConfig {
     pub const DEFAULT_RAW_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
+    /// The URL for work that needs a session of its own: `direct_url` when
+    /// set, else `url`.
+    pub fn session_url(&self) -> &DatabaseUrl {
+        self.direct_url.as_ref().unwrap_or(&self.url)
+    }
 }
 
 /// Reading a SQLite URL: the store connects with it, validation refuses an

@@ -92,9 +92,10 @@ pub struct Overrides {
 }
 
 /// Each override: its variable, and the table and key it sets.
-const OVERRIDES: [(&str, &str, &str); 3] = [
+const OVERRIDES: [(&str, &str, &str); 4] = [
     ("BEACON_LISTEN", "server", "listen"),
     ("BEACON_STORAGE_URL", "storage", "url"),
+    ("BEACON_STORAGE_DIRECT_URL", "storage", "direct_url"),
     ("BEACON_BACKUP_TARGET", "backup", "target"),
 ];
 
@@ -129,6 +130,7 @@ impl Overrides {
         match field {
             "server.listen" => " (from BEACON_LISTEN)",
             "storage.url" => " (from BEACON_STORAGE_URL)",
+            "storage.direct_url" => " (from BEACON_STORAGE_DIRECT_URL)",
             "backup.target" => " (from BEACON_BACKUP_TARGET)",
             _ => "",
         }

@@ -29,8 +29,27 @@ pub fn storage(raw: &RawStorage, overrides: &Overrides, problems: &mut Problems)
             overrides.note("storage.url")
         ));
     }
+    let direct_url = raw.direct_url.clone().map(|direct| {
+        let postgres = |u: &str| {
+            u.contains("${") || u.starts_with("postgres://") || u.starts_with("postgresql://")
+        };
+        if !postgres(&url) {
+            problems.push(format!(
+                "storage: direct_url{}: only for PostgreSQL (storage.url is not a postgres:// URL); remove it",
+                overrides.note("storage.direct_url")
+            ));
+        } else if !postgres(&direct) {
+            problems.push(format!(
+                "storage: direct_url \"{}\"{}: must start with postgres://",
+                crate::redact::url_text(&direct),
+                overrides.note("storage.direct_url")
+            ));
+        }
+        DatabaseUrl::new(direct)
+    });
     StorageConfig {
         url: DatabaseUrl::new(url),
+        direct_url,
         raw_retention: raw_retention(raw.raw_retention.as_deref(), problems),
     }
 }

@@ -466,6 +466,30 @@ fn environment_overrides_win_and_are_named_in_errors() {
 }
 
 #[test]
+fn direct_url_is_for_postgresql_and_never_prints_its_password() {
+    assert_eq!(
+        problems("[storage]\nurl = \"sqlite://data/b.db\"\ndirect_url = \"postgres://u:pw@h/db\"\n"),
+        ["storage: direct_url: only for PostgreSQL (storage.url is not a postgres:// URL); remove it"]
+    );
+    assert_eq!(
+        problems("[storage]\nurl = \"postgres://u:pw@pooler:6432/db\"\ndirect_url = \"mysql://u:pw@h/db\"\n"),
+        ["storage: direct_url \"mysql://h\": must start with postgres://"]
+    );
+    let env = |name: &str| match name {
+        "BEACON_STORAGE_URL" => Some("postgres://u:pw@pooler:6432/db".to_string()),
+        "BEACON_STORAGE_DIRECT_URL" => Some("postgres://u:secret@db:5432/db".to_string()),
+        _ => None,
+    };
+    let config = from_toml("", ConfigSource::Embedded, &env).expect("valid");
+    let direct = config.storage.direct_url.as_ref().expect("direct_url");
+    assert_eq!(direct.expose(), "postgres://u:secret@db:5432/db");
+    assert_eq!(config.storage.session_url(), direct);
+    assert_eq!(format!("{direct:?}"), "DatabaseUrl(postgres://db:5432)");
+    let plain = from_toml("", ConfigSource::Embedded, &no_env).expect("valid");
+    assert_eq!(plain.storage.session_url(), &plain.storage.url);
+}
+
+#[test]
 fn type_errors_point_at_the_line() {
     let err = from_toml(
         "[[service]]\nname = \"A\"\nurl = \"http://a/\"\ninterval = 30\n",

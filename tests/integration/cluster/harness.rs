@@ -1025,3 +1025,111 @@ impl Drop for PrivatePostgres {
             .output();
     }
 }
+
+/// A PgBouncer of one test's own in front of the shared PostgreSQL, in
+/// transaction pooling mode with `max_prepared_statements` (PgBouncer 1.21
+/// or later), and fewer server connections than its clients hold, so
+/// every transaction may land on another server connection. Run as
+/// `postgres` (PgBouncer refuses root), stopped on drop. `None` (skipped,
+/// with a note) where no PgBouncer is installed, except under CI=true.
+pub struct PgBouncer {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PgBouncer {
+    /// The program: `BEACON_TEST_PGBOUNCER`, or `pgbouncer` where
+    /// scripts/test.sh builds it, or on the PATH.
+    fn program() -> Option<std::path::PathBuf> {
+        if let Ok(p) = std::env::var("BEACON_TEST_PGBOUNCER") {
+            return Some(p.into());
+        }
+        let built = Path::new("/opt/pgbouncer/bin/pgbouncer");
+        if built.exists() {
+            return Some(built.to_path_buf());
+        }
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("pgbouncer"))
+                .find(|p| p.exists())
+        })
+    }
+
+    pub fn start(pool_size: usize) -> Option<PgBouncer> {
+        let Some(program) = Self::program() else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PgBouncer is missing under CI=true (scripts/test.sh builds it into /opt/pgbouncer)"
+            );
+            eprintln!("note: skipping: no pgbouncer");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+                .expect("chmod");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("users.txt"), "\"postgres\" \"\"\n").expect("users");
+        let ini = format!(
+            "[databases]\n* = host=127.0.0.1 port=5432\n\
+             [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+             auth_type = trust\nauth_file = {d}/users.txt\n\
+             pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_client_conn = 500\n\
+             max_prepared_statements = 500\n\
+             ignore_startup_parameters = extra_float_digits,options\n\
+             logfile = {d}/pgbouncer.log\npidfile = {d}/pgbouncer.pid\n"
+        );
+        let config = dir.path().join("pgbouncer.ini");
+        std::fs::write(&config, ini).expect("config");
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&program)
+            .arg("-d")
+            .arg(&config)
+            .output()
+            .expect("runuser pgbouncer");
+        assert!(
+            out.status.success(),
+            "{} -d: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bouncer = PgBouncer { dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "pgbouncer did not listen: {}",
+                bouncer.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(bouncer)
+    }
+
+    /// `url` (a database on the shared PostgreSQL) through this PgBouncer.
+    pub fn url_for(&self, url: &str) -> String {
+        url.replacen(":5432/", &format!(":{}/", self.port), 1)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pgbouncer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let pid =
+            std::fs::read_to_string(self.dir.path().join("pgbouncer.pid")).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
