@@ -46,6 +46,8 @@ pub struct Metrics {
     pub probe_resource_errors: IntCounter,
     /// `route` (the matched pattern, never the raw path), `status`.
     pub http_requests: IntCounterVec,
+    /// Public requests answered 429: a client past `server.client_rate`.
+    pub http_rate_limited: IntCounter,
     /// `step` of the scheduled run that failed.
     pub backup_failures: IntCounterVec,
     /// `task` that died (panicked or returned before the stop).
@@ -228,6 +230,14 @@ impl Metrics {
                 IntCounter::with_opts(opts(
                     "beacon_probe_resource_errors_total",
                     "Probes that failed because beacon itself ran out of resources (file descriptors, memory); they never change a service's state.",
+                ))
+                .expect("valid"),
+            ),
+            http_rate_limited: reg(
+                r,
+                IntCounter::with_opts(opts(
+                    "beacon_http_rate_limited_total",
+                    "Public requests answered 429 because their client went past server.client_rate (and client_burst).",
                 ))
                 .expect("valid"),
             ),

@@ -26,7 +26,7 @@ pub use types::backup::{parse_schedule, BackupConfig, BackupTargetUrl, KeepPolic
 pub use types::cluster::ClusterConfig;
 pub use types::monitor::MonitorConfig;
 pub use types::notify::{ChannelKind, EmailChannel, NotifyChannel, SmtpTls};
-pub use types::server::{ServerConfig, ServerLimits};
+pub use types::server::{ClientLimits, ServerConfig, ServerLimits};
 pub use types::service::{GroupConfig, HttpOptions, ProbeKind, ServiceConfig};
 pub use types::storage::{redact_url, sqlite_url, DatabaseUrl, StorageConfig};
 

@@ -46,6 +46,9 @@ pub struct RawServer {
     pub max_connections: Option<i64>,
     pub header_read_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub client_rate: Option<f64>,
+    pub client_burst: Option<i64>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -214,6 +217,9 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
             "max_connections",
             "header_read_timeout",
             "shutdown_timeout",
+            "client_rate",
+            "client_burst",
+            "trusted_proxies",
             "public_url",
             "title",
             "watch_self",

@@ -539,6 +539,9 @@ fn app_state(
         metrics_token: config.metrics.token.clone().map(Arc::new),
         server_stats: Default::default(),
         store_reads: Arc::new(tokio::sync::Semaphore::new(web::STORE_READERS)),
+        clients: Arc::new(web::clients::Clients::new(
+            config.server.limits.clients.clone(),
+        )),
         cluster: None,
     }
 }

@@ -8,6 +8,7 @@ mod admin;
 mod api;
 mod auth;
 mod cache;
+pub mod clients;
 pub mod error;
 mod feeds;
 mod format;
@@ -77,6 +78,8 @@ pub struct AppState {
     /// The cluster's view (role, epoch, members), for `/health`; `None` in
     /// the route tests.
     pub cluster: Option<tokio::sync::watch::Receiver<crate::cluster::View>>,
+    /// Each client's token bucket on the public routes.
+    pub clients: Arc<clients::Clients>,
 }
 
 /// Public reads of the store at once. The store's pool is shared with the
@@ -203,6 +206,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             loading::gate,
+        ))
+        // Outermost: a client past its rate costs a lookup, nothing more.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            clients::limit,
         ));
     router
         .merge(admin::routes(state.clone()))

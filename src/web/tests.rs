@@ -47,6 +47,7 @@ impl AppState {
             alert_channels: Default::default(),
             server_stats: Default::default(),
             store_reads: Arc::new(tokio::sync::Semaphore::new(super::STORE_READERS)),
+            clients: Arc::new(super::clients::Clients::new(Default::default())),
             cluster: None,
         }
     }

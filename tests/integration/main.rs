@@ -9,6 +9,7 @@ mod backup_faults;
 mod backups;
 mod binary;
 mod browser;
+mod clients;
 mod cluster;
 mod config_props;
 mod deploy;

@@ -35,6 +35,8 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// From SIGTERM to exit, at most.
     pub shutdown_timeout: Duration,
+    /// How fast one client may read the public routes.
+    pub clients: ClientLimits,
 }
 
 impl Default for ServerLimits {
@@ -43,6 +45,35 @@ impl Default for ServerLimits {
             max_connections: None,
             header_read_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(25),
+            clients: ClientLimits::default(),
+        }
+    }
+}
+
+/// A token bucket per client address on the public routes: `burst`
+/// requests at once, then `rate` a second; past it 429 with `Retry-After`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientLimits {
+    /// Requests a second, sustained; 0 turns the limit off.
+    pub rate: f64,
+    pub burst: u32,
+    /// Proxies whose `X-Forwarded-For` names the client. A client on a
+    /// private or loopback address that is not listed is taken for a proxy
+    /// or a neighbour (an ingress, a sidecar, Prometheus) and not limited.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl ClientLimits {
+    pub const DEFAULT_RATE: f64 = 20.0;
+    pub const DEFAULT_BURST: u32 = 100;
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            rate: Self::DEFAULT_RATE,
+            burst: Self::DEFAULT_BURST,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -88,9 +88,38 @@ fn time_zone(name: Option<&str>, problems: &mut Problems) -> chrono_tz::Tz {
     }
 }
 
-/// `max_connections`, `header_read_timeout` and `shutdown_timeout`.
+/// `max_connections`, `header_read_timeout`, `shutdown_timeout` and the
+/// per-client limits.
 pub fn limits(raw: &RawServer, problems: &mut Problems) -> ServerLimits {
     let mut limits = ServerLimits::default();
+    if let Some(rate) = raw.client_rate {
+        if rate.is_finite() && (0.0..=100_000.0).contains(&rate) {
+            limits.clients.rate = rate;
+        } else {
+            problems.push(format!(
+                "server: client_rate ({rate}) must be between 0 (off) and 100000 requests a second"
+            ));
+        }
+    }
+    if let Some(n) = raw.client_burst {
+        match u32::try_from(n) {
+            Ok(n) if (1..=1_000_000).contains(&n) => limits.clients.burst = n,
+            _ => problems.push(format!(
+                "server: client_burst ({n}) must be between 1 and 1000000"
+            )),
+        }
+    }
+    for (i, text) in raw.trusted_proxies.iter().flatten().enumerate() {
+        let parsed = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => limits.clients.trusted_proxies.push(net),
+            Err(_) => problems.push(format!(
+                "server: trusted_proxies[{i}] \"{text}\": not an address or a CIDR block like 10.0.0.0/8"
+            )),
+        }
+    }
     if let Some(n) = raw.max_connections {
         match usize::try_from(n) {
             Ok(n) if (16..=1_000_000).contains(&n) => limits.max_connections = Some(n),

@@ -490,6 +490,35 @@ fn direct_url_is_for_postgresql_and_never_prints_its_password() {
 }
 
 #[test]
+fn per_client_limits_are_read_and_checked() {
+    let config = from_toml(
+        "[server]\nclient_rate = 5\nclient_burst = 50\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
+        ConfigSource::Embedded,
+        &no_env,
+    )
+    .expect("valid");
+    let clients = &config.server.limits.clients;
+    assert_eq!((clients.rate, clients.burst), (5.0, 50));
+    assert_eq!(
+        clients.trusted_proxies,
+        [
+            "10.0.0.0/8".parse::<ipnet::IpNet>().expect("net"),
+            "192.0.2.7/32".parse().expect("net")
+        ]
+    );
+    assert_eq!(
+        problems("[server]\nclient_rate = -1\nclient_burst = 0\ntrusted_proxies = [\"10.0.0.0/33\"]\n"),
+        [
+            "server: client_rate (-1) must be between 0 (off) and 100000 requests a second",
+            "server: client_burst (0) must be between 1 and 1000000",
+            "server: trusted_proxies[0] \"10.0.0.0/33\": not an address or a CIDR block like 10.0.0.0/8",
+        ]
+    );
+    let default = from_toml("", ConfigSource::Embedded, &no_env).expect("valid");
+    assert_eq!(default.server.limits.clients, ClientLimits::default());
+}
+
+#[test]
 fn type_errors_point_at_the_line() {
     let err = from_toml(
         "[[service]]\nname = \"A\"\nurl = \"http://a/\"\ninterval = 30\n",
