@@ -173,7 +173,7 @@ ensure_pgbouncer() {
   echo "$PGBOUNCER_SHA256  $src/pgbouncer.tar.gz" | sha256sum -c --quiet -
   tar xzf "$src/pgbouncer.tar.gz" -C "$src"
   (cd "$src/pgbouncer-$PGBOUNCER_VERSION" &&
-    ./configure --prefix=/opt/pgbouncer --without-cares --without-systemd --without-pam --without-ldap >/dev/null &&
+    ./configure --prefix=/opt/pgbouncer --without-cares --without-systemd --without-pam >/dev/null &&
     make -s >/dev/null && as_root make -s install >/dev/null)
   rm -rf "$src"
 }
