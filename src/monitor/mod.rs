@@ -615,6 +615,12 @@ pub struct Recorder {
     /// when that was (epoch ms). Each result is judged at its own time.
     windows: Vec<crate::store::ServiceWindow>,
     maintenance_read_at: Option<i64>,
+    /// Per service, when the probe whose result last stepped its state
+    /// machine started (epoch ms). Two probes of one service can overlap (a
+    /// window's edge probe beside one in flight, a timeout longer than the
+    /// interval) and finish out of order: an older result is written, but
+    /// does not step the state back.
+    stepped_at: HashMap<i64, i64>,
     /// Services whose state change the store refused because another
     /// replica had changed the state first: read again before their next
     /// result is applied.
@@ -658,6 +664,7 @@ impl Recorder {
             certificates_warned: Default::default(),
             windows: Vec::new(),
             maintenance_read_at: None,
+            stepped_at: HashMap::new(),
             resync: Default::default(),
             incident_cooldown,
             store,
@@ -696,19 +703,26 @@ impl Recorder {
             .windows
             .iter()
             .any(|w| w.covers(result.service_id, result.checked_at));
-        if let Some((slug, tracker)) = self.trackers.get_mut(&result.service_id) {
+        let newest = self
+            .stepped_at
+            .get(&result.service_id)
+            .is_none_or(|&at| result.checked_at >= at);
+        let tracked = self.trackers.get_mut(&result.service_id).filter(|_| newest);
+        if let Some((slug, tracker)) = tracked {
+            self.stepped_at.insert(result.service_id, result.checked_at);
             let from = tracker.state();
             // In a window the state is maintenance whatever the probes say.
-            // The first probe after it says where the service stands, at
-            // once: the window is over, so "under maintenance" would be
-            // wrong, and an outage that outlasts it is an outage. The
-            // thresholds start afresh from there.
+            // The first probe after it that finds the service up (or
+            // degraded) moves it there at once: the window is over. One
+            // that finds it down counts as a failure like any other, so a
+            // service still starting as its window closes raises no alarm
+            // before `failure_threshold` (it shows maintenance until then).
             let change = if in_maintenance {
                 (from != State::Maintenance).then(|| {
                     tracker.force(State::Maintenance);
                     State::Maintenance
                 })
-            } else if from == State::Maintenance {
+            } else if from == State::Maintenance && report.outcome != Outcome::Down {
                 let to = report.outcome.state();
                 tracker.force(to);
                 Some(to)
@@ -813,14 +827,17 @@ impl Recorder {
     /// Reads which services are in a maintenance window, at most every few
     /// seconds. From the store, so windows set by the API, the CLI or another
     /// replica all count. A failed read keeps the last known set.
-    /// `edge`: the result is a window's edge probe, judged with the windows
-    /// as they are now.
-    async fn refresh_maintenance(&mut self, now: i64, edge: bool) {
+    /// `edge`: the start of a window's edge probe, whose result is judged
+    /// with the windows as read after it started (one read serves every
+    /// edge probe of a window, however many services it covers).
+    async fn refresh_maintenance(&mut self, now: i64, edge: Option<i64>) {
         const EVERY_MS: i64 = 5_000;
-        let fresh = !edge
-            && self
+        let fresh = match edge {
+            Some(started) => self.maintenance_read_at.is_some_and(|at| at >= started),
+            None => self
                 .maintenance_read_at
-                .is_some_and(|at| now >= at && now - at < EVERY_MS);
+                .is_some_and(|at| now >= at && now - at < EVERY_MS),
+        };
         if fresh {
             return;
         }
@@ -848,8 +865,13 @@ impl Recorder {
     /// Applies and writes `results` at once, returning the state changes.
     pub async fn record(&mut self, results: Vec<ProbeResult>) -> anyhow::Result<Vec<StatusChange>> {
         if let Some(first) = results.first() {
-            let edge = results.iter().any(|r| r.window_edge);
-            self.refresh_maintenance(first.checked_at, edge).await;
+            let edge = results
+                .iter()
+                .filter(|r| r.window_edge)
+                .map(|r| r.checked_at)
+                .max();
+            self.refresh_maintenance(first.checked_at.max(edge.unwrap_or(0)), edge)
+                .await;
         }
         let mut batch = self.new_batch();
         for r in results {
@@ -1115,7 +1137,8 @@ impl Recorder {
                         }
                         // Read from the store at most every few seconds, and
                         // never for long (see `refresh_maintenance`).
-                        self.refresh_maintenance(self.clock.now_ms(), result.window_edge).await;
+                        let edge = result.window_edge.then_some(result.checked_at);
+                        self.refresh_maintenance(self.clock.now_ms(), edge).await;
                         self.resume_if_needed(&result).await;
                         self.apply(result, &mut held);
                         self.shed(&mut held, max_buffered);

@@ -160,3 +160,143 @@ async fn edges(db: TestDb) {
     );
     app.stop().await.expect("stops");
 }
+
+/// A result as a probe started at `at` would bring it.
+fn result(
+    id: i64,
+    at: i64,
+    outcome: beacon::domain::Outcome,
+    edge: bool,
+) -> beacon::monitor::ProbeResult {
+    beacon::monitor::ProbeResult {
+        service_id: id,
+        checked_at: at,
+        report: beacon::probe::ProbeReport::down(Duration::from_millis(20), "x")
+            .with_outcome(outcome),
+        own_fault: false,
+        resume: false,
+        window_edge: edge,
+    }
+}
+
+store_test!(
+    probes_overlapping_a_windows_edge_never_move_the_state_back,
+    overlapping
+);
+async fn overlapping(db: TestDb) {
+    use beacon::domain::Outcome::{Down, Up};
+    use beacon::domain::State;
+    let config = test_config(
+        &db,
+        "[[service]]\nname = \"Search\"\nurl = \"http://127.0.0.1:9/health\"\ninterval = \"60s\"\nfailure_threshold = 2\n",
+    );
+    let store = db.store().await;
+    let start = chrono::Utc::now();
+    let clock = beacon::clock::ManualClock::at(start);
+    let monitor = crate::helpers::simulated_monitor(&config, &store, &clock).await;
+    let id = monitor.services()[0].id;
+    let mut recorder = monitor.recorder();
+    let ms = |s: i64| start.timestamp_millis() + s * 1000;
+    let state = || async {
+        store
+            .service_summaries(ms(0))
+            .await
+            .expect("summaries")
+            .remove(0)
+            .state
+    };
+    recorder
+        .record(vec![result(id, ms(0), Up, false)])
+        .await
+        .expect("record");
+    store
+        .save_maintenance(
+            None,
+            &beacon::store::MaintenanceInput {
+                title: "Upgrade".into(),
+                message: "Search may be away.".into(),
+                starts_at: ms(60),
+                ends_at: ms(120),
+                services: vec!["search".into()],
+            },
+            ms(1),
+        )
+        .await
+        .expect("saved");
+
+    // The window begins: its edge probe (started at 60 s) is in first; a
+    // probe started at 58 s that timed out comes in after it. It is
+    // history, not a reason to leave the window: no outage, no incident.
+    recorder
+        .record(vec![result(id, ms(60), Up, true)])
+        .await
+        .expect("record");
+    assert_eq!(state().await, State::Maintenance);
+    recorder
+        .record(vec![result(id, ms(58), Down, false)])
+        .await
+        .expect("record");
+    assert_eq!(state().await, State::Maintenance);
+
+    // The window ends: the edge probe finds it up, then a probe started
+    // inside the window finishes late. The service stays up.
+    recorder
+        .record(vec![result(id, ms(120), Up, true)])
+        .await
+        .expect("record");
+    assert_eq!(state().await, State::Up);
+    recorder
+        .record(vec![result(id, ms(119), Up, false)])
+        .await
+        .expect("record");
+    assert_eq!(state().await, State::Up);
+    assert!(store
+        .incidents_of("search")
+        .await
+        .expect("incidents")
+        .is_empty());
+
+    // Another window; after it the service is still down: one failure
+    // shows maintenance still (it may be starting), the threshold's second
+    // makes it down, with its incident.
+    store
+        .save_maintenance(
+            None,
+            &beacon::store::MaintenanceInput {
+                title: "Another".into(),
+                message: "Search may be away.".into(),
+                starts_at: ms(180),
+                ends_at: ms(240),
+                services: vec!["search".into()],
+            },
+            ms(121),
+        )
+        .await
+        .expect("saved");
+    recorder
+        .record(vec![result(id, ms(180), Down, true)])
+        .await
+        .expect("record");
+    assert_eq!(state().await, State::Maintenance);
+    recorder
+        .record(vec![result(id, ms(240), Down, true)])
+        .await
+        .expect("record");
+    assert_eq!(
+        state().await,
+        State::Maintenance,
+        "one failure after the window"
+    );
+    recorder
+        .record(vec![result(id, ms(300), Down, false)])
+        .await
+        .expect("record");
+    assert_eq!(state().await, State::Down, "failure_threshold reached");
+    assert_eq!(
+        store.incidents_of("search").await.expect("incidents").len(),
+        1
+    );
+    // Every result is in the history, the late ones too.
+    let results = store.count_rows("check_results").await.expect("count");
+    assert_eq!(results, 8);
+}
