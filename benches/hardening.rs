@@ -536,7 +536,7 @@ async fn mass_outage(services: usize, interval: u64, seconds: u64) -> anyhow::Re
     // `server.client_rate`; the readers (many visitors at once) name
     // nobody and are not limited.
     let mut config =
-        "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\n[storage]\nurl = \"sqlite://{dir}/b.db\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\nclient_rate = 20\ntrusted_proxies = [\"127.0.0.1\"]\n[storage]\nurl = \"sqlite://{dir}/b.db\"\n"
             .to_string();
     for i in 0..services {
         let path = match i % 100 {

@@ -1,6 +1,9 @@
 //! How fast one client may read the public routes: a token bucket per
 //! client address (`[server] client_rate`, `client_burst`), past it 429
-//! with `Retry-After`. A status page is read hardest during an outage, by
+//! with `Retry-After`. Off unless `client_rate` is set: beacon cannot tell
+//! a proxy on a public address (a CDN's edge, a cloud load balancer) from
+//! a visitor, and everyone behind one taken for a visitor would share its
+//! bucket. A status page is read hardest during an outage, by
 //! people and by aggregators and crawlers polling in loops; one client must
 //! not take the cores the probes, the writes and everyone else need.
 //!
@@ -62,20 +65,29 @@ impl Clients {
         if !trusted(&peer) {
             return (!is_local(&peer)).then(|| key(peer));
         }
-        // Proxies append; read from the right, past every trusted hop.
-        let forwarded: Vec<IpAddr> = headers
+        // Proxies append; read from the right, past every trusted hop. The
+        // header is read as bytes, entry by entry: a client's garbage on
+        // the left must not hide the entries a proxy appended. An entry
+        // that is not an address where the client should be (garbage
+        // sent to slip the limit) makes the client "unknown", one bucket
+        // for all such requests.
+        let entries = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .map(canonical)
-            .collect();
-        forwarded
-            .iter()
-            .rev()
-            .find(|ip| !trusted(ip))
-            .map(|ip| key(*ip))
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .collect::<Vec<_>>();
+        for entry in entries.into_iter().rev() {
+            if entry.trim_ascii().is_empty() {
+                continue;
+            }
+            let Some(ip) = parse_forwarded(entry) else {
+                return Some(UNKNOWN);
+            };
+            if !trusted(&ip) {
+                return Some(key(ip));
+            }
+        }
+        None
     }
 
     /// Takes a token for `client` at `now`: `Err(seconds)` to wait when
@@ -105,6 +117,19 @@ impl Clients {
             Err(((1.0 - bucket.tokens) / rate).ceil().max(1.0) as u64)
         }
     }
+}
+
+/// The bucket of requests whose forwarded client is not an address.
+const UNKNOWN: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
+/// One `X-Forwarded-For` entry: an address, maybe with a port
+/// (`203.0.113.9:4711`, `[2001:db8::1]:4711`, as some load balancers write).
+fn parse_forwarded(entry: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(entry).ok()?.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(canonical(ip));
+    }
+    text.parse::<SocketAddr>().ok().map(|s| canonical(s.ip()))
 }
 
 /// A v4 address written as v6 (`::ffff:a.b.c.d`) is the v4 address.
@@ -268,6 +293,47 @@ mod tests {
         ];
         for (case, peer, headers, client) in cases {
             assert_eq!(c.client(ip(peer), &headers), client.map(ip), "{case}");
+        }
+        // Garbage a client sends must not hide what the proxy appended; a
+        // port some balancers add is read past; where the client should be,
+        // garbage is the one "unknown" client.
+        let raw = |bytes: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "x-forwarded-for",
+                HeaderValue::from_bytes(bytes).expect("header"),
+            );
+            h
+        };
+        let cases: [(&str, HeaderMap, Option<IpAddr>); 5] = [
+            (
+                "a non-ASCII byte on the left",
+                raw(b"\xff, 198.51.100.1"),
+                Some(ip("198.51.100.1")),
+            ),
+            (
+                "a port",
+                forwarded("198.51.100.1:4711"),
+                Some(ip("198.51.100.1")),
+            ),
+            (
+                "a v6 address with a port",
+                forwarded("[2001:db8::1]:4711"),
+                Some(ip("2001:db8::")),
+            ),
+            (
+                "garbage where the client is",
+                forwarded("1.2.3.4, nonsense"),
+                Some(UNKNOWN),
+            ),
+            (
+                "an empty entry is skipped",
+                forwarded("198.51.100.1, "),
+                Some(ip("198.51.100.1")),
+            ),
+        ];
+        for (case, headers, client) in cases {
+            assert_eq!(c.client(ip("10.1.2.3"), &headers), client, "{case}");
         }
         // One v6 host holds a /64: its addresses share a bucket.
         assert_eq!(
