@@ -542,6 +542,7 @@ fn app_state(
         clients: Arc::new(web::clients::Clients::new(
             config.server.limits.clients.clone(),
         )),
+        store_checks: Default::default(),
         cluster: None,
     }
 }

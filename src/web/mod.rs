@@ -80,6 +80,8 @@ pub struct AppState {
     pub cluster: Option<tokio::sync::watch::Receiver<crate::cluster::View>>,
     /// Each client's token bucket on the public routes.
     pub clients: Arc<clients::Clients>,
+    /// The store check `/readyz` and `/health` share.
+    pub store_checks: Arc<own_health::StoreChecks>,
 }
 
 /// Public reads of the store at once. The store's pool is shared with the

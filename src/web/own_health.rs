@@ -197,13 +197,93 @@ pub async fn livez() -> &'static str {
     "ok\n"
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum StoreCheck {
     Ok(Duration),
     NotMigrated,
     Unavailable,
 }
 
+/// How long a store check's outcome answers `/readyz` and `/health`.
+const CHECK_REUSE: Duration = Duration::from_millis(250);
+
+/// The store check `/readyz` and `/health` share: one at a time, joined by
+/// every request that arrives meanwhile, its outcome reused for
+/// [`CHECK_REUSE`]. Neither route is limited per client (Kubernetes and
+/// monitors must always reach them), so a client polling them in a loop,
+/// or a thousand at once, costs the store a query every quarter second,
+/// not one each: the pool stays the recorder's.
+#[derive(Default)]
+pub struct StoreChecks {
+    state: parking_lot::Mutex<Checks>,
+    /// Checks run, for the tests.
+    runs: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Checks {
+    last: Option<(Instant, StoreCheck)>,
+    running: Option<tokio::sync::watch::Receiver<Option<StoreCheck>>>,
+}
+
+impl StoreChecks {
+    #[cfg(test)]
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+}
+
 async fn check_store(app: &AppState) -> StoreCheck {
+    let checks = app.store_checks.clone();
+    let mut receiver = {
+        let mut state = checks.state.lock();
+        if let Some((at, check)) = state.last {
+            if at.elapsed() < CHECK_REUSE {
+                return check;
+            }
+        }
+        match &state.running {
+            Some(running) => running.clone(),
+            None => {
+                let (publish, receiver) = tokio::sync::watch::channel(None);
+                state.running = Some(receiver.clone());
+                let (checks, app) = (checks.clone(), app.clone());
+                // In a task of its own: a client that goes away leaves it
+                // to finish for the others.
+                tokio::spawn(async move {
+                    checks.runs.fetch_add(1, Ordering::Relaxed);
+                    let check = run_store_check(&app).await;
+                    {
+                        let mut state = checks.state.lock();
+                        state.last = Some((Instant::now(), check));
+                        state.running = None;
+                    }
+                    let _ = publish.send(Some(check));
+                });
+                receiver
+            }
+        }
+    };
+    let outcome = receiver.wait_for(Option::is_some).await.map(|c| *c);
+    match outcome {
+        Ok(Some(check)) => check,
+        // The check's task was lost (the runtime is stopping): free the
+        // slot, or every later request would wait on it.
+        _ => {
+            let mut state = checks.state.lock();
+            if state
+                .running
+                .as_ref()
+                .is_some_and(|r| r.same_channel(&receiver))
+            {
+                state.running = None;
+            }
+            StoreCheck::Unavailable
+        }
+    }
+}
+
+async fn run_store_check(app: &AppState) -> StoreCheck {
     let started = Instant::now();
     match tokio::time::timeout(STORE_DEADLINE, app.store.check_ready()).await {
         Ok(Ok(())) => StoreCheck::Ok(started.elapsed()),

@@ -48,6 +48,7 @@ impl AppState {
             server_stats: Default::default(),
             store_reads: Arc::new(tokio::sync::Semaphore::new(super::STORE_READERS)),
             clients: Arc::new(super::clients::Clients::new(Default::default())),
+            store_checks: Default::default(),
             cluster: None,
         }
     }
@@ -524,4 +525,40 @@ async fn while_loading_public_routes_answer_503_with_retry_after() {
     publish.send_replace(Arc::new(snapshot()));
     assert_eq!(send(&router, get("/")).await.status, StatusCode::OK);
     assert_eq!(send(&router, get("/readyz")).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_health_at_once_share_one_store_check() {
+    let (router, state, _dir) = app().await;
+    let requests = (0..100).map(|i| {
+        let router = router.clone();
+        async move {
+            let path = if i % 2 == 0 { "/readyz" } else { "/health" };
+            let status = router.oneshot(get(path)).await.expect("answer").status();
+            (path, status)
+        }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert!(
+        statuses
+            .iter()
+            .all(|(path, s)| *path == "/health" || *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    // One check, or two if the first ended as the others arrived: never
+    // one per request.
+    let runs = state.store_checks.runs();
+    assert!(
+        (1..=2).contains(&runs),
+        "{runs} store checks for 100 requests"
+    );
+    // Later, a request checks the store again.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let answer = router
+        .clone()
+        .oneshot(get("/readyz"))
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(state.store_checks.runs(), runs + 1);
 }
