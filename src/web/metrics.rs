@@ -6,10 +6,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use parking_lot::Mutex;
 use std::sync::Arc;
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::OnceCell;
 
+use super::single_flight::SingleFlight;
 use super::AppState;
 use crate::metrics::Readings;
 
@@ -95,61 +95,25 @@ impl Scrape {
 /// scrapes during an outage, costs one store read and one rendering, never
 /// one per scrape, and no scrape waits on a lock held across the work.
 #[derive(Default)]
-pub struct Scrapes {
-    building: Mutex<Option<watch::Receiver<Option<Built>>>>,
-}
+pub struct Scrapes(Arc<SingleFlight<Built>>);
 
 impl Scrapes {
     /// The text of the scrape under way, or of a new one this call starts.
-    /// `None` when the rendering failed (logged). The build runs in a task
-    /// of its own, so a scraper that goes away leaves it to finish for the
-    /// others.
-    async fn join_or_build(self: &Arc<Self>, app: &AppState) -> Option<Arc<Scrape>> {
-        let mut receiver = {
-            let mut building = self.building.lock();
-            match building.as_ref() {
-                Some(under_way) => under_way.clone(),
-                None => {
-                    let (publish, receiver) = watch::channel(None);
-                    *building = Some(receiver.clone());
-                    let (scrapes, app) = (self.clone(), app.clone());
-                    tokio::spawn(async move {
-                        // A panic while building fails this scrape only.
-                        let scrape = tokio::spawn(async move { build(&app).await })
-                            .await
-                            .unwrap_or_else(|e| {
-                                tracing::error!(error = %e, "building /metrics panicked");
-                                None
-                            });
-                        // Cleared before publishing: a scrape arriving
-                        // after the text is out starts a fresh one.
-                        *scrapes.building.lock() = None;
-                        let scrape = scrape.map(|text| {
-                            Arc::new(Scrape {
-                                text,
-                                gzip: OnceCell::new(),
-                                br: OnceCell::new(),
-                            })
-                        });
-                        let _ = publish.send(Some(scrape));
-                    });
-                    receiver
-                }
-            }
-        };
-        let outcome = receiver.wait_for(Option::is_some).await.map(|t| t.clone());
-        match outcome {
-            Ok(text) => text.flatten(),
-            // The build's task was lost (the runtime is stopping): free
-            // the slot, or every later scrape would wait on a dead build.
-            Err(_) => {
-                let mut building = self.building.lock();
-                if building.as_ref().is_some_and(|b| b.same_channel(&receiver)) {
-                    *building = None;
-                }
-                None
-            }
-        }
+    /// `None` when the rendering failed (logged).
+    async fn join_or_build(&self, app: &AppState) -> Option<Arc<Scrape>> {
+        let app = app.clone();
+        self.0
+            .join_or_run("building /metrics", async move {
+                build(&app).await.map(|text| {
+                    Arc::new(Scrape {
+                        text,
+                        gzip: OnceCell::new(),
+                        br: OnceCell::new(),
+                    })
+                })
+            })
+            .await
+            .flatten()
     }
 }
 

@@ -17,6 +17,7 @@ mod metrics;
 mod own_health;
 mod pages;
 pub mod server;
+mod single_flight;
 mod statuspage;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@
 //! reachable by anyone who can reach the page.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State as AxumState;
@@ -18,6 +19,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::single_flight::SingleFlight;
 use super::AppState;
 use crate::store::StoreError;
 
@@ -215,15 +217,10 @@ const CHECK_REUSE: Duration = Duration::from_millis(250);
 /// not one each: the pool stays the recorder's.
 #[derive(Default)]
 pub struct StoreChecks {
-    state: parking_lot::Mutex<Checks>,
+    flight: Arc<SingleFlight<StoreCheck>>,
+    last: parking_lot::Mutex<Option<(Instant, StoreCheck)>>,
     /// Checks run, for the tests.
     runs: std::sync::atomic::AtomicU64,
-}
-
-#[derive(Default)]
-struct Checks {
-    last: Option<(Instant, StoreCheck)>,
-    running: Option<tokio::sync::watch::Receiver<Option<StoreCheck>>>,
 }
 
 impl StoreChecks {
@@ -235,52 +232,23 @@ impl StoreChecks {
 
 async fn check_store(app: &AppState) -> StoreCheck {
     let checks = app.store_checks.clone();
-    let mut receiver = {
-        let mut state = checks.state.lock();
-        if let Some((at, check)) = state.last {
-            if at.elapsed() < CHECK_REUSE {
-                return check;
-            }
-        }
-        match &state.running {
-            Some(running) => running.clone(),
-            None => {
-                let (publish, receiver) = tokio::sync::watch::channel(None);
-                state.running = Some(receiver.clone());
-                let (checks, app) = (checks.clone(), app.clone());
-                // In a task of its own: a client that goes away leaves it
-                // to finish for the others.
-                tokio::spawn(async move {
-                    checks.runs.fetch_add(1, Ordering::Relaxed);
-                    let check = run_store_check(&app).await;
-                    {
-                        let mut state = checks.state.lock();
-                        state.last = Some((Instant::now(), check));
-                        state.running = None;
-                    }
-                    let _ = publish.send(Some(check));
-                });
-                receiver
-            }
-        }
-    };
-    let outcome = receiver.wait_for(Option::is_some).await.map(|c| *c);
-    match outcome {
-        Ok(Some(check)) => check,
-        // The check's task was lost (the runtime is stopping): free the
-        // slot, or every later request would wait on it.
-        _ => {
-            let mut state = checks.state.lock();
-            if state
-                .running
-                .as_ref()
-                .is_some_and(|r| r.same_channel(&receiver))
-            {
-                state.running = None;
-            }
-            StoreCheck::Unavailable
+    if let Some((at, check)) = *checks.last.lock() {
+        if at.elapsed() < CHECK_REUSE {
+            return check;
         }
     }
+    let app = app.clone();
+    let flight = checks.flight.clone();
+    flight
+        .join_or_run("checking the store", async move {
+            checks.runs.fetch_add(1, Ordering::Relaxed);
+            let check = run_store_check(&app).await;
+            // Before the flight ends: a request after it finds this.
+            *checks.last.lock() = Some((Instant::now(), check));
+            check
+        })
+        .await
+        .unwrap_or(StoreCheck::Unavailable)
 }
 
 async fn run_store_check(app: &AppState) -> StoreCheck {
