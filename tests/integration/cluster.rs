@@ -412,19 +412,9 @@ async fn killing_the_leader_hands_over_within_the_lease() {
     let killed = Instant::now();
 
     // A survivor leads, with a higher epoch.
-    let new = until(
-        "a survivor leads with a higher epoch",
-        Duration::from_secs(20),
-        || async {
-            let views = cluster.views(&survivors).await?;
-            views
-                .iter()
-                .find(|v| v.is_leader() && v.epoch > before.epoch)
-                .cloned()
-                .ok_or_else(|| format!("{views:?}"))
-        },
-    )
-    .await;
+    let new = cluster
+        .new_leader(&survivors, before.epoch, Duration::from_secs(20))
+        .await;
     let handover = killed.elapsed();
 
     // The dead member's services are probed again, by survivors.
@@ -520,19 +510,9 @@ async fn a_paused_leader_learns_it_lost_the_lease() {
     watcher.pause(leader);
     cluster.replicas[leader].signal("STOP");
     let stopped = Instant::now();
-    let new = until(
-        "another replica leads with a higher epoch",
-        Duration::from_secs(20),
-        || async {
-            let views = cluster.views(&others).await?;
-            views
-                .iter()
-                .find(|v| v.is_leader() && v.epoch > old.epoch)
-                .cloned()
-                .ok_or_else(|| format!("{views:?}"))
-        },
-    )
-    .await;
+    let new = cluster
+        .new_leader(&others, old.epoch, Duration::from_secs(20))
+        .await;
     let taken = stopped.elapsed();
 
     // Resumed, it knows at once that the lead is gone.
@@ -876,19 +856,9 @@ async fn replicas_through_a_transaction_pooling_pgbouncer_do_everything_once() {
     cluster.replicas[leader].kill9();
     let killed = Instant::now();
     let survivors: Vec<usize> = ALL.into_iter().filter(|&i| i != leader).collect();
-    until(
-        "a survivor leads with a higher epoch",
-        LEASE + 2 * HEARTBEAT + SLACK * 2,
-        || async {
-            let views = cluster.views(&survivors).await?;
-            views
-                .iter()
-                .find(|v| v.is_leader() && v.epoch > before.epoch)
-                .cloned()
-                .ok_or_else(|| format!("{views:?}"))
-        },
-    )
-    .await;
+    cluster
+        .new_leader(&survivors, before.epoch, LEASE + 2 * HEARTBEAT + SLACK * 2)
+        .await;
     eprintln!(
         "through PgBouncer: a survivor led {} ms after the leader was killed",
         killed.elapsed().as_millis()

@@ -282,6 +282,20 @@ impl Cluster {
         view(&self.client, &self.url(i, "/health")).await
     }
 
+    /// Waits until one of `among` leads at an epoch above `epoch` (after
+    /// the leader was lost), and returns its view.
+    pub async fn new_leader(&self, among: &[usize], epoch: i64, within: Duration) -> View {
+        until("a survivor leads with a higher epoch", within, || async {
+            let views = self.views(among).await?;
+            views
+                .iter()
+                .find(|v| v.is_leader() && v.epoch > epoch)
+                .cloned()
+                .ok_or_else(|| format!("{views:?}"))
+        })
+        .await
+    }
+
     /// The views of `which`, or what went wrong reading one.
     pub async fn views(&self, which: &[usize]) -> Result<Vec<View>, String> {
         let mut views = Vec::new();
