@@ -5,6 +5,7 @@
 //! - [`cli`]: the `beacon` subcommands, a few lines each over the library;
 //! - [`startup`]: builds the app from a [`config::Config`] and runs it;
 //! - [`web`]: HTTP handlers, reading the in-memory [`snapshot`];
+//! - [`agent`]: `beacon agent`, probing from another location for a main server;
 //! - [`monitor`]: schedules [`probe`]s and records their results;
 //! - [`backup`], [`notify`]: backups to object storage, alerts from the outbox;
 //! - [`cluster`]: replicas on one database: members, the leader's lease, who probes what;
@@ -20,6 +21,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod agent;
 pub mod background;
 pub mod backup;
 pub mod cli;

@@ -57,6 +57,15 @@ pub struct Metrics {
     pub alert_deliveries: IntCounterVec,
     /// Events not routed because their service was in maintenance.
     pub alerts_silenced: IntCounter,
+    /// `location`: results its agent sent that were stored (duplicates of
+    /// a resent batch not counted).
+    pub location_results: IntCounterVec,
+    /// `location`: 1 while its agent has sent nothing for two intervals.
+    pub location_silent: IntGaugeVec,
+    /// `location`: when its agent's last batch arrived (Unix seconds).
+    pub location_last_report: IntGaugeVec,
+    /// `reason` a batch from an agent was refused for.
+    pub location_refused: IntCounterVec,
     /// 1 while this replica holds the leader's lease, else 0.
     pub cluster_leader: IntGauge,
     /// The leader's lease epoch as this replica last saw it.
@@ -231,6 +240,50 @@ impl Metrics {
                     "beacon_probe_resource_errors_total",
                     "Probes that failed because beacon itself ran out of resources (file descriptors, memory); they never change a service's state.",
                 ))
+                .expect("valid"),
+            ),
+            location_results: reg(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "beacon_location_results_total",
+                        "Results stored from each agent's location (a resent duplicate is not counted).",
+                    ),
+                    &["location"],
+                )
+                .expect("valid"),
+            ),
+            location_silent: reg(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "beacon_location_silent",
+                        "1 while a location's agent has sent nothing for two intervals of its services.",
+                    ),
+                    &["location"],
+                )
+                .expect("valid"),
+            ),
+            location_last_report: reg(
+                r,
+                IntGaugeVec::new(
+                    opts(
+                        "beacon_location_last_report_timestamp_seconds",
+                        "When each location's agent last sent a batch (Unix time; 0: not since beacon started).",
+                    ),
+                    &["location"],
+                )
+                .expect("valid"),
+            ),
+            location_refused: reg(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "beacon_location_batches_refused_total",
+                        "Batches from agents refused, by reason (token, invalid, unavailable).",
+                    ),
+                    &["reason"],
+                )
                 .expect("valid"),
             ),
             http_rate_limited: reg(

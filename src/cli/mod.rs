@@ -2,6 +2,7 @@
 //! library. Errors are printed once, here, with each cause once, and never
 //! with a secret in them.
 
+mod agent;
 mod alert;
 mod backup;
 mod check_config;
@@ -58,6 +59,9 @@ pub enum Command {
     /// Schedule, edit, delete and list maintenance windows.
     #[command(subcommand)]
     Maintenance(maintenance::MaintenanceCommand),
+    /// Probe from another location for a main server (token in
+    /// BEACON_AGENT_TOKEN); needs no config file and no database.
+    Agent(agent::AgentArgs),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -70,6 +74,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Restore(args) => return restore::run(cli.config.as_deref(), args).await,
         Command::Alert(command) => alert::run(cli.config.as_deref(), command).await,
         Command::Maintenance(command) => maintenance::run(cli.config.as_deref(), command).await,
+        Command::Agent(args) => agent::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

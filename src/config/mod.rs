@@ -24,6 +24,7 @@ pub use raw::known_keys;
 pub use types::access::{AdminConfig, MetricsConfig};
 pub use types::backup::{parse_schedule, BackupConfig, BackupTargetUrl, KeepPolicy, S3Credentials};
 pub use types::cluster::ClusterConfig;
+pub use types::location::{Assignment, Assignments, LocationConfig, Locations, DEFAULT_LOCATION};
 pub use types::monitor::MonitorConfig;
 pub use types::notify::{ChannelKind, EmailChannel, NotifyChannel, SmtpTls};
 pub use types::server::{ClientLimits, ServerConfig, ServerLimits};
@@ -48,6 +49,10 @@ pub struct Config {
     pub notify: Vec<NotifyChannel>,
     pub groups: Vec<GroupConfig>,
     pub services: Vec<ServiceConfig>,
+    /// `[[location]]`: the agents that probe from elsewhere.
+    pub locations: Vec<LocationConfig>,
+    /// What each location's agent is given to probe.
+    pub assignments: std::sync::Arc<Assignments>,
     /// Where this config came from, for messages.
     pub source: ConfigSource,
 }
@@ -56,6 +61,8 @@ pub struct Config {
 pub enum ConfigSource {
     Embedded,
     File(PathBuf),
+    /// An agent's assignment, fetched from the main server.
+    Assignment(String),
 }
 
 impl fmt::Display for ConfigSource {
@@ -63,6 +70,7 @@ impl fmt::Display for ConfigSource {
         match self {
             ConfigSource::Embedded => f.write_str("the embedded default config"),
             ConfigSource::File(path) => write!(f, "{}", path.display()),
+            ConfigSource::Assignment(from) => write!(f, "the assignment from {from}"),
         }
     }
 }

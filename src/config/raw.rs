@@ -30,6 +30,15 @@ pub struct RawConfig {
     pub groups: Vec<RawGroup>,
     #[serde(default, rename = "service")]
     pub services: Vec<RawService>,
+    #[serde(default, rename = "location")]
+    pub locations: Vec<RawLocation>,
+}
+
+/// `[[location]]`: a place an agent probes from.
+#[derive(Default, Deserialize)]
+pub struct RawLocation {
+    pub name: Option<String>,
+    pub token: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -49,6 +58,7 @@ pub struct RawServer {
     pub client_rate: Option<f64>,
     pub client_burst: Option<i64>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub location: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -163,6 +173,8 @@ pub struct RawService {
     pub dns_expect: Option<Vec<String>>,
     pub tls_warn_days: Option<i64>,
     pub tls_fail_days: Option<i64>,
+    pub locations: Option<Vec<String>>,
+    pub quorum: Option<i64>,
     /// `[[service.dependency]]`: probed directly, shown under the service.
     #[serde(default, rename = "dependency")]
     pub dependencies: Vec<RawService>,
@@ -174,8 +186,9 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
     match table {
         "" => &[
             "server", "storage", "monitor", "admin", "metrics", "cluster", "backup", "notify",
-            "group", "service",
+            "group", "service", "location",
         ],
+        "location" => &["name", "token"],
         "notify" => &[
             "name",
             "kind",
@@ -228,6 +241,7 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
             "support_url",
             "announcement",
             "time_zone",
+            "location",
         ],
         "storage" => &["url", "direct_url", "raw_retention"],
         "monitor" => &[
@@ -264,6 +278,8 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
             "dns_expect",
             "tls_warn_days",
             "tls_fail_days",
+            "locations",
+            "quorum",
             "dependency",
         ],
         _ => &[],

@@ -20,12 +20,16 @@ pub enum EventKind {
     BackupFailed,
     BackupVerificationFailed,
     CertificateExpiring,
+    /// An agent's location stopped reporting (two intervals of its
+    /// services), and came back.
+    LocationSilent,
+    LocationBack,
     /// `beacon alert test`: never raised by anything else, never routed.
     Test,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::ServiceDown,
         EventKind::ServiceDegraded,
         EventKind::ServiceRecovered,
@@ -35,6 +39,8 @@ impl EventKind {
         EventKind::BackupFailed,
         EventKind::BackupVerificationFailed,
         EventKind::CertificateExpiring,
+        EventKind::LocationSilent,
+        EventKind::LocationBack,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +54,8 @@ impl EventKind {
             EventKind::BackupFailed => "backup_failed",
             EventKind::BackupVerificationFailed => "backup_verification_failed",
             EventKind::CertificateExpiring => "certificate_expiring",
+            EventKind::LocationSilent => "location_silent",
+            EventKind::LocationBack => "location_back",
             EventKind::Test => "test",
         }
     }
@@ -83,6 +91,8 @@ pub struct Event {
     pub backup: Option<BackupFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<LocationFacts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,4 +145,15 @@ pub struct BackupFacts {
 pub struct CertificateFacts {
     pub expires_at: i64,
     pub days_left: i64,
+}
+
+/// A location that went silent or came back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocationFacts {
+    pub name: String,
+    /// Its last result before this event (epoch ms), if it ever sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result_at: Option<i64>,
+    /// Services it checks.
+    pub services: usize,
 }

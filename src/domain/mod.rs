@@ -16,7 +16,8 @@ pub mod text;
 pub mod time;
 
 pub use event::{
-    BackupFacts, CertificateFacts, Event, EventKind, IncidentFacts, ServiceFacts, ServiceRef,
+    BackupFacts, CertificateFacts, Event, EventKind, IncidentFacts, LocationFacts, ServiceFacts,
+    ServiceRef,
 };
 pub use health::{Dependency, Format, Health, HealthDoc, MAX_DEPENDENCIES};
 pub use state::{Outcome, State, INCIDENT_IMPACTS, INCIDENT_STATUSES};

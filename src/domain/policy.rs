@@ -89,6 +89,7 @@ fn event_of(facts: &ChangeFacts) -> Option<Event> {
     };
     let kind = EventKind::of_change(previous, facts.to)?;
     Some(Event {
+        location: None,
         kind,
         at: facts.at,
         service: Some(ServiceFacts {

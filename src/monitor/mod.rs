@@ -17,9 +17,11 @@
 //!
 //! Tests drive single steps through [`Monitor::probe`] and [`Recorder::record`].
 
+mod quorum;
 mod thresholds;
 mod windows;
 
+pub use quorum::Quorum;
 pub use thresholds::Tracker;
 
 use std::cmp::Reverse;
@@ -76,7 +78,29 @@ pub struct ProbeResult {
     /// began, ended or was changed: the recorder reads the windows again
     /// before judging it, so the state follows the window at once.
     pub window_edge: bool,
+    /// The location that took it: `None` for this server's own probes,
+    /// an agent's location for results it sent.
+    pub location: Option<Arc<str>>,
 }
+
+/// Where agents' results enter the running monitor: its recorder's channel,
+/// and which services each location may send results for. Published by
+/// [`Monitor::run`] while it runs (a reload replaces it).
+#[derive(Clone)]
+pub struct Inbox {
+    /// Weak: the recorder's channel closes when the monitor stops (a
+    /// strong sender here would keep it open, and the stop waiting).
+    pub tx: mpsc::WeakSender<ProbeResult>,
+    /// By slug: the service's id and the locations that check it.
+    pub services: Arc<HashMap<String, (i64, Vec<String>)>>,
+}
+
+/// Per service checked from several locations, each location's latest
+/// stored result: (location, taken at, outcome).
+pub type Located = HashMap<i64, Vec<(String, i64, Outcome)>>;
+
+/// The inbox of whichever monitor runs now.
+pub type InboxSlot = Arc<parking_lot::RwLock<Option<Inbox>>>;
 
 /// Live figures of the monitor, read by `/health` and `/metrics`.
 #[derive(Debug, Default)]
@@ -143,6 +167,13 @@ pub struct Monitor {
     /// (a monitor made anew by a config reload: the outcomes counted by
     /// the one before are in the store, not in this one's memory).
     resume_first: bool,
+    /// This server's own location (`server.location`).
+    local: Arc<str>,
+    /// Each located service's latest result per location, as stored at
+    /// start: (name, taken at, outcome).
+    located: Arc<Located>,
+    /// Where this monitor publishes its inbox for agents' results.
+    inbox: Option<InboxSlot>,
 }
 
 impl Monitor {
@@ -170,7 +201,19 @@ impl Monitor {
             written,
             shares: None,
             resume_first: false,
+            local: Arc::from(crate::config::DEFAULT_LOCATION),
+            located: Default::default(),
+            inbox: None,
         })
+    }
+
+    /// Takes agents' results through `slot` while running; `local` is
+    /// this server's own location.
+    pub fn receiving(mut self, slot: InboxSlot, local: &str) -> anyhow::Result<Self> {
+        self.inbox = Some(slot);
+        self.local = Arc::from(local);
+        self.clients = probe::Clients::identified(None, local)?;
+        Ok(self)
     }
 
     /// Takes over from a monitor that ran before it in this process (a
@@ -197,7 +240,7 @@ impl Monitor {
     /// replica probes only the services it owns, and says so in every
     /// HTTP probe's `Beacon-Member` header.
     pub fn shared_by(mut self, cluster: &Cluster) -> anyhow::Result<Self> {
-        self.clients = probe::Clients::for_member(Some(cluster.member()))?;
+        self.clients = probe::Clients::identified(Some(cluster.member()), &self.local)?;
         self.shares = Some(cluster.subscribe());
         Ok(self)
     }
@@ -222,7 +265,31 @@ impl Monitor {
                 stored,
             })
             .collect();
-        Self::new(watched, store, clock, config, metrics)
+        let located = if services.iter().any(|s| s.locations.is_some()) {
+            let since = clock.now_ms() - crate::domain::time::DAY_MS;
+            match store.latest_location_results(since).await {
+                Ok(rows) => {
+                    let mut by: Located = HashMap::new();
+                    for r in rows {
+                        by.entry(r.service_id).or_default().push((
+                            r.location,
+                            r.checked_at,
+                            r.outcome,
+                        ));
+                    }
+                    by
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading each location's latest results failed; every location starts afresh");
+                    HashMap::new()
+                }
+            }
+        } else {
+            HashMap::new()
+        };
+        let mut monitor = Self::new(watched, store, clock, config, metrics)?;
+        monitor.located = Arc::new(located);
+        Ok(monitor)
     }
 
     pub fn stats(&self) -> Arc<MonitorStats> {
@@ -257,6 +324,7 @@ impl Monitor {
             self.clock.clone(),
             (self.stats.clone(), self.metrics.clone()),
             self.written.clone(),
+            (self.local.clone(), &self.located),
         )
     }
 
@@ -271,6 +339,23 @@ impl Monitor {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
         let (tx, rx) = mpsc::channel::<ProbeResult>(self.config.batch_size * 4);
         let recorder = self.recorder();
+        // Published until the next monitor (a reload) replaces it; once
+        // this one stops, a send finds its channel closed and the agent is
+        // answered 503 (and sends again).
+        if let Some(slot) = &self.inbox {
+            let services = self
+                .services
+                .iter()
+                .filter_map(|w| {
+                    let names = w.config.locations.as_ref()?.names.clone();
+                    Some((w.config.slug.clone(), (w.id, names)))
+                })
+                .collect();
+            *slot.write() = Some(Inbox {
+                tx: tx.downgrade(),
+                services: Arc::new(services),
+            });
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let flush = self.config.flush_interval;
         let batch_size = self.config.batch_size;
@@ -346,8 +431,52 @@ impl Monitor {
         tx: mpsc::Sender<ProbeResult>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        let (edge_tx, edges) = mpsc::channel::<usize>(1024);
+        let _window_watch = AbortOnDrop(tokio::spawn(windows::watch(
+            self.store.clone(),
+            self.clock.clone(),
+            self.services.clone(),
+            edge_tx,
+        )));
+        let plan = Scheduler {
+            services: self.services.clone(),
+            clients: self.clients.clone(),
+            clock: self.clock.clone(),
+            max_concurrency: self.config.max_concurrency,
+            stats: self.stats.clone(),
+            metrics: self.metrics.clone(),
+        };
+        plan.run(tx, shutdown, edges, self.shares.clone(), self.resume_first)
+            .await
+    }
+}
+
+/// The probing loop `serve` and `beacon agent` share: a min-heap of due
+/// times, first checks spread over each interval, cadence kept by adding
+/// the interval (not from "now"), probes in flight bounded.
+pub struct Scheduler {
+    pub services: Arc<Vec<Watched>>,
+    pub clients: probe::Clients,
+    pub clock: Arc<dyn Clock>,
+    pub max_concurrency: usize,
+    pub stats: Arc<MonitorStats>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Scheduler {
+    /// Runs until `shutdown`: probes each service on its cadence, sends
+    /// every result to `tx`; `edges` are services to probe out of turn
+    /// (maintenance windows' edges), `shares` the cluster's division.
+    pub async fn run(
+        &self,
+        tx: mpsc::Sender<ProbeResult>,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut edges: mpsc::Receiver<usize>,
+        shares: Option<watch::Receiver<View>>,
+        resume_first: bool,
+    ) {
         tokio::pin!(shutdown);
-        let semaphore = Arc::new(Semaphore::new(self.config.max_concurrency));
+        let semaphore = Arc::new(Semaphore::new(self.max_concurrency));
         let mut in_flight = JoinSet::new();
         // (when, which service, out of turn): a probe out of turn (a
         // maintenance window's edge) is made once and leaves the service's
@@ -357,17 +486,13 @@ impl Monitor {
 
         let intervals: Vec<Duration> = self.services.iter().map(|w| w.config.interval).collect();
         for (i, offset) in first_offsets(&intervals).into_iter().enumerate() {
-            heap.push(Reverse((start + offset, i, false)));
+            // A service only agents check is never probed here.
+            if self.services[i].config.probed_here() {
+                heap.push(Reverse((start + offset, i, false)));
+            }
         }
-        let (edge_tx, mut edges) = mpsc::channel::<usize>(1024);
-        let _window_watch = AbortOnDrop(tokio::spawn(windows::watch(
-            self.store.clone(),
-            self.clock.clone(),
-            self.services.clone(),
-            edge_tx,
-        )));
-        let mut shares = self.shares.clone();
-        let mut owned = Owned::all(self.services.len(), self.resume_first);
+        let mut shares = shares;
+        let mut owned = Owned::all(self.services.len(), resume_first);
         if let Some(view) = shares.as_mut() {
             owned.divide(&self.services, &view.borrow_and_update());
         }
@@ -384,7 +509,9 @@ impl Monitor {
             tokio::select! {
                 _ = tokio::time::sleep_until(due) => {}
                 Some(edge) = edges.recv() => {
-                    heap.push(Reverse((Instant::now(), edge, true)));
+                    if self.services[edge].config.probed_here() {
+                        heap.push(Reverse((Instant::now(), edge, true)));
+                    }
                     continue;
                 }
                 _ = shutdown.as_mut() => break,
@@ -544,6 +671,7 @@ async fn probe_one(clients: &probe::Clients, clock: &dyn Clock, watched: &Watche
         own_fault,
         resume: false,
         window_edge: false,
+        location: None,
     }
 }
 
@@ -625,6 +753,11 @@ pub struct Recorder {
     /// replica had changed the state first: read again before their next
     /// result is applied.
     resync: std::collections::HashSet<i64>,
+    /// Services checked from several locations: each location's
+    /// thresholds, and the quorum that decides.
+    quorums: HashMap<i64, Quorum>,
+    /// This server's own location.
+    local: Arc<str>,
     incident_cooldown: Duration,
     store: Store,
     clock: Arc<dyn Clock>,
@@ -641,7 +774,16 @@ impl Recorder {
         clock: Arc<dyn Clock>,
         (stats, metrics): (Arc<MonitorStats>, Arc<Metrics>),
         written: watch::Sender<u64>,
+        (local, located): (Arc<str>, &Located),
     ) -> Self {
+        let quorums = services
+            .iter()
+            .filter_map(|w| {
+                let locations = w.config.locations.as_ref()?;
+                let stored = located.get(&w.id).map(Vec::as_slice).unwrap_or(&[]);
+                Some((w.id, Quorum::new(locations, &w.config, stored)))
+            })
+            .collect();
         let trackers = services
             .iter()
             .map(|w| {
@@ -666,6 +808,8 @@ impl Recorder {
             maintenance_read_at: None,
             stepped_at: HashMap::new(),
             resync: Default::default(),
+            quorums,
+            local,
             incident_cooldown,
             store,
             clock,
@@ -699,6 +843,36 @@ impl Recorder {
             return;
         }
         let report = result.report;
+        // A service checked from several locations: the location's own
+        // thresholds step, then the quorum decides (see `quorum.rs`).
+        let location = result.location.clone();
+        let mut decided: Option<Option<State>> = None;
+        if let Some(quorum) = self.quorums.get_mut(&result.service_id) {
+            let name = location.clone().unwrap_or_else(|| self.local.clone());
+            if !quorum.is_location(&name) {
+                tracing::warn!(service_id = result.service_id, location = %name, "a result from a location that does not check this service; ignored");
+                return;
+            }
+            quorum.observe(&name, result.checked_at, report.outcome);
+            decided = Some(quorum.decide(result.checked_at));
+            if location.is_none() {
+                batch.location_results.push(crate::store::LocationResult {
+                    service_id: result.service_id,
+                    location: name.to_string(),
+                    checked_at: result.checked_at,
+                    outcome: report.outcome,
+                    latency_ms: Some(report.latency.as_millis().min(i32::MAX as u128) as i32),
+                    status_code: report.status_code.map(|c| c as i16),
+                    reason: report.reason.clone(),
+                });
+            }
+        } else if location.is_some() {
+            tracing::warn!(
+                service_id = result.service_id,
+                "an agent's result for a service only this server checks; ignored"
+            );
+            return;
+        }
         let in_maintenance = self
             .windows
             .iter()
@@ -722,6 +896,12 @@ impl Recorder {
                     tracker.force(State::Maintenance);
                     State::Maintenance
                 })
+            } else if let Some(decided) = decided {
+                // Thresholds were applied per location: the quorum's
+                // state is the service's.
+                decided
+                    .filter(|to| *to != from)
+                    .inspect(|to| tracker.force(*to))
             } else if from == State::Maintenance && report.outcome != Outcome::Down {
                 let to = report.outcome.state();
                 tracker.force(to);
@@ -739,6 +919,34 @@ impl Recorder {
                     reason: report.reason.clone(),
                 });
             }
+        }
+        let outcome = match decided {
+            Some(Some(State::Down)) => Outcome::Down,
+            Some(Some(State::Degraded)) => Outcome::Degraded,
+            Some(Some(State::Up)) => Outcome::Up,
+            _ => report.outcome,
+        };
+        let reason = match (&location, decided) {
+            (Some(name), _) => report.reason.as_ref().map(|r| format!("{name}: {r}")),
+            (None, Some(_)) => report
+                .reason
+                .as_ref()
+                .map(|r| format!("{}: {r}", self.local)),
+            (None, None) => report.reason.clone(),
+        };
+        if location.is_some() {
+            // An agent reports outcomes only: dependencies and
+            // certificates are this server's to read.
+            batch.results.push(CheckResult {
+                service_id: result.service_id,
+                checked_at: result.checked_at,
+                outcome,
+                maintenance: in_maintenance,
+                latency_ms: Some(report.latency.as_millis().min(i32::MAX as u128) as i32),
+                status_code: report.status_code.map(|c| c as i16),
+                reason,
+            });
+            return;
         }
         // Observed values (latencies, counts) change on every probe and are
         // not worth a write; names, states and outputs are.
@@ -786,11 +994,11 @@ impl Recorder {
         batch.results.push(CheckResult {
             service_id: result.service_id,
             checked_at: result.checked_at,
-            outcome: report.outcome,
+            outcome,
             maintenance: in_maintenance,
             latency_ms: Some(report.latency.as_millis().min(i32::MAX as u128) as i32),
             status_code: report.status_code.map(|c| c as i16),
-            reason: report.reason,
+            reason,
         });
     }
 
@@ -952,6 +1160,7 @@ impl Recorder {
                     .inc_by(batch.results.len() as u64);
                 tracing::error!(error = %e, results = batch.results.len(), changes = batch.changes.len(), "the store refuses these results; writing the state changes without them");
                 batch.results.clear();
+                batch.location_results.clear();
             }
             None
         } else {

@@ -151,6 +151,39 @@ impl Event {
                 url: page("/"),
             };
         }
+        if let Some(l) = &self.location {
+            let last = l
+                .last_result_at
+                .map(|at| format!("since {}", time(at)))
+                .unwrap_or_else(|| "since beacon started".to_string());
+            let (title, text) = if kind == EventKind::LocationBack {
+                (
+                    format!("Location {} is reporting again", l.name),
+                    format!(
+                        "The agent at {} sends results again ({}); its {} service{} are checked from there again.",
+                        l.name,
+                        time(self.at),
+                        l.services,
+                        plural(l.services as i64)
+                    ),
+                )
+            } else {
+                (
+                    format!("Location {} is silent", l.name),
+                    format!(
+                        "The agent at {} has sent no results {last}. Its {} service{} are decided by their other locations meanwhile; check the agent and its network.",
+                        l.name,
+                        l.services,
+                        plural(l.services as i64)
+                    ),
+                )
+            };
+            return Message {
+                title,
+                text,
+                url: page("/"),
+            };
+        }
         Message {
             title: kind.as_str().to_string(),
             text: format!("{} at {}", kind.as_str(), time(self.at)),
@@ -207,6 +240,7 @@ mod tests {
 
     fn service_event(kind: EventKind, state: &str, previous: &str) -> Event {
         Event {
+            location: None,
             kind,
             // 23 Nov 2026 19:42 UTC
             at: 1_795_462_920_000,

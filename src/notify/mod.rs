@@ -115,6 +115,7 @@ pub async fn send_test(channel: &NotifyChannel, site: &Site, at: i64) -> Result<
         last_error: None,
         sent_at: None,
         event: Event {
+            location: None,
             kind: EventKind::Test,
             at,
             service: None,
@@ -373,6 +374,7 @@ mod tests {
 
     fn change(kind: EventKind, previous: &str, state: &str, group: Option<&str>) -> Event {
         Event {
+            location: None,
             kind,
             at: 0,
             service: Some(ServiceFacts {
@@ -446,6 +448,7 @@ mod tests {
         c.events = vec![EventKind::ServiceRecovered];
         assert_eq!(route(&c, &e), None);
         let backup = Event {
+            location: None,
             kind: EventKind::BackupFailed,
             at: 0,
             service: None,

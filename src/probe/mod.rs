@@ -140,13 +140,15 @@ pub struct Clients {
 
 impl Clients {
     pub fn new() -> reqwest::Result<Clients> {
-        Self::for_member(None)
+        Self::identified(None, crate::config::DEFAULT_LOCATION)
     }
 
-    /// Clients whose HTTP probes say which replica sent them, in a
-    /// `Beacon-Member` header: a target's log then tells which replica of
-    /// a fleet probed it.
-    pub fn for_member(member: Option<&str>) -> reqwest::Result<Clients> {
+    /// Clients whose HTTP probes say where they come from: the location in
+    /// the `User-Agent` (`beacon/<version> (location <name>)`, so a probed
+    /// service's log tells which region checked it), and with replicas the
+    /// one that sent them in a `Beacon-Member` header.
+    pub fn identified(member: Option<&str>, location: &str) -> reqwest::Result<Clients> {
+        let agent = format!("beacon/{} (location {location})", env!("CARGO_PKG_VERSION"));
         let resolver = resolve::Resolver::default();
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(value) = member.and_then(|m| reqwest::header::HeaderValue::from_str(m).ok()) {
@@ -155,11 +157,7 @@ impl Clients {
         let build = |verify: bool, keep_alive: bool| {
             crate::trust::with_system_roots(reqwest::Client::builder())
                 .dns_resolver(std::sync::Arc::new(resolver.clone()))
-                .user_agent(concat!(
-                    "beacon/",
-                    env!("CARGO_PKG_VERSION"),
-                    " (health check)"
-                ))
+                .user_agent(agent.clone())
                 .default_headers(headers.clone())
                 .redirect(reqwest::redirect::Policy::none())
                 .referer(false)

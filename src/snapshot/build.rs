@@ -22,6 +22,9 @@ pub struct Inputs {
     pub maintenances: Vec<Maintenance>,
     pub recent_incidents: Vec<Incident>,
     pub recent_maintenances: Vec<Maintenance>,
+    /// The last hour of results per location, of services checked from
+    /// several (by service, location, time).
+    pub locations: Vec<crate::store::LocationResult>,
 }
 
 impl Inputs {
@@ -51,8 +54,56 @@ impl Inputs {
                 )
                 .await?,
             recent_maintenances: store.recent_maintenances(50).await?,
+            locations: store
+                .location_results_since(now - LOCATION_WINDOW_MS, LOCATION_ROWS_CAP)
+                .await?,
         })
     }
+}
+
+/// How far back the per-location views reach, and how many rows at most.
+pub const LOCATION_WINDOW_MS: i64 = 3_600_000;
+pub const LOCATION_ROWS_CAP: i64 = 50_000;
+
+/// Each service's per-location views, by service id, from the last hour
+/// of location results (sorted by service, location, time).
+fn location_views(
+    rows: &[crate::store::LocationResult],
+    now: DateTime<Utc>,
+) -> HashMap<i64, Vec<super::views::LocationView>> {
+    let mut out: HashMap<i64, Vec<super::views::LocationView>> = HashMap::new();
+    for run in rows.chunk_by(|a, b| a.service_id == b.service_id && a.location == b.location) {
+        let Some(last) = run.last() else { continue };
+        let Some(checked_at) = ms_to_datetime(last.checked_at) else {
+            continue;
+        };
+        // Silent past twice its usual gap (its median), at least 10 s.
+        let mut gaps: Vec<i64> = run
+            .windows(2)
+            .map(|w| w[1].checked_at - w[0].checked_at)
+            .collect();
+        gaps.sort_unstable();
+        let usual = gaps.get(gaps.len() / 2).copied().unwrap_or(60_000);
+        let silent = now.timestamp_millis() - last.checked_at > (usual * 2).max(10_000);
+        let latencies = run
+            .iter()
+            .rev()
+            .take(120)
+            .rev()
+            .filter_map(|r| Some((ms_to_datetime(r.checked_at)?, r.latency_ms?)))
+            .collect();
+        out.entry(last.service_id)
+            .or_default()
+            .push(super::views::LocationView {
+                name: last.location.clone(),
+                outcome: last.outcome,
+                latency_ms: last.latency_ms,
+                checked_at,
+                silent,
+                latencies,
+            });
+    }
+    out
 }
 
 /// How far back the snapshot holds incidents: 90 days of bars, or three
@@ -140,7 +191,7 @@ impl Snapshot {
         let public: Vec<ServiceSummary> =
             inputs.summaries.into_iter().filter(|s| s.public).collect();
         let overall = Overall::of(&public.iter().map(|s| s.state).collect::<Vec<_>>());
-        let views = group_views(
+        let mut views = group_views(
             &public,
             &inputs.history,
             &inputs.recent_incidents,
@@ -148,6 +199,15 @@ impl Snapshot {
             now,
             previous,
         );
+        if !inputs.locations.is_empty() {
+            let mut located = location_views(&inputs.locations, now);
+            let ids: HashMap<&str, i64> = public.iter().map(|s| (s.slug.as_str(), s.id)).collect();
+            for service in views.iter_mut().flat_map(|g| g.services.iter_mut()) {
+                if let Some(id) = ids.get(service.slug.as_str()) {
+                    service.locations = located.remove(id).unwrap_or_default();
+                }
+            }
+        }
         // Only public services are named on the page.
         let names: HashMap<&str, &str> = public
             .iter()
@@ -296,6 +356,7 @@ fn service_view(
             .iter()
             .map(|d| (d.name.clone(), d.health))
             .collect(),
+        locations: Vec::new(),
     }
 }
 

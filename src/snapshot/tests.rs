@@ -115,6 +115,7 @@ fn groups_count_every_check_of_their_public_services_and_windows_split_by_time()
         maintenances: vec![maintenance(1, 24, 26), maintenance(2, -1, 1)],
         recent_incidents: Vec::new(),
         recent_maintenances: Vec::new(),
+        locations: Vec::new(),
     };
     let groups = [GroupConfig {
         name: "Shop".into(),
@@ -198,6 +199,7 @@ fn a_full_history_is_shared_with_the_snapshot_not_copied() {
         maintenances: Vec::new(),
         recent_incidents: Vec::new(),
         recent_maintenances: Vec::new(),
+        locations: Vec::new(),
     };
     let snap = Snapshot::from_inputs(inputs, "t", &[], now);
     let a = &snap.groups[0].services[0];

@@ -121,6 +121,23 @@ pub struct ServiceView {
     pub p50_24h: Option<i64>,
     /// Reported dependencies: names and states only (outputs stay internal).
     pub dependencies: Vec<(String, crate::domain::Health)>,
+    /// Checked from several locations: what each sees (empty otherwise).
+    pub locations: Vec<LocationView>,
+}
+
+/// What one location sees of a service checked from several.
+#[derive(Debug, Clone)]
+pub struct LocationView {
+    pub name: String,
+    /// Its latest result's outcome.
+    pub outcome: crate::domain::Outcome,
+    pub latency_ms: Option<i32>,
+    pub checked_at: DateTime<Utc>,
+    /// No result for over twice its usual time between results: it is
+    /// silent, and the service is decided without it.
+    pub silent: bool,
+    /// Its response times over the last hour, oldest first.
+    pub latencies: Vec<(DateTime<Utc>, i32)>,
 }
 
 impl ServiceView {

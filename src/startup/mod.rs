@@ -47,8 +47,9 @@ const FIRST_SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
 
 /// The tasks a running beacon supervises, for their series at 0 from the
 /// start (so `rate()` works before a death).
-const TASKS: [&str; 7] = [
+const TASKS: [&str; 8] = [
     "cluster",
+    "locations",
     "monitor",
     "recorder",
     "refresher",
@@ -125,6 +126,9 @@ impl Application {
             metrics.clone(),
         ));
         cluster.join().await;
+        // Agents' results enter whichever monitor runs (a reload makes a
+        // new one) through this slot.
+        let inbox: crate::monitor::InboxSlot = Default::default();
         let monitor = Monitor::for_services(
             &config.services,
             store.clone(),
@@ -134,6 +138,7 @@ impl Application {
         )
         .await
         .context("syncing configured services into the store")?
+        .receiving(inbox.clone(), &config.server.location)?
         .shared_by(&cluster)?;
 
         let (refresher, snapshot) = first_snapshot(&config, &store, &clock);
@@ -162,6 +167,11 @@ impl Application {
             backup_watch,
         );
         state.cluster = Some(cluster.subscribe());
+        state.agents = Arc::new(web::agent::Agents::new(
+            web::agent::AgentsConfig::of(&config),
+            inbox,
+            clock.now_ms(),
+        ));
         Ok(Application {
             listener,
             early: Some(early),
@@ -291,6 +301,8 @@ impl Application {
                 layout: refresher.layout.clone(),
                 changed: refresher.changed.clone(),
                 channels: notifier_parts.channels.clone(),
+                inbox: state.agents.inbox.clone(),
+                agents: state.agents.clone(),
             },
         );
         let (stop_monitor, monitor_task) = start_monitor(monitor);
@@ -321,6 +333,13 @@ impl Application {
         let membership = {
             let cluster = cluster.clone();
             supervisor.spawn("cluster", move |stop| Ok(cluster.clone().run(stop)))
+        };
+        // Whether each agent's location still reports.
+        let locations = {
+            let state = state.clone();
+            supervisor.spawn("locations", move |stop| {
+                Ok(web::agent::watch_silence(state.clone(), stop))
+            })
         };
         let retention = {
             let (store, clock) = (store.clone(), clock.clone());
@@ -400,7 +419,7 @@ impl Application {
             monitor: (stop_monitor, monitor_task),
             reloads,
             server: (stop_server, server_task),
-            supervised: vec![membership, refresher, retention, notifier],
+            supervised: vec![membership, locations, refresher, retention, notifier],
             scheduler,
             watchdog: (stop_watchdog, watchdog),
             metrics,
@@ -544,6 +563,12 @@ fn app_state(
         )),
         store_checks: Default::default(),
         cluster: None,
+        // Set by `build_with_clock`, with the monitor's inbox.
+        agents: Arc::new(web::agent::Agents::new(
+            Default::default(),
+            Default::default(),
+            0,
+        )),
     }
 }
 
@@ -881,6 +906,7 @@ impl Reloads {
             live.metrics.clone(),
         )
         .await
+        .and_then(|m| m.receiving(live.inbox.clone(), &self.in_force.server.location))
         .and_then(|m| m.shared_by(&live.cluster));
         let monitor = match monitor {
             Ok(m) => m.continuing(live.stats.clone(), live.written.clone()),
@@ -920,6 +946,8 @@ impl Reloads {
             groups: new.groups.clone(),
         });
         *live.channels.write() = Arc::new(new.notify.clone());
+        live.agents
+            .reconfigure(crate::web::agent::AgentsConfig::of(&new));
         live.changed.notify_one();
         // What runs now: the new services, title, groups and channels; the
         // rest as it was.
@@ -927,6 +955,8 @@ impl Reloads {
         in_force.services = new.services;
         in_force.groups = new.groups;
         in_force.notify = new.notify;
+        in_force.locations = new.locations;
+        in_force.assignments = new.assignments;
         in_force.server.title = new.server.title;
         self.in_force = in_force;
         Some(monitor)

@@ -127,6 +127,8 @@ pub(super) struct Live {
     pub layout: crate::snapshot::SharedLayout,
     pub changed: Arc<tokio::sync::Notify>,
     pub channels: crate::notify::SharedChannels,
+    pub inbox: crate::monitor::InboxSlot,
+    pub agents: Arc<crate::web::agent::Agents>,
 }
 
 /// The settings of `new` that differ from `old` and apply only at a
@@ -158,6 +160,11 @@ pub(super) fn needing_restart(old: &Config, new: &Config) -> Vec<&'static str> {
             new.storage.direct_url.as_ref().map(|u| u.expose()),
             new.storage.raw_retention
         ),
+    );
+    check(
+        "server.location",
+        old.server.location.clone(),
+        new.server.location.clone(),
     );
     check(
         "monitor",

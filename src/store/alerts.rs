@@ -63,6 +63,22 @@ fn parse_event(payload: &str, id: i64) -> Result<Event, StoreError> {
 
 impl Store {
     /// Events not yet routed, oldest first.
+    /// Raises `event` on its own (not caused by a write of beacon's, e.g. a
+    /// location gone silent). A `dedupe` key already stored makes it a
+    /// no-op: replicas raising the same event write it once.
+    pub async fn raise_alert_event(
+        &self,
+        event: &crate::domain::Event,
+        dedupe: Option<String>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            insert_alert_event!(tx, event, None, dedupe);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     pub async fn unrouted_alert_events(&self, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         self.events(
             "WHERE routed = false AND id >= $1 ORDER BY id LIMIT $2",

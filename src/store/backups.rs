@@ -59,6 +59,7 @@ impl Store {
                     EventKind::BackupFailed
                 };
                 let event = Event {
+                    location: None,
                     kind,
                     at: r.updated_at,
                     service: None,

@@ -129,6 +129,7 @@ macro_rules! insert_incident_event {
             });
         }
         let event = crate::domain::Event {
+            location: None,
             kind: $kind,
             at: $at,
             service: None,
@@ -153,6 +154,7 @@ mod backups;
 mod cluster;
 mod copy;
 mod incidents;
+mod locations;
 mod lock;
 mod maintenances;
 mod postgres;
@@ -167,6 +169,7 @@ pub use alerts::{AlertDelivery, DeliveryOutcome, StoredEvent};
 pub use backups::BackupRecord;
 pub use cluster::{Fence, Holder, Lease, Member, LEADER_LEASE};
 pub use copy::{ExportedSnapshot, PgDatabase, RowCounts, SqliteFile};
+pub use locations::LocationResult;
 pub use lock::AdvisoryLock;
 pub use scratch::PgServer;
 
@@ -407,6 +410,7 @@ pub const BEACON_TABLES: &[&str] = &[
     "cluster_leases",
     "cluster_runs",
     "store_changes",
+    "location_results",
 ];
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.

@@ -51,6 +51,10 @@ pub struct Batch {
     /// A service going down within this long of its automatic incident's
     /// resolution reopens that incident instead of opening another.
     pub incident_cooldown_ms: i64,
+    /// This server's own results of services probed from several
+    /// locations, as its location saw them (agents' are written as they
+    /// arrive).
+    pub location_results: Vec<super::LocationResult>,
 }
 
 impl Batch {
@@ -58,6 +62,7 @@ impl Batch {
     /// these: a batch the store could not take yet, and what came since.
     pub fn absorb(&mut self, later: Batch) {
         self.results.extend(later.results);
+        self.location_results.extend(later.location_results);
         self.changes.extend(later.changes);
         for (id, deps) in later.dependencies {
             self.dependencies.retain(|(known, _)| *known != id);
@@ -72,6 +77,7 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.results.is_empty()
+            && self.location_results.is_empty()
             && self.changes.is_empty()
             && self.dependencies.is_empty()
             && self.certificates.is_empty()
@@ -315,6 +321,7 @@ macro_rules! batch_steps {
                 lock_services(&mut tx, &plan.touched).await?;
             }
             insert_results(&mut tx, &batch.results).await?;
+            insert_location_results(&mut tx, &batch.location_results).await?;
             // Rollups in the same transaction as the results they count.
             add_rollups(&mut tx, &batch.results).await?;
             let mut stale = Vec::new();
@@ -369,6 +376,19 @@ macro_rules! batch_steps {
                 // 100 of them per connection held 56 MB at 10,000 services
                 // (docs/performance.md); preparing one costs far less than
                 // the write.
+                qb.build().persistent(false).execute(&mut *tx).await?;
+            }
+            Ok(())
+        }
+
+        async fn insert_location_results(
+            tx: &mut Conn,
+            rows: &[crate::store::LocationResult],
+        ) -> Result<(), StoreError> {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(crate::store::locations::LOCATION_INSERT);
+                crate::store::locations::push_location_rows!(qb, chunk);
+                qb.push(" ON CONFLICT (service_id, location, checked_at) DO NOTHING");
                 qb.build().persistent(false).execute(&mut *tx).await?;
             }
             Ok(())
@@ -613,6 +633,7 @@ macro_rules! batch_steps {
                     .ok_or_else(|| StoreError::invalid("service", format!("no service with id {service_id}")))?;
                 let state: String = service.try_get("state")?;
                 let event = crate::domain::Event {
+                    location: None,
                     kind: crate::domain::EventKind::CertificateExpiring,
                     at: *at,
                     service: Some(crate::domain::ServiceFacts {

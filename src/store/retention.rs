@@ -40,6 +40,14 @@ impl Store {
                 .execute(pool)
                 .await?
                 .rows_affected();
+                pruned.results += sqlx::query(
+                    "DELETE FROM location_results WHERE service_id = $1 AND checked_at < $2",
+                )
+                .bind(id)
+                .bind(raw_before)
+                .execute(pool)
+                .await?
+                .rows_affected();
                 pruned.rollups += sqlx::query(
                     "DELETE FROM rollups WHERE service_id = $1 AND period = 'h' AND bucket_start < $2",
                 )

@@ -104,6 +104,20 @@ struct ServiceDoc<'a> {
     uptime_24h: Option<f64>,
     uptime: UptimeDoc,
     dependencies: Vec<DependencyDoc<'a>>,
+    /// Checked from several locations: what each sees (the service's
+    /// `state` is what their quorum decided).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    locations: Vec<LocationDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct LocationDoc<'a> {
+    name: &'a str,
+    /// What its latest result found: up, degraded or down; `silent` when it
+    /// has sent nothing lately (it then counts neither way).
+    state: &'static str,
+    latency_ms: Option<i32>,
+    last_checked_at: String,
 }
 
 #[derive(Serialize)]
@@ -146,6 +160,20 @@ fn services_json(snapshot: &Snapshot) -> Option<String> {
                 .map(|(name, health)| DependencyDoc {
                     name,
                     state: health.as_str(),
+                })
+                .collect(),
+            locations: s
+                .locations
+                .iter()
+                .map(|l| LocationDoc {
+                    name: &l.name,
+                    state: if l.silent {
+                        "silent"
+                    } else {
+                        l.outcome.state().as_str()
+                    },
+                    latency_ms: l.latency_ms,
+                    last_checked_at: l.checked_at.to_rfc3339(),
                 })
                 .collect(),
         })

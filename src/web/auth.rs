@@ -28,6 +28,20 @@ pub(super) fn bearer_allowed(headers: &HeaderMap, tokens: &[String]) -> bool {
     })
 }
 
+/// Which of `tokens` `Authorization: Bearer` carries, if any. Every token
+/// is compared, so timing tells neither which one matched nor how close.
+pub(super) fn bearer_index(headers: &HeaderMap, tokens: &[String]) -> Option<usize> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)?;
+    tokens.iter().enumerate().fold(None, |found, (i, token)| {
+        let equal = constant_time_eq(token.as_bytes(), given.as_bytes());
+        found.or(equal.then_some(i))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;

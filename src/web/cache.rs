@@ -476,6 +476,7 @@ mod render_tests {
             maintenances: Vec::new(),
             recent_incidents: Vec::new(),
             recent_maintenances: Vec::new(),
+            locations: Vec::new(),
         };
         let at = DateTime::from_timestamp(at_secs, 0).expect("time");
         Arc::new(Snapshot::from_inputs(inputs, "t", &[], at))

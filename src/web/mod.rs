@@ -5,6 +5,7 @@
 //! `/health` touch the store, and with a deadline.
 
 mod admin;
+pub mod agent;
 mod api;
 mod auth;
 mod cache;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub clients: Arc<clients::Clients>,
     /// The store check `/readyz` and `/health` share.
     pub store_checks: Arc<own_health::StoreChecks>,
+    /// Agents probing from other locations: their routes' state.
+    pub agents: Arc<agent::Agents>,
 }
 
 /// Public reads of the store at once. The store's pool is shared with the
@@ -217,6 +220,7 @@ pub fn router(state: AppState) -> Router {
         ));
     router
         .merge(admin::routes(state.clone()))
+        .merge(agent::routes(state.clone()))
         .merge(public)
         .route("/livez", get(own_health::livez))
         .route("/readyz", get(own_health::readyz))

@@ -445,6 +445,14 @@ pub async fn health(AxumState(app): AxumState<AppState>) -> Response {
     if refused.is_some() && body["status"] == "pass" {
         body["status"] = json!("warn");
     }
+    let locations = app.agents.health(now_ms, &time);
+    if !locations.is_empty() {
+        let silent = locations.iter().any(|c| c["status"] == "warn");
+        body["checks"]["locations:silent"] = json!(locations);
+        if silent && body["status"] == "pass" {
+            body["status"] = json!("warn");
+        }
+    }
     let code = if status == "fail" {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -465,6 +465,7 @@ mod tests {
             incidents_90d: 0,
             p50_24h: None,
             dependencies: Vec::new(),
+            locations: Vec::new(),
         }
     }
 

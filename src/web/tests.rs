@@ -50,6 +50,11 @@ impl AppState {
             clients: Arc::new(super::clients::Clients::new(Default::default())),
             store_checks: Default::default(),
             cluster: None,
+            agents: Arc::new(super::agent::Agents::new(
+                Default::default(),
+                Default::default(),
+                0,
+            )),
         }
     }
 }
@@ -78,6 +83,7 @@ fn snapshot() -> Snapshot {
         incidents_90d: 0,
         p50_24h: Some(42),
         dependencies: vec![],
+        locations: vec![],
     };
     Snapshot {
         generated_at: at,

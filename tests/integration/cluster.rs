@@ -9,7 +9,7 @@
 //! asserted are the contract's plus [`harness::SLACK`], and the measured
 //! figures are printed (`cargo test -- --nocapture`).
 
-mod harness;
+pub mod harness;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;

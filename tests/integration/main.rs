@@ -21,6 +21,7 @@ mod incidents;
 mod input_hygiene;
 mod kubernetes;
 mod lease;
+mod locations;
 mod maintenance;
 mod metrics;
 mod monitor;

@@ -176,6 +176,7 @@ fn result(
         own_fault: false,
         resume: false,
         window_edge: edge,
+        location: None,
     }
 }
 

@@ -59,6 +59,7 @@ async fn rollups_match_raw(db: TestDb) {
                 own_fault: false,
                 resume: false,
                 window_edge: false,
+                location: None,
                 checked_at: clock.now_ms(),
                 report: ProbeReport {
                     latency: Duration::from_millis(next() % 3000),
@@ -150,6 +151,7 @@ async fn retention(db: TestDb) {
             own_fault: false,
             resume: false,
             window_edge: false,
+            location: None,
             checked_at: clock.now_ms(),
             report: ProbeReport::down(Duration::from_millis(20), "x").with_outcome(outcome),
         });
@@ -294,6 +296,7 @@ async fn ninety_days(db: TestDb) {
                 own_fault: false,
                 resume: false,
                 window_edge: false,
+                location: None,
                 checked_at: clock.now_ms() + s as i64 * 1000,
                 report: ProbeReport::down(Duration::from_millis(next() % 2000), "x")
                     .with_outcome(outcome),
@@ -401,6 +404,7 @@ async fn history_updates(db: TestDb) {
                     own_fault: false,
                     resume: false,
                     window_edge: false,
+                    location: None,
                     checked_at: clock.now_ms(),
                     report: ProbeReport {
                         latency: Duration::from_millis(step * 37 % 900),

@@ -162,6 +162,7 @@ fn batch_over(ids: &[i64], round: i64, writer: i64) -> Batch {
         certificates: ids.iter().map(|id| (*id, at + 86_400_000)).collect(),
         certificate_warnings: Vec::new(),
         incident_cooldown_ms: 0,
+        location_results: Vec::new(),
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod backup;
 pub mod cluster;
+pub mod location;
 pub mod monitor;
 pub mod notify;
 pub mod server;

@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub announcement: Option<String>,
     /// Times on the pages are shown in this zone (the JSON stays UTC).
     pub time_zone: chrono_tz::Tz,
+    /// The name of this server's own location, where it probes from.
+    pub location: String,
     pub limits: ServerLimits,
 }
 

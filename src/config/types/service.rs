@@ -46,6 +46,9 @@ pub struct ServiceConfig {
     /// `[[service.dependency]]`: probed with the service, shown under it.
     /// Each is service-shaped (same probe options), without a page entry.
     pub dependencies: Vec<ServiceConfig>,
+    /// `locations` and `quorum`: `None` when only the main server probes
+    /// it (the default), else every location that does.
+    pub locations: Option<super::location::Locations>,
 }
 
 /// The kinds of probe. The URL's scheme names it: `https://`, `tcp://host:port`,
@@ -181,7 +184,13 @@ impl ServiceConfig {
             tls_warn_days: Self::DEFAULT_TLS_WARN_DAYS,
             tls_fail_days: Self::DEFAULT_TLS_FAIL_DAYS,
             dependencies: Vec::new(),
+            locations: None,
         }
+    }
+
+    /// Whether the main server probes it itself.
+    pub fn probed_here(&self) -> bool {
+        self.locations.as_ref().is_none_or(|l| l.local.is_some())
     }
 }
 

@@ -12,6 +12,7 @@ mod diagnostics;
 mod document;
 mod fields;
 mod groups;
+pub mod locations;
 mod monitor;
 mod notify;
 mod problems;
@@ -50,8 +51,20 @@ pub(super) fn from_toml(
         .backup
         .as_ref()
         .and_then(|b| backup::backup(b, env, overrides.note("backup.target"), &mut problems));
+    server.location = locations::local(raw.server.location.as_deref(), &mut problems);
+    let agents = locations::locations(&raw.locations, &server.location, &mut problems);
     let groups = groups::groups(&raw.groups, &mut problems);
-    let services = services::services(&raw.services, &groups, server.watch_self, &mut problems);
+    let places = locations::Places {
+        local: &server.location,
+        agents: &agents,
+    };
+    let services = services::services(
+        &raw.services,
+        &groups,
+        &places,
+        server.watch_self,
+        &mut problems,
+    );
     let has_public_url = server.public_url.is_some();
     let notify = notify::channels(
         &raw.notify,
@@ -67,6 +80,7 @@ pub(super) fn from_toml(
             problems: problems.into_messages(&used),
         });
     }
+    let assignments = std::sync::Arc::new(locations::assignments(&root, &services, &agents));
     Ok(Config {
         server,
         storage,
@@ -78,6 +92,8 @@ pub(super) fn from_toml(
         notify,
         groups,
         services,
+        locations: agents,
+        assignments,
         source,
     })
 }

@@ -54,6 +54,7 @@ pub fn server(raw: &RawServer, overrides: &Overrides, problems: &mut Problems) -
         support_url,
         announcement,
         time_zone,
+        location: crate::config::DEFAULT_LOCATION.to_string(),
         limits: ServerLimits::default(),
     }
 }

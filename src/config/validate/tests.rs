@@ -128,7 +128,7 @@ fn notify_channels_are_validated_with_their_place() {
             "notify[2] \"hook\": url \"ftp://hooks.example.com\" is not an http(s) URL",
             "notify[2] \"hook\": services: no service is named or has the slug \"Checkout\"",
             "notify[2] \"hook\": groups: no [[group]] is named \"Shopp\"",
-            "notify[2] \"hook\": events: \"service_exploded\" is not one of service_down, service_degraded, service_recovered, incident_opened, incident_updated, incident_resolved, backup_failed, backup_verification_failed, certificate_expiring",
+            "notify[2] \"hook\": events: \"service_exploded\" is not one of service_down, service_degraded, service_recovered, incident_opened, incident_updated, incident_resolved, backup_failed, backup_verification_failed, certificate_expiring, location_silent, location_back",
             "notify[2] \"hook\": min_state \"up\" is not one of degraded, down",
             "notify[2] \"hook\": max_attempts (0) must be between 1 and 100",
             "notify[2] \"hook\": retry_backoff \"soon\" is not a duration (write it like \"500ms\", \"30s\", \"5m\" or \"1h\")",
@@ -645,5 +645,136 @@ fn no_message_shows_a_secret() {
     assert_eq!(
         config.backup.and_then(|b| b.endpoint).as_deref(),
         Some("http://127.0.0.1:9000")
+    );
+}
+
+#[test]
+fn locations_and_quorums_are_read_and_checked_with_their_place() {
+    let env = |name: &str| match name {
+        "EU" => Some("eu-0123456789abcdef0123456789abcdef".to_string()),
+        "US" => Some("us-0123456789abcdef0123456789abcdef".to_string()),
+        _ => None,
+    };
+    let text = r#"
+        [server]
+        location = "home"
+        [[location]]
+        name = "eu-west"
+        token = "${EU}"
+        [[location]]
+        name = "us-east"
+        token = "${US}"
+        [[group]]
+        name = "Shop"
+        [[service]]
+        name = "API"
+        group = "Shop"
+        url = "https://api.example.com/health"
+        headers = { Authorization = "Bearer ${EU}", X-Literal = "$${NOT_A_VAR}" }
+        locations = ["home", "eu-west", "us-east"]
+        [[service]]
+        name = "Remote only"
+        url = "https://remote.example.com/health"
+        locations = ["us-east"]
+        [[service]]
+        name = "Home only"
+        url = "https://home.example.com/health"
+        locations = ["home"]
+        [[service]]
+        name = "Plain"
+        url = "https://plain.example.com/health"
+    "#;
+    let config = from_toml(text, ConfigSource::Embedded, &env).expect("valid");
+    assert_eq!(config.server.location, "home");
+    let api = config.services[0].locations.as_ref().expect("located");
+    assert_eq!(api.names, ["home", "eu-west", "us-east"]);
+    assert_eq!(api.quorum, 2, "a majority of three");
+    assert_eq!(api.local, Some(0));
+    assert!(config.services[0].probed_here());
+    let remote = config.services[1].locations.as_ref().expect("located");
+    assert_eq!((remote.quorum, remote.local), (1, None));
+    assert!(!config.services[1].probed_here());
+    assert!(
+        config.services[2].locations.is_none(),
+        "home alone is today's behaviour"
+    );
+    assert!(config.services[3].locations.is_none());
+    // The location tokens are never printed.
+    assert!(!format!("{:?}", config.locations).contains("0123456789abcdef"));
+
+    // Each agent's assignment: its services only, secrets substituted, a
+    // literal "${" kept literal, read back by the same validation.
+    let us = &config.assignments.by_location["us-east"];
+    assert_eq!(us.services, 2);
+    let eu = &config.assignments.by_location["eu-west"];
+    assert_eq!(eu.services, 1);
+    assert!(!eu.toml.contains("locations"), "{}", eu.toml);
+    let agent = from_toml(&eu.toml, ConfigSource::Assignment("test".into()), &no_env)
+        .expect("the assignment validates");
+    assert_eq!(agent.services.len(), 1);
+    let headers = &agent.services[0].http.headers;
+    assert!(headers.contains(&(
+        "Authorization".to_string(),
+        "Bearer eu-0123456789abcdef0123456789abcdef".to_string()
+    )));
+    assert!(headers.contains(&("X-Literal".to_string(), "${NOT_A_VAR}".to_string())));
+    assert_eq!(agent.services[0].group.as_deref(), Some("Shop"));
+
+    let found = problems(
+        r#"
+        [server]
+        location = "bad name!"
+        [[location]]
+        name = "local"
+        token = "0123456789abcdef0123456789abcdef"
+        [[location]]
+        name = "eu"
+        token = "short"
+        [[location]]
+        name = "eu"
+        token = "0123456789abcdef0123456789abcdeX"
+        [[service]]
+        name = "A"
+        url = "https://a.example.com"
+        locations = ["eu", "mars", "eu"]
+        [[service]]
+        name = "B"
+        url = "https://b.example.com"
+        locations = ["eu"]
+        quorum = 3
+        [[service]]
+        name = "C"
+        url = "https://c.example.com"
+        quorum = 1
+        [[service]]
+        name = "D"
+        url = "https://d.example.com"
+        locations = []
+    "#,
+    );
+    let expected = [
+        "server: location \"bad name!\" is not a valid location name (1 to 40 letters, digits, '-', '_' or '.')",
+        "location[2] \"eu\": token is shorter than 32 characters (e.g. `openssl rand -hex 32`)",
+        "location[3] \"eu\": name \"eu\" is already used by location[2]",
+        "service[1] \"A\": locations lists \"eu\" twice",
+        "service[2] \"B\": quorum = 3, but it must be between 1 and the number of locations (1)",
+        "service[3] \"C\": quorum is set but locations is not (a quorum counts locations)",
+    ];
+    for e in expected {
+        assert!(
+            found.iter().any(|f| f == e),
+            "missing: {e}\nfound: {found:#?}"
+        );
+    }
+    assert!(
+        found.iter().any(|f| f
+            .starts_with("service[1] \"A\": locations names \"mars\", which is not a location")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("service[4] \"D\": locations is empty")),
+        "{found:#?}"
     );
 }

@@ -91,6 +91,11 @@ pub fn body(d: &AlertDelivery, m: &Message, site: &Site) -> Value {
             "expires_at": rfc3339(c.expires_at),
             "days_left": c.days_left,
         })),
+        "location": e.location.as_ref().map(|l| json!({
+            "name": l.name,
+            "last_result_at": l.last_result_at.map(rfc3339),
+            "services": l.services,
+        })),
     })
 }
 

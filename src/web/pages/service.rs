@@ -35,11 +35,65 @@ struct ServicePage {
     /// keyboards and screen readers, which cannot hover.
     days: Vec<DayRow>,
     dependencies: Vec<DependencyRow>,
+    locations: Vec<LocationRow>,
     chart_24h: String,
     summary_24h: String,
     chart_30d: String,
     summary_30d: String,
     incidents: Vec<HistoryRow>,
+}
+
+/// What one location sees, for the "Checked from" table and its chart.
+struct LocationRow {
+    name: String,
+    class: &'static str,
+    icon: &'static str,
+    label: &'static str,
+    latency: String,
+    when: String,
+    chart: String,
+}
+
+fn location_rows(s: &ServiceView, now: DateTime<Utc>) -> Vec<LocationRow> {
+    s.locations
+        .iter()
+        .map(|l| {
+            let state = l.outcome.state();
+            let samples: Vec<Sample> = l
+                .latencies
+                .iter()
+                .map(|(at, ms)| (*at, Some(i64::from(*ms)), None))
+                .collect();
+            LocationRow {
+                name: l.name.clone(),
+                class: if l.silent { "unknown" } else { state.as_str() },
+                icon: if l.silent {
+                    icon(State::Unknown)
+                } else {
+                    icon(state)
+                },
+                label: if l.silent {
+                    "Silent (no recent results)"
+                } else {
+                    match state {
+                        State::Down => "Sees it down",
+                        State::Degraded => "Sees it degraded",
+                        _ => "Sees it operational",
+                    }
+                },
+                latency: l
+                    .latency_ms
+                    .map(|ms| format!("{ms} ms"))
+                    .unwrap_or_else(|| "–".to_string()),
+                when: ago(l.checked_at, now),
+                chart: latency_svg(
+                    &samples,
+                    &format!("Response time from {}, last hour", l.name),
+                )
+                .replace("p50 (blue) · p95 (amber)", "each probe"),
+            }
+        })
+        .collect()
 }
 
 struct DayRow {
@@ -217,6 +271,7 @@ fn service_html(app: &AppState, snapshot: &Snapshot, s: &ServiceView) -> Option<
         ),
         days: day_rows(&days),
         dependencies: dependency_rows(&s.dependencies),
+        locations: location_rows(s, now),
         chart_24h: latency_svg(&hours, "Response time, last 24 hours"),
         summary_24h: latency_summary(&hours),
         chart_30d: latency_svg(&days30, "Response time, last 30 days"),

@@ -57,17 +57,24 @@ pub struct Replica {
 impl Replica {
     /// Starts the process; [`Replica::serving`] waits for its address.
     pub fn launch(name: &str, config: &Path, cwd: &Path) -> Replica {
+        let config = config.display().to_string();
+        Replica::spawn(name, cwd, &["serve", "--config", &config], &[])
+    }
+
+    /// Starts `beacon ARGS…` with `env` set; [`Replica::serving`] waits
+    /// for the address it logs (a status page's, or an agent's own).
+    pub fn spawn(name: &str, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Replica {
         let mut child = Command::new(BEACON)
             .current_dir(cwd)
             .env_remove("BEACON_CONFIG")
             .env_remove("BEACON_LISTEN")
             .env_remove("BEACON_STORAGE_URL")
             .env_remove("BEACON_LOG_FORMAT")
+            .env_remove("BEACON_AGENT_TOKEN")
             .env_remove("RUST_LOG")
             .env("NO_COLOR", "1")
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
+            .envs(env.iter().copied())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -200,9 +207,13 @@ impl Drop for Replica {
     }
 }
 
-/// The address in "status page at http://127.0.0.1:PORT", if `line` has it.
+/// The address in "status page at http://127.0.0.1:PORT" (or an agent's
+/// "/livez and /metrics at http://…"), if `line` has it.
 fn address_in(line: &str) -> Option<String> {
-    let rest = &line[line.find("status page at http://")? + "status page at http://".len()..];
+    let marker = ["status page at http://", "/livez and /metrics at http://"]
+        .into_iter()
+        .find(|m| line.contains(m))?;
+    let rest = &line[line.find(marker)? + marker.len()..];
     let addr: String = rest
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))

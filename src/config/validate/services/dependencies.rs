@@ -20,6 +20,8 @@ pub fn check_service_only_fields(s: &RawService, place: &str, problems: &mut Pro
         ("failure_threshold", s.failure_threshold.is_some()),
         ("success_threshold", s.success_threshold.is_some()),
         ("dependency", !s.dependencies.is_empty()),
+        ("locations", s.locations.is_some()),
+        ("quorum", s.quorum.is_some()),
     ];
     for (field, set) in service_only {
         if set {

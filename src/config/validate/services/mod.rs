@@ -12,6 +12,7 @@ mod timing;
 use std::collections::HashMap;
 
 use super::diagnostics::item_place;
+use super::locations::{service_locations, Places};
 use super::problems::Problems;
 use crate::config::raw::RawService;
 use crate::config::{GroupConfig, ProbeKind, ServiceConfig};
@@ -22,6 +23,7 @@ use timing::Parent;
 pub fn services(
     raw: &[RawService],
     groups: &[GroupConfig],
+    places: &Places<'_>,
     watch_self: bool,
     problems: &mut Problems,
 ) -> Vec<ServiceConfig> {
@@ -59,7 +61,13 @@ pub fn services(
                 slugs.insert(slug, i);
             }
         }
-        services.extend(service(s, &place, groups, None, problems));
+        let before = problems.mark();
+        let locations = service_locations(s, &place, places, problems);
+        let valid = !problems.grew_since(before);
+        if let Some(mut service) = service(s, &place, groups, None, problems).filter(|_| valid) {
+            service.locations = locations;
+            services.push(service);
+        }
     }
     if watch_self && slugs.contains_key("beacon") {
         problems.push(
@@ -131,5 +139,6 @@ fn service(
         tls_warn_days,
         tls_fail_days,
         dependencies,
+        locations: None,
     })
 }
