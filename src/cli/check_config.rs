@@ -50,6 +50,26 @@ fn summary(config: &Config) -> String {
     if config.server.watch_self {
         let _ = writeln!(out, "  watching itself at /readyz (watch_self = true)");
     }
+    if !config.locations.is_empty() {
+        let agents: Vec<String> = config
+            .locations
+            .iter()
+            .map(|l| {
+                let n = config
+                    .assignments
+                    .by_location
+                    .get(&l.name)
+                    .map_or(0, |a| a.services);
+                format!("{} ({n} service(s))", l.name)
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  locations: {} (this server), agents at {}",
+            config.server.location,
+            agents.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "  {} service(s), {} group(s):",
@@ -71,6 +91,14 @@ fn summary(config: &Config) -> String {
             s.success_threshold,
             redact::url(&s.url),
         );
+        if let Some(l) = &s.locations {
+            let _ = writeln!(
+                out,
+                "      checked from {}; down when {} of them agree",
+                l.names.join(", "),
+                l.quorum
+            );
+        }
         for d in &s.dependencies {
             let _ = writeln!(
                 out,

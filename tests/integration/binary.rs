@@ -164,7 +164,7 @@ fn check_config_prints_what_would_be_monitored_without_secrets() {
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(
-            "alerts: chat (slack → https://hooks.slack.com), 9 event(s) for Shop, min state down"
+            "alerts: chat (slack → https://hooks.slack.com), 11 event(s) for Shop, min state down"
         ),
         "{stdout}"
     );
