@@ -14,3 +14,5 @@ CREATE TABLE location_results (
     reason      TEXT,
     PRIMARY KEY (service_id, location, checked_at)
 );
+-- The snapshot reads the last hour of every service's rows.
+CREATE INDEX location_results_by_time ON location_results (checked_at);

@@ -87,10 +87,10 @@ impl AgentMetrics {
         );
         let dropped = counter_vec(
             "beacon_agent_results_dropped_total",
-            "Results given up: full (the buffer was full), too_old (older than the server takes), refused (the server refused the batch as invalid).",
+            "Results given up: full (the buffer was full), too_old (older than the server takes), refused (the server refused the batch as invalid), unassigned (their service left this location's assignment).",
             "reason",
         );
-        for reason in ["full", "too_old", "refused"] {
+        for reason in ["full", "too_old", "refused", "unassigned"] {
             dropped.with_label_values(&[reason]);
         }
         let sent = IntCounter::with_opts(Opts::new(
@@ -187,6 +187,19 @@ impl Buffer {
         ))
     }
 
+    /// Drops every result of `service` (no longer assigned here).
+    fn forget_service(&mut self, service: &str, metrics: &AgentMetrics) -> usize {
+        let before = self.held.len();
+        self.held.retain(|h| h.result.service != service);
+        let gone = before - self.held.len();
+        metrics
+            .dropped
+            .with_label_values(&["unassigned"])
+            .inc_by(gone as u64);
+        metrics.buffered.set(self.held.len() as i64);
+        gone
+    }
+
     /// Forgets everything up to `seq` (sent, or refused).
     fn done_through(&mut self, seq: u64, metrics: &AgentMetrics) {
         while self.held.front().is_some_and(|h| h.seq <= seq) {
@@ -223,6 +236,9 @@ struct Agent {
     names: parking_lot::RwLock<Names>,
     clock: Arc<dyn Clock>,
     started_ms: AtomicI64,
+    /// Wakes the assignment loop early: the server said the assignment
+    /// this agent probes is out of date.
+    refetch: tokio::sync::Notify,
 }
 
 /// Runs the agent until `shutdown` resolves; then stops probing and tries,
@@ -251,6 +267,7 @@ pub async fn run(
         names: Default::default(),
         clock: Arc::new(SystemClock),
         started_ms: AtomicI64::new(0),
+        refetch: tokio::sync::Notify::new(),
         options,
     });
     agent
@@ -301,6 +318,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(agent.options.refresh) => {}
+            _ = agent.refetch.notified() => {}
             _ = &mut shutdown => break,
         }
     }
@@ -443,7 +461,13 @@ impl Agent {
             checked_at: r.checked_at,
             outcome: outcome.to_string(),
             latency_ms: Some(r.report.latency.as_millis().min(3_600_000) as i64),
-            status_code: r.report.status_code.map(i64::from),
+            // A target may answer any three digits; the server takes HTTP's
+            // 100–599, and a code beyond says nothing the outcome does not.
+            status_code: r
+                .report
+                .status_code
+                .filter(|c| (100..=599).contains(c))
+                .map(i64::from),
             reason: r
                 .report
                 .reason
@@ -495,6 +519,20 @@ impl Agent {
         }
         let text = response.text().await.unwrap_or_default();
         let why = crate::domain::text::clean_text(&text, 500);
+        if status == reqwest::StatusCode::CONFLICT {
+            // A service left this location's assignment (a reload on the
+            // main server): its results are dropped, the rest sent again,
+            // and the assignment fetched at once.
+            let service = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["unassigned"].as_str().map(str::to_string));
+            if let Some(service) = service {
+                let gone = self.buffer.lock().forget_service(&service, &self.metrics);
+                tracing::warn!(%service, dropped = gone, "the main server no longer assigns this service here; its results are dropped and the assignment fetched again");
+                self.refetch.notify_one();
+                return Ok(true);
+            }
+        }
         if status == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
             // Sending it again would be refused again: dropped, counted, said.
             tracing::error!(results = count, %why, "the main server refused a batch as invalid; dropped");
@@ -648,6 +686,25 @@ mod tests {
         buffer.done_through(last, &metrics);
         let kept: Vec<i64> = buffer.held.iter().map(|h| h.result.checked_at).collect();
         assert_eq!(kept, vec![3, 4]);
+    }
+
+    #[test]
+    fn a_service_no_longer_assigned_loses_only_its_own_results() {
+        let metrics = AgentMetrics::new();
+        let mut buffer = Buffer {
+            held: VecDeque::new(),
+            next_seq: 0,
+            cap: 10,
+        };
+        buffer.push(result(1), &metrics);
+        let mut other = result(2);
+        other.service = "gone".into();
+        buffer.push(other, &metrics);
+        buffer.push(result(3), &metrics);
+        assert_eq!(buffer.forget_service("gone", &metrics), 1);
+        let kept: Vec<i64> = buffer.held.iter().map(|h| h.result.checked_at).collect();
+        assert_eq!(kept, vec![1, 3]);
+        assert_eq!(metrics.dropped.with_label_values(&["unassigned"]).get(), 1);
     }
 
     #[test]

@@ -781,7 +781,10 @@ impl Recorder {
             .filter_map(|w| {
                 let locations = w.config.locations.as_ref()?;
                 let stored = located.get(&w.id).map(Vec::as_slice).unwrap_or(&[]);
-                Some((w.id, Quorum::new(locations, &w.config, stored)))
+                Some((
+                    w.id,
+                    Quorum::new(locations, &w.config, w.stored.state, stored),
+                ))
             })
             .collect();
         let trackers = services
@@ -924,6 +927,10 @@ impl Recorder {
             Some(Some(State::Down)) => Outcome::Down,
             Some(Some(State::Degraded)) => Outcome::Degraded,
             Some(Some(State::Up)) => Outcome::Up,
+            // No location has a state yet (every one short of its
+            // thresholds, or silent): nothing is decided, and the history
+            // holds what is decided only. Its own row is kept.
+            Some(_) if !in_maintenance => return,
             _ => report.outcome,
         };
         let reason = match (&location, decided) {
@@ -1226,6 +1233,10 @@ impl Recorder {
         // the whole buffer for every result that comes in.
         let excess = held.results.len() - max * 9 / 10;
         held.results.drain(..excess);
+        let located = held.location_results.len();
+        if located > max {
+            held.location_results.drain(..located - max * 9 / 10);
+        }
         self.stats
             .results_dropped
             .fetch_add(excess as u64, Ordering::Relaxed);

@@ -38,12 +38,15 @@ pub struct Quorum {
 }
 
 impl Quorum {
-    /// Starts each location from its latest stored result (`stored`: name,
-    /// taken at, outcome), so a restart neither forgets a failing location
-    /// nor waits for every location's thresholds again.
+    /// Starts each location from the service's stored state (`state`, what
+    /// the quorum last decided), with its latest stored result (`stored`:
+    /// name, taken at, outcome) counted toward its thresholds but not acted
+    /// on: a restart neither announces a location's one blip nor forgets
+    /// when it last reported.
     pub fn new(
         locations: &Locations,
         service: &ServiceConfig,
+        state: State,
         stored: &[(String, i64, Outcome)],
     ) -> Quorum {
         let seen = locations
@@ -51,12 +54,13 @@ impl Quorum {
             .iter()
             .map(|name| {
                 let last = stored.iter().find(|(n, _, _)| n == name);
+                let mut tracker =
+                    Tracker::new(state, service.failure_threshold, service.success_threshold);
+                if let Some((_, _, outcome)) = last {
+                    tracker.resume(state, &[*outcome]);
+                }
                 Seen {
-                    tracker: Tracker::new(
-                        last.map_or(State::Unknown, |(_, _, o)| o.state()),
-                        service.failure_threshold,
-                        service.success_threshold,
-                    ),
+                    tracker,
                     last_at: last.map(|(_, at, _)| *at),
                 }
             })
@@ -74,8 +78,8 @@ impl Quorum {
     }
 
     /// Steps `location`'s thresholds with a result taken at `at`. `false`:
-    /// not one of its locations, or older than what it last saw (a late
-    /// result is stored, but does not step the state back).
+    /// not one of its locations, or not newer than what it last saw (a
+    /// late result is stored, but does not step the state back).
     pub fn observe(&mut self, location: &str, at: i64, outcome: Outcome) -> bool {
         let Some(i) = self.names.iter().position(|n| &**n == location) else {
             return false;
@@ -144,7 +148,7 @@ mod tests {
             names,
             local: Some(0),
         };
-        Quorum::new(&locations, &service, &[])
+        Quorum::new(&locations, &service, State::Unknown, &[])
     }
 
     fn feed(q: &mut Quorum, at: i64, outcomes: &[(&str, Outcome)]) {
@@ -221,6 +225,28 @@ mod tests {
         assert!(!q.observe("eu", 5_000, Down), "an older result");
         assert!(!q.observe("mars", 20_000, Down), "not one of its locations");
         assert_eq!(q.decide(10_000), Some(State::Up));
+    }
+
+    #[test]
+    fn a_restart_counts_a_locations_last_blip_without_acting_on_it() {
+        let mut service = ServiceConfig::watching_self("127.0.0.1:1".parse().expect("an address"));
+        service.failure_threshold = 2;
+        let locations = Locations {
+            names: vec!["local".into(), "eu".into()],
+            quorum: 1,
+            local: Some(0),
+        };
+        let stored = [
+            ("local".to_string(), 1_000, Up),
+            ("eu".to_string(), 1_000, Down),
+        ];
+        let mut q = Quorum::new(&locations, &service, State::Up, &stored);
+        // eu's one failure before the restart is not a down location…
+        assert_eq!(q.decide(2_000), Some(State::Up));
+        // …but it counts: one more makes eu down, and with a quorum of
+        // one, the service.
+        assert!(q.observe("eu", 2_000, Down));
+        assert_eq!(q.decide(2_000), Some(State::Down));
     }
 
     #[test]

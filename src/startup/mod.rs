@@ -898,6 +898,21 @@ impl Reloads {
             new.services.push(ServiceConfig::watching_self(live.addr));
         }
         let restart = reload::needing_restart(&self.in_force, &new);
+        if new.server.location != self.in_force.server.location {
+            // The services were validated against the new name; run with
+            // the old one, this server's own results would fit none.
+            let why = format!(
+                "server.location changed from \"{}\" to \"{}\", which applies only at a restart; the running config stays in force (restart beacon to apply the file)",
+                self.in_force.server.location, new.server.location
+            );
+            tracing::error!("{why}");
+            live.metrics
+                .config_reloads
+                .with_label_values(&["invalid"])
+                .inc();
+            *live.metrics.config.refused.lock() = Some(why);
+            return None;
+        }
         let monitor = Monitor::for_services(
             &new.services,
             live.store.clone(),

@@ -70,8 +70,12 @@ struct Seen {
     arrived_at: Option<i64>,
     /// The newest result time it sent.
     last_result_at: Option<i64>,
-    /// Silent since (epoch ms), while it is.
+    /// Silent since (epoch ms), while it is (and its event raised).
     silent_since: Option<i64>,
+    /// When the watch first saw it configured: the start of its first
+    /// silence, if it never sends (a location added by a reload is not
+    /// silent since beacon started).
+    known_since: Option<i64>,
 }
 
 /// The agents' routes' state: their config, the monitor's inbox, and what
@@ -221,74 +225,92 @@ fn outcome_of(text: &str) -> Option<Outcome> {
 
 /// Checks every result of `batch` from `location` at `now_ms`; the first
 /// problem names the result and its field.
+/// Why a batch is refused: it is wrong (422), or it names a service no
+/// longer assigned to the location (409: the agent's assignment is out of
+/// date; it drops that service's results and fetches it again).
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    Invalid(String),
+    Unassigned { service: String, message: String },
+}
+
 pub fn check_batch(
     batch: &WireBatch,
     location: &str,
     services: &HashMap<String, (i64, Vec<String>)>,
     now_ms: i64,
-) -> Result<Vec<LocationResult>, String> {
+) -> Result<Vec<LocationResult>, Refusal> {
+    use Refusal::Invalid;
     if batch.results.len() > MAX_BATCH {
-        return Err(format!(
+        return Err(Invalid(format!(
             "results: {} in one batch, at most {MAX_BATCH}",
             batch.results.len()
-        ));
+        )));
     }
     let mut rows = Vec::with_capacity(batch.results.len());
+    let mut seen: HashMap<(&str, i64), usize> = HashMap::new();
     for (i, r) in batch.results.iter().enumerate() {
         let place = format!("results[{i}]");
-        let Some((id, locations)) = services.get(&r.service) else {
-            return Err(format!(
-                "{place}.service: \"{}\" is not a service checked from several locations",
-                crate::domain::text::clean_text(&r.service, 64)
-            ));
+        let assigned = services
+            .get(&r.service)
+            .filter(|(_, locations)| locations.iter().any(|l| l == location));
+        let Some((id, _)) = assigned else {
+            let service = crate::domain::text::clean_text(&r.service, 64);
+            return Err(Refusal::Unassigned {
+                message: format!(
+                    "{place}.service: \"{service}\" is not assigned to location {location}; fetch the assignment again"
+                ),
+                service,
+            });
         };
-        if !locations.iter().any(|l| l == location) {
-            return Err(format!(
-                "{place}.service: \"{}\" is not assigned to location {location}",
-                r.service
-            ));
+        if let Some(first) = seen.insert((r.service.as_str(), r.checked_at), i) {
+            return Err(Invalid(format!(
+                "{place}: the same service and checked_at as results[{first}]"
+            )));
         }
         if r.checked_at > now_ms + SKEW.as_millis() as i64 {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{place}.checked_at: {} is in the future ({} ms ahead of the server's clock; at most {} s is allowed): check the agent's clock",
                 r.checked_at,
                 r.checked_at - now_ms,
                 SKEW.as_secs()
-            ));
+            )));
         }
         if r.checked_at < now_ms - REACH.as_millis() as i64 {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{place}.checked_at: {} is older than an agent's buffer reaches ({} s)",
                 r.checked_at,
                 REACH.as_secs()
-            ));
+            )));
         }
         let Some(outcome) = outcome_of(&r.outcome) else {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "{place}.outcome: \"{}\" is not one of up, degraded, down",
                 crate::domain::text::clean_text(&r.outcome, 32)
-            ));
+            )));
         };
         let latency_ms = match r.latency_ms {
             None => None,
             Some(ms) if (0..=3_600_000).contains(&ms) => Some(ms as i32),
             Some(ms) => {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "{place}.latency_ms: {ms} is not between 0 and 3600000"
-                ))
+                )))
             }
         };
         let status_code = match r.status_code {
             None => None,
             Some(code) if (100..=599).contains(&code) => Some(code as i16),
             Some(code) => {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "{place}.status_code: {code} is not an HTTP status (100 to 599)"
-                ))
+                )))
             }
         };
         if r.reason.as_ref().is_some_and(|t| t.len() > MAX_REASON) {
-            return Err(format!("{place}.reason: longer than {MAX_REASON} bytes"));
+            return Err(Invalid(format!(
+                "{place}.reason: longer than {MAX_REASON} bytes"
+            )));
         }
         rows.push(LocationResult {
             service_id: *id,
@@ -309,10 +331,22 @@ pub fn check_batch(
 async fn results(
     AxumState(app): AxumState<AppState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // The token first: the body is read only for a location.
     let Some(location) = app.agents.location(&headers) else {
         return unauthorized(&app);
+    };
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return refuse(
+                &app,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid",
+                format!("the body is over {MAX_BODY} bytes (or was cut off)"),
+            )
+        }
     };
     let batch: WireBatch = match serde_json::from_slice(&body) {
         Ok(batch) => batch,
@@ -328,15 +362,30 @@ async fn results(
     let Some(inbox) = app.agents.inbox.read().clone() else {
         return unavailable(&app, "the monitor is starting");
     };
-    let Some(tx) = inbox.tx.upgrade() else {
+    // Not held across the store's write: a slow store must not keep a
+    // stopping monitor's channel open.
+    if inbox.tx.upgrade().is_none() {
         return unavailable(&app, "the monitor is stopping");
-    };
+    }
     let now = app.clock.now_ms();
     let rows = match check_batch(&batch, &location, &inbox.services, now) {
         Ok(rows) => rows,
-        Err(why) => {
+        Err(Refusal::Invalid(why)) => {
             tracing::warn!(%location, error = %why, "a batch from an agent is refused");
             return refuse(&app, StatusCode::UNPROCESSABLE_ENTITY, "invalid", why);
+        }
+        Err(Refusal::Unassigned { service, message }) => {
+            tracing::info!(%location, %service, "a batch names a service no longer assigned to its location; the agent is told to fetch its assignment again");
+            app.metrics
+                .location_refused
+                .with_label_values(&["unassigned"])
+                .inc();
+            return (
+                StatusCode::CONFLICT,
+                [(header::CACHE_CONTROL, "no-store")],
+                axum::Json(json!({ "error": message, "unassigned": service })),
+            )
+                .into_response();
         }
     };
     let new = match app.store.insert_location_results(&rows).await {
@@ -347,13 +396,11 @@ async fn results(
         }
     };
     let name: Arc<str> = Arc::from(location.as_str());
-    let mut stored = 0;
-    for (row, new) in rows.into_iter().zip(new) {
-        if !new {
-            continue;
-        }
-        stored += 1;
-        let result = ProbeResult {
+    let fresh: Vec<ProbeResult> = rows
+        .into_iter()
+        .zip(new)
+        .filter(|(_, new)| *new)
+        .map(|(row, _)| ProbeResult {
             service_id: row.service_id,
             checked_at: row.checked_at,
             report: ProbeReport {
@@ -369,12 +416,21 @@ async fn results(
             resume: false,
             window_edge: false,
             location: Some(name.clone()),
-        };
-        if tx.send(result).await.is_err() {
-            // The monitor stopped (a reload): the result is stored and on
-            // the page's per-location view; the next one decides.
-            break;
-        }
+        })
+        .collect();
+    let stored = fresh.len();
+    // Stored: delivered to the recorder whatever becomes of this request
+    // (an agent that gives up waiting must not leave them undecided; sent
+    // again, they would be duplicates and never reach it).
+    if let Some(tx) = inbox.tx.upgrade() {
+        tokio::spawn(async move {
+            for result in fresh {
+                if tx.send(result).await.is_err() {
+                    tracing::warn!("the monitor stopped while an agent's results were on their way; they are stored, and the next results decide");
+                    break;
+                }
+            }
+        });
     }
     let duplicates = batch.results.len() - stored;
     app.metrics
@@ -430,9 +486,28 @@ pub async fn watch_silence(app: AppState, stop: impl std::future::Future<Output 
         let mut events = Vec::new();
         {
             let mut seen = app.agents.seen.lock();
+            // Locations a reload removed: their series go with them.
+            seen.retain(|name, _| {
+                let kept = config.silent_after.contains_key(name);
+                if !kept {
+                    let _ = app.metrics.location_silent.remove_label_values(&[name]);
+                    let _ = app
+                        .metrics
+                        .location_last_report
+                        .remove_label_values(&[name]);
+                }
+                kept
+            });
             for (name, (services, after)) in &config.silent_after {
-                let s = seen.entry(name.clone()).or_default();
-                let last = s.arrived_at.unwrap_or(app.agents.started_ms);
+                let s = seen.entry(name.clone()).or_insert_with(|| {
+                    app.metrics
+                        .location_last_report
+                        .with_label_values(&[name])
+                        .set(0);
+                    Seen::default()
+                });
+                let known = *s.known_since.get_or_insert(now.max(app.agents.started_ms));
+                let last = s.arrived_at.unwrap_or(known);
                 let quiet = now - last > after.as_millis() as i64;
                 let facts = LocationFacts {
                     name: name.clone(),
@@ -440,14 +515,8 @@ pub async fn watch_silence(app: AppState, stop: impl std::future::Future<Output 
                     services: *services,
                 };
                 match (quiet, s.silent_since) {
-                    (true, None) => {
-                        s.silent_since = Some(now);
-                        events.push((EventKind::LocationSilent, facts, last));
-                    }
-                    (false, Some(_)) => {
-                        s.silent_since = None;
-                        events.push((EventKind::LocationBack, facts, last));
-                    }
+                    (true, None) => events.push((EventKind::LocationSilent, facts, last)),
+                    (false, Some(_)) => events.push((EventKind::LocationBack, facts, last)),
                     _ => {}
                 }
                 app.metrics
@@ -473,8 +542,22 @@ pub async fn watch_silence(app: AppState, stop: impl std::future::Future<Output 
                 certificate: None,
                 location: Some(facts),
             };
-            if let Err(e) = app.store.raise_alert_event(&event, Some(dedupe)).await {
-                tracing::error!(location = %name, error = %e, "raising a location's alert event failed");
+            match app.store.raise_alert_event(&event, Some(dedupe)).await {
+                Ok(()) => {
+                    // Only once its event is stored does the location turn
+                    // (a failed write is tried again next second).
+                    let silent = kind == EventKind::LocationSilent;
+                    if let Some(s) = app.agents.seen.lock().get_mut(&name) {
+                        s.silent_since = silent.then_some(now);
+                    }
+                    app.metrics
+                        .location_silent
+                        .with_label_values(&[&name])
+                        .set(i64::from(silent));
+                }
+                Err(e) => {
+                    tracing::error!(location = %name, error = %e, "raising a location's alert event failed; trying again")
+                }
             }
         }
     }

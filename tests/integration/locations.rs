@@ -607,8 +607,8 @@ async fn agent_routes_take_a_token_and_refuse_a_bad_batch_whole(db: TestDb) {
             "results[0].checked_at",
         ),
         (
-            serde_json::json!({ "results": [result("api", now, "up"), result("home", now, "up")] }),
-            "results[1].service",
+            serde_json::json!({ "results": [result("api", now - 3, "up"), result("api", now - 3, "down")] }),
+            "results[1]: the same service and checked_at as results[0]",
         ),
         (
             serde_json::json!({ "results": [result("api", now - 5, "sideways")] }),
@@ -630,6 +630,19 @@ async fn agent_routes_take_a_token_and_refuse_a_bad_batch_whole(db: TestDb) {
         let message = error["error"].as_str().unwrap_or("");
         assert!(message.contains(names), "{message:?} names {names}");
     }
+    // A service this location does not check (a reload took it away): 409,
+    // naming it, so the agent drops its results and fetches the assignment.
+    let response = post(
+        serde_json::json!({ "results": [result("api", now - 4, "up"), result("home", now, "up")] }),
+    )
+    .await
+    .expect("post");
+    assert_eq!(response.status(), 409);
+    let conflict = read(response).await;
+    assert_eq!(conflict["unassigned"], "home", "{conflict}");
+    assert!(conflict["error"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("results[1].service")));
     assert_eq!(
         app.store
             .count_rows("location_results")
@@ -640,7 +653,8 @@ async fn agent_routes_take_a_token_and_refuse_a_bad_batch_whole(db: TestDb) {
     );
     let (_, metrics) = app.get("/metrics").await.expect("metrics");
     assert!(
-        metrics.contains("beacon_location_batches_refused_total{reason=\"invalid\"} 6"),
+        metrics.contains("beacon_location_batches_refused_total{reason=\"invalid\"} 6")
+            && metrics.contains("beacon_location_batches_refused_total{reason=\"unassigned\"} 1"),
         "refusals counted:\n{metrics}"
     );
     assert!(metrics.contains("beacon_location_results_total{location=\"eu\"} 2"));

@@ -262,10 +262,12 @@ async fn older_schema(db: TestDb) {
     fill_history(b.store(), &config, 1).await;
     // Make the database what schema version 6 was: no backups table (7),
     // no index on incidents' start (8), no alert outbox (9), no cluster
-    // tables nor one-open-automatic-incident index (10).
+    // tables nor one-open-automatic-incident index (10), no location
+    // results (11).
     let store = b.store().clone();
     let raw = Raw::connect(&db.url).await;
     for sql in [
+        "DROP TABLE location_results",
         "DROP TABLE cluster_members",
         "DROP TABLE cluster_leases",
         "DROP TABLE cluster_runs",
