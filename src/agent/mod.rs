@@ -17,7 +17,6 @@ pub mod wire;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -235,7 +234,6 @@ struct Agent {
     buffer: parking_lot::Mutex<Buffer>,
     names: parking_lot::RwLock<Names>,
     clock: Arc<dyn Clock>,
-    started_ms: AtomicI64,
     /// Wakes the assignment loop early: the server said the assignment
     /// this agent probes is out of date.
     refetch: tokio::sync::Notify,
@@ -266,13 +264,9 @@ pub async fn run(
         }),
         names: Default::default(),
         clock: Arc::new(SystemClock),
-        started_ms: AtomicI64::new(0),
         refetch: tokio::sync::Notify::new(),
         options,
     });
-    agent
-        .started_ms
-        .store(agent.clock.now_ms(), Ordering::Relaxed);
 
     let listener = tokio::net::TcpListener::bind(agent.options.listen)
         .await

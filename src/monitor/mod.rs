@@ -941,62 +941,15 @@ impl Recorder {
                 .map(|r| format!("{}: {r}", self.local)),
             (None, None) => report.reason.clone(),
         };
-        if location.is_some() {
-            // An agent reports outcomes only: dependencies and
-            // certificates are this server's to read.
-            batch.results.push(CheckResult {
-                service_id: result.service_id,
-                checked_at: result.checked_at,
-                outcome,
-                maintenance: in_maintenance,
-                latency_ms: Some(report.latency.as_millis().min(i32::MAX as u128) as i32),
-                status_code: report.status_code.map(|c| c as i16),
-                reason,
-            });
-            return;
-        }
-        // Observed values (latencies, counts) change on every probe and are
-        // not worth a write; names, states and outputs are.
-        let states = |deps: &[crate::domain::Dependency]| {
-            deps.iter()
-                .map(|d| (d.name.clone(), d.health, d.output.clone()))
-                .collect::<Vec<_>>()
-        };
-        let known = self.dependencies.get(&result.service_id);
-        if known.map(|k| states(k)) != Some(states(&report.dependencies)) {
-            self.dependencies
-                .insert(result.service_id, report.dependencies.clone());
-            batch
-                .dependencies
-                .retain(|(id, _)| *id != result.service_id);
-            batch
-                .dependencies
-                .push((result.service_id, report.dependencies.clone()));
-        }
-        if let Some(expires_at) = report.certificate_expires_at {
-            let warn_ms = self
-                .certificate_warn_ms
-                .get(&result.service_id)
-                .copied()
-                .unwrap_or(ServiceConfig::DEFAULT_TLS_WARN_DAYS * crate::domain::time::DAY_MS);
-            // The store keeps one event per certificate; this set only
-            // spares it the repeated inserts.
-            if expires_at - result.checked_at <= warn_ms
-                && !in_maintenance
-                && self
-                    .certificates_warned
-                    .insert((result.service_id, expires_at))
-            {
-                batch
-                    .certificate_warnings
-                    .push((result.service_id, expires_at, result.checked_at));
-            }
-            if self.certificates.insert(result.service_id, expires_at) != Some(expires_at) {
-                batch
-                    .certificates
-                    .retain(|(id, _)| *id != result.service_id);
-                batch.certificates.push((result.service_id, expires_at));
-            }
+        // An agent reports outcomes only: dependencies and certificates are
+        // this server's to read.
+        if location.is_none() {
+            self.note_dependencies_and_certificate(
+                (result.service_id, result.checked_at),
+                &report,
+                in_maintenance,
+                batch,
+            );
         }
         batch.results.push(CheckResult {
             service_id: result.service_id,
@@ -1007,6 +960,55 @@ impl Recorder {
             status_code: report.status_code.map(|c| c as i16),
             reason,
         });
+    }
+
+    /// Adds what `report` (of `service_id`, taken at `checked_at`) changed of
+    /// the service's dependencies and
+    /// certificate to `batch`, and a certificate close to expiry.
+    fn note_dependencies_and_certificate(
+        &mut self,
+        (service_id, checked_at): (i64, i64),
+        report: &ProbeReport,
+        in_maintenance: bool,
+        batch: &mut Batch,
+    ) {
+        // Observed values (latencies, counts) change on every probe and are
+        // not worth a write; names, states and outputs are.
+        let states = |deps: &[crate::domain::Dependency]| {
+            deps.iter()
+                .map(|d| (d.name.clone(), d.health, d.output.clone()))
+                .collect::<Vec<_>>()
+        };
+        let known = self.dependencies.get(&service_id);
+        if known.map(|k| states(k)) != Some(states(&report.dependencies)) {
+            self.dependencies
+                .insert(service_id, report.dependencies.clone());
+            batch.dependencies.retain(|(id, _)| *id != service_id);
+            batch
+                .dependencies
+                .push((service_id, report.dependencies.clone()));
+        }
+        if let Some(expires_at) = report.certificate_expires_at {
+            let warn_ms = self
+                .certificate_warn_ms
+                .get(&service_id)
+                .copied()
+                .unwrap_or(ServiceConfig::DEFAULT_TLS_WARN_DAYS * crate::domain::time::DAY_MS);
+            // The store keeps one event per certificate; this set only
+            // spares it the repeated inserts.
+            if expires_at - checked_at <= warn_ms
+                && !in_maintenance
+                && self.certificates_warned.insert((service_id, expires_at))
+            {
+                batch
+                    .certificate_warnings
+                    .push((service_id, expires_at, checked_at));
+            }
+            if self.certificates.insert(service_id, expires_at) != Some(expires_at) {
+                batch.certificates.retain(|(id, _)| *id != service_id);
+                batch.certificates.push((service_id, expires_at));
+            }
+        }
     }
 
     /// Before `result` is applied: a service just taken over from another

@@ -905,12 +905,7 @@ impl Reloads {
                 "server.location changed from \"{}\" to \"{}\", which applies only at a restart; the running config stays in force (restart beacon to apply the file)",
                 self.in_force.server.location, new.server.location
             );
-            tracing::error!("{why}");
-            live.metrics
-                .config_reloads
-                .with_label_values(&["invalid"])
-                .inc();
-            *live.metrics.config.refused.lock() = Some(why);
+            live.refuse(&why);
             return None;
         }
         let monitor = Monitor::for_services(
@@ -926,13 +921,7 @@ impl Reloads {
         let monitor = match monitor {
             Ok(m) => m.continuing(live.stats.clone(), live.written.clone()),
             Err(e) => {
-                let why = format!("the new config's services could not be applied ({e:#}); the running config stays in force");
-                tracing::error!("{why}");
-                live.metrics
-                    .config_reloads
-                    .with_label_values(&["invalid"])
-                    .inc();
-                *live.metrics.config.refused.lock() = Some(crate::redact::scrub(&why).into_owned());
+                live.refuse(&format!("the new config's services could not be applied ({e:#}); the running config stays in force"));
                 return None;
             }
         };

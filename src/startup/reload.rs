@@ -131,6 +131,19 @@ pub(super) struct Live {
     pub agents: Arc<crate::web::agent::Agents>,
 }
 
+impl Live {
+    /// A new config refused by the running app: logged, counted, and on
+    /// `/health` until a good one is applied.
+    pub(super) fn refuse(&self, why: &str) {
+        tracing::error!("{why}");
+        self.metrics
+            .config_reloads
+            .with_label_values(&["invalid"])
+            .inc();
+        *self.metrics.config.refused.lock() = Some(crate::redact::scrub(why).into_owned());
+    }
+}
+
 /// The settings of `new` that differ from `old` and apply only at a
 /// restart (the listener, the store, the monitor's and cluster's tuning,
 /// backups, tokens, limits, the page's links): named in the log.
@@ -160,11 +173,6 @@ pub(super) fn needing_restart(old: &Config, new: &Config) -> Vec<&'static str> {
             new.storage.direct_url.as_ref().map(|u| u.expose()),
             new.storage.raw_retention
         ),
-    );
-    check(
-        "server.location",
-        old.server.location.clone(),
-        new.server.location.clone(),
     );
     check(
         "monitor",
