@@ -92,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
                 message: "Something happened; it is described here for the public.".into(),
                 services: vec![format!("service-{}", n * 4)],
                 at: 1_773_000_000_000 + n * 3_600_000,
+                notify: true,
             })
             .await?;
     }

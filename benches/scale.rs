@@ -277,7 +277,9 @@ fn histogram_quantile(texts: &[String], family: &str, q: f64) -> Option<f64> {
 /// Returns the rows written.
 async fn seed_history(url: &str, config_text: &str, interval: Duration) -> anyhow::Result<u64> {
     use beacon::config::{ConfigSource, DatabaseUrl};
-    let config = beacon::config::from_toml(config_text, ConfigSource::Embedded, &|_| None)?;
+    let config = beacon::config::from_toml(config_text, ConfigSource::Embedded, &|name| {
+        (name == "BEACON_ADMIN_TOKEN").then(|| ADMIN_TOKEN.to_string())
+    })?;
     let store = beacon::store::Store::connect(&DatabaseUrl::new(url.to_string())).await?;
     store.migrate().await?;
     let now = chrono::Utc::now().timestamp_millis();
@@ -340,6 +342,74 @@ async fn json_at(client: &reqwest::Client, url: &str) -> Value {
     }
 }
 
+/// The admin token of the benchmark's beacons.
+const ADMIN_TOKEN: &str = "scale-benchmark-admin-token";
+
+/// How soon the page follows a write: every 5 s until `end`, an incident
+/// opened through `writer`'s admin API (the last replica), then the time
+/// until `reader`'s `/api/v2/incidents/unresolved.json` (replica 0) shows it,
+/// polled every 50 ms (30 s if never), then resolved again. With one
+/// replica both are the same; with several the write crosses replicas.
+async fn write_to_page(
+    client: reqwest::Client,
+    writer: String,
+    reader: String,
+    end: Instant,
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut n = 0;
+    while Instant::now() + Duration::from_secs(5) < end {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        n += 1;
+        let title = format!("Benchmark write {n}");
+        let body = json!({"title": title, "impact": "minor", "status": "investigating",
+            "message": "Measuring how soon the page follows.", "services": [], "notify": false});
+        let written = Instant::now();
+        let Ok(response) = client
+            .post(format!("{writer}/admin/api/incidents"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let id = json_of(response).await["id"].clone();
+        if id.is_null() {
+            continue;
+        }
+        let seen = loop {
+            let page = client
+                .get(format!("{reader}/api/v2/incidents/unresolved.json"))
+                .send()
+                .await;
+            if let Ok(page) = page {
+                if page.text().await.is_ok_and(|t| t.contains(&title)) {
+                    break written.elapsed();
+                }
+            }
+            if written.elapsed() > Duration::from_secs(30) {
+                break written.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        out.push(seen.as_secs_f64() * 1000.0);
+        let _ = client
+            .post(format!("{writer}/admin/api/incidents/{id}/updates"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(json!({"status": "resolved", "message": "Done.", "notify": false}).to_string())
+            .send()
+            .await;
+    }
+    out
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    serde_json::from_str(&response.text().await.unwrap_or_default()).unwrap_or(Value::Null)
+}
+
 async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     let dir = tempfile::tempdir()?;
     let (url, pg) = match run.store {
@@ -370,6 +440,7 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     if run.replicas > 1 {
         text.push_str(CLUSTER);
     }
+    text.push_str("[admin]\ntokens = [\"${BEACON_ADMIN_TOKEN}\"]\n");
     for i in 0..run.services {
         text.push_str(&format!(
             "[[service]]\nname = \"svc-{i}\"\nurl = \"http://127.0.0.1:{}/s/{i}\"\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\nkeep_alive = {}\npublic = {}\n",
@@ -405,6 +476,7 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
             .arg(&config)
             .arg("serve")
             .env("RUST_LOG", "warn")
+            .env("BEACON_ADMIN_TOKEN", ADMIN_TOKEN)
             // One config for every replica; each its own port.
             .env("BEACON_LISTEN", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
@@ -504,6 +576,12 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     let mut summary = Vec::new();
     let mut next_sample = t0;
     let base = replicas[0].base.clone();
+    let follows = tokio::spawn(write_to_page(
+        client.clone(),
+        replicas[replicas.len() - 1].base.clone(),
+        base.clone(),
+        t0 + Duration::from_secs(run.seconds),
+    ));
     while t0.elapsed() < Duration::from_secs(run.seconds) {
         for (path, into) in [("/", &mut page), ("/api/v2/summary.json", &mut summary)] {
             if !run.page {
@@ -533,6 +611,8 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let window = t0.elapsed().as_secs_f64();
+    let mut follows = follows.await?;
+    follows.sort_by(f64::total_cmp);
     let window_end = fleet.epoch.elapsed().as_micros() as u64;
     let mut cpu = Vec::new();
     let mut hwm = Vec::new();
@@ -677,6 +757,7 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         "write_batch_ms_by_replica": metrics.chunks(1).map(write_batch).collect::<Vec<_>>(),
         "page_ms": { "p50": percentile(&page, 0.5), "p99": percentile(&page, 0.99) },
         "summary_json_ms": { "p50": percentile(&summary, 0.5), "p99": percentile(&summary, 0.99) },
+        "write_to_page_ms": { "p50": percentile(&follows, 0.5), "max": follows.last().copied().unwrap_or(0.0), "writes": follows.len() },
         "fleet_requests": arrivals.len(),
         "stored_results": stored,
         "lost": lost,
@@ -734,7 +815,7 @@ fn row(f: &Value) -> String {
     health.sort_unstable();
     health.dedup();
     format!(
-        "| {} | {} s | {} | {} | {} | {} | {:.0} / {:.0} | {} | {:.0} / {:.0} / {:.0} | {:.0} | {:.2} | {:.1} % | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} | {:.2} / {:.2} |",
+        "| {} | {} s | {} | {} | {} | {} | {:.0} / {:.0} | {} | {:.0} / {:.0} / {:.0} | {:.0} | {:.2} | {:.1} % | {} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.0} / {:.0} | {} | {} | {:.2} / {:.2} |",
         f["services"],
         f["interval_s"],
         f["store"].as_str().unwrap_or(""),
@@ -757,6 +838,8 @@ fn row(f: &Value) -> String {
         n(&f["page_ms"]["p99"]),
         n(&f["summary_json_ms"]["p50"]),
         n(&f["summary_json_ms"]["p99"]),
+        n(&f["write_to_page_ms"]["p50"]),
+        n(&f["write_to_page_ms"]["max"]),
         f["lost"],
         if health.is_empty() { "?".to_string() } else { health.join(" · ") },
         n(&f["startup_s"]),
@@ -868,7 +951,7 @@ async fn main() -> anyhow::Result<()> {
     let (runs, json_path) = parse_args()?;
     let fleet = fleet().await?;
     println!("scale: beacon (release) probing a local fleet ({LISTENERS} listeners; 2 % failing, 2 % slow, 2 % degraded)");
-    println!("| services | interval | store | replicas | keep-alive | history | probes/s achieved / planned | probes per replica min / max (even) | lag p50 / p99 / max ms | beacon's max lag ms | CPU s per 1k probes | CPU of one core | RSS median / peak MB (per replica; Σ medians) | write batch p50 / p99 ms | `/` p50 / p99 ms | summary.json p50 / p99 ms | lost | /health | start: `/livez` / `/readyz` s |");
+    println!("| services | interval | store | replicas | keep-alive | history | probes/s achieved / planned | probes per replica min / max (even) | lag p50 / p99 / max ms | beacon's max lag ms | CPU s per 1k probes | CPU of one core | RSS median / peak MB (per replica; Σ medians) | write batch p50 / p99 ms | `/` p50 / p99 ms | summary.json p50 / p99 ms | write → page p50 / max ms | lost | /health | start: `/livez` / `/readyz` s |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut all = Vec::new();
     for r in &runs {

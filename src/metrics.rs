@@ -57,6 +57,19 @@ pub struct Metrics {
     pub alert_deliveries: IntCounterVec,
     /// Events not routed because their service was in maintenance.
     pub alerts_silenced: IntCounter,
+    /// `kind` (email, webhook, slack), `outcome`: sent · retry · failed ·
+    /// suppressed (an update posted "do not notify").
+    pub subscriber_notifications: IntCounterVec,
+    /// Email subscribers who followed their confirmation link.
+    pub subscribers_confirmed: IntCounter,
+    /// Subscribers who left (one-click, the manage page, or an operator).
+    pub subscribers_unsubscribed: IntCounter,
+    /// `outcome` of a sign-up on /subscribe: sent (a confirmation email),
+    /// limited (per address: nothing sent), refused (per client: 429),
+    /// honeypot, failed (the SMTP server refused it).
+    pub subscription_signups: IntCounterVec,
+    /// Failed sign-ins to the incident console.
+    pub console_signin_failures: IntCounter,
     /// `location`: results its agent sent that were stored (duplicates of
     /// a resent batch not counted).
     pub location_results: IntCounterVec,
@@ -343,6 +356,52 @@ impl Metrics {
                 IntCounter::with_opts(opts(
                     "beacon_alerts_silenced_total",
                     "Alert events not sent because their service was in a maintenance window.",
+                ))
+                .expect("valid"),
+            ),
+            subscriber_notifications: reg(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "beacon_subscriber_notifications_total",
+                        "Messages to subscribers by kind and outcome (sent, retry, failed: given up, suppressed: posted without notifying).",
+                    ),
+                    &["kind", "outcome"],
+                )
+                .expect("valid"),
+            ),
+            subscribers_confirmed: reg(
+                r,
+                IntCounter::with_opts(opts(
+                    "beacon_subscribers_confirmed_total",
+                    "Email subscribers who confirmed their address.",
+                ))
+                .expect("valid"),
+            ),
+            subscribers_unsubscribed: reg(
+                r,
+                IntCounter::with_opts(opts(
+                    "beacon_subscribers_unsubscribed_total",
+                    "Subscribers who left or were removed.",
+                ))
+                .expect("valid"),
+            ),
+            subscription_signups: reg(
+                r,
+                IntCounterVec::new(
+                    opts(
+                        "beacon_subscription_signups_total",
+                        "Sign-ups on /subscribe by outcome (sent, limited, refused, honeypot, failed).",
+                    ),
+                    &["outcome"],
+                )
+                .expect("valid"),
+            ),
+            console_signin_failures: reg(
+                r,
+                IntCounter::with_opts(opts(
+                    "beacon_console_signin_failures_total",
+                    "Failed sign-ins to the incident console (wrong token or rate-limited).",
                 ))
                 .expect("valid"),
             ),

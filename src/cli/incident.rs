@@ -35,6 +35,9 @@ pub enum IncidentCommand {
         /// Slug of an affected service (repeat for several).
         #[arg(long = "service")]
         services: Vec<String>,
+        /// Post it without telling subscribers (alert channels still are).
+        #[arg(long)]
+        no_notify: bool,
     },
     /// Add an update to an incident.
     Update {
@@ -43,12 +46,18 @@ pub enum IncidentCommand {
         status: String,
         #[arg(long)]
         message: String,
+        /// Post it without telling subscribers (alert channels still are).
+        #[arg(long)]
+        no_notify: bool,
     },
     /// Resolve an incident.
     Resolve {
         id: i64,
         #[arg(long, default_value = "This incident has been resolved.")]
         message: String,
+        /// Resolve it without telling subscribers.
+        #[arg(long)]
+        no_notify: bool,
     },
 }
 
@@ -94,6 +103,7 @@ pub async fn run(config_path: Option<&Path>, command: IncidentCommand) -> anyhow
             status,
             message,
             services,
+            no_notify,
         } => {
             let new = new_incident(
                 IncidentForm {
@@ -102,6 +112,7 @@ pub async fn run(config_path: Option<&Path>, command: IncidentCommand) -> anyhow
                     status,
                     message,
                     services,
+                    notify: !no_notify,
                 },
                 now,
             )
@@ -122,10 +133,13 @@ pub async fn run(config_path: Option<&Path>, command: IncidentCommand) -> anyhow
             id,
             status,
             message,
-        } => update(&store, id, status, message, now).await,
-        IncidentCommand::Resolve { id, message } => {
-            update(&store, id, "resolved".into(), message, now).await
-        }
+            no_notify,
+        } => update(&store, id, status, message, !no_notify, now).await,
+        IncidentCommand::Resolve {
+            id,
+            message,
+            no_notify,
+        } => update(&store, id, "resolved".into(), message, !no_notify, now).await,
     };
     store.close().await;
     result
@@ -136,11 +150,17 @@ async fn update(
     id: i64,
     status: String,
     message: String,
+    notify: bool,
     now: i64,
 ) -> anyhow::Result<()> {
-    let update = incident_update(UpdateForm { status, message }).map_err(invalid_option)?;
+    let update = incident_update(UpdateForm {
+        status,
+        message,
+        notify,
+    })
+    .map_err(invalid_option)?;
     if !store
-        .add_incident_update(id, &update.status, &update.message, now)
+        .add_incident_update(id, &update.status, &update.message, now, update.notify)
         .await?
     {
         bail!("no incident #{id}\nTry: beacon incident list");

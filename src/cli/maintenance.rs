@@ -94,7 +94,7 @@ async fn execute(store: &Store, command: MaintenanceCommand) -> anyhow::Result<(
             return Ok(());
         }
         MaintenanceCommand::Delete { id } => {
-            if !store.delete_maintenance(id).await? {
+            if !store.delete_maintenance(id, now).await? {
                 bail!("no maintenance #{id}\nTry: beacon maintenance list");
             }
             println!("deleted maintenance #{id}");

@@ -11,6 +11,7 @@ mod maintenance;
 mod migrate;
 mod restore;
 mod serve;
+mod subscribers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Schedule, edit, delete and list maintenance windows.
     #[command(subcommand)]
     Maintenance(maintenance::MaintenanceCommand),
+    /// List, add, remove and export subscribers (as the admin API does).
+    #[command(subcommand)]
+    Subscribers(subscribers::SubscribersCommand),
     /// Probe from another location for a main server (token in
     /// BEACON_AGENT_TOKEN); needs no config file and no database.
     Agent(agent::AgentArgs),
@@ -75,6 +79,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Alert(command) => alert::run(cli.config.as_deref(), command).await,
         Command::Maintenance(command) => maintenance::run(cli.config.as_deref(), command).await,
         Command::Agent(args) => agent::run(args).await,
+        Command::Subscribers(command) => subscribers::run(cli.config.as_deref(), command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

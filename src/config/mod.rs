@@ -30,6 +30,7 @@ pub use types::notify::{ChannelKind, EmailChannel, NotifyChannel, SmtpTls};
 pub use types::server::{ClientLimits, ServerConfig, ServerLimits};
 pub use types::service::{GroupConfig, HttpOptions, ProbeKind, ServiceConfig};
 pub use types::storage::{redact_url, sqlite_url, DatabaseUrl, StorageConfig};
+pub use types::subscriptions::SubscriptionsConfig;
 
 /// The config used when no file is given (see `default.toml`).
 pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
@@ -53,6 +54,8 @@ pub struct Config {
     pub locations: Vec<LocationConfig>,
     /// What each location's agent is given to probe.
     pub assignments: std::sync::Arc<Assignments>,
+    /// `[subscriptions]`, when enabled: visitors subscribe by email.
+    pub subscriptions: Option<SubscriptionsConfig>,
     /// Where this config came from, for messages.
     pub source: ConfigSource,
 }

@@ -32,6 +32,17 @@ pub struct RawConfig {
     pub services: Vec<RawService>,
     #[serde(default, rename = "location")]
     pub locations: Vec<RawLocation>,
+    pub subscriptions: Option<RawSubscriptions>,
+}
+
+/// `[subscriptions]`: visitors subscribing by email.
+#[derive(Default, Deserialize)]
+pub struct RawSubscriptions {
+    pub enabled: Option<bool>,
+    pub from: Option<String>,
+    pub channel: Option<String>,
+    pub client_limit: Option<i64>,
+    pub address_limit: Option<i64>,
 }
 
 /// `[[location]]`: a place an agent probes from.
@@ -185,10 +196,27 @@ pub struct RawService {
 pub fn known_keys(table: &str) -> &'static [&'static str] {
     match table {
         "" => &[
-            "server", "storage", "monitor", "admin", "metrics", "cluster", "backup", "notify",
-            "group", "service", "location",
+            "server",
+            "storage",
+            "monitor",
+            "admin",
+            "metrics",
+            "cluster",
+            "backup",
+            "notify",
+            "group",
+            "service",
+            "location",
+            "subscriptions",
         ],
         "location" => &["name", "token"],
+        "subscriptions" => &[
+            "enabled",
+            "from",
+            "channel",
+            "client_limit",
+            "address_limit",
+        ],
         "notify" => &[
             "name",
             "kind",

@@ -24,12 +24,19 @@ pub enum EventKind {
     /// services), and came back.
     LocationSilent,
     LocationBack,
+    /// A maintenance window was scheduled (created ahead of its start), it
+    /// started, and it ended.
+    MaintenanceScheduled,
+    MaintenanceStarted,
+    MaintenanceCompleted,
+    /// A window announced ahead was withdrawn before it started.
+    MaintenanceCancelled,
     /// `beacon alert test`: never raised by anything else, never routed.
     Test,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::ServiceDown,
         EventKind::ServiceDegraded,
         EventKind::ServiceRecovered,
@@ -41,6 +48,10 @@ impl EventKind {
         EventKind::CertificateExpiring,
         EventKind::LocationSilent,
         EventKind::LocationBack,
+        EventKind::MaintenanceScheduled,
+        EventKind::MaintenanceStarted,
+        EventKind::MaintenanceCompleted,
+        EventKind::MaintenanceCancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +67,10 @@ impl EventKind {
             EventKind::CertificateExpiring => "certificate_expiring",
             EventKind::LocationSilent => "location_silent",
             EventKind::LocationBack => "location_back",
+            EventKind::MaintenanceScheduled => "maintenance_scheduled",
+            EventKind::MaintenanceStarted => "maintenance_started",
+            EventKind::MaintenanceCompleted => "maintenance_completed",
+            EventKind::MaintenanceCancelled => "maintenance_cancelled",
             EventKind::Test => "test",
         }
     }
@@ -93,6 +108,8 @@ pub struct Event {
     pub certificate: Option<CertificateFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<LocationFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceFacts>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +147,37 @@ pub struct IncidentFacts {
     pub automatic: bool,
     /// The update this event is about.
     pub message: String,
+    pub services: Vec<ServiceRef>,
+    /// Whether subscribers are told (an operator may post an update
+    /// without notifying them; alert channels are told either way).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub notify: bool,
+    /// Written by the monitor itself (its automatic step), not by a person:
+    /// alert channels hear of it through the service's own event.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub by_monitor: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// A maintenance window as of the event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceFacts {
+    pub id: i64,
+    pub title: String,
+    pub message: String,
+    pub starts_at: i64,
+    pub ends_at: i64,
     pub services: Vec<ServiceRef>,
 }
 

@@ -54,6 +54,8 @@ pub struct NewIncident {
     pub message: String,
     pub services: Vec<String>,
     pub at: i64,
+    /// Whether subscribers are told (alert channels are either way).
+    pub notify: bool,
 }
 
 /// Fields an edit may change; `None` leaves one as it is.
@@ -80,6 +82,7 @@ pub struct MaintenanceInput {
 pub struct NewUpdate {
     pub status: String,
     pub message: String,
+    pub notify: bool,
 }
 
 /// `POST /admin/api/incidents`, and `beacon incident open`.
@@ -93,6 +96,13 @@ pub struct IncidentForm {
     pub message: String,
     #[serde(default)]
     pub services: Vec<String>,
+    /// `false`: posted without telling subscribers ("do not notify").
+    #[serde(default = "yes")]
+    pub notify: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn investigating() -> String {
@@ -106,6 +116,9 @@ fn investigating() -> String {
 pub struct UpdateForm {
     pub status: String,
     pub message: String,
+    /// `false`: posted without telling subscribers ("do not notify").
+    #[serde(default = "yes")]
+    pub notify: bool,
 }
 
 /// `PATCH /admin/api/incidents/{id}`: absent fields keep their value.
@@ -130,6 +143,116 @@ pub struct MaintenanceForm {
     pub starts_at: Option<String>,
     pub ends_at: Option<String>,
     pub services: Option<Vec<String>>,
+}
+
+/// `POST /admin/api/subscribers`, and `beacon subscribers add`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriberForm {
+    /// email · webhook · slack
+    pub kind: String,
+    /// The email address, or the webhook's or Slack's URL.
+    pub address: String,
+    /// Service slugs and group names to follow; absent or empty: all.
+    #[serde(default)]
+    pub components: Vec<String>,
+    /// A webhook's HMAC secret; made for it when not given.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// A subscriber an operator adds, checked (the components are checked
+/// against the services by the caller, which has the store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSubscriber {
+    pub kind: String,
+    pub address: String,
+    pub components: Option<Vec<String>>,
+    pub secret: Option<String>,
+}
+
+/// An email address as stored: trimmed, lower-cased, checked.
+pub fn clean_address(raw: &str) -> Result<String, InvalidInput> {
+    let bad = |m: &str| InvalidInput::new("address", m);
+    let address = raw.trim().to_lowercase();
+    if address.is_empty() {
+        return Err(bad("enter an email address"));
+    }
+    if address.len() > 254 {
+        return Err(bad("an email address has at most 254 characters"));
+    }
+    let valid = address.parse::<lettre::Address>().is_ok()
+        && address
+            .rsplit_once('@')
+            .is_some_and(|(_, domain)| domain.contains('.'))
+        && !address.chars().any(|c| c.is_control() || c.is_whitespace());
+    if !valid {
+        return Err(bad("this is not an email address like name@example.com"));
+    }
+    Ok(address)
+}
+
+pub fn subscriber(form: SubscriberForm) -> Result<NewSubscriber, InvalidInput> {
+    let kind = form.kind.trim().to_string();
+    let address = match kind.as_str() {
+        "email" => clean_address(&form.address)?,
+        "webhook" | "slack" => {
+            let url = url::Url::parse(form.address.trim()).map_err(|e| {
+                InvalidInput::new(
+                    "address",
+                    format!("not a URL ({e}): give the full https:// URL"),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(InvalidInput::new(
+                    "address",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            if url.as_str().len() > 2000 {
+                return Err(InvalidInput::new(
+                    "address",
+                    "a URL has at most 2000 characters",
+                ));
+            }
+            url.to_string()
+        }
+        other => {
+            return Err(InvalidInput::new(
+                "kind",
+                format!("\"{other}\" is not one of email, webhook, slack"),
+            ))
+        }
+    };
+    let secret = match form.secret {
+        Some(s) if kind != "webhook" => {
+            let _ = s;
+            return Err(InvalidInput::new("secret", "only a webhook has a secret"));
+        }
+        Some(s) if s.trim().len() < 16 || s.len() > 200 => {
+            return Err(InvalidInput::new("secret", "must be 16 to 200 characters"))
+        }
+        other => other.map(|s| s.trim().to_string()),
+    };
+    let mut components: Vec<String> = Vec::new();
+    for c in form.components {
+        let c = c.trim().to_string();
+        if c.is_empty() || c.len() > 200 || c.contains('\0') {
+            return Err(InvalidInput::new(
+                "components",
+                "a component is a service slug or a group name",
+            ));
+        }
+        if !components.contains(&c) {
+            components.push(c);
+        }
+    }
+    Ok(NewSubscriber {
+        kind,
+        address,
+        components: (!components.is_empty()).then_some(components),
+        secret,
+    })
 }
 
 /// Whether XML 1.0 forbids `c` anywhere in a document (its `Char`
@@ -212,6 +335,7 @@ pub fn new_incident(form: IncidentForm, at: i64) -> Result<NewIncident, InvalidI
         message,
         services: clean_slugs(form.services)?,
         at,
+        notify: form.notify,
     })
 }
 
@@ -222,6 +346,7 @@ pub fn incident_update(form: UpdateForm) -> Result<NewUpdate, InvalidInput> {
     Ok(NewUpdate {
         status: form.status,
         message,
+        notify: form.notify,
     })
 }
 
@@ -345,6 +470,7 @@ mod tests {
             status: status.into(),
             message: message.into(),
             services: vec![],
+            notify: true,
         }
     }
 

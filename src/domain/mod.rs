@@ -11,13 +11,14 @@ pub mod event;
 pub mod health;
 pub mod input;
 pub mod policy;
+pub mod secret;
 pub mod state;
 pub mod text;
 pub mod time;
 
 pub use event::{
-    BackupFacts, CertificateFacts, Event, EventKind, IncidentFacts, LocationFacts, ServiceFacts,
-    ServiceRef,
+    BackupFacts, CertificateFacts, Event, EventKind, IncidentFacts, LocationFacts,
+    MaintenanceFacts, ServiceFacts, ServiceRef,
 };
 pub use health::{Dependency, Format, Health, HealthDoc, MAX_DEPENDENCIES};
 pub use state::{Outcome, State, INCIDENT_IMPACTS, INCIDENT_STATUSES};

@@ -90,6 +90,7 @@ fn event_of(facts: &ChangeFacts) -> Option<Event> {
     let kind = EventKind::of_change(previous, facts.to)?;
     Some(Event {
         location: None,
+        maintenance: None,
         kind,
         at: facts.at,
         service: Some(ServiceFacts {

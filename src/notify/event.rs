@@ -18,6 +18,16 @@ pub struct Site {
     pub time_zone: chrono_tz::Tz,
 }
 
+impl Default for Site {
+    fn default() -> Self {
+        Site {
+            title: "Status".into(),
+            public_url: "http://localhost".into(),
+            time_zone: chrono_tz::UTC,
+        }
+    }
+}
+
 impl Site {
     /// From `[server]`; `fallback` links when there is no `public_url`
     /// (validation requires one whenever a channel is configured).
@@ -151,6 +161,45 @@ impl Event {
                 url: page("/"),
             };
         }
+        if let Some(m) = &self.maintenance {
+            let affected = if m.services.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<&str> = m.services.iter().map(|s| s.name.as_str()).collect();
+                format!(" Affected: {}.", names.join(", "))
+            };
+            let window = format!("from {} to {}", time(m.starts_at), time(m.ends_at));
+            let (title, text) = match kind {
+                EventKind::MaintenanceStarted => (
+                    format!("Maintenance in progress: {}", m.title),
+                    format!("{} (under way {window}).{affected}", m.message),
+                ),
+                EventKind::MaintenanceCancelled => (
+                    format!("Maintenance cancelled: {}", m.title),
+                    format!(
+                        "The maintenance \"{}\" planned {window} will not take place.{affected}",
+                        m.title
+                    ),
+                ),
+                EventKind::MaintenanceCompleted => (
+                    format!("Maintenance completed: {}", m.title),
+                    format!(
+                        "The maintenance \"{}\" has ended ({}).{affected}",
+                        m.title,
+                        time(m.ends_at)
+                    ),
+                ),
+                _ => (
+                    format!("Scheduled maintenance: {}", m.title),
+                    format!("{} (scheduled {window}).{affected}", m.message),
+                ),
+            };
+            return Message {
+                title,
+                text,
+                url: page("/"),
+            };
+        }
         if let Some(l) = &self.location {
             let last = l
                 .last_result_at
@@ -241,6 +290,7 @@ mod tests {
     fn service_event(kind: EventKind, state: &str, previous: &str) -> Event {
         Event {
             location: None,
+            maintenance: None,
             kind,
             // 23 Nov 2026 19:42 UTC
             at: 1_795_462_920_000,

@@ -19,10 +19,13 @@
 
 mod channel;
 mod event;
+pub mod subscribers;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use channel::email::deliver as deliver_email;
+pub use channel::SendError;
 pub use event::{format_time, Message, Site};
 
 use crate::clock::Clock;
@@ -51,6 +54,12 @@ const BACKOFF_CAP: Duration = Duration::from_secs(15 * 60);
 /// a change from one to below it is a recovery (sent with
 /// `send_on_resolved`), the rest is not this channel's business.
 pub fn route(channel: &NotifyChannel, event: &Event) -> Option<EventKind> {
+    // The monitor's own incident steps are told to channels by the service
+    // events that cause them; their own events are for subscribers. A
+    // person's update to an automatic incident is told as any other.
+    if event.incident.as_ref().is_some_and(|i| i.by_monitor) {
+        return None;
+    }
     let in_scope = |s: &ServiceRef| {
         channel.services.contains(&s.slug)
             || s.group.as_ref().is_some_and(|g| channel.groups.contains(g))
@@ -63,6 +72,11 @@ pub fn route(channel: &NotifyChannel, event: &Event) -> Option<EventKind> {
         }
         if let Some(i) = &event.incident {
             if !i.services.iter().any(in_scope) {
+                return None;
+            }
+        }
+        if let Some(m) = &event.maintenance {
+            if !m.services.iter().any(in_scope) {
                 return None;
             }
         }
@@ -100,6 +114,53 @@ pub fn backoff(base: Duration, n: u32) -> Duration {
         .min(BACKOFF_CAP)
 }
 
+/// What one attempt's result makes of its delivery (logged, `who` naming
+/// it): sent; refused for good; given up at `max_attempts`; or tried again
+/// after `base` doubling (or the receiver's `Retry-After`, if longer).
+/// Alerts and subscribers' messages alike.
+fn settle(
+    sent: Result<(), channel::SendError>,
+    attempt: u32,
+    max_attempts: u32,
+    base: Duration,
+    done: i64,
+    who: &str,
+) -> DeliveryOutcome {
+    match sent {
+        Ok(()) => {
+            tracing::info!(delivery = %who, attempt, "sent");
+            DeliveryOutcome::Sent
+        }
+        Err(channel::SendError::Permanent(error)) => {
+            tracing::error!(delivery = %who, attempt, error = %crate::redact::scrub(&error), "refused by the receiver; not retried");
+            DeliveryOutcome::Failed { error }
+        }
+        Err(channel::SendError::Transient { error, .. }) if attempt >= max_attempts => {
+            tracing::error!(delivery = %who, attempt, error = %crate::redact::scrub(&error), "not sent; giving up after the last attempt");
+            DeliveryOutcome::Failed {
+                error: format!("gave up after {attempt} attempts: {error}"),
+            }
+        }
+        Err(channel::SendError::Transient { error, retry_after }) => {
+            let wait = backoff(base, attempt).max(retry_after.unwrap_or_default().min(BACKOFF_CAP));
+            tracing::warn!(delivery = %who, attempt, error = %crate::redact::scrub(&error), retry_in = ?wait, "not sent; will retry");
+            DeliveryOutcome::Retry {
+                at: done + wait.as_millis() as i64,
+                error,
+            }
+        }
+    }
+}
+
+/// The `outcome` label of an attempt in `/metrics`.
+fn outcome_label(outcome: &DeliveryOutcome) -> &'static str {
+    match outcome {
+        DeliveryOutcome::Sent => "sent",
+        DeliveryOutcome::Retry { .. } => "retry",
+        DeliveryOutcome::Failed { .. } => "failed",
+    }
+}
+
 /// Sends a test message to `channel` now, outside the outbox
 /// (`beacon alert test`): the channel's error as it is, if any.
 pub async fn send_test(channel: &NotifyChannel, site: &Site, at: i64) -> Result<(), String> {
@@ -116,6 +177,7 @@ pub async fn send_test(channel: &NotifyChannel, site: &Site, at: i64) -> Result<
         sent_at: None,
         event: Event {
             location: None,
+            maintenance: None,
             kind: EventKind::Test,
             at,
             service: None,
@@ -143,6 +205,22 @@ pub async fn send_test(channel: &NotifyChannel, site: &Site, at: i64) -> Result<
 /// read whole by each routing and sending pass.
 pub type SharedChannels = Arc<parking_lot::RwLock<Arc<Vec<NotifyChannel>>>>;
 
+/// `[subscriptions]` as the config in force has it (a reload replaces it).
+pub type SharedSubscriptions =
+    Arc<parking_lot::RwLock<Option<Arc<crate::config::SubscriptionsConfig>>>>;
+
+/// What a notifier needs to tell subscribers too.
+#[derive(Clone)]
+pub struct Subscribers {
+    /// Webhook subscribers' bodies, in the page's Statuspage shape.
+    pub body: subscribers::BodyMaker,
+    pub config: SharedSubscriptions,
+}
+
+/// Maintenance edges are looked for this far back (a replica stopped for
+/// less still raises the ones it missed; the dedupe key makes them once).
+const EDGE_REACH_MS: i64 = 3_600_000;
+
 pub struct Notifier {
     store: Store,
     channels: SharedChannels,
@@ -150,6 +228,11 @@ pub struct Notifier {
     clock: Arc<dyn Clock>,
     metrics: Arc<crate::metrics::Metrics>,
     http: reqwest::Client,
+    subscribers: Option<Subscribers>,
+    /// The manage links' key, read from the store once.
+    link_key: tokio::sync::OnceCell<Vec<u8>>,
+    /// Maintenance edges raised (or found raised) by this process.
+    edges: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Notifier {
@@ -177,7 +260,23 @@ impl Notifier {
             clock,
             metrics,
             http,
+            subscribers: None,
+            link_key: tokio::sync::OnceCell::new(),
+            edges: parking_lot::Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// Routes events to subscribers too, and sends them their messages.
+    pub fn telling(mut self, subscribers: Subscribers) -> Self {
+        for kind in crate::store::SUBSCRIBER_KINDS {
+            for outcome in ["sent", "retry", "failed", "suppressed"] {
+                self.metrics
+                    .subscriber_notifications
+                    .with_label_values(&[kind, outcome]);
+            }
+        }
+        self.subscribers = Some(subscribers);
+        self
     }
 
     /// Follows `channels`, which a config reload replaces (instead of the
@@ -219,8 +318,84 @@ impl Notifier {
     /// every second; tests call it on a `ManualClock` to let an hour of
     /// retries pass without waiting for one.
     pub async fn tick(&self) -> Result<(), StoreError> {
+        self.raise_maintenance_edges().await?;
         self.route_new().await?;
-        self.send_due().await
+        self.send_due().await?;
+        if self.subscribers.is_some() {
+            self.send_due_to_subscribers().await?;
+        }
+        Ok(())
+    }
+
+    /// Raises `maintenance_started` and `maintenance_completed` for the
+    /// windows whose edge passed in the last hour, each once (by its key;
+    /// this process remembers the ones it raised, so the store is asked
+    /// once per edge).
+    async fn raise_maintenance_edges(&self) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let edges = self
+            .store
+            .maintenance_edges(now - EDGE_REACH_MS, now)
+            .await?;
+        for (id, kind, at) in edges {
+            let key = format!("maintenance:{id}:{}:{at}", kind.as_str());
+            if self.edges.lock().contains(&key) {
+                continue;
+            }
+            self.store
+                .raise_maintenance_event(id, kind, at, key.clone())
+                .await?;
+            let mut seen = self.edges.lock();
+            if seen.len() > 10_000 {
+                seen.clear();
+            }
+            seen.insert(key);
+        }
+        Ok(())
+    }
+
+    async fn link_key(&self) -> Result<&[u8], StoreError> {
+        self.link_key
+            .get_or_try_init(|| subscribers::link_key(&self.store, self.clock.now_ms()))
+            .await
+            .map(Vec::as_slice)
+    }
+
+    /// The subscribers an event goes to, each with the kind they see.
+    fn subscriber_deliveries(
+        &self,
+        stored: &crate::store::StoredEvent,
+        confirmed: &[crate::store::Subscriber],
+        public: &std::collections::HashMap<String, Option<String>>,
+    ) -> Vec<(i64, EventKind)> {
+        let e = &stored.event;
+        match subscribers::reach(e) {
+            subscribers::Reach::None => Vec::new(),
+            subscribers::Reach::Suppressed => {
+                // Those it would have reached (`audience` leaves `notify`
+                // to `reach`).
+                for s in confirmed
+                    .iter()
+                    .filter(|s| subscribers::audience(e, s, public))
+                {
+                    self.metrics
+                        .subscriber_notifications
+                        .with_label_values(&[s.kind.as_str(), "suppressed"])
+                        .inc();
+                }
+                tracing::info!(
+                    event = stored.id,
+                    kind = e.kind.as_str(),
+                    "posted without notifying subscribers"
+                );
+                Vec::new()
+            }
+            subscribers::Reach::Subscribers => confirmed
+                .iter()
+                .filter(|s| subscribers::audience(e, s, public))
+                .map(|s| (s.id, e.kind))
+                .collect(),
+        }
     }
 
     async fn route_new(&self) -> Result<(), StoreError> {
@@ -234,36 +409,55 @@ impl Notifier {
             } else {
                 Vec::new()
             };
+            let wanted = |e: &crate::store::StoredEvent| {
+                subscribers::reach(&e.event) != subscribers::Reach::None
+            };
+            let (confirmed, public) = match &self.subscribers {
+                Some(_) if events.iter().any(wanted) => (
+                    self.store.confirmed_subscribers().await?,
+                    self.store
+                        .public_components()
+                        .await?
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
+                ),
+                _ => Default::default(),
+            };
             let now = self.clock.now_ms();
             for stored in &events {
                 let e = &stored.event;
                 let silenced = stored
                     .service_id
                     .is_some_and(|id| windows.iter().any(|w| w.covers(id, e.at)));
-                let deliveries: Vec<(String, EventKind)> =
-                    if now - stored.created_at > MAX_EVENT_AGE_MS {
-                        tracing::warn!(
-                            event = stored.id,
-                            kind = e.kind.as_str(),
-                            "alert event older than a day when first seen; not sent"
-                        );
-                        Vec::new()
-                    } else if silenced {
-                        tracing::info!(
-                            event = stored.id,
-                            kind = e.kind.as_str(),
-                            "alert silenced: the service is in a maintenance window"
-                        );
-                        self.metrics.alerts_silenced.inc();
-                        Vec::new()
-                    } else {
-                        self.channels()
-                            .iter()
-                            .filter_map(|c| route(c, e).map(|kind| (c.name.clone(), kind)))
-                            .collect()
-                    };
+                let too_old = now - stored.created_at > MAX_EVENT_AGE_MS;
+                let told: Vec<(i64, EventKind)> = if too_old || silenced {
+                    Vec::new()
+                } else {
+                    self.subscriber_deliveries(stored, &confirmed, &public)
+                };
+                let deliveries: Vec<(String, EventKind)> = if too_old {
+                    tracing::warn!(
+                        event = stored.id,
+                        kind = e.kind.as_str(),
+                        "alert event older than a day when first seen; not sent"
+                    );
+                    Vec::new()
+                } else if silenced {
+                    tracing::info!(
+                        event = stored.id,
+                        kind = e.kind.as_str(),
+                        "alert silenced: the service is in a maintenance window"
+                    );
+                    self.metrics.alerts_silenced.inc();
+                    Vec::new()
+                } else {
+                    self.channels()
+                        .iter()
+                        .filter_map(|c| route(c, e).map(|kind| (c.name.clone(), kind)))
+                        .collect()
+                };
                 self.store
-                    .route_alert_event(stored.id, &deliveries, now)
+                    .route_event(stored.id, &deliveries, &told, now)
                     .await?;
             }
             if (events.len() as i64) < ROUTE_BATCH {
@@ -290,6 +484,71 @@ impl Notifier {
         Ok(())
     }
 
+    async fn send_due_to_subscribers(&self) -> Result<(), StoreError> {
+        let Some(subs) = &self.subscribers else {
+            return Ok(());
+        };
+        let now = self.clock.now_ms();
+        // Each attempt is bounded by 20 s (`subscribers::send`).
+        let due = self
+            .store
+            .claim_due_subscriber_deliveries(now, SEND_BATCH, now + 70_000)
+            .await?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let key = self.link_key().await?.to_vec();
+        let public: std::collections::HashMap<String, Option<String>> =
+            self.store.public_components().await?.into_iter().collect();
+        let config = subs.config.read().clone();
+        let channels = self.channels();
+        let cx = subscribers::Context {
+            http: &self.http,
+            site: &self.site,
+            key: &key,
+            body: &subs.body,
+            public: &public,
+            subscriptions: config.as_deref(),
+            channels: &channels,
+        };
+        futures_util::future::join_all(due.into_iter().map(|d| self.attempt_subscriber(&cx, d)))
+            .await;
+        Ok(())
+    }
+
+    async fn attempt_subscriber(
+        &self,
+        cx: &subscribers::Context<'_>,
+        d: crate::store::SubscriberDelivery,
+    ) {
+        let sent = subscribers::send(cx, &d).await;
+        let attempt = d.attempts as u32 + 1;
+        let done = self.clock.now_ms();
+        // Subscribers' messages follow the alert defaults: 8 attempts, from
+        // 30 s doubling, each wait at most 15 minutes: about 45 minutes in all.
+        const ATTEMPTS: u32 = 8;
+        let kind = d.subscriber.kind.as_str();
+        let who = format!(
+            "message {} to subscriber {} ({kind}, {})",
+            d.id,
+            d.subscriber.id,
+            d.kind.as_str()
+        );
+        let outcome = settle(sent, attempt, ATTEMPTS, Duration::from_secs(30), done, &who);
+        let label = outcome_label(&outcome);
+        self.metrics
+            .subscriber_notifications
+            .with_label_values(&[kind, label])
+            .inc();
+        if let Err(e) = self
+            .store
+            .finish_subscriber_delivery(d.id, &outcome, done)
+            .await
+        {
+            tracing::warn!(error = %e, delivery = d.id, "recording a subscriber delivery failed");
+        }
+    }
+
     async fn attempt(&self, d: AlertDelivery) {
         let now = self.clock.now_ms();
         let channels = self.channels();
@@ -307,36 +566,16 @@ impl Notifier {
         let sent = channel::send(&self.http, channel, &d, &message, &self.site).await;
         let attempt = d.attempts as u32 + 1;
         let done = self.clock.now_ms();
-        let outcome = match sent {
-            Ok(()) => {
-                tracing::info!(delivery = d.id, channel = %channel.name, kind = d.kind.as_str(), attempt, "alert sent");
-                DeliveryOutcome::Sent
-            }
-            Err(channel::SendError::Permanent(error)) => {
-                tracing::error!(delivery = d.id, channel = %channel.name, kind = d.kind.as_str(), attempt, %error, "alert refused by its channel; not retried");
-                DeliveryOutcome::Failed { error }
-            }
-            Err(channel::SendError::Transient { error, .. }) if attempt >= channel.max_attempts => {
-                tracing::error!(delivery = d.id, channel = %channel.name, kind = d.kind.as_str(), attempt, %error, "alert not sent; giving up after the last attempt");
-                DeliveryOutcome::Failed {
-                    error: format!("gave up after {attempt} attempts: {error}"),
-                }
-            }
-            Err(channel::SendError::Transient { error, retry_after }) => {
-                let wait = backoff(channel.retry_backoff, attempt)
-                    .max(retry_after.unwrap_or_default().min(BACKOFF_CAP));
-                tracing::warn!(delivery = d.id, channel = %channel.name, kind = d.kind.as_str(), attempt, %error, retry_in = ?wait, "alert not sent; will retry");
-                DeliveryOutcome::Retry {
-                    at: done + wait.as_millis() as i64,
-                    error,
-                }
-            }
-        };
-        let label = match &outcome {
-            DeliveryOutcome::Sent => "sent",
-            DeliveryOutcome::Retry { .. } => "retry",
-            DeliveryOutcome::Failed { .. } => "failed",
-        };
+        let who = format!("alert {} to {} ({})", d.id, channel.name, d.kind.as_str());
+        let outcome = settle(
+            sent,
+            attempt,
+            channel.max_attempts,
+            channel.retry_backoff,
+            done,
+            &who,
+        );
+        let label = outcome_label(&outcome);
         self.metrics
             .alert_deliveries
             .with_label_values(&[channel.name.as_str(), label])
@@ -375,6 +614,7 @@ mod tests {
     fn change(kind: EventKind, previous: &str, state: &str, group: Option<&str>) -> Event {
         Event {
             location: None,
+            maintenance: None,
             kind,
             at: 0,
             service: Some(ServiceFacts {
@@ -449,6 +689,7 @@ mod tests {
         assert_eq!(route(&c, &e), None);
         let backup = Event {
             location: None,
+            maintenance: None,
             kind: EventKind::BackupFailed,
             at: 0,
             service: None,
@@ -467,6 +708,29 @@ mod tests {
             Some(EventKind::BackupFailed),
             "scope is for services"
         );
+    }
+
+    #[test]
+    fn the_monitors_own_incident_steps_are_for_subscribers_a_persons_for_channels_too() {
+        let c = channel(State::Degraded, true);
+        let mut e = change(EventKind::IncidentUpdated, "up", "down", None);
+        e.service = None;
+        e.incident = Some(crate::domain::IncidentFacts {
+            id: 1,
+            title: "API is down".into(),
+            status: "identified".into(),
+            impact: "major".into(),
+            automatic: true,
+            message: "A person's words.".into(),
+            services: vec![],
+            notify: true,
+            by_monitor: false,
+        });
+        assert_eq!(route(&c, &e), Some(EventKind::IncidentUpdated));
+        if let Some(i) = e.incident.as_mut() {
+            i.by_monitor = true;
+        }
+        assert_eq!(route(&c, &e), None, "told by the service's own event");
     }
 
     #[test]

@@ -143,12 +143,23 @@ impl Application {
 
         let (refresher, snapshot) = first_snapshot(&config, &store, &clock);
         let backups = scheduled_backups(&config, &store, &clock).await?;
+        let subscriptions: crate::notify::SharedSubscriptions = Arc::new(parking_lot::RwLock::new(
+            config.subscriptions.clone().map(Arc::new),
+        ));
         let notifier_parts = NotifierParts {
             store: store.clone(),
             channels: Arc::new(parking_lot::RwLock::new(Arc::new(config.notify.clone()))),
             site: crate::notify::Site::of(&config.server, &format!("http://{addr}")),
             clock: clock.clone(),
             metrics: monitor.metrics(),
+            subscribers: crate::notify::Subscribers {
+                body: web::webhook_bodies(
+                    store.clone(),
+                    snapshot.clone(),
+                    crate::notify::Site::of(&config.server, &format!("http://{addr}")).public_url,
+                ),
+                config: subscriptions.clone(),
+            },
         };
         let notifier = notifier_parts.make()?;
         let backup_watch = backups.as_ref().and_then(|(_, schedule)| {
@@ -167,6 +178,11 @@ impl Application {
             backup_watch,
         );
         state.cluster = Some(cluster.subscribe());
+        state.subscriptions = Arc::new(web::subscribe::Subscriptions::new(
+            subscriptions.read().clone(),
+            notifier_parts.channels.clone(),
+            notifier_parts.site.clone(),
+        ));
         state.agents = Arc::new(web::agent::Agents::new(
             web::agent::AgentsConfig::of(&config),
             inbox,
@@ -472,6 +488,7 @@ fn first_snapshot(
         changed: Arc::new(tokio::sync::Notify::new()),
         history: std::sync::Mutex::new(None),
         shown: Default::default(),
+        services: Default::default(),
     };
     (refresher, snapshot)
 }
@@ -541,6 +558,7 @@ fn app_state(
             support_url: config.server.support_url.as_ref().map(|u| u.to_string()),
             announcement: config.server.announcement.clone(),
             time_zone: config.server.time_zone,
+            subscribe: config.subscriptions.is_some(),
         }),
         // As often as the page can change: the shortest probe interval,
         // within 5 s to 60 s.
@@ -569,6 +587,9 @@ fn app_state(
             Default::default(),
             0,
         )),
+        // Set by `build_with_clock`, with the notifier's channels.
+        subscriptions: Default::default(),
+        console: Default::default(),
     }
 }
 
@@ -790,6 +811,7 @@ struct NotifierParts {
     site: crate::notify::Site,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
+    subscribers: crate::notify::Subscribers,
 }
 
 impl NotifierParts {
@@ -801,7 +823,8 @@ impl NotifierParts {
             self.clock.clone(),
             self.metrics.clone(),
         )?
-        .following(self.channels.clone()))
+        .following(self.channels.clone())
+        .telling(self.subscribers.clone()))
     }
 }
 
@@ -835,6 +858,7 @@ impl RefresherParts {
             changed: self.changed.clone(),
             history: std::sync::Mutex::new(None),
             shown: Default::default(),
+            services: Default::default(),
         }
     }
 }

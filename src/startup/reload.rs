@@ -185,6 +185,11 @@ pub(super) fn needing_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         format!("{:?}", new.cluster),
     );
     check(
+        "subscriptions",
+        format!("{:?}", old.subscriptions),
+        format!("{:?}", new.subscriptions),
+    );
+    check(
         "backup",
         format!("{:?}", old.backup),
         format!("{:?}", new.backup),

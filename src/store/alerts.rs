@@ -128,6 +128,19 @@ impl Store {
         deliveries: &[(String, EventKind)],
         now: i64,
     ) -> Result<(), StoreError> {
+        self.route_event(event_id, deliveries, &[], now).await
+    }
+
+    /// Routes an event to alert channels and to subscribers (one pending
+    /// delivery per subscriber id) at once, in one transaction: an event is
+    /// routed whole or not at all, and routing it again adds nothing.
+    pub async fn route_event(
+        &self,
+        event_id: i64,
+        deliveries: &[(String, EventKind)],
+        subscribers: &[(i64, EventKind)],
+        now: i64,
+    ) -> Result<(), StoreError> {
         on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
             for (channel, kind) in deliveries {
@@ -137,6 +150,18 @@ impl Store {
                 )
                 .bind(event_id)
                 .bind(channel)
+                .bind(kind.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for (subscriber, kind) in subscribers {
+                sqlx::query(
+                    "INSERT INTO subscriber_deliveries (event_id, subscriber_id, kind, status, attempts, next_attempt_at, created_at) \
+                     VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (event_id, subscriber_id) DO NOTHING",
+                )
+                .bind(event_id)
+                .bind(subscriber)
                 .bind(kind.as_str())
                 .bind(now)
                 .execute(&mut *tx)
@@ -165,25 +190,9 @@ impl Store {
         limit: i64,
         lease_until: i64,
     ) -> Result<Vec<AlertDelivery>, StoreError> {
-        let lock = if self.is_postgres() {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "UPDATE alert_deliveries SET next_attempt_at = $1 WHERE id IN (\
-               SELECT id FROM alert_deliveries WHERE status = 'pending' AND next_attempt_at <= $2 \
-               ORDER BY next_attempt_at, id LIMIT $3{lock}) \
-             AND status = 'pending' AND next_attempt_at <= $2 RETURNING id"
-        );
-        let ids: Vec<i64> = on_pool!(self, pool, _Db => {
-            sqlx::query_scalar(&sql)
-                .bind(lease_until)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-        });
+        let ids = self
+            .claim_due("alert_deliveries", now, limit, lease_until)
+            .await?;
         let (Some(first), Some(last)) = (ids.iter().min(), ids.iter().max()) else {
             return Ok(Vec::new());
         };
@@ -287,23 +296,66 @@ impl Store {
         outcome: &DeliveryOutcome,
         now: i64,
     ) -> Result<(), StoreError> {
+        self.finish_delivery("alert_deliveries", id, outcome, now)
+            .await
+    }
+
+    /// Claims due rows of the delivery table `table` (see
+    /// [`Store::claim_due_alert_deliveries`]): their ids.
+    pub(super) async fn claim_due(
+        &self,
+        table: &'static str,
+        now: i64,
+        limit: i64,
+        lease_until: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let lock = if self.is_postgres() {
+            " FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE {table} SET next_attempt_at = $1 WHERE id IN (\
+               SELECT id FROM {table} WHERE status = 'pending' AND next_attempt_at <= $2 \
+               ORDER BY next_attempt_at, id LIMIT $3{lock}) \
+             AND status = 'pending' AND next_attempt_at <= $2 RETURNING id"
+        );
+        Ok(on_pool!(self, pool, _Db => {
+            sqlx::query_scalar(&sql)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// Records how an attempt ended, in the delivery table `table`.
+    pub(super) async fn finish_delivery(
+        &self,
+        table: &'static str,
+        id: i64,
+        outcome: &DeliveryOutcome,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let (status, next, error, sent_at) = match outcome {
             DeliveryOutcome::Sent => ("sent", now, None, Some(now)),
             DeliveryOutcome::Retry { at, error } => ("pending", *at, Some(error.as_str()), None),
             DeliveryOutcome::Failed { error } => ("failed", now, Some(error.as_str()), None),
         };
+        let sql = format!(
+            "UPDATE {table} SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
+             last_error = COALESCE($3, last_error), sent_at = $4 WHERE id = $5"
+        );
         on_pool!(self, pool, _Db => {
-            sqlx::query(
-                "UPDATE alert_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, \
-                 last_error = COALESCE($3, last_error), sent_at = $4 WHERE id = $5",
-            )
-            .bind(status)
-            .bind(next)
-            .bind(error)
-            .bind(sent_at)
-            .bind(id)
-            .execute(pool)
-            .await?;
+            sqlx::query(&sql)
+                .bind(status)
+                .bind(next)
+                .bind(error)
+                .bind(sent_at)
+                .bind(id)
+                .execute(pool)
+                .await?;
         });
         Ok(())
     }

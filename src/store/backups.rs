@@ -60,6 +60,7 @@ impl Store {
                 };
                 let event = Event {
                     location: None,
+            maintenance: None,
                     kind,
                     at: r.updated_at,
                     service: None,

@@ -286,14 +286,29 @@ impl Store {
         Ok(runs)
     }
 
-    /// The change counter: moves whenever something the page shows was
-    /// written, by any replica or the CLI.
-    pub async fn change_counter(&self) -> Result<i64, StoreError> {
-        let n: Option<i64> = on_pool!(self, pool, _Db => {
-            sqlx::query_scalar("SELECT counter FROM store_changes WHERE id = 1")
-                .fetch_optional(pool)
+    /// The change counters: whenever something the page shows was written,
+    /// by any replica or the CLI, `all` moves, and `urgent` too when a
+    /// reader must see it at once.
+    pub async fn change_counter(&self) -> Result<Changes, StoreError> {
+        let rows: Vec<(i32, i64)> = on_pool!(self, pool, _Db => {
+            sqlx::query_as("SELECT id, counter FROM store_changes WHERE id IN (1, 2)")
+                .fetch_all(pool)
                 .await?
         });
-        Ok(n.unwrap_or(0))
+        let of = |id: i32| rows.iter().find(|(i, _)| *i == id).map_or(0, |(_, n)| *n);
+        Ok(Changes {
+            all: of(1),
+            urgent: of(2),
+        })
     }
+}
+
+/// The store's change counters (see [`Store::change_counter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Changes {
+    /// Every write that changes the page: results and last checks too.
+    pub all: i64,
+    /// Writes a reader must see at once: incidents, maintenance, state
+    /// changes, the services' sync.
+    pub urgent: i64,
 }

@@ -301,7 +301,7 @@ impl Store {
                 .bind(new.at)
                 .execute(&mut *tx)
                 .await?;
-            insert_incident_event!(tx, id, EventKind::IncidentOpened, &new.message, new.at);
+            insert_incident_event!(tx, id, EventKind::IncidentOpened, &new.message, new.at, new.notify, false);
             bump_changes!(tx);
             tx.commit().await?;
             id
@@ -310,13 +310,15 @@ impl Store {
     }
 
     /// Adds an update; its status becomes the incident's (resolved sets
-    /// `resolved_at`, anything else clears it). `false` if no such incident.
+    /// `resolved_at`, anything else clears it). `notify` false: subscribers
+    /// are not told. `false` if no such incident.
     pub async fn add_incident_update(
         &self,
         id: i64,
         status: &str,
         message: &str,
         at: i64,
+        notify: bool,
     ) -> Result<bool, StoreError> {
         no_nul("status", status)?;
         no_nul("message", message)?;
@@ -346,7 +348,7 @@ impl Store {
                 } else {
                     EventKind::IncidentUpdated
                 };
-                insert_incident_event!(tx, id, kind, message, at);
+                insert_incident_event!(tx, id, kind, message, at, notify, false);
                 bump_changes!(tx);
                 tx.commit().await?;
             }

@@ -161,6 +161,7 @@ impl Store {
         super::incidents::no_nul("title", &input.title)?;
         super::incidents::no_nul("message", &input.message)?;
         let service_ids = self.service_ids(&input.services).await?;
+        let created = id.is_none();
         let saved = on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
             let id = match id {
@@ -208,6 +209,16 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                if created && input.starts_at > at {
+                    // Subscribers and channels hear of a window ahead of it.
+                    insert_maintenance_event!(
+                        tx,
+                        id,
+                        crate::domain::EventKind::MaintenanceScheduled,
+                        at,
+                        Some(format!("maintenance:{id}:scheduled"))
+                    );
+                }
                 bump_changes!(tx);
                 tx.commit().await?;
             }
@@ -216,9 +227,87 @@ impl Store {
         Ok(saved)
     }
 
-    pub async fn delete_maintenance(&self, id: i64) -> Result<bool, StoreError> {
+    /// The windows that started or ended in `(since, now]`: each edge as
+    /// (window id, event kind, when).
+    pub async fn maintenance_edges(
+        &self,
+        since: i64,
+        now: i64,
+    ) -> Result<Vec<(i64, crate::domain::EventKind, i64)>, StoreError> {
+        use crate::domain::EventKind;
+        let rows: Vec<(i64, i64, i64)> = on_pool!(self, pool, _Db => {
+            sqlx::query(
+                "SELECT id, starts_at, ends_at FROM maintenances WHERE (starts_at > $1 AND starts_at <= $2) \
+                 OR (ends_at > $1 AND ends_at <= $2) ORDER BY id",
+            )
+            .bind(since)
+            .bind(now)
+            .fetch_all(pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("starts_at")?, r.try_get("ends_at")?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        let mut edges = Vec::new();
+        for (id, starts, ends) in rows {
+            if starts > since && starts <= now {
+                edges.push((id, EventKind::MaintenanceStarted, starts));
+            }
+            if ends > since && ends <= now {
+                edges.push((id, EventKind::MaintenanceCompleted, ends));
+            }
+        }
+        Ok(edges)
+    }
+
+    /// Raises the event of a window's edge, once per window and time
+    /// (`dedupe`): replicas, and a restart, raise it once.
+    pub async fn raise_maintenance_event(
+        &self,
+        id: i64,
+        kind: crate::domain::EventKind,
+        at: i64,
+        dedupe: String,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool, _Db => {
+            let mut tx = pool.begin().await?;
+            let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM maintenances WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_some() {
+                insert_maintenance_event!(tx, id, kind, at, Some(dedupe));
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Deletes a window at `at`. One announced ahead and not started is
+    /// told as cancelled; one under way as completed now.
+    pub async fn delete_maintenance(&self, id: i64, at: i64) -> Result<bool, StoreError> {
+        use crate::domain::EventKind;
         let deleted = on_pool!(self, pool, _Db => {
             let mut tx = pool.begin().await?;
+            let times = sqlx::query("SELECT starts_at, ends_at FROM maintenances WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = times {
+                let starts_at: i64 = row.try_get("starts_at")?;
+                let ends_at: i64 = row.try_get("ends_at")?;
+                if at < starts_at {
+                    let announced: Option<i64> = sqlx::query_scalar("SELECT id FROM alert_events WHERE dedupe_key = $1")
+                        .bind(format!("maintenance:{id}:scheduled"))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if announced.is_some() {
+                        insert_maintenance_event!(tx, id, EventKind::MaintenanceCancelled, at, Some(format!("maintenance:{id}:cancelled")));
+                    }
+                } else if at < ends_at {
+                    insert_maintenance_event!(tx, id, EventKind::MaintenanceCompleted, at, Some(format!("maintenance:{id}:maintenance_completed:{at}")));
+                }
+            }
             sqlx::query("DELETE FROM maintenance_services WHERE maintenance_id = $1").bind(id).execute(&mut *tx).await?;
             let n = sqlx::query("DELETE FROM maintenances WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
             bump_changes!(tx);

@@ -93,11 +93,20 @@ macro_rules! insert_alert_event {
     }};
 }
 
-/// Moves the change counter, as the last statement of `$tx` (so the row
-/// is locked only while the transaction commits, and always last: no two
-/// writers can wait on each other through it).
+/// Moves the change counters, as the last statement of `$tx` (so the rows
+/// are locked only while the transaction commits, and always last and in
+/// one order: no two writers can wait on each other through them). Both
+/// for a write a reader must see at once (an incident, maintenance, a
+/// state change, the services' sync); `routine` for the monitor's results
+/// and last checks alone, which replicas may take a while to show (see
+/// [`Changes`] and migration 0014).
 macro_rules! bump_changes {
     ($tx:expr) => {{
+        sqlx::query("UPDATE store_changes SET counter = counter + 1 WHERE id IN (1, 2)")
+            .execute(&mut *$tx)
+            .await?;
+    }};
+    ($tx:expr, routine) => {{
         sqlx::query("UPDATE store_changes SET counter = counter + 1 WHERE id = 1")
             .execute(&mut *$tx)
             .await?;
@@ -105,9 +114,10 @@ macro_rules! bump_changes {
 }
 
 /// Inserts the alert event of an incident write (`$kind`, about the update
-/// `$message`), reading the incident as `$tx` now sees it.
+/// `$message`; `$notify` false: subscribers are not told), reading the
+/// incident as `$tx` now sees it.
 macro_rules! insert_incident_event {
-    ($tx:expr, $id:expr, $kind:expr, $message:expr, $at:expr) => {{
+    ($tx:expr, $id:expr, $kind:expr, $message:expr, $at:expr, $notify:expr, $by_monitor:expr) => {{
         let id: i64 = $id;
         let row = sqlx::query("SELECT title, status, impact, automatic FROM incidents WHERE id = $1")
             .bind(id)
@@ -130,6 +140,7 @@ macro_rules! insert_incident_event {
         }
         let event = crate::domain::Event {
             location: None,
+            maintenance: None,
             kind: $kind,
             at: $at,
             service: None,
@@ -141,11 +152,58 @@ macro_rules! insert_incident_event {
                 automatic: row.try_get("automatic")?,
                 message: $message.to_string(),
                 services,
+                notify: $notify,
+                by_monitor: $by_monitor,
             }),
             backup: None,
             certificate: None,
         };
         insert_alert_event!($tx, &event, None, None);
+    }};
+}
+
+/// Inserts the alert event of maintenance window `$id` (`$kind`), as `$tx`
+/// sees it, keyed by `$dedupe` (replicas raising one edge write it once).
+macro_rules! insert_maintenance_event {
+    ($tx:expr, $id:expr, $kind:expr, $at:expr, $dedupe:expr) => {{
+        let id: i64 = $id;
+        let row = sqlx::query("SELECT title, message, starts_at, ends_at FROM maintenances WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let mut services = Vec::new();
+        for s in sqlx::query(
+            "SELECT s.slug, s.name, s.group_name FROM maintenance_services x \
+             JOIN services s ON s.id = x.service_id WHERE x.maintenance_id = $1 ORDER BY s.position, s.id",
+        )
+        .bind(id)
+        .fetch_all(&mut *$tx)
+        .await?
+        {
+            services.push(crate::domain::ServiceRef {
+                slug: s.try_get("slug")?,
+                name: s.try_get("name")?,
+                group: s.try_get("group_name")?,
+            });
+        }
+        let event = crate::domain::Event {
+            location: None,
+            kind: $kind,
+            at: $at,
+            service: None,
+            incident: None,
+            backup: None,
+            certificate: None,
+            maintenance: Some(crate::domain::MaintenanceFacts {
+                id,
+                title: row.try_get("title")?,
+                message: row.try_get("message")?,
+                starts_at: row.try_get("starts_at")?,
+                ends_at: row.try_get("ends_at")?,
+                services,
+            }),
+        };
+        insert_alert_event!($tx, &event, None, $dedupe);
     }};
 }
 
@@ -164,10 +222,11 @@ pub mod rollup;
 mod scratch;
 mod services;
 mod sqlite;
+mod subscribers;
 
 pub use alerts::{AlertDelivery, DeliveryOutcome, StoredEvent};
 pub use backups::BackupRecord;
-pub use cluster::{Fence, Holder, Lease, Member, LEADER_LEASE};
+pub use cluster::{Changes, Fence, Holder, Lease, Member, LEADER_LEASE};
 pub use copy::{ExportedSnapshot, PgDatabase, RowCounts, SqliteFile};
 pub use locations::LocationResult;
 pub use lock::AdvisoryLock;
@@ -178,6 +237,9 @@ pub use maintenances::{Maintenance, MaintenanceInput, ServiceWindow};
 pub use results::{Batch, CheckResult, StatusChange};
 pub use retention::Pruned;
 pub use services::{ServiceSummary, StoredService};
+pub use subscribers::{
+    EmailSignUp, SignUp, Subscriber, SubscriberDelivery, TokenRecord, SUBSCRIBER_KINDS,
+};
 
 /// The store. Sealed: its pools are private, so every query beacon runs
 /// is written here, once for both backends.
@@ -411,6 +473,11 @@ pub const BEACON_TABLES: &[&str] = &[
     "cluster_runs",
     "store_changes",
     "location_results",
+    "subscribers",
+    "subscriber_tokens",
+    "subscriber_deliveries",
+    "admin_sessions",
+    "beacon_keys",
 ];
 
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.

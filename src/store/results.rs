@@ -10,7 +10,7 @@ use super::rollup::{self, Period, Rollup, ROLLUP_INSERT, ROLLUP_MERGE};
 use super::{Pools, Store, StoreError, INSERT_CHUNK};
 use crate::domain::policy::{self, ChangeFacts, Decision, IncidentAction, LatestIncident};
 use crate::domain::time::DAY_MS;
-use crate::domain::{Dependency, Outcome, State};
+use crate::domain::{Dependency, EventKind, Outcome, State};
 
 /// One probe's result, as written to `check_results`.
 #[derive(Debug, Clone, PartialEq)]
@@ -334,7 +334,11 @@ macro_rules! batch_steps {
             set_certificates(&mut tx, &plan.certificates).await?;
             warn_certificates(&mut tx, &batch.certificate_warnings).await?;
             set_last_checked(&mut tx, &plan.last_checked).await?;
-            bump_changes!(tx);
+            if batch.changes.is_empty() {
+                bump_changes!(tx, routine);
+            } else {
+                bump_changes!(tx);
+            }
             tx.commit().await?;
             Ok(stale)
         }
@@ -442,7 +446,7 @@ macro_rules! batch_steps {
                 tracing::info!(service_id = c.service_id, stored = %stored, from = %c.from, to = %c.to, "state change not recorded: another writer changed this service's state first");
                 return Ok(false);
             }
-            let swapped = sqlx::query("UPDATE services SET state = $1, state_since = $2 WHERE id = $3 AND state = $4")
+            let swapped = sqlx::query("UPDATE services SET state = $1, state_since = $2, revision = revision + 1 WHERE id = $3 AND state = $4")
                 .bind(c.to.as_str())
                 .bind(c.changed_at)
                 .bind(c.service_id)
@@ -537,7 +541,7 @@ macro_rules! batch_steps {
                 let key = format!("state:{}:{}:{}", c.service_id, c.changed_at, c.to.as_str());
                 insert_alert_event!(tx, event, Some(c.service_id), Some(key));
             }
-            let (id, status, message) = match decision.incident {
+            let (id, status, message, opened) = match decision.incident {
                 None => return Ok(()),
                 Some(IncidentAction::Open { title, impact, message }) => {
                     // One open automatic incident per service, by the
@@ -564,7 +568,7 @@ macro_rules! batch_steps {
                         .bind(c.service_id)
                         .execute(&mut *tx)
                         .await?;
-                    (id, "investigating", message)
+                    (id, "investigating", message, true)
                 }
                 Some(IncidentAction::Update { id, status, resolved_at, message }) => {
                     sqlx::query("UPDATE incidents SET status = $1, resolved_at = $2, updated_at = $3 WHERE id = $4")
@@ -574,7 +578,7 @@ macro_rules! batch_steps {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
-                    (id, status, message)
+                    (id, status, message, false)
                 }
             };
             sqlx::query(
@@ -582,10 +586,18 @@ macro_rules! batch_steps {
             )
             .bind(id)
             .bind(status)
-            .bind(message)
+            .bind(&message)
             .bind(c.changed_at)
             .execute(&mut *tx)
             .await?;
+            // For subscribers: alert channels were told by the service's own
+            // event and leave automatic incidents' events aside (`notify::route`).
+            let kind = match status {
+                _ if opened => EventKind::IncidentOpened,
+                "resolved" => EventKind::IncidentResolved,
+                _ => EventKind::IncidentUpdated,
+            };
+            insert_incident_event!(tx, id, kind, &message, c.changed_at, true, true);
             Ok(())
         }
 
@@ -599,7 +611,7 @@ macro_rules! batch_steps {
                 } else {
                     Some(serde_json::to_string(deps).unwrap_or_else(|_| "[]".into()))
                 };
-                sqlx::query("UPDATE services SET dependencies = $1 WHERE id = $2")
+                sqlx::query("UPDATE services SET dependencies = $1, revision = revision + 1 WHERE id = $2")
                     .bind(json)
                     .bind(*service_id)
                     .execute(&mut *tx)
@@ -610,7 +622,7 @@ macro_rules! batch_steps {
 
         async fn set_certificates(tx: &mut Conn, certificates: &[&(i64, i64)]) -> Result<(), StoreError> {
             for (service_id, expires_at) in certificates {
-                sqlx::query("UPDATE services SET certificate_expires_at = $1 WHERE id = $2")
+                sqlx::query("UPDATE services SET certificate_expires_at = $1, revision = revision + 1 WHERE id = $2")
                     .bind(*expires_at)
                     .bind(*service_id)
                     .execute(&mut *tx)
@@ -634,6 +646,7 @@ macro_rules! batch_steps {
                 let state: String = service.try_get("state")?;
                 let event = crate::domain::Event {
                     location: None,
+            maintenance: None,
                     kind: crate::domain::EventKind::CertificateExpiring,
                     at: *at,
                     service: Some(crate::domain::ServiceFacts {
@@ -660,16 +673,24 @@ macro_rules! batch_steps {
             Ok(())
         }
 
+        /// Each service's newest check, a chunk of services per statement
+        /// (`UPDATE … FROM (VALUES …)`, both databases): one statement per
+        /// service was a round trip to the database (on SQLite, to its
+        /// driver's thread and back) per probe.
         async fn set_last_checked(tx: &mut Conn, last_checked: &BTreeMap<i64, i64>) -> Result<(), StoreError> {
-            for (service_id, at) in last_checked {
-                sqlx::query(
-                    "UPDATE services SET last_checked_at = $1 \
-                     WHERE id = $2 AND (last_checked_at IS NULL OR last_checked_at < $1)",
-                )
-                .bind(*at)
-                .bind(*service_id)
-                .execute(&mut *tx)
-                .await?;
+            let pairs: Vec<(i64, i64)> = last_checked.iter().map(|(id, at)| (*id, *at)).collect();
+            for chunk in pairs.chunks(INSERT_CHUNK / 2) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "UPDATE services SET last_checked_at = v.column2, revision = revision + 1 FROM (",
+                );
+                qb.push_values(chunk, |mut row, (id, at)| {
+                    row.push_bind(*id).push_bind(*at);
+                });
+                qb.push(
+                    ") AS v WHERE services.id = v.column1 \
+                     AND (services.last_checked_at IS NULL OR services.last_checked_at < v.column2)",
+                );
+                qb.build().persistent(false).execute(&mut *tx).await?;
             }
             Ok(())
         }

@@ -44,36 +44,134 @@ pub struct ServiceSummary {
     pub certificate_expires_at: Option<i64>,
 }
 
+/// A `services` row (the columns [`SUMMARY_COLUMNS`] names) as a
+/// [`ServiceSummary`], with its 24 h counts. A macro because each backend's
+/// row is its own type.
+macro_rules! summary_of_row {
+    ($row:expr, $id:expr, $checks:expr, $ok:expr) => {{
+        let row = &$row;
+        let state: String = row.try_get("state")?;
+        ServiceSummary {
+            id: $id,
+            slug: row.try_get("slug")?,
+            name: row.try_get("name")?,
+            group: row.try_get("group_name")?,
+            description: row.try_get("description")?,
+            public: row.try_get("public")?,
+            position: row.try_get::<i64, _>("position")?,
+            state: State::parse(&state).unwrap_or(State::Unknown),
+            state_since: row.try_get("state_since")?,
+            last_checked_at: row.try_get("last_checked_at")?,
+            created_at: row.try_get("created_at")?,
+            checks_24h: $checks,
+            ok_24h: $ok,
+            dependencies: row
+                .try_get::<Option<String>, _>("dependencies")?
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
+            certificate_expires_at: row.try_get("certificate_expires_at")?,
+        }
+    }};
+}
+
+/// What [`summary_of_row`] reads.
+const SUMMARY_COLUMNS: &str = "id, slug, name, group_name, description, public, position, state, \
+     state_since, last_checked_at, dependencies, certificate_expires_at, created_at";
+
+/// Ids per `IN (…)` list: well under either database's limit on binds.
+const IDS_PER_QUERY: usize = 500;
+
 impl Store {
     /// Makes the `services` table match the config, in one transaction:
     /// services are matched by slug; those no longer configured are marked
     /// inactive (their history stays, the page stops showing them).
+    ///
+    /// Rows already as configured are not written at all: a restart of an
+    /// unchanged config is one read, not a statement per service (3 s at
+    /// 10,000 services on PostgreSQL, before probing could resume).
     pub async fn sync_services(
         &self,
         services: &[ServiceConfig],
         now: i64,
     ) -> Result<Vec<StoredService>, StoreError> {
+        /// One write, in slug order.
+        enum Write<'a> {
+            Upsert(usize, &'a ServiceConfig),
+            Deactivate(i64),
+        }
+        // It reads before it writes: on SQLite the write lock is taken at
+        // once, or another writer committing in between would make the
+        // first write fail (a stale read snapshot) instead of waiting.
+        let begin = match &self.0 {
+            super::Pools::Sqlite(_) => "BEGIN IMMEDIATE",
+            super::Pools::Postgres(_) => "BEGIN",
+        };
         let stored = on_pool!(self, pool, _Db => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE services SET active = $1, updated_at = $2 WHERE active = $3")
-                .bind(false)
-                .bind(now)
-                .bind(true)
-                .execute(&mut *tx)
-                .await?;
+            let mut tx = pool.begin_with(begin).await?;
+            // Every row as it stands (active or not), by slug.
+            let mut existing: HashMap<String, (bool, ServiceSummary)> = HashMap::new();
+            for row in sqlx::query(&format!("SELECT active, {SUMMARY_COLUMNS} FROM services"))
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                let id: i64 = row.try_get("id")?;
+                let active: bool = row.try_get("active")?;
+                let summary = summary_of_row!(row, id, 0, 0);
+                existing.insert(summary.slug.clone(), (active, summary));
+            }
+            let mut stored: Vec<Option<StoredService>> = vec![None; services.len()];
             // Rows are written in slug order, whatever the config's order:
             // two beacons syncing at once (a rolling update, replicas) then
             // take their row locks in the same order and cannot deadlock.
-            let mut by_slug: Vec<(usize, &ServiceConfig)> = services.iter().enumerate().collect();
-            by_slug.sort_unstable_by(|a, b| a.1.slug.cmp(&b.1.slug));
-            let mut stored: Vec<Option<StoredService>> = vec![None; services.len()];
-            for (position, s) in by_slug {
+            let mut writes: Vec<(&str, Write)> = Vec::new();
+            for (position, s) in services.iter().enumerate() {
+                match existing.get(&s.slug) {
+                    Some((true, e))
+                        if e.name == s.name
+                            && e.group == s.group
+                            && e.description == s.description
+                            && e.public == s.public
+                            && e.position == position as i64 =>
+                    {
+                        stored[position] = Some(StoredService {
+                            id: e.id,
+                            slug: s.slug.clone(),
+                            state: e.state,
+                            state_since: e.state_since,
+                        });
+                    }
+                    _ => writes.push((s.slug.as_str(), Write::Upsert(position, s))),
+                }
+            }
+            let configured: std::collections::HashSet<&str> =
+                services.iter().map(|s| s.slug.as_str()).collect();
+            for (slug, (active, e)) in &existing {
+                if *active && !configured.contains(slug.as_str()) {
+                    writes.push((slug.as_str(), Write::Deactivate(e.id)));
+                }
+            }
+            writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let wrote = !writes.is_empty();
+            for (_, write) in writes {
+                let (position, s) = match write {
+                    Write::Deactivate(id) => {
+                        sqlx::query("UPDATE services SET active = $1, updated_at = $2, revision = revision + 1 WHERE id = $3")
+                            .bind(false)
+                            .bind(now)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        continue;
+                    }
+                    Write::Upsert(position, s) => (position, s),
+                };
                 let row = sqlx::query(
                     "INSERT INTO services (slug, name, group_name, description, public, active, position, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
                      ON CONFLICT (slug) DO UPDATE SET name = excluded.name, group_name = excluded.group_name, \
                        description = excluded.description, public = excluded.public, active = excluded.active, \
-                       position = excluded.position, updated_at = excluded.updated_at \
+                       position = excluded.position, updated_at = excluded.updated_at, \
+                       revision = services.revision + 1 \
                      RETURNING id, state, state_since",
                 )
                 .bind(&s.slug)
@@ -94,7 +192,9 @@ impl Store {
                     state_since: row.try_get("state_since")?,
                 });
             }
-            bump_changes!(tx);
+            if wrote {
+                bump_changes!(tx);
+            }
             tx.commit().await?;
             stored
         });
@@ -120,42 +220,117 @@ impl Store {
                 Ok((row.try_get("service_id")?, (row.try_get("total")?, row.try_get("ok")?)))
             })
             .collect::<Result<_, _>>()?;
-            let rows = sqlx::query(
-                "SELECT id, slug, name, group_name, description, public, position, state, \
-                        state_since, last_checked_at, dependencies, certificate_expires_at, created_at \
-                 FROM services WHERE active = $1 ORDER BY position, id",
-            )
+            let rows = sqlx::query(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM services WHERE active = $1 ORDER BY position, id"
+            ))
             .bind(true)
             .fetch_all(pool)
             .await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 let id: i64 = row.try_get("id")?;
-                let state: String = row.try_get("state")?;
                 let (checks_24h, ok_24h) = counts.get(&id).copied().unwrap_or((0, 0));
-                out.push(ServiceSummary {
-                    id,
-                    slug: row.try_get("slug")?,
-                    name: row.try_get("name")?,
-                    group: row.try_get("group_name")?,
-                    description: row.try_get("description")?,
-                    public: row.try_get("public")?,
-                    position: row.try_get::<i64, _>("position")?,
-                    state: State::parse(&state).unwrap_or(State::Unknown),
-                    state_since: row.try_get("state_since")?,
-                    last_checked_at: row.try_get("last_checked_at")?,
-                    created_at: row.try_get("created_at")?,
-                    checks_24h,
-                    ok_24h,
-                    dependencies: row
-                        .try_get::<Option<String>, _>("dependencies")?
-                        .and_then(|json| serde_json::from_str(&json).ok())
-                        .unwrap_or_default(),
-                    certificate_expires_at: row.try_get("certificate_expires_at")?,
-                });
+                out.push(summary_of_row!(row, id, checks_24h, ok_24h));
             }
             out
         });
         Ok(summaries)
+    }
+
+    /// Every public, active service's revision, by id: what the snapshot
+    /// compares with what it last read, to read again only the rows that
+    /// moved. Packed by the database into one value (`id:revision,…`), so
+    /// 10,000 services are one row to decode, not 10,000.
+    pub async fn page_revisions(&self) -> Result<HashMap<i64, i64>, StoreError> {
+        let aggregate = match &self.0 {
+            super::Pools::Sqlite(_) => "group_concat",
+            super::Pools::Postgres(_) => "string_agg",
+        };
+        let sql = format!(
+            "SELECT {aggregate}(id || ':' || revision, ',') FROM services \
+             WHERE active = $1 AND public = $1"
+        );
+        let packed: Option<String> = on_pool!(self, pool, _Db => {
+            sqlx::query_scalar(&sql).bind(true).fetch_one(pool).await?
+        });
+        let mut out = HashMap::new();
+        for pair in packed
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|p| !p.is_empty())
+        {
+            let parsed = pair
+                .split_once(':')
+                .and_then(|(id, rev)| Some((id.parse().ok()?, rev.parse().ok()?)));
+            let (id, revision) = parsed.ok_or_else(|| StoreError::Corrupt {
+                table: "services",
+                column: "revision",
+                value: pair.to_string(),
+            })?;
+            out.insert(id, revision);
+        }
+        Ok(out)
+    }
+
+    /// Public, active services as the page shows them, each with its
+    /// revision: all of them, or only those of `ids`. No 24 h counts (they
+    /// are 0): the snapshot has them from the services' history.
+    pub async fn page_summaries(
+        &self,
+        ids: Option<&[i64]>,
+    ) -> Result<Vec<(i64, ServiceSummary)>, StoreError> {
+        let all = [None];
+        let chunks: Vec<Option<&[i64]>> = match ids {
+            None => all.to_vec(),
+            Some(ids) => ids.chunks(IDS_PER_QUERY).map(Some).collect(),
+        };
+        let mut out = Vec::new();
+        // In one transaction: the lists are unnamed statements, which a
+        // transaction-pooling PgBouncer may otherwise Parse on one server
+        // connection and Bind on another (see `Store::load`).
+        on_pool!(self, pool, Db => {
+            let mut tx = pool.begin().await?;
+            for chunk in chunks.iter().copied() {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(format!(
+                    "SELECT revision, {SUMMARY_COLUMNS} FROM services WHERE active = "
+                ));
+                qb.push_bind(true).push(" AND public = ").push_bind(true);
+                if let Some(chunk) = chunk {
+                    qb.push(" AND id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                }
+                let rows = qb.build().persistent(false).fetch_all(&mut *tx).await?;
+                out.reserve(rows.len());
+                for row in rows {
+                    let id: i64 = row.try_get("id")?;
+                    let revision: i64 = row.try_get("revision")?;
+                    out.push((revision, summary_of_row!(row, id, 0, 0)));
+                }
+            }
+            tx.commit().await?;
+        });
+        Ok(out)
+    }
+
+    /// Public, active services' slugs with their group names: what a
+    /// subscriber may follow and be told about.
+    pub async fn public_components(&self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let rows = on_pool!(self, pool, _Db => {
+            sqlx::query("SELECT slug, group_name FROM services WHERE active = $1 AND public = $1 ORDER BY position, id")
+                .bind(true)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|r| -> Result<(String, Option<String>), sqlx::Error> {
+                    Ok((r.try_get("slug")?, r.try_get("group_name")?))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        });
+        Ok(rows)
     }
 }

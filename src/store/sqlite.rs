@@ -51,6 +51,10 @@ pub async fn connect(url: &DatabaseUrl) -> Result<SqlitePool, StoreError> {
     SqlitePoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(5))
+        // A connection to a file cannot go stale the way a network one
+        // can: no ping before each use (a round trip to the driver's
+        // thread and back on every query, the monitor's included).
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(|source| StoreError::Connect {

@@ -541,6 +541,7 @@ pub async fn watch_silence(app: AppState, stop: impl std::future::Future<Output 
                 backup: None,
                 certificate: None,
                 location: Some(facts),
+                maintenance: None,
             };
             match app.store.raise_alert_event(&event, Some(dedupe)).await {
                 Ok(()) => {

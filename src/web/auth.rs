@@ -3,14 +3,7 @@
 
 use axum::http::{header, HeaderMap};
 
-/// Equal in time whatever the contents, so a token cannot be guessed byte
-/// by byte from response times.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+use crate::domain::secret::equal as constant_time_eq;
 
 /// Whether `Authorization: Bearer` carries one of `tokens`. Every token is
 /// compared, so timing does not tell which one came close.

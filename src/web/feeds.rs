@@ -190,17 +190,29 @@ fn entries(app: &AppState, s: &Snapshot) -> Vec<Entry> {
             link: format!("{base}/incidents/{}", i.id),
         })
         .collect();
-    out.extend(s.recent_maintenances.iter().map(|m| Entry {
-        id: format!("maintenance-{}", m.id),
-        title: format!("Maintenance: {}", m.title),
-        summary: format!(
-            "{} ({} – {})",
-            m.message,
-            m.starts_at.format("%Y-%m-%d %H:%M UTC"),
-            m.ends_at.format("%Y-%m-%d %H:%M UTC")
-        ),
-        updated: m.updated_at,
-        link: format!("{base}/"),
+    // A window's start and end are news: the entry is updated at each
+    // edge, and says where the window stands.
+    let now = s.generated_at;
+    out.extend(s.recent_maintenances.iter().map(|m| {
+        let (stage, updated) = if now >= m.ends_at {
+            ("Maintenance completed", m.updated_at.max(m.ends_at))
+        } else if now >= m.starts_at {
+            ("Maintenance in progress", m.updated_at.max(m.starts_at))
+        } else {
+            ("Scheduled maintenance", m.updated_at)
+        };
+        Entry {
+            id: format!("maintenance-{}", m.id),
+            title: format!("{stage}: {}", m.title),
+            summary: format!(
+                "{} ({} – {})",
+                m.message,
+                m.starts_at.format("%Y-%m-%d %H:%M UTC"),
+                m.ends_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            updated,
+            link: format!("{base}/"),
+        }
     }));
     out.sort_by_key(|e| std::cmp::Reverse(e.updated));
     out

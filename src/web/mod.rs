@@ -7,9 +7,11 @@
 mod admin;
 pub mod agent;
 mod api;
+mod attempts;
 mod auth;
 mod cache;
 pub mod clients;
+pub mod console;
 pub mod error;
 mod feeds;
 mod format;
@@ -20,11 +22,12 @@ mod pages;
 pub mod server;
 mod single_flight;
 mod statuspage;
+pub mod subscribe;
 #[cfg(test)]
 mod tests;
 
 /// The page's Statuspage `indicator` and its description for an overall state.
-pub use statuspage::indicator;
+pub use statuspage::{indicator, webhook_bodies};
 
 use std::sync::Arc;
 
@@ -86,6 +89,8 @@ pub struct AppState {
     pub store_checks: Arc<own_health::StoreChecks>,
     /// Agents probing from other locations: their routes' state.
     pub agents: Arc<agent::Agents>,
+    pub subscriptions: Arc<subscribe::Subscriptions>,
+    pub console: Arc<console::Console>,
 }
 
 /// Public reads of the store at once. The store's pool is shared with the
@@ -135,6 +140,8 @@ pub struct Site {
     pub announcement: Option<String>,
     /// Times on the pages are shown in this zone.
     pub time_zone: chrono_tz::Tz,
+    /// `[subscriptions]` is enabled: every page links to `/subscribe`.
+    pub subscribe: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -218,8 +225,31 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             clients::limit,
         ));
+    let subscribe = Router::new()
+        .route(
+            "/subscribe",
+            get(subscribe::form_page).post(subscribe::sign_up),
+        )
+        .route(
+            "/subscribe/confirm/{token}",
+            get(subscribe::confirm_page).post(subscribe::confirm),
+        )
+        .route(
+            "/subscribe/manage/{token}",
+            get(subscribe::manage).post(subscribe::save),
+        )
+        .route(
+            "/subscribe/unsubscribe/{token}",
+            get(subscribe::leave_page).post(subscribe::leave),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            clients::limit,
+        ));
     router
         .merge(admin::routes(state.clone()))
+        .merge(console::routes())
+        .merge(subscribe)
         .merge(agent::routes(state.clone()))
         .merge(public)
         .route("/livez", get(own_health::livez))

@@ -304,6 +304,151 @@ fn maintenance(d: &Doc, m: &MaintenanceView) -> Value {
     })
 }
 
+/// The `page` of a webhook subscriber's body: the page's status now.
+fn webhook_page(s: &Snapshot) -> Value {
+    let (indicator, description) = indicator(s.overall);
+    json!({
+        "id": PAGE_ID,
+        "status_indicator": indicator,
+        "status_description": description,
+    })
+}
+
+/// What Statuspage sends its webhook subscribers about an incident:
+/// `meta`, `page` and the `incident` as `/api/v2/incidents.json` has it.
+fn webhook_incident(s: &Snapshot, public_url: &str, meta: Value, i: &IncidentView) -> Value {
+    let d = Doc::new(s, Some(public_url));
+    json!({ "meta": meta, "page": webhook_page(s), "incident": incident(&d, i) })
+}
+
+/// A maintenance window's step, sent as Statuspage does: an `incident`
+/// whose impact is `maintenance` and whose status is the step's.
+fn webhook_maintenance(
+    s: &Snapshot,
+    public_url: &str,
+    meta: Value,
+    m: &MaintenanceView,
+    kind: crate::domain::EventKind,
+) -> Value {
+    use crate::domain::EventKind;
+    let d = Doc::new(s, Some(public_url));
+    let mut body = maintenance(&d, m);
+    let status = match kind {
+        EventKind::MaintenanceStarted => "in_progress",
+        EventKind::MaintenanceCompleted | EventKind::MaintenanceCancelled => "completed",
+        _ => "scheduled",
+    };
+    body["status"] = json!(status);
+    if let Some(update) = body["incident_updates"].get_mut(0) {
+        update["status"] = json!(status);
+    }
+    json!({ "meta": meta, "page": webhook_page(s), "incident": body })
+}
+
+/// A component's status change, as Statuspage sends it:
+/// `component_update` (old and new status) and the `component`.
+fn webhook_component_update(
+    s: &Snapshot,
+    meta: Value,
+    change: &crate::domain::ServiceFacts,
+    event_id: i64,
+) -> Value {
+    let status = |state: &str| {
+        State::parse(state)
+            .and_then(component_status)
+            .unwrap_or("operational")
+    };
+    let at = crate::clock::ms_to_datetime(change.since).unwrap_or(s.generated_at);
+    let slug = &change.service.slug;
+    let component = s
+        .groups
+        .iter()
+        .flat_map(|g| g.services.iter().map(move |svc| (g, svc)))
+        .find(|(_, svc)| &svc.slug == slug)
+        .and_then(|(g, svc)| service_component(svc, g.name.as_deref(), 0, s.generated_at))
+        .map(|mut c| {
+            c["status"] = json!(status(&change.state));
+            c["updated_at"] = json!(ts(at));
+            c
+        })
+        .unwrap_or_else(
+            || json!({ "id": slug, "name": change.service.name, "status": status(&change.state) }),
+        );
+    json!({
+        "meta": meta,
+        "page": webhook_page(s),
+        "component_update": {
+            "id": format!("{slug}-{event_id}"),
+            "component_id": slug,
+            "created_at": ts(at),
+            "old_status": status(&change.previous_state),
+            "new_status": status(&change.state),
+        },
+        "component": component,
+    })
+}
+
+/// The [`crate::notify::subscribers::BodyMaker`] of `beacon serve`:
+/// webhook subscribers' bodies from the incident or window as the store has
+/// it now, and the page's status and components as the snapshot has them.
+pub fn webhook_bodies(
+    store: crate::store::Store,
+    snapshot: tokio::sync::watch::Receiver<std::sync::Arc<Snapshot>>,
+    public_url: String,
+) -> crate::notify::subscribers::BodyMaker {
+    use crate::notify::SendError;
+    std::sync::Arc::new(move |d: crate::store::SubscriberDelivery, meta: Value| {
+        let store = store.clone();
+        let s = snapshot.borrow().clone();
+        let public_url = public_url.clone();
+        Box::pin(async move {
+            let transient = |e: crate::store::StoreError| SendError::Transient {
+                error: format!("reading the store: {e}"),
+                retry_after: None,
+            };
+            let e = &d.event;
+            if let Some(i) = &e.incident {
+                let Some(stored) = store.incident(i.id).await.map_err(transient)? else {
+                    return Err(SendError::Permanent(format!(
+                        "incident {} was deleted before it was sent",
+                        i.id
+                    )));
+                };
+                return Ok(webhook_incident(
+                    &s,
+                    &public_url,
+                    meta,
+                    &s.incident_view(stored),
+                ));
+            }
+            if let Some(m) = &e.maintenance {
+                let view = match store.maintenance(m.id).await.map_err(transient)? {
+                    Some(stored) => s.maintenance_view(stored),
+                    // Withdrawn (deleted) since: as the event saw it.
+                    None => s.maintenance_view(crate::store::Maintenance {
+                        id: m.id,
+                        title: m.title.clone(),
+                        message: m.message.clone(),
+                        starts_at: m.starts_at,
+                        ends_at: m.ends_at,
+                        services: m.services.iter().map(|x| x.slug.clone()).collect(),
+                        created_at: e.at,
+                        updated_at: e.at,
+                    }),
+                };
+                return Ok(webhook_maintenance(&s, &public_url, meta, &view, d.kind));
+            }
+            if let Some(change) = &e.service {
+                return Ok(webhook_component_update(&s, meta, change, d.event_id));
+            }
+            Err(SendError::Permanent(format!(
+                "{} is not an event for subscribers",
+                d.kind.as_str()
+            )))
+        })
+    })
+}
+
 /// Serves a document rendered once per snapshot (see `cache`).
 async fn serve(
     app: &AppState,

@@ -55,6 +55,8 @@ impl AppState {
                 Default::default(),
                 0,
             )),
+            subscriptions: Default::default(),
+            console: Default::default(),
         }
     }
 }

@@ -164,7 +164,7 @@ fn check_config_prints_what_would_be_monitored_without_secrets() {
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(
-            "alerts: chat (slack → https://hooks.slack.com), 11 event(s) for Shop, min state down"
+            "alerts: chat (slack → https://hooks.slack.com), 15 event(s) for Shop, min state down"
         ),
         "{stdout}"
     );
@@ -870,4 +870,94 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+store_test!(
+    subscriber_commands_add_list_export_and_remove,
+    subscribers_cli
+);
+async fn subscribers_cli(db: TestDb) {
+    let file = db.dir.path().join("beacon.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\npublic_url = \"https://status.example.com\"\n[storage]\nurl = \"{}\"\n[[group]]\nname = \"Shop\"\n[[service]]\nname = \"Checkout API\"\ngroup = \"Shop\"\nurl = \"http://checkout.example/health\"\n",
+            db.url
+        ),
+    )
+    .expect("write");
+    let config = beacon::config::load(Some(&file), &crate::helpers::no_env).expect("config");
+    db.store()
+        .await
+        .sync_services(&config.services, 0)
+        .await
+        .expect("sync");
+    let run = |args: &[&str]| {
+        output(
+            beacon(db.dir.path())
+                .arg("--config")
+                .arg(&file)
+                .arg("subscribers")
+                .args(args)
+                .env_remove("BEACON_SUBSCRIBER_SECRET"),
+        )
+    };
+    let (code, stdout, stderr) = run(&[
+        "add",
+        "--kind",
+        "webhook",
+        "--address",
+        "https://hooks.example.com/status",
+        "--component",
+        "Shop",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("#1 webhook https://hooks.example.com"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("follows: Shop"), "{stdout}");
+    assert!(stdout.contains("secret (shown once"), "{stdout}");
+    // Bad input is named, writes nothing.
+    let (code, _, stderr) = run(&["add", "--kind", "pager", "--address", "x"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--kind"), "{stderr}");
+    let (code, _, stderr) = run(&[
+        "add",
+        "--kind",
+        "slack",
+        "--address",
+        "https://hooks.slack.test/x",
+        "--component",
+        "nope",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--components") && stderr.contains("nope"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["add", "--kind", "email", "--address", "a@example.com"]);
+    assert_eq!(code, 1, "email needs [subscriptions]");
+    assert!(stderr.contains("[subscriptions]"), "{stderr}");
+    let (code, stdout, _) = run(&["list"]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let (code, stdout, stderr) = run(&["export", "https://hooks.example.com/status"]);
+    assert_eq!(code, 0, "{stderr}");
+    let export: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(export["kind"], "webhook");
+    assert!(
+        export.get("secret").is_none(),
+        "the secret is shown once, at add"
+    );
+    assert_eq!(export["signed"], true);
+    assert!(export["messages"].is_array());
+    let (code, stdout, stderr) = run(&["remove", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("removed #1"));
+    let (_, stdout, _) = run(&["list"]);
+    assert!(stdout.is_empty(), "{stdout}");
+    let (code, _, stderr) = run(&["remove", "1"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no subscriber \"1\""), "{stderr}");
 }

@@ -191,3 +191,178 @@ async fn pages_render_in_chromium_with_no_serious_accessibility_violation() {
     }
     app.stop().await.expect("stop");
 }
+
+/// Screenshots (phone and desktop), the Nu Html Checker and axe-core over
+/// pages given as HTML: the console's pages need its cookie, so they are
+/// fetched by the test and served again from its own server.
+async fn audit(pages: Vec<(String, String)>) {
+    let axe = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/browser/node_modules/axe-core/axe.min.js"
+    ))
+    .expect("axe-core (scripts/test.sh runs npm ci in tests/browser)");
+    let runner = "<script>axe.run(document,{resultTypes:['violations']}).then(function(r){var p=document.createElement('pre');p.id='axe-result';p.textContent=JSON.stringify(r.violations.map(function(v){return {id:v.id,impact:v.impact,help:v.help,nodes:v.nodes.map(function(n){return n.html})}}));document.body.appendChild(p);});</script>";
+    let shots = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots"));
+    std::fs::create_dir_all(&shots).expect("screenshots folder");
+    let mut plain = Vec::new();
+    let mut wrapped = Vec::new();
+    for (name, html) in &pages {
+        std::fs::write(shots.join(format!("{name}.html")), html).expect("save html");
+        plain.push((format!("/plain/{name}"), html.clone()));
+        let with_axe = html.replace("</body>", &format!("<script>{axe}</script>{runner}</body>"));
+        wrapped.push((format!("/{name}"), with_axe));
+    }
+    let vnu = Command::new("java")
+        .arg("-jar")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/browser/node_modules/vnu-jar/build/dist/vnu.jar"
+        ))
+        .args(["--errors-only", "--format", "text"])
+        .args(
+            pages
+                .iter()
+                .map(|(name, _)| shots.join(format!("{name}.html"))),
+        )
+        .output()
+        .expect("java (scripts/test.sh installs a JRE when missing)");
+    assert!(
+        vnu.status.success(),
+        "the Nu Html Checker found errors:\n{}{}",
+        String::from_utf8_lossy(&vnu.stdout),
+        String::from_utf8_lossy(&vnu.stderr)
+    );
+    wrapped.extend(plain);
+    let base = serve(wrapped).await;
+    for (name, _) in &pages {
+        for (label, size) in [("phone", "360,900"), ("desktop", "1280,1100")] {
+            let file = shots.join(format!("{name}-{label}.png"));
+            headless(&[
+                &format!("--window-size={size}"),
+                &format!("--screenshot={}", file.display()),
+                &format!("{base}/plain/{name}"),
+            ]);
+            let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            assert!(
+                bytes > 1000,
+                "{name} at {label}: a screenshot ({bytes} bytes)"
+            );
+        }
+        let dom = headless(&[
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            &format!("{base}/{name}"),
+        ]);
+        let start = dom
+            .find("<pre id=\"axe-result\">")
+            .unwrap_or_else(|| panic!("{name}: axe did not report"))
+            + "<pre id=\"axe-result\">".len();
+        let end = dom[start..].find("</pre>").expect("end") + start;
+        let json = dom[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&");
+        let violations: serde_json::Value = serde_json::from_str(&json).expect("axe json");
+        let bad: Vec<&serde_json::Value> = violations
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{name}: serious or critical accessibility violations: {bad:#?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_and_the_subscription_pages_pass_axe_and_the_nu_checker() {
+    let db = TestDb::sqlite().await;
+    let target = Target::start().await;
+    let smtp = crate::alerts::SmtpServer::start().await;
+    let config = crate::alerts::alert_config(
+        &db,
+        &format!(
+            "[admin]\ntokens = [\"{TOKEN}\"]\n\
+             [subscriptions]\nenabled = true\nfrom = \"Status <status@example.com>\"\nchannel = \"mail\"\n\
+             [[notify]]\nname = \"mail\"\nkind = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n\
+             smtp_tls = \"none\"\nfrom = \"Beacon <beacon@example.com>\"\nto = [\"ops@example.com\"]\nevents = [\"backup_failed\"]\n\
+             [[group]]\nname = \"Shop\"\n\
+             [[service]]\nname = \"Checkout\"\ngroup = \"Shop\"\nurl = \"{ok}\"\ninterval = \"1s\"\n\
+             [[service]]\nname = \"Search\"\nurl = \"{ok}\"\ninterval = \"1s\"\n",
+            smtp.port,
+            ok = target.url("ok")
+        ),
+    );
+    let app = TestApp::spawn(config).await;
+    app.wait_for_every_state().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = client
+        .post(app.url("/admin/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={TOKEN}"))
+        .send()
+        .await
+        .expect("login");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_string();
+    let created = app
+        .client
+        .post(app.url("/admin/api/incidents"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"title": "Slow checkout", "impact": "minor", "message": "We are looking into it.", "services": ["checkout"]}).to_string())
+        .send()
+        .await
+        .expect("incident");
+    assert_eq!(created.status(), 201);
+    let window = app
+        .client
+        .post(app.url("/admin/api/maintenances"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"title": "Database upgrade", "message": "A short pause.", "starts_at": "2099-01-01T10:00:00Z", "ends_at": "2099-01-01T11:00:00Z", "services": ["search"]}).to_string())
+        .send()
+        .await
+        .expect("maintenance");
+    assert_eq!(window.status(), 201);
+    let fetch = |path: &'static str, with_cookie: bool| {
+        let mut r = client.get(app.url(path));
+        if with_cookie {
+            r = r.header("cookie", &cookie);
+        }
+        async move {
+            let r = r.send().await.expect("page");
+            assert_eq!(r.status(), 200, "{path}");
+            r.text().await.expect("html")
+        }
+    };
+    let pages = vec![
+        (
+            "console-login".to_string(),
+            fetch("/admin/login", false).await,
+        ),
+        ("console".to_string(), fetch("/admin", true).await),
+        (
+            "console-incident".to_string(),
+            fetch("/admin/incidents/1", true).await,
+        ),
+        (
+            "console-maintenance".to_string(),
+            fetch("/admin/maintenance/1", true).await,
+        ),
+        ("subscribe".to_string(), fetch("/subscribe", false).await),
+    ];
+    audit(pages).await;
+    app.stop().await.expect("stop");
+}

@@ -1174,6 +1174,7 @@ async fn a_crawler_on_the_history_never_holds_up_the_writes() {
                 message: "It was handled.".into(),
                 services: vec!["checkout".into()],
                 at: five_months_ago + n * 60_000,
+                notify: true,
             })
             .await
             .expect("incident");

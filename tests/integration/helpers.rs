@@ -563,6 +563,7 @@ pub async fn fill_history(store: &Store, config: &Config, days: i64) {
                 message: "Looking into it.".into(),
                 services: vec![s.slug.clone()],
                 at: start,
+                notify: true,
             })
             .await
             .expect("incident");

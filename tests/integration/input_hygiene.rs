@@ -125,6 +125,7 @@ async fn feeds_stay_xml(db: TestDb) {
             message: "raw\u{B} message\u{FFFF}".into(),
             services: vec![],
             at: chrono::Utc::now().timestamp_millis() - 60_000,
+            notify: true,
         })
         .await
         .expect("stored");
@@ -346,6 +347,7 @@ async fn nul_refused(db: TestDb) {
         message: "m".into(),
         services: vec![],
         at: 0,
+        notify: true,
     };
     assert_eq!(
         invalid(store.create_incident(&incident).await.map(drop)),
@@ -354,7 +356,7 @@ async fn nul_refused(db: TestDb) {
     assert_eq!(
         invalid(
             store
-                .add_incident_update(id, "monitoring", "\u{0}", 0)
+                .add_incident_update(id, "monitoring", "\u{0}", 0, true)
                 .await
                 .map(drop)
         ),

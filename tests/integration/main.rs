@@ -34,4 +34,5 @@ mod rollups;
 mod secrets;
 mod services_sync;
 mod statuspage;
+mod subscriptions;
 mod supervision;

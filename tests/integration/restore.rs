@@ -132,6 +132,7 @@ async fn refusals(db: TestDb) {
                     message: "Looking.".into(),
                     services: vec!["search".into()],
                     at: 1_773_360_000_000 + day * 86_400_000,
+                    notify: true,
                 })
                 .await
                 .expect("incident");
@@ -263,10 +264,16 @@ async fn older_schema(db: TestDb) {
     // Make the database what schema version 6 was: no backups table (7),
     // no index on incidents' start (8), no alert outbox (9), no cluster
     // tables nor one-open-automatic-incident index (10), no location
-    // results (11).
+    // results (11), no subscriptions (12), no service revisions (13).
     let store = b.store().clone();
     let raw = Raw::connect(&db.url).await;
     for sql in [
+        "ALTER TABLE services DROP COLUMN revision",
+        "DROP TABLE subscriber_deliveries",
+        "DROP TABLE subscriber_tokens",
+        "DROP TABLE subscribers",
+        "DROP TABLE admin_sessions",
+        "DROP TABLE beacon_keys",
         "DROP TABLE location_results",
         "DROP TABLE cluster_members",
         "DROP TABLE cluster_leases",

@@ -316,7 +316,11 @@ async fn ninety_days(db: TestDb) {
     // snapshot's histories and its groups.
     let now = clock.now_ms();
     let histories = Histories::read(&store, now).await.expect("histories");
-    let inputs = Inputs::read(&store, now, None).await.expect("inputs");
+    let on_page = store.page_summaries(None).await.expect("page summaries");
+    let on_page: Vec<_> = on_page.into_iter().map(|(_, s)| s).collect();
+    let inputs = Inputs::read(&store, now, on_page, std::sync::Arc::new(histories.clone()))
+        .await
+        .expect("inputs");
     let snapshot = Snapshot::from_inputs(inputs, "Status", &config.groups, clock.now());
     let summaries = store.service_summaries(now).await.expect("summaries");
     let mut expected_of: BTreeMap<String, [Rollup; 4]> = BTreeMap::new();

@@ -124,3 +124,119 @@ async fn opposite_orders(db: TestDb) {
         assert!(b.iter().all(|s| ids_a[&s.slug] == s.id), "round {round}");
     }
 }
+
+store_test!(
+    the_page_reads_again_only_the_rows_whose_revision_moved,
+    revisions
+);
+async fn revisions(db: TestDb) {
+    use beacon::domain::{Outcome, State};
+    use beacon::store::{Batch, CheckResult, StatusChange};
+    let service = |name: &str, extra: &str| {
+        format!("[[service]]\nname = \"{name}\"\nurl = \"http://{name}.example/health\"\n{extra}\n")
+    };
+    let config = test_config(
+        &db,
+        &format!(
+            "{}{}{}",
+            service("alpha", ""),
+            service("beta", ""),
+            service("hidden", "public = false")
+        ),
+    );
+    let store = db.store().await;
+    let stored = store
+        .sync_services(&config.services, 1_000)
+        .await
+        .expect("sync");
+    let id = |slug: &str| stored.iter().find(|s| s.slug == slug).expect("synced").id;
+    let (alpha, beta) = (id("alpha"), id("beta"));
+
+    // Only shown services: a private one has no revision to follow.
+    let first = store.page_revisions().await.expect("revisions");
+    let mut ids: Vec<i64> = first.keys().copied().collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [alpha, beta]);
+    let all = store.page_summaries(None).await.expect("summaries");
+    assert_eq!(all.len(), 2);
+    for (revision, summary) in &all {
+        assert_eq!(first.get(&summary.id), Some(revision), "{}", summary.slug);
+    }
+
+    // A probe of alpha, and its state changing: alpha's revision moves,
+    // beta's does not.
+    let batch = Batch {
+        results: vec![CheckResult {
+            service_id: alpha,
+            checked_at: 2_000,
+            outcome: Outcome::Down,
+            maintenance: false,
+            latency_ms: Some(5),
+            status_code: Some(500),
+            reason: Some("HTTP 500".into()),
+        }],
+        changes: vec![StatusChange {
+            service_id: alpha,
+            changed_at: 2_000,
+            from: State::Unknown,
+            to: State::Down,
+            reason: Some("HTTP 500".into()),
+        }],
+        ..Batch::default()
+    };
+    store.write_batch(&batch).await.expect("write");
+    let second = store.page_revisions().await.expect("revisions");
+    assert!(second[&alpha] > first[&alpha], "a probed row moves");
+    assert_eq!(second[&beta], first[&beta], "an untouched row stays");
+    let read = store
+        .page_summaries(Some(&[alpha]))
+        .await
+        .expect("summaries");
+    assert_eq!(read.len(), 1, "only the rows asked for");
+    let (revision, summary) = &read[0];
+    assert_eq!(*revision, second[&alpha]);
+    assert_eq!(summary.state, State::Down);
+    assert_eq!(summary.last_checked_at, Some(2_000));
+
+    // A restart with the same config writes nothing: no revision moves,
+    // no change is counted, and the states come back as stored.
+    let counters = store.change_counter().await.expect("counters");
+    let again = store
+        .sync_services(&config.services, 2_500)
+        .await
+        .expect("sync");
+    assert_eq!(store.page_revisions().await.expect("revisions"), second);
+    assert_eq!(store.change_counter().await.expect("counters"), counters);
+    assert_eq!(
+        again.iter().map(|s| (s.id, s.state)).collect::<Vec<_>>(),
+        [
+            (alpha, State::Down),
+            (beta, State::Unknown),
+            (id("hidden"), State::Unknown)
+        ]
+    );
+
+    // A config reload renaming beta moves it; one making alpha private
+    // takes it off the list.
+    let renamed = test_config(
+        &db,
+        &format!(
+            "{}{}",
+            service("alpha", "public = false"),
+            service("beta", "slug = \"beta\"\ndescription = \"Now described\"")
+        ),
+    );
+    store
+        .sync_services(&renamed.services, 3_000)
+        .await
+        .expect("sync");
+    let third = store.page_revisions().await.expect("revisions");
+    assert_eq!(third.keys().copied().collect::<Vec<_>>(), [beta]);
+    assert!(third[&beta] > second[&beta]);
+    let read = store
+        .page_summaries(Some(&[alpha, beta]))
+        .await
+        .expect("summaries");
+    assert_eq!(read.len(), 1, "a private row is not read for the page");
+    assert_eq!(read[0].1.description.as_deref(), Some("Now described"));
+}

@@ -794,6 +794,7 @@ async fn history_pages(db: TestDb) {
                 message: "Looking.".into(),
                 services: vec!["checkout".into()],
                 at: at.timestamp_millis(),
+                notify: true,
             })
             .await
             .expect("incident");

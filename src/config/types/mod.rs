@@ -12,3 +12,4 @@ pub mod notify;
 pub mod server;
 pub mod service;
 pub mod storage;
+pub mod subscriptions;

@@ -19,6 +19,7 @@ mod problems;
 mod server;
 mod services;
 mod storage;
+mod subscriptions;
 
 #[cfg(test)]
 mod tests;
@@ -73,6 +74,10 @@ pub(super) fn from_toml(
         has_public_url,
         &mut problems,
     );
+    let subscriptions = raw
+        .subscriptions
+        .as_ref()
+        .and_then(|raw| subscriptions::subscriptions(raw, &notify, has_public_url, &mut problems));
 
     if !problems.is_empty() {
         return Err(ConfigError::Invalid {
@@ -94,6 +99,7 @@ pub(super) fn from_toml(
         services,
         locations: agents,
         assignments,
+        subscriptions,
         source,
     })
 }

@@ -128,7 +128,7 @@ fn notify_channels_are_validated_with_their_place() {
             "notify[2] \"hook\": url \"ftp://hooks.example.com\" is not an http(s) URL",
             "notify[2] \"hook\": services: no service is named or has the slug \"Checkout\"",
             "notify[2] \"hook\": groups: no [[group]] is named \"Shopp\"",
-            "notify[2] \"hook\": events: \"service_exploded\" is not one of service_down, service_degraded, service_recovered, incident_opened, incident_updated, incident_resolved, backup_failed, backup_verification_failed, certificate_expiring, location_silent, location_back",
+            "notify[2] \"hook\": events: \"service_exploded\" is not one of service_down, service_degraded, service_recovered, incident_opened, incident_updated, incident_resolved, backup_failed, backup_verification_failed, certificate_expiring, location_silent, location_back, maintenance_scheduled, maintenance_started, maintenance_completed, maintenance_cancelled",
             "notify[2] \"hook\": min_state \"up\" is not one of degraded, down",
             "notify[2] \"hook\": max_attempts (0) must be between 1 and 100",
             "notify[2] \"hook\": retry_backoff \"soon\" is not a duration (write it like \"500ms\", \"30s\", \"5m\" or \"1h\")",

@@ -13,14 +13,8 @@ pub async fn send(
     site: &Site,
 ) -> Result<(), SendError> {
     use lettre::message::header::ContentType;
-    use lettre::transport::smtp::authentication::Credentials;
-    use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
-    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-    let address = |text: &str| {
-        text.parse::<lettre::message::Mailbox>()
-            .map_err(|e| SendError::Permanent(format!("address \"{text}\": {e}")))
-    };
+    let address = mailbox;
     let mut mail = lettre::Message::builder()
         .from(address(&email.from)?)
         .subject(format!("[{}] {}", site.title, m.title));
@@ -38,6 +32,21 @@ pub async fn send(
             d.event_id
         ))
         .map_err(|e| SendError::Permanent(format!("building the email: {e}")))?;
+
+    deliver(email, mail).await
+}
+
+/// A mailbox, or a permanent error naming it.
+pub fn mailbox(text: &str) -> Result<lettre::message::Mailbox, SendError> {
+    text.parse::<lettre::message::Mailbox>()
+        .map_err(|e| SendError::Permanent(format!("address \"{text}\": {e}")))
+}
+
+/// Hands `mail` to the channel's SMTP server (its TLS and credentials).
+pub async fn deliver(email: &EmailChannel, mail: lettre::Message) -> Result<(), SendError> {
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
     // The web PKI's roots and the system's (see `trust`), as the other
     // channels and the probes.

@@ -7,14 +7,14 @@
 //! `config::ChannelKind` (and its section's validation), and one arm in
 //! [`send_once`].
 
-mod email;
+pub mod email;
 mod error;
 mod http;
-mod slack;
-mod webhook;
+pub mod slack;
+pub mod webhook;
 
 pub use error::SendError;
-pub use http::client;
+pub use http::{client, post};
 
 use super::{Message, Site};
 use crate::config::{ChannelKind, NotifyChannel};

@@ -81,7 +81,13 @@ pub(super) async fn add_update(
     let update = incident_update(form)?;
     if !app
         .store
-        .add_incident_update(id, &update.status, &update.message, app.clock.now_ms())
+        .add_incident_update(
+            id,
+            &update.status,
+            &update.message,
+            app.clock.now_ms(),
+            update.notify,
+        )
         .await?
     {
         return Err(no_incident(id));

@@ -83,7 +83,7 @@ pub(super) async fn remove(
     State(app): State<AppState>,
     Id(id): Id,
 ) -> Result<StatusCode, ApiError> {
-    if app.store.delete_maintenance(id).await? {
+    if app.store.delete_maintenance(id, app.clock.now_ms()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_maintenance(id))

@@ -9,6 +9,7 @@
 mod body;
 mod incidents;
 mod maintenance;
+pub mod subscribers;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +60,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
                     .patch(maintenance::edit)
                     .delete(maintenance::remove),
             ),
+        )
+        .route(
+            "/admin/api/subscribers",
+            json_405(get(subscribers::list).post(subscribers::create)),
+        )
+        .route(
+            "/admin/api/subscribers/{id}",
+            json_405(get(subscribers::show).delete(subscribers::remove)),
         )
         .route("/admin/api/{*rest}", any(no_such_path))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

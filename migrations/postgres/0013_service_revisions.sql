@@ -1,0 +1,11 @@
+-- Cost that follows change (issue 18). Every write to a service's row
+-- (a probe's last check, a state change, its dependencies or certificate,
+-- the config's sync) adds one to its revision. The snapshot reads every
+-- shown service's (id, revision) packed into one value, and then whole
+-- rows only for the services whose revision moved, instead of every row on
+-- every rebuild. A per-row count rather than a global sequence: a reader
+-- compares each row with what it last saw, so a transaction that commits
+-- late can never slip under a high-water mark. An older replica that does
+-- not add to it (a rolling upgrade) is caught by the snapshot's periodic
+-- full read.
+ALTER TABLE services ADD COLUMN revision BIGINT NOT NULL DEFAULT 0;
