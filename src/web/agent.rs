@@ -337,15 +337,17 @@ async fn results(
     let Some(location) = app.agents.location(&headers) else {
         return unauthorized(&app);
     };
-    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+    let body = match crate::web::capped::read(&headers, body, MAX_BODY).await {
         Ok(body) => body,
         Err(_) => {
-            return refuse(
+            let mut response = refuse(
                 &app,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid",
                 format!("the body is over {MAX_BODY} bytes (or was cut off)"),
-            )
+            );
+            crate::web::capped::last_on_connection(&mut response);
+            return response;
         }
     };
     let batch: WireBatch = match serde_json::from_slice(&body) {

@@ -141,7 +141,8 @@ fn forbidden() -> Response {
 }
 
 async fn form_of(request: Request) -> HashMap<String, Vec<String>> {
-    let bytes = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES)
+    let (parts, body) = request.into_parts();
+    let bytes = crate::web::capped::read(&parts.headers, body, MAX_FORM_BYTES)
         .await
         .unwrap_or_default();
     let mut fields: HashMap<String, Vec<String>> = HashMap::new();

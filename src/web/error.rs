@@ -90,6 +90,10 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            crate::web::capped::last_on_connection(&mut response);
+        }
+        response
     }
 }

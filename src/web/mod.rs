@@ -10,6 +10,7 @@ mod api;
 mod attempts;
 mod auth;
 mod cache;
+mod capped;
 pub mod clients;
 pub mod console;
 pub mod error;

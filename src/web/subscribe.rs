@@ -232,7 +232,8 @@ pub fn clean_address(raw: &str) -> Result<String, String> {
 }
 
 async fn body(request: Request) -> Option<Vec<u8>> {
-    axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES)
+    let (parts, body) = request.into_parts();
+    crate::web::capped::read(&parts.headers, body, MAX_FORM_BYTES)
         .await
         .ok()
         .map(|b| b.to_vec())
@@ -275,12 +276,14 @@ pub async fn sign_up(State(app): State<AppState>, request: Request) -> Response 
         return response;
     }
     let Some(bytes) = body(request).await else {
-        return message(
+        let mut response = message(
             &app,
             StatusCode::PAYLOAD_TOO_LARGE,
             "The form is too large",
             "Go back and try again with fewer components.",
         );
+        crate::web::capped::last_on_connection(&mut response);
+        return response;
     };
     let fields = form(&bytes);
     let first = |name: &str| {

@@ -1,13 +1,12 @@
 //! Reading an admin request: its JSON body and the id in its path, each
 //! refusal the API's JSON error naming the field.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
+use crate::web::capped;
 use crate::web::error::ApiError;
 
 /// Request bodies over this many bytes are refused with 413. A postmortem
@@ -25,7 +24,7 @@ where
 {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
         let json = request
             .headers()
             .get(header::CONTENT_TYPE)
@@ -39,24 +38,19 @@ where
                 message: "expected a JSON body with Content-Type: application/json".into(),
             });
         }
-        let bytes = Bytes::from_request(request, state)
+        let (parts, body) = request.into_parts();
+        let bytes = capped::read(&parts.headers, body, MAX_BODY_BYTES)
             .await
-            .map_err(refused_bytes)?;
+            .map_err(|refused| match refused {
+                capped::Refused::TooLarge => ApiError::TooLarge {
+                    limit: MAX_BODY_BYTES,
+                },
+                capped::Refused::Broken(e) => ApiError::BadRequest {
+                    field: None,
+                    message: format!("the body could not be read: {e}"),
+                },
+            })?;
         parse_body(&bytes).map(Body)
-    }
-}
-
-/// A body that could not be read: 413 when over the limit.
-fn refused_bytes(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::TooLarge {
-            limit: MAX_BODY_BYTES,
-        }
-    } else {
-        ApiError::BadRequest {
-            field: None,
-            message: rejection.body_text(),
-        }
     }
 }
 
