@@ -113,22 +113,19 @@ macro_rules! bump_changes {
     }};
 }
 
-/// Inserts the alert event of an incident write (`$kind`, about the update
-/// `$message`; `$notify` false: subscribers are not told), reading the
-/// incident as `$tx` now sees it.
-macro_rules! insert_incident_event {
-    ($tx:expr, $id:expr, $kind:expr, $message:expr, $at:expr, $notify:expr, $by_monitor:expr) => {{
-        let id: i64 = $id;
-        let row = sqlx::query("SELECT title, status, impact, automatic FROM incidents WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *$tx)
-            .await?;
+/// The services linked to `$id` through `$table` (by its column `$column`),
+/// in page order, as events name them.
+macro_rules! service_refs {
+    ($tx:expr, $table:literal, $column:literal, $id:expr) => {{
         let mut services = Vec::new();
-        for s in sqlx::query(
-            "SELECT s.slug, s.name, s.group_name FROM incident_services x \
-             JOIN services s ON s.id = x.service_id WHERE x.incident_id = $1 ORDER BY s.position, s.id",
-        )
-        .bind(id)
+        for s in sqlx::query(concat!(
+            "SELECT s.slug, s.name, s.group_name FROM ",
+            $table,
+            " x JOIN services s ON s.id = x.service_id WHERE x.",
+            $column,
+            " = $1 ORDER BY s.position, s.id"
+        ))
+        .bind($id)
         .fetch_all(&mut *$tx)
         .await?
         {
@@ -138,6 +135,22 @@ macro_rules! insert_incident_event {
                 group: s.try_get("group_name")?,
             });
         }
+        services
+    }};
+}
+
+/// Inserts the alert event of an incident write (`$kind`, about the update
+/// `$message`; `$notify` false: subscribers are not told), reading the
+/// incident as `$tx` now sees it.
+macro_rules! insert_incident_event {
+    ($tx:expr, $id:expr, $kind:expr, $message:expr, $at:expr, $notify:expr, $by_monitor:expr) => {{
+        let id: i64 = $id;
+        let row =
+            sqlx::query("SELECT title, status, impact, automatic FROM incidents WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *$tx)
+                .await?;
+        let services = service_refs!($tx, "incident_services", "incident_id", id);
         let event = crate::domain::Event {
             location: None,
             maintenance: None,
@@ -167,25 +180,13 @@ macro_rules! insert_incident_event {
 macro_rules! insert_maintenance_event {
     ($tx:expr, $id:expr, $kind:expr, $at:expr, $dedupe:expr) => {{
         let id: i64 = $id;
-        let row = sqlx::query("SELECT title, message, starts_at, ends_at FROM maintenances WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *$tx)
-            .await?;
-        let mut services = Vec::new();
-        for s in sqlx::query(
-            "SELECT s.slug, s.name, s.group_name FROM maintenance_services x \
-             JOIN services s ON s.id = x.service_id WHERE x.maintenance_id = $1 ORDER BY s.position, s.id",
+        let row = sqlx::query(
+            "SELECT title, message, starts_at, ends_at FROM maintenances WHERE id = $1",
         )
         .bind(id)
-        .fetch_all(&mut *$tx)
-        .await?
-        {
-            services.push(crate::domain::ServiceRef {
-                slug: s.try_get("slug")?,
-                name: s.try_get("name")?,
-                group: s.try_get("group_name")?,
-            });
-        }
+        .fetch_one(&mut *$tx)
+        .await?;
+        let services = service_refs!($tx, "maintenance_services", "maintenance_id", id);
         let event = crate::domain::Event {
             location: None,
             kind: $kind,
