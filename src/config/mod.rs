@@ -12,6 +12,7 @@
 //! The typed config (one file per section under `types/`, re-exported
 //! here) is then trusted by the rest of the program.
 
+mod early;
 mod interpolate;
 mod raw;
 mod types;
@@ -20,6 +21,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use early::listen_address;
 pub use raw::known_keys;
 pub use types::access::{AdminConfig, MetricsConfig};
 pub use types::backup::{parse_schedule, BackupConfig, BackupTargetUrl, KeepPolicy, S3Credentials};

@@ -83,24 +83,87 @@ pub struct Application {
     shutdown_timeout: Duration,
 }
 
+/// A socket bound, and `/livez` answered on it, before the config was
+/// parsed (see `config::listen_address`).
+pub struct Listening {
+    address: std::net::SocketAddr,
+    socket: std::net::TcpListener,
+    early: web::server::Early,
+}
+
+impl Listening {
+    /// Binds `address` and answers `/livez` there (everything else 503),
+    /// with the default connection limits until the config is read. `None`
+    /// when it cannot bind: the full start then binds the config's address
+    /// and says why it cannot.
+    pub fn early(address: std::net::SocketAddr) -> Option<Listening> {
+        let socket = std::net::TcpListener::bind(address).ok()?;
+        let limits = web::server::Limits {
+            max_connections: web::server::default_max_connections(
+                web::server::raise_fd_limit(),
+                crate::config::MonitorConfig::default().max_concurrency,
+            ),
+            header_read_timeout: crate::config::ServerLimits::default().header_read_timeout,
+        };
+        let early = web::server::Early::start(&socket, limits).ok()?;
+        Some(Listening {
+            address,
+            socket,
+            early,
+        })
+    }
+}
+
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         Self::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
     pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        Self::build_inner(config, clock, None).await
+    }
+
+    /// As [`Application::build`], taking over the socket `beacon serve`
+    /// bound before the config was parsed ([`Listening::early`]) when the
+    /// config listens there.
+    pub async fn build_listening(
+        config: Config,
+        listening: Option<Listening>,
+    ) -> anyhow::Result<Application> {
+        Self::build_inner(config, Arc::new(SystemClock), listening).await
+    }
+
+    async fn build_inner(
         mut config: Config,
         clock: Arc<dyn Clock>,
+        listening: Option<Listening>,
     ) -> anyhow::Result<Application> {
         // Before anything opens a file: visitors, probes and the store share
         // the descriptor limit, so take all the kernel allows.
         let limits = connection_limits(&config);
         // Listening first: `/livez` answers while the store connects,
         // migrates and the services are synced (web::server::Early).
-        let socket = std::net::TcpListener::bind(config.server.listen)
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        let early = web::server::Early::start(&socket, limits)
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let (socket, early) = match listening {
+            Some(l) if l.address == config.server.listen => (l.socket, l.early),
+            other => {
+                if let Some(l) = other {
+                    tracing::info!(
+                        early = %l.address,
+                        listen = %config.server.listen,
+                        "the config listens elsewhere than it seemed before it was parsed; moving"
+                    );
+                    l.early.stop().await;
+                }
+                let socket = std::net::TcpListener::bind(config.server.listen)
+                    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+                let early = web::server::Early::start(&socket, limits)
+                    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+                (socket, early)
+            }
+        };
         let store = Store::open(&config.storage).await?;
         // Held until this process ends: `beacon restore` refuses to swap the
         // database under us, and we refuse to start during a restore.

@@ -17,6 +17,7 @@ mod monitor;
 mod notify;
 mod problems;
 mod server;
+pub(crate) use server::DEFAULT_LISTEN;
 mod services;
 mod storage;
 mod subscriptions;

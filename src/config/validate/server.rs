@@ -11,7 +11,7 @@ use crate::config::raw::RawServer;
 use crate::config::{ServerConfig, ServerLimits};
 
 /// Where beacon listens when `listen` is not set.
-const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 /// `[server]` without its limits (see [`limits`]). A wrong `listen` is
 /// reported and the default put in its place: with a problem found, the
