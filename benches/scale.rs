@@ -14,6 +14,8 @@
 //! for comparing commits), `--replicas N` (with `--services` and `--store
 //! postgres` only: N `beacon serve` processes with one config on one
 //! database, sharing the services; default 1).
+//! `BEACON_BENCH_TABLES` adds TOML tables to the config (before the
+//! services), e.g. `$'[metrics]\nper_service = false'`.
 //! `BEACON_BENCH_BINARY` runs another beacon binary and
 //! `BEACON_BENCH_WRAPPER` runs it under a command, for profiling (see
 //! docs/performance.md). PostgreSQL runs use `BEACON_TEST_POSTGRES_URL` (default
@@ -441,6 +443,11 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         text.push_str(CLUSTER);
     }
     text.push_str("[admin]\ntokens = [\"${BEACON_ADMIN_TOKEN}\"]\n");
+    // More of the config, e.g. "[metrics]\nper_service = false".
+    if let Ok(tables) = std::env::var("BEACON_BENCH_TABLES") {
+        text.push_str(&tables);
+        text.push('\n');
+    }
     for i in 0..run.services {
         text.push_str(&format!(
             "[[service]]\nname = \"svc-{i}\"\nurl = \"http://127.0.0.1:{}/s/{i}\"\ninterval = \"{}ms\"\ntimeout = \"{}ms\"\nkeep_alive = {}\npublic = {}\n",

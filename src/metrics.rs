@@ -31,6 +31,9 @@ const STATES: [State; 5] = [
 
 pub struct Metrics {
     registry: Registry,
+    /// `metrics.per_service`: off, probes are counted under `service=""`
+    /// and a scrape leaves the per-service gauges out.
+    per_service: std::sync::atomic::AtomicBool,
     /// `service`, `outcome` (up / degraded / down), counted when written.
     pub probes: IntCounterVec,
     pub probe_duration: HistogramVec,
@@ -171,6 +174,27 @@ fn opts(name: &str, help: &str) -> Opts {
 impl Metrics {
     /// The names and labels below are constants: registering them cannot
     /// fail unless this code is wrong, which the unit test below catches.
+    /// Sets `metrics.per_service` (at start; a change needs a restart).
+    pub fn set_per_service(&self, on: bool) {
+        self.per_service
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether series are kept per service (`metrics.per_service`).
+    pub fn per_service(&self) -> bool {
+        self.per_service.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The `service` label of a probe's series: its slug, or `""` (all
+    /// services summed) when `metrics.per_service` is off.
+    pub fn service_label<'a>(&self, slug: &'a str) -> &'a str {
+        if self.per_service() {
+            slug
+        } else {
+            ""
+        }
+    }
+
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let hist = |name: &str, help: &str, buckets: &[f64]| {
@@ -181,6 +205,7 @@ impl Metrics {
         ];
         let r = &registry;
         Metrics {
+            per_service: std::sync::atomic::AtomicBool::new(true),
             probes: reg(
                 r,
                 IntCounterVec::new(

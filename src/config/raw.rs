@@ -120,6 +120,7 @@ pub struct RawAdmin {
 pub struct RawMetrics {
     pub enabled: Option<bool>,
     pub token: Option<String>,
+    pub per_service: Option<bool>,
 }
 
 #[derive(Default, Deserialize)]
@@ -239,7 +240,7 @@ pub fn known_keys(table: &str) -> &'static [&'static str] {
             "to",
         ],
         "admin" => &["tokens"],
-        "metrics" => &["enabled", "token"],
+        "metrics" => &["enabled", "token", "per_service"],
         "cluster" => &["lease", "heartbeat"],
         "backup.keep" => &["last", "hourly", "daily", "weekly", "monthly", "yearly"],
         "backup" => &[

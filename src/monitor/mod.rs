@@ -1210,12 +1210,12 @@ impl Recorder {
                 };
                 metrics
                     .probes
-                    .with_label_values(&[slug.as_str(), outcome])
+                    .with_label_values(&[metrics.service_label(slug), outcome])
                     .inc();
                 if let Some(ms) = r.latency_ms {
                     metrics
                         .probe_duration
-                        .with_label_values(&[slug.as_str()])
+                        .with_label_values(&[metrics.service_label(slug)])
                         .observe(f64::from(ms) / 1000.0);
                 }
             }

@@ -181,6 +181,7 @@ impl Application {
         }
 
         let metrics = Arc::new(Metrics::new());
+        metrics.set_per_service(config.metrics.per_service);
         // Joined before the monitor starts, so the first division of the
         // services among replicas already counts the live ones.
         let cluster = Arc::new(Cluster::new(

@@ -201,8 +201,14 @@ pub(super) fn needing_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     );
     check(
         "metrics",
-        format!("{:?} {:?}", old.metrics.enabled, old.metrics.token),
-        format!("{:?} {:?}", new.metrics.enabled, new.metrics.token),
+        format!(
+            "{:?} {:?} {:?}",
+            old.metrics.enabled, old.metrics.token, old.metrics.per_service
+        ),
+        format!(
+            "{:?} {:?} {:?}",
+            new.metrics.enabled, new.metrics.token, new.metrics.per_service
+        ),
     );
     let site = |c: &Config| {
         let s = &c.server;

@@ -125,10 +125,17 @@ async fn build(app: &AppState) -> Option<Bytes> {
     // (write failures, results held or shed): without it, the series read
     // from the store are left out and the rest is served. A scrape is a
     // public read like any other (see `AppState::read_store`).
+    let per_service = app.metrics.per_service();
     let read = app
         .read_store(async {
             tokio::try_join!(
-                app.store.service_summaries(now_ms),
+                async {
+                    if per_service {
+                        app.store.service_summaries(now_ms).await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                },
                 app.store.backup_records(),
                 app.store.pending_alert_deliveries()
             )

@@ -18,6 +18,7 @@ pub fn admin(raw: &RawAdmin, problems: &mut Problems) -> AdminConfig {
 pub fn metrics(raw: &RawMetrics, problems: &mut Problems) -> MetricsConfig {
     MetricsConfig {
         enabled: raw.enabled.unwrap_or(true),
+        per_service: raw.per_service.unwrap_or(true),
         token: raw
             .token
             .as_deref()
