@@ -98,13 +98,10 @@ impl Listening {
     /// and says why it cannot.
     pub fn early(address: std::net::SocketAddr) -> Option<Listening> {
         let socket = std::net::TcpListener::bind(address).ok()?;
-        let limits = web::server::Limits {
-            max_connections: web::server::default_max_connections(
-                web::server::raise_fd_limit(),
-                crate::config::MonitorConfig::default().max_concurrency,
-            ),
-            header_read_timeout: crate::config::ServerLimits::default().header_read_timeout,
-        };
+        let limits = connection_limits(
+            &crate::config::ServerLimits::default(),
+            crate::config::MonitorConfig::default().max_concurrency,
+        );
         let early = web::server::Early::start(&socket, limits).ok()?;
         Some(Listening {
             address,
@@ -143,7 +140,7 @@ impl Application {
     ) -> anyhow::Result<Application> {
         // Before anything opens a file: visitors, probes and the store share
         // the descriptor limit, so take all the kernel allows.
-        let limits = connection_limits(&config);
+        let limits = connection_limits(&config.server.limits, config.monitor.max_concurrency);
         // Listening first: `/livez` answers while the store connects,
         // migrates and the services are synced (web::server::Early).
         let (socket, early) = match listening {
@@ -511,13 +508,16 @@ impl Application {
 
 /// The connection cap (from `server.limits`, or from the descriptor limit,
 /// raised here to all the kernel allows) and the header-read timeout.
-fn connection_limits(config: &Config) -> web::server::Limits {
+fn connection_limits(
+    server: &crate::config::ServerLimits,
+    probes_in_flight: usize,
+) -> web::server::Limits {
     let fd_limit = web::server::raise_fd_limit();
     let limits = web::server::Limits {
-        max_connections: config.server.limits.max_connections.unwrap_or_else(|| {
-            web::server::default_max_connections(fd_limit, config.monitor.max_concurrency)
-        }),
-        header_read_timeout: config.server.limits.header_read_timeout,
+        max_connections: server
+            .max_connections
+            .unwrap_or_else(|| web::server::default_max_connections(fd_limit, probes_in_flight)),
+        header_read_timeout: server.header_read_timeout,
     };
     tracing::debug!(
         fd_limit,
