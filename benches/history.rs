@@ -2,7 +2,9 @@
 //!
 //! Simulates 90 days of 200 services probed every 30 s with the default
 //! 7-day raw retention, through the real write path (`Store::write_batch`:
-//! results + rollups in one transaction per batch), then prunes and reports
+//! results + rollups in one transaction per batch), then prunes and packs
+//! the hours before the last one (as the hourly retention pass does) and
+//! reports
 //! bytes per raw result, database size, write throughput, and the time to
 //! compute the page's figures. See docs/performance.md.
 //!
@@ -112,7 +114,17 @@ async fn run(kind: &'static str, url: &str, services: i64) -> anyhow::Result<Fig
         pruned.results, pruned.rollups
     );
 
-    let raw_rows = store.count_rows("check_results").await?;
+    // The retention pass then packs every hour before the last one
+    // (store/packed.rs), as a running beacon's does each hour.
+    let began = Instant::now();
+    let packed = store.compact_results(end).await?;
+    eprintln!(
+        "{kind}: packed {} results into {} service-hours in {:.1} s",
+        packed.results,
+        packed.hours,
+        began.elapsed().as_secs_f64()
+    );
+    let raw_rows = store.count_rows("check_results").await? + packed.results as i64;
     let rollup_rows = store.count_rows("rollups").await?;
     let (raw_bytes, total_bytes) = sizes(url).await?;
 
@@ -155,7 +167,8 @@ async fn run(kind: &'static str, url: &str, services: i64) -> anyhow::Result<Fig
     })
 }
 
-/// (bytes of check_results with its index, bytes of the whole database),
+/// (bytes of the raw results, packed and not, with their indexes; bytes
+/// of the whole database),
 /// on a connection of the bench's own: the store keeps its pools to itself.
 async fn sizes(url: &str) -> anyhow::Result<(Option<i64>, i64)> {
     if let Some(path) = url.strip_prefix("sqlite://") {
@@ -166,8 +179,9 @@ async fn sizes(url: &str) -> anyhow::Result<(Option<i64>, i64)> {
                 .execute(pool)
                 .await?;
             sqlx::query("VACUUM").execute(pool).await?;
-            let raw: Option<i64> =
-                sqlx::query_scalar("SELECT SUM(pgsize) FROM dbstat WHERE name = 'check_results'")
+            let raw: Option<i64> = sqlx::query_scalar(
+                "SELECT SUM(pgsize) FROM dbstat WHERE name IN ('check_results', 'check_result_hours')",
+            )
                     .fetch_one(pool)
                     .await
                     .ok()
@@ -180,7 +194,9 @@ async fn sizes(url: &str) -> anyhow::Result<(Option<i64>, i64)> {
         let pool = &sqlx::PgPool::connect(url).await?;
         {
             sqlx::query("VACUUM FULL ANALYZE").execute(pool).await?;
-            let raw: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('check_results')")
+            let raw: i64 = sqlx::query_scalar(
+                "SELECT pg_total_relation_size('check_results') + pg_total_relation_size('check_result_hours')",
+            )
                 .fetch_one(pool)
                 .await?;
             let total: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")

@@ -216,6 +216,7 @@ mod incidents;
 mod locations;
 mod lock;
 mod maintenances;
+mod packed;
 mod postgres;
 mod results;
 mod retention;
@@ -235,6 +236,7 @@ pub use scratch::PgServer;
 
 pub use incidents::{Incident, IncidentPatch, IncidentUpdate, NewIncident};
 pub use maintenances::{Maintenance, MaintenanceInput, ServiceWindow};
+pub use packed::Compacted;
 pub use results::{Batch, CheckResult, StatusChange};
 pub use retention::Pruned;
 pub use services::{ServiceSummary, StoredService};
@@ -459,6 +461,7 @@ pub const BEACON_TABLES: &[&str] = &[
     "_sqlx_migrations",
     "services",
     "check_results",
+    "check_result_hours",
     "status_changes",
     "rollups",
     "incidents",

@@ -86,12 +86,12 @@ impl Batch {
 }
 
 /// `check_results.state` of a result taken during maintenance.
-const MAINTENANCE_CODE: i16 = 4;
+pub(super) const MAINTENANCE_CODE: i16 = 4;
 
 /// The outcome of a stored `check_results.state`. A result taken during
 /// maintenance keeps no outcome of its own and reads as up (it counts as
 /// maintenance); a code beacon never writes is a corrupt row, never up.
-fn outcome_of(code: i16) -> Result<Outcome, StoreError> {
+pub(super) fn outcome_of(code: i16) -> Result<Outcome, StoreError> {
     if code == MAINTENANCE_CODE {
         return Ok(Outcome::Up);
     }
@@ -181,12 +181,17 @@ impl Store {
     /// state and the outcomes since it was reached, oldest first, at most
     /// `limit` (the newest). A result taken in maintenance ends the run: the
     /// thresholds start afresh after a window.
+    ///
+    /// The newest results are in `check_results`; when fewer than `limit`
+    /// of them are newer than the state, the packed hours before them are
+    /// read too, newest first, until no older hour can hold one of the
+    /// `limit` newest.
     pub async fn resume_point(
         &self,
         service_id: i64,
         limit: i64,
     ) -> Result<(State, Vec<Outcome>), StoreError> {
-        let (state, codes) = on_pool!(self, pool, _Db => {
+        let (state, since, mut recent) = on_pool!(self, pool, _Db => {
             let row = sqlx::query("SELECT state, state_since FROM services WHERE id = $1")
                 .bind(service_id)
                 .fetch_optional(pool)
@@ -196,24 +201,61 @@ impl Store {
             };
             let state: String = row.try_get("state")?;
             let since: Option<i64> = row.try_get("state_since")?;
-            let codes: Vec<i16> = sqlx::query_scalar(
-                "SELECT state FROM check_results WHERE service_id = $1 AND checked_at > $2 \
+            let since = since.unwrap_or(0);
+            let rows = sqlx::query(
+                "SELECT checked_at, state FROM check_results WHERE service_id = $1 AND checked_at > $2 \
                  ORDER BY checked_at DESC LIMIT $3",
             )
             .bind(service_id)
-            .bind(since.unwrap_or(0))
+            .bind(since)
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            (state, codes)
+            let mut recent: Vec<(i64, i16)> = Vec::with_capacity(rows.len());
+            for row in rows {
+                recent.push((row.try_get("checked_at")?, row.try_get("state")?));
+            }
+            (state, since, recent)
         });
         let state = State::parse(&state).ok_or_else(|| StoreError::Corrupt {
             table: "services",
             column: "state",
             value: state.clone(),
         })?;
-        let mut outcomes = Vec::with_capacity(codes.len());
-        for code in codes {
+        let wanted = usize::try_from(limit).unwrap_or(0);
+        if wanted == 0 {
+            return Ok((state, Vec::new()));
+        }
+        let mut below = i64::MAX;
+        loop {
+            // The `limit`-th newest so far: an hour ending at or before it
+            // holds nothing newer.
+            recent.sort_by_key(|r| std::cmp::Reverse(r.0));
+            recent.truncate(wanted);
+            let floor = if recent.len() < wanted {
+                i64::MIN
+            } else {
+                recent[wanted - 1].0
+            };
+            let hour = self
+                .packed_hour_before(service_id, super::packed::hour_of(since), below)
+                .await?;
+            let Some((hour, rows)) = hour else { break };
+            if hour + crate::domain::time::HOUR_MS <= floor {
+                break;
+            }
+            below = hour;
+            recent.extend(
+                rows.into_iter()
+                    .filter(|r| r.checked_at > since)
+                    .map(|r| (r.checked_at, r.code)),
+            );
+        }
+        recent.sort_by_key(|r| std::cmp::Reverse(r.0));
+        recent.dedup_by_key(|r| r.0);
+        recent.truncate(wanted);
+        let mut outcomes = Vec::with_capacity(recent.len());
+        for (_, code) in recent {
             if code == MAINTENANCE_CODE {
                 break;
             }
@@ -223,33 +265,64 @@ impl Store {
         Ok((state, outcomes))
     }
 
-    /// Every stored result of one service, oldest first (tests and tools).
+    /// Every stored result of one service, oldest first (tests and tools):
+    /// the packed hours and the rows not packed yet.
     pub async fn check_results(&self, slug: &str) -> Result<Vec<CheckResult>, StoreError> {
-        let rows = on_pool!(self, pool, _Db => {
-            let rows = sqlx::query(
-                "SELECT r.service_id, r.checked_at, r.state, r.latency_ms, r.status_code, r.reason \
-                 FROM check_results r JOIN services s ON s.id = r.service_id \
-                 WHERE s.slug = $1 ORDER BY r.checked_at",
+        let (service_id, raws) = on_pool!(self, pool, _Db => {
+            let Some(service_id) = sqlx::query_scalar::<_, i64>("SELECT id FROM services WHERE slug = $1")
+                .bind(slug)
+                .fetch_optional(pool)
+                .await?
+            else {
+                return Ok(Vec::new());
+            };
+            let mut raws = Vec::new();
+            let packed = sqlx::query(
+                "SELECT hour_start, data FROM check_result_hours WHERE service_id = $1 ORDER BY hour_start",
             )
-            .bind(slug)
+            .bind(service_id)
             .fetch_all(pool)
             .await?;
-            let mut out = Vec::with_capacity(rows.len());
+            for row in packed {
+                let hour: i64 = row.try_get("hour_start")?;
+                let data: Vec<u8> = row.try_get("data")?;
+                raws.extend(super::packed::decode(hour, &data)?);
+            }
+            let rows = sqlx::query(
+                "SELECT checked_at, state, latency_ms, status_code, reason \
+                 FROM check_results WHERE service_id = $1 ORDER BY checked_at",
+            )
+            .bind(service_id)
+            .fetch_all(pool)
+            .await?;
             for row in rows {
-                let code: i16 = row.try_get("state")?;
-                out.push(CheckResult {
-                    service_id: row.try_get("service_id")?,
+                raws.push(super::packed::Raw {
                     checked_at: row.try_get("checked_at")?,
-                    outcome: outcome_of(code)?,
-                    maintenance: code == MAINTENANCE_CODE,
+                    code: row.try_get("state")?,
                     latency_ms: row.try_get("latency_ms")?,
                     status_code: row.try_get("status_code")?,
                     reason: row.try_get("reason")?,
                 });
             }
-            out
+            (service_id, raws)
         });
-        Ok(rows)
+        // A late result of an hour already packed sits in check_results
+        // until the next pass: one order for both.
+        let mut raws = raws;
+        raws.sort_by_key(|r| r.checked_at);
+        raws.into_iter()
+            .map(|r| {
+                Ok(CheckResult {
+                    service_id,
+                    checked_at: r.checked_at,
+                    outcome: outcome_of(r.code)?,
+                    maintenance: r.code == MAINTENANCE_CODE,
+                    latency_ms: r.latency_ms,
+                    status_code: r.status_code,
+                    reason: r.reason,
+                })
+            })
+            .collect()
     }
 
     /// Every recorded state change of one service, oldest first.

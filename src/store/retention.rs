@@ -1,9 +1,12 @@
 //! What beacon forgets, and when: raw results after the configured
-//! retention, hourly rollups after 400 days, routed alert events after a
+//! retention (rows not packed yet, and packed hours once the whole hour
+//! is past it), hourly rollups after 400 days, routed alert events after a
 //! month. Daily rollups and incidents stay.
 
 use super::{Store, StoreError};
-use crate::domain::time::DAY_MS;
+use sqlx::Row;
+
+use crate::domain::time::{DAY_MS, HOUR_MS};
 
 /// Hourly rollups are kept this long; daily ones are never pruned.
 const ROLLUP_HOURLY_KEEP_MS: i64 = 400 * DAY_MS;
@@ -62,6 +65,24 @@ impl Store {
                     } else {
                         pruned.results += deleted;
                     }
+                }
+                // Packed hours go once the whole hour is past retention;
+                // what they held is counted by their `results`.
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "DELETE FROM check_result_hours WHERE service_id IN (",
+                );
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(") AND hour_start + ");
+                qb.push_bind(HOUR_MS);
+                qb.push(" <= ");
+                qb.push_bind(raw_before);
+                qb.push(" RETURNING results");
+                for row in qb.build().persistent(false).fetch_all(&mut *tx).await? {
+                    let n: i64 = int_column!(row, "results");
+                    pruned.results += u64::try_from(n).unwrap_or(0);
                 }
                 tx.commit().await?;
             }

@@ -120,6 +120,15 @@ async fn refusals(db: TestDb) {
     // Three backups a day apart, the history growing in between.
     let b = crate::backups::open(&config, &clock).await;
     fill_history(b.store(), &config, 1).await;
+    // Half the day packed by hour, as the hourly retention pass leaves it:
+    // a restore brings back both tables' results.
+    let packed = b
+        .store()
+        .compact_results(1_773_000_000_000 + 12 * 3_600_000)
+        .await
+        .expect("compact");
+    assert!(packed.hours > 0);
+    let search_results = b.store().check_results("search").await.expect("results");
     let mut taken = Vec::new();
     for day in 0..3 {
         if day > 0 {
@@ -203,6 +212,18 @@ async fn refusals(db: TestDb) {
         taken[1].1,
         "backup 2's content is back"
     );
+    assert_eq!(
+        restored
+            .count_rows("check_result_hours")
+            .await
+            .expect("count"),
+        i64::try_from(packed.hours).expect("hours")
+    );
+    assert_eq!(
+        restored.check_results("search").await.expect("results"),
+        search_results,
+        "every raw result is back, packed or not"
+    );
     if db.kind == Kind::Sqlite {
         let kept = report["kept_as"].as_str().expect("kept_as");
         assert!(
@@ -264,11 +285,13 @@ async fn older_schema(db: TestDb) {
     // Make the database what schema version 6 was: no backups table (7),
     // no index on incidents' start (8), no alert outbox (9), no cluster
     // tables nor one-open-automatic-incident index (10), no location
-    // results (11), no subscriptions (12), no service revisions (13).
+    // results (11), no subscriptions (12), no service revisions (13), no
+    // packed hours (15).
     let store = b.store().clone();
     let raw = Raw::connect(&db.url).await;
     for sql in [
         "ALTER TABLE services DROP COLUMN revision",
+        "DROP TABLE check_result_hours",
         "DROP TABLE subscriber_deliveries",
         "DROP TABLE subscriber_tokens",
         "DROP TABLE subscribers",

@@ -519,3 +519,165 @@ async fn public_history(db: TestDb) {
     let (_, counted) = histories.services[&hidden].counts[3];
     assert!(counted > 0, "made public, its history is read");
 }
+
+store_test!(
+    raw_results_packed_by_hour_read_back_the_same_and_are_pruned_whole,
+    packed_hours
+);
+async fn packed_hours(db: TestDb) {
+    use beacon::domain::State;
+    use beacon::store::{Batch, CheckResult, StatusChange};
+    const HOUR: i64 = 3_600_000;
+    let config = test_config(
+        &db,
+        "[[service]]\nname = \"A\"\nurl = \"http://a.example/\"\n\
+         [[service]]\nname = \"B\"\nurl = \"http://b.example/\"\n",
+    );
+    let store = db.store().await;
+    let t0 = 1_773_360_000_000i64; // 2026-03-13 00:00 UTC, an hour's start
+    let stored = store
+        .sync_services(&config.services, t0)
+        .await
+        .expect("sync");
+    let ids: Vec<i64> = stored.iter().map(|s| s.id).collect();
+    // Five hours and a half every 30 s, of every kind a result can be:
+    // down with a reason, degraded, in maintenance, without latency or
+    // status. A goes down at 01:10 and stays down.
+    let mut seed: u64 = 7;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        seed >> 33
+    };
+    let end = t0 + 5 * HOUR + HOUR / 2;
+    let mut at = t0;
+    let mut batch = Batch::default();
+    while at < end {
+        for (i, id) in ids.iter().enumerate() {
+            let roll = next() % 10;
+            let down = i == 0 && at >= t0 + HOUR + 600_000;
+            let outcome = match (down, roll) {
+                (true, _) | (_, 0) => Outcome::Down,
+                (_, 1) => Outcome::Degraded,
+                _ => Outcome::Up,
+            };
+            batch.results.push(CheckResult {
+                service_id: *id,
+                checked_at: at + i as i64 * 7,
+                outcome,
+                maintenance: roll == 2 && !down,
+                latency_ms: (roll != 3).then(|| (next() % 70_000) as i32),
+                status_code: (roll != 4).then_some(if outcome == Outcome::Down {
+                    503
+                } else {
+                    200
+                }),
+                reason: (outcome == Outcome::Down)
+                    .then(|| format!("HTTP 503 at {at}, expected 2xx")),
+            });
+        }
+        if at == t0 + HOUR + 600_000 {
+            batch.changes.push(StatusChange {
+                service_id: ids[0],
+                changed_at: at,
+                from: State::Unknown,
+                to: State::Down,
+                reason: Some("HTTP 503".into()),
+            });
+        }
+        if batch.results.len() >= 500 {
+            store.write_batch(&batch).await.expect("write");
+            batch = Batch::default();
+        }
+        at += 30_000;
+    }
+    store.write_batch(&batch).await.expect("write");
+    let before_a = store.check_results("a").await.expect("a");
+    let before_b = store.check_results("b").await.expect("b");
+    assert_eq!(before_a.len(), 660);
+    let resume_3 = store.resume_point(ids[0], 3).await.expect("resume");
+    let resume_all = store.resume_point(ids[0], 100_000).await.expect("resume");
+    assert_eq!(resume_all.0, State::Down);
+    assert_eq!(
+        resume_all.1.len(),
+        660 - 141,
+        "every result after the change (01:10 itself is not)"
+    );
+
+    // At 05:40, the hours before 04:00 are packed: 00–03, four per service.
+    let now = end + 600_000;
+    let packed = store.compact_results(now).await.expect("compact");
+    assert_eq!(packed.hours, 2 * 4);
+    assert_eq!(packed.results, 2 * 4 * 120);
+    assert_eq!(store.count_rows("check_result_hours").await.expect("n"), 8);
+    assert_eq!(
+        store.count_rows("check_results").await.expect("n"),
+        2 * (660 - 480),
+        "the last hour and a half stays a row per result"
+    );
+    assert_eq!(
+        store.check_results("a").await.expect("a"),
+        before_a,
+        "A reads back the same"
+    );
+    assert_eq!(
+        store.check_results("b").await.expect("b"),
+        before_b,
+        "B reads back the same"
+    );
+    assert_eq!(
+        store.resume_point(ids[0], 3).await.expect("resume"),
+        resume_3
+    );
+    assert_eq!(
+        store.resume_point(ids[0], 100_000).await.expect("resume"),
+        resume_all,
+        "a resume point reaching back across packed hours"
+    );
+    assert_eq!(
+        store.compact_results(now).await.expect("again"),
+        Default::default(),
+        "a second pass moves nothing"
+    );
+
+    // A result arriving late for an hour already packed (a batch held while
+    // the store was away) is merged into that hour at the next pass.
+    let late = CheckResult {
+        service_id: ids[1],
+        checked_at: t0 + 2 * HOUR + 15_001,
+        outcome: Outcome::Down,
+        maintenance: false,
+        latency_ms: None,
+        status_code: None,
+        reason: Some("connection refused".into()),
+    };
+    store
+        .write_batch(&Batch {
+            results: vec![late.clone()],
+            ..Batch::default()
+        })
+        .await
+        .expect("late");
+    let mut expected_b = before_b.clone();
+    expected_b.push(late);
+    expected_b.sort_by_key(|r| r.checked_at);
+    assert_eq!(store.check_results("b").await.expect("b"), expected_b);
+    let merged = store.compact_results(now).await.expect("merge");
+    assert_eq!((merged.results, merged.hours), (1, 1));
+    assert_eq!(store.count_rows("check_result_hours").await.expect("n"), 8);
+    assert_eq!(store.check_results("b").await.expect("b"), expected_b);
+
+    // Retention: a packed hour goes once all of it is past, and is counted
+    // by the results it held. Keeping 3 h at 05:40 keeps 02:40 on: hour
+    // 02 is kept whole, 00 and 01 go.
+    let total: usize = 660 * 2 + 1;
+    let pruned = store.prune(now, 3 * HOUR).await.expect("prune");
+    assert_eq!(pruned.results, 2 * 2 * 120);
+    let left = store.check_results("a").await.expect("a").len()
+        + store.check_results("b").await.expect("b").len();
+    assert_eq!(left as u64 + pruned.results, total as u64);
+    assert_eq!(store.count_rows("check_result_hours").await.expect("n"), 4);
+    assert_eq!(
+        store.prune(now, 3 * HOUR).await.expect("again"),
+        Default::default()
+    );
+}
