@@ -245,90 +245,111 @@ impl Store {
                 .await?;
             let mut compacted = Compacted::default();
             for chunk in ids.chunks(PACK_CHUNK) {
-                // Unnamed statements, one transaction per chunk: see
-                // `Store::prune`.
-                let mut tx = pool.begin().await?;
-                if serialise {
-                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                        .bind(PACK_LOCK_KEY)
-                        .persistent(false)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let mut qb = sqlx::QueryBuilder::<Db>::new(
-                    "DELETE FROM check_results WHERE service_id IN (",
-                );
-                let mut list = qb.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                qb.push(") AND checked_at < ");
-                qb.push_bind(before);
-                qb.push(" RETURNING service_id, checked_at, state, latency_ms, status_code, reason");
-                let rows = qb.build().persistent(false).fetch_all(&mut *tx).await?;
-                if rows.is_empty() {
-                    tx.commit().await?;
-                    continue;
-                }
-                let mut hours: BTreeMap<(i64, i64), Vec<Raw>> = BTreeMap::new();
-                for row in rows {
-                    let service_id: i64 = row.try_get("service_id")?;
-                    let raw = Raw {
-                        checked_at: row.try_get("checked_at")?,
-                        code: row.try_get("state")?,
-                        latency_ms: row.try_get("latency_ms")?,
-                        status_code: row.try_get("status_code")?,
-                        reason: row.try_get("reason")?,
-                    };
-                    hours.entry((service_id, hour_of(raw.checked_at))).or_default().push(raw);
-                }
-                compacted.results += hours.values().map(|v| v.len() as u64).sum::<u64>();
-                // Hours already packed that these results belong to (late
-                // arrivals): merged, not overwritten.
-                let first = hours.keys().map(|(_, h)| *h).min().unwrap_or(before);
-                let last = hours.keys().map(|(_, h)| *h).max().unwrap_or(before);
-                let mut qb = sqlx::QueryBuilder::<Db>::new(
-                    "SELECT service_id, hour_start, data FROM check_result_hours WHERE service_id IN (",
-                );
-                let mut list = qb.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                qb.push(") AND hour_start >= ");
-                qb.push_bind(first);
-                qb.push(" AND hour_start <= ");
-                qb.push_bind(last);
-                for row in qb.build().persistent(false).fetch_all(&mut *tx).await? {
-                    let key: (i64, i64) = (row.try_get("service_id")?, row.try_get("hour_start")?);
-                    if let Some(more) = hours.remove(&key) {
-                        let data: Vec<u8> = row.try_get("data")?;
-                        hours.insert(key, merge(decode(key.1, &data)?, more));
-                    }
-                }
-                let mut packed = Vec::with_capacity(hours.len());
-                for ((service_id, hour), mut rows) in hours {
-                    rows.sort_by_key(|r| r.checked_at);
-                    let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
-                    packed.push((service_id, hour, count, encode(hour, &rows)?));
-                }
-                compacted.hours += packed.len() as u64;
-                for part in packed.chunks(INSERT_CHUNK / 4) {
+                // One hour of the chunk's results per transaction, from
+                // the oldest not packed yet (each service's, by its primary
+                // key): a pass after an upgrade (days of raw results not
+                // packed yet), or services probed every second, stay a few
+                // MB at a time, and a gap of months costs one query.
+                loop {
                     let mut qb = sqlx::QueryBuilder::<Db>::new(
-                        "INSERT INTO check_result_hours (service_id, hour_start, results, data) ",
+                        "SELECT MIN(oldest) FROM (SELECT (SELECT MIN(r.checked_at) FROM check_results r \
+                         WHERE r.service_id = s.id) AS oldest FROM services s WHERE s.id IN (",
                     );
-                    qb.push_values(part, |mut row, (service_id, hour, count, data)| {
-                        row.push_bind(*service_id)
-                            .push_bind(*hour)
-                            .push_bind(*count)
-                            .push_bind(data.as_slice());
-                    });
-                    qb.push(
-                        " ON CONFLICT (service_id, hour_start) DO UPDATE \
-                         SET results = excluded.results, data = excluded.data",
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")) t");
+                    let oldest: Option<i64> = qb.build_query_scalar().persistent(false).fetch_one(pool).await?;
+                    let Some(oldest) = oldest.filter(|at| *at < before) else {
+                        break;
+                    };
+                    let slice_end = (hour_of(oldest) + HOUR_MS).min(before);
+                    // Unnamed statements, one transaction per slice: see
+                    // `Store::prune`.
+                    let mut tx = pool.begin().await?;
+                    if serialise {
+                        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                            .bind(PACK_LOCK_KEY)
+                            .persistent(false)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let mut qb = sqlx::QueryBuilder::<Db>::new(
+                        "DELETE FROM check_results WHERE service_id IN (",
                     );
-                    qb.build().persistent(false).execute(&mut *tx).await?;
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(") AND checked_at < ");
+                    qb.push_bind(slice_end);
+                    qb.push(" RETURNING service_id, checked_at, state, latency_ms, status_code, reason");
+                    let rows = qb.build().persistent(false).fetch_all(&mut *tx).await?;
+                    if rows.is_empty() {
+                        tx.commit().await?;
+                        continue;
+                    }
+                    let mut hours: BTreeMap<(i64, i64), Vec<Raw>> = BTreeMap::new();
+                    for row in rows {
+                        let service_id: i64 = row.try_get("service_id")?;
+                        let raw = Raw {
+                            checked_at: row.try_get("checked_at")?,
+                            code: row.try_get("state")?,
+                            latency_ms: row.try_get("latency_ms")?,
+                            status_code: row.try_get("status_code")?,
+                            reason: row.try_get("reason")?,
+                        };
+                        hours.entry((service_id, hour_of(raw.checked_at))).or_default().push(raw);
+                    }
+                    compacted.results += hours.values().map(|v| v.len() as u64).sum::<u64>();
+                    // Hours already packed that these results belong to (late
+                    // arrivals): merged, not overwritten.
+                    let first = hours.keys().map(|(_, h)| *h).min().unwrap_or(slice_end);
+                    let last = hours.keys().map(|(_, h)| *h).max().unwrap_or(slice_end);
+                    let mut qb = sqlx::QueryBuilder::<Db>::new(
+                        "SELECT service_id, hour_start, data FROM check_result_hours WHERE service_id IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(") AND hour_start >= ");
+                    qb.push_bind(first);
+                    qb.push(" AND hour_start <= ");
+                    qb.push_bind(last);
+                    for row in qb.build().persistent(false).fetch_all(&mut *tx).await? {
+                        let key: (i64, i64) = (row.try_get("service_id")?, row.try_get("hour_start")?);
+                        if let Some(more) = hours.remove(&key) {
+                            let data: Vec<u8> = row.try_get("data")?;
+                            hours.insert(key, merge(decode(key.1, &data)?, more));
+                        }
+                    }
+                    let mut packed = Vec::with_capacity(hours.len());
+                    for ((service_id, hour), mut rows) in hours {
+                        rows.sort_by_key(|r| r.checked_at);
+                        let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+                        packed.push((service_id, hour, count, encode(hour, &rows)?));
+                    }
+                    compacted.hours += packed.len() as u64;
+                    for part in packed.chunks(INSERT_CHUNK / 4) {
+                        let mut qb = sqlx::QueryBuilder::<Db>::new(
+                            "INSERT INTO check_result_hours (service_id, hour_start, results, data) ",
+                        );
+                        qb.push_values(part, |mut row, (service_id, hour, count, data)| {
+                            row.push_bind(*service_id)
+                                .push_bind(*hour)
+                                .push_bind(*count)
+                                .push_bind(data.as_slice());
+                        });
+                        qb.push(
+                            " ON CONFLICT (service_id, hour_start) DO UPDATE \
+                             SET results = excluded.results, data = excluded.data",
+                        );
+                        qb.build().persistent(false).execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
                 }
-                tx.commit().await?;
             }
             compacted
         });
