@@ -64,7 +64,9 @@ pub struct Compacted {
 
 /// The hour `at` falls in.
 pub(super) fn hour_of(at: i64) -> i64 {
-    at.div_euclid(HOUR_MS) * HOUR_MS
+    // Saturating: a time within an hour of i64::MIN (only ever from
+    // damaged data) lands on i64::MIN rather than overflowing.
+    at.div_euclid(HOUR_MS).saturating_mul(HOUR_MS)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -143,10 +145,14 @@ impl<'a> Cursor<'a> {
         Some(b)
     }
 
+    /// LEB128; a tenth byte may only hold the top bit of 64.
     fn varint(&mut self) -> Option<u64> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;
+            if shift == 63 && b > 1 {
+                return None;
+            }
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Some(v);
@@ -184,6 +190,11 @@ pub(super) fn decode(hour_start: i64, data: &[u8]) -> Result<Vec<Raw>, StoreErro
     while !c.done() {
         let delta = c.varint().ok_or_else(cut)?;
         let checked_at = previous.wrapping_add(unzigzag(delta));
+        if hour_of(checked_at) != hour_start {
+            return Err(corrupt(&format!(
+                "a result at {checked_at}, outside its hour"
+            )));
+        }
         previous = checked_at;
         let head = c.byte().ok_or_else(cut)?;
         if head & !(CODE_MASK | HAS_LATENCY | HAS_STATUS | HAS_REASON) != 0 {
@@ -251,6 +262,18 @@ impl Store {
                 // packed yet), or services probed every second, stay a few
                 // MB at a time, and a gap of months costs one query.
                 loop {
+                    // Unnamed statements, all in the transaction: a
+                    // transaction-pooling PgBouncer may send an unnamed
+                    // statement's parts outside one to different servers
+                    // (see `Store::prune`).
+                    let mut tx = pool.begin().await?;
+                    if serialise {
+                        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                            .bind(PACK_LOCK_KEY)
+                            .persistent(false)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     let mut qb = sqlx::QueryBuilder::<Db>::new(
                         "SELECT MIN(oldest) FROM (SELECT (SELECT MIN(r.checked_at) FROM check_results r \
                          WHERE r.service_id = s.id) AS oldest FROM services s WHERE s.id IN (",
@@ -260,21 +283,12 @@ impl Store {
                         list.push_bind(*id);
                     }
                     qb.push(")) t");
-                    let oldest: Option<i64> = qb.build_query_scalar().persistent(false).fetch_one(pool).await?;
+                    let oldest: Option<i64> = qb.build_query_scalar().persistent(false).fetch_one(&mut *tx).await?;
                     let Some(oldest) = oldest.filter(|at| *at < before) else {
+                        tx.commit().await?;
                         break;
                     };
                     let slice_end = (hour_of(oldest) + HOUR_MS).min(before);
-                    // Unnamed statements, one transaction per slice: see
-                    // `Store::prune`.
-                    let mut tx = pool.begin().await?;
-                    if serialise {
-                        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                            .bind(PACK_LOCK_KEY)
-                            .persistent(false)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
                     let mut qb = sqlx::QueryBuilder::<Db>::new(
                         "DELETE FROM check_results WHERE service_id IN (",
                     );
@@ -429,20 +443,14 @@ mod tests {
 
     #[test]
     fn every_field_and_edge_round_trips() {
-        let hour = 0;
+        let hour = -HOUR_MS;
         let rows = vec![
             raw(-5, 3, None, None, Some("HTTP 503, expected 2xx — ünïcode")),
-            raw(0, 4, Some(0), Some(-1), None),
-            raw(
-                i64::from(i32::MAX),
-                2,
-                Some(i32::MAX),
-                Some(i16::MAX),
-                Some(""),
-            ),
-            raw(7, 1, Some(i32::MIN), Some(i16::MIN), None),
-            raw(i64::MAX, 0, None, Some(599), None),
-            raw(i64::MIN, 7, Some(1), None, None),
+            raw(-HOUR_MS, 4, Some(0), Some(-1), None),
+            raw(-1, 2, Some(i32::MAX), Some(i16::MAX), Some("")),
+            raw(-7, 1, Some(i32::MIN), Some(i16::MIN), None),
+            raw(-HOUR_MS + 1, 0, None, Some(599), None),
+            raw(-2, 7, Some(1), None, None),
         ];
         let data = encode(hour, &rows).expect("encode");
         assert_eq!(decode(hour, &data).expect("decode"), rows);
@@ -484,6 +492,24 @@ mod tests {
                 d
             }),
             ("reason not UTF-8", vec![FORMAT, 0, 1 | HAS_REASON, 1, 0xff]),
+            ("outside its hour", {
+                let mut d = vec![FORMAT];
+                put_varint(&mut d, zigzag(HOUR_MS));
+                d.push(1);
+                d
+            }),
+            ("outside its hour", {
+                let mut d = vec![FORMAT];
+                put_varint(&mut d, zigzag(i64::MIN + 5));
+                d.push(1);
+                d
+            }),
+            (
+                "cut short",
+                vec![
+                    FORMAT, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
+                ],
+            ),
         ];
         for (what, data) in cases {
             let err = decode(hour, &data).expect_err(what);
@@ -517,5 +543,10 @@ mod tests {
         assert_eq!(hour_of(HOUR_MS + 1), HOUR_MS);
         assert_eq!(hour_of(HOUR_MS), HOUR_MS);
         assert_eq!(hour_of(-1), -HOUR_MS);
+        assert_eq!(
+            hour_of(i64::MIN + 5),
+            i64::MIN,
+            "saturates, never overflows"
+        );
     }
 }

@@ -211,9 +211,10 @@ impl Store {
             .bind(limit)
             .fetch_all(pool)
             .await?;
-            let mut recent: Vec<(i64, i16)> = Vec::with_capacity(rows.len());
+            // (time, 1: a row not packed yet, code)
+            let mut recent: Vec<(i64, u8, i16)> = Vec::with_capacity(rows.len());
             for row in rows {
-                recent.push((row.try_get("checked_at")?, row.try_get("state")?));
+                recent.push((row.try_get("checked_at")?, 1, row.try_get("state")?));
             }
             (state, since, recent)
         });
@@ -226,12 +227,18 @@ impl Store {
         if wanted == 0 {
             return Ok((state, Vec::new()));
         }
+        // Newest first, one per millisecond (the packed one, as a pass's
+        // merge keeps it), at most `wanted`.
+        let settle = |recent: &mut Vec<(i64, u8, i16)>| {
+            recent.sort_by_key(|r| (std::cmp::Reverse(r.0), r.1));
+            recent.dedup_by_key(|r| r.0);
+            recent.truncate(wanted);
+        };
         let mut below = i64::MAX;
         loop {
             // The `limit`-th newest so far: an hour ending at or before it
             // holds nothing newer.
-            recent.sort_by_key(|r| std::cmp::Reverse(r.0));
-            recent.truncate(wanted);
+            settle(&mut recent);
             let floor = if recent.len() < wanted {
                 i64::MIN
             } else {
@@ -248,14 +255,12 @@ impl Store {
             recent.extend(
                 rows.into_iter()
                     .filter(|r| r.checked_at > since)
-                    .map(|r| (r.checked_at, r.code)),
+                    .map(|r| (r.checked_at, 0, r.code)),
             );
         }
-        recent.sort_by_key(|r| std::cmp::Reverse(r.0));
-        recent.dedup_by_key(|r| r.0);
-        recent.truncate(wanted);
+        settle(&mut recent);
         let mut outcomes = Vec::with_capacity(recent.len());
-        for (_, code) in recent {
+        for (_, _, code) in recent {
             if code == MAINTENANCE_CODE {
                 break;
             }
@@ -276,6 +281,26 @@ impl Store {
             else {
                 return Ok(Vec::new());
             };
+            // The rows first, then the packed hours: a pass moving rows in
+            // between leaves them in both reads (kept once, below), never
+            // in neither.
+            let mut rows_read = Vec::new();
+            let rows = sqlx::query(
+                "SELECT checked_at, state, latency_ms, status_code, reason \
+                 FROM check_results WHERE service_id = $1 ORDER BY checked_at",
+            )
+            .bind(service_id)
+            .fetch_all(pool)
+            .await?;
+            for row in rows {
+                rows_read.push(super::packed::Raw {
+                    checked_at: row.try_get("checked_at")?,
+                    code: row.try_get("state")?,
+                    latency_ms: row.try_get("latency_ms")?,
+                    status_code: row.try_get("status_code")?,
+                    reason: row.try_get("reason")?,
+                });
+            }
             let mut raws = Vec::new();
             let packed = sqlx::query(
                 "SELECT hour_start, data FROM check_result_hours WHERE service_id = $1 ORDER BY hour_start",
@@ -288,28 +313,15 @@ impl Store {
                 let data: Vec<u8> = row.try_get("data")?;
                 raws.extend(super::packed::decode(hour, &data)?);
             }
-            let rows = sqlx::query(
-                "SELECT checked_at, state, latency_ms, status_code, reason \
-                 FROM check_results WHERE service_id = $1 ORDER BY checked_at",
-            )
-            .bind(service_id)
-            .fetch_all(pool)
-            .await?;
-            for row in rows {
-                raws.push(super::packed::Raw {
-                    checked_at: row.try_get("checked_at")?,
-                    code: row.try_get("state")?,
-                    latency_ms: row.try_get("latency_ms")?,
-                    status_code: row.try_get("status_code")?,
-                    reason: row.try_get("reason")?,
-                });
-            }
+            raws.extend(rows_read);
             (service_id, raws)
         });
         // A late result of an hour already packed sits in check_results
-        // until the next pass: one order for both.
+        // until the next pass: one order for both, one result per
+        // millisecond (the packed one first, as the pass's merge keeps it).
         let mut raws = raws;
         raws.sort_by_key(|r| r.checked_at);
+        raws.dedup_by_key(|r| r.checked_at);
         raws.into_iter()
             .map(|r| {
                 Ok(CheckResult {

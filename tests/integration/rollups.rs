@@ -661,8 +661,28 @@ async fn packed_hours(db: TestDb) {
     expected_b.push(late);
     expected_b.sort_by_key(|r| r.checked_at);
     assert_eq!(store.check_results("b").await.expect("b"), expected_b);
+    // And a result sent again for a millisecond already packed (a batch
+    // resent): read once, the packed one, before and after the next pass.
+    let mut again = before_a[300].clone();
+    again.outcome = Outcome::Up;
+    again.reason = None;
+    assert!(again.checked_at < t0 + 4 * HOUR);
+    store
+        .write_batch(&Batch {
+            results: vec![again],
+            ..Batch::default()
+        })
+        .await
+        .expect("again");
+    assert_eq!(store.check_results("a").await.expect("a"), before_a);
+    assert_eq!(
+        store.resume_point(ids[0], 100_000).await.expect("resume"),
+        resume_all,
+        "a millisecond counted once"
+    );
     let merged = store.compact_results(now).await.expect("merge");
-    assert_eq!((merged.results, merged.hours), (1, 1));
+    assert_eq!((merged.results, merged.hours), (2, 2));
+    assert_eq!(store.check_results("a").await.expect("a"), before_a);
     assert_eq!(store.count_rows("check_result_hours").await.expect("n"), 8);
     assert_eq!(store.check_results("b").await.expect("b"), expected_b);
 
