@@ -272,8 +272,26 @@ impl Target {
     }
 }
 
-/// A port on which nothing listens.
+/// A port on which nothing listens, and nothing will: a socket bound to it
+/// but not listening is kept for the rest of the test process, so a
+/// connection is refused and no other test's server (tests run in
+/// parallel) can be given the same port. A port merely found free and let
+/// go was once taken by another test's server, whose `/health` then
+/// answered for the "closed" one.
 pub async fn closed_port() -> u16 {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    // Held until the test process exits (one descriptor per call).
+    std::mem::forget(socket);
+    port
+}
+
+/// A port free a moment ago, for a server started next that takes a port
+/// number rather than a listener.
+pub async fn free_port() -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -457,7 +475,7 @@ impl S3Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let bucket = "beacon-backups".to_string();
         std::fs::create_dir_all(dir.path().join(&bucket)).expect("bucket folder");
-        let port = closed_port().await;
+        let port = free_port().await;
         let child = std::process::Command::new("s3s-fs")
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
