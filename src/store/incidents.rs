@@ -202,11 +202,8 @@ impl Store {
                 let in_list = |sql: &str| {
                     let mut qb = sqlx::QueryBuilder::<Db>::new(sql);
                     qb.push(" (");
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    list.push_unseparated(")");
+                    crate::store::push_ids(&mut qb, chunk);
+                    qb.push(")");
                     qb
                 };
                 let mut q = in_list(

@@ -487,6 +487,20 @@ pub const BEACON_TABLES: &[&str] = &[
 /// Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters.
 pub(crate) const INSERT_CHUNK: usize = 1000;
 
+/// Binds `ids` into `qb` as the comma-separated list inside an `IN (…)`
+/// (the caller writes the parentheses).
+pub(crate) fn push_ids<'args, DB: sqlx::Database>(
+    qb: &mut sqlx::QueryBuilder<'args, DB>,
+    ids: &[i64],
+) where
+    i64: 'args + sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+{
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+}
+
 impl Store {
     /// Opens the store named by `url` (`sqlite://…` or `postgres://…`).
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {

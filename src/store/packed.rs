@@ -278,10 +278,7 @@ impl Store {
                         "SELECT MIN(oldest) FROM (SELECT (SELECT MIN(r.checked_at) FROM check_results r \
                          WHERE r.service_id = s.id) AS oldest FROM services s WHERE s.id IN (",
                     );
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
+                    crate::store::push_ids(&mut qb, chunk);
                     qb.push(")) t");
                     let oldest: Option<i64> = qb.build_query_scalar().persistent(false).fetch_one(&mut *tx).await?;
                     let Some(oldest) = oldest.filter(|at| *at < before) else {
@@ -292,10 +289,7 @@ impl Store {
                     let mut qb = sqlx::QueryBuilder::<Db>::new(
                         "DELETE FROM check_results WHERE service_id IN (",
                     );
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
+                    crate::store::push_ids(&mut qb, chunk);
                     qb.push(") AND checked_at < ");
                     qb.push_bind(slice_end);
                     qb.push(" RETURNING service_id, checked_at, state, latency_ms, status_code, reason");
@@ -324,10 +318,7 @@ impl Store {
                     let mut qb = sqlx::QueryBuilder::<Db>::new(
                         "SELECT service_id, hour_start, data FROM check_result_hours WHERE service_id IN (",
                     );
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
+                    crate::store::push_ids(&mut qb, chunk);
                     qb.push(") AND hour_start >= ");
                     qb.push_bind(first);
                     qb.push(" AND hour_start <= ");

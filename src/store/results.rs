@@ -433,10 +433,7 @@ macro_rules! batch_steps {
         async fn lock_services(tx: &mut Conn, touched: &[i64]) -> Result<(), StoreError> {
             for chunk in touched.chunks(INSERT_CHUNK) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new("SELECT id FROM services WHERE id IN (");
-                let mut ids = qb.separated(", ");
-                for id in chunk {
-                    ids.push_bind(*id);
-                }
+                crate::store::push_ids(&mut qb, chunk);
                 qb.push(") ORDER BY id FOR NO KEY UPDATE");
                 qb.build().persistent(false).fetch_all(&mut *tx).await?;
             }

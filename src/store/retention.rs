@@ -52,10 +52,7 @@ impl Store {
                     let mut qb = sqlx::QueryBuilder::<Db>::new(format!(
                         "DELETE FROM {table} WHERE service_id IN ("
                     ));
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
+                    crate::store::push_ids(&mut qb, chunk);
                     qb.push(format!(") AND {time} < "));
                     qb.push_bind(before);
                     qb.push(extra);
@@ -71,10 +68,7 @@ impl Store {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(
                     "DELETE FROM check_result_hours WHERE service_id IN (",
                 );
-                let mut list = qb.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
+                crate::store::push_ids(&mut qb, chunk);
                 qb.push(") AND hour_start + ");
                 qb.push_bind(HOUR_MS);
                 qb.push(" <= ");

@@ -298,10 +298,7 @@ impl Store {
                 qb.push_bind(true).push(" AND public = ").push_bind(true);
                 if let Some(chunk) = chunk {
                     qb.push(" AND id IN (");
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
+                    crate::store::push_ids(&mut qb, chunk);
                     qb.push(")");
                 }
                 let rows = qb.build().persistent(false).fetch_all(&mut *tx).await?;
