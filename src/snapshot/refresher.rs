@@ -35,9 +35,10 @@ pub struct Refresher {
 }
 
 /// The shown (public, active) services as last read, by id, each with the
-/// revision it was read at: a rebuild reads every revision (one packed
-/// value) and then only the rows whose revision moved. At 10,000 services
-/// probed every 30 s that is a few hundred rows a second instead of 10,000.
+/// revision it was read at: a rebuild reads every revision and last check
+/// (one packed value) and then only the rows whose revision moved: those a
+/// state change, the config or a probe's dependencies or certificate
+/// wrote, not every probed one.
 #[derive(Debug, Default)]
 pub struct ShownRows {
     rows: HashMap<i64, (i64, ServiceSummary)>,
@@ -226,18 +227,20 @@ impl Refresher {
     /// yet, every [`FULL_READ_EVERY`], or when most have moved; otherwise
     /// only the rows whose revision moved since they were last read. A row
     /// written between the two reads is read at its newer revision and
-    /// read once more next time: never missed, at worst read twice.
+    /// read once more next time: never missed, at worst read twice. Each
+    /// service's last check comes with the revisions (a probe does not
+    /// move its row's revision), so it is always the newest.
     async fn read_services(&self) -> Result<Vec<ServiceSummary>, StoreError> {
-        let revisions = self.store.page_revisions().await?;
+        let versions = self.store.page_versions().await?;
         let (changed, full) = {
             let shown = self.services.lock();
-            let changed: Vec<i64> = revisions
+            let changed: Vec<i64> = versions
                 .iter()
-                .filter(|(id, revision)| shown.rows.get(id).is_none_or(|(r, _)| r != *revision))
+                .filter(|(id, v)| shown.rows.get(id).is_none_or(|(r, _)| *r != v.revision))
                 .map(|(id, _)| *id)
                 .collect();
             let stale = shown.full_at.is_none_or(|t| t.elapsed() >= FULL_READ_EVERY);
-            let full = stale || changed.len() * 2 > revisions.len();
+            let full = stale || changed.len() * 2 > versions.len();
             (changed, full)
         };
         let read = if full {
@@ -253,11 +256,22 @@ impl Refresher {
             shown.full_at = Some(std::time::Instant::now());
         }
         // Gone, deactivated or made private since.
-        shown.rows.retain(|id, _| revisions.contains_key(id));
+        shown.rows.retain(|id, _| versions.contains_key(id));
         for (revision, summary) in read {
             shown.rows.insert(summary.id, (revision, summary));
         }
-        let mut out: Vec<ServiceSummary> = shown.rows.values().map(|(_, s)| s.clone()).collect();
+        let mut out: Vec<ServiceSummary> = shown
+            .rows
+            .values()
+            .map(|(_, s)| {
+                let mut s = s.clone();
+                // The newer of the two: a probe between the reads.
+                if let Some(v) = versions.get(&s.id) {
+                    s.last_checked_at = s.last_checked_at.max(v.last_checked_at);
+                }
+                s
+            })
+            .collect();
         out.sort_unstable_by_key(|s| (s.position, s.id));
         Ok(out)
     }

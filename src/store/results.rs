@@ -758,12 +758,15 @@ macro_rules! batch_steps {
         /// Each service's newest check, a chunk of services per statement
         /// (`UPDATE … FROM (VALUES …)`, both databases): one statement per
         /// service was a round trip to the database (on SQLite, to its
-        /// driver's thread and back) per probe.
+        /// driver's thread and back) per probe. It leaves the row's
+        /// `revision` alone: the snapshot reads every last check with the
+        /// revisions ([`Store::page_versions`]), and a moved revision would
+        /// have it read the whole row again after every probe.
         async fn set_last_checked(tx: &mut Conn, last_checked: &BTreeMap<i64, i64>) -> Result<(), StoreError> {
             let pairs: Vec<(i64, i64)> = last_checked.iter().map(|(id, at)| (*id, *at)).collect();
             for chunk in pairs.chunks(INSERT_CHUNK / 2) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(
-                    "UPDATE services SET last_checked_at = v.column2, revision = revision + 1 FROM (",
+                    "UPDATE services SET last_checked_at = v.column2 FROM (",
                 );
                 qb.push_values(chunk, |mut row, (id, at)| {
                     row.push_bind(*id).push_bind(*at);

@@ -153,14 +153,20 @@ async fn revisions(db: TestDb) {
     let (alpha, beta) = (id("alpha"), id("beta"));
 
     // Only shown services: a private one has no revision to follow.
-    let first = store.page_revisions().await.expect("revisions");
+    let first = store.page_versions().await.expect("revisions");
     let mut ids: Vec<i64> = first.keys().copied().collect();
     ids.sort_unstable();
     assert_eq!(ids, [alpha, beta]);
     let all = store.page_summaries(None).await.expect("summaries");
     assert_eq!(all.len(), 2);
     for (revision, summary) in &all {
-        assert_eq!(first.get(&summary.id), Some(revision), "{}", summary.slug);
+        assert_eq!(
+            first.get(&summary.id).map(|v| v.revision),
+            Some(*revision),
+            "{}",
+            summary.slug
+        );
+        assert_eq!(first[&summary.id].last_checked_at, None);
     }
 
     // A probe of alpha, and its state changing: alpha's revision moves,
@@ -185,18 +191,53 @@ async fn revisions(db: TestDb) {
         ..Batch::default()
     };
     store.write_batch(&batch).await.expect("write");
-    let second = store.page_revisions().await.expect("revisions");
-    assert!(second[&alpha] > first[&alpha], "a probed row moves");
+    let second = store.page_versions().await.expect("revisions");
+    assert!(
+        second[&alpha].revision > first[&alpha].revision,
+        "a row whose state changed moves"
+    );
+    assert_eq!(second[&alpha].last_checked_at, Some(2_000));
     assert_eq!(second[&beta], first[&beta], "an untouched row stays");
+
+    // A probe alone (no change) is seen in the last check, without moving
+    // the row's revision: the page does not read the row again for it.
+    let probe = |service_id, checked_at| Batch {
+        results: vec![CheckResult {
+            service_id,
+            checked_at,
+            outcome: Outcome::Down,
+            maintenance: false,
+            latency_ms: Some(5),
+            status_code: Some(500),
+            reason: Some("HTTP 500".into()),
+        }],
+        ..Batch::default()
+    };
+    store
+        .write_batch(&probe(alpha, 2_100))
+        .await
+        .expect("write");
+    let probed = store.page_versions().await.expect("revisions");
+    assert_eq!(probed[&alpha].revision, second[&alpha].revision);
+    assert_eq!(probed[&alpha].last_checked_at, Some(2_100));
+    // An older result arriving late (a held batch) does not go back.
+    store
+        .write_batch(&probe(alpha, 2_050))
+        .await
+        .expect("write");
+    assert_eq!(
+        store.page_versions().await.expect("revisions")[&alpha].last_checked_at,
+        Some(2_100)
+    );
     let read = store
         .page_summaries(Some(&[alpha]))
         .await
         .expect("summaries");
     assert_eq!(read.len(), 1, "only the rows asked for");
     let (revision, summary) = &read[0];
-    assert_eq!(*revision, second[&alpha]);
+    assert_eq!(*revision, second[&alpha].revision);
     assert_eq!(summary.state, State::Down);
-    assert_eq!(summary.last_checked_at, Some(2_000));
+    assert_eq!(summary.last_checked_at, Some(2_100));
 
     // A restart with the same config writes nothing: no revision moves,
     // no change is counted, and the states come back as stored.
@@ -205,7 +246,7 @@ async fn revisions(db: TestDb) {
         .sync_services(&config.services, 2_500)
         .await
         .expect("sync");
-    assert_eq!(store.page_revisions().await.expect("revisions"), second);
+    assert_eq!(store.page_versions().await.expect("revisions"), probed);
     assert_eq!(store.change_counter().await.expect("counters"), counters);
     assert_eq!(
         again.iter().map(|s| (s.id, s.state)).collect::<Vec<_>>(),
@@ -230,13 +271,76 @@ async fn revisions(db: TestDb) {
         .sync_services(&renamed.services, 3_000)
         .await
         .expect("sync");
-    let third = store.page_revisions().await.expect("revisions");
+    let third = store.page_versions().await.expect("revisions");
     assert_eq!(third.keys().copied().collect::<Vec<_>>(), [beta]);
-    assert!(third[&beta] > second[&beta]);
+    assert!(third[&beta].revision > second[&beta].revision);
     let read = store
         .page_summaries(Some(&[alpha, beta]))
         .await
         .expect("summaries");
     assert_eq!(read.len(), 1, "a private row is not read for the page");
     assert_eq!(read[0].1.description.as_deref(), Some("Now described"));
+}
+
+store_test!(
+    the_page_follows_each_probe_s_last_check_without_a_state_change,
+    last_check_on_the_page
+);
+/// A steady service's probes move no revision (they would have the page
+/// read its whole row again each time), yet the page and its API show the
+/// newest check: it comes with the revisions.
+async fn last_check_on_the_page(db: TestDb) {
+    let target = Target::start().await;
+    let config = test_config(
+        &db,
+        &format!(
+            "[[service]]\nname = \"Steady\"\nslug = \"steady\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
+            target.url("ok")
+        ),
+    );
+    let app = TestApp::spawn(config).await;
+    app.wait_for_every_state().await;
+    let api_last_check = || async {
+        let (_, body) = app.get("/api/v1/services").await.ok()?;
+        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let at = doc["services"]
+            .as_array()?
+            .iter()
+            .find(|s| s["slug"] == "steady")?["last_checked_at"]
+            .as_str()?
+            .to_string();
+        chrono::DateTime::parse_from_rfc3339(&at).ok()
+    };
+    let first = std::sync::Mutex::new(None);
+    eventually(
+        "the page shows a last check",
+        Duration::from_secs(10),
+        || async {
+            let at = api_last_check().await;
+            *first.lock().expect("lock") = at;
+            at.is_some()
+        },
+    )
+    .await;
+    let first = first.into_inner().expect("lock").expect("a last check");
+    let revision = |versions: &std::collections::HashMap<i64, beacon::store::RowVersion>| {
+        versions.values().next().map(|v| v.revision)
+    };
+    let before = revision(&app.store.page_versions().await.expect("versions"));
+    // Three probes later, the page's last check has moved on with them.
+    eventually(
+        "the page shows a newer check",
+        Duration::from_secs(15),
+        || async {
+            api_last_check()
+                .await
+                .is_some_and(|at| at >= first + chrono::Duration::seconds(3))
+        },
+    )
+    .await;
+    let after = revision(&app.store.page_versions().await.expect("versions"));
+    assert_eq!(before, after, "probes of a steady service move no revision");
+    let (_, html) = app.get("/").await.expect("page");
+    assert!(html.contains("checked "), "{html}");
+    app.stop().await.expect("clean stop");
 }
