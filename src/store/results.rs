@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sqlx::Row;
 
 use super::rollup::{self, Period, Rollup, ROLLUP_INSERT, ROLLUP_MERGE};
-use super::{Pools, Store, StoreError, INSERT_CHUNK};
+use super::{prepared_chunks, Pools, Store, StoreError, INSERT_CHUNK};
 use crate::domain::policy::{self, ChangeFacts, Decision, IncidentAction, LatestIncident};
 use crate::domain::time::DAY_MS;
 use crate::domain::{Dependency, EventKind, Outcome, State};
@@ -431,17 +431,17 @@ macro_rules! batch_steps {
         /// `FOR NO KEY UPDATE` on every touched service, in id order
         /// (chunks in order keep the whole in order).
         async fn lock_services(tx: &mut Conn, touched: &[i64]) -> Result<(), StoreError> {
-            for chunk in touched.chunks(INSERT_CHUNK) {
+            for chunk in prepared_chunks(touched, INSERT_CHUNK) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new("SELECT id FROM services WHERE id IN (");
                 crate::store::push_ids(&mut qb, chunk);
                 qb.push(") ORDER BY id FOR NO KEY UPDATE");
-                qb.build().persistent(false).fetch_all(&mut *tx).await?;
+                qb.build().fetch_all(&mut *tx).await?;
             }
             Ok(())
         }
 
         async fn insert_results(tx: &mut Conn, results: &[CheckResult]) -> Result<(), StoreError> {
-            for chunk in results.chunks(INSERT_CHUNK) {
+            for chunk in prepared_chunks(results, INSERT_CHUNK) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO check_results (service_id, checked_at, state, latency_ms, status_code, reason) ",
                 );
@@ -456,13 +456,8 @@ macro_rules! batch_steps {
                 // Two results of one service in the same millisecond can only
                 // come from a clock step; keep the first rather than fail the batch.
                 qb.push(" ON CONFLICT (service_id, checked_at) DO NOTHING");
-                // Not kept in the connection's statement cache: each batch
-                // size is a statement of its own, and a prepared statement
-                // of thousands of parameters holds ~150 KB. Cached, up to
-                // 100 of them per connection held 56 MB at 10,000 services
-                // (docs/performance.md); preparing one costs far less than
-                // the write.
-                qb.build().persistent(false).execute(&mut *tx).await?;
+                // Kept prepared: a dozen texts in all (`prepared_chunks`).
+                qb.build().execute(&mut *tx).await?;
             }
             Ok(())
         }
@@ -471,11 +466,11 @@ macro_rules! batch_steps {
             tx: &mut Conn,
             rows: &[crate::store::LocationResult],
         ) -> Result<(), StoreError> {
-            for chunk in rows.chunks(INSERT_CHUNK) {
+            for chunk in prepared_chunks(rows, INSERT_CHUNK) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(crate::store::locations::LOCATION_INSERT);
                 crate::store::locations::push_location_rows!(qb, chunk);
                 qb.push(" ON CONFLICT (service_id, location, checked_at) DO NOTHING");
-                qb.build().persistent(false).execute(&mut *tx).await?;
+                qb.build().execute(&mut *tx).await?;
             }
             Ok(())
         }
@@ -483,7 +478,7 @@ macro_rules! batch_steps {
         async fn add_rollups(tx: &mut Conn, results: &[CheckResult]) -> Result<(), StoreError> {
             let rollups: Vec<((i64, Period, i64), Rollup)> =
                 rollup::aggregate(results).into_iter().collect();
-            for chunk in rollups.chunks(INSERT_CHUNK / 2) {
+            for chunk in prepared_chunks(&rollups, INSERT_CHUNK / 2) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(ROLLUP_INSERT);
                 qb.push_values(chunk, |mut row, ((service_id, period, start), r)| {
                     row.push_bind(*service_id)
@@ -501,7 +496,7 @@ macro_rules! batch_steps {
                     }
                 });
                 qb.push(ROLLUP_MERGE.as_str());
-                qb.build().persistent(false).execute(&mut *tx).await?;
+                qb.build().execute(&mut *tx).await?;
             }
             Ok(())
         }
@@ -764,7 +759,7 @@ macro_rules! batch_steps {
         /// have it read the whole row again after every probe.
         async fn set_last_checked(tx: &mut Conn, last_checked: &BTreeMap<i64, i64>) -> Result<(), StoreError> {
             let pairs: Vec<(i64, i64)> = last_checked.iter().map(|(id, at)| (*id, *at)).collect();
-            for chunk in pairs.chunks(INSERT_CHUNK / 2) {
+            for chunk in prepared_chunks(&pairs, INSERT_CHUNK / 2) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(
                     "UPDATE services SET last_checked_at = v.column2 FROM (",
                 );
@@ -775,7 +770,7 @@ macro_rules! batch_steps {
                     ") AS v WHERE services.id = v.column1 \
                      AND (services.last_checked_at IS NULL OR services.last_checked_at < v.column2)",
                 );
-                qb.build().persistent(false).execute(&mut *tx).await?;
+                qb.build().execute(&mut *tx).await?;
             }
             Ok(())
         }
