@@ -338,6 +338,12 @@ async fn serve_without_config_shows_a_green_page_watching_itself() {
         dir.path().join("data/beacon.db").exists(),
         "SQLite at ./data/beacon.db"
     );
+    // No transparent huge pages for its heap (src/main.rs): where the
+    // kernel reports it (Linux 6.x), the process has them off.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("status");
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
     terminate(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(15)).success());
 }
