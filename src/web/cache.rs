@@ -104,11 +104,22 @@ fn gzip(body: &[u8]) -> Bytes {
     Bytes::from(encoder.finish().unwrap_or_default())
 }
 
+/// The smallest brotli window (`lgwin`, 10 to 22 bits, 16 B short of
+/// 2^bits) that holds all of a body of `len` bytes.
+fn window_bits(len: usize) -> u32 {
+    let needed = (len + 16).next_power_of_two().trailing_zeros();
+    needed.clamp(10, 22)
+}
+
 fn brotli(body: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(body.len() / 5);
     {
         // Quality 5: most of brotli's gain at a fraction of its top cost.
-        let mut encoder = brotli::CompressorWriter::new(&mut out, 64 * 1024, 5, 22);
+        // A window no larger than the body (it cannot refer further back
+        // anyway): the encoder allocates and zeroes the whole window for
+        // every body, 4 MB at the largest, for pages of tens of KB.
+        let mut encoder =
+            brotli::CompressorWriter::new(&mut out, 64 * 1024, 5, window_bits(body.len()));
         let _ = encoder.write_all(body);
     }
     Bytes::from(out)
@@ -432,6 +443,26 @@ mod tests {
             HeaderValue::from_str(value).expect("header"),
         );
         negotiate(&headers)
+    }
+
+    #[test]
+    fn the_brotli_window_holds_the_body_and_no_more() {
+        assert_eq!(window_bits(0), 10);
+        assert_eq!(window_bits(1_000), 10);
+        assert_eq!(window_bits(1_009), 11);
+        assert_eq!(window_bits(40_000), 16);
+        assert_eq!(window_bits((1 << 16) - 16), 16);
+        assert_eq!(window_bits((1 << 16) - 15), 17);
+        assert_eq!(window_bits(50 << 20), 22);
+        // And what it makes reads back whole, small and large.
+        for len in [0usize, 100, 70_000, 5 << 20] {
+            let body: Vec<u8> = (0..len)
+                .map(|i| (i % 251) as u8 ^ (i / 7000) as u8)
+                .collect();
+            let mut back = Vec::new();
+            brotli::BrotliDecompress(&mut &brotli(&body)[..], &mut back).expect("valid brotli");
+            assert_eq!(back, body, "{len}");
+        }
     }
 
     #[test]
