@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::{Store, StoreError, INSERT_CHUNK};
+use super::{prepared_chunks, Store, StoreError, INSERT_CHUNK};
 use crate::domain::Outcome;
 
 /// One location's result of one probe.
@@ -84,14 +84,15 @@ impl Store {
         let mut new = std::collections::HashSet::new();
         on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;
-            for chunk in rows.chunks(INSERT_CHUNK) {
+            // Kept prepared, like the monitor's batches (`prepared_chunks`).
+            for chunk in prepared_chunks(rows, INSERT_CHUNK) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(LOCATION_INSERT);
                 push_location_rows!(qb, chunk);
                 qb.push(
                     " ON CONFLICT (service_id, location, checked_at) DO NOTHING \
                      RETURNING service_id, location, checked_at",
                 );
-                for row in qb.build().persistent(false).fetch_all(&mut *tx).await? {
+                for row in qb.build().fetch_all(&mut *tx).await? {
                     let key: (i64, String, i64) = (
                         row.try_get("service_id")?,
                         row.try_get("location")?,
