@@ -1201,25 +1201,14 @@ impl Recorder {
         metrics.write_batch_size.observe(batch.results.len() as f64);
         metrics.write_duration.observe(took.as_secs_f64());
         // Counted once written, so the counters never run ahead of the store.
-        for r in &batch.results {
-            if let Some((slug, _)) = self.trackers.get(&r.service_id) {
-                let outcome = match r.outcome {
-                    Outcome::Up => "up",
-                    Outcome::Degraded => "degraded",
-                    Outcome::Down => "down",
-                };
-                metrics
-                    .probes
-                    .with_label_values(&[metrics.service_label(slug), outcome])
-                    .inc();
-                if let Some(ms) = r.latency_ms {
-                    metrics
-                        .probe_duration
-                        .with_label_values(&[metrics.service_label(slug)])
-                        .observe(f64::from(ms) / 1000.0);
-                }
-            }
-        }
+        metrics.probes.count(batch.results.iter().filter_map(|r| {
+            let (slug, _) = self.trackers.get(&r.service_id)?;
+            Some(crate::metrics::Probe {
+                service: metrics.service_label(slug),
+                outcome: r.outcome,
+                latency_ms: r.latency_ms.map(|ms| ms.max(0).unsigned_abs()),
+            })
+        }));
         self.stats
             .last_write_ms
             .store(self.clock.now_ms(), Ordering::Relaxed);

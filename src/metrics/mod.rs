@@ -13,10 +13,16 @@
 //! (`_seconds`, `_bytes`), `_total` on counters, enums as one series per
 //! value with 1 on the current one.
 
+mod probes;
+mod text;
+
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+pub use probes::{Probe, ProbeSeries};
+use text::Family;
 
 use crate::domain::State;
 use crate::store::{BackupRecord, ServiceSummary};
@@ -34,9 +40,9 @@ pub struct Metrics {
     /// `metrics.per_service`: off, probes are counted under `service=""`
     /// and a scrape leaves the per-service gauges out.
     per_service: std::sync::atomic::AtomicBool,
-    /// `service`, `outcome` (up / degraded / down), counted when written.
-    pub probes: IntCounterVec,
-    pub probe_duration: HistogramVec,
+    /// `beacon_probes_total{service,outcome}` (up / degraded / down) and
+    /// `beacon_probe_duration_seconds{service}`, counted when written.
+    pub probes: ProbeSeries,
     pub schedule_lag: Histogram,
     pub write_batch_size: Histogram,
     pub write_duration: Histogram,
@@ -120,13 +126,11 @@ impl Metrics {
 /// The series read when scraped, made afresh in a registry of their own
 /// for each scrape: concurrent scrapes share no lock and no series, only
 /// the counters' atomics (an HA pair of Prometheus servers scrapes at once).
+/// Those there is one of per service are written as text directly (see
+/// [`service_families`]).
 struct Scraped {
     registry: Registry,
     alert_pending: IntGaugeVec,
-    service_state: IntGaugeVec,
-    service_check_age: GaugeVec,
-    dependency_state: IntGaugeVec,
-    certificate_expiry: GaugeVec,
     monitor_lag: Gauge,
     backup_last_success: Gauge,
     backup_last_verified: Gauge,
@@ -206,26 +210,7 @@ impl Metrics {
         let r = &registry;
         Metrics {
             per_service: std::sync::atomic::AtomicBool::new(true),
-            probes: reg(
-                r,
-                IntCounterVec::new(
-                    opts("beacon_probes_total", "Probe results written, by service and outcome."),
-                    &["service", "outcome"],
-                )
-                .expect("valid"),
-            ),
-            probe_duration: reg(
-                r,
-                HistogramVec::new(
-                    hist(
-                        "beacon_probe_duration_seconds",
-                        "How long probes took, by service.",
-                        LATENCY,
-                    ),
-                    &["service"],
-                )
-                .expect("valid"),
-            ),
+            probes: ProbeSeries::default(),
             schedule_lag: reg(
                 r,
                 Histogram::with_opts(hist(
@@ -497,13 +482,28 @@ impl Metrics {
     pub fn render(&self, readings: &Readings) -> String {
         let mut families = self.registry.gather();
         families.extend(Scraped::new().fill(readings).registry.gather());
-        // One registry would have sorted them by name.
-        families.sort_by(|a, b| a.name().cmp(b.name()));
-        let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&families, &mut out) {
-            tracing::error!(error = %e, "encoding the metrics failed");
+        let mut texts: Vec<(String, String)> = Vec::with_capacity(families.len() + 6);
+        for family in &families {
+            let mut out = Vec::new();
+            if let Err(e) = TextEncoder::new().encode(std::slice::from_ref(family), &mut out) {
+                tracing::error!(error = %e, family = family.name(), "encoding a metric failed");
+                continue;
+            }
+            texts.push((
+                family.name().to_string(),
+                String::from_utf8(out).unwrap_or_default(),
+            ));
         }
-        String::from_utf8(out).unwrap_or_default()
+        let per_service = self.probes.families().into_iter();
+        let per_service = per_service.chain(service_families(readings));
+        texts.extend(per_service.map(|(name, text)| (name.to_string(), text)));
+        // One registry would have sorted them by name.
+        texts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::with_capacity(texts.iter().map(|(_, t)| t.len()).sum());
+        for (_, text) in texts {
+            out.push_str(&text);
+        }
+        out
     }
 }
 
@@ -521,50 +521,6 @@ impl Scraped {
                         "Alerts waiting to be sent or retried, by channel.",
                     ),
                     &["channel"],
-                )
-                .expect("valid"),
-            ),
-            service_state: reg(
-                r,
-                IntGaugeVec::new(
-                    opts(
-                        "beacon_service_state",
-                        "1 on the service's current state (unknown, up, degraded, down, maintenance).",
-                    ),
-                    &["service", "state"],
-                )
-                .expect("valid"),
-            ),
-            service_check_age: reg(
-                r,
-                GaugeVec::new(
-                    opts(
-                        "beacon_service_last_check_age_seconds",
-                        "Seconds since the service's last probe result.",
-                    ),
-                    &["service"],
-                )
-                .expect("valid"),
-            ),
-            dependency_state: reg(
-                r,
-                IntGaugeVec::new(
-                    opts(
-                        "beacon_dependency_state",
-                        "1 on the reported dependency's current health (pass, warn, fail).",
-                    ),
-                    &["service", "dependency", "state"],
-                )
-                .expect("valid"),
-            ),
-            certificate_expiry: reg(
-                r,
-                GaugeVec::new(
-                    opts(
-                        "beacon_certificate_expiry_timestamp_seconds",
-                        "notAfter of the certificate the service's latest TLS probe saw (Unix time).",
-                    ),
-                    &["service"],
                 )
                 .expect("valid"),
             ),
@@ -634,30 +590,6 @@ impl Scraped {
                 .with_label_values(&[channel.as_str()])
                 .set(*n);
         }
-        for s in readings.services {
-            for state in STATES {
-                self.service_state
-                    .with_label_values(&[s.slug.as_str(), state.as_str()])
-                    .set(i64::from(s.state == state));
-            }
-            if let Some(at) = s.last_checked_at {
-                self.service_check_age
-                    .with_label_values(&[s.slug.as_str()])
-                    .set((readings.now_ms - at).max(0) as f64 / 1000.0);
-            }
-            if let Some(at) = s.certificate_expires_at {
-                self.certificate_expiry
-                    .with_label_values(&[s.slug.as_str()])
-                    .set(at as f64 / 1000.0);
-            }
-            for d in &s.dependencies {
-                for health in crate::domain::Health::ALL {
-                    self.dependency_state
-                        .with_label_values(&[s.slug.as_str(), d.name.as_str(), health.as_str()])
-                        .set(i64::from(d.health == health));
-                }
-            }
-        }
         self.monitor_lag.set(readings.monitor_lag_secs);
         self.backup_period
             .set(readings.backup_period_secs.unwrap_or(0.0));
@@ -692,6 +624,70 @@ impl Scraped {
         ));
         self
     }
+}
+
+/// The gauges there is one of per service (several per dependency),
+/// written as text: `beacon_service_state`, `…_last_check_age_seconds`,
+/// `beacon_dependency_state`, `beacon_certificate_expiry_timestamp_seconds`.
+fn service_families(readings: &Readings) -> Vec<(&'static str, String)> {
+    let mut state = Family::new(
+        "beacon_service_state",
+        "1 on the service's current state (unknown, up, degraded, down, maintenance).",
+        "gauge",
+    );
+    let mut age = Family::new(
+        "beacon_service_last_check_age_seconds",
+        "Seconds since the service's last probe result.",
+        "gauge",
+    );
+    let mut dependency = Family::new(
+        "beacon_dependency_state",
+        "1 on the reported dependency's current health (pass, warn, fail).",
+        "gauge",
+    );
+    let mut certificate = Family::new(
+        "beacon_certificate_expiry_timestamp_seconds",
+        "notAfter of the certificate the service's latest TLS probe saw (Unix time).",
+        "gauge",
+    );
+    let mut services: Vec<&ServiceSummary> = readings.services.iter().collect();
+    services.sort_unstable_by(|a, b| a.slug.cmp(&b.slug));
+    // Each series' labels in name order, and its values too, as the
+    // registry writes them.
+    let mut states = STATES;
+    states.sort_unstable_by_key(|st| st.as_str());
+    let mut healths = crate::domain::Health::ALL;
+    healths.sort_unstable_by_key(|h| h.as_str());
+    for s in services {
+        let slug = s.slug.as_str();
+        for st in states {
+            let on = i64::from(s.state == st);
+            state.series("", &[("service", slug), ("state", st.as_str())], on);
+        }
+        if let Some(at) = s.last_checked_at {
+            let secs = (readings.now_ms - at).max(0) as f64 / 1000.0;
+            age.series("", &[("service", slug)], secs);
+        }
+        if let Some(at) = s.certificate_expires_at {
+            certificate.series("", &[("service", slug)], at as f64 / 1000.0);
+        }
+        let mut deps: Vec<_> = s.dependencies.iter().collect();
+        deps.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        for d in deps {
+            for health in healths {
+                let labels = [
+                    ("dependency", d.name.as_str()),
+                    ("service", slug),
+                    ("state", health.as_str()),
+                ];
+                dependency.series("", &labels, i64::from(d.health == health));
+            }
+        }
+    }
+    [state, age, dependency, certificate]
+        .into_iter()
+        .filter_map(Family::done)
+        .collect()
 }
 
 /// How long a task's death stays `fail` on `/health` after it was
@@ -781,10 +777,11 @@ mod tests {
     #[test]
     fn every_family_registers_and_renders() {
         let m = Metrics::new();
-        m.probes.with_label_values(&["checkout", "up"]).inc();
-        m.probe_duration
-            .with_label_values(&["checkout"])
-            .observe(0.02);
+        m.probes.count([Probe {
+            service: "checkout",
+            outcome: crate::domain::Outcome::Up,
+            latency_ms: Some(20),
+        }]);
         let text = m.render(&Readings {
             now_ms: 0,
             services: &[],
@@ -825,7 +822,11 @@ mod tests {
     #[test]
     fn concurrent_renders_do_not_mix() {
         let m = Metrics::new();
-        m.probes.with_label_values(&["a-0", "up"]).inc();
+        m.probes.count([Probe {
+            service: "a-0",
+            outcome: crate::domain::Outcome::Up,
+            latency_ms: None,
+        }]);
         std::thread::scope(|scope| {
             let renders: Vec<_> = (0..4)
                 .map(|n| {
@@ -872,7 +873,11 @@ mod tests {
     #[test]
     fn families_in_name_order() {
         let m = Metrics::new();
-        m.probes.with_label_values(&["checkout", "up"]).inc();
+        m.probes.count([Probe {
+            service: "checkout",
+            outcome: crate::domain::Outcome::Up,
+            latency_ms: Some(3),
+        }]);
         let text = m.render(&Readings {
             now_ms: 0,
             services: &[summary("checkout", State::Down)],
