@@ -15,7 +15,10 @@ use crate::store::{Incident, Maintenance, ServiceSummary, Store, StoreError};
 /// What a snapshot is made of, as read from the store.
 #[derive(Clone)]
 pub struct Inputs {
-    pub summaries: Vec<ServiceSummary>,
+    /// Shared with the refresher's rows: a row not read again since the
+    /// last rebuild is the same `Arc`, and its view is kept (see
+    /// [`Views`]).
+    pub summaries: Vec<Arc<ServiceSummary>>,
     /// Per service id: counts, response times and days of the last 90.
     pub history: Arc<Histories>,
     pub incidents: Vec<Incident>,
@@ -33,7 +36,7 @@ impl Inputs {
     pub async fn read(
         store: &Store,
         now: i64,
-        summaries: Vec<ServiceSummary>,
+        summaries: Vec<Arc<ServiceSummary>>,
         history: Arc<Histories>,
     ) -> Result<Inputs, StoreError> {
         Ok(Inputs {
@@ -173,41 +176,50 @@ impl Snapshot {
         groups: &[GroupConfig],
         now: DateTime<Utc>,
     ) -> Snapshot {
-        Self::from_inputs_reusing(inputs, title, groups, now, None)
+        Self::from_inputs_reusing(inputs, title, groups, now, &mut Views::default())
     }
 
-    /// As [`Snapshot::from_inputs`], sharing each service's 90 days with
-    /// `previous` where they are unchanged.
+    /// As [`Snapshot::from_inputs`], keeping each service's view from
+    /// `views` (the last build's) where nothing it is made of moved, and
+    /// leaving in `views` the views of this one.
     pub fn from_inputs_reusing(
         inputs: Inputs,
         title: &str,
         groups: &[GroupConfig],
         now: DateTime<Utc>,
-        previous: Option<&Snapshot>,
+        views: &mut Views,
     ) -> Snapshot {
-        let public: Vec<ServiceSummary> =
+        let public: Vec<Arc<ServiceSummary>> =
             inputs.summaries.into_iter().filter(|s| s.public).collect();
         let overall = Overall::of(&public.iter().map(|s| s.state).collect::<Vec<_>>());
-        let mut views = group_views(
+        let located = if inputs.locations.is_empty() {
+            HashMap::new()
+        } else {
+            location_views(&inputs.locations, now)
+        };
+        let group_views = views.lay_out(
             &public,
             &inputs.history,
             &inputs.recent_incidents,
+            located,
             groups,
             now,
-            previous,
         );
-        if !inputs.locations.is_empty() {
-            let mut located = location_views(&inputs.locations, now);
-            let ids: HashMap<&str, i64> = public.iter().map(|s| (s.slug.as_str(), s.id)).collect();
-            for service in views.iter_mut().flat_map(|g| g.services.iter_mut()) {
-                if let Some(id) = ids.get(service.slug.as_str()) {
-                    service.locations = located.remove(id).unwrap_or_default();
-                }
-            }
-        }
-        // Only public services are named on the page.
+        // Only public services are named on the page: the names of those
+        // the incidents and maintenance windows name, found in one pass.
+        let wanted: std::collections::HashSet<&str> = inputs
+            .maintenances
+            .iter()
+            .flat_map(|m| &m.services)
+            .chain(inputs.incidents.iter().flat_map(|i| &i.services))
+            .chain(inputs.recent_incidents.iter().flat_map(|i| &i.services))
+            .chain(inputs.recent_maintenances.iter().flat_map(|m| &m.services))
+            .map(String::as_str)
+            .collect();
         let names: HashMap<&str, &str> = public
             .iter()
+            .take_while(|_| !wanted.is_empty())
+            .filter(|s| wanted.contains(s.slug.as_str()))
             .map(|s| (s.slug.as_str(), s.name.as_str()))
             .collect();
         let public_name = |slug: &String| names.get(slug.as_str()).map(|n| n.to_string());
@@ -229,7 +241,7 @@ impl Snapshot {
             generated_at: now,
             title: title.to_string(),
             overall,
-            groups: views,
+            groups: group_views,
             incidents: inputs.incidents.into_iter().map(incident).collect(),
             recent_incidents: inputs.recent_incidents.into_iter().map(incident).collect(),
             recent_maintenances: inputs
@@ -244,71 +256,156 @@ impl Snapshot {
     }
 }
 
-/// The page's groups in order (ungrouped services first), each with its
-/// public services and their uptime counted together (every check weighs
-/// the same); empty groups left out.
-fn group_views(
-    public: &[ServiceSummary],
-    history: &Histories,
-    recent_incidents: &[Incident],
-    groups: &[GroupConfig],
-    now: DateTime<Utc>,
-    previous: Option<&Snapshot>,
-) -> Vec<GroupView> {
-    let previous_days: HashMap<&str, &Arc<[Day]>> = previous
-        .map(|p| {
-            p.groups
-                .iter()
-                .flat_map(|g| &g.services)
-                .map(|s| (s.slug.as_str(), &s.past_days))
-                .collect()
-        })
-        .unwrap_or_default();
-    // Each service's incidents, found once rather than per day.
-    let mut incidents_of: HashMap<&str, Vec<&Incident>> = HashMap::new();
-    for i in recent_incidents {
-        for slug in &i.services {
-            incidents_of.entry(slug.as_str()).or_default().push(i);
-        }
+/// Each shown service's view as the last build made it, with what it was
+/// made of. A rebuild makes again only the views whose row was read again
+/// (a state change, the config, a probe's dependencies or certificate, or
+/// its last check), whose incidents changed, or all of them when the
+/// history was read again (every `WINDOWS_MAX_AGE_MS`) or the day turned;
+/// the others are the same `Arc`. So a rebuild between two reads of the
+/// history costs what changed, not the size of the fleet.
+#[derive(Debug, Default)]
+pub struct Views {
+    /// The history the views were made from (held, so that a new read is
+    /// never mistaken for it).
+    history: Option<Arc<Histories>>,
+    /// The start of the day they were made on (epoch ms).
+    day: i64,
+    by_id: HashMap<i64, Made>,
+    /// How many of the last build's views were made rather than kept.
+    made: usize,
+}
+
+#[derive(Debug)]
+struct Made {
+    /// The row it was made from (held for the same reason).
+    row: Arc<ServiceSummary>,
+    /// A digest of the service's incidents: ids and times.
+    incidents: u64,
+    view: Arc<ServiceView>,
+}
+
+impl Views {
+    /// How many views the last build made rather than kept (for tests and
+    /// the debug log).
+    pub fn made(&self) -> usize {
+        self.made
     }
-    // The first of the bars' 90 days (epoch ms), the same for every service.
-    let window_start = crate::store::rollup::Period::Day.bucket_start(now.timestamp_millis())
-        - 89 * crate::domain::time::DAY_MS;
-    let view = |s: &ServiceSummary| {
-        service_view(
-            s,
-            window_start,
-            history.services.get(&s.id),
-            incidents_of
-                .get(s.slug.as_str())
-                .map_or(&[][..], Vec::as_slice),
-            now,
-            previous_days.get(s.slug.as_str()).copied(),
-        )
-    };
-    let group_view = |name: Option<&GroupConfig>| {
-        let members: Vec<&ServiceSummary> = public
-            .iter()
-            .filter(|s| s.group.as_deref() == name.map(|g| g.name.as_str()))
-            .collect();
-        let mut total: Counts = [(0, 0); 4];
-        for s in &members {
-            for (t, (ok, counted)) in total.iter_mut().zip(counts(history.services.get(&s.id))) {
-                t.0 += ok;
-                t.1 += counted;
+
+    /// The page's groups in order (ungrouped services first), each with
+    /// its public services and their uptime counted together (every check
+    /// weighs the same); empty groups left out.
+    fn lay_out(
+        &mut self,
+        public: &[Arc<ServiceSummary>],
+        history: &Arc<Histories>,
+        recent_incidents: &[Incident],
+        mut located: HashMap<i64, Vec<super::views::LocationView>>,
+        groups: &[GroupConfig],
+        now: DateTime<Utc>,
+    ) -> Vec<GroupView> {
+        let day = crate::store::rollup::Period::Day.bucket_start(now.timestamp_millis());
+        let same_history = self
+            .history
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(h, history));
+        let same_day = self.day == day;
+        self.history = Some(Arc::clone(history));
+        self.day = day;
+        // Each service's incidents, found once rather than per day.
+        let mut incidents_of: HashMap<&str, Vec<&Incident>> = HashMap::new();
+        for i in recent_incidents {
+            for slug in &i.services {
+                incidents_of.entry(slug.as_str()).or_default().push(i);
             }
         }
-        GroupView {
-            name: name.map(|g| g.name.clone()),
-            description: name.and_then(|g| g.description.clone()),
-            uptime: uptimes(&total),
-            services: members.into_iter().map(view).collect(),
+        // The first of the bars' 90 days (epoch ms), the same for every service.
+        let window_start = day - 89 * crate::domain::time::DAY_MS;
+        let mut old = std::mem::take(&mut self.by_id);
+        self.by_id.reserve(public.len());
+        self.made = 0;
+        let mut view_of = |s: &Arc<ServiceSummary>| -> Arc<ServiceView> {
+            let incidents = incidents_of
+                .get(s.slug.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let digest = digest(incidents);
+            let locations = located.remove(&s.id);
+            let before = old.remove(&s.id);
+            let view = match before {
+                Some(m)
+                    if same_history
+                        && same_day
+                        && locations.is_none()
+                        && m.view.locations.is_empty()
+                        && m.incidents == digest
+                        && Arc::ptr_eq(&m.row, s) =>
+                {
+                    m.view
+                }
+                before => {
+                    self.made += 1;
+                    let mut view = service_view(
+                        s,
+                        window_start,
+                        history.services.get(&s.id),
+                        incidents,
+                        now,
+                        before.as_ref().map(|m| &m.view.past_days),
+                    );
+                    view.locations = locations.unwrap_or_default();
+                    Arc::new(view)
+                }
+            };
+            self.by_id.insert(
+                s.id,
+                Made {
+                    row: Arc::clone(s),
+                    incidents: digest,
+                    view: Arc::clone(&view),
+                },
+            );
+            view
+        };
+        let mut views: Vec<GroupView> = Vec::with_capacity(groups.len() + 1);
+        for name in std::iter::once(None).chain(groups.iter().map(Some)) {
+            let members = public
+                .iter()
+                .filter(|s| s.group.as_deref() == name.map(|g| g.name.as_str()));
+            let mut total: Counts = [(0, 0); 4];
+            let mut services = Vec::new();
+            for s in members {
+                for (t, (ok, counted)) in total.iter_mut().zip(counts(history.services.get(&s.id)))
+                {
+                    t.0 += ok;
+                    t.1 += counted;
+                }
+                services.push(view_of(s));
+            }
+            if services.is_empty() {
+                continue;
+            }
+            views.push(GroupView {
+                name: name.map(|g| g.name.clone()),
+                description: name.and_then(|g| g.description.clone()),
+                uptime: uptimes(&total),
+                services,
+            });
         }
-    };
-    let mut views = vec![group_view(None)];
-    views.extend(groups.iter().map(|g| group_view(Some(g))));
-    views.retain(|g| !g.services.is_empty());
-    views
+        views
+    }
+}
+
+/// A digest of a service's incidents as its view uses them: which, and
+/// when each started and ended.
+fn digest(incidents: &[&Incident]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if incidents.is_empty() {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for i in incidents {
+        (i.id, i.started_at, i.resolved_at).hash(&mut h);
+    }
+    h.finish()
 }
 
 /// A service's window counts, all four from its history: the 24 h pair

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::build::Inputs;
+use super::build::{Inputs, Views};
 use super::history::Histories;
 use super::views::Snapshot;
 use crate::clock::Clock;
@@ -32,6 +32,8 @@ pub struct Refresher {
     pub shown: Mutex<Vec<i64>>,
     /// The shown services' rows as last read, with their revisions.
     pub services: parking_lot::Mutex<ShownRows>,
+    /// The services' views as the last rebuild made them.
+    pub views: parking_lot::Mutex<Views>,
 }
 
 /// The shown (public, active) services as last read, by id, each with the
@@ -41,7 +43,7 @@ pub struct Refresher {
 /// wrote, not every probed one.
 #[derive(Debug, Default)]
 pub struct ShownRows {
-    rows: HashMap<i64, (i64, ServiceSummary)>,
+    rows: HashMap<i64, (i64, Arc<ServiceSummary>)>,
     /// When every row was last read whole.
     full_at: Option<std::time::Instant>,
 }
@@ -238,7 +240,7 @@ impl Refresher {
     /// read once more next time: never missed, at worst read twice. Each
     /// service's last check comes with the revisions (a probe does not
     /// move its row's revision), so it is always the newest.
-    async fn read_services(&self) -> Result<Vec<ServiceSummary>, StoreError> {
+    async fn read_services(&self) -> Result<Vec<Arc<ServiceSummary>>, StoreError> {
         let versions = self.store.page_versions().await?;
         let (changed, full) = {
             let shown = self.services.lock();
@@ -266,20 +268,23 @@ impl Refresher {
         // Gone, deactivated or made private since.
         shown.rows.retain(|id, _| versions.contains_key(id));
         for (revision, summary) in read {
-            shown.rows.insert(summary.id, (revision, summary));
+            shown.rows.insert(summary.id, (revision, Arc::new(summary)));
         }
-        let mut out: Vec<ServiceSummary> = shown
-            .rows
-            .values()
-            .map(|(_, s)| {
-                let mut s = s.clone();
-                // The newer of the two: a probe between the reads.
-                if let Some(v) = versions.get(&s.id) {
-                    s.last_checked_at = s.last_checked_at.max(v.last_checked_at);
+        let mut out: Vec<Arc<ServiceSummary>> = Vec::with_capacity(shown.rows.len());
+        for (id, (_, row)) in shown.rows.iter_mut() {
+            // The newer of the two: a probe between the reads. A row is
+            // replaced by a new `Arc` (so its view is made again) only
+            // when it moved; see `Views`.
+            if let Some(v) = versions.get(id) {
+                if v.last_checked_at > row.last_checked_at {
+                    *row = Arc::new(ServiceSummary {
+                        last_checked_at: v.last_checked_at,
+                        ..(**row).clone()
+                    });
                 }
-                s
-            })
-            .collect();
+            }
+            out.push(Arc::clone(row));
+        }
         out.sort_unstable_by_key(|s| (s.position, s.id));
         Ok(out)
     }
@@ -336,18 +341,24 @@ impl Refresher {
         match Inputs::read(&self.store, now_ms, summaries, history).await {
             Ok(inputs) => {
                 self.follow_public_services(&inputs, full_read);
-                let previous = self.publish.borrow().clone();
                 let layout = self.layout.read().clone();
                 let (title, groups) = (layout.title.clone(), layout.groups.clone());
-                // Laying out every service is CPU work (hundreds of ms at
-                // 10,000 services): not on a worker.
-                // On a background thread below the workers' priority.
+                let mut views = std::mem::take(&mut *self.views.lock());
+                // Laying out the services is CPU work (hundreds of ms at
+                // 10,000 services when the history moves): not on a
+                // worker, on a background thread below their priority.
                 let built = crate::background::run(move || {
-                    Snapshot::from_inputs_reusing(inputs, &title, &groups, now, Some(&previous))
+                    let snapshot =
+                        Snapshot::from_inputs_reusing(inputs, &title, &groups, now, &mut views);
+                    (snapshot, views)
                 })
                 .await;
                 match built {
-                    Ok(snapshot) => {
+                    Ok((snapshot, views)) => {
+                        tracing::debug!(made = views.made(), "service views laid out");
+                        *self.views.lock() = views;
+                        // The last snapshot is dropped here, its views
+                        // mostly shared with this one.
                         self.publish.send_replace(Arc::new(snapshot));
                     }
                     // A panic in the build ends the refresher, with the

@@ -96,7 +96,7 @@ fn groups_count_every_check_of_their_public_services_and_windows_split_by_time()
         updated_at: 0,
     };
     let inputs = Inputs {
-        summaries: vec![a, b, hidden],
+        summaries: [a, b, hidden].map(Arc::new).to_vec(),
         history: Arc::new(Histories {
             hour: 0,
             services: windows
@@ -120,23 +120,54 @@ fn groups_count_every_check_of_their_public_services_and_windows_split_by_time()
         name: "Shop".into(),
         description: None,
     }];
-    let snap = Snapshot::from_inputs(inputs.clone(), "t", &groups, now);
-    // Rebuilt from the same figures, the 90 days are the previous
-    // snapshot's own (one copy in memory); changed figures are not.
-    let again = Snapshot::from_inputs_reusing(inputs.clone(), "t", &groups, now, Some(&snap));
+    let mut views = Views::default();
+    let snap = Snapshot::from_inputs_reusing(inputs.clone(), "t", &groups, now, &mut views);
+    assert_eq!(views.made(), 2, "the two public services' views are made");
+    // Rebuilt from the same rows and history, every view is kept: the same
+    // `Arc`, nothing laid out again.
+    let again = Snapshot::from_inputs_reusing(inputs.clone(), "t", &groups, now, &mut views);
+    assert_eq!(views.made(), 0);
     for (old, new) in snap.groups[0]
         .services
         .iter()
         .zip(&again.groups[0].services)
     {
+        assert!(Arc::ptr_eq(old, new), "{} is kept", old.slug);
+    }
+    // A row read again (a state change): that view alone is made again.
+    let mut moved = inputs.clone();
+    let mut b = (*moved.summaries[1]).clone();
+    b.state = State::Down;
+    moved.summaries[1] = Arc::new(b);
+    let after = Snapshot::from_inputs_reusing(moved, "t", &groups, now, &mut views);
+    assert_eq!(views.made(), 1);
+    assert!(Arc::ptr_eq(
+        &again.groups[0].services[0],
+        &after.groups[0].services[0]
+    ));
+    assert_eq!(after.groups[0].services[1].state, State::Down);
+    // A new read of the history makes every view again, sharing the 90
+    // days where they are the same.
+    let mut reread = inputs.clone();
+    reread.history = Arc::new((*inputs.history).clone());
+    let fresh = Snapshot::from_inputs_reusing(reread, "t", &groups, now, &mut views);
+    assert_eq!(views.made(), 2);
+    for (old, new) in after.groups[0]
+        .services
+        .iter()
+        .zip(&fresh.groups[0].services)
+    {
+        assert!(!Arc::ptr_eq(old, new));
         assert!(
             Arc::ptr_eq(&old.past_days, &new.past_days),
             "{} shares its days",
             old.slug
         );
     }
+    // So does a new day, and its 90 days are not the last ones.
     let tomorrow = now + chrono::Duration::days(1);
-    let later = Snapshot::from_inputs_reusing(inputs, "t", &groups, tomorrow, Some(&snap));
+    let later = Snapshot::from_inputs_reusing(inputs, "t", &groups, tomorrow, &mut views);
+    assert_eq!(views.made(), 2);
     assert!(!Arc::ptr_eq(
         &snap.groups[0].services[0].past_days,
         &later.groups[0].services[0].past_days
@@ -190,7 +221,7 @@ fn a_full_history_is_shared_with_the_snapshot_not_copied() {
         ..History::default()
     };
     let inputs = Inputs {
-        summaries: vec![summary(1, "A", None, true)],
+        summaries: vec![Arc::new(summary(1, "A", None, true))],
         history: Arc::new(Histories {
             hour: 0,
             services: HashMap::from([(1, history)]),

@@ -90,7 +90,8 @@ pub struct GroupView {
     pub description: Option<String>,
     /// Every check of the group's public services counted together.
     pub uptime: Uptimes,
-    pub services: Vec<ServiceView>,
+    /// Shared with the next snapshot while nothing they show moves.
+    pub services: Vec<Arc<ServiceView>>,
 }
 
 #[derive(Debug, Clone)]

@@ -553,6 +553,7 @@ fn first_snapshot(
         history: std::sync::Mutex::new(None),
         shown: Default::default(),
         services: Default::default(),
+        views: Default::default(),
     };
     (refresher, snapshot)
 }
@@ -923,6 +924,7 @@ impl RefresherParts {
             history: std::sync::Mutex::new(None),
             shown: Default::default(),
             services: Default::default(),
+            views: Default::default(),
         }
     }
 }

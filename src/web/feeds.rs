@@ -91,6 +91,7 @@ fn find<'a>(s: &'a Snapshot, slug: &str) -> Option<&'a ServiceView> {
         .iter()
         .flat_map(|g| g.services.iter())
         .find(|svc| svc.slug == slug)
+        .map(|svc| &**svc)
 }
 
 fn svg(app: &AppState, body: String) -> Response {

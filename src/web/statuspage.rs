@@ -104,7 +104,7 @@ fn components(s: &Snapshot) -> Vec<Value> {
             .iter()
             .filter_map(|svc| {
                 let c = service_component(svc, g.name.as_deref(), 0, s.generated_at)?;
-                Some((svc, c))
+                Some((&**svc, c))
             })
             .collect();
         if let Some(name) = &g.name {
@@ -664,7 +664,9 @@ mod tests {
             State::Maintenance,
             State::Unknown,
         ];
-        let all: Vec<ServiceView> = (0..services).map(|n| service(n, states[n % 5])).collect();
+        let all: Vec<Arc<ServiceView>> = (0..services)
+            .map(|n| Arc::new(service(n, states[n % 5])))
+            .collect();
         let mut groups = Vec::new();
         for (g, chunk) in all.chunks(50).enumerate() {
             groups.push(GroupView {
@@ -679,7 +681,7 @@ mod tests {
             name: Some("Dark".into()),
             description: None,
             uptime: [None; 4],
-            services: vec![service(services + 4, State::Unknown)],
+            services: vec![Arc::new(service(services + 4, State::Unknown))],
         });
         let slug = |n: usize| format!("svc-{}", n % services.max(1));
         let open: Vec<IncidentView> = (0..incidents)

@@ -95,7 +95,7 @@ fn snapshot() -> Snapshot {
             name: None,
             description: None,
             uptime: service.uptime,
-            services: vec![service],
+            services: vec![Arc::new(service)],
         }],
         incidents: vec![],
         recent_incidents: vec![],

@@ -317,7 +317,10 @@ async fn ninety_days(db: TestDb) {
     let now = clock.now_ms();
     let histories = Histories::read(&store, now).await.expect("histories");
     let on_page = store.page_summaries(None).await.expect("page summaries");
-    let on_page: Vec<_> = on_page.into_iter().map(|(_, s)| s).collect();
+    let on_page: Vec<_> = on_page
+        .into_iter()
+        .map(|(_, s)| std::sync::Arc::new(s))
+        .collect();
     let inputs = Inputs::read(&store, now, on_page, std::sync::Arc::new(histories.clone()))
         .await
         .expect("inputs");
