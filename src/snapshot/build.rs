@@ -273,6 +273,8 @@ pub struct Views {
     by_id: HashMap<i64, Made>,
     /// How many of the last build's views were made rather than kept.
     made: usize,
+    /// Builds so far: each view notes the last one that showed it.
+    pass: u64,
 }
 
 #[derive(Debug)]
@@ -282,6 +284,8 @@ struct Made {
     /// A digest of the service's incidents: ids and times.
     incidents: u64,
     view: Arc<ServiceView>,
+    /// The last build (`Views::pass`) that showed it.
+    seen: u64,
 }
 
 impl Views {
@@ -320,49 +324,64 @@ impl Views {
         }
         // The first of the bars' 90 days (epoch ms), the same for every service.
         let window_start = day - 89 * crate::domain::time::DAY_MS;
-        let mut old = std::mem::take(&mut self.by_id);
-        self.by_id.reserve(public.len());
+        // Kept in place (a lookup a service, no map rebuilt); those not
+        // seen in this pass are gone from the page and dropped after it.
+        self.pass += 1;
         self.made = 0;
+        let (pass, by_id, made) = (self.pass, &mut self.by_id, &mut self.made);
         let mut view_of = |s: &Arc<ServiceSummary>| -> Arc<ServiceView> {
+            use std::collections::hash_map::Entry;
             let incidents = incidents_of
                 .get(s.slug.as_str())
                 .map_or(&[][..], Vec::as_slice);
             let digest = digest(incidents);
             let locations = located.remove(&s.id);
-            let before = old.remove(&s.id);
-            let view = match before {
-                Some(m)
-                    if same_history
-                        && same_day
-                        && locations.is_none()
-                        && m.view.locations.is_empty()
-                        && m.incidents == digest
-                        && Arc::ptr_eq(&m.row, s) =>
+            let entry = by_id.entry(s.id);
+            if let Entry::Occupied(e) = &entry {
+                let m = e.get();
+                if same_history
+                    && same_day
+                    && locations.is_none()
+                    && m.view.locations.is_empty()
+                    && m.incidents == digest
+                    && Arc::ptr_eq(&m.row, s)
                 {
-                    m.view
+                    let view = Arc::clone(&m.view);
+                    if let Entry::Occupied(mut e) = entry {
+                        e.get_mut().seen = pass;
+                    }
+                    return view;
                 }
-                before => {
-                    self.made += 1;
-                    let mut view = service_view(
-                        s,
-                        window_start,
-                        history.services.get(&s.id),
-                        incidents,
-                        now,
-                        before.as_ref().map(|m| &m.view.past_days),
-                    );
-                    view.locations = locations.unwrap_or_default();
-                    Arc::new(view)
-                }
+            }
+            *made += 1;
+            let previous_days = match &entry {
+                Entry::Occupied(e) => Some(Arc::clone(&e.get().view.past_days)),
+                Entry::Vacant(_) => None,
             };
-            self.by_id.insert(
-                s.id,
-                Made {
-                    row: Arc::clone(s),
-                    incidents: digest,
-                    view: Arc::clone(&view),
-                },
+            let mut view = service_view(
+                s,
+                window_start,
+                history.services.get(&s.id),
+                incidents,
+                now,
+                previous_days.as_ref(),
             );
+            view.locations = locations.unwrap_or_default();
+            let view = Arc::new(view);
+            let m = Made {
+                row: Arc::clone(s),
+                incidents: digest,
+                view: Arc::clone(&view),
+                seen: pass,
+            };
+            match entry {
+                Entry::Occupied(mut e) => {
+                    e.insert(m);
+                }
+                Entry::Vacant(e) => {
+                    e.insert(m);
+                }
+            }
             view
         };
         let mut views: Vec<GroupView> = Vec::with_capacity(groups.len() + 1);
@@ -390,6 +409,7 @@ impl Views {
                 services,
             });
         }
+        self.by_id.retain(|_, m| m.seen == self.pass);
         views
     }
 }
