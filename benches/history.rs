@@ -141,7 +141,12 @@ async fn run(kind: &'static str, url: &str, services: i64) -> anyhow::Result<Fig
     // The page's figures (uptime per service and group over four windows,
     // banner, maintenance) computed from data already in memory, as the
     // refresher does after its reads.
-    let on_page = store.service_summaries(end).await?;
+    let on_page: Vec<_> = store
+        .service_summaries(end)
+        .await?
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
     let history = std::sync::Arc::new(beacon::snapshot::Histories::read(&store, end).await?);
     let inputs = beacon::snapshot::Inputs::read(&store, end, on_page, history).await?;
     let now = beacon::clock::ms_to_datetime(end).ok_or_else(|| anyhow::anyhow!("end"))?;
