@@ -665,6 +665,28 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     let stored = store.count_rows("check_results").await?;
     store.close().await;
     let lost = arrivals.len() as i64 - stored;
+    if lost != 0 {
+        // Say where they went while the logs are still here: each
+        // replica's warnings and errors (a write given up at the stop, a
+        // result refused), and the probes of the last seconds by replica.
+        eprintln!("scale: {lost} results the fleet answered are not in the store");
+        let last = arrivals.iter().map(|a| a.at).max().unwrap_or(0);
+        let mut late: HashMap<u16, usize> = HashMap::new();
+        for a in arrivals.iter().filter(|a| a.at + 10_000_000 >= last) {
+            *late.entry(a.member).or_default() += 1;
+        }
+        eprintln!("scale: probes in the last 10 s before the stop, by Beacon-Member index: {late:?} (members {seen_members:?})");
+        for (i, r) in replicas.iter().enumerate() {
+            let log = r.log();
+            let noted = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .take(40);
+            for line in noted {
+                eprintln!("scale: beacon {i}: {line}");
+            }
+        }
+    }
 
     let in_window = |a: &&Arrival| a.at >= window_start && a.at < window_end;
     let window_arrivals = arrivals.iter().filter(in_window).count();
