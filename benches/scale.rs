@@ -676,13 +676,32 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
             *late.entry(a.member).or_default() += 1;
         }
         eprintln!("scale: probes in the last 10 s before the stop, by Beacon-Member index: {late:?} (members {seen_members:?})");
+        // Two replicas probing one service at the same moment (a hand-over,
+        // or a member briefly taken for dead) send two requests, and the
+        // store keeps one row of a service per millisecond (ON CONFLICT
+        // (service_id, checked_at) DO NOTHING): not lost, probed twice.
+        let mut by_service: HashMap<u32, Vec<(u64, u16)>> = HashMap::new();
+        for a in &arrivals {
+            by_service.entry(a.service).or_default().push((a.at, a.member));
+        }
+        let twice = by_service
+            .values_mut()
+            .map(|v| {
+                v.sort_unstable();
+                v.windows(2)
+                    .filter(|w| w[0].1 != w[1].1 && w[1].0 - w[0].0 < 5_000)
+                    .count()
+            })
+            .sum::<usize>();
+        eprintln!("scale: arrivals of one service from two replicas within 5 ms of each other: {twice}");
         for (i, r) in replicas.iter().enumerate() {
             let log = r.log();
-            let noted = log
+            let noted: Vec<&str> = log
                 .lines()
                 .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-                .take(40);
-            for line in noted {
+                .filter(|l| !l.contains("slow statement") && !l.contains("503 Service Unavailable"))
+                .collect();
+            for line in &noted[noted.len().saturating_sub(40)..] {
                 eprintln!("scale: beacon {i}: {line}");
             }
         }
