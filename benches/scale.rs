@@ -682,7 +682,10 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         // (service_id, checked_at) DO NOTHING): not lost, probed twice.
         let mut by_service: HashMap<u32, Vec<(u64, u16)>> = HashMap::new();
         for a in &arrivals {
-            by_service.entry(a.service).or_default().push((a.at, a.member));
+            by_service
+                .entry(a.service)
+                .or_default()
+                .push((a.at, a.member));
         }
         let twice = by_service
             .values_mut()
@@ -693,7 +696,9 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
                     .count()
             })
             .sum::<usize>();
-        eprintln!("scale: arrivals of one service from two replicas within 5 ms of each other: {twice}");
+        eprintln!(
+            "scale: arrivals of one service from two replicas within 5 ms of each other: {twice}"
+        );
         for (i, r) in replicas.iter().enumerate() {
             let log = r.log();
             let noted: Vec<&str> = log
