@@ -774,14 +774,19 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// One probe of `service` counted up.
+    fn up(m: &Metrics, service: &str, latency_ms: Option<u32>) {
+        m.probes.count([Probe {
+            service,
+            outcome: crate::domain::Outcome::Up,
+            latency_ms,
+        }]);
+    }
+
     #[test]
     fn every_family_registers_and_renders() {
         let m = Metrics::new();
-        m.probes.count([Probe {
-            service: "checkout",
-            outcome: crate::domain::Outcome::Up,
-            latency_ms: Some(20),
-        }]);
+        up(&m, "checkout", Some(20));
         let text = m.render(&Readings {
             now_ms: 0,
             services: &[],
@@ -822,11 +827,7 @@ mod tests {
     #[test]
     fn concurrent_renders_do_not_mix() {
         let m = Metrics::new();
-        m.probes.count([Probe {
-            service: "a-0",
-            outcome: crate::domain::Outcome::Up,
-            latency_ms: None,
-        }]);
+        up(&m, "a-0", None);
         std::thread::scope(|scope| {
             let renders: Vec<_> = (0..4)
                 .map(|n| {
@@ -873,11 +874,7 @@ mod tests {
     #[test]
     fn families_in_name_order() {
         let m = Metrics::new();
-        m.probes.count([Probe {
-            service: "checkout",
-            outcome: crate::domain::Outcome::Up,
-            latency_ms: Some(3),
-        }]);
+        up(&m, "checkout", Some(3));
         let text = m.render(&Readings {
             now_ms: 0,
             services: &[summary("checkout", State::Down)],

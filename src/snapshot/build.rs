@@ -216,12 +216,15 @@ impl Snapshot {
             .chain(inputs.recent_maintenances.iter().flat_map(|m| &m.services))
             .map(String::as_str)
             .collect();
-        let names: HashMap<&str, &str> = public
-            .iter()
-            .take_while(|_| !wanted.is_empty())
-            .filter(|s| wanted.contains(s.slug.as_str()))
-            .map(|s| (s.slug.as_str(), s.name.as_str()))
-            .collect();
+        let names: HashMap<&str, &str> = if wanted.is_empty() {
+            HashMap::new()
+        } else {
+            public
+                .iter()
+                .filter(|s| wanted.contains(s.slug.as_str()))
+                .map(|s| (s.slug.as_str(), s.name.as_str()))
+                .collect()
+        };
         let public_name = |slug: &String| names.get(slug.as_str()).map(|n| n.to_string());
         let incident = |i: Incident| incident_view(i, &public_name, now);
         let maintenance = |m: Maintenance| maintenance_view(m, &names, now);
@@ -330,41 +333,32 @@ impl Views {
         self.made = 0;
         let (pass, by_id, made) = (self.pass, &mut self.by_id, &mut self.made);
         let mut view_of = |s: &Arc<ServiceSummary>| -> Arc<ServiceView> {
-            use std::collections::hash_map::Entry;
             let incidents = incidents_of
                 .get(s.slug.as_str())
                 .map_or(&[][..], Vec::as_slice);
             let digest = digest(incidents);
             let locations = located.remove(&s.id);
-            let entry = by_id.entry(s.id);
-            if let Entry::Occupied(e) = &entry {
-                let m = e.get();
-                if same_history
+            let before = by_id.get_mut(&s.id);
+            if let Some(m) = before {
+                let unchanged = same_history
                     && same_day
                     && locations.is_none()
                     && m.view.locations.is_empty()
                     && m.incidents == digest
-                    && Arc::ptr_eq(&m.row, s)
-                {
-                    let view = Arc::clone(&m.view);
-                    if let Entry::Occupied(mut e) = entry {
-                        e.get_mut().seen = pass;
-                    }
-                    return view;
+                    && Arc::ptr_eq(&m.row, s);
+                if unchanged {
+                    m.seen = pass;
+                    return Arc::clone(&m.view);
                 }
             }
             *made += 1;
-            let previous_days = match &entry {
-                Entry::Occupied(e) => Some(Arc::clone(&e.get().view.past_days)),
-                Entry::Vacant(_) => None,
-            };
             let mut view = service_view(
                 s,
                 window_start,
                 history.services.get(&s.id),
                 incidents,
                 now,
-                previous_days.as_ref(),
+                by_id.get(&s.id).map(|m| &m.view.past_days),
             );
             view.locations = locations.unwrap_or_default();
             let view = Arc::new(view);
@@ -374,14 +368,7 @@ impl Views {
                 view: Arc::clone(&view),
                 seen: pass,
             };
-            match entry {
-                Entry::Occupied(mut e) => {
-                    e.insert(m);
-                }
-                Entry::Vacant(e) => {
-                    e.insert(m);
-                }
-            }
+            by_id.insert(s.id, m);
             view
         };
         let mut views: Vec<GroupView> = Vec::with_capacity(groups.len() + 1);
