@@ -496,39 +496,60 @@ impl Scheduler {
         if let Some(view) = shares.as_mut() {
             owned.divide(&self.services, &view.borrow_and_update());
         }
+        // The next slot of each service another member probes, kept out of
+        // the heap: a replica of three would otherwise wake for every
+        // service of the fleet only to find two in three are not its own.
+        let mut parked: Vec<Option<Instant>> = vec![None; self.services.len()];
 
         loop {
-            let Some(Reverse((due, i, out_of_turn))) = heap.peek().copied() else {
-                self.stats.next_due_ms.store(i64::MAX, Ordering::Relaxed);
-                shutdown.as_mut().await;
-                break;
-            };
-            self.stats
-                .next_due_ms
-                .store(self.instant_to_ms(due), Ordering::Relaxed);
-            tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
+            let next = heap.peek().copied();
+            let due = next.map(|Reverse((due, _, _))| due);
+            self.stats.next_due_ms.store(
+                due.map_or(i64::MAX, |due| self.instant_to_ms(due)),
+                Ordering::Relaxed,
+            );
+            let divided = tokio::select! {
+                _ = sleep_until_some(due) => false,
                 Some(edge) = edges.recv() => {
                     if self.services[edge].config.probed_here() {
                         heap.push(Reverse((Instant::now(), edge, true)));
                     }
                     continue;
                 }
+                changed = shares_changed(shares.as_mut()) => {
+                    if changed.is_err() {
+                        // The cluster's view is gone (its task stopped):
+                        // keep the last division.
+                        shares = None;
+                    }
+                    true
+                }
                 _ = shutdown.as_mut() => break,
-            }
+            };
             if let Some(view) = shares.as_mut() {
-                if view.has_changed().unwrap_or(false) {
-                    owned.divide(&self.services, &view.borrow_and_update());
+                if (divided || view.has_changed().unwrap_or(false))
+                    && owned.divide(&self.services, &view.borrow_and_update())
+                {
+                    owned.unpark(&mut parked, &mut heap, &self.services, Instant::now());
+                    // What is due first may have changed: look again.
+                    continue;
                 }
             }
+            if divided {
+                continue;
+            }
+            let Some(Reverse((due, i, out_of_turn))) = next else {
+                continue;
+            };
             let resume = match owned.take_turn(i) {
                 Some(resume) => resume,
                 None => {
-                    // Another member probes it: keep its slot, so it is
-                    // probed on its cadence if it comes back to us.
+                    // Another member probes it: keep its slot out of the
+                    // heap, so it is probed on its cadence if it comes back
+                    // to us (see `Owned::unpark`).
                     heap.pop();
                     if !out_of_turn {
-                        heap.push(Reverse((due + self.services[i].config.interval, i, false)));
+                        parked[i] = Some(due + self.services[i].config.interval);
                     }
                     continue;
                 }
@@ -645,6 +666,40 @@ fn test_hook_panic_recorder_after() -> Option<u64> {
     }
 }
 
+/// The first of `slot`, `slot + interval`, `slot + 2 × interval`, … that is
+/// not before `now`.
+fn next_slot(slot: Instant, interval: Duration, now: Instant) -> Instant {
+    if slot >= now {
+        return slot;
+    }
+    let step = interval.as_nanos().max(1);
+    let behind = (now - slot).as_nanos();
+    let steps = behind.div_ceil(step);
+    u64::try_from(steps * step)
+        .ok()
+        .and_then(|nanos| slot.checked_add(Duration::from_nanos(nanos)))
+        .unwrap_or(now)
+}
+
+/// Sleeps until `due`, or for ever when there is nothing due.
+async fn sleep_until_some(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The cluster's view changed (or its sender is gone); never, without a
+/// cluster.
+async fn shares_changed(
+    shares: Option<&mut watch::Receiver<View>>,
+) -> Result<(), watch::error::RecvError> {
+    match shares {
+        Some(view) => view.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// When each service is first probed, from the monitor's start: the i-th
 /// of n services at i/n of its interval, so a thousand services never fire
 /// in the same millisecond, and the first at once, so a fresh page fills
@@ -694,11 +749,12 @@ impl Owned {
         }
     }
 
-    /// Divides the services among the view's live members.
-    fn divide(&mut self, services: &[Watched], view: &View) {
+    /// Divides the services among the view's live members; false when
+    /// they are the members it last divided among (nothing moved).
+    fn divide(&mut self, services: &[Watched], view: &View) -> bool {
         let among = view.shares();
         if among == self.among {
-            return;
+            return false;
         }
         let me = view.member.clone();
         let mut count = 0;
@@ -714,6 +770,31 @@ impl Owned {
             "services divided among the cluster's members"
         );
         self.among = among;
+        true
+    }
+
+    /// Puts back into the heap the parked services that are this
+    /// member's again, each at its first slot from `now` on its own
+    /// cadence: at most one interval away, the hand-over's bound.
+    fn unpark(
+        &self,
+        parked: &mut [Option<Instant>],
+        heap: &mut BinaryHeap<Reverse<(Instant, usize, bool)>>,
+        services: &[Watched],
+        now: Instant,
+    ) {
+        for (i, slot) in parked.iter_mut().enumerate() {
+            if !self.mine[i] {
+                continue;
+            }
+            if let Some(slot) = slot.take() {
+                heap.push(Reverse((
+                    next_slot(slot, services[i].config.interval, now),
+                    i,
+                    false,
+                )));
+            }
+        }
     }
 
     /// `None`: not ours to probe now. `Some(resume)`: probe it, resuming
@@ -1464,8 +1545,9 @@ impl Drop for AbortOnDrop {
 
 #[cfg(test)]
 mod tests {
-    use super::{first_offsets, MonitorStats};
+    use super::{first_offsets, next_slot, MonitorStats};
     use std::sync::atomic::Ordering;
+    use tokio::time::Instant;
 
     #[test]
     fn lag_is_the_latest_probes_or_how_overdue_the_next_one_is() {
@@ -1537,5 +1619,25 @@ mod tests {
     fn offsets_follow_each_services_own_interval() {
         let offsets = first_offsets(&[Duration::from_secs(10), Duration::from_secs(60)]);
         assert_eq!(offsets, [Duration::ZERO, Duration::from_secs(30)]);
+    }
+
+    // A service handed back to this member is probed at its next slot on
+    // its own cadence: never in the past, never more than an interval away.
+    #[test]
+    fn a_parked_service_resumes_at_its_next_slot() {
+        // Instants after the test's start only: a monotonic clock may have
+        // started a moment ago.
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let ten = Duration::from_secs(10);
+        // Not yet due: its slot as it was.
+        assert_eq!(next_slot(at(101), ten, at(100)), at(101));
+        assert_eq!(next_slot(at(100), ten, at(100)), at(100));
+        // Passed: whole intervals on, to the first slot from now.
+        assert_eq!(next_slot(at(99), ten, at(100)), at(109));
+        assert_eq!(next_slot(at(90), ten, at(100)), at(100));
+        // Away for days: still within an interval of now.
+        let now = at(86_400 * 3 + 7);
+        assert_eq!(next_slot(start, ten, now), at(86_400 * 3 + 10));
     }
 }
