@@ -2,7 +2,6 @@
 //! (debounced), after an admin write, after a write by another replica or
 //! the CLI (the store's change counter) and on a timer.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,16 +35,60 @@ pub struct Refresher {
     pub views: parking_lot::Mutex<Views>,
 }
 
-/// The shown (public, active) services as last read, by id, each with the
-/// revision it was read at: a rebuild reads every revision and last check
-/// (one packed value) and then only the rows whose revision moved: those a
-/// state change, the config or a probe's dependencies or certificate
-/// wrote, not every probed one.
+/// The shown (public, active) services as last read, in page order, each
+/// with the revision it was read at: a rebuild reads every revision and
+/// last check (one packed value) and then only the rows whose revision
+/// moved: those a state change, the config or a probe's dependencies or
+/// certificate wrote, not every probed one.
+///
+/// Kept as a list in page order with an index by id, so a rebuild where no
+/// row moved is one lookup a service and a walk down the list: no sort, no
+/// map rebuilt, no row's memory touched but those a probe moved (at 30,000
+/// services, each touch is a cache miss; see docs/performance.md).
 #[derive(Debug, Default)]
 pub struct ShownRows {
-    rows: HashMap<i64, (i64, Arc<ServiceSummary>)>,
+    /// In page order: (position, id).
+    list: Vec<Shown>,
+    /// Where each id is in `list`.
+    index: super::build::FastMap<i64, usize>,
     /// When every row was last read whole.
     full_at: Option<std::time::Instant>,
+    /// Rebuilds so far: each row notes the last that saw its id.
+    pass: u64,
+}
+
+#[derive(Debug)]
+struct Shown {
+    id: i64,
+    position: i64,
+    revision: i64,
+    last_checked_at: Option<i64>,
+    row: Arc<ServiceSummary>,
+    /// The last pass whose versions named it.
+    seen: u64,
+}
+
+impl Shown {
+    fn of(revision: i64, row: ServiceSummary, pass: u64) -> Shown {
+        Shown {
+            id: row.id,
+            position: row.position,
+            revision,
+            last_checked_at: row.last_checked_at,
+            row: Arc::new(row),
+            seen: pass,
+        }
+    }
+}
+
+impl ShownRows {
+    /// Puts `list` in page order and indexes it again.
+    fn reorder(&mut self) {
+        self.list.sort_unstable_by_key(|r| (r.position, r.id));
+        self.index.clear();
+        self.index
+            .extend(self.list.iter().enumerate().map(|(k, r)| (r.id, k)));
+    }
 }
 
 /// Every row is read whole at least this often anyway: a replica of an
@@ -239,16 +282,34 @@ impl Refresher {
     /// written between the two reads is read at its newer revision and
     /// read once more next time: never missed, at worst read twice. Each
     /// service's last check comes with the revisions (a probe does not
-    /// move its row's revision), so it is always the newest.
-    async fn read_services(&self) -> Result<Vec<Arc<ServiceSummary>>, StoreError> {
+    /// move its row's revision), so it is always the newest. Also says
+    /// whether the set of services may have changed (a row read, or gone).
+    async fn read_services(&self) -> Result<(Vec<Arc<ServiceSummary>>, bool), StoreError> {
         let versions = self.store.page_versions().await?;
         let (changed, full) = {
-            let shown = self.services.lock();
-            let changed: Vec<i64> = versions
-                .iter()
-                .filter(|(id, v)| shown.rows.get(id).is_none_or(|(r, _)| *r != v.revision))
-                .map(|(id, _)| *id)
-                .collect();
+            let mut shown = self.services.lock();
+            shown.pass += 1;
+            let pass = shown.pass;
+            let ShownRows { list, index, .. } = &mut *shown;
+            let mut changed: Vec<i64> = Vec::new();
+            for (id, v) in &versions {
+                let Some(r) = index.get(id).and_then(|&k| list.get_mut(k)) else {
+                    changed.push(*id);
+                    continue;
+                };
+                r.seen = pass;
+                if r.revision != v.revision {
+                    changed.push(*id);
+                } else if v.last_checked_at > r.last_checked_at {
+                    // A probe since: a new `Arc`, so its view is made
+                    // again (see `Views`); the others stay as they were.
+                    r.last_checked_at = v.last_checked_at;
+                    r.row = Arc::new(ServiceSummary {
+                        last_checked_at: v.last_checked_at,
+                        ..(*r.row).clone()
+                    });
+                }
+            }
             let stale = shown.full_at.is_none_or(|t| t.elapsed() >= FULL_READ_EVERY);
             let full = stale || changed.len() * 2 > versions.len();
             (changed, full)
@@ -261,32 +322,40 @@ impl Refresher {
             self.store.page_summaries(Some(&changed)).await?
         };
         let mut shown = self.services.lock();
+        let pass = shown.pass;
+        let mut moved = !read.is_empty();
         if full {
-            shown.rows.clear();
+            shown.list = read
+                .into_iter()
+                .map(|(revision, row)| Shown::of(revision, row, pass))
+                .collect();
             shown.full_at = Some(std::time::Instant::now());
-        }
-        // Gone, deactivated or made private since.
-        shown.rows.retain(|id, _| versions.contains_key(id));
-        for (revision, summary) in read {
-            shown.rows.insert(summary.id, (revision, Arc::new(summary)));
-        }
-        let mut out: Vec<Arc<ServiceSummary>> = Vec::with_capacity(shown.rows.len());
-        for (id, (_, row)) in shown.rows.iter_mut() {
-            // The newer of the two: a probe between the reads. A row is
-            // replaced by a new `Arc` (so its view is made again) only
-            // when it moved; see `Views`.
-            if let Some(v) = versions.get(id) {
-                if v.last_checked_at > row.last_checked_at {
-                    *row = Arc::new(ServiceSummary {
-                        last_checked_at: v.last_checked_at,
-                        ..(**row).clone()
-                    });
+            shown.reorder();
+        } else {
+            let mut reorder = false;
+            for (revision, row) in read {
+                let was = shown.index.get(&row.id).copied();
+                match was.and_then(|k| shown.list.get_mut(k)) {
+                    Some(r) => {
+                        reorder |= r.position != row.position;
+                        *r = Shown::of(revision, row, pass);
+                    }
+                    None => {
+                        reorder = true;
+                        shown.list.push(Shown::of(revision, row, pass));
+                    }
                 }
             }
-            out.push(Arc::clone(row));
+            // Gone, deactivated or made private since: named by no version.
+            let before = shown.list.len();
+            shown.list.retain(|r| r.seen == pass);
+            moved |= shown.list.len() != before;
+            if reorder || shown.list.len() != before {
+                shown.reorder();
+            }
         }
-        out.sort_unstable_by_key(|s| (s.position, s.id));
-        Ok(out)
+        let out = shown.list.iter().map(|r| Arc::clone(&r.row)).collect();
+        Ok((out, moved))
     }
 
     pub async fn refresh(&self) {
@@ -331,7 +400,7 @@ impl Refresher {
                 return;
             }
         };
-        let summaries = match self.read_services().await {
+        let (summaries, moved) = match self.read_services().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the services failed");
@@ -340,7 +409,11 @@ impl Refresher {
         };
         match Inputs::read(&self.store, now_ms, summaries, history).await {
             Ok(inputs) => {
-                self.follow_public_services(&inputs, full_read);
+                // The public services are the rows read: unless one was
+                // read or went, they are the same as last time.
+                if moved || full_read {
+                    self.follow_public_services(&inputs, full_read);
+                }
                 let layout = self.layout.read().clone();
                 let (title, groups) = (layout.title.clone(), layout.groups.clone());
                 let mut views = std::mem::take(&mut *self.views.lock());

@@ -248,7 +248,10 @@ impl Store {
     /// every 30 s was a few hundred rows a second, and at 5,000 probes a
     /// second all of them on every rebuild): it comes with this read
     /// instead.
-    pub async fn page_versions(&self) -> Result<HashMap<i64, RowVersion>, StoreError> {
+    ///
+    /// In the database's order, as pairs: the snapshot looks each up in
+    /// its own rows, so a map here would be built only to be walked.
+    pub async fn page_versions(&self) -> Result<Vec<(i64, RowVersion)>, StoreError> {
         let aggregate = match &self.0 {
             super::Pools::Sqlite(_) => "group_concat",
             super::Pools::Postgres(_) => "string_agg",
@@ -260,19 +263,15 @@ impl Store {
         let packed: Option<String> = on_pool!(self, pool, _Db => {
             sqlx::query_scalar(&sql).bind(true).fetch_one(pool).await?
         });
-        let mut out = HashMap::new();
-        for entry in packed
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .filter(|p| !p.is_empty())
-        {
-            let (id, version) = parse_version(entry).ok_or_else(|| StoreError::Corrupt {
+        let packed = packed.as_deref().unwrap_or("");
+        let mut out = Vec::with_capacity(packed.len() / 24);
+        for entry in packed.split(',').filter(|p| !p.is_empty()) {
+            let version = parse_version(entry).ok_or_else(|| StoreError::Corrupt {
                 table: "services",
                 column: "revision",
                 value: entry.to_string(),
             })?;
-            out.insert(id, version);
+            out.push(version);
         }
         Ok(out)
     }

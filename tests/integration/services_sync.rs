@@ -153,7 +153,7 @@ async fn revisions(db: TestDb) {
     let (alpha, beta) = (id("alpha"), id("beta"));
 
     // Only shown services: a private one has no revision to follow.
-    let first = store.page_versions().await.expect("revisions");
+    let first = store.page_versions().await.map(by_id).expect("revisions");
     let mut ids: Vec<i64> = first.keys().copied().collect();
     ids.sort_unstable();
     assert_eq!(ids, [alpha, beta]);
@@ -191,7 +191,7 @@ async fn revisions(db: TestDb) {
         ..Batch::default()
     };
     store.write_batch(&batch).await.expect("write");
-    let second = store.page_versions().await.expect("revisions");
+    let second = store.page_versions().await.map(by_id).expect("revisions");
     assert!(
         second[&alpha].revision > first[&alpha].revision,
         "a row whose state changed moves"
@@ -217,7 +217,7 @@ async fn revisions(db: TestDb) {
         .write_batch(&probe(alpha, 2_100))
         .await
         .expect("write");
-    let probed = store.page_versions().await.expect("revisions");
+    let probed = store.page_versions().await.map(by_id).expect("revisions");
     assert_eq!(probed[&alpha].revision, second[&alpha].revision);
     assert_eq!(probed[&alpha].last_checked_at, Some(2_100));
     // An older result arriving late (a held batch) does not go back.
@@ -226,7 +226,7 @@ async fn revisions(db: TestDb) {
         .await
         .expect("write");
     assert_eq!(
-        store.page_versions().await.expect("revisions")[&alpha].last_checked_at,
+        store.page_versions().await.map(by_id).expect("revisions")[&alpha].last_checked_at,
         Some(2_100)
     );
     let read = store
@@ -246,7 +246,10 @@ async fn revisions(db: TestDb) {
         .sync_services(&config.services, 2_500)
         .await
         .expect("sync");
-    assert_eq!(store.page_versions().await.expect("revisions"), probed);
+    assert_eq!(
+        store.page_versions().await.map(by_id).expect("revisions"),
+        probed
+    );
     assert_eq!(store.change_counter().await.expect("counters"), counters);
     assert_eq!(
         again.iter().map(|s| (s.id, s.state)).collect::<Vec<_>>(),
@@ -271,7 +274,7 @@ async fn revisions(db: TestDb) {
         .sync_services(&renamed.services, 3_000)
         .await
         .expect("sync");
-    let third = store.page_versions().await.expect("revisions");
+    let third = store.page_versions().await.map(by_id).expect("revisions");
     assert_eq!(third.keys().copied().collect::<Vec<_>>(), [beta]);
     assert!(third[&beta].revision > second[&beta].revision);
     let read = store
@@ -326,7 +329,13 @@ async fn last_check_on_the_page(db: TestDb) {
     let revision = |versions: &std::collections::HashMap<i64, beacon::store::RowVersion>| {
         versions.values().next().map(|v| v.revision)
     };
-    let before = revision(&app.store.page_versions().await.expect("versions"));
+    let before = revision(
+        &app.store
+            .page_versions()
+            .await
+            .map(by_id)
+            .expect("versions"),
+    );
     // Three probes later, the page's last check has moved on with them.
     eventually(
         "the page shows a newer check",
@@ -338,9 +347,144 @@ async fn last_check_on_the_page(db: TestDb) {
         },
     )
     .await;
-    let after = revision(&app.store.page_versions().await.expect("versions"));
+    let after = revision(
+        &app.store
+            .page_versions()
+            .await
+            .map(by_id)
+            .expect("versions"),
+    );
     assert_eq!(before, after, "probes of a steady service move no revision");
     let (_, html) = app.get("/").await.expect("page");
     assert!(html.contains("checked "), "{html}");
     app.stop().await.expect("clean stop");
+}
+
+/// `Store::page_versions` as a map by service id.
+fn by_id(
+    versions: Vec<(i64, beacon::store::RowVersion)>,
+) -> std::collections::HashMap<i64, beacon::store::RowVersion> {
+    versions.into_iter().collect()
+}
+
+store_test!(
+    the_snapshot_keeps_rows_that_did_not_move_and_follows_order_and_privacy,
+    kept_rows
+);
+/// The refresher keeps the rows it read in page order and reads again only
+/// those whose revision moved: a probe makes a new view of that service
+/// alone, a new order and a service made private are followed.
+async fn kept_rows(db: TestDb) {
+    use beacon::domain::Outcome;
+    use beacon::snapshot::{Layout, Refresher, Snapshot};
+    use beacon::store::{Batch, CheckResult};
+    use std::sync::Arc;
+    let services = |names: &[&str], private: &str| {
+        let mut toml = String::new();
+        for name in names {
+            let extra = if *name == private {
+                "public = false\n"
+            } else {
+                ""
+            };
+            toml += &format!(
+                "[[service]]\nname = \"{name}\"\nurl = \"http://{name}.example/\"\n{extra}"
+            );
+        }
+        test_config(&db, &toml)
+    };
+    let store = db.store().await;
+    let now = chrono::Utc::now();
+    let clock = Arc::new(beacon::clock::ManualClock::at(now));
+    let config = services(&["a", "b", "c"], "");
+    let stored = store
+        .sync_services(&config.services, now.timestamp_millis())
+        .await
+        .expect("sync");
+    let (publish, snapshot) = tokio::sync::watch::channel(Arc::new(Snapshot::loading("t", now)));
+    let refresher = Refresher {
+        store: store.clone(),
+        clock: clock.clone(),
+        layout: Arc::new(parking_lot::RwLock::new(Arc::new(Layout {
+            title: "t".into(),
+            groups: Vec::new(),
+        }))),
+        publish,
+        changed: Arc::new(tokio::sync::Notify::new()),
+        history: std::sync::Mutex::new(None),
+        shown: Default::default(),
+        services: Default::default(),
+        views: Default::default(),
+    };
+    let shown = || {
+        snapshot
+            .borrow()
+            .groups
+            .iter()
+            .flat_map(|g| g.services.iter().cloned())
+            .collect::<Vec<_>>()
+    };
+    let slugs = |views: &[Arc<beacon::snapshot::ServiceView>]| {
+        views.iter().map(|v| v.slug.clone()).collect::<Vec<_>>()
+    };
+    let b = stored.iter().find(|s| s.slug == "b").expect("b").id;
+    let probe = |checked_at| Batch {
+        results: vec![CheckResult {
+            service_id: b,
+            checked_at,
+            outcome: Outcome::Up,
+            maintenance: false,
+            latency_ms: Some(5),
+            status_code: Some(200),
+            reason: None,
+        }],
+        ..Batch::default()
+    };
+    // A first result, so the history read is not empty (an empty one is
+    // read again on every rebuild, and makes every view again).
+    store
+        .write_batch(&probe(now.timestamp_millis() - 2_000))
+        .await
+        .expect("write");
+    refresher.refresh().await;
+    let first = shown();
+    assert_eq!(slugs(&first), ["a", "b", "c"]);
+
+    // Another probe of b: its view is made again, with its last check; a
+    // and c are the same views.
+    let checked_at = now.timestamp_millis() - 1_000;
+    store.write_batch(&probe(checked_at)).await.expect("write");
+    refresher.refresh().await;
+    let second = shown();
+    assert_eq!(slugs(&second), ["a", "b", "c"]);
+    assert!(Arc::ptr_eq(&first[0], &second[0]), "a untouched, kept");
+    assert!(Arc::ptr_eq(&first[2], &second[2]), "c untouched, kept");
+    assert!(!Arc::ptr_eq(&first[1], &second[1]), "b probed, made again");
+    assert_eq!(
+        second[1].last_checked_at.map(|t| t.timestamp_millis()),
+        Some(checked_at)
+    );
+
+    // A new order in the config, then b made private.
+    let reordered = services(&["c", "a", "b"], "");
+    store
+        .sync_services(&reordered.services, now.timestamp_millis())
+        .await
+        .expect("sync");
+    refresher.refresh().await;
+    assert_eq!(slugs(&shown()), ["c", "a", "b"]);
+    let private = services(&["c", "a", "b"], "b");
+    store
+        .sync_services(&private.services, now.timestamp_millis())
+        .await
+        .expect("sync");
+    refresher.refresh().await;
+    assert_eq!(slugs(&shown()), ["c", "a"]);
+    // And back: public again, in its place.
+    store
+        .sync_services(&reordered.services, now.timestamp_millis())
+        .await
+        .expect("sync");
+    refresher.refresh().await;
+    assert_eq!(slugs(&shown()), ["c", "a", "b"]);
 }
