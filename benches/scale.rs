@@ -16,6 +16,11 @@
 //! database, sharing the services; default 1).
 //! `BEACON_BENCH_TABLES` adds TOML tables to the config (before the
 //! services), e.g. `$'[metrics]\nper_service = false'`.
+//! `BEACON_BENCH_WORKERS=N` gives each beacon N runtime workers
+//! (`TOKIO_WORKER_THREADS`; by default one per core, as on a machine of its
+//! own): three replicas on this 2-core machine otherwise run six workers
+//! on two cores, which no deployment of three does (three hosts, or pods
+//! with a CPU limit: a limit of 1, as in deploy/kubernetes, gives 1).
 //! `BEACON_BENCH_BINARY` runs another beacon binary and
 //! `BEACON_BENCH_WRAPPER` runs it under a command, for profiling (see
 //! docs/performance.md). PostgreSQL runs use `BEACON_TEST_POSTGRES_URL` (default
@@ -472,13 +477,26 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     let binary = std::env::var("BEACON_BENCH_BINARY")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_beacon").into());
     let wrapper = std::env::var("BEACON_BENCH_WRAPPER").unwrap_or_default();
+    // Each replica's runtime workers, as a CPU limit would size them (see
+    // the module doc); beacon's own default (one per core) when unset.
+    let workers = std::env::var("BEACON_BENCH_WORKERS").ok();
+    if let Some(n) = &workers {
+        eprintln!("scale: each beacon with TOKIO_WORKER_THREADS={n}");
+    }
     let mut replicas = Vec::new();
     for (i, port) in ports.iter().enumerate() {
         let log = dir.path().join(format!("beacon-{i}.log"));
         let mut command = wrapper.split_whitespace().chain([binary.as_str()]);
         let program = command.next().unwrap_or(binary.as_str());
-        let child = tokio::process::Command::new(program)
-            .args(command)
+        let mut command = {
+            let mut c = tokio::process::Command::new(program);
+            c.args(command);
+            if let Some(n) = &workers {
+                c.env("TOKIO_WORKER_THREADS", n);
+            }
+            c
+        };
+        let child = command
             .args(["--config"])
             .arg(&config)
             .arg("serve")
@@ -567,6 +585,9 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     tokio::time::sleep(run.interval).await;
 
     let window_start = fleet.epoch.elapsed().as_micros() as u64;
+    // For a profiler waiting on stderr (docs/performance.md: the profile
+    // of three replicas): the window is what it should sample.
+    eprintln!("scale: the measured window starts ({} s)", run.seconds);
     let cpu0 = replicas
         .iter()
         .enumerate()
