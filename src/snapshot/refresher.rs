@@ -119,6 +119,28 @@ pub const REFRESH_COST_SHARE: u32 = 20;
 pub const URGENT_COST_SHARE: u32 = 5;
 
 impl Refresher {
+    /// A refresher that has read nothing yet: the first rebuild reads the
+    /// history and every shown row.
+    pub fn new(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        layout: SharedLayout,
+        publish: watch::Sender<Arc<Snapshot>>,
+        changed: Arc<tokio::sync::Notify>,
+    ) -> Refresher {
+        Refresher {
+            store,
+            clock,
+            layout,
+            publish,
+            changed,
+            history: Mutex::new(None),
+            shown: Default::default(),
+            services: Default::default(),
+            views: Default::default(),
+        }
+    }
+
     /// Rebuilds after each write the monitor reports (at most every
     /// `min_gap`), after a write anywhere else (see below) and at least
     /// every `max_age`, until `stop` resolves.

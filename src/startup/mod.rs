@@ -541,20 +541,16 @@ fn first_snapshot(
     // public routes answer 503 (see web/loading.rs).
     let initial = Snapshot::loading(&config.server.title, clock.now());
     let (publish, snapshot) = watch::channel(Arc::new(initial));
-    let refresher = Refresher {
-        store: store.clone(),
-        clock: clock.clone(),
-        layout: Arc::new(parking_lot::RwLock::new(Arc::new(Layout {
+    let refresher = Refresher::new(
+        store.clone(),
+        clock.clone(),
+        Arc::new(parking_lot::RwLock::new(Arc::new(Layout {
             title: config.server.title.clone(),
             groups: config.groups.clone(),
         }))),
         publish,
-        changed: Arc::new(tokio::sync::Notify::new()),
-        history: std::sync::Mutex::new(None),
-        shown: Default::default(),
-        services: Default::default(),
-        views: Default::default(),
-    };
+        Arc::new(tokio::sync::Notify::new()),
+    );
     (refresher, snapshot)
 }
 
@@ -915,17 +911,13 @@ impl RefresherParts {
     }
 
     fn make(&self) -> Refresher {
-        Refresher {
-            store: self.store.clone(),
-            clock: self.clock.clone(),
-            layout: self.layout.clone(),
-            publish: self.publish.clone(),
-            changed: self.changed.clone(),
-            history: std::sync::Mutex::new(None),
-            shown: Default::default(),
-            services: Default::default(),
-            views: Default::default(),
-        }
+        Refresher::new(
+            self.store.clone(),
+            self.clock.clone(),
+            self.layout.clone(),
+            self.publish.clone(),
+            self.changed.clone(),
+        )
     }
 }
 

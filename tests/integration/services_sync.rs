@@ -326,16 +326,9 @@ async fn last_check_on_the_page(db: TestDb) {
     )
     .await;
     let first = first.into_inner().expect("lock").expect("a last check");
-    let revision = |versions: &std::collections::HashMap<i64, beacon::store::RowVersion>| {
-        versions.values().next().map(|v| v.revision)
-    };
-    let before = revision(
-        &app.store
-            .page_versions()
-            .await
-            .map(by_id)
-            .expect("versions"),
-    );
+    let revision =
+        |versions: Vec<(i64, beacon::store::RowVersion)>| versions.first().map(|(_, v)| v.revision);
+    let before = revision(app.store.page_versions().await.expect("versions"));
     // Three probes later, the page's last check has moved on with them.
     eventually(
         "the page shows a newer check",
@@ -347,13 +340,7 @@ async fn last_check_on_the_page(db: TestDb) {
         },
     )
     .await;
-    let after = revision(
-        &app.store
-            .page_versions()
-            .await
-            .map(by_id)
-            .expect("versions"),
-    );
+    let after = revision(app.store.page_versions().await.expect("versions"));
     assert_eq!(before, after, "probes of a steady service move no revision");
     let (_, html) = app.get("/").await.expect("page");
     assert!(html.contains("checked "), "{html}");
@@ -402,20 +389,17 @@ async fn kept_rows(db: TestDb) {
         .await
         .expect("sync");
     let (publish, snapshot) = tokio::sync::watch::channel(Arc::new(Snapshot::loading("t", now)));
-    let refresher = Refresher {
-        store: store.clone(),
-        clock: clock.clone(),
-        layout: Arc::new(parking_lot::RwLock::new(Arc::new(Layout {
-            title: "t".into(),
-            groups: Vec::new(),
-        }))),
-        publish,
-        changed: Arc::new(tokio::sync::Notify::new()),
-        history: std::sync::Mutex::new(None),
-        shown: Default::default(),
-        services: Default::default(),
-        views: Default::default(),
+    let layout = Layout {
+        title: "t".into(),
+        groups: Vec::new(),
     };
+    let refresher = Refresher::new(
+        store.clone(),
+        clock.clone(),
+        Arc::new(parking_lot::RwLock::new(Arc::new(layout))),
+        publish,
+        Arc::new(tokio::sync::Notify::new()),
+    );
     let shown = || {
         snapshot
             .borrow()
