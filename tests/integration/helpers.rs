@@ -324,6 +324,25 @@ pub async fn simulated_monitor(
 }
 
 /// Parses a config for tests; `listen` and `storage.url` come from `db`.
+/// One HTTP probe's result as a store test writes it: up (200) or down
+/// (500, "HTTP 500"), 5 ms.
+pub fn one_result(
+    service_id: i64,
+    checked_at: i64,
+    outcome: beacon::domain::Outcome,
+) -> beacon::store::CheckResult {
+    let up = outcome == beacon::domain::Outcome::Up;
+    beacon::store::CheckResult {
+        service_id,
+        checked_at,
+        outcome,
+        maintenance: false,
+        latency_ms: Some(5),
+        status_code: Some(if up { 200 } else { 500 }),
+        reason: (!up).then(|| "HTTP 500".into()),
+    }
+}
+
 pub fn test_config(db: &TestDb, body: &str) -> Config {
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ntitle = \"Test status\"\n[storage]\nurl = \"{}\"\n[monitor]\nflush_interval = \"50ms\"\n{body}",

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use beacon::domain::{Outcome, State};
-use beacon::store::{Batch, CheckResult, Fence, StatusChange, StoreError, LEADER_LEASE};
+use beacon::store::{Batch, Fence, StatusChange, StoreError, LEADER_LEASE};
 
-use crate::helpers::{eventually, test_config, Raw, TestDb};
+use crate::helpers::{eventually, one_result, test_config, Raw, TestDb};
 use crate::store_test;
 
 store_test!(one_leader_at_a_time_and_epochs_only_grow, lease);
@@ -165,15 +165,7 @@ async fn transitions(db: TestDb) {
     // Two replicas saw the same outage (a hand-over) and both send the
     // change from unknown to down, each with its own results.
     let batch = |at: i64| Batch {
-        results: vec![CheckResult {
-            service_id: id,
-            checked_at: at,
-            outcome: Outcome::Down,
-            maintenance: false,
-            latency_ms: Some(5),
-            status_code: Some(500),
-            reason: Some("HTTP 500".into()),
-        }],
+        results: vec![one_result(id, at, Outcome::Down)],
         changes: vec![StatusChange {
             service_id: id,
             changed_at: at,
@@ -212,15 +204,7 @@ async fn transitions(db: TestDb) {
     // Where a new owner resumes: down as stored, with the outcomes since.
     store
         .write_batch(&Batch {
-            results: vec![CheckResult {
-                service_id: id,
-                checked_at: 20_000,
-                outcome: Outcome::Up,
-                maintenance: false,
-                latency_ms: Some(5),
-                status_code: Some(200),
-                reason: None,
-            }],
+            results: vec![one_result(id, 20_000, Outcome::Up)],
             ..Batch::default()
         })
         .await

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{eventually, test_config, Target, TestApp, TestDb};
+use crate::helpers::{eventually, one_result, test_config, Target, TestApp, TestDb};
 use crate::page::state_on_page;
 use crate::store_test;
 
@@ -131,7 +131,7 @@ store_test!(
 );
 async fn revisions(db: TestDb) {
     use beacon::domain::{Outcome, State};
-    use beacon::store::{Batch, CheckResult, StatusChange};
+    use beacon::store::{Batch, StatusChange};
     let service = |name: &str, extra: &str| {
         format!("[[service]]\nname = \"{name}\"\nurl = \"http://{name}.example/health\"\n{extra}\n")
     };
@@ -172,15 +172,7 @@ async fn revisions(db: TestDb) {
     // A probe of alpha, and its state changing: alpha's revision moves,
     // beta's does not.
     let batch = Batch {
-        results: vec![CheckResult {
-            service_id: alpha,
-            checked_at: 2_000,
-            outcome: Outcome::Down,
-            maintenance: false,
-            latency_ms: Some(5),
-            status_code: Some(500),
-            reason: Some("HTTP 500".into()),
-        }],
+        results: vec![one_result(alpha, 2_000, Outcome::Down)],
         changes: vec![StatusChange {
             service_id: alpha,
             changed_at: 2_000,
@@ -202,15 +194,7 @@ async fn revisions(db: TestDb) {
     // A probe alone (no change) is seen in the last check, without moving
     // the row's revision: the page does not read the row again for it.
     let probe = |service_id, checked_at| Batch {
-        results: vec![CheckResult {
-            service_id,
-            checked_at,
-            outcome: Outcome::Down,
-            maintenance: false,
-            latency_ms: Some(5),
-            status_code: Some(500),
-            reason: Some("HTTP 500".into()),
-        }],
+        results: vec![one_result(service_id, checked_at, Outcome::Down)],
         ..Batch::default()
     };
     store
@@ -364,7 +348,7 @@ store_test!(
 async fn kept_rows(db: TestDb) {
     use beacon::domain::Outcome;
     use beacon::snapshot::{Layout, Refresher, Snapshot};
-    use beacon::store::{Batch, CheckResult};
+    use beacon::store::Batch;
     use std::sync::Arc;
     let services = |names: &[&str], private: &str| {
         let mut toml = String::new();
@@ -413,15 +397,7 @@ async fn kept_rows(db: TestDb) {
     };
     let b = stored.iter().find(|s| s.slug == "b").expect("b").id;
     let probe = |checked_at| Batch {
-        results: vec![CheckResult {
-            service_id: b,
-            checked_at,
-            outcome: Outcome::Up,
-            maintenance: false,
-            latency_ms: Some(5),
-            status_code: Some(200),
-            reason: None,
-        }],
+        results: vec![one_result(b, checked_at, Outcome::Up)],
         ..Batch::default()
     };
     // A first result, so the history read is not empty (an empty one is
@@ -449,26 +425,19 @@ async fn kept_rows(db: TestDb) {
         Some(checked_at)
     );
 
-    // A new order in the config, then b made private.
-    let reordered = services(&["c", "a", "b"], "");
-    store
-        .sync_services(&reordered.services, now.timestamp_millis())
-        .await
-        .expect("sync");
-    refresher.refresh().await;
-    assert_eq!(slugs(&shown()), ["c", "a", "b"]);
-    let private = services(&["c", "a", "b"], "b");
-    store
-        .sync_services(&private.services, now.timestamp_millis())
-        .await
-        .expect("sync");
-    refresher.refresh().await;
-    assert_eq!(slugs(&shown()), ["c", "a"]);
-    // And back: public again, in its place.
-    store
-        .sync_services(&reordered.services, now.timestamp_millis())
-        .await
-        .expect("sync");
-    refresher.refresh().await;
-    assert_eq!(slugs(&shown()), ["c", "a", "b"]);
+    // The page after the store follows a config and the snapshot rebuilds.
+    let page_after = async |names: &[&str], private: &str| {
+        let config = services(names, private);
+        store
+            .sync_services(&config.services, now.timestamp_millis())
+            .await
+            .expect("sync");
+        refresher.refresh().await;
+        slugs(&shown())
+    };
+    // A new order in the config, then b made private, then public again
+    // in its place.
+    assert_eq!(page_after(&["c", "a", "b"], "").await, ["c", "a", "b"]);
+    assert_eq!(page_after(&["c", "a", "b"], "b").await, ["c", "a"]);
+    assert_eq!(page_after(&["c", "a", "b"], "").await, ["c", "a", "b"]);
 }
