@@ -14,7 +14,7 @@ use axum::extract::State as AxumState;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -96,61 +96,76 @@ fn service_component(
 /// Every component: groups first in their place, each followed by its
 /// children, as Statuspage orders them.
 fn components(s: &Snapshot) -> Vec<Value> {
+    components_where(s, |_| true)
+}
+
+/// The components whose id `want` takes, in the order and with the
+/// positions of [`components`]: the others are counted, never built (see
+/// `Doc::named`).
+fn components_where(s: &Snapshot, want: impl Fn(&str) -> bool) -> Vec<Value> {
     let mut out = Vec::new();
     let mut position = 1;
     for g in &s.groups {
-        let children: Vec<(&ServiceView, Value)> = g
+        // Services with no state yet are not components.
+        let children: Vec<&ServiceView> = g
             .services
             .iter()
-            .filter_map(|svc| {
-                let c = service_component(svc, g.name.as_deref(), 0, s.generated_at)?;
-                Some((&**svc, c))
-            })
+            .map(|svc| &**svc)
+            .filter(|svc| component_status(svc.state).is_some())
             .collect();
         if let Some(name) = &g.name {
             if children.is_empty() {
                 continue;
             }
-            let states: Vec<State> = children.iter().map(|(svc, _)| svc.state).collect();
-            let worst = match Overall::of(&states) {
-                Overall::MajorOutage => "major_outage",
-                Overall::PartialOutage => "partial_outage",
-                Overall::Degraded => "degraded_performance",
-                Overall::Maintenance => "under_maintenance",
-                Overall::Operational | Overall::NoData => "operational",
-            };
-            let created = children
-                .iter()
-                .map(|(svc, _)| svc.created_at)
-                .min()
-                .unwrap_or(s.generated_at);
-            let updated = children
-                .iter()
-                .filter_map(|(svc, _)| svc.state_since)
-                .max()
-                .unwrap_or(s.generated_at);
-            out.push(json!({
-                "id": group_id(name),
-                "name": name,
-                "status": worst,
-                "created_at": ts(created),
-                "updated_at": ts(updated),
-                "position": position,
-                "description": g.description,
-                "showcase": false,
-                "start_date": Value::Null,
-                "group_id": Value::Null,
-                "page_id": PAGE_ID,
-                "group": true,
-                "only_show_if_degraded": false,
-                "components": children.iter().map(|(svc, _)| svc.slug.clone()).collect::<Vec<_>>(),
-            }));
+            let id = group_id(name);
+            if want(&id) {
+                let states: Vec<State> = children.iter().map(|svc| svc.state).collect();
+                let worst = match Overall::of(&states) {
+                    Overall::MajorOutage => "major_outage",
+                    Overall::PartialOutage => "partial_outage",
+                    Overall::Degraded => "degraded_performance",
+                    Overall::Maintenance => "under_maintenance",
+                    Overall::Operational | Overall::NoData => "operational",
+                };
+                let created = children
+                    .iter()
+                    .map(|svc| svc.created_at)
+                    .min()
+                    .unwrap_or(s.generated_at);
+                let updated = children
+                    .iter()
+                    .filter_map(|svc| svc.state_since)
+                    .max()
+                    .unwrap_or(s.generated_at);
+                out.push(json!({
+                    "id": id,
+                    "name": name,
+                    "status": worst,
+                    "created_at": ts(created),
+                    "updated_at": ts(updated),
+                    "position": position,
+                    "description": g.description,
+                    "showcase": false,
+                    "start_date": Value::Null,
+                    "group_id": Value::Null,
+                    "page_id": PAGE_ID,
+                    "group": true,
+                    "only_show_if_degraded": false,
+                    "components": children.iter().map(|svc| svc.slug.clone()).collect::<Vec<_>>(),
+                }));
+            }
             position += 1;
         }
-        for (_, mut c) in children {
-            c["position"] = json!(position);
+        for svc in children {
+            if want(&svc.slug) {
+                out.extend(service_component(
+                    svc,
+                    g.name.as_deref(),
+                    position,
+                    s.generated_at,
+                ));
+            }
             position += 1;
-            out.push(c);
         }
     }
     out
@@ -162,7 +177,14 @@ fn components(s: &Snapshot) -> Vec<Value> {
 struct Doc<'a> {
     s: &'a Snapshot,
     public_url: Option<&'a str>,
+    /// Every component, for the documents that list them all.
     components: OnceCell<Components>,
+    /// Only those the snapshot's incidents and maintenances name, for the
+    /// documents that list those: at 30,000 services an incident naming
+    /// two costs two components, not the fleet's (each is a JSON object
+    /// with formatted times), and a mass outage's hundreds of incidents
+    /// cost their services'.
+    named: OnceCell<(HashSet<&'a str>, Components)>,
 }
 
 /// Every component in Statuspage's order, and where each id is in it.
@@ -171,35 +193,75 @@ struct Components {
     by_id: HashMap<String, Vec<usize>>,
 }
 
+impl Components {
+    fn of(list: Vec<Value>) -> Components {
+        let mut by_id: HashMap<String, Vec<usize>> = HashMap::with_capacity(list.len());
+        for (n, c) in list.iter().enumerate() {
+            if let Some(id) = c["id"].as_str() {
+                by_id.entry(id.to_owned()).or_default().push(n);
+            }
+        }
+        Components { list, by_id }
+    }
+}
+
 impl<'a> Doc<'a> {
     fn new(s: &'a Snapshot, public_url: Option<&'a str>) -> Doc<'a> {
         Doc {
             s,
             public_url,
             components: OnceCell::new(),
+            named: OnceCell::new(),
         }
     }
 
     fn components(&self) -> &Components {
-        self.components.get_or_init(|| {
-            let list = components(self.s);
-            let mut by_id: HashMap<String, Vec<usize>> = HashMap::with_capacity(list.len());
-            for (n, c) in list.iter().enumerate() {
-                if let Some(id) = c["id"].as_str() {
-                    by_id.entry(id.to_owned()).or_default().push(n);
-                }
-            }
-            Components { list, by_id }
+        self.components
+            .get_or_init(|| Components::of(components(self.s)))
+    }
+
+    /// The components the snapshot's incidents and maintenances name.
+    fn named(&self) -> &(HashSet<&'a str>, Components) {
+        self.named.get_or_init(|| {
+            let s = self.s;
+            let names: HashSet<&'a str> = s
+                .incidents
+                .iter()
+                .chain(&s.recent_incidents)
+                .flat_map(|i| &i.service_slugs)
+                .chain(
+                    s.recent_maintenances
+                        .iter()
+                        .chain(&s.active_maintenances)
+                        .chain(&s.upcoming_maintenances)
+                        .flat_map(|m| &m.service_slugs),
+                )
+                .map(String::as_str)
+                .collect();
+            let list = components_where(s, |id| names.contains(id));
+            (names, Components::of(list))
         })
     }
 
     /// The components whose id is one of `slugs`, in the order of
-    /// [`components`], each once.
+    /// [`components`], each once: from every component when this document
+    /// has built them, else from those the snapshot's incidents and
+    /// maintenances name (which `slugs` always are: they are one's).
     fn components_of(&self, slugs: &[String]) -> Vec<Value> {
         if slugs.is_empty() {
             return Vec::new();
         }
-        let all = self.components();
+        let all = match self.components.get() {
+            Some(all) => all,
+            None => {
+                let (names, named) = self.named();
+                if slugs.iter().all(|slug| names.contains(slug.as_str())) {
+                    named
+                } else {
+                    self.components()
+                }
+            }
+        };
         let mut at: Vec<usize> = slugs
             .iter()
             .filter_map(|slug| all.by_id.get(slug.as_str()))
