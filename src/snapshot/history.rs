@@ -2,7 +2,7 @@
 //! (16 bytes), days (24 bytes), the uptime windows' counts; read in full
 //! at start-up and once an hour, and only this hour and today in between.
 
-use std::collections::HashMap;
+use super::build::FastMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -236,7 +236,8 @@ impl History {
 pub struct Histories {
     /// The start of the hour they were last read in full (epoch ms).
     pub hour: i64,
-    pub services: HashMap<i64, History>,
+    /// By service id (the fast hasher: the ids are the store's own).
+    pub services: FastMap<i64, History>,
 }
 
 impl Histories {
@@ -255,7 +256,7 @@ impl Histories {
         }
         let this_hour = Period::Hour.bucket_start(now);
         let today = Period::Day.bucket_start(now);
-        let mut reading: HashMap<i64, Reading> = HashMap::new();
+        let mut reading: FastMap<i64, Reading> = FastMap::default();
         store
             .for_each_rollup_since(
                 this_hour - 23 * HOUR_MS,
@@ -318,7 +319,7 @@ impl Histories {
         use crate::store::rollup::Period;
         let this_hour = Period::Hour.bucket_start(now);
         let today = Period::Day.bucket_start(now);
-        let mut current: HashMap<i64, (Option<Rollup>, Option<Rollup>)> = HashMap::new();
+        let mut current: FastMap<i64, (Option<Rollup>, Option<Rollup>)> = FastMap::default();
         store
             .for_each_rollup_since(this_hour, today, |id, period, _, r| {
                 let slot = current.entry(id).or_default();
@@ -328,7 +329,10 @@ impl Histories {
                 }
             })
             .await?;
-        let mut services = HashMap::with_capacity(self.services.len().max(current.len()));
+        let mut services = FastMap::with_capacity_and_hasher(
+            self.services.len().max(current.len()),
+            Default::default(),
+        );
         for (id, old) in &self.services {
             let (hour, day) = current.remove(id).unwrap_or_default();
             services.insert(

@@ -224,7 +224,7 @@ fn a_full_history_is_shared_with_the_snapshot_not_copied() {
         summaries: vec![Arc::new(summary(1, "A", None, true))],
         history: Arc::new(Histories {
             hour: 0,
-            services: HashMap::from([(1, history)]),
+            services: [(1, history)].into_iter().collect(),
         }),
         incidents: Vec::new(),
         maintenances: Vec::new(),
