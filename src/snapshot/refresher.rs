@@ -33,6 +33,38 @@ pub struct Refresher {
     pub services: parking_lot::Mutex<ShownRows>,
     /// The services' views as the last rebuild made them.
     pub views: parking_lot::Mutex<Views>,
+    /// A full read of the history going on beside the rebuilds (see
+    /// [`Refresher::refresh`]).
+    full: parking_lot::Mutex<FullRead>,
+}
+
+/// The history's full read, when a rebuild must not wait for it.
+#[derive(Default)]
+struct FullRead {
+    /// The read going on.
+    running: Option<Running>,
+    /// The public services changed since the last full read: the next
+    /// rebuild starts one.
+    wanted: bool,
+}
+
+/// A full read of the history going on.
+struct Running {
+    /// When it began (epoch ms).
+    started: i64,
+    /// The public services it reads (ids, sorted).
+    public: Vec<i64>,
+    task: tokio::task::JoinHandle<Result<Histories, StoreError>>,
+}
+
+impl Drop for Refresher {
+    /// A read still going on is of no use to anyone once its refresher is
+    /// gone (stopped, or restarted by its supervisor).
+    fn drop(&mut self) {
+        if let Some(running) = self.full.get_mut().running.take() {
+            running.task.abort();
+        }
+    }
 }
 
 /// The shown (public, active) services as last read, in page order, each
@@ -138,6 +170,7 @@ impl Refresher {
             shown: Default::default(),
             services: Default::default(),
             views: Default::default(),
+            full: Default::default(),
         }
     }
 
@@ -260,8 +293,8 @@ impl Refresher {
 
     /// Notes which services were public at a full read of the history;
     /// when that set has changed since (a config reload made a service
-    /// public), forgets the history and asks for a rebuild, which reads it
-    /// in full for the new set.
+    /// public), asks for a full read for the new set, which a rebuild
+    /// starts (see [`Refresher::refresh`]).
     fn follow_public_services(&self, inputs: &Inputs, full_read: bool) {
         let mut public: Vec<i64> = inputs
             .summaries
@@ -277,9 +310,7 @@ impl Refresher {
             *shown = public;
         } else if *shown != public {
             *shown = public;
-            if let Ok(mut slot) = self.history.lock() {
-                *slot = None;
-            }
+            self.full.lock().wanted = true;
             self.changed.notify_one();
         }
     }
@@ -380,28 +411,120 @@ impl Refresher {
         Ok((out, moved))
     }
 
+    /// Starts a full read of the history beside the rebuilds, unless one is
+    /// going on. When it ends it asks for a rebuild, which takes it.
+    fn start_full_read(&self, now_ms: i64) {
+        let mut full = self.full.lock();
+        if full.running.is_some() {
+            return;
+        }
+        full.wanted = false;
+        // The public services as the last rebuild read them: when the read
+        // is taken, a service made public since is seen as new, and read
+        // in full again (see `follow_public_services`).
+        let mut public: Vec<i64> = self.services.lock().list.iter().map(|r| r.id).collect();
+        public.sort_unstable();
+        let (store, changed) = (self.store.clone(), self.changed.clone());
+        let task = tokio::spawn(async move {
+            let read = Histories::read(&store, now_ms).await;
+            changed.notify_one();
+            read
+        });
+        tracing::debug!(
+            services = public.len(),
+            "reading the services' history in full, beside the rebuilds"
+        );
+        full.running = Some(Running {
+            started: now_ms,
+            public,
+            task,
+        });
+    }
+
+    /// The full read started by [`Refresher::start_full_read`], if it has
+    /// ended: made the history, with the public services it read noted.
+    /// True when it was.
+    async fn take_full_read(&self) -> bool {
+        let Running {
+            started,
+            public,
+            task,
+        } = {
+            let mut full = self.full.lock();
+            if !full.running.as_ref().is_some_and(|r| r.task.is_finished()) {
+                return false;
+            }
+            let Some(running) = full.running.take() else {
+                return false;
+            };
+            running
+        };
+        match task.await {
+            Ok(Ok(h)) => {
+                if let Ok(mut slot) = self.history.lock() {
+                    *slot = Some((started, Arc::new(h)));
+                }
+                if let Ok(mut shown) = self.shown.lock() {
+                    *shown = public;
+                }
+                true
+            }
+            // The last read serves on; the next rebuild tries again.
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the services' history failed");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the services' history ended early");
+                false
+            }
+        }
+    }
+
+    /// Rebuilds the snapshot once and publishes it; a failed read keeps the
+    /// last one.
+    ///
+    /// The history is reused for [`WINDOWS_MAX_AGE_MS`]; then this hour's
+    /// and today's rollups are read again. A new hour (the 24 hours and 90
+    /// days move on) or a service made public needs a full read, which at
+    /// 30,000 services with 90 days takes seconds to tens of seconds: it
+    /// runs beside the rebuilds, which go on with the last read meanwhile
+    /// (an hour behind at most, and uptimes that move by a few checks), so
+    /// the page follows an incident or a state change within its bound
+    /// through the turn of every hour. Only the first read (or one of a
+    /// store with no history yet) is waited for: there is nothing to show
+    /// before it.
     pub async fn refresh(&self) {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
-        let cached = self.history.lock().ok().and_then(|h| h.clone());
+        let this_hour = crate::store::rollup::Period::Hour.bucket_start(now_ms);
+        // A read beside the rebuilds that has ended is the history from now
+        // on; the public services it read were noted when it began.
+        let took_full_read = self.take_full_read().await;
         let mut full_read = false;
-        // Reused for a while; then this hour and today are read again; a
-        // new hour reads everything (the 24 hours and 90 days move on). An
-        // empty read (a new install) is not reused: the first results
-        // should show at once.
+        let cached = self.history.lock().ok().and_then(|h| h.clone());
+        let wanted = self.full.lock().wanted;
         let history = match cached {
             Some((read_at, h))
                 if !h.services.is_empty()
+                    && !wanted
                     && (0..WINDOWS_MAX_AGE_MS).contains(&(now_ms - read_at)) =>
             {
                 Ok((h, false))
             }
-            Some((_, h)) if h.hour == crate::store::rollup::Period::Hour.bucket_start(now_ms) => h
+            Some((_, h)) if h.hour == this_hour && !wanted => h
                 .update(&self.store, now_ms)
                 .await
                 .map(|h| (Arc::new(h), true)),
+            // An empty read (a new install) is not reused: the first
+            // results should show at once, and reading nothing is quick.
+            Some((_, h)) if !h.services.is_empty() => {
+                self.start_full_read(now_ms);
+                Ok((h, false))
+            }
             _ => {
                 full_read = true;
+                self.full.lock().wanted = false;
                 Histories::read(&self.store, now_ms)
                     .await
                     .map(|h| (Arc::new(h), true))
@@ -432,8 +555,9 @@ impl Refresher {
         match Inputs::read(&self.store, now_ms, summaries, history).await {
             Ok(inputs) => {
                 // The public services are the rows read: unless one was
-                // read or went, they are the same as last time.
-                if moved || full_read {
+                // read or went, they are the same as last time (or a full
+                // read just ended, which noted those it read).
+                if moved || full_read || took_full_read {
                     self.follow_public_services(&inputs, full_read);
                 }
                 let layout = self.layout.read().clone();

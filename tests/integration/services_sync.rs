@@ -377,12 +377,13 @@ async fn kept_rows(db: TestDb) {
         title: "t".into(),
         groups: Vec::new(),
     };
+    let changed = Arc::new(tokio::sync::Notify::new());
     let refresher = Refresher::new(
         store.clone(),
         clock.clone(),
         Arc::new(parking_lot::RwLock::new(Arc::new(layout))),
         publish,
-        Arc::new(tokio::sync::Notify::new()),
+        changed.clone(),
     );
     let shown = || {
         snapshot
@@ -440,4 +441,39 @@ async fn kept_rows(db: TestDb) {
     assert_eq!(page_after(&["c", "a", "b"], "").await, ["c", "a", "b"]);
     assert_eq!(page_after(&["c", "a", "b"], "b").await, ["c", "a"]);
     assert_eq!(page_after(&["c", "a", "b"], "").await, ["c", "a", "b"]);
+
+    // A new hour: the history is read in full beside the rebuilds, which
+    // go on with the last read meanwhile (at 30,000 services waiting for
+    // it held the page back from an incident for 25 s); a rebuild after
+    // the read has ended takes it.
+    use beacon::clock::Clock;
+    let hour_read = || {
+        refresher
+            .history
+            .lock()
+            .expect("history")
+            .as_ref()
+            .map(|(_, h)| h.hour)
+    };
+    let before = hour_read();
+    assert!(before.is_some(), "read at the first rebuild");
+    clock.advance(std::time::Duration::from_secs(3_600));
+    refresher.refresh().await;
+    assert_eq!(snapshot.borrow().generated_at, clock.now(), "rebuilt");
+    assert_eq!(hour_read(), before, "without waiting for the full read");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while hour_read() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the full read never ended"
+        );
+        // Its end asks for a rebuild.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_millis(200), changed.notified()).await;
+        refresher.refresh().await;
+    }
+    let this_hour =
+        beacon::store::rollup::Period::Hour.bucket_start(clock.now().timestamp_millis());
+    assert_eq!(hour_read(), Some(this_hour));
+    assert_eq!(slugs(&shown()), ["c", "a", "b"]);
 }
