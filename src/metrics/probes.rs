@@ -98,6 +98,13 @@ impl ProbeSeries {
         }
     }
 
+    /// Forgets the series of every service `keep` does not take: those a
+    /// config reload removed or renamed would otherwise stay in every
+    /// scrape, and in memory, until a restart.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.services.write().retain(|slug, _| keep(slug));
+    }
+
     /// The two families' text, services in slug order; a family with no
     /// series yet is left out.
     pub fn families(&self) -> Vec<(&'static str, String)> {
@@ -151,6 +158,25 @@ mod tests {
             outcome,
             latency_ms,
         }
+    }
+
+    #[test]
+    fn a_service_not_kept_leaves_the_families() {
+        let s = ProbeSeries::default();
+        s.count([
+            probe("a", Outcome::Up, Some(5)),
+            probe("b", Outcome::Up, Some(5)),
+        ]);
+        s.retain(|slug| slug == "a");
+        for (_, text) in s.families() {
+            assert!(text.contains("service=\"a\""), "{text}");
+            assert!(!text.contains("service=\"b\""), "{text}");
+        }
+        // Counted again, it starts from zero (a counter reset to Prometheus).
+        s.count([probe("b", Outcome::Down, None)]);
+        assert!(s.families()[0]
+            .1
+            .contains("beacon_probes_total{outcome=\"down\",service=\"b\"} 1"));
     }
 
     #[test]

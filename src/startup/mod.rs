@@ -1048,8 +1048,20 @@ impl Reloads {
         Some(monitor)
     }
 
+    /// Called once the monitor the reload replaced has stopped (it counts
+    /// no more probes of the services the new config removed).
     fn applied(&self, hash: &str) {
         let metrics = &self.live.metrics;
+        let slugs: std::collections::HashSet<&str> = self
+            .in_force
+            .services
+            .iter()
+            .map(|s| s.slug.as_str())
+            .collect();
+        // `service=""`: every service summed, with `metrics.per_service` off.
+        metrics
+            .probes
+            .retain(|slug| slug.is_empty() || slugs.contains(slug));
         metrics.config_reloads.with_label_values(&["applied"]).inc();
         metrics.config_in_force(hash);
         *metrics.config.refused.lock() = None;

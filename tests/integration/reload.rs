@@ -125,6 +125,14 @@ async fn a_valid_change_is_applied_and_an_invalid_one_refused_while_serving() {
     })
     .await;
 
+    let beta_series = "beacon_probes_total{outcome=\"up\",service=\"beta\"}";
+    eventually(
+        "Beta's probes are counted",
+        Duration::from_secs(10),
+        || async { app.metric(beta_series).await.is_some() },
+    )
+    .await;
+
     // Beta removed, Gamma added, the title changed: written as an editor
     // does, a new file moved over the old one.
     let changed = Instant::now();
@@ -157,6 +165,11 @@ async fn a_valid_change_is_applied_and_an_invalid_one_refused_while_serving() {
             == Some(1.0)
     })
     .await;
+    assert_eq!(
+        app.metric(beta_series).await,
+        None,
+        "a removed service's probe series leave /metrics"
+    );
     let sha = {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(next.as_bytes()))
