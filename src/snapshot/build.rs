@@ -6,17 +6,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::history::{uptimes, Counts, Day, Histories, History};
+use super::history::{uptimes, Counts, Day, FastMap, Histories, History};
 use super::views::{GroupView, IncidentView, MaintenanceView, Overall, ServiceView, Snapshot};
 use crate::clock::ms_to_datetime;
 use crate::config::GroupConfig;
 use crate::store::{Incident, Maintenance, ServiceSummary, Store, StoreError};
-
-/// A map by id or slug of the snapshot's own: keys from beacon's store,
-/// not from a client, so a fast hash rather than SipHash's guard against
-/// chosen keys (SipHash was 1.4 % of three replicas' samples at 30,000
-/// services, beside the layout's own 7.8 %).
-pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What a snapshot is made of, as read from the store.
 #[derive(Clone)]

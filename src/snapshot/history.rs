@@ -2,7 +2,7 @@
 //! (16 bytes), days (24 bytes), the uptime windows' counts; read in full
 //! at start-up and once an hour, and only this hour and today in between.
 
-use super::build::FastMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -11,6 +11,12 @@ use crate::clock::ms_to_datetime;
 use crate::domain::State;
 use crate::store::rollup::Rollup;
 use crate::store::{Store, StoreError};
+
+/// A map by id or slug of the snapshot's own: keys from beacon's store,
+/// not from a client, so a fast hash rather than SipHash's guard against
+/// chosen keys (SipHash was 1.4 % of three replicas' samples at 30,000
+/// services, beside the layout's own 7.8 %).
+pub(super) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The page's uptime windows, in this order.
 pub const WINDOWS: [&str; 4] = ["24 h", "7 d", "30 d", "90 d"];

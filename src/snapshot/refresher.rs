@@ -82,7 +82,7 @@ pub struct ShownRows {
     /// In page order: (position, id).
     list: Vec<Shown>,
     /// Where each id is in `list`.
-    index: super::build::FastMap<i64, usize>,
+    index: super::history::FastMap<i64, usize>,
     /// When every row was last read whole.
     full_at: Option<std::time::Instant>,
     /// Rebuilds so far: each row notes the last that saw its id.
