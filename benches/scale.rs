@@ -587,7 +587,13 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
     let window_start = fleet.epoch.elapsed().as_micros() as u64;
     // For a profiler waiting on stderr (docs/performance.md: the profile
     // of three replicas): the window is what it should sample.
-    eprintln!("scale: the measured window starts ({} s)", run.seconds);
+    // The wall-clock times say whether a window held the turn of an hour
+    // (the history's full read).
+    eprintln!(
+        "scale: the measured window starts ({} s) at {}",
+        run.seconds,
+        chrono::Utc::now().format("%H:%M:%S UTC")
+    );
     let cpu0 = replicas
         .iter()
         .enumerate()
@@ -639,6 +645,10 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let window = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "scale: the measured window ends at {}",
+        chrono::Utc::now().format("%H:%M:%S UTC")
+    );
     let mut follows = follows.await?;
     follows.sort_by(f64::total_cmp);
     let window_end = fleet.epoch.elapsed().as_micros() as u64;
