@@ -415,11 +415,7 @@ impl Notifier {
             let (confirmed, public) = match &self.subscribers {
                 Some(_) if events.iter().any(wanted) => (
                     self.store.confirmed_subscribers().await?,
-                    self.store
-                        .public_components()
-                        .await?
-                        .into_iter()
-                        .collect::<std::collections::HashMap<_, _>>(),
+                    subscribers::public_of(&self.store, events.iter().map(|e| &e.event)).await?,
                 ),
                 _ => Default::default(),
             };
@@ -498,8 +494,7 @@ impl Notifier {
             return Ok(());
         }
         let key = self.link_key().await?.to_vec();
-        let public: std::collections::HashMap<String, Option<String>> =
-            self.store.public_components().await?.into_iter().collect();
+        let public = subscribers::public_of(&self.store, due.iter().map(|d| &d.event)).await?;
         let config = subs.config.read().clone();
         let channels = self.channels();
         let cx = subscribers::Context {

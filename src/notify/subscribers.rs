@@ -102,6 +102,36 @@ fn touched(event: &Event) -> Option<&[ServiceRef]> {
     None
 }
 
+/// The services an event names: all that [`audience`] and [`send`] ask
+/// of the public components.
+pub fn named(event: &Event) -> impl Iterator<Item = &str> {
+    let incident = event.incident.iter().flat_map(|i| &i.services);
+    let maintenance = event.maintenance.iter().flat_map(|m| &m.services);
+    event
+        .service
+        .iter()
+        .map(|s| &s.service)
+        .chain(incident)
+        .chain(maintenance)
+        .map(|s| s.slug.as_str())
+}
+
+/// The public components among the services `events` name, by slug with
+/// their groups (see [`audience`]).
+pub async fn public_of<'a>(
+    store: &Store,
+    events: impl IntoIterator<Item = &'a Event>,
+) -> Result<HashMap<String, Option<String>>, StoreError> {
+    let mut names: Vec<&str> = events.into_iter().flat_map(named).collect();
+    names.sort_unstable();
+    names.dedup();
+    Ok(store
+        .public_components_named(&names)
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// Why an event goes to nobody, or to whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reach {
@@ -510,7 +540,8 @@ pub async fn add(
         )));
     }
     if let Some(components) = &new.components {
-        let known = store.public_components().await?;
+        let names: Vec<&str> = components.iter().map(String::as_str).collect();
+        let known = store.public_components_named(&names).await?;
         for c in components {
             let found = known
                 .iter()
@@ -645,6 +676,36 @@ mod tests {
             services: vec![service("api", Some("Shop"))],
         });
         assert!(audience(&window, &shop, &p) && !audience(&window, &only_web, &p));
+    }
+
+    /// The public components read for an event are those it names: what
+    /// `audience` and `send` look up, and nothing of the rest of the fleet.
+    #[test]
+    fn an_event_names_its_service_incident_and_window_services() {
+        let opened = incident(vec![service("api", None), service("internal", None)], true);
+        assert_eq!(named(&opened).collect::<Vec<_>>(), ["api", "internal"]);
+        let mut both = opened.clone();
+        both.maintenance = Some(MaintenanceFacts {
+            id: 1,
+            title: "t".into(),
+            message: String::new(),
+            starts_at: 0,
+            ends_at: 1,
+            services: vec![service("web", None)],
+        });
+        assert_eq!(named(&both).collect::<Vec<_>>(), ["api", "internal", "web"]);
+        let mut change = incident(Vec::new(), true);
+        change.incident = None;
+        assert_eq!(named(&change).count(), 0, "no service facts, no names");
+        change.service = Some(ServiceFacts {
+            service: service("web", None),
+            state: "down".into(),
+            previous_state: "up".into(),
+            since: 0,
+            previous_since: None,
+            reason: None,
+        });
+        assert_eq!(named(&change).collect::<Vec<_>>(), ["web"]);
     }
 
     #[test]

@@ -477,3 +477,52 @@ async fn kept_rows(db: TestDb) {
     assert_eq!(hour_read(), Some(this_hour));
     assert_eq!(slugs(&shown()), ["c", "a", "b"]);
 }
+
+store_test!(
+    public_components_are_read_for_the_names_asked_only,
+    components_named
+);
+/// What a subscriber may follow, read for the names an event or a sign-up
+/// gives: a slug or a group's name, public and active services only, and
+/// more names than one statement binds.
+async fn components_named(db: TestDb) {
+    let mut body = String::from("[[group]]\nname = \"Shop\"\n");
+    body += "[[service]]\nname = \"API\"\ngroup = \"Shop\"\nurl = \"http://api.example/\"\n";
+    body += "[[service]]\nname = \"Cart\"\ngroup = \"Shop\"\nurl = \"http://cart.example/\"\n";
+    body +=
+        "[[service]]\nname = \"Internal\"\npublic = false\nurl = \"http://internal.example/\"\n";
+    for i in 0..600 {
+        body += &format!("[[service]]\nname = \"S{i}\"\nurl = \"http://s{i}.example/\"\n");
+    }
+    let config = test_config(&db, &body);
+    let store = db.store().await;
+    store
+        .sync_services(&config.services, 1_700_000_000_000)
+        .await
+        .expect("sync");
+    let named = async |names: &[&str]| {
+        let mut got = store
+            .public_components_named(names)
+            .await
+            .expect("components");
+        got.sort();
+        got
+    };
+    let shop = || Some("Shop".to_string());
+    assert_eq!(named(&[]).await, []);
+    assert_eq!(named(&["api"]).await, [("api".to_string(), shop())]);
+    // A group's name gives its members; a private service and an unknown
+    // name give nothing.
+    assert_eq!(
+        named(&["Shop", "internal", "nope"]).await,
+        [("api".to_string(), shop()), ("cart".to_string(), shop())]
+    );
+    // 600 names: more than one statement's binds.
+    let many: Vec<String> = (0..600).map(|i| format!("s{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let got = named(&many).await;
+    assert_eq!(got.len(), 600);
+    assert!(got
+        .iter()
+        .all(|(slug, group)| slug.starts_with('s') && group.is_none()));
+}
