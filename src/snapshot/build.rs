@@ -207,7 +207,8 @@ impl Snapshot {
         );
         // Only public services are named on the page: the names of those
         // the incidents and maintenance windows name, found in one pass.
-        let wanted: std::collections::HashSet<&str> = inputs
+        // The fast hasher: every public slug is looked up in it.
+        let wanted: std::collections::HashSet<&str, foldhash::fast::RandomState> = inputs
             .maintenances
             .iter()
             .flat_map(|m| &m.services)
