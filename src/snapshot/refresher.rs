@@ -36,6 +36,9 @@ pub struct Refresher {
     /// A read of the history going on beside the rebuilds (see
     /// [`Refresher::refresh`]).
     full: parking_lot::Mutex<FullRead>,
+    /// How long the last rebuild's layout took on its background thread
+    /// (µs): the CPU a rebuild costs, without its waits for the store.
+    laid_out_us: std::sync::atomic::AtomicU64,
 }
 
 /// The history's reads, when a rebuild must not wait for them.
@@ -148,7 +151,11 @@ pub(super) const WINDOWS_MAX_AGE_MS: i64 = 30_000;
 pub const REFRESH_COST_SHARE: u32 = 20;
 
 /// The shortest wait after a rebuild when an urgent write (see
-/// [`crate::store::Changes`]) is waiting, in multiples of the rebuild's time.
+/// [`crate::store::Changes`]) is waiting, in multiples of the time its
+/// layout took: the CPU it cost, not its waits for a busy store, which
+/// would stretch the wait past the page's bound (a rebuild of 1.2 s, most
+/// of it waiting for PostgreSQL under three replicas' history reads, held
+/// an incident off one replica's page for 6 s).
 pub const URGENT_COST_SHARE: u32 = 5;
 
 impl Refresher {
@@ -172,6 +179,7 @@ impl Refresher {
             services: Default::default(),
             views: Default::default(),
             full: Default::default(),
+            laid_out_us: Default::default(),
         }
     }
 
@@ -249,9 +257,12 @@ impl Refresher {
                 _ = stop.as_mut() => return,
             }
             let took = started.elapsed();
+            let laid_out =
+                Duration::from_micros(self.laid_out_us.load(std::sync::atomic::Ordering::Relaxed));
             let gap = min_gap.max(took * REFRESH_COST_SHARE).min(max_age);
             tracing::debug!(
                 ms = took.as_millis() as u64,
+                laid_out_ms = laid_out.as_millis() as u64,
                 gap_ms = gap.as_millis() as u64,
                 "snapshot rebuilt"
             );
@@ -259,12 +270,12 @@ impl Refresher {
             // (an admin write here, or one the counters show: an incident,
             // maintenance, a state change, by any replica or the CLI) ends
             // it sooner, after `min_gap` or [`URGENT_COST_SHARE`] times the
-            // rebuild, so the page follows such a write within about two
-            // `min_gap`s up to a large fleet, and a mass outage (urgent
-            // writes every second) still cannot take more than a sixth of
-            // a core for the snapshot.
+            // rebuild's layout, so the page follows such a write within
+            // about two `min_gap`s up to a large fleet, and a mass outage
+            // (urgent writes every second) still cannot take more than a
+            // sixth of a core for the layout.
             let end = tokio::time::Instant::now() + gap;
-            let urgent_gap = min_gap.max(took * URGENT_COST_SHARE).min(gap);
+            let urgent_gap = min_gap.max(laid_out * URGENT_COST_SHARE).min(gap);
             tokio::select! {
                 _ = tokio::time::sleep(urgent_gap) => {}
                 _ = stop.as_mut() => return,
@@ -599,13 +610,18 @@ impl Refresher {
                 // 10,000 services when the history moves): not on a
                 // worker, on a background thread below their priority.
                 let built = crate::background::run(move || {
+                    let started = std::time::Instant::now();
                     let snapshot =
                         Snapshot::from_inputs_reusing(inputs, &title, &groups, now, &mut views);
-                    (snapshot, views)
+                    (snapshot, views, started.elapsed())
                 })
                 .await;
                 match built {
-                    Ok((snapshot, views)) => {
+                    Ok((snapshot, views, took)) => {
+                        self.laid_out_us.store(
+                            took.as_micros().try_into().unwrap_or(u64::MAX),
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
                         tracing::debug!(made = views.made(), "service views laid out");
                         *self.views.lock() = views;
                         // The last snapshot is dropped here, its views
