@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::history::{uptimes, Counts, Day, FastMap, Histories, History};
+use super::incidents::KeptIncidents;
 use super::views::{GroupView, IncidentView, MaintenanceView, Overall, ServiceView, Snapshot};
 use crate::clock::ms_to_datetime;
 use crate::config::GroupConfig;
@@ -39,20 +40,34 @@ impl Inputs {
         summaries: Vec<Arc<ServiceSummary>>,
         history: Arc<Histories>,
     ) -> Result<Inputs, StoreError> {
+        Self::read_keeping(store, now, summaries, history, &KeptIncidents::default()).await
+    }
+
+    /// As [`Inputs::read`], loading only the incidents that moved since
+    /// `incidents` last read them (the refresher keeps them).
+    pub async fn read_keeping(
+        store: &Store,
+        now: i64,
+        summaries: Vec<Arc<ServiceSummary>>,
+        history: Arc<Histories>,
+        incidents: &KeptIncidents,
+    ) -> Result<Inputs, StoreError> {
+        // Enough for the 90-day bars' incident counts, the first page of
+        // the history (three calendar months) and the API's 50 newest.
+        let (open, recent) = incidents
+            .read(
+                store,
+                now - RECENT_INCIDENTS_DAYS * 86_400_000,
+                50,
+                RECENT_INCIDENTS_CAP,
+            )
+            .await?;
         Ok(Inputs {
             summaries,
             history,
-            incidents: store.unresolved_incidents().await?,
+            incidents: open,
             maintenances: store.current_maintenances(now).await?,
-            // Enough for the 90-day bars' incident counts, the first page of
-            // the history (three calendar months) and the API's 50 newest.
-            recent_incidents: store
-                .incidents_since(
-                    now - RECENT_INCIDENTS_DAYS * 86_400_000,
-                    50,
-                    RECENT_INCIDENTS_CAP,
-                )
-                .await?,
+            recent_incidents: recent,
             recent_maintenances: store.recent_maintenances(50).await?,
             locations: store
                 .location_results_since(now - LOCATION_WINDOW_MS, LOCATION_ROWS_CAP)

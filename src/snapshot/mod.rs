@@ -6,12 +6,14 @@
 //! from the store alone, a replica that does not run the monitor can serve
 //! the same page (see docs/ARCHITECTURE.md).
 //!
-//! `history.rs` keeps the services' past compactly; `views.rs` holds the
+//! `history.rs` keeps the services' past compactly; `incidents.rs` the
+//! incidents shown, between rebuilds; `views.rs` holds the
 //! snapshot's types; `build.rs` reads the store and builds a snapshot;
 //! `refresher.rs` rebuilds and publishes it.
 
 mod build;
 mod history;
+mod incidents;
 mod refresher;
 #[cfg(test)]
 mod tests;
@@ -19,5 +21,6 @@ mod views;
 
 pub use build::*;
 pub use history::*;
+pub use incidents::*;
 pub use refresher::*;
 pub use views::*;

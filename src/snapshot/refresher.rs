@@ -33,6 +33,8 @@ pub struct Refresher {
     pub services: parking_lot::Mutex<ShownRows>,
     /// The services' views as the last rebuild made them.
     pub views: parking_lot::Mutex<Views>,
+    /// The open and recent incidents as last loaded.
+    pub incidents: super::incidents::KeptIncidents,
     /// A read of the history going on beside the rebuilds (see
     /// [`Refresher::refresh`]).
     full: parking_lot::Mutex<FullRead>,
@@ -178,6 +180,7 @@ impl Refresher {
             shown: Default::default(),
             services: Default::default(),
             views: Default::default(),
+            incidents: Default::default(),
             full: Default::default(),
             laid_out_us: Default::default(),
         }
@@ -595,7 +598,7 @@ impl Refresher {
                 return;
             }
         };
-        match Inputs::read(&self.store, now_ms, summaries, history).await {
+        match Inputs::read_keeping(&self.store, now_ms, summaries, history, &self.incidents).await {
             Ok(inputs) => {
                 // The public services are the rows read: unless one was
                 // read or went, they are the same as last time (or a full
@@ -622,7 +625,11 @@ impl Refresher {
                             took.as_micros().try_into().unwrap_or(u64::MAX),
                             std::sync::atomic::Ordering::Relaxed,
                         );
-                        tracing::debug!(made = views.made(), "service views laid out");
+                        tracing::debug!(
+                            made = views.made(),
+                            incidents_loaded = self.incidents.loaded(),
+                            "service views laid out"
+                        );
                         *self.views.lock() = views;
                         // The last snapshot is dropped here, its views
                         // mostly shared with this one.

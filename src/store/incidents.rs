@@ -35,6 +35,16 @@ pub struct Incident {
     pub updates: Vec<IncidentUpdate>,
 }
 
+/// Where an incident stands: its revision moves with every write to it,
+/// its services or its timeline (migration 0016), and `updated_at` too,
+/// which a replica of the release before (a rolling upgrade) also moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncidentVersion {
+    pub id: i64,
+    pub revision: i64,
+    pub updated_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncidentUpdate {
     pub status: String,
@@ -181,6 +191,54 @@ impl Store {
         self.load(&ids).await
     }
 
+    /// The versions of what [`Store::unresolved_incidents`] and
+    /// [`Store::incidents_since`] return, in the same order, without
+    /// loading them: what the snapshot compares with the incidents it
+    /// holds, to load again only those that moved (see
+    /// [`IncidentVersion`]).
+    pub async fn incident_versions(
+        &self,
+        since: i64,
+        at_least: i64,
+        cap: i64,
+    ) -> Result<(Vec<IncidentVersion>, Vec<IncidentVersion>), StoreError> {
+        let versions = on_pool!(self, pool, _Db => {
+            let open: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT id, revision, updated_at FROM incidents WHERE resolved_at IS NULL \
+                 ORDER BY started_at DESC, id DESC",
+            )
+            .fetch_all(pool)
+            .await?;
+            let recent: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT id, revision, updated_at FROM incidents WHERE started_at >= $1 OR id IN \
+                 (SELECT id FROM incidents ORDER BY started_at DESC, id DESC LIMIT $2) \
+                 ORDER BY started_at DESC, id DESC LIMIT $3",
+            )
+            .bind(since)
+            .bind(at_least)
+            .bind(cap)
+            .fetch_all(pool)
+            .await?;
+            (open, recent)
+        });
+        let of = |rows: Vec<(i64, i64, i64)>| {
+            rows.into_iter()
+                .map(|(id, revision, updated_at)| IncidentVersion {
+                    id,
+                    revision,
+                    updated_at,
+                })
+                .collect()
+        };
+        Ok((of(versions.0), of(versions.1)))
+    }
+
+    /// The incidents `ids` that exist, in that order, with their services
+    /// and timelines.
+    pub async fn incidents_by_id(&self, ids: &[i64]) -> Result<Vec<Incident>, StoreError> {
+        self.load(ids).await
+    }
+
     pub async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
         Ok(self.load(&[id]).await?.pop())
     }
@@ -323,7 +381,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let resolved_at = (status == "resolved").then_some(at);
             let changed = sqlx::query(
-                "UPDATE incidents SET status = $1, updated_at = $2, resolved_at = $3 WHERE id = $4",
+                "UPDATE incidents SET status = $1, updated_at = $2, resolved_at = $3, revision = revision + 1 WHERE id = $4",
             )
             .bind(status)
             .bind(at)
@@ -373,7 +431,7 @@ impl Store {
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(
                 "UPDATE incidents SET title = COALESCE($1, title), impact = COALESCE($2, impact), \
-                 postmortem = COALESCE($3, postmortem), updated_at = $4 WHERE id = $5",
+                 postmortem = COALESCE($3, postmortem), updated_at = $4, revision = revision + 1 WHERE id = $5",
             )
             .bind(patch.title.as_deref())
             .bind(patch.impact.as_deref())

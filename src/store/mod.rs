@@ -234,7 +234,7 @@ pub use locations::LocationResult;
 pub use lock::AdvisoryLock;
 pub use scratch::PgServer;
 
-pub use incidents::{Incident, IncidentPatch, IncidentUpdate, NewIncident};
+pub use incidents::{Incident, IncidentPatch, IncidentUpdate, IncidentVersion, NewIncident};
 pub use maintenances::{Maintenance, MaintenanceInput, ServiceWindow};
 pub use packed::Compacted;
 pub use results::{Batch, CheckResult, StatusChange};

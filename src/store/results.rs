@@ -648,7 +648,7 @@ macro_rules! batch_steps {
                     (id, "investigating", message, true)
                 }
                 Some(IncidentAction::Update { id, status, resolved_at, message }) => {
-                    sqlx::query("UPDATE incidents SET status = $1, resolved_at = $2, updated_at = $3 WHERE id = $4")
+                    sqlx::query("UPDATE incidents SET status = $1, resolved_at = $2, updated_at = $3, revision = revision + 1 WHERE id = $4")
                         .bind(status)
                         .bind(resolved_at)
                         .bind(c.changed_at)

@@ -266,3 +266,146 @@ async fn maintenance(db: TestDb) {
         });
     assert_eq!((total.up, total.down, total.maintenance), (1, 2, 19));
 }
+
+store_test!(
+    the_snapshot_loads_again_only_the_incidents_that_moved,
+    kept_incidents
+);
+/// The refresher keeps the open and recent incidents between rebuilds and
+/// loads again only those a write moved: whatever is written (opened,
+/// updated, edited, resolved, deleted; by hand or by the monitor), what it
+/// returns is what loading every incident returns.
+async fn kept_incidents(db: TestDb) {
+    use beacon::snapshot::KeptIncidents;
+    use beacon::store::{Incident, IncidentPatch, NewIncident};
+    let target = Target::start().await;
+    let config = test_config(
+        &db,
+        &format!(
+            "[[service]]\nname = \"API\"\nurl = \"{url}\"\ninterval = \"30s\"\ntimeout = \"2s\"\nfailure_threshold = 1\n\
+             [[service]]\nname = \"Search\"\nurl = \"{url}\"\ninterval = \"30s\"\ntimeout = \"2s\"\n",
+            url = target.url("switch")
+        ),
+    );
+    let store = db.store().await;
+    let clock = ManualClock::at(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 3, 12, 9, 0, 0)
+            .single()
+            .expect("time"),
+    );
+    let monitor = simulated_monitor(&config, &store, &clock).await;
+    let recorder = monitor.recorder();
+    let mut rig = Rig {
+        monitor,
+        recorder,
+        clock: clock.clone(),
+        target: target.clone(),
+    };
+    let kept = KeptIncidents::default();
+    let since = || clock.now_ms() - 95 * 86_400_000;
+    // Reads through `kept`, checks it against a load of every incident,
+    // and says how many it loaded.
+    let read = async || -> (Vec<Incident>, Vec<Incident>, usize) {
+        let (open, recent) = kept
+            .read(&store, since(), 50, 500)
+            .await
+            .expect("kept read");
+        let all_open = store.unresolved_incidents().await.expect("open");
+        let all_recent = store
+            .incidents_since(since(), 50, 500)
+            .await
+            .expect("recent");
+        assert_eq!(open, all_open, "the open incidents, as loading them all");
+        assert_eq!(recent, all_recent, "the recent ones, as loading them all");
+        (open, recent, kept.loaded())
+    };
+    let (open, recent, loaded) = read().await;
+    assert!(open.is_empty() && recent.is_empty() && loaded == 0);
+
+    let new = |title: &str, at: i64| NewIncident {
+        title: title.to_string(),
+        impact: "minor".to_string(),
+        status: "investigating".to_string(),
+        message: "Looking into it.".to_string(),
+        services: vec!["search".to_string()],
+        at,
+        notify: false,
+    };
+    let first = store
+        .create_incident(&new("Slow search", clock.now_ms()))
+        .await
+        .expect("create");
+    assert_eq!(read().await.2, 1, "a new incident is loaded");
+    assert_eq!(read().await.2, 0, "nothing moved: nothing loaded");
+    let second = store
+        .create_incident(&new("Search errors", clock.now_ms()))
+        .await
+        .expect("create");
+    let (open, _, loaded) = read().await;
+    assert_eq!((open.len(), loaded), (2, 1), "only the new one loaded");
+
+    // Each kind of write loads that incident again, and only it; two in
+    // the same millisecond too (the revision moves where the time would
+    // not).
+    let at = clock.now_ms();
+    for (status, message) in [("identified", "Found it."), ("monitoring", "Fixed.")] {
+        store
+            .add_incident_update(first, status, message, at, false)
+            .await
+            .expect("update");
+        let (open, _, loaded) = read().await;
+        assert_eq!(loaded, 1);
+        let shown = open.iter().find(|i| i.id == first).expect("open");
+        assert_eq!(
+            shown.updates.last().map(|u| u.message.as_str()),
+            Some(message)
+        );
+    }
+    let patch = IncidentPatch {
+        title: Some("Search slow in one region".to_string()),
+        services: Some(vec!["api".to_string(), "search".to_string()]),
+        ..IncidentPatch::default()
+    };
+    store
+        .patch_incident(first, &patch, at)
+        .await
+        .expect("patch");
+    let (open, _, loaded) = read().await;
+    assert_eq!(loaded, 1);
+    let shown = open.iter().find(|i| i.id == first).expect("open");
+    assert_eq!(shown.title, "Search slow in one region");
+    assert_eq!(shown.services, ["api", "search"]);
+    store
+        .add_incident_update(second, "resolved", "Gone.", at, false)
+        .await
+        .expect("resolve");
+    let (open, recent, loaded) = read().await;
+    assert_eq!(loaded, 1);
+    assert!(open.iter().all(|i| i.id != second), "resolved: not open");
+    assert!(recent
+        .iter()
+        .any(|i| i.id == second && i.resolved_at == Some(at)));
+    assert!(store.delete_incident(second).await.expect("delete"));
+    let (_, recent, loaded) = read().await;
+    assert_eq!(loaded, 0, "a deleted incident is dropped, nothing loaded");
+    assert!(recent.iter().all(|i| i.id != second));
+
+    // The monitor's own: opened when API goes down, resolved when it
+    // recovers, reopened when it goes down again within the cooldown.
+    rig.step("api", 200).await;
+    rig.step("api", 503).await;
+    let (open, _, loaded) = read().await;
+    assert_eq!(loaded, 1, "the automatic incident loaded");
+    assert!(open.iter().any(|i| i.automatic));
+    rig.step("api", 200).await;
+    let (open, _, loaded) = read().await;
+    assert_eq!(loaded, 1, "its resolution loaded");
+    assert!(open.iter().all(|i| !i.automatic));
+    rig.step("api", 503).await;
+    let (open, _, loaded) = read().await;
+    assert_eq!(loaded, 1, "its reopening loaded");
+    assert!(open
+        .iter()
+        .any(|i| i.automatic && i.status == "investigating"));
+}
