@@ -282,6 +282,14 @@ impl Snapshot {
 /// history was read again (every `WINDOWS_MAX_AGE_MS`) or the day turned;
 /// the others are the same `Arc`. So a rebuild between two reads of the
 /// history costs what changed, not the size of the fleet.
+///
+/// Kept in the order of the last build's services, so that a rebuild of
+/// the same services in the same order (nearly every one) finds each
+/// service's entry where it was, with no lookup: at 30,000 services a
+/// lookup by id was a cache miss a service and a third of the layout's
+/// own time on every rebuild (`perf annotate`, three replicas, issue 16).
+/// When a service came, went or moved, those from there on are found by
+/// id.
 #[derive(Debug, Default)]
 pub struct Views {
     /// The history the views were made from (held, so that a new read is
@@ -289,15 +297,19 @@ pub struct Views {
     history: Option<Arc<Histories>>,
     /// The start of the day they were made on (epoch ms).
     day: i64,
-    by_id: FastMap<i64, Made>,
+    /// Entry `k` is the view of the last build's `k`-th public service.
+    at: Vec<Option<Made>>,
+    /// The build before's list, emptied, kept for the next build to fill:
+    /// at 30,000 services a list is 3 MB, which a new allocation on every
+    /// rebuild would take from the system again, page by page.
+    spare: Vec<Option<Made>>,
     /// How many of the last build's views were made rather than kept.
     made: usize,
-    /// Builds so far: each view notes the last one that showed it.
-    pass: u64,
 }
 
 #[derive(Debug)]
 struct Made {
+    id: i64,
     /// The row it was made from (held for the same reason).
     row: Arc<ServiceSummary>,
     /// A digest of the service's incidents: ids and times.
@@ -305,9 +317,39 @@ struct Made {
     /// Its window counts in the history it was made from, kept here so
     /// that a view kept costs no lookup in the history.
     counts: Counts,
+    /// Whether it shows per-location results (read here rather than from
+    /// the view, which would be one more cache miss a service).
+    located: bool,
     view: Arc<ServiceView>,
-    /// The last build (`Views::pass`) that showed it.
-    seen: u64,
+}
+
+/// The last build's entries, taken in order while they line up with this
+/// build's services, and by id from the first that does not.
+struct Before {
+    at: Vec<Option<Made>>,
+    by_id: Option<FastMap<i64, Made>>,
+}
+
+impl Before {
+    /// The last build's entry for service `id`, this build's `k`-th.
+    fn take(&mut self, k: usize, id: i64) -> Option<Made> {
+        if self.by_id.is_none() {
+            match self.at.get_mut(k) {
+                Some(slot) if slot.as_ref().is_some_and(|m| m.id == id) => return slot.take(),
+                // A service came, went or moved: the rest by id.
+                _ => {
+                    self.by_id = Some(
+                        self.at
+                            .iter_mut()
+                            .filter_map(Option::take)
+                            .map(|m| (m.id, m))
+                            .collect(),
+                    )
+                }
+            }
+        }
+        self.by_id.as_mut().and_then(|m| m.remove(&id))
+    }
 }
 
 impl Views {
@@ -346,17 +388,18 @@ impl Views {
         }
         // The first of the bars' 90 days (epoch ms), the same for every service.
         let window_start = day - 89 * crate::domain::time::DAY_MS;
-        // Kept in place (a lookup a service, no map rebuilt); those not
-        // seen in this pass are gone from the page and dropped after it.
-        self.pass += 1;
+        // This build's entries, in `public`'s order; the last build's not
+        // taken (services gone from the page) are dropped with it.
+        let mut before = Before {
+            at: std::mem::take(&mut self.at),
+            by_id: None,
+        };
+        let mut next: Vec<Option<Made>> = std::mem::take(&mut self.spare);
+        next.clear();
+        next.resize_with(public.len(), || None);
         self.made = 0;
-        // Per service, one lookup here and none in the history for a view
-        // kept: at 30,000 services a rebuild is a walk over memory, and
-        // each lookup a cache miss (the profile of three replicas).
-        let (pass, by_id, made) = (self.pass, &mut self.by_id, &mut self.made);
-        let mut shown = 0usize;
-        let mut view_of = |s: &Arc<ServiceSummary>| -> (Arc<ServiceView>, Counts) {
-            shown += 1;
+        let made = &mut self.made;
+        let mut view_of = |k: usize, s: &Arc<ServiceSummary>| -> (Arc<ServiceView>, Counts) {
             let incidents = if incidents_of.is_empty() {
                 &[][..]
             } else {
@@ -370,17 +413,18 @@ impl Views {
             } else {
                 located.remove(&s.id)
             };
-            let before = by_id.get_mut(&s.id);
-            if let Some(m) = before {
+            let was = before.take(k, s.id);
+            if let Some(m) = was.as_ref() {
                 let unchanged = same_history
                     && same_day
                     && locations.is_none()
-                    && m.view.locations.is_empty()
+                    && !m.located
                     && m.incidents == digest
                     && Arc::ptr_eq(&m.row, s);
                 if unchanged {
-                    m.seen = pass;
-                    return (Arc::clone(&m.view), m.counts);
+                    let kept = (Arc::clone(&m.view), m.counts);
+                    next[k] = was;
+                    return kept;
                 }
             }
             *made += 1;
@@ -391,30 +435,31 @@ impl Views {
                 history,
                 incidents,
                 now,
-                by_id.get(&s.id).map(|m| &m.view.past_days),
+                was.as_ref().map(|m| &m.view.past_days),
             );
             view.locations = locations.unwrap_or_default();
-            let view = Arc::new(view);
             let m = Made {
+                id: s.id,
                 row: Arc::clone(s),
                 incidents: digest,
                 counts: counts(history),
-                view: Arc::clone(&view),
-                seen: pass,
+                located: !view.locations.is_empty(),
+                view: Arc::new(view),
             };
-            let counted = m.counts;
-            by_id.insert(s.id, m);
-            (view, counted)
+            let out = (Arc::clone(&m.view), m.counts);
+            next[k] = Some(m);
+            out
         };
         let mut views: Vec<GroupView> = Vec::with_capacity(groups.len() + 1);
         for name in std::iter::once(None).chain(groups.iter().map(Some)) {
             let members = public
                 .iter()
-                .filter(|s| s.group.as_deref() == name.map(|g| g.name.as_str()));
+                .enumerate()
+                .filter(|(_, s)| s.group.as_deref() == name.map(|g| g.name.as_str()));
             let mut total: Counts = [(0, 0); 4];
             let mut services = Vec::new();
-            for s in members {
-                let (view, counted) = view_of(s);
+            for (k, s) in members {
+                let (view, counted) = view_of(k, s);
                 for (t, (ok, counted)) in total.iter_mut().zip(counted) {
                     t.0 += ok;
                     t.1 += counted;
@@ -431,11 +476,10 @@ impl Views {
                 services,
             });
         }
-        // Those not shown in this pass are gone: a walk over every entry,
-        // only when there are any.
-        if self.by_id.len() > shown {
-            self.by_id.retain(|_, m| m.seen == self.pass);
-        }
+        self.at = next;
+        // What was not taken (services gone from the page) is dropped here.
+        before.at.clear();
+        self.spare = before.at;
         views
     }
 }

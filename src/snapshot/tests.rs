@@ -262,3 +262,114 @@ fn banner_is_the_worst_public_state() {
         assert_eq!(Overall::of(states), *expected, "{states:?}");
     }
 }
+
+#[test]
+fn views_are_kept_when_services_come_go_or_move() {
+    // Views are kept by position while the services line up with the
+    // last build's, and by id from the first that does not: a service
+    // added, removed or moved makes no other view again.
+    let now = ms_to_datetime(1_773_360_000_000).expect("time");
+    let row = |id: i64, name: &str, group: Option<&str>| Arc::new(summary(id, name, group, true));
+    let (a, b, c, d) = (
+        row(1, "A", None),
+        row(2, "B", Some("Shop")),
+        row(3, "C", None),
+        row(4, "D", Some("Shop")),
+    );
+    let inputs = |summaries: Vec<Arc<ServiceSummary>>| Inputs {
+        summaries,
+        history: Arc::new(Histories::default()),
+        incidents: Vec::new(),
+        maintenances: Vec::new(),
+        recent_incidents: Vec::new(),
+        recent_maintenances: Vec::new(),
+        locations: Vec::new(),
+    };
+    let history = inputs(Vec::new()).history;
+    let with = |summaries: Vec<Arc<ServiceSummary>>| Inputs {
+        history: Arc::clone(&history),
+        ..inputs(summaries)
+    };
+    let groups = [GroupConfig {
+        name: "Shop".into(),
+        description: None,
+    }];
+    let mut views = Views::default();
+    let by_slug = |snap: &Snapshot| -> HashMap<String, Arc<ServiceView>> {
+        snap.groups
+            .iter()
+            .flat_map(|g| g.services.iter())
+            .map(|s| (s.slug.clone(), Arc::clone(s)))
+            .collect()
+    };
+    let order = |snap: &Snapshot| -> Vec<String> {
+        snap.groups
+            .iter()
+            .flat_map(|g| g.services.iter().map(|s| s.slug.clone()))
+            .collect()
+    };
+    let first = Snapshot::from_inputs_reusing(
+        with(vec![a.clone(), b.clone(), c.clone()]),
+        "t",
+        &groups,
+        now,
+        &mut views,
+    );
+    assert_eq!(views.made(), 3);
+    assert_eq!(order(&first), ["a", "c", "b"], "ungrouped first, then Shop");
+    let kept = |before: &Snapshot, after: &Snapshot, slugs: &[&str]| {
+        let (before, after) = (by_slug(before), by_slug(after));
+        for slug in slugs {
+            assert!(
+                Arc::ptr_eq(&before[*slug], &after[*slug]),
+                "{slug}'s view is kept"
+            );
+        }
+    };
+    // One added in the middle: only its view is made.
+    let added = Snapshot::from_inputs_reusing(
+        with(vec![a.clone(), d.clone(), b.clone(), c.clone()]),
+        "t",
+        &groups,
+        now,
+        &mut views,
+    );
+    assert_eq!(views.made(), 1);
+    assert_eq!(order(&added), ["a", "c", "d", "b"]);
+    kept(&first, &added, &["a", "b", "c"]);
+    // A new order: nothing made.
+    let moved = Snapshot::from_inputs_reusing(
+        with(vec![c.clone(), b.clone(), a.clone(), d.clone()]),
+        "t",
+        &groups,
+        now,
+        &mut views,
+    );
+    assert_eq!(views.made(), 0);
+    assert_eq!(order(&moved), ["c", "a", "b", "d"]);
+    kept(&added, &moved, &["a", "b", "c", "d"]);
+    // One removed: nothing made, and the rest kept in the same order.
+    let removed = Snapshot::from_inputs_reusing(
+        with(vec![c.clone(), a.clone(), d.clone()]),
+        "t",
+        &groups,
+        now,
+        &mut views,
+    );
+    assert_eq!(views.made(), 0);
+    assert_eq!(order(&removed), ["c", "a", "d"]);
+    kept(&moved, &removed, &["a", "c", "d"]);
+    // Back again: made anew, not some stale entry of it.
+    let mut b_down = (*b).clone();
+    b_down.state = Down;
+    let back = Snapshot::from_inputs_reusing(
+        with(vec![c, a, Arc::new(b_down), d]),
+        "t",
+        &groups,
+        now,
+        &mut views,
+    );
+    assert_eq!(views.made(), 1);
+    assert_eq!(by_slug(&back)["b"].state, Down);
+    kept(&removed, &back, &["a", "c", "d"]);
+}
