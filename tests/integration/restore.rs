@@ -286,10 +286,11 @@ async fn older_schema(db: TestDb) {
     // no index on incidents' start (8), no alert outbox (9), no cluster
     // tables nor one-open-automatic-incident index (10), no location
     // results (11), no subscriptions (12), no service revisions (13), no
-    // packed hours (15).
+    // packed hours (15), no incident revisions (16).
     let store = b.store().clone();
     let raw = Raw::connect(&db.url).await;
     for sql in [
+        "ALTER TABLE incidents DROP COLUMN revision",
         "ALTER TABLE services DROP COLUMN revision",
         "DROP TABLE check_result_hours",
         "DROP TABLE subscriber_deliveries",
