@@ -2,11 +2,14 @@
 //! every open and recent incident's version and loads again only those
 //! that moved.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::history::FastMap;
-use super::refresher::FULL_READ_EVERY;
 use crate::store::{Incident, IncidentVersion, Store, StoreError};
+
+/// Every incident shown is loaded again at least this often, as every
+/// service's row is (the refresher's `FULL_READ_EVERY`).
+pub const LOAD_ALL_EVERY: Duration = Duration::from_secs(300);
 
 /// The open and recent incidents as last loaded, each with the version it
 /// was loaded at.
@@ -22,7 +25,7 @@ use crate::store::{Incident, IncidentVersion, Store, StoreError};
 /// An incident written between the two reads is loaded at its newer
 /// version and kept under the older one, so it is loaded once more next
 /// time: never missed, at worst loaded twice. Every incident is loaded
-/// again every [`FULL_READ_EVERY`] anyway, which bounds how long a write
+/// again every [`LOAD_ALL_EVERY`] anyway, which bounds how long a write
 /// that moved neither (none does today) could go unseen.
 #[derive(Debug, Default)]
 pub struct KeptIncidents {
@@ -53,7 +56,7 @@ impl KeptIncidents {
         let (open, recent) = store.incident_versions(since, at_least, cap).await?;
         let stale = {
             let kept = self.inner.lock();
-            kept.full_at.is_none_or(|t| t.elapsed() >= FULL_READ_EVERY)
+            kept.full_at.is_none_or(|t| t.elapsed() >= LOAD_ALL_EVERY)
         };
         let moved: Vec<i64> = {
             let kept = self.inner.lock();
