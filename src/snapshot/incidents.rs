@@ -54,12 +54,9 @@ impl KeptIncidents {
         cap: i64,
     ) -> Result<(Vec<Incident>, Vec<Incident>), StoreError> {
         let (open, recent) = store.incident_versions(since, at_least, cap).await?;
-        let stale = {
+        let (stale, moved) = {
             let kept = self.inner.lock();
-            kept.full_at.is_none_or(|t| t.elapsed() >= LOAD_ALL_EVERY)
-        };
-        let moved: Vec<i64> = {
-            let kept = self.inner.lock();
+            let stale = kept.full_at.is_none_or(|t| t.elapsed() >= LOAD_ALL_EVERY);
             let mut moved: Vec<i64> = open
                 .iter()
                 .chain(&recent)
@@ -69,7 +66,7 @@ impl KeptIncidents {
             // An open incident is usually among the recent ones too.
             moved.sort_unstable();
             moved.dedup();
-            moved
+            (stale, moved)
         };
         let loaded = if moved.is_empty() {
             Vec::new()
@@ -101,8 +98,7 @@ impl KeptIncidents {
                 .filter_map(|v| kept.by_id.get(&v.id).map(|(_, i)| i.clone()))
                 .collect()
         };
-        let out = (pick(&open), pick(&recent));
-        Ok(out)
+        Ok((pick(&open), pick(&recent)))
     }
 
     /// How many incidents the last [`KeptIncidents::read`] loaded.

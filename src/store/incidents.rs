@@ -14,6 +14,16 @@ use crate::domain::EventKind;
 // domain's, the store only writes it.
 pub use crate::domain::input::{IncidentPatch, NewIncident};
 
+/// The unresolved incidents, newest first, and those since `$1` (at least
+/// the newest `$2`, at most `$3`): one text each for the incidents' reads
+/// and their versions' (`Store::incident_versions`), which the snapshot
+/// needs to name exactly the same incidents.
+const UNRESOLVED: &str =
+    "FROM incidents WHERE resolved_at IS NULL ORDER BY started_at DESC, id DESC";
+const RECENT: &str = "FROM incidents WHERE started_at >= $1 OR id IN \
+     (SELECT id FROM incidents ORDER BY started_at DESC, id DESC LIMIT $2) \
+     ORDER BY started_at DESC, id DESC LIMIT $3";
+
 /// Incidents read per `IN (...)` list: well under SQLite's 32,766 binds.
 const LOAD_CHUNK: usize = 500;
 
@@ -134,11 +144,7 @@ impl Store {
         cap: i64,
     ) -> Result<Vec<Incident>, StoreError> {
         let ids: Vec<i64> = on_pool!(self, pool, _Db => {
-            sqlx::query_scalar(
-                "SELECT id FROM incidents WHERE started_at >= $1 OR id IN \
-                 (SELECT id FROM incidents ORDER BY started_at DESC, id DESC LIMIT $2) \
-                 ORDER BY started_at DESC, id DESC LIMIT $3",
-            )
+            sqlx::query_scalar(&format!("SELECT id {RECENT}"))
             .bind(since)
             .bind(at_least)
             .bind(cap)
@@ -182,9 +188,7 @@ impl Store {
     /// Every incident not yet resolved, the newest first.
     pub async fn unresolved_incidents(&self) -> Result<Vec<Incident>, StoreError> {
         let ids: Vec<i64> = on_pool!(self, pool, _Db => {
-            sqlx::query_scalar(
-                "SELECT id FROM incidents WHERE resolved_at IS NULL ORDER BY started_at DESC, id DESC",
-            )
+            sqlx::query_scalar(&format!("SELECT id {UNRESOLVED}"))
             .fetch_all(pool)
             .await?
         });
@@ -203,17 +207,12 @@ impl Store {
         cap: i64,
     ) -> Result<(Vec<IncidentVersion>, Vec<IncidentVersion>), StoreError> {
         let versions = on_pool!(self, pool, _Db => {
-            let open: Vec<(i64, i64, i64)> = sqlx::query_as(
-                "SELECT id, revision, updated_at FROM incidents WHERE resolved_at IS NULL \
-                 ORDER BY started_at DESC, id DESC",
-            )
+            let open: Vec<(i64, i64, i64)> =
+                sqlx::query_as(&format!("SELECT id, revision, updated_at {UNRESOLVED}"))
             .fetch_all(pool)
             .await?;
-            let recent: Vec<(i64, i64, i64)> = sqlx::query_as(
-                "SELECT id, revision, updated_at FROM incidents WHERE started_at >= $1 OR id IN \
-                 (SELECT id FROM incidents ORDER BY started_at DESC, id DESC LIMIT $2) \
-                 ORDER BY started_at DESC, id DESC LIMIT $3",
-            )
+            let recent: Vec<(i64, i64, i64)> =
+                sqlx::query_as(&format!("SELECT id, revision, updated_at {RECENT}"))
             .bind(since)
             .bind(at_least)
             .bind(cap)
