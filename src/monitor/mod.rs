@@ -18,12 +18,10 @@
 //! Tests drive single steps through [`Monitor::probe`] and [`Recorder::record`].
 
 mod quorum;
-mod thread;
 mod thresholds;
 mod windows;
 
 pub use quorum::Quorum;
-pub use thread::spawn;
 pub use thresholds::Tracker;
 
 use std::cmp::Reverse;
