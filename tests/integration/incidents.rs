@@ -376,6 +376,19 @@ async fn kept_incidents(db: TestDb) {
     let shown = open.iter().find(|i| i.id == first).expect("open");
     assert_eq!(shown.title, "Search slow in one region");
     assert_eq!(shown.services, ["api", "search"]);
+    // A replica of the release before (a rolling upgrade) writes without
+    // moving the revision; its write moves `updated_at`, compared too.
+    let raw = crate::helpers::Raw::connect(&db.url).await;
+    raw.exec(&format!(
+        "UPDATE incidents SET title = 'Search slow', updated_at = updated_at + 1 WHERE id = {first}"
+    ))
+    .await
+    .expect("the release before's write");
+    raw.close().await;
+    let (open, _, loaded) = read().await;
+    assert_eq!(loaded, 1, "a write of the release before is loaded");
+    let shown = open.iter().find(|i| i.id == first).expect("open");
+    assert_eq!(shown.title, "Search slow");
     store
         .add_incident_update(second, "resolved", "Gone.", at, false)
         .await
