@@ -6,7 +6,8 @@
 //! itself. Kubernetes finds out through `/livez`, which is served by that
 //! same runtime and touches no lock and no store. Under systemd, this task
 //! sends `WATCHDOG=1` at half the unit's `WatchdogSec`, and only after a
-//! task spawned on the runtime has run: if the runtime stops turning, the
+//! task spawned on the runtime, and one on the monitor's own thread
+//! ([`crate::monitor::spawn`]), have run: if either stops turning, the
 //! pings stop and systemd restarts beacon.
 
 use std::time::Duration;
@@ -50,7 +51,8 @@ pub async fn run(stop: impl std::future::Future<Output = ()>) {
 }
 
 /// Calls `ping` every `period` for as long as a newly spawned task gets a
-/// worker within `period`, until `stop`.
+/// worker within `period`, on the runtime and on the monitor's thread, until
+/// `stop`.
 async fn ping_while_turning(
     period: Duration,
     ping: impl Fn(),
@@ -63,12 +65,16 @@ async fn ping_while_turning(
             _ = stop.as_mut() => return,
         }
         // A task of its own must get a worker: a runtime whose workers are
-        // all blocked runs neither it nor this one.
-        let turned = tokio::time::timeout(period, tokio::spawn(async {})).await;
+        // all blocked runs neither it nor this one. The same for the
+        // monitor's thread, where a frozen runtime stops every probe.
+        let turned = tokio::time::timeout(period, async {
+            tokio::spawn(async {}).await.is_ok() && crate::monitor::spawn(async {}).await.is_ok()
+        })
+        .await;
         match turned {
-            Ok(Ok(())) => ping(),
+            Ok(true) => ping(),
             _ => tracing::error!(
-                "the runtime did not run a task within {period:?}; not pinging the watchdog"
+                "the runtime or the monitor's thread did not run a task within {period:?}; not pinging the watchdog"
             ),
         }
     }
@@ -136,6 +142,57 @@ mod tests {
 
         frozen.store(false, Ordering::SeqCst);
         wait_until("pings again once the runtime turns", || {
+            now() >= frozen_at + 3
+        });
+        runtime.shutdown_background();
+    }
+
+    // The monitor runs on a thread of its own: a frozen monitor stops the
+    // pings too, though the main runtime turns.
+    #[test]
+    fn the_pings_stop_while_the_monitors_thread_is_blocked() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let pings = Arc::new(AtomicU64::new(0));
+        let counted = pings.clone();
+        runtime.spawn(ping_while_turning(
+            Duration::from_millis(20),
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+            },
+            std::future::pending(),
+        ));
+        let now = || pings.load(Ordering::SeqCst);
+        let start = now();
+        wait_until("pings while both turn", || now() >= start + 3);
+
+        let frozen = Arc::new(AtomicBool::new(true));
+        let blocked = Arc::new(AtomicBool::new(false));
+        let (held, on) = (frozen.clone(), blocked.clone());
+        drop(crate::monitor::spawn(async move {
+            on.store(true, Ordering::SeqCst);
+            while held.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }));
+        wait_until("the monitor's thread blocked", || {
+            blocked.load(Ordering::SeqCst)
+        });
+        // A ping already past its check may land; none after it.
+        std::thread::sleep(Duration::from_millis(60));
+        let frozen_at = now();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            now(),
+            frozen_at,
+            "pinged while the monitor's thread was blocked"
+        );
+
+        frozen.store(false, Ordering::SeqCst);
+        wait_until("pings again once the monitor's thread turns", || {
             now() >= frozen_at + 3
         });
         runtime.shutdown_background();

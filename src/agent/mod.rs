@@ -401,7 +401,9 @@ impl Agent {
         let clients = crate::probe::Clients::identified(None, &self.options.location);
         let (stop, stopped) = oneshot::channel::<()>();
         let agent = self.clone();
-        let task = tokio::spawn(async move {
+        // On the monitor's thread, as the server's monitor (see
+        // `monitor::spawn`).
+        let task = crate::monitor::spawn(async move {
             let clients = match clients {
                 Ok(c) => c,
                 Err(e) => {

@@ -18,10 +18,12 @@
 //! Tests drive single steps through [`Monitor::probe`] and [`Recorder::record`].
 
 mod quorum;
+mod thread;
 mod thresholds;
 mod windows;
 
 pub use quorum::Quorum;
+pub use thread::spawn;
 pub use thresholds::Tracker;
 
 use std::cmp::Reverse;
@@ -174,6 +176,9 @@ pub struct Monitor {
     located: Arc<Located>,
     /// Where this monitor publishes its inbox for agents' results.
     inbox: Option<InboxSlot>,
+    /// The runtime the recorder's writes run on, when not the monitor's
+    /// own (see [`Monitor::writing_on`]).
+    writes_on: Option<tokio::runtime::Handle>,
 }
 
 impl Monitor {
@@ -204,7 +209,19 @@ impl Monitor {
             local: Arc::from(crate::config::DEFAULT_LOCATION),
             located: Default::default(),
             inbox: None,
+            writes_on: None,
         })
+    }
+
+    /// Writes the recorder's batches on `runtime` (the process's
+    /// multi-threaded one) while the probes run on the monitor's own thread
+    /// ([`spawn`]). A batch is a transaction of many statements, each a
+    /// round trip to the store; on the monitor's thread, busy with thousands
+    /// of probes, every round trip waited its turn behind them, and at
+    /// 100,000 services a batch took seconds instead of a tenth of one.
+    pub fn writing_on(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.writes_on = Some(runtime);
+        self
     }
 
     /// Takes agents' results through `slot` while running; `local` is
@@ -326,6 +343,7 @@ impl Monitor {
             self.written.clone(),
             (self.local.clone(), &self.located),
         )
+        .writing_on(self.writes_on.clone())
     }
 
     /// Runs until `shutdown` resolves, then finishes in-flight probes and
@@ -845,9 +863,17 @@ pub struct Recorder {
     stats: Arc<MonitorStats>,
     metrics: Arc<Metrics>,
     written: watch::Sender<u64>,
+    /// Where batches are written (see [`Monitor::writing_on`]); `None`:
+    /// where the recorder runs.
+    writes_on: Option<tokio::runtime::Handle>,
 }
 
 impl Recorder {
+    fn writing_on(mut self, runtime: Option<tokio::runtime::Handle>) -> Self {
+        self.writes_on = runtime;
+        self
+    }
+
     fn new(
         services: &[Watched],
         incident_cooldown: Duration,
@@ -900,6 +926,7 @@ impl Recorder {
             stats,
             metrics,
             written,
+            writes_on: None,
         }
     }
 
@@ -1394,7 +1421,8 @@ impl Recorder {
                         Some(d) => d.saturating_duration_since(now).min(WRITE_DEADLINE),
                         None => WRITE_DEADLINE,
                     };
-                    writing = Some(Box::pin(write_within(self.store.clone(), batch, limit)));
+                    let write = write_within(self.store.clone(), batch, limit);
+                    writing = Some(Box::pin(run_on(self.writes_on.clone(), write)));
                 }
             }
             if !open && writing.is_none() && held.is_empty() && isolated.is_empty() {
@@ -1534,10 +1562,31 @@ async fn write_within(
     (batch, outcome)
 }
 
-/// Aborts its task when dropped (the scheduler's helpers end with it).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// Runs `future` on `runtime` when given, else here. Dropping what this
+/// returns drops `future` too, wherever it runs: a write given up rolls its
+/// transaction back, as it would have here.
+async fn run_on<F>(runtime: Option<tokio::runtime::Handle>, future: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let Some(runtime) = runtime else {
+        return future.await;
+    };
+    let mut task = AbortOnDrop(runtime.spawn(future));
+    match (&mut task.0).await {
+        Ok(output) => output,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime it ran on shut down, so the process is
+        // ending; so does the recorder.
+        Err(e) => panic!("the runtime the recorder writes on stopped: {e}"),
+    }
+}
 
-impl Drop for AbortOnDrop {
+/// Aborts its task when dropped (the scheduler's helpers end with it).
+struct AbortOnDrop<T = ()>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -1564,6 +1613,56 @@ mod tests {
     }
     use std::collections::HashSet;
     use std::time::Duration;
+
+    // The recorder's writes run on the workers while it runs on the
+    // monitor's thread; giving a write up (the recorder stopped) drops it
+    // there too, so its transaction rolls back as it would have here.
+    #[tokio::test]
+    async fn a_write_runs_on_the_runtime_given_and_ends_when_dropped() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+
+        let workers = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("beacon-test-writes")
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let on = |runtime: Option<tokio::runtime::Handle>| {
+            super::run_on(runtime, async {
+                std::thread::current().name().map(str::to_string)
+            })
+        };
+        let here = std::thread::current().name().map(str::to_string);
+        assert_eq!(on(None).await, here);
+        assert_eq!(
+            on(Some(workers.handle().clone())).await.as_deref(),
+            Some("beacon-test-writes")
+        );
+
+        struct Dropped(Arc<AtomicBool>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let guard = Dropped(dropped.clone());
+        let write = tokio::spawn(super::run_on(Some(workers.handle().clone()), async move {
+            let _guard = guard;
+            let _ = started_tx.send(());
+            std::future::pending::<()>().await
+        }));
+        started.await.expect("the write started");
+        write.abort();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the write went on once dropped");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        workers.shutdown_background();
+    }
 
     #[test]
     fn first_checks_of_a_thousand_services_never_share_a_millisecond() {

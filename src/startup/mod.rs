@@ -921,10 +921,12 @@ impl RefresherParts {
     }
 }
 
-/// Starts `monitor`, with the sender that stops it.
+/// Starts `monitor` on its own thread (see [`crate::monitor::spawn`]),
+/// with the sender that stops it.
 fn start_monitor(monitor: Monitor) -> (oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>) {
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(monitor.run(async move {
+    let monitor = monitor.writing_on(tokio::runtime::Handle::current());
+    let task = crate::monitor::spawn(monitor.run(async move {
         let _ = stopped.await;
     }));
     (stop, task)
