@@ -97,10 +97,9 @@ mod tests {
         }
     }
 
-    // Issue 21, defect 0: a runtime whose every worker is blocked must stop
-    // the pings, so systemd restarts it; once it turns again, they resume.
-    #[test]
-    fn the_pings_stop_while_every_worker_is_blocked() {
+    /// A two-worker runtime running the pinger every 20 ms, and its count
+    /// of pings.
+    fn pinging_every_20ms() -> (tokio::runtime::Runtime, Arc<AtomicU64>) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -115,6 +114,14 @@ mod tests {
             },
             std::future::pending(),
         ));
+        (runtime, pings)
+    }
+
+    // Issue 21, defect 0: a runtime whose every worker is blocked must stop
+    // the pings, so systemd restarts it; once it turns again, they resume.
+    #[test]
+    fn the_pings_stop_while_every_worker_is_blocked() {
+        let (runtime, pings) = pinging_every_20ms();
         let now = || pings.load(Ordering::SeqCst);
         let start = now();
         wait_until("pings while the runtime turns", || now() >= start + 3);
@@ -151,20 +158,7 @@ mod tests {
     // pings too, though the main runtime turns.
     #[test]
     fn the_pings_stop_while_the_monitors_thread_is_blocked() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let pings = Arc::new(AtomicU64::new(0));
-        let counted = pings.clone();
-        runtime.spawn(ping_while_turning(
-            Duration::from_millis(20),
-            move || {
-                counted.fetch_add(1, Ordering::SeqCst);
-            },
-            std::future::pending(),
-        ));
+        let (runtime, pings) = pinging_every_20ms();
         let now = || pings.load(Ordering::SeqCst);
         let start = now();
         wait_until("pings while both turn", || now() >= start + 3);
