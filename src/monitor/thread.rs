@@ -10,7 +10,7 @@
 //! services every 30 s, the workers' parking and waking (futex and epoll
 //! waits, the kernel's task switches) was about a sixth of beacon's CPU
 //! (docs/performance.md, issue 18). The monitor never needs more than one
-//! core (a quarter of one at 5,000 probes a second), so it runs on a thread
+//! core (about a fifth of one at 5,000 probes a second), so it runs on a thread
 //! of its own that sleeps in its own `epoll_wait`; the page, the APIs and
 //! everything else keep the multi-threaded runtime. Neither can hold up
 //! the other: a handler that blocked the web's workers no longer delays a
