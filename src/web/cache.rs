@@ -2,9 +2,13 @@
 //! with a validator (`ETag`, 304 on `If-None-Match`) and a `Cache-Control`
 //! that matches how often the data can change. Under a traffic spike every
 //! request after the first is a lookup and a copy of `Bytes`. Compressed
-//! copies (brotli, gzip) are made with each rendering, not per request:
-//! compressing the front page costs more than everything else a request
-//! does.
+//! copies (brotli, gzip) are made once per rendering, not per request
+//! (compressing the front page costs more than everything else a request
+//! does), and only in the codings clients have asked for: with the
+//! rendering for a key some client asked in that coding before, or else by
+//! the first request that asks. A document only API pollers read (plain,
+//! or gzip) never pays for brotli, whose encoder zeroes most of a megabyte
+//! for any body, however small.
 //!
 //! Rendering, hashing and compressing run on a background thread (below
 //! the workers' priority, see [`crate::background`]), at most one per core and one per key at a time (single flight). While a key renders
@@ -26,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OnceCell, Semaphore};
 
 use crate::snapshot::Snapshot;
 
@@ -36,11 +40,65 @@ pub const JSON: &str = "application/json";
 struct Rendered {
     /// The snapshot it was rendered from.
     generation: DateTime<Utc>,
-    body: Bytes,
+    body: Encoded,
     etag: HeaderValue,
     content_type: &'static str,
-    gzip: Bytes,
-    br: Bytes,
+}
+
+/// A body and its compressed copies, each made the first time it is
+/// wanted, once (on a background thread), then shared by every request.
+pub struct Encoded {
+    body: Bytes,
+    gzip: OnceCell<Bytes>,
+    br: OnceCell<Bytes>,
+}
+
+impl Encoded {
+    pub fn new(body: Bytes) -> Encoded {
+        Encoded {
+            body,
+            gzip: OnceCell::new(),
+            br: OnceCell::new(),
+        }
+    }
+
+    fn cell(&self, coding: Coding) -> Option<(&OnceCell<Bytes>, &'static str)> {
+        match coding {
+            Coding::Identity => None,
+            Coding::Gzip => Some((&self.gzip, "gzip")),
+            Coding::Brotli => Some((&self.br, "br")),
+        }
+    }
+
+    /// Makes the copy in `coding` now, on this thread (a background one),
+    /// unless it is made.
+    fn prepare(&self, coding: Coding) {
+        if let Some((cell, _)) = self.cell(coding) {
+            if !cell.initialized() {
+                let _ = cell.set(encode(coding, &self.body).0);
+            }
+        }
+    }
+
+    /// The body in `coding` and the `Content-Encoding` to send it with. The
+    /// first to ask for a coding not made yet compresses it on a
+    /// background thread; the others wait for that copy without holding a
+    /// thread.
+    pub async fn get(
+        &self,
+        coding: Coding,
+    ) -> Result<(Bytes, Option<&'static str>), crate::background::Lost> {
+        let Some((cell, name)) = self.cell(coding) else {
+            return Ok((self.body.clone(), None));
+        };
+        let body = cell
+            .get_or_try_init(|| {
+                let body = self.body.clone();
+                crate::background::run(move || encode(coding, &body).0)
+            })
+            .await?;
+        Ok((body.clone(), Some(name)))
+    }
 }
 
 /// A content coding the client accepts and we keep a copy in.
@@ -49,6 +107,24 @@ pub enum Coding {
     Brotli,
     Gzip,
     Identity,
+}
+
+impl Coding {
+    /// Its bit in a set of codings (see [`Slot::wanted`]).
+    fn bit(self) -> u8 {
+        match self {
+            Coding::Identity => 0,
+            Coding::Gzip => 1,
+            Coding::Brotli => 2,
+        }
+    }
+
+    /// The compressed codings in `set`.
+    fn in_set(set: u8) -> impl Iterator<Item = Coding> {
+        [Coding::Gzip, Coding::Brotli]
+            .into_iter()
+            .filter(move |c| set & c.bit() != 0)
+    }
 }
 
 /// The best coding `Accept-Encoding` allows: brotli, then gzip, else none.
@@ -80,17 +156,6 @@ pub fn negotiate(request: &HeaderMap) -> Coding {
         Coding::Gzip
     } else {
         Coding::Identity
-    }
-}
-
-impl Rendered {
-    /// The body in `coding` and the `Content-Encoding` to send with it.
-    fn body(&self, coding: Coding) -> (Bytes, Option<&'static str>) {
-        match coding {
-            Coding::Identity => (self.body.clone(), None),
-            Coding::Gzip => (self.gzip.clone(), Some("gzip")),
-            Coding::Brotli => (self.br.clone(), Some("br")),
-        }
     }
 }
 
@@ -159,6 +224,9 @@ struct Slot {
     latest: Option<Arc<Rendered>>,
     /// The rendering under way, if any: its result is published here.
     rendering: Option<watch::Receiver<Option<Outcome>>>,
+    /// The compressed codings clients asked for this key in (a set of
+    /// [`Coding::bit`]s): each rendering makes those copies with the body.
+    wanted: u8,
 }
 
 /// Renderings by key. The lock is held for a lookup or an insert, never
@@ -190,8 +258,9 @@ enum Plan {
     Wait(watch::Receiver<Option<Outcome>>),
     /// This request renders; others wait on (or are served before) it.
     /// With the previous rendering, kept to answer with should this one
-    /// take longer than [`WAIT_FOR_OWN_RENDERING`].
-    Render(watch::Sender<Option<Outcome>>, Option<Arc<Rendered>>),
+    /// take longer than [`WAIT_FOR_OWN_RENDERING`], and the codings to
+    /// make copies in.
+    Render(watch::Sender<Option<Outcome>>, Option<Arc<Rendered>>, u8),
 }
 
 /// Longest a request waits for another's first rendering of a key before it
@@ -209,9 +278,10 @@ impl RenderCache {
     /// way, or claim the rendering. At most one rendering of a key at a
     /// time (single flight): while one runs, every other request gets the
     /// previous rendering, or waits for this one if there is none.
-    fn plan(&self, key: &str, generation: DateTime<Utc>) -> Plan {
+    fn plan(&self, key: &str, generation: DateTime<Utc>, coding: Coding) -> Plan {
         let mut slots = self.slots.lock();
-        if let Some(slot) = slots.get(key) {
+        if let Some(slot) = slots.get_mut(key) {
+            slot.wanted |= coding.bit();
             match (&slot.latest, &slot.rendering) {
                 (Some(r), _) if r.generation >= generation => return Plan::Serve(r.clone()),
                 (Some(previous), Some(_)) => return Plan::Serve(previous.clone()),
@@ -221,8 +291,9 @@ impl RenderCache {
         }
         let (publish, rendering) = watch::channel(None);
         let slot = slots.entry(key.to_owned()).or_default();
+        slot.wanted |= coding.bit();
         slot.rendering = Some(rendering);
-        Plan::Render(publish, slot.latest.clone())
+        Plan::Render(publish, slot.latest.clone(), slot.wanted)
     }
 
     /// Stores a finished rendering (unless a newer snapshot's is there) and
@@ -259,8 +330,9 @@ impl RenderCache {
     }
 
     /// Renders `key` on a background thread: the page, its validator and its
-    /// compressed copies. Finishing happens on that thread too, so the
+    /// copies in the codings `wanted`. Finishing happens on that thread too, so the
     /// key is freed even if this request is cancelled or `render` panics.
+    #[allow(clippy::too_many_arguments)]
     async fn render(
         self: &Arc<Self>,
         key: &str,
@@ -268,6 +340,7 @@ impl RenderCache {
         content_type: &'static str,
         publish: watch::Sender<Option<Outcome>>,
         previous: Option<Arc<Rendered>>,
+        wanted: u8,
         render: impl FnOnce(&Snapshot) -> Option<String> + Send + 'static,
     ) -> Option<Outcome> {
         let mut waiting = publish.subscribe();
@@ -283,7 +356,11 @@ impl RenderCache {
                 move || {
                     let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         render(&snapshot).map(|body| {
-                            Arc::new(Rendered::new(snapshot.generated_at, body, content_type))
+                            let rendered = Rendered::new(snapshot.generated_at, body, content_type);
+                            for coding in Coding::in_set(wanted) {
+                                rendered.body.prepare(coding);
+                            }
+                            Arc::new(rendered)
                         })
                     }))
                     .unwrap_or_else(|_| {
@@ -331,8 +408,8 @@ async fn wait(rendering: &mut watch::Receiver<Option<Outcome>>) -> Option<Outcom
 }
 
 impl Rendered {
-    /// Hashes and compresses `body`: the costly part, done once per
-    /// rendering on a blocking thread.
+    /// Hashes `body`: done once per rendering on a background thread,
+    /// which then makes the copies clients want (see [`Slot::wanted`]).
     fn new(generation: DateTime<Utc>, body: String, content_type: &'static str) -> Rendered {
         let digest = Sha256::digest(body.as_bytes());
         let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
@@ -341,9 +418,7 @@ impl Rendered {
             .unwrap_or_else(|_| HeaderValue::from_static("W/\"0\""));
         Rendered {
             generation,
-            gzip: gzip(body.as_bytes()),
-            br: brotli(body.as_bytes()),
-            body: Bytes::from(body),
+            body: Encoded::new(Bytes::from(body)),
             etag,
             content_type,
         }
@@ -363,12 +438,21 @@ pub async fn respond(
     content_type: &'static str,
     render: impl FnOnce(&Snapshot) -> Option<String> + Send + 'static,
 ) -> Response {
-    let outcome = match cache.plan(key, snapshot.generated_at) {
+    let coding = negotiate(request);
+    let outcome = match cache.plan(key, snapshot.generated_at, coding) {
         Plan::Serve(rendered) => Some(Some(rendered)),
         Plan::Wait(mut rendering) => wait(&mut rendering).await,
-        Plan::Render(publish, previous) => {
+        Plan::Render(publish, previous, wanted) => {
             cache
-                .render(key, snapshot, content_type, publish, previous, render)
+                .render(
+                    key,
+                    snapshot,
+                    content_type,
+                    publish,
+                    previous,
+                    wanted,
+                    render,
+                )
                 .await
         }
     };
@@ -415,7 +499,13 @@ pub async fn respond(
         )
             .into_response();
     }
-    let (body, encoding) = rendered.body(negotiate(request));
+    // Made with the rendering when a client asked this key in this coding
+    // before; else now, once, by this request. Should that fail (the
+    // background threads gone), the body as it is.
+    let (body, encoding) = match rendered.body.get(coding).await {
+        Ok(encoded) => encoded,
+        Err(_) => (rendered.body.body.clone(), None),
+    };
     let response = (
         [
             (
@@ -579,12 +669,76 @@ mod render_tests {
         }
     }
 
+    /// The newest rendering of `key`.
+    fn latest(cache: &RenderCache, key: &str) -> Arc<Rendered> {
+        let slots = cache.slots.lock();
+        slots[key].latest.clone().expect("rendered")
+    }
+
+    #[tokio::test]
+    async fn copies_are_made_in_the_codings_asked_for_and_then_with_each_rendering() {
+        let cache = Arc::new(RenderCache::default());
+        let page = "<li>Checkout Operational</li>\n".repeat(200);
+        let render = |page: &String| {
+            let page = page.clone();
+            move |_: &Snapshot| Some(page)
+        };
+        let plain = respond(
+            &cache,
+            snapshot(1),
+            &HeaderMap::new(),
+            5,
+            "/",
+            HTML,
+            render(&page),
+        )
+        .await;
+        assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+        let first = latest(&cache, "/");
+        assert!(
+            !first.body.br.initialized() && !first.body.gzip.initialized(),
+            "nobody asked for a compressed copy"
+        );
+        // The first to ask for brotli makes it, once; it reads back whole.
+        let mut br = HeaderMap::new();
+        br.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br"));
+        let asked = respond(&cache, snapshot(1), &br, 5, "/", HTML, |_| {
+            panic!("rendered already")
+        })
+        .await;
+        assert_eq!(asked.headers()[header::CONTENT_ENCODING], "br");
+        let body = axum::body::to_bytes(asked.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let mut back = Vec::new();
+        brotli::BrotliDecompress(&mut &body[..], &mut back).expect("valid brotli");
+        assert_eq!(back, page.as_bytes());
+        assert!(first.body.br.initialized() && !first.body.gzip.initialized());
+        // The next snapshot's rendering makes the brotli copy with the body
+        // (a client asked for it before), and still no gzip.
+        let _ = respond(
+            &cache,
+            snapshot(2),
+            &HeaderMap::new(),
+            5,
+            "/",
+            HTML,
+            render(&page),
+        )
+        .await;
+        let second = latest(&cache, "/");
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(second.body.br.initialized() && !second.body.gzip.initialized());
+    }
+
     #[tokio::test]
     async fn a_request_during_a_render_gets_the_previous_rendering() {
         let (cache, tag1) = first_page_rendered().await;
         let none = HeaderMap::new();
         // Another request is rendering the second snapshot right now.
-        let Plan::Render(publish, _) = cache.plan("/", snapshot(2).generated_at) else {
+        let Plan::Render(publish, _, _) =
+            cache.plan("/", snapshot(2).generated_at, Coding::Identity)
+        else {
             panic!("the key was free")
         };
         let during = respond(&cache, snapshot(2), &none, 5, "/", HTML, |_| {

@@ -7,7 +7,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-use tokio::sync::OnceCell;
 
 use super::single_flight::SingleFlight;
 use super::AppState;
@@ -31,7 +30,7 @@ pub async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Respons
     };
     // Prometheus asks for gzip: compressed once per scrape for everyone
     // who joined it, on a background thread.
-    let Ok((body, encoding)) = scrape.encoded(super::cache::negotiate(&headers)).await else {
+    let Ok((body, encoding)) = scrape.get(super::cache::negotiate(&headers)).await else {
         return failed();
     };
     let response = (
@@ -60,35 +59,7 @@ fn failed() -> Response {
 type Built = Option<Arc<Scrape>>;
 
 /// One scrape's text, and its compressed copies once someone asked.
-pub struct Scrape {
-    text: Bytes,
-    gzip: OnceCell<Bytes>,
-    br: OnceCell<Bytes>,
-}
-
-impl Scrape {
-    /// The text in `coding`. The first to ask for a coding compresses it on
-    /// a background thread; the others wait for that copy without holding
-    /// a thread.
-    async fn encoded(
-        self: &Arc<Self>,
-        coding: super::cache::Coding,
-    ) -> Result<(Bytes, Option<&'static str>), crate::background::Lost> {
-        use super::cache::{encode, Coding};
-        let (cell, name) = match coding {
-            Coding::Identity => return Ok((self.text.clone(), None)),
-            Coding::Gzip => (&self.gzip, "gzip"),
-            Coding::Brotli => (&self.br, "br"),
-        };
-        let body = cell
-            .get_or_try_init(|| {
-                let scrape = self.clone();
-                crate::background::run(move || encode(coding, &scrape.text).0)
-            })
-            .await?;
-        Ok((body.clone(), Some(name)))
-    }
-}
+type Scrape = super::cache::Encoded;
 
 /// The scrape being built, which every scrape that arrives meanwhile
 /// joins (single flight): an HA pair of Prometheus servers, or a burst of
@@ -104,13 +75,7 @@ impl Scrapes {
         let app = app.clone();
         self.0
             .join_or_run("building /metrics", async move {
-                build(&app).await.map(|text| {
-                    Arc::new(Scrape {
-                        text,
-                        gzip: OnceCell::new(),
-                        br: OnceCell::new(),
-                    })
-                })
+                build(&app).await.map(|text| Arc::new(Scrape::new(text)))
             })
             .await
             .flatten()
