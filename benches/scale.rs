@@ -707,29 +707,6 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
             *late.entry(a.member).or_default() += 1;
         }
         eprintln!("scale: probes in the last 10 s before the stop, by Beacon-Member index: {late:?} (members {seen_members:?})");
-        // Two replicas probing one service at the same moment (a hand-over,
-        // or a member briefly taken for dead) send two requests, and the
-        // store keeps one row of a service per millisecond (ON CONFLICT
-        // (service_id, checked_at) DO NOTHING): not lost, probed twice.
-        let mut by_service: HashMap<u32, Vec<(u64, u16)>> = HashMap::new();
-        for a in &arrivals {
-            by_service
-                .entry(a.service)
-                .or_default()
-                .push((a.at, a.member));
-        }
-        let twice = by_service
-            .values_mut()
-            .map(|v| {
-                v.sort_unstable();
-                v.windows(2)
-                    .filter(|w| w[0].1 != w[1].1 && w[1].0 - w[0].0 < 5_000)
-                    .count()
-            })
-            .sum::<usize>();
-        eprintln!(
-            "scale: arrivals of one service from two replicas within 5 ms of each other: {twice}"
-        );
         for (i, r) in replicas.iter().enumerate() {
             let log = r.log();
             let noted: Vec<&str> = log
@@ -743,6 +720,33 @@ async fn run(run: &Run, fleet: &Fleet) -> anyhow::Result<Value> {
         }
     }
 
+    // Two replicas probing one service at the same moment (a hand-over,
+    // or a member briefly taken for dead) send two requests, and the store
+    // keeps one row of a service per millisecond (ON CONFLICT (service_id,
+    // checked_at) DO NOTHING): not lost, probed twice. Said for every run
+    // of several replicas, with how many fell inside the window.
+    if replicas.len() > 1 {
+        let mut by_service: HashMap<u32, Vec<(u64, u16)>> = HashMap::new();
+        for a in &arrivals {
+            by_service
+                .entry(a.service)
+                .or_default()
+                .push((a.at, a.member));
+        }
+        let (mut twice, mut twice_in_window) = (0usize, 0usize);
+        for v in by_service.values_mut() {
+            v.sort_unstable();
+            for w in v.windows(2) {
+                if w[0].1 != w[1].1 && w[1].0 - w[0].0 < 5_000 {
+                    twice += 1;
+                    twice_in_window += usize::from(w[0].0 >= window_start && w[0].0 < window_end);
+                }
+            }
+        }
+        eprintln!(
+            "scale: arrivals of one service from two replicas within 5 ms of each other: {twice} ({twice_in_window} in the window)"
+        );
+    }
     let in_window = |a: &&Arrival| a.at >= window_start && a.at < window_end;
     let window_arrivals = arrivals.iter().filter(in_window).count();
     // Probes in the window by `Beacon-Member`, and each replica's share.
