@@ -4,7 +4,8 @@
 //! Two tasks, joined by a bounded channel:
 //! - the **scheduler** keeps a min-heap of next due times, starts each probe
 //!   on time (first checks spread evenly over each interval so a thousand
-//!   services never fire in the same millisecond), and bounds the probes in
+//!   services never fire in the same millisecond; the probes due within one
+//!   [`SCHEDULER_TICK`] start together at its end), and bounds the probes in
 //!   flight with a semaphore. Due times advance by the interval, not from
 //!   "now", so cadence does not drift; when it cannot keep up the lag grows
 //!   and is reported, and nothing is skipped.
