@@ -675,24 +675,27 @@ mod render_tests {
         slots[key].latest.clone().expect("rendered")
     }
 
-    #[tokio::test]
-    async fn copies_are_made_in_the_codings_asked_for_and_then_with_each_rendering() {
-        let cache = Arc::new(RenderCache::default());
-        let page = "<li>Checkout Operational</li>\n".repeat(200);
-        let render = |page: &String| {
-            let page = page.clone();
-            move |_: &Snapshot| Some(page)
-        };
-        let plain = respond(
-            &cache,
-            snapshot(1),
+    /// `/` asked for without compression from snapshot `at`, rendered as
+    /// `page` if it must be.
+    async fn rendered_plainly(cache: &Arc<RenderCache>, at: i64, page: &str) -> Response {
+        let page = page.to_owned();
+        respond(
+            cache,
+            snapshot(at),
             &HeaderMap::new(),
             5,
             "/",
             HTML,
-            render(&page),
+            move |_| Some(page),
         )
-        .await;
+        .await
+    }
+
+    #[tokio::test]
+    async fn copies_are_made_in_the_codings_asked_for_and_then_with_each_rendering() {
+        let cache = Arc::new(RenderCache::default());
+        let page = "<li>Checkout Operational</li>\n".repeat(200);
+        let plain = rendered_plainly(&cache, 1, &page).await;
         assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
         let first = latest(&cache, "/");
         assert!(
@@ -716,16 +719,7 @@ mod render_tests {
         assert!(first.body.br.initialized() && !first.body.gzip.initialized());
         // The next snapshot's rendering makes the brotli copy with the body
         // (a client asked for it before), and still no gzip.
-        let _ = respond(
-            &cache,
-            snapshot(2),
-            &HeaderMap::new(),
-            5,
-            "/",
-            HTML,
-            render(&page),
-        )
-        .await;
+        let _ = rendered_plainly(&cache, 2, &page).await;
         let second = latest(&cache, "/");
         assert!(!Arc::ptr_eq(&first, &second));
         assert!(second.body.br.initialized() && !second.body.gzip.initialized());
