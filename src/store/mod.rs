@@ -221,6 +221,7 @@ mod postgres;
 mod results;
 mod retention;
 pub mod rollup;
+mod scan;
 mod scratch;
 mod services;
 mod sqlite;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
+use super::scan::Scan;
 use super::{CheckResult, Store, StoreError};
 use crate::domain::Outcome;
 
@@ -191,16 +192,18 @@ static ROLLUPS_SINCE_POSTGRES: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| rollups_since_sql("string_agg"));
 
 /// One packed rollup (`period:bucket_start:` then the counts and the
-/// histogram, as [`rollups_since_sql`] writes them).
-fn unpack(text: &str) -> Option<(Period, i64, Rollup)> {
-    let mut fields = text.split(':');
-    let period = match fields.next()? {
-        "h" => Period::Hour,
-        "d" => Period::Day,
+/// histogram, as [`rollups_since_sql`] writes them), up to and past the
+/// `;` that ends it or the end of the text.
+fn unpack(s: &mut Scan) -> Option<(Period, i64, Rollup)> {
+    let period = match s.byte()? {
+        b'h' => Period::Hour,
+        b'd' => Period::Day,
         _ => return None,
     };
-    let mut numbers = fields.map(|f| f.parse::<i64>().ok());
-    let mut next = || numbers.next().flatten();
+    let mut next = || {
+        s.expect(b':')?;
+        s.int()
+    };
     let bucket_start = next()?;
     let mut rollup = Rollup {
         up: next()?,
@@ -215,10 +218,7 @@ fn unpack(text: &str) -> Option<(Period, i64, Rollup)> {
     for h in rollup.histogram.iter_mut() {
         *h = next()?;
     }
-    if numbers.next().is_some() {
-        return None;
-    }
-    Some((period, bucket_start, rollup))
+    (s.eat(b';') || s.at_end()).then_some((period, bucket_start, rollup))
 }
 
 pub(super) const ROLLUP_INSERT: &str =
@@ -274,12 +274,18 @@ impl Store {
             while let Some(row) = rows.try_next().await? {
                 let service_id: i64 = row.try_get("service_id")?;
                 let packed: &str = row.try_get("packed")?;
-                for one in packed.split(';') {
-                    let (period, start, rollup) = unpack(one).ok_or_else(|| StoreError::Corrupt {
-                        table: "rollups",
-                        column: "counts",
-                        value: format!("service {service_id}: {}", one.chars().take(200).collect::<String>()),
-                    })?;
+                let mut scan = Scan::new(packed);
+                while !scan.at_end() {
+                    let started = scan.position();
+                    let Some((period, start, rollup)) = unpack(&mut scan) else {
+                        scan.rewind(started);
+                        let one = scan.rest_of_part(b';');
+                        return Err(StoreError::Corrupt {
+                            table: "rollups",
+                            column: "counts",
+                            value: format!("service {service_id}: {}", one.chars().take(200).collect::<String>()),
+                        });
+                    };
                     f(service_id, period, start, rollup);
                 }
             }
@@ -321,6 +327,10 @@ mod tests {
 
     #[test]
     fn a_packed_rollup_reads_back_and_anything_else_is_refused() {
+        let unpack = |text: &str| {
+            let mut scan = Scan::new(text);
+            unpack(&mut scan).filter(|_| scan.at_end())
+        };
         let text = "d:86400000:5:1:2:0:8:160:40:1:1:1:1:1:1:1:1:0:0:0:0:0:0:0:0";
         let (period, start, r) = unpack(text).expect("well formed");
         assert_eq!((period, start), (Period::Day, 86_400_000));
@@ -336,9 +346,24 @@ mod tests {
             "h:1:2:3",
             "d:86400000:5:1:2:0:8:160:40:1:1:1:1:1:1:1:1:0:0:0:0:0:0:0:0:9",
             "d:86400000:5:1:2:0:8:160:40:1:1:1:1:1:1:1:1:0:0:0:0:0:0:0:oops",
+            "d:86400000:5:1:2:0:8:160:40:1:1:1:1:1:1:1:1:0:0:0:0:0:0:0:",
+            "d::5:1:2:0:8:160:40:1:1:1:1:1:1:1:1:0:0:0:0:0:0:0:0",
+            "d:86400000:5:1:2:0:8:160:40:1:1:1:1:1:1:1:1:0:0:0:0:0:0:0:99999999999999999999",
         ] {
             assert!(unpack(bad).is_none(), "{bad:?}");
         }
+        // Several, as the database joins them: each read in turn, the
+        // second's own fields.
+        let two = format!("{text};h:3600000:0:0:1:0:1:7:7:0:1:0:0:0:0:0:0:0:0:0:0:0:0:0:0");
+        let mut scan = Scan::new(&two);
+        assert_eq!(super::unpack(&mut scan).map(|(p, ..)| p), Some(Period::Day));
+        let (period, start, r) = super::unpack(&mut scan).expect("the second");
+        assert_eq!(
+            (period, start, r.down, r.latency_max),
+            (Period::Hour, 3_600_000, 1, 7)
+        );
+        assert_eq!(r.histogram[1], 1);
+        assert!(scan.at_end());
     }
 
     fn result(at: i64, outcome: Outcome, ms: i32) -> CheckResult {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::rollup::Period;
+use super::scan::Scan;
 use super::{Store, StoreError};
 use crate::config::ServiceConfig;
 use crate::domain::time::HOUR_MS;
@@ -265,12 +266,17 @@ impl Store {
         });
         let packed = packed.as_deref().unwrap_or("");
         let mut out = Vec::with_capacity(packed.len() / 24);
-        for entry in packed.split(',').filter(|p| !p.is_empty()) {
-            let version = parse_version(entry).ok_or_else(|| StoreError::Corrupt {
-                table: "services",
-                column: "revision",
-                value: entry.to_string(),
-            })?;
+        let mut scan = Scan::new(packed);
+        while !scan.at_end() {
+            let started = scan.position();
+            let Some(version) = parse_version(&mut scan) else {
+                scan.rewind(started);
+                return Err(StoreError::Corrupt {
+                    table: "services",
+                    column: "revision",
+                    value: scan.rest_of_part(b',').to_string(),
+                });
+            };
             out.push(version);
         }
         Ok(out)
@@ -369,17 +375,22 @@ pub struct RowVersion {
 
 /// One `id:revision:last_checked_at` of [`Store::page_versions`]; the last
 /// is empty for a service never checked.
-fn parse_version(entry: &str) -> Option<(i64, RowVersion)> {
-    let mut parts = entry.split(':');
-    let id = parts.next()?.parse().ok()?;
-    let revision = parts.next()?.parse().ok()?;
-    let last_checked_at = match parts.next()? {
-        "" => None,
-        at => Some(at.parse().ok()?),
+/// One `id:revision:last_checked_at` of [`Store::page_versions`], up to
+/// and past the `,` that ends it or the end of the text.
+fn parse_version(s: &mut Scan) -> Option<(i64, RowVersion)> {
+    let id = s.int()?;
+    s.expect(b':')?;
+    let revision = s.int()?;
+    s.expect(b':')?;
+    let last_checked_at = if s.eat(b',') || s.at_end() {
+        None
+    } else {
+        let at = s.int()?;
+        if !(s.eat(b',') || s.at_end()) {
+            return None;
+        }
+        Some(at)
     };
-    if parts.next().is_some() {
-        return None;
-    }
     Some((
         id,
         RowVersion {
@@ -395,6 +406,10 @@ mod tests {
 
     #[test]
     fn a_packed_version_reads_back_and_garbage_does_not() {
+        let parse_version = |text: &str| {
+            let mut scan = Scan::new(text);
+            parse_version(&mut scan).filter(|_| scan.at_end())
+        };
         let version = |revision, last_checked_at| RowVersion {
             revision,
             last_checked_at,
@@ -407,5 +422,12 @@ mod tests {
         for garbage in ["12", "12:3", "12:x:", "12:3:5:6", ":3:", "12:3:1.5"] {
             assert_eq!(parse_version(garbage), None, "{garbage}");
         }
+        // As the database joins them: each in turn.
+        let mut scan = Scan::new("12:3:5,13:0:,14:1:9");
+        let ids: Vec<_> = std::iter::from_fn(|| super::parse_version(&mut scan))
+            .map(|(id, v)| (id, v.last_checked_at))
+            .collect();
+        assert_eq!(ids, [(12, Some(5)), (13, None), (14, Some(9))]);
+        assert!(scan.at_end());
     }
 }
