@@ -469,13 +469,24 @@ impl Refresher {
     /// incident written just before waited behind it past its 2 s bound.
     /// The next rebuild after it ends takes it; nothing is urgent about
     /// uptimes that moved by a few checks.
-    fn start_update(&self, history: Arc<Histories>, now_ms: i64) {
+    ///
+    /// At a new hour of the same UTC day (`turn`), the 24 hours and
+    /// yesterday are read as well (see [`Histories::turn_hour`]).
+    fn start_update(&self, history: Arc<Histories>, now_ms: i64, turn: bool) {
         let mut full = self.full.lock();
         if full.running.is_some() {
             return;
         }
-        let store = self.store.clone();
-        let task = tokio::spawn(async move { history.update(&store, now_ms).await });
+        let (store, changed) = (self.store.clone(), self.changed.clone());
+        let task = tokio::spawn(async move {
+            if turn {
+                let read = history.turn_hour(&store, now_ms).await;
+                changed.notify_one();
+                read
+            } else {
+                history.update(&store, now_ms).await
+            }
+        });
         full.running = Some(Running {
             started: now_ms,
             public: None,
@@ -532,9 +543,10 @@ impl Refresher {
     ///
     /// The history is reused for [`WINDOWS_MAX_AGE_MS`]; then this hour's
     /// and today's rollups are read again (about a second at 30,000
-    /// services on a busy machine). A new hour (the 24 hours and 90 days
-    /// move on) or a service made public needs a full read, which at
-    /// 30,000 services with 90 days takes seconds to tens of seconds. Both
+    /// services on a busy machine). A new hour moves the 24 hours on (they
+    /// are read again, with yesterday: [`Histories::turn_hour`]); a new day
+    /// or a service made public needs a full read, which at 30,000
+    /// services with 90 days takes seconds to tens of seconds. Both
     /// run beside the rebuilds, which go on with the last read meanwhile
     /// (an hour behind at most, and uptimes that move by a few checks), so
     /// the page follows an incident or a state change within its bound
@@ -544,7 +556,8 @@ impl Refresher {
     pub async fn refresh(&self) {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
-        let this_hour = crate::store::rollup::Period::Hour.bucket_start(now_ms);
+        use crate::store::rollup::Period;
+        let this_hour = Period::Hour.bucket_start(now_ms);
         // A read beside the rebuilds that has ended is the history from now
         // on; the public services it read were noted when it began.
         let took_full_read = self.take_full_read().await;
@@ -566,7 +579,17 @@ impl Refresher {
                 .await
                 .map(|h| (Arc::new(h), true)),
             Some((_, h)) if h.hour == this_hour && !wanted => {
-                self.start_update(Arc::clone(&h), now_ms);
+                self.start_update(Arc::clone(&h), now_ms, false);
+                Ok((h, false))
+            }
+            // A new hour of the same day: the days before yesterday stay.
+            Some((_, h))
+                if !h.services.is_empty()
+                    && !wanted
+                    && h.hour < this_hour
+                    && Period::Day.bucket_start(h.hour) == Period::Day.bucket_start(now_ms) =>
+            {
+                self.start_update(Arc::clone(&h), now_ms, true);
                 Ok((h, false))
             }
             // An empty read (a new install) is not reused: the first

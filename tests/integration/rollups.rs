@@ -376,7 +376,7 @@ async fn ninety_days(db: TestDb) {
 }
 
 store_test!(
-    histories_updated_with_this_hour_and_today_equal_a_full_read,
+    histories_updated_or_turned_an_hour_equal_a_full_read,
     history_updates
 );
 async fn history_updates(db: TestDb) {
@@ -470,6 +470,43 @@ async fn history_updates(db: TestDb) {
         assert!(today.uptime().is_some_and(|u| u < 100.0));
         assert_eq!(history.hours.len(), 4, "21:00, 22:00, 23:00 and this hour");
     }
+
+    // The next hour of the same day: the 24 hours, yesterday and today
+    // read again, the days before kept, equal a full read, a result for
+    // yesterday held by the monitor and written late (as after a store
+    // outage) included.
+    let mut batch = Vec::new();
+    for _ in 0..120 {
+        batch.extend(probe(&clock));
+    }
+    let mut late = probe(&clock);
+    for r in &mut late {
+        r.checked_at = start.timestamp_millis() + (3 * 60 - 1) * 60_000;
+    }
+    batch.extend(late);
+    recorder.record(batch).await.expect("record");
+    let later = clock.now_ms();
+    assert_ne!(Period::Hour.bucket_start(later), full.hour, "a new hour");
+    assert_eq!(
+        Period::Day.bucket_start(later),
+        Period::Day.bucket_start(full.hour),
+        "of the same day"
+    );
+    let turned = full.turn_hour(&store, later).await.expect("turn");
+    let read = Histories::read(&store, later).await.expect("full read");
+    assert_eq!(turned.hour, read.hour);
+    assert_eq!(turned.services, read.services);
+    let yesterday = |h: &Histories| {
+        h.services
+            .values()
+            .map(|h| h.past_days.last().map(|d| d.uptime()))
+            .collect::<Vec<_>>()
+    };
+    assert_ne!(
+        yesterday(&full),
+        yesterday(&read),
+        "the late results moved yesterday's figures"
+    );
 }
 
 store_test!(

@@ -478,8 +478,8 @@ async fn kept_rows(db: TestDb) {
     assert_eq!(page_after(&["c", "a", "b"], "b").await, ["c", "a"]);
     assert_eq!(page_after(&["c", "a", "b"], "").await, ["c", "a", "b"]);
 
-    // A new hour: the history is read in full beside the rebuilds, which
-    // go on with the last read meanwhile (at 30,000 services waiting for
+    // A new hour: the history is read again (its 24 hours, or in full at
+    // a new day) beside the rebuilds, which go on with the last read meanwhile (at 30,000 services waiting for
     // it held the page back from an incident for 25 s); a rebuild after
     // the read has ended takes it.
     let hour_read = || {
@@ -495,12 +495,12 @@ async fn kept_rows(db: TestDb) {
     clock.advance(std::time::Duration::from_secs(3_600));
     refresher.refresh().await;
     assert_eq!(snapshot.borrow().generated_at, clock.now(), "rebuilt");
-    assert_eq!(hour_read(), before, "without waiting for the full read");
+    assert_eq!(hour_read(), before, "without waiting for the read");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while hour_read() == before {
         assert!(
             std::time::Instant::now() < deadline,
-            "the full read never ended"
+            "the hour's read never ended"
         );
         // Its end asks for a rebuild.
         let _ =
