@@ -45,6 +45,7 @@ struct Figures {
     write_rate: f64,
     summaries: Duration,
     windows: Duration,
+    turn: Duration,
     snapshot: Duration,
 }
 
@@ -130,13 +131,23 @@ async fn run(kind: &'static str, url: &str, services: i64) -> anyhow::Result<Fig
 
     let mut summaries = Vec::new();
     let mut windows = Vec::new();
+    let mut turns = Vec::new();
+    // An hour later on the same day (`end` is 20:26 UTC): what a running
+    // beacon reads at an hour's turn (the 24 hours, yesterday and today),
+    // against the full read above.
+    let next_hour = end + 3_600_000;
+    assert_eq!(next_hour / DAY_MS, end / DAY_MS, "the same UTC day");
     for _ in 0..15 {
         let began = Instant::now();
         store.service_summaries(end).await?;
         summaries.push(began.elapsed());
         let began = Instant::now();
-        beacon::snapshot::Histories::read(&store, end).await?;
+        let read = beacon::snapshot::Histories::read(&store, end).await?;
         windows.push(began.elapsed());
+        let began = Instant::now();
+        let turned = read.turn_hour(&store, next_hour).await?;
+        turns.push(began.elapsed());
+        std::hint::black_box(turned);
     }
     // The page's figures (uptime per service and group over four windows,
     // banner, maintenance) computed from data already in memory, as the
@@ -169,6 +180,7 @@ async fn run(kind: &'static str, url: &str, services: i64) -> anyhow::Result<Fig
         write_rate: full_written as f64 / full_time.as_secs_f64(),
         summaries: median(summaries),
         windows: median(windows),
+        turn: median(turns),
     })
 }
 
@@ -247,11 +259,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!("history: {services} services, 90 days, probe every 30 s, raw retention 7 d");
-    println!("| store | raw rows | bytes / raw result | database | rollup rows | write rate (results/s) | summaries (median) | history read: windows and 90 days (median) | page figures from memory (median) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| store | raw rows | bytes / raw result | database | rollup rows | write rate (results/s) | summaries (median) | history read: windows and 90 days (median) | at an hour's turn (median) | page figures from memory (median) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for f in &results {
         println!(
-            "| {} | {} | {} | {:.1} MB | {} | {:.0} | {:.1} ms | {:.1} ms | {:.3} ms |",
+            "| {} | {} | {} | {:.1} MB | {} | {:.0} | {:.1} ms | {:.1} ms | {:.1} ms | {:.3} ms |",
             f.kind,
             f.raw_rows,
             f.raw_bytes.map_or("n/a".into(), |b| format!(
@@ -263,6 +275,7 @@ async fn main() -> anyhow::Result<()> {
             f.write_rate,
             f.summaries.as_secs_f64() * 1e3,
             f.windows.as_secs_f64() * 1e3,
+            f.turn.as_secs_f64() * 1e3,
             f.snapshot.as_secs_f64() * 1e3,
         );
     }
