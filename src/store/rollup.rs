@@ -218,7 +218,9 @@ fn unpack(s: &mut Scan) -> Option<(Period, i64, Rollup)> {
     for h in rollup.histogram.iter_mut() {
         *h = next()?;
     }
-    (s.eat(b';') || s.at_end()).then_some((period, bucket_start, rollup))
+    // A `;` ends one rollup and is followed by another.
+    let ended = if s.eat(b';') { !s.at_end() } else { s.at_end() };
+    ended.then_some((period, bucket_start, rollup))
 }
 
 pub(super) const ROLLUP_INSERT: &str =
@@ -275,7 +277,9 @@ impl Store {
                 let service_id: i64 = row.try_get("service_id")?;
                 let packed: &str = row.try_get("packed")?;
                 let mut scan = Scan::new(packed);
-                while !scan.at_end() {
+                // At least one: a service's row has a rollup, or it
+                // would not be a row.
+                loop {
                     let started = scan.position();
                     let Some((period, start, rollup)) = unpack(&mut scan) else {
                         scan.rewind(started);
@@ -287,6 +291,9 @@ impl Store {
                         });
                     };
                     f(service_id, period, start, rollup);
+                    if scan.at_end() {
+                        break;
+                    }
                 }
             }
         });
@@ -349,6 +356,7 @@ mod tests {
             "d:86400000:5:1:2:0:8:160:40:1:1:1:1:1:1:1:1:0:0:0:0:0:0:0:",
             "d::5:1:2:0:8:160:40:1:1:1:1:1:1:1:1:0:0:0:0:0:0:0:0",
             "d:86400000:5:1:2:0:8:160:40:1:1:1:1:1:1:1:1:0:0:0:0:0:0:0:99999999999999999999",
+            "d:86400000:5:1:2:0:8:160:40:1:1:1:1:1:1:1:1:0:0:0:0:0:0:0:0;",
         ] {
             assert!(unpack(bad).is_none(), "{bad:?}");
         }

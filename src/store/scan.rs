@@ -48,10 +48,13 @@ impl<'a> Scan<'a> {
         here
     }
 
-    /// A decimal integer, optionally negative: at least one digit, no
-    /// overflow.
+    /// A decimal integer with an optional sign, as `str::parse` takes it:
+    /// at least one digit, no overflow.
     pub fn int(&mut self) -> Option<i64> {
         let negative = self.eat(b'-');
+        if !negative {
+            self.eat(b'+');
+        }
         let start = self.at;
         let mut value: i64 = 0;
         while let Some(&b) = self.bytes.get(self.at) {
@@ -108,11 +111,20 @@ mod tests {
             ("-9223372036854775808", Some(i64::MIN)),
             ("9223372036854775808", None),
             ("-9223372036854775809", None),
+            ("+5", Some(5)),
             ("", None),
             ("-", None),
+            ("+", None),
+            ("+-5", None),
+            ("-+5", None),
             ("x1", None),
         ] {
             assert_eq!(Scan::new(text).int(), want, "{text:?}");
+            assert_eq!(
+                text.parse::<i64>().ok(),
+                want,
+                "as str::parse reads {text:?}"
+            );
         }
         let mut s = Scan::new("12:-3;x");
         assert_eq!(s.int(), Some(12));

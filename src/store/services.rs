@@ -268,6 +268,10 @@ impl Store {
         let mut out = Vec::with_capacity(packed.len() / 24);
         let mut scan = Scan::new(packed);
         while !scan.at_end() {
+            // Nothing between two commas: nothing to read.
+            if scan.eat(b',') {
+                continue;
+            }
             let started = scan.position();
             let Some(version) = parse_version(&mut scan) else {
                 scan.rewind(started);
