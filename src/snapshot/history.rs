@@ -323,9 +323,11 @@ impl Histories {
     /// The same histories at `now`, in a later hour of the same UTC day as
     /// the last full read: the 24 hours read again, and of the days only
     /// yesterday and today (26 rollups a service rather than 114). The days
-    /// before yesterday no longer change; yesterday still may, by a batch
-    /// the monitor held while the store was away, and a full read at the
-    /// day's turn takes in anything later still.
+    /// before yesterday are kept as read: yesterday is read again because
+    /// a batch the monitor held while the store was away may still land
+    /// in it, and a batch held for longer than a day is seen at the next
+    /// day's full read. At `now` on another day (or before
+    /// [`Histories::hour`]) this is a full read.
     ///
     /// At three replicas of 30,000 services, the full read at every hour's
     /// turn was the largest thing each replica did that a single one does
@@ -344,6 +346,10 @@ impl Histories {
         }
         let this_hour = Period::Hour.bucket_start(now);
         let today = Period::Day.bucket_start(now);
+        if Period::Day.bucket_start(self.hour) != today || self.hour > this_hour {
+            // The days kept would be another day's.
+            return Histories::read(store, now).await;
+        }
         let yesterday = today - DAY_MS;
         let mut reading: FastMap<i64, Reading> = FastMap::default();
         store

@@ -58,7 +58,7 @@ struct Running {
     /// When it began (epoch ms).
     started: i64,
     /// The public services a full read reads (ids, sorted); `None` for an
-    /// update of this hour and today.
+    /// update of this hour and today, or the read at an hour's turn.
     public: Option<Vec<i64>>,
     task: tokio::task::JoinHandle<Result<Histories, StoreError>>,
 }
@@ -526,15 +526,25 @@ impl Refresher {
                 }
                 true
             }
-            // The last read serves on; the next rebuild tries again.
+            // The last read serves on; the next rebuild tries again. A
+            // full read that failed is wanted still: the reads at an
+            // hour's turn would not read a newly public service's days.
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "reading the services' history failed");
+                self.want_full_read_again(public.is_some());
                 false
             }
             Err(e) => {
                 tracing::warn!(error = %e, "reading the services' history ended early");
+                self.want_full_read_again(public.is_some());
                 false
             }
+        }
+    }
+
+    fn want_full_read_again(&self, was_full: bool) {
+        if was_full {
+            self.full.lock().wanted = true;
         }
     }
 

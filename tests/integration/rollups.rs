@@ -498,15 +498,32 @@ async fn history_updates(db: TestDb) {
     assert_eq!(turned.services, read.services);
     let yesterday = |h: &Histories| {
         h.services
-            .values()
-            .map(|h| h.past_days.last().map(|d| d.uptime()))
-            .collect::<Vec<_>>()
+            .iter()
+            .map(|(id, h)| (*id, h.past_days.last().map(|d| d.uptime())))
+            .collect::<BTreeMap<_, _>>()
     };
     assert_ne!(
         yesterday(&full),
         yesterday(&read),
         "the late results moved yesterday's figures"
     );
+    // And again an hour on, from the turned histories.
+    let mut batch = Vec::new();
+    for _ in 0..120 {
+        batch.extend(probe(&clock));
+    }
+    recorder.record(batch).await.expect("record");
+    let later = clock.now_ms();
+    assert_ne!(Period::Hour.bucket_start(later), turned.hour, "a new hour");
+    let again = turned.turn_hour(&store, later).await.expect("turn");
+    let read = Histories::read(&store, later).await.expect("full read");
+    assert_eq!(again.services, read.services);
+    // At a new day it is a full read (the days kept would be another
+    // day's).
+    let tomorrow = later + 86_400_000;
+    let next_day = again.turn_hour(&store, tomorrow).await.expect("turn");
+    let read = Histories::read(&store, tomorrow).await.expect("full read");
+    assert_eq!(next_day.services, read.services);
 }
 
 store_test!(

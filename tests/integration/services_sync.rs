@@ -479,9 +479,10 @@ async fn kept_rows(db: TestDb) {
     assert_eq!(page_after(&["c", "a", "b"], "").await, ["c", "a", "b"]);
 
     // A new hour: the history is read again (its 24 hours, or in full at
-    // a new day) beside the rebuilds, which go on with the last read meanwhile (at 30,000 services waiting for
-    // it held the page back from an incident for 25 s); a rebuild after
-    // the read has ended takes it.
+    // a new day) beside the rebuilds, which go on with the last read
+    // meanwhile (at 30,000 services waiting for it held the page back
+    // from an incident for 25 s); a rebuild after the read has ended
+    // takes it.
     let hour_read = || {
         refresher
             .history
