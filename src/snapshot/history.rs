@@ -248,6 +248,48 @@ pub struct Histories {
     pub services: FastMap<i64, History>,
 }
 
+/// One service's 24 hours as they stream from the store: what a full read
+/// and the read at an hour's turn both make of the hourly rollups.
+#[derive(Default)]
+struct Hours {
+    /// The hours before this one, merged, and their (up or degraded,
+    /// counted).
+    past: Rollup,
+    counts: (i64, i64),
+    /// Response time of each hour before this one that has latency data.
+    points: Vec<Point>,
+    /// This hour so far.
+    current: Option<Rollup>,
+}
+
+impl Hours {
+    fn add(&mut self, this_hour: i64, start: i64, r: Rollup) {
+        if start >= this_hour {
+            self.current = Some(r);
+            return;
+        }
+        self.past.merge(&r);
+        self.counts.0 += r.up + r.degraded;
+        self.counts.1 += r.counted();
+        if r.latency_count > 0 {
+            self.points.push(Point::new(
+                start,
+                r.percentile_ms(0.5),
+                r.percentile_ms(0.95),
+            ));
+        }
+    }
+
+    /// Puts the hours before this one into `past`; returns this hour.
+    fn into_past(mut self, past: &mut History) -> Option<Rollup> {
+        self.points.sort_unstable_by_key(|p| p.at_ms);
+        past.hours = Arc::from(self.points);
+        past.past_hours = self.past;
+        past.past_counts[0] = self.counts;
+        self.current
+    }
+}
+
 impl Histories {
     /// Reads every service's history at `now` in full, one rollup at a
     /// time: 24 hourly and 90 daily rollups per service.
@@ -257,9 +299,8 @@ impl Histories {
         #[derive(Default)]
         struct Reading {
             past: History,
-            hours: Vec<Point>,
+            hours: Hours,
             days: Vec<Day>,
-            this_hour: Option<Rollup>,
             today: Option<Rollup>,
         }
         let this_hour = Period::Hour.bucket_start(now);
@@ -272,20 +313,8 @@ impl Histories {
                 |id, period, start, r| {
                     let into = reading.entry(id).or_default();
                     match period {
-                        Period::Hour if start >= this_hour => into.this_hour = Some(r),
+                        Period::Hour => into.hours.add(this_hour, start, r),
                         Period::Day if start >= today => into.today = Some(r),
-                        Period::Hour => {
-                            into.past.past_hours.merge(&r);
-                            into.past.past_counts[0].0 += r.up + r.degraded;
-                            into.past.past_counts[0].1 += r.counted();
-                            if r.latency_count > 0 {
-                                into.hours.push(Point::new(
-                                    start,
-                                    r.percentile_ms(0.5),
-                                    r.percentile_ms(0.95),
-                                ));
-                            }
-                        }
                         Period::Day => {
                             for (i, days) in [(1, 7), (2, 30), (3, 90)] {
                                 if start > today - days * DAY_MS {
@@ -304,13 +333,12 @@ impl Histories {
         let services = reading
             .into_iter()
             .map(|(id, mut r)| {
-                r.hours.sort_unstable_by_key(|p| p.at_ms);
                 r.days.sort_unstable_by_key(|d| d.date);
-                r.past.hours = Arc::from(r.hours);
                 r.past.past_days = Arc::from(r.days);
+                let hour = r.hours.into_past(&mut r.past);
                 let history =
                     r.past
-                        .with_current(this_hour, r.this_hour.as_ref(), today, r.today.as_ref());
+                        .with_current(this_hour, hour.as_ref(), today, r.today.as_ref());
                 (id, history)
             })
             .collect();
@@ -337,10 +365,7 @@ impl Histories {
         use crate::store::rollup::Period;
         #[derive(Default)]
         struct Reading {
-            past_hours: Rollup,
-            past_24h: (i64, i64),
-            hours: Vec<Point>,
-            this_hour: Option<Rollup>,
+            hours: Hours,
             yesterday: Option<Rollup>,
             today: Option<Rollup>,
         }
@@ -359,19 +384,7 @@ impl Histories {
                 |id, period, start, r| {
                     let into = reading.entry(id).or_default();
                     match period {
-                        Period::Hour if start >= this_hour => into.this_hour = Some(r),
-                        Period::Hour => {
-                            into.past_hours.merge(&r);
-                            into.past_24h.0 += r.up + r.degraded;
-                            into.past_24h.1 += r.counted();
-                            if r.latency_count > 0 {
-                                into.hours.push(Point::new(
-                                    start,
-                                    r.percentile_ms(0.5),
-                                    r.percentile_ms(0.95),
-                                ));
-                            }
-                        }
+                        Period::Hour => into.hours.add(this_hour, start, r),
                         Period::Day if start >= today => into.today = Some(r),
                         Period::Day => into.yesterday = Some(r),
                     }
@@ -379,26 +392,26 @@ impl Histories {
             )
             .await?;
         let yesterday_date = ms_to_datetime(yesterday).map(|t| t.date_naive());
-        let turned = |old: &History, mut r: Reading| {
-            r.hours.sort_unstable_by_key(|p| p.at_ms);
+        let turned = |old: &History, r: Reading| {
             let mut past = History {
-                hours: Arc::from(r.hours),
-                past_hours: r.past_hours,
                 past_counts: old.past_counts,
                 past_days: Arc::clone(&old.past_days),
                 ..History::default()
             };
-            past.past_counts[0] = r.past_24h;
+            let hour = r.hours.into_past(&mut past);
             // Yesterday as it reads now, in place of what the full read saw.
             if let Some(date) = yesterday_date {
-                let was = old.day(date).filter(|d| d.date == date);
+                let was = old.day(date);
                 let now = r.yesterday.as_ref().map(|r| Day::of(date, r));
                 if was != now {
+                    let pair = |d: Option<Day>| {
+                        d.map_or((0, 0), |d| (i64::from(d.ok), i64::from(d.counted)))
+                    };
+                    let (now_pair, was_pair) = (pair(now), pair(was));
+                    // Yesterday is inside every daily window.
                     for c in &mut past.past_counts[1..] {
-                        c.0 +=
-                            i64::from(now.map_or(0, |d| d.ok)) - i64::from(was.map_or(0, |d| d.ok));
-                        c.1 += i64::from(now.map_or(0, |d| d.counted))
-                            - i64::from(was.map_or(0, |d| d.counted));
+                        c.0 += now_pair.0 - was_pair.0;
+                        c.1 += now_pair.1 - was_pair.1;
                     }
                     let mut days: Vec<Day> = old
                         .past_days
@@ -411,7 +424,7 @@ impl Histories {
                     past.past_days = Arc::from(days);
                 }
             }
-            past.with_current(this_hour, r.this_hour.as_ref(), today, r.today.as_ref())
+            past.with_current(this_hour, hour.as_ref(), today, r.today.as_ref())
         };
         let mut services = FastMap::with_capacity_and_hasher(
             self.services.len().max(reading.len()),
