@@ -40,7 +40,7 @@ pub(super) fn from_toml(
     let mut problems = Problems::default();
     let used = document::substitute_secrets(&mut root, env, &mut problems);
     let overrides = Overrides::apply(&mut root, env);
-    let raw = document::read_raw(&root, &source_name, &used, &mut problems)?;
+    let raw = document::read_raw(&mut root, &source_name, &used, &mut problems)?;
 
     let mut server = server::server(&raw.server, &overrides, &mut problems);
     let storage = storage::storage(&raw.storage, &overrides, &mut problems);
