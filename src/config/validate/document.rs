@@ -51,9 +51,9 @@ fn parse_whole(text: &str, source_name: &str) -> Result<toml::Value, ConfigError
 /// - a key that two pieces both define, unless it is the array of tables
 ///   the later piece begins with (`[[service]]` entries continued);
 /// - the name of an array the pieces are cut at, written as a key before
-///   the first piece's headers (`service = [...]`, which a `[[service]]`
-///   after it contradicts): not told apart from the headers' array once
-///   parsed, so the first piece is searched for it as text.
+///   the first header (`service = [...]`, which a `[[service]]` after it
+///   contradicts): not told apart from the headers' array once parsed, so
+///   the keys before the first header are parsed alone and looked at.
 fn parse_in_pieces(text: &str, piece_bytes: usize) -> Option<toml::Table> {
     let mut cuts: Vec<(usize, &str)> = Vec::new();
     let (mut start, mut at) = (0, 0);
@@ -68,10 +68,22 @@ fn parse_in_pieces(text: &str, piece_bytes: usize) -> Option<toml::Table> {
     }
     let first_end = cuts.first()?.0;
     let first = &text[..first_end];
-    let mut names: Vec<&str> = cuts.iter().map(|&(_, name)| name).collect();
-    names.sort_unstable();
-    names.dedup();
-    if names.iter().any(|name| names_key(first, name)) {
+    // The keys written before the first header: parsed alone, so a key
+    // spelled any way TOML allows (quoted, escaped) is known as itself.
+    let root_end = first
+        .split_inclusive('\n')
+        .scan(0, |at, line| {
+            let start = *at;
+            *at += line.len();
+            Some((start, line))
+        })
+        .find(|(_, line)| {
+            line.trim_start_matches(['\u{feff}', ' ', '\t'])
+                .starts_with('[')
+        })
+        .map_or(first.len(), |(start, _)| start);
+    let root = toml::from_str::<toml::Table>(&text[..root_end]).ok()?;
+    if cuts.iter().any(|(_, name)| root.contains_key(*name)) {
         return None;
     }
     let mut joined = piece(first)?;
@@ -111,22 +123,6 @@ fn array_header(line: &str) -> Option<&str> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     let after = after.trim_start();
     (bare && (after.is_empty() || after.starts_with('#'))).then_some(name)
-}
-
-/// Whether any line of `text` begins with `name` as a key (bare or quoted,
-/// then `=`, `.` or a space): erring towards yes, which only means the
-/// whole text is parsed.
-fn names_key(text: &str, name: &str) -> bool {
-    text.lines().any(|line| {
-        let line = line.trim_start();
-        let line = line
-            .strip_prefix('"')
-            .or_else(|| line.strip_prefix('\''))
-            .unwrap_or(line);
-        line.strip_prefix(name).is_some_and(|rest| {
-            rest.is_empty() || rest.starts_with(['=', '.', ' ', '\t', '"', '\''])
-        })
-    })
 }
 
 /// Substitutes `${VAR}` in every string, reporting each unset variable at
@@ -310,6 +306,17 @@ pub fn read_raw(
         None => serde_ignored::deserialize(root.clone(), |path| unknown.push(segments(&path)))
             .map_err(error)?,
     };
+    // As a person reads the file: by the place of each top-level key
+    // (the services were read after the rest).
+    let order: Vec<&String> = root
+        .as_table()
+        .map(|t| t.keys().collect())
+        .unwrap_or_default();
+    let place = |path: &Vec<Seg>| match path.first() {
+        Some(Seg::Key(key)) => order.iter().position(|k| *k == key),
+        _ => None,
+    };
+    unknown.sort_by_key(place);
     for path in unknown {
         problems.push(unknown_key_message(root, &path));
     }
@@ -376,6 +383,10 @@ mod tests {
         let inline = format!("service = [{{ name = \"A\", url = \"http://a\" }}]\n{services}");
         assert!(parse_whole(&inline, "t.toml").is_err());
         assert_eq!(agrees_with_whole(&inline), 0);
+        // The same key escaped, after a byte-order mark.
+        let escaped = format!("\u{feff}\"\\u0073ervice\" = []\n{services}");
+        assert!(parse_whole(&escaped, "t.toml").is_err());
+        assert_eq!(agrees_with_whole(&escaped), 0);
         // A table of that name, then its array; a sub-table of an earlier
         // piece's last entry; a cut inside a multi-line string.
         for text in [

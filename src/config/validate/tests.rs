@@ -214,6 +214,30 @@ fn every_mistake_is_reported_at_once_with_its_place() {
     assert_eq!(found.len(), expected.len(), "{found:#?}");
 }
 
+/// Unknown keys are listed in the file's order, the services' among the
+/// rest (they are read one at a time, after the other tables).
+#[test]
+fn unknown_keys_are_listed_in_the_file_s_order() {
+    let found = problems(
+        r#"
+            [[service]]
+            name = "A"
+            url = "http://a/"
+            timout = "5s"
+
+            [server]
+            listn = ":80"
+            "#,
+    );
+    assert_eq!(
+        found,
+        [
+            "service[1] \"A\": unknown key \"timout\" (did you mean \"timeout\"?)",
+            "server: unknown key \"listn\" (did you mean \"listen\"?)",
+        ]
+    );
+}
+
 #[test]
 fn conditions_are_checked_at_load_with_their_place() {
     let found = problems(
