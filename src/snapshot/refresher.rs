@@ -152,6 +152,16 @@ pub(super) const WINDOWS_MAX_AGE_MS: i64 = 30_000;
 /// The wait after a rebuild, in multiples of the rebuild's own time.
 pub const REFRESH_COST_SHARE: u32 = 20;
 
+/// The shortest wait after a rebuild while only routine writes are
+/// waiting: probes' last-check times and the 24 hours' uptime they move,
+/// which no reader needs within a second. The page tells caches it may be
+/// this old anyway (`Cache-Control: max-age`, never under 5 s). Rebuilding
+/// every second for them was, with three replicas at 30,000 services, each
+/// replica laying out every service every second whatever its share of
+/// the probes (docs/performance.md). An urgent write (a state change, an
+/// incident) still ends the wait, as below.
+pub const ROUTINE_GAP: Duration = Duration::from_secs(5);
+
 /// The shortest wait after a rebuild when an urgent write (see
 /// [`crate::store::Changes`]) is waiting, in multiples of the time its
 /// layout took: the CPU it cost, not its waits for a busy store, which
@@ -200,9 +210,10 @@ impl Refresher {
     /// A rebuild reads only the shown services whose revision moved
     /// (see [`ShownRows`]) but lays out every one, so its cost still grows
     /// with the fleet, slowly: the gap after one is at least
-    /// [`REFRESH_COST_SHARE`] times what it took, which bounds the snapshot
-    /// to a twentieth of a core however many services there are, except
-    /// that an urgent write shortens it (see [`URGENT_COST_SHARE`]).
+    /// [`ROUTINE_GAP`], and [`REFRESH_COST_SHARE`] times what it took,
+    /// which bounds the snapshot to a twentieth of a core however many
+    /// services there are, except that an urgent write shortens it (see
+    /// [`URGENT_COST_SHARE`]).
     pub async fn run(
         self,
         mut writes: watch::Receiver<u64>,
@@ -262,7 +273,10 @@ impl Refresher {
             let took = started.elapsed();
             let laid_out =
                 Duration::from_micros(self.laid_out_us.load(std::sync::atomic::Ordering::Relaxed));
-            let gap = min_gap.max(took * REFRESH_COST_SHARE).min(max_age);
+            let gap = min_gap
+                .max(took * REFRESH_COST_SHARE)
+                .max(ROUTINE_GAP)
+                .min(max_age);
             tracing::debug!(
                 ms = took.as_millis() as u64,
                 laid_out_ms = laid_out.as_millis() as u64,

@@ -331,6 +331,100 @@ async fn last_check_on_the_page(db: TestDb) {
     app.stop().await.expect("clean stop");
 }
 
+store_test!(
+    routine_writes_reach_the_page_every_few_seconds_an_incident_at_once,
+    routine_gap
+);
+/// A probe's last check is routine: the page takes it with the next
+/// rebuild at most every `ROUTINE_GAP` (5 s), not every second. An
+/// incident is urgent: it is on the page within about a second, whenever
+/// in that gap it is written.
+async fn routine_gap(db: TestDb) {
+    use beacon::snapshot::ROUTINE_GAP;
+    const TOKEN: &str = "test-admin-token-0123456789";
+    let target = Target::start().await;
+    let config = test_config(
+        &db,
+        &format!(
+            "[admin]\ntokens = [\"{TOKEN}\"]\n[[service]]\nname = \"Steady\"\nslug = \"steady\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n",
+            target.url("ok")
+        ),
+    );
+    let app = TestApp::spawn(config).await;
+    app.wait_for_every_state().await;
+    let last_check = || async {
+        let (_, body) = app.get("/api/v1/services").await.ok()?;
+        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+        doc["services"][0]["last_checked_at"]
+            .as_str()
+            .map(str::to_string)
+    };
+    // Three moves of the page's last check, each seen within 50 ms. A
+    // turn of the hour reads the history and rebuilds in between: then
+    // the moves are watched again.
+    let moves = loop {
+        let hour = chrono::Utc::now().format("%H").to_string();
+        let seen: std::sync::Mutex<Vec<(std::time::Instant, String)>> = Default::default();
+        eventually(
+            "the page's last check moves three times",
+            Duration::from_secs(30),
+            || async {
+                let now = last_check().await;
+                let mut seen = seen.lock().expect("lock");
+                if let Some(now) = now.filter(|n| seen.last().is_none_or(|(_, l)| l != n)) {
+                    seen.push((std::time::Instant::now(), now));
+                }
+                seen.len() > 3
+            },
+        )
+        .await;
+        if chrono::Utc::now().format("%H").to_string() == hour {
+            break seen.into_inner().expect("lock");
+        }
+    };
+    let probed_every_second = app
+        .store
+        .check_results("steady")
+        .await
+        .expect("results")
+        .len();
+    for pair in moves[1..].windows(2) {
+        let apart = pair[1].0 - pair[0].0;
+        assert!(
+            apart >= ROUTINE_GAP - Duration::from_millis(500),
+            "the last check moved on the page {apart:?} after the one before: {moves:?}"
+        );
+    }
+    assert!(probed_every_second >= 10, "{probed_every_second} probes");
+    // An incident, written in the middle of a gap, is on the page at once.
+    let written = std::time::Instant::now();
+    let response = app
+        .client
+        .post(app.url("/admin/api/incidents"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"title":"Queue delayed","impact":"minor","status":"investigating","message":"Looking.","services":[],"notify":false}"#)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status().as_u16(), 201);
+    eventually(
+        "the incident is on the page",
+        Duration::from_secs(3),
+        || async {
+            app.get("/api/v2/incidents/unresolved.json")
+                .await
+                .is_ok_and(|(_, body)| body.contains("Queue delayed"))
+        },
+    )
+    .await;
+    eprintln!(
+        "an incident reached the page {:?} after it was written",
+        written.elapsed()
+    );
+    app.stop().await.expect("clean stop");
+}
+
 /// `Store::page_versions` as a map by service id.
 fn by_id(
     versions: Vec<(i64, beacon::store::RowVersion)>,
