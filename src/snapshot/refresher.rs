@@ -197,8 +197,9 @@ impl Refresher {
     }
 
     /// Rebuilds after each write the monitor reports (at most every
-    /// `min_gap`), after a write anywhere else (see below) and at least
-    /// every `max_age`, until `stop` resolves.
+    /// [`ROUTINE_GAP`], or `min_gap` for an urgent one), after a write
+    /// anywhere else (see below) and at least every `max_age`, until `stop`
+    /// resolves.
     ///
     /// Writes by other replicas and by the CLI are seen through the
     /// store's change counter, read every `min_gap`: one primary-key read,
@@ -264,18 +265,29 @@ impl Refresher {
             }
             // Read before the rebuild: a write after it moves the counter
             // again, and the next poll rebuilds once more.
+            let before = seen;
             seen = self.change_counter().await.or(seen);
             let started = std::time::Instant::now();
-            tokio::select! {
-                _ = self.refresh() => {}
+            let published = tokio::select! {
+                published = self.refresh() => published,
                 _ = stop.as_mut() => return,
-            }
+            };
             let took = started.elapsed();
             let laid_out =
                 Duration::from_micros(self.laid_out_us.load(std::sync::atomic::Ordering::Relaxed));
+            // A rebuild that published nothing (the store did not answer)
+            // is tried again after `min_gap`, not the routine gap: the
+            // writes it was for, urgent ones too, are still to be shown,
+            // and the counters are taken as unseen for the next poll.
+            let routine = if published {
+                ROUTINE_GAP
+            } else {
+                seen = before;
+                min_gap
+            };
             let gap = min_gap
                 .max(took * REFRESH_COST_SHARE)
-                .max(ROUTINE_GAP)
+                .max(routine)
                 .min(max_age);
             tracing::debug!(
                 ms = took.as_millis() as u64,
@@ -562,8 +574,8 @@ impl Refresher {
         }
     }
 
-    /// Rebuilds the snapshot once and publishes it; a failed read keeps the
-    /// last one.
+    /// Rebuilds the snapshot once and publishes it (true); a failed read
+    /// keeps the last one (false).
     ///
     /// The history is reused for [`WINDOWS_MAX_AGE_MS`]; then this hour's
     /// and today's rollups are read again (about a second at 30,000
@@ -577,7 +589,7 @@ impl Refresher {
     /// whenever the history is read. Only the first read (or one of a
     /// store with no history yet) is waited for: there is nothing to show
     /// before it.
-    pub async fn refresh(&self) {
+    pub async fn refresh(&self) -> bool {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
         use crate::store::rollup::Period;
@@ -642,14 +654,14 @@ impl Refresher {
             Err(e) => {
                 // The page keeps serving the last good snapshot.
                 tracing::warn!(error = %e, "reading the services' history failed");
-                return;
+                return false;
             }
         };
         let (summaries, moved) = match self.read_services().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the services failed");
-                return;
+                return false;
             }
         };
         match Inputs::read_keeping(&self.store, now_ms, summaries, history, &self.incidents).await {
@@ -688,6 +700,7 @@ impl Refresher {
                         // The last snapshot is dropped here, its views
                         // mostly shared with this one.
                         self.publish.send_replace(Arc::new(snapshot));
+                        true
                     }
                     // A panic in the build ends the refresher, with the
                     // build's message, as it did when the build ran on this
@@ -696,7 +709,10 @@ impl Refresher {
                 }
             }
             // The page keeps serving the last good snapshot.
-            Err(e) => tracing::warn!(error = %e, "refreshing the status snapshot failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "refreshing the status snapshot failed");
+                false
+            }
         }
     }
 }
