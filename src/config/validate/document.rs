@@ -264,48 +264,43 @@ pub fn read_raw(
         .as_table_mut()
         .and_then(|table| table.get_mut("service"))
         .and_then(toml::Value::as_array_mut)
-        .map(std::mem::take);
-    let raw = match services {
-        Some(services) => {
-            let rest: toml::Table = root
-                .as_table()
-                .into_iter()
-                .flatten()
-                .filter(|(key, _)| *key != "service")
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect();
-            let mut raw: RawConfig = serde_ignored::deserialize(toml::Value::Table(rest), |path| {
-                unknown.push(segments(&path))
-            })
-            .map_err(error)?;
-            raw.services = Vec::with_capacity(services.len());
-            let mut kept = Vec::with_capacity(services.len());
-            for (index, service) in services.into_iter().enumerate() {
-                kept.push(if service.get("locations").is_some() {
-                    service.clone()
-                } else {
-                    let mut named = toml::Table::new();
-                    if let Some(name) = service.get("name") {
-                        named.insert("name".into(), name.clone());
-                    }
-                    toml::Value::Table(named)
-                });
-                let service = serde_ignored::deserialize(service, |path| {
-                    let mut at = vec![Seg::Key("service".into()), Seg::Index(index)];
-                    at.extend(segments(&path));
-                    unknown.push(at);
-                })
-                .map_err(error)?;
-                raw.services.push(service);
+        .map(std::mem::take)
+        .unwrap_or_default();
+    // Everything but the services' array (now empty), read as before.
+    let rest: toml::Table = root
+        .as_table()
+        .into_iter()
+        .flatten()
+        .filter(|(key, value)| !(*key == "service" && value.is_array()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let mut raw: RawConfig = serde_ignored::deserialize(toml::Value::Table(rest), |path| {
+        unknown.push(segments(&path))
+    })
+    .map_err(error)?;
+    raw.services = Vec::with_capacity(services.len());
+    let mut kept = Vec::with_capacity(services.len());
+    for (index, service) in services.into_iter().enumerate() {
+        kept.push(if service.get("locations").is_some() {
+            service.clone()
+        } else {
+            let mut named = toml::Table::new();
+            if let Some(name) = service.get("name") {
+                named.insert("name".into(), name.clone());
             }
-            if let Some(table) = root.as_table_mut() {
-                table.insert("service".into(), toml::Value::Array(kept));
-            }
-            raw
-        }
-        None => serde_ignored::deserialize(root.clone(), |path| unknown.push(segments(&path)))
-            .map_err(error)?,
-    };
+            toml::Value::Table(named)
+        });
+        let service = serde_ignored::deserialize(service, |path| {
+            let mut at = vec![Seg::Key("service".into()), Seg::Index(index)];
+            at.extend(segments(&path));
+            unknown.push(at);
+        })
+        .map_err(error)?;
+        raw.services.push(service);
+    }
+    if let Some(slot) = root.get_mut("service").filter(|s| s.is_array()) {
+        *slot = toml::Value::Array(kept);
+    }
     // As a person reads the file: by the place of each top-level key
     // (the services were read after the rest).
     let order: Vec<&String> = root
