@@ -189,6 +189,75 @@ fn check_config_prints_what_would_be_monitored_without_secrets() {
     );
 }
 
+/// A file over the size parsed in pieces (12,000 services, about 1 MB):
+/// `check-config` reads every service, a secret and an unknown key in a
+/// late one included, and a mistake in a late service is placed at its
+/// line in the whole file.
+#[test]
+fn a_large_config_is_read_whole_and_its_mistakes_placed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("beacon.toml");
+    let mut text = String::from("[server]\ntitle = \"Large\"\n");
+    for i in 0..12_000 {
+        text.push_str(&format!(
+            "[[service]]\nname = \"Service {i}\"\nurl = \"http://127.0.0.1:9/s/{i}\"\ninterval = \"30s\"\n"
+        ));
+    }
+    text.push_str(
+        "[[service]]\nname = \"Last\"\nurl = \"http://user:${LAST_PASS}@last.internal/\"\n",
+    );
+    std::fs::write(&file, &text).expect("write");
+    let (code, stdout, stderr) = output(
+        beacon(dir.path())
+            .arg("check-config")
+            .arg("--config")
+            .arg(&file)
+            .env("LAST_PASS", "last-secret"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    for name in [
+        "Service 0 [service-0]",
+        "Service 11999 [service-11999]",
+        "Last [last]",
+    ] {
+        assert!(stdout.contains(name), "{name} missing");
+    }
+    assert!(!stdout.contains("last-secret"));
+
+    text.push_str("timout = \"5s\"\n[[service]]\nname = \"Bad\"\ninterval = 5\n");
+    std::fs::write(&file, &text).expect("write");
+    let line = text
+        .lines()
+        .position(|l| l == "interval = 5")
+        .expect("line")
+        + 1;
+    let (code, _, stderr) = output(
+        beacon(dir.path())
+            .arg("check-config")
+            .arg("--config")
+            .arg(&file),
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&format!("line {line}")), "{stderr}");
+
+    text.truncate(text.len() - "[[service]]\nname = \"Bad\"\ninterval = 5\n".len());
+    std::fs::write(&file, &text).expect("write");
+    let (code, _, stderr) = output(
+        beacon(dir.path())
+            .arg("check-config")
+            .arg("--config")
+            .arg(&file)
+            .env("LAST_PASS", "last-secret"),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(
+            "service[12001] \"Last\": unknown key \"timout\" (did you mean \"timeout\"?)"
+        ),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_missing_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("dir");

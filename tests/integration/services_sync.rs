@@ -287,17 +287,7 @@ async fn last_check_on_the_page(db: TestDb) {
     );
     let app = TestApp::spawn(config).await;
     app.wait_for_every_state().await;
-    let api_last_check = || async {
-        let (_, body) = app.get("/api/v1/services").await.ok()?;
-        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let at = doc["services"]
-            .as_array()?
-            .iter()
-            .find(|s| s["slug"] == "steady")?["last_checked_at"]
-            .as_str()?
-            .to_string();
-        chrono::DateTime::parse_from_rfc3339(&at).ok()
-    };
+    let api_last_check = || api_last_check(&app, "steady");
     let first = std::sync::Mutex::new(None);
     eventually(
         "the page shows a last check",
@@ -352,13 +342,7 @@ async fn routine_gap(db: TestDb) {
     );
     let app = TestApp::spawn(config).await;
     app.wait_for_every_state().await;
-    let last_check = || async {
-        let (_, body) = app.get("/api/v1/services").await.ok()?;
-        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
-        doc["services"][0]["last_checked_at"]
-            .as_str()
-            .map(str::to_string)
-    };
+    let last_check = || api_last_check(&app, "steady");
     // Three moves of the page's last check, polled every 50 ms. The read
     // of the history after an hour's turn (within 35 s of it) rebuilds
     // in between when it ends: a watch near one is made again.
@@ -369,7 +353,9 @@ async fn routine_gap(db: TestDb) {
     let moves = loop {
         let began = chrono::Utc::now();
         let hour = began.format("%H").to_string();
-        let seen: std::sync::Mutex<Vec<(std::time::Instant, String)>> = Default::default();
+        let seen: std::sync::Mutex<
+            Vec<(std::time::Instant, chrono::DateTime<chrono::FixedOffset>)>,
+        > = Default::default();
         eventually(
             "the page's last check moves three times",
             Duration::from_secs(30),
@@ -431,6 +417,22 @@ async fn routine_gap(db: TestDb) {
         written.elapsed()
     );
     app.stop().await.expect("clean stop");
+}
+
+/// The last check `/api/v1/services` shows for the service `slug`.
+async fn api_last_check(
+    app: &TestApp,
+    slug: &str,
+) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let (_, body) = app.get("/api/v1/services").await.ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let at = doc["services"]
+        .as_array()?
+        .iter()
+        .find(|s| s["slug"] == slug)?["last_checked_at"]
+        .as_str()?
+        .to_string();
+    chrono::DateTime::parse_from_rfc3339(&at).ok()
 }
 
 /// `Store::page_versions` as a map by service id.
