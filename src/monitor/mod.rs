@@ -5,7 +5,8 @@
 //! - the **scheduler** keeps a min-heap of next due times, starts each probe
 //!   on time (first checks spread evenly over each interval so a thousand
 //!   services never fire in the same millisecond; the probes due within one
-//!   [`SCHEDULER_TICK`] start together at its end), and bounds the probes in
+//!   tick, 10 to 50 ms as the probes due per second make it, start together
+//!   at its end: see [`PROBES_PER_TICK`]), and bounds the probes in
 //!   flight with a semaphore. Due times advance by the interval, not from
 //!   "now", so cadence does not drift; when it cannot keep up the lag grows
 //!   and is reported, and nothing is skipped.
@@ -515,6 +516,7 @@ impl Scheduler {
         if let Some(view) = shares.as_mut() {
             owned.divide(&self.services, &view.borrow_and_update());
         }
+        let mut tick = owned.tick(&self.services);
         // The next slot of each service another member probes, kept out of
         // the heap: a replica of three would otherwise wake for every
         // service of the fleet only to find two in three are not its own.
@@ -528,7 +530,7 @@ impl Scheduler {
                 Ordering::Relaxed,
             );
             let divided = tokio::select! {
-                _ = sleep_until_some(due.map(|d| on_tick(start, d))) => false,
+                _ = sleep_until_some(due.map(|d| on_tick(start, tick, d))) => false,
                 Some(edge) = edges.recv() => {
                     if self.services[edge].config.probed_here() {
                         heap.push(Reverse((Instant::now(), edge, true)));
@@ -550,6 +552,7 @@ impl Scheduler {
                     && owned.divide(&self.services, &view.borrow_and_update())
                 {
                     owned.unpark(&mut parked, &mut heap, &self.services, Instant::now());
+                    tick = owned.tick(&self.services);
                     // What is due first may have changed: look again.
                     continue;
                 }
@@ -700,17 +703,51 @@ fn next_slot(slot: Instant, interval: Duration, now: Instant) -> Instant {
         .unwrap_or(now)
 }
 
-/// The scheduler's wake-ups fall on this grid from its start: the probes
-/// due within one tick start together, once it ends. At a thousand probes a
-/// second a wake-up per probe (a timer, `epoll_wait`, a switch into and out
-/// of the thread, every cache cold again) cost more than the probe's own
-/// code; a wake-up per tick runs ten of them back to back. Probes start up
-/// to one tick late (the schedule lag says so); the cadence is unchanged.
+/// The scheduler's wake-ups fall on a grid of ticks from its start: the
+/// probes due within one tick start together, once it ends. At a thousand
+/// probes a second a wake-up per probe (a timer, `epoll_wait`, a switch into
+/// and out of the thread, every cache cold again) cost more than the probe's
+/// own code; a wake-up per tick runs ten of them back to back. Probes start
+/// up to one tick late (the schedule lag says so); the cadence is unchanged.
+///
+/// This is the shortest tick, that of a scheduler with
+/// [`PROBES_PER_TICK`] or more probes due in it on average.
 pub const SCHEDULER_TICK: Duration = Duration::from_millis(10);
 
-/// `due`, moved on to the end of its tick (see [`SCHEDULER_TICK`]).
-fn on_tick(start: Instant, due: Instant) -> Instant {
-    let tick = SCHEDULER_TICK.as_nanos();
+/// The longest tick: how late a probe may start for the sake of starting
+/// it with others (an interval is never shorter than a second).
+pub const LONGEST_TICK: Duration = Duration::from_millis(50);
+
+/// The probes a tick should start on average: the tick is as long as it
+/// takes this replica's services to fall due this many times, between
+/// [`SCHEDULER_TICK`] and [`LONGEST_TICK`]. A fixed 10 ms tick gave a
+/// replica with a third of the fleet a third of the probes per wake-up,
+/// and each wake-up's chain of switches (the tick, then the probes'
+/// connects and answers, which arrive together when they start together)
+/// was paid three times over: with three replicas at 30,000 services, in
+/// runs side by side, the three monitors took 1.3 to 1.5 times one
+/// replica's CPU for the same probes, and 1.1 to 1.4 times with the tick
+/// following the share (30 ms each; docs/performance.md, issue 16).
+pub const PROBES_PER_TICK: f64 = 10.0;
+
+/// The tick for services probed at `intervals` (those this scheduler
+/// probes): [`PROBES_PER_TICK`] of them due in it on average.
+fn tick_for(intervals: impl Iterator<Item = Duration>) -> Duration {
+    let per_second: f64 = intervals
+        .filter(|i| !i.is_zero())
+        .map(|i| 1.0 / i.as_secs_f64())
+        .sum();
+    if per_second <= 0.0 {
+        return LONGEST_TICK;
+    }
+    Duration::try_from_secs_f64(PROBES_PER_TICK / per_second)
+        .unwrap_or(LONGEST_TICK)
+        .clamp(SCHEDULER_TICK, LONGEST_TICK)
+}
+
+/// `due`, moved on to the end of its tick.
+fn on_tick(start: Instant, tick: Duration, due: Instant) -> Instant {
+    let tick = tick.as_nanos().max(1);
     let since = due.saturating_duration_since(start).as_nanos();
     u64::try_from(since.div_ceil(tick) * tick)
         .ok()
@@ -808,6 +845,18 @@ impl Owned {
         );
         self.among = among;
         true
+    }
+
+    /// The scheduler's tick for the services this member probes (see
+    /// [`PROBES_PER_TICK`]).
+    fn tick(&self, services: &[Watched]) -> Duration {
+        tick_for(
+            services
+                .iter()
+                .zip(&self.mine)
+                .filter(|(w, mine)| **mine && w.config.probed_here())
+                .map(|(w, _)| w.config.interval),
+        )
     }
 
     /// Puts back into the heap the parked services that are this
@@ -1613,7 +1662,9 @@ impl<T> Drop for AbortOnDrop<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{first_offsets, next_slot, on_tick, MonitorStats, SCHEDULER_TICK};
+    use super::{
+        first_offsets, next_slot, on_tick, tick_for, MonitorStats, LONGEST_TICK, SCHEDULER_TICK,
+    };
     use std::sync::atomic::Ordering;
     use tokio::time::Instant;
 
@@ -1765,15 +1816,51 @@ mod tests {
     fn wake_ups_fall_on_the_tick_after_what_is_due() {
         let start = Instant::now();
         let ms = |n: u64| start + Duration::from_millis(n);
-        let tick = SCHEDULER_TICK.as_millis() as u64;
-        assert_eq!(on_tick(start, start), start);
-        assert_eq!(on_tick(start, ms(1)), ms(tick));
-        assert_eq!(on_tick(start, ms(tick - 1)), ms(tick));
-        assert_eq!(on_tick(start, ms(tick)), ms(tick));
-        assert_eq!(on_tick(start, ms(tick + 1)), ms(2 * tick));
-        for due in (0..10_000).step_by(7).map(ms) {
-            let wake = on_tick(start, due);
-            assert!(wake >= due && wake - due < SCHEDULER_TICK, "{due:?}");
+        for tick in [SCHEDULER_TICK, Duration::from_millis(30), LONGEST_TICK] {
+            let on = |due| on_tick(start, tick, due);
+            let t = tick.as_millis() as u64;
+            assert_eq!(on(start), start);
+            assert_eq!(on(ms(1)), ms(t));
+            assert_eq!(on(ms(t - 1)), ms(t));
+            assert_eq!(on(ms(t)), ms(t));
+            assert_eq!(on(ms(t + 1)), ms(2 * t));
+            for due in (0..10_000).step_by(7).map(ms) {
+                let wake = on(due);
+                assert!(wake >= due && wake - due < tick, "{due:?}");
+            }
         }
+    }
+
+    // A tick starts about ten probes of the services it is given, however
+    // many there are, within its bounds: a replica with a third of the
+    // fleet waits three times as long between wake-ups, not three times
+    // as often for a third of the probes.
+    #[test]
+    fn the_tick_follows_the_probes_due_per_second() {
+        let every = |n: usize, secs: u64| std::iter::repeat_n(Duration::from_secs(secs), n);
+        // 1,000 probes a second: ten in 10 ms.
+        let full = tick_for(every(30_000, 30));
+        assert!(
+            full >= SCHEDULER_TICK && full < SCHEDULER_TICK + Duration::from_micros(1),
+            "{full:?}"
+        );
+        assert_eq!(tick_for(every(100_000, 30)), SCHEDULER_TICK);
+        // A third of them: ten in 30 ms.
+        let third = tick_for(every(10_000, 30));
+        assert!(
+            third > Duration::from_millis(29) && third < Duration::from_millis(31),
+            "{third:?}"
+        );
+        // Mixed intervals count by their rates: 500 + 250 a second.
+        let mixed = tick_for(every(500, 1).chain(every(2_500, 10)));
+        assert!(
+            mixed > Duration::from_micros(13_300) && mixed < Duration::from_micros(13_400),
+            "{mixed:?}"
+        );
+        // A few services, or none: the longest tick, never longer.
+        assert_eq!(tick_for(every(10, 30)), LONGEST_TICK);
+        assert_eq!(tick_for(std::iter::empty()), LONGEST_TICK);
+        assert_eq!(tick_for(every(3, 0)), LONGEST_TICK);
+        assert_eq!(tick_for(every(1, u64::MAX)), LONGEST_TICK);
     }
 }
