@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::history::{uptimes, Counts, Day, FastMap, Histories, History};
 use super::incidents::KeptIncidents;
-use super::views::{GroupView, IncidentView, MaintenanceView, Overall, ServiceView, Snapshot};
+use super::views::{
+    GroupView, IncidentView, LastCheck, MaintenanceView, Overall, ServiceView, Snapshot,
+};
 use crate::clock::ms_to_datetime;
 use crate::config::GroupConfig;
 use crate::store::{Incident, Maintenance, ServiceSummary, Store, StoreError};
@@ -20,6 +22,10 @@ pub struct Inputs {
     /// last rebuild is the same `Arc`, and its view is kept (see
     /// [`Views`]).
     pub summaries: Vec<Arc<ServiceSummary>>,
+    /// Each summary's last check, shared with the refresher, which moves
+    /// it on as probes land (see [`LastCheck`]); the same length as
+    /// `summaries`, or empty: each view then has its own, from its row.
+    pub last_checks: Vec<LastCheck>,
     /// Per service id: counts, response times and days of the last 90.
     pub history: Arc<Histories>,
     pub incidents: Vec<Incident>,
@@ -40,7 +46,15 @@ impl Inputs {
         summaries: Vec<Arc<ServiceSummary>>,
         history: Arc<Histories>,
     ) -> Result<Inputs, StoreError> {
-        Self::read_keeping(store, now, summaries, history, &KeptIncidents::default()).await
+        Self::read_keeping(
+            store,
+            now,
+            summaries,
+            Vec::new(),
+            history,
+            &KeptIncidents::default(),
+        )
+        .await
     }
 
     /// As [`Inputs::read`], loading only the incidents that moved since
@@ -49,6 +63,7 @@ impl Inputs {
         store: &Store,
         now: i64,
         summaries: Vec<Arc<ServiceSummary>>,
+        last_checks: Vec<LastCheck>,
         history: Arc<Histories>,
         incidents: &KeptIncidents,
     ) -> Result<Inputs, StoreError> {
@@ -64,6 +79,7 @@ impl Inputs {
             .await?;
         Ok(Inputs {
             summaries,
+            last_checks,
             history,
             incidents: open,
             maintenances: store.current_maintenances(now).await?,
@@ -204,8 +220,13 @@ impl Snapshot {
         now: DateTime<Utc>,
         views: &mut Views,
     ) -> Snapshot {
-        let public: Vec<Arc<ServiceSummary>> =
-            inputs.summaries.into_iter().filter(|s| s.public).collect();
+        let mut last_checks = inputs.last_checks.into_iter();
+        let (public, checks): (Vec<Arc<ServiceSummary>>, Vec<Option<LastCheck>>) = inputs
+            .summaries
+            .into_iter()
+            .map(|s| (s, last_checks.next()))
+            .filter(|(s, _)| s.public)
+            .unzip();
         let overall = Overall::of(&public.iter().map(|s| s.state).collect::<Vec<_>>());
         let located = if inputs.locations.is_empty() {
             HashMap::new()
@@ -213,7 +234,7 @@ impl Snapshot {
             location_views(&inputs.locations, now)
         };
         let group_views = views.lay_out(
-            &public,
+            (&public, &checks),
             &inputs.history,
             &inputs.recent_incidents,
             located,
@@ -277,8 +298,9 @@ impl Snapshot {
 
 /// Each shown service's view as the last build made it, with what it was
 /// made of. A rebuild makes again only the views whose row was read again
-/// (a state change, the config, a probe's dependencies or certificate, or
-/// its last check), whose incidents changed, or all of them when the
+/// (a state change, the config, a probe's dependencies or certificate; not
+/// a probe's last check, which moves in place: see [`LastCheck`]), whose
+/// incidents changed, or all of them when the
 /// history was read again (every `WINDOWS_MAX_AGE_MS`) or the day turned;
 /// the others are the same `Arc`. So a rebuild between two reads of the
 /// history costs what changed, not the size of the fleet.
@@ -360,11 +382,12 @@ impl Views {
     }
 
     /// The page's groups in order (ungrouped services first), each with
-    /// its public services and their uptime counted together (every check
-    /// weighs the same); empty groups left out.
+    /// its public services (and each one's last check, when the caller
+    /// keeps them: see [`LastCheck`]) and their uptime counted together
+    /// (every check weighs the same); empty groups left out.
     fn lay_out(
         &mut self,
-        public: &[Arc<ServiceSummary>],
+        (public, checks): (&[Arc<ServiceSummary>], &[Option<LastCheck>]),
         history: &Arc<Histories>,
         recent_incidents: &[Incident],
         mut located: HashMap<i64, Vec<super::views::LocationView>>,
@@ -429,8 +452,14 @@ impl Views {
             }
             *made += 1;
             let history = history.services.get(&s.id);
+            let last_check = checks
+                .get(k)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| LastCheck::new(s.last_checked_at));
             let mut view = service_view(
                 s,
+                last_check,
                 window_start,
                 history,
                 incidents,
@@ -511,6 +540,7 @@ fn counts(history: Option<&History>) -> Counts {
 /// the bars' 90 days (epoch ms).
 fn service_view(
     s: &ServiceSummary,
+    last_check: LastCheck,
     window_start: i64,
     history: Option<&History>,
     incidents: &[&Incident],
@@ -531,7 +561,7 @@ fn service_view(
         description: s.description.clone(),
         state: s.state,
         state_since: s.state_since.and_then(ms_to_datetime),
-        last_checked_at: s.last_checked_at.and_then(ms_to_datetime),
+        last_check,
         created_at: ms_to_datetime(s.created_at).unwrap_or(now),
         p50_24h: history.and_then(|h| h.p50_24h),
         uptime: uptimes(&counts(history)),

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::build::{Inputs, Views};
 use super::history::Histories;
-use super::views::Snapshot;
+use super::views::{LastCheck, Snapshot};
 use crate::clock::Clock;
 use crate::config::GroupConfig;
 use crate::store::{ServiceSummary, Store, StoreError};
@@ -102,6 +102,9 @@ struct Shown {
     revision: i64,
     last_checked_at: Option<i64>,
     row: Arc<ServiceSummary>,
+    /// Its last check as the views show it, moved on in place (see
+    /// [`LastCheck`]): a probe makes no new row, nor a new view.
+    last_check: LastCheck,
     /// The last pass whose versions named it.
     seen: u64,
 }
@@ -113,6 +116,7 @@ impl Shown {
             position: row.position,
             revision,
             last_checked_at: row.last_checked_at,
+            last_check: LastCheck::new(row.last_checked_at),
             row: Arc::new(row),
             seen: pass,
         }
@@ -379,7 +383,9 @@ impl Refresher {
     /// move its row's revision), so it is always the newest. Also says
     /// whether the set of services may have changed (a full read, a row
     /// new to the list, or one gone).
-    async fn read_services(&self) -> Result<(Vec<Arc<ServiceSummary>>, bool), StoreError> {
+    async fn read_services(
+        &self,
+    ) -> Result<(Vec<Arc<ServiceSummary>>, Vec<LastCheck>, bool), StoreError> {
         let versions = self.store.page_versions().await?;
         let (changed, full) = {
             let mut shown = self.services.lock();
@@ -396,13 +402,10 @@ impl Refresher {
                 if r.revision != v.revision {
                     changed.push(*id);
                 } else if v.last_checked_at > r.last_checked_at {
-                    // A probe since: a new `Arc`, so its view is made
-                    // again (see `Views`); the others stay as they were.
+                    // A probe since: moved on in place, in the view the
+                    // last rebuild made too; the row and the view stay.
                     r.last_checked_at = v.last_checked_at;
-                    r.row = Arc::new(ServiceSummary {
-                        last_checked_at: v.last_checked_at,
-                        ..(*r.row).clone()
-                    });
+                    r.last_check.advance(v.last_checked_at);
                 }
             }
             let stale = shown.full_at.is_none_or(|t| t.elapsed() >= FULL_READ_EVERY);
@@ -438,6 +441,10 @@ impl Refresher {
                 match was.and_then(|k| shown.list.get_mut(k)) {
                     Some(r) => {
                         reorder |= r.position != row.position;
+                        // A last check of its own: the view is made again
+                        // from the new row, and the one the page shows
+                        // now (with the state before) keeps the check it
+                        // had.
                         *r = Shown::of(revision, row, pass);
                     }
                     None => {
@@ -456,7 +463,8 @@ impl Refresher {
             }
         }
         let out = shown.list.iter().map(|r| Arc::clone(&r.row)).collect();
-        Ok((out, moved))
+        let checks = shown.list.iter().map(|r| r.last_check.clone()).collect();
+        Ok((out, checks, moved))
     }
 
     /// Starts a full read of the history beside the rebuilds, unless a read
@@ -657,14 +665,23 @@ impl Refresher {
                 return false;
             }
         };
-        let (summaries, moved) = match self.read_services().await {
+        let (summaries, last_checks, moved) = match self.read_services().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the services failed");
                 return false;
             }
         };
-        match Inputs::read_keeping(&self.store, now_ms, summaries, history, &self.incidents).await {
+        match Inputs::read_keeping(
+            &self.store,
+            now_ms,
+            summaries,
+            last_checks,
+            history,
+            &self.incidents,
+        )
+        .await
+        {
             Ok(inputs) => {
                 // The public services are the rows read: unless one came
                 // or went, they are the same as last time (or a full read

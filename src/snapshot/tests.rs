@@ -97,6 +97,7 @@ fn groups_count_every_check_of_their_public_services_and_windows_split_by_time()
     };
     let inputs = Inputs {
         summaries: [a, b, hidden].map(Arc::new).to_vec(),
+        last_checks: Vec::new(),
         history: Arc::new(Histories {
             hour: 0,
             services: windows
@@ -222,6 +223,7 @@ fn a_full_history_is_shared_with_the_snapshot_not_copied() {
     };
     let inputs = Inputs {
         summaries: vec![Arc::new(summary(1, "A", None, true))],
+        last_checks: Vec::new(),
         history: Arc::new(Histories {
             hour: 0,
             services: [(1, history)].into_iter().collect(),
@@ -278,6 +280,7 @@ fn views_are_kept_when_services_come_go_or_move() {
     );
     let inputs = |summaries: Vec<Arc<ServiceSummary>>| Inputs {
         summaries,
+        last_checks: Vec::new(),
         history: Arc::new(Histories::default()),
         incidents: Vec::new(),
         maintenances: Vec::new(),
@@ -372,4 +375,59 @@ fn views_are_kept_when_services_come_go_or_move() {
     assert_eq!(views.made(), 1);
     assert_eq!(by_slug(&back)["b"].state, Down);
     kept(&removed, &back, &["a", "c", "d"]);
+}
+
+// A probe's new last check is moved on in place: the views already made
+// (and the snapshots holding them) show it, and a rebuild keeps every
+// view; it never goes back.
+#[test]
+fn a_new_last_check_moves_in_place_and_keeps_the_views() {
+    let now = ms_to_datetime(1_773_360_000_000).expect("time");
+    let mut a = summary(1, "A", None, true);
+    a.last_checked_at = Some(1_773_359_990_000);
+    let b = summary(2, "B", None, true);
+    let hidden = summary(3, "Hidden", None, false);
+    // The hidden one first: each check must stay with its own service.
+    let checks: Vec<LastCheck> = [&hidden, &a, &b]
+        .iter()
+        .map(|s| LastCheck::new(s.last_checked_at))
+        .collect();
+    let inputs = Inputs {
+        summaries: [hidden, a, b].map(Arc::new).to_vec(),
+        last_checks: checks.clone(),
+        history: Arc::new(Histories::default()),
+        incidents: Vec::new(),
+        maintenances: Vec::new(),
+        recent_incidents: Vec::new(),
+        recent_maintenances: Vec::new(),
+        locations: Vec::new(),
+    };
+    let mut views = Views::default();
+    let first = Snapshot::from_inputs_reusing(inputs.clone(), "t", &[], now, &mut views);
+    let shown = &first.groups[0].services;
+    assert_eq!(shown.len(), 2, "the hidden service is not shown");
+    assert_eq!(
+        shown[0].last_checked_at(),
+        ms_to_datetime(1_773_359_990_000)
+    );
+    assert_eq!(shown[1].last_checked_at(), None);
+
+    checks[1].advance(Some(1_773_359_995_000));
+    checks[2].advance(Some(1_773_359_996_000));
+    // An older one (a result that arrived late) does not move it back.
+    checks[1].advance(Some(1_773_359_991_000));
+    checks[2].advance(None);
+    assert_eq!(
+        shown[0].last_checked_at(),
+        ms_to_datetime(1_773_359_995_000)
+    );
+    assert_eq!(
+        shown[1].last_checked_at(),
+        ms_to_datetime(1_773_359_996_000)
+    );
+    let again = Snapshot::from_inputs_reusing(inputs, "t", &[], now, &mut views);
+    assert_eq!(views.made(), 0, "no view is made again for a last check");
+    for (old, new) in shown.iter().zip(&again.groups[0].services) {
+        assert!(Arc::ptr_eq(old, new), "{} is kept", old.slug);
+    }
 }

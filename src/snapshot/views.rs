@@ -94,6 +94,42 @@ pub struct GroupView {
     pub services: Vec<Arc<ServiceView>>,
 }
 
+/// When a service was last checked (epoch ms), shared by every snapshot
+/// that shows the service and moved on in place by the refresher as
+/// probes land. A probe moves nothing else a reader sees, so a new last
+/// check is not a new view: at 30,000 services every 30 s, making a view
+/// again for each probe was about 1,000 views a second on every replica,
+/// whichever replica probed (docs/performance.md, issue 16). Only ever
+/// moves forward; an older snapshot showing a newer last check is the
+/// truth, only sooner.
+#[derive(Debug, Clone)]
+pub struct LastCheck(Arc<std::sync::atomic::AtomicI64>);
+
+impl LastCheck {
+    /// None yet.
+    const NEVER: i64 = i64::MIN;
+
+    pub fn new(at_ms: Option<i64>) -> LastCheck {
+        LastCheck(Arc::new(std::sync::atomic::AtomicI64::new(
+            at_ms.unwrap_or(Self::NEVER),
+        )))
+    }
+
+    /// Moves it on to `at_ms`, unless it is later already.
+    pub fn advance(&self, at_ms: Option<i64>) {
+        if let Some(at) = at_ms {
+            self.0.fetch_max(at, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self) -> Option<DateTime<Utc>> {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::NEVER => None,
+            ms => crate::clock::ms_to_datetime(ms),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServiceView {
     pub slug: String,
@@ -101,7 +137,8 @@ pub struct ServiceView {
     pub description: Option<String>,
     pub state: State,
     pub state_since: Option<DateTime<Utc>>,
-    pub last_checked_at: Option<DateTime<Utc>>,
+    /// Read it with [`ServiceView::last_checked_at`].
+    pub last_check: LastCheck,
     pub created_at: DateTime<Utc>,
     /// Share of counted checks that were up or degraded, per window.
     pub uptime: Uptimes,
@@ -142,6 +179,11 @@ pub struct LocationView {
 }
 
 impl ServiceView {
+    /// When the service was last checked, as of now.
+    pub fn last_checked_at(&self) -> Option<DateTime<Utc>> {
+        self.last_check.get()
+    }
+
     /// The last 90 days, day by day, oldest first (today last).
     pub fn days(&self) -> Vec<Day> {
         let mut days = Vec::with_capacity(self.past_days.len() + 1);

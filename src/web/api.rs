@@ -151,7 +151,7 @@ fn services_json(snapshot: &Snapshot) -> Option<String> {
             group,
             state: s.state.as_str(),
             state_since: s.state_since.map(|t| t.to_rfc3339()),
-            last_checked_at: s.last_checked_at.map(|t| t.to_rfc3339()),
+            last_checked_at: s.last_checked_at().map(|t| t.to_rfc3339()),
             uptime_24h: s.uptime[0].map(crate::domain::time::uptime_shown),
             uptime: UptimeDoc::of(&s.uptime),
             dependencies: s

@@ -592,6 +592,7 @@ mod render_tests {
     fn snapshot(at_secs: i64) -> Arc<Snapshot> {
         let inputs = Inputs {
             summaries: Vec::new(),
+            last_checks: Vec::new(),
             history: Default::default(),
             incidents: Vec::new(),
             maintenances: Vec::new(),

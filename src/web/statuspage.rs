@@ -663,7 +663,7 @@ mod tests {
             description: n.is_multiple_of(3).then(|| format!("about {n}")),
             state,
             state_since: (!n.is_multiple_of(4)).then(|| at(n as i64)),
-            last_checked_at: Some(at(0)),
+            last_check: crate::snapshot::LastCheck::new(Some(at(0).timestamp_millis())),
             created_at: at(-(n as i64)),
             uptime: [None; 4],
             hours: Arc::from(Vec::new()),

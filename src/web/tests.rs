@@ -76,7 +76,9 @@ fn snapshot() -> Snapshot {
         description: None,
         state: State::Up,
         state_since: Some(at - chrono::Duration::hours(2)),
-        last_checked_at: Some(at - chrono::Duration::seconds(12)),
+        last_check: crate::snapshot::LastCheck::new(Some(
+            (at - chrono::Duration::seconds(12)).timestamp_millis(),
+        )),
         created_at: at - chrono::Duration::days(3),
         uptime: [Some(100.0), Some(99.5), None, None],
         hours: Arc::from(Vec::new()),

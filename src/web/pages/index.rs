@@ -148,7 +148,7 @@ fn index_html(app: &AppState, snapshot: &Snapshot) -> Option<String> {
                             format_uptime(quarter)
                         ),
                     },
-                    last_checked: match s.last_checked_at {
+                    last_checked: match s.last_checked_at() {
                         Some(t) => format!("checked {}", ago(t, now)),
                         None => "not checked yet".to_string(),
                     },
