@@ -1663,7 +1663,8 @@ impl<T> Drop for AbortOnDrop<T> {
 #[cfg(test)]
 mod tests {
     use super::{
-        first_offsets, next_slot, on_tick, tick_for, MonitorStats, LONGEST_TICK, SCHEDULER_TICK,
+        first_offsets, next_slot, on_tick, tick_for, MonitorStats, Owned, Watched, LONGEST_TICK,
+        SCHEDULER_TICK,
     };
     use std::sync::atomic::Ordering;
     use tokio::time::Instant;
@@ -1862,5 +1863,64 @@ mod tests {
         assert_eq!(tick_for(std::iter::empty()), LONGEST_TICK);
         assert_eq!(tick_for(every(3, 0)), LONGEST_TICK);
         assert_eq!(tick_for(every(1, u64::MAX)), LONGEST_TICK);
+    }
+
+    // The tick is that of the services this member probes itself: not
+    // those another member has, nor those only agents check.
+    #[test]
+    fn the_tick_counts_only_the_services_this_member_probes() {
+        use crate::config::{Locations, ServiceConfig};
+        use crate::store::StoredService;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let services: Vec<Watched> = (0..3_000)
+            .map(|i| {
+                let mut config = ServiceConfig::watching_self(addr);
+                config.slug = format!("s{i}");
+                config.interval = Duration::from_secs(30);
+                // One in three only agents check.
+                if i % 3 == 2 {
+                    config.locations = Some(Locations {
+                        names: vec!["eu".into(), "us".into()],
+                        quorum: 2,
+                        local: None,
+                    });
+                }
+                Watched {
+                    id: i,
+                    stored: StoredService {
+                        id: i,
+                        slug: config.slug.clone(),
+                        state: crate::domain::State::Unknown,
+                        state_since: None,
+                    },
+                    config,
+                }
+            })
+            .collect();
+        let mut owned = Owned::all(services.len(), false);
+        // 2,000 probed here every 30 s: 66.7 a second, so 150 ms, the
+        // longest tick.
+        assert_eq!(owned.tick(&services), LONGEST_TICK);
+        // A member probing none of them: nothing due, the longest tick.
+        owned.mine.fill(false);
+        assert_eq!(owned.tick(&services), LONGEST_TICK);
+        // At 1 s, every other service probed here ours.
+        let mut fast = services.clone();
+        for w in &mut fast {
+            w.config.interval = Duration::from_secs(1);
+        }
+        for (i, mine) in owned.mine.iter_mut().enumerate() {
+            *mine = i % 3 != 2 && i % 2 == 0;
+        }
+        // 1,000 services of the 3,000 are ours and probed here: 1,000 a
+        // second, ten in 10 ms.
+        let ours = tick_for(std::iter::repeat_n(Duration::from_secs(1), 1_000));
+        assert_eq!(owned.tick(&fast), ours);
+        assert_eq!(ours, SCHEDULER_TICK);
+        // Only agents' services ours: nothing probed here.
+        for (i, mine) in owned.mine.iter_mut().enumerate() {
+            *mine = i % 3 == 2;
+        }
+        assert_eq!(owned.tick(&fast), LONGEST_TICK);
     }
 }

@@ -104,6 +104,9 @@ struct Shown {
     row: Arc<ServiceSummary>,
     /// Its last check as the views show it, moved on in place (see
     /// [`LastCheck`]): a probe makes no new row, nor a new view.
+    /// `last_checked_at` above is the same time, kept in the list itself
+    /// so the walk over every version compares without following a
+    /// pointer per service.
     last_check: LastCheck,
     /// The last pass whose versions named it.
     seen: u64,

@@ -31,6 +31,21 @@ fn summary(id: i64, name: &str, group: Option<&str>, public: bool) -> ServiceSum
     }
 }
 
+/// Inputs of `summaries` alone: no history, incidents, maintenance or
+/// locations, and each view's last check from its row.
+fn inputs_of(summaries: Vec<Arc<ServiceSummary>>) -> Inputs {
+    Inputs {
+        summaries,
+        last_checks: Vec::new(),
+        history: Arc::new(Histories::default()),
+        incidents: Vec::new(),
+        maintenances: Vec::new(),
+        recent_incidents: Vec::new(),
+        recent_maintenances: Vec::new(),
+        locations: Vec::new(),
+    }
+}
+
 fn counts(up: i64, down: i64, maintenance: i64) -> Rollup {
     Rollup {
         up,
@@ -278,20 +293,10 @@ fn views_are_kept_when_services_come_go_or_move() {
         row(3, "C", None),
         row(4, "D", Some("Shop")),
     );
-    let inputs = |summaries: Vec<Arc<ServiceSummary>>| Inputs {
-        summaries,
-        last_checks: Vec::new(),
-        history: Arc::new(Histories::default()),
-        incidents: Vec::new(),
-        maintenances: Vec::new(),
-        recent_incidents: Vec::new(),
-        recent_maintenances: Vec::new(),
-        locations: Vec::new(),
-    };
-    let history = inputs(Vec::new()).history;
+    let history = inputs_of(Vec::new()).history;
     let with = |summaries: Vec<Arc<ServiceSummary>>| Inputs {
         history: Arc::clone(&history),
-        ..inputs(summaries)
+        ..inputs_of(summaries)
     };
     let groups = [GroupConfig {
         name: "Shop".into(),
@@ -393,14 +398,8 @@ fn a_new_last_check_moves_in_place_and_keeps_the_views() {
         .map(|s| LastCheck::new(s.last_checked_at))
         .collect();
     let inputs = Inputs {
-        summaries: [hidden, a, b].map(Arc::new).to_vec(),
         last_checks: checks.clone(),
-        history: Arc::new(Histories::default()),
-        incidents: Vec::new(),
-        maintenances: Vec::new(),
-        recent_incidents: Vec::new(),
-        recent_maintenances: Vec::new(),
-        locations: Vec::new(),
+        ..inputs_of([hidden, a, b].map(Arc::new).to_vec())
     };
     let mut views = Views::default();
     let first = Snapshot::from_inputs_reusing(inputs.clone(), "t", &[], now, &mut views);
