@@ -20,12 +20,14 @@ use crate::store::{Incident, Maintenance, ServiceSummary, Store, StoreError};
 pub struct Inputs {
     /// Shared with the refresher's rows: a row not read again since the
     /// last rebuild is the same `Arc`, and its view is kept (see
-    /// [`Views`]).
-    pub summaries: Vec<Arc<ServiceSummary>>,
+    /// [`Views`]). The list itself is the refresher's too, changed in
+    /// place where rows moved (see `ShownRows`): handing 30,000 rows to a
+    /// rebuild touches none of them.
+    pub summaries: Arc<Vec<Arc<ServiceSummary>>>,
     /// Each summary's last check, shared with the refresher, which moves
     /// it on as probes land (see [`LastCheck`]); the same length as
     /// `summaries`, or empty: each view then has its own, from its row.
-    pub last_checks: Vec<LastCheck>,
+    pub last_checks: Arc<Vec<LastCheck>>,
     /// Per service id: counts, response times and days of the last 90.
     pub history: Arc<Histories>,
     pub incidents: Vec<Incident>,
@@ -49,8 +51,8 @@ impl Inputs {
         Self::read_keeping(
             store,
             now,
-            summaries,
-            Vec::new(),
+            Arc::new(summaries),
+            Arc::default(),
             history,
             &KeptIncidents::default(),
         )
@@ -62,8 +64,8 @@ impl Inputs {
     pub async fn read_keeping(
         store: &Store,
         now: i64,
-        summaries: Vec<Arc<ServiceSummary>>,
-        last_checks: Vec<LastCheck>,
+        summaries: Arc<Vec<Arc<ServiceSummary>>>,
+        last_checks: Arc<Vec<LastCheck>>,
         history: Arc<Histories>,
         incidents: &KeptIncidents,
     ) -> Result<Inputs, StoreError> {
@@ -220,30 +222,14 @@ impl Snapshot {
         now: DateTime<Utc>,
         views: &mut Views,
     ) -> Snapshot {
-        let mut last_checks = inputs.last_checks.into_iter();
-        let (public, checks): (Vec<Arc<ServiceSummary>>, Vec<Option<LastCheck>>) = inputs
-            .summaries
-            .into_iter()
-            .map(|s| (s, last_checks.next()))
-            .filter(|(s, _)| s.public)
-            .unzip();
-        let overall = Overall::of(&public.iter().map(|s| s.state).collect::<Vec<_>>());
         let located = if inputs.locations.is_empty() {
             HashMap::new()
         } else {
             location_views(&inputs.locations, now)
         };
-        let group_views = views.lay_out(
-            (&public, &checks),
-            &inputs.history,
-            &inputs.recent_incidents,
-            located,
-            groups,
-            now,
-        );
         // Only public services are named on the page: the names of those
-        // the incidents and maintenance windows name, found in one pass.
-        // The fast hasher: every public slug is looked up in it.
+        // the incidents and maintenance windows name, found as the services
+        // are laid out.
         let wanted: std::collections::HashSet<&str, foldhash::fast::RandomState> = inputs
             .maintenances
             .iter()
@@ -253,15 +239,18 @@ impl Snapshot {
             .chain(inputs.recent_maintenances.iter().flat_map(|m| &m.services))
             .map(String::as_str)
             .collect();
-        let names: HashMap<&str, &str> = if wanted.is_empty() {
-            HashMap::new()
-        } else {
-            public
-                .iter()
-                .filter(|s| wanted.contains(s.slug.as_str()))
-                .map(|s| (s.slug.as_str(), s.name.as_str()))
-                .collect()
-        };
+        let Laid {
+            groups: group_views,
+            overall,
+            names,
+        } = views.lay_out(
+            (&inputs.summaries, &inputs.last_checks),
+            &inputs.history,
+            &inputs.recent_incidents,
+            located,
+            (groups, &wanted),
+            now,
+        );
         let public_name = |slug: &String| names.get(slug.as_str()).map(|n| n.to_string());
         let incident = |i: Incident| incident_view(i, &public_name, now);
         let maintenance = |m: Maintenance| maintenance_view(m, &names, now);
@@ -319,7 +308,9 @@ pub struct Views {
     history: Option<Arc<Histories>>,
     /// The start of the day they were made on (epoch ms).
     day: i64,
-    /// Entry `k` is the view of the last build's `k`-th public service.
+    /// The page's groups they were placed by (see [`Facts::group`]).
+    groups: Vec<String>,
+    /// Entry `k` is the last build's `k`-th service's.
     at: Vec<Option<Made>>,
     /// The build before's list, emptied, kept for the next build to fill:
     /// at 30,000 services a list is 3 MB, which a new allocation on every
@@ -334,6 +325,7 @@ struct Made {
     id: i64,
     /// The row it was made from (held for the same reason).
     row: Arc<ServiceSummary>,
+    facts: Facts,
     /// A digest of the service's incidents: ids and times.
     incidents: u64,
     /// Its window counts in the history it was made from, kept here so
@@ -342,7 +334,55 @@ struct Made {
     /// Whether it shows per-location results (read here rather than from
     /// the view, which would be one more cache miss a service).
     located: bool,
-    view: Arc<ServiceView>,
+    /// `None` for a service the page does not show.
+    view: Option<Arc<ServiceView>>,
+}
+
+/// What a rebuild reads of every row, kept beside its view: a row not read
+/// again since (the same `Arc`) is then not read at all. At 30,000
+/// services each read of a row is a cache miss, and reading each row's
+/// group, state, public flag and slug on every rebuild was most of the
+/// layout's time (`perf annotate`, three replicas, issue 16).
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    public: bool,
+    state: crate::domain::State,
+    /// Its place in the page's groups (0 for no group, g + 1 for the
+    /// config's g-th, as in [`Views::groups`]); `None` for a group the
+    /// config does not name, which the page does not show.
+    group: Option<usize>,
+    /// Its slug's [`slug_hash`], by which its incidents and its name (when
+    /// an incident or a maintenance window names it) are found.
+    slug: u64,
+}
+
+impl Facts {
+    fn of(s: &ServiceSummary, groups: &[String]) -> Facts {
+        Facts {
+            public: s.public,
+            state: s.state,
+            group: match &s.group {
+                None => Some(0),
+                Some(g) => groups.iter().position(|n| n == g).map(|i| i + 1),
+            },
+            slug: slug_hash(&s.slug),
+        }
+    }
+}
+
+/// The same for the same slug in every build (a fixed seed).
+fn slug_hash(slug: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6265_6163_6f6e).hash_one(slug)
+}
+
+/// What [`Views::lay_out`] gives the snapshot besides the views.
+struct Laid<'a> {
+    groups: Vec<GroupView>,
+    overall: Overall,
+    /// The names of the public services the incidents and maintenance
+    /// windows name, by slug.
+    names: HashMap<&'a str, &'a str>,
 }
 
 /// The last build's entries, taken in order while they line up with this
@@ -353,11 +393,19 @@ struct Before {
 }
 
 impl Before {
-    /// The last build's entry for service `id`, this build's `k`-th.
-    fn take(&mut self, k: usize, id: i64) -> Option<Made> {
+    /// The last build's entry for service `s`, this build's `k`-th: the
+    /// row itself is read only when it is not the one the entry was made
+    /// from.
+    fn take(&mut self, k: usize, s: &Arc<ServiceSummary>) -> Option<Made> {
         if self.by_id.is_none() {
             match self.at.get_mut(k) {
-                Some(slot) if slot.as_ref().is_some_and(|m| m.id == id) => return slot.take(),
+                Some(slot)
+                    if slot
+                        .as_ref()
+                        .is_some_and(|m| Arc::ptr_eq(&m.row, s) || m.id == s.id) =>
+                {
+                    return slot.take()
+                }
                 // A service came, went or moved: the rest by id.
                 _ => {
                     self.by_id = Some(
@@ -370,7 +418,7 @@ impl Before {
                 }
             }
         }
-        self.by_id.as_mut().and_then(|m| m.remove(&id))
+        self.by_id.as_mut().and_then(|m| m.remove(&s.id))
     }
 }
 
@@ -383,17 +431,22 @@ impl Views {
 
     /// The page's groups in order (ungrouped services first), each with
     /// its public services (and each one's last check, when the caller
-    /// keeps them: see [`LastCheck`]) and their uptime counted together
-    /// (every check weighs the same); empty groups left out.
-    fn lay_out(
+    /// keeps them, aligned with `rows`: see [`LastCheck`]) and their
+    /// uptime counted together (every check weighs the same); empty groups
+    /// left out. With them the overall state of the public services, and
+    /// the names of those among `wanted`.
+    fn lay_out<'a>(
         &mut self,
-        (public, checks): (&[Arc<ServiceSummary>], &[Option<LastCheck>]),
+        (rows, checks): (&'a [Arc<ServiceSummary>], &[LastCheck]),
         history: &Arc<Histories>,
         recent_incidents: &[Incident],
         mut located: HashMap<i64, Vec<super::views::LocationView>>,
-        groups: &[GroupConfig],
+        (groups, wanted): (
+            &[GroupConfig],
+            &std::collections::HashSet<&str, foldhash::fast::RandomState>,
+        ),
         now: DateTime<Utc>,
-    ) -> Vec<GroupView> {
+    ) -> Laid<'a> {
         let day = crate::store::rollup::Period::Day.bucket_start(now.timestamp_millis());
         let same_history = self
             .history
@@ -402,16 +455,26 @@ impl Views {
         let same_day = self.day == day;
         self.history = Some(Arc::clone(history));
         self.day = day;
-        // Each service's incidents, found once rather than per day.
-        let mut incidents_of: FastMap<&str, Vec<&Incident>> = FastMap::default();
+        let same_groups = self.groups.len() == groups.len()
+            && self.groups.iter().zip(groups).all(|(a, b)| *a == b.name);
+        if !same_groups {
+            self.groups = groups.iter().map(|g| g.name.clone()).collect();
+        }
+        // Each service's incidents, found once rather than per day, by its
+        // slug's hash (the slug compared only where the hash has some).
+        let mut incidents_of: FastMap<u64, Vec<(&str, &Incident)>> = FastMap::default();
         for i in recent_incidents {
             for slug in &i.services {
-                incidents_of.entry(slug.as_str()).or_default().push(i);
+                incidents_of
+                    .entry(slug_hash(slug))
+                    .or_default()
+                    .push((slug.as_str(), i));
             }
         }
+        let wanted_hashes: FastMap<u64, ()> = wanted.iter().map(|s| (slug_hash(s), ())).collect();
         // The first of the bars' 90 days (epoch ms), the same for every service.
         let window_start = day - 89 * crate::domain::time::DAY_MS;
-        // This build's entries, in `public`'s order; the last build's not
+        // This build's entries, in `rows`' order; the last build's not
         // taken (services gone from the page) are dropped with it.
         let mut before = Before {
             at: std::mem::take(&mut self.at),
@@ -419,97 +482,140 @@ impl Views {
         };
         let mut next: Vec<Option<Made>> = std::mem::take(&mut self.spare);
         next.clear();
-        next.resize_with(public.len(), || None);
+        next.resize_with(rows.len(), || None);
         self.made = 0;
-        let made = &mut self.made;
-        let mut view_of = |k: usize, s: &Arc<ServiceSummary>| -> (Arc<ServiceView>, Counts) {
-            let incidents = if incidents_of.is_empty() {
-                &[][..]
-            } else {
-                incidents_of
-                    .get(s.slug.as_str())
-                    .map_or(&[][..], Vec::as_slice)
+        // Per group: its services' views and their counts together.
+        let mut placed: Vec<(Counts, Vec<Arc<ServiceView>>)> = (0..=groups.len())
+            .map(|_| ([(0, 0); 4], Vec::new()))
+            .collect();
+        let mut states = Vec::with_capacity(rows.len());
+        let mut names = HashMap::new();
+        for (k, s) in rows.iter().enumerate() {
+            let was = before.take(k, s);
+            let facts = match &was {
+                Some(m) if same_groups && Arc::ptr_eq(&m.row, s) => m.facts,
+                _ => Facts::of(s, &self.groups),
             };
-            let digest = digest(incidents);
+            // Not shown (private, or in a group the config does not name):
+            // kept for its facts alone.
+            let unshown = |was: Option<Made>| match was {
+                Some(m) if Arc::ptr_eq(&m.row, s) => Made {
+                    facts,
+                    view: None,
+                    ..m
+                },
+                _ => Made {
+                    id: s.id,
+                    row: Arc::clone(s),
+                    facts,
+                    incidents: 0,
+                    counts: [(0, 0); 4],
+                    located: false,
+                    view: None,
+                },
+            };
+            if !facts.public {
+                next[k] = Some(unshown(was));
+                continue;
+            }
+            states.push(facts.state);
+            if !wanted_hashes.is_empty()
+                && wanted_hashes.contains_key(&facts.slug)
+                && wanted.contains(s.slug.as_str())
+            {
+                names.insert(s.slug.as_str(), s.name.as_str());
+            }
+            let Some(group) = facts.group else {
+                next[k] = Some(unshown(was));
+                continue;
+            };
+            let incidents: Vec<&Incident> = match incidents_of.get(&facts.slug) {
+                None => Vec::new(),
+                Some(named) => named
+                    .iter()
+                    .filter(|(slug, _)| *slug == s.slug)
+                    .map(|(_, i)| *i)
+                    .collect(),
+            };
+            let digest = digest(&incidents);
             let locations = if located.is_empty() {
                 None
             } else {
                 located.remove(&s.id)
             };
-            let was = before.take(k, s.id);
-            if let Some(m) = was.as_ref() {
-                let unchanged = same_history
+            let unchanged = was.as_ref().is_some_and(|m| {
+                same_history
                     && same_day
                     && locations.is_none()
                     && !m.located
                     && m.incidents == digest
-                    && Arc::ptr_eq(&m.row, s);
-                if unchanged {
-                    let kept = (Arc::clone(&m.view), m.counts);
-                    next[k] = was;
-                    return kept;
+                    && Arc::ptr_eq(&m.row, s)
+                    && m.view.is_some()
+            });
+            let m = match was {
+                // Kept, with its facts as this build placed it (the
+                // groups may have moved).
+                Some(m) if unchanged => Made { facts, ..m },
+                was => {
+                    self.made += 1;
+                    let history = history.services.get(&s.id);
+                    let last_check = checks
+                        .get(k)
+                        .cloned()
+                        .unwrap_or_else(|| LastCheck::new(s.last_checked_at));
+                    let mut view = service_view(
+                        s,
+                        last_check,
+                        window_start,
+                        history,
+                        &incidents,
+                        now,
+                        was.as_ref()
+                            .and_then(|m| m.view.as_ref())
+                            .map(|v| &v.past_days),
+                    );
+                    view.locations = locations.unwrap_or_default();
+                    Made {
+                        id: s.id,
+                        row: Arc::clone(s),
+                        facts,
+                        incidents: digest,
+                        counts: counts(history),
+                        located: !view.locations.is_empty(),
+                        view: Some(Arc::new(view)),
+                    }
                 }
-            }
-            *made += 1;
-            let history = history.services.get(&s.id);
-            let last_check = checks
-                .get(k)
-                .cloned()
-                .flatten()
-                .unwrap_or_else(|| LastCheck::new(s.last_checked_at));
-            let mut view = service_view(
-                s,
-                last_check,
-                window_start,
-                history,
-                incidents,
-                now,
-                was.as_ref().map(|m| &m.view.past_days),
-            );
-            view.locations = locations.unwrap_or_default();
-            let m = Made {
-                id: s.id,
-                row: Arc::clone(s),
-                incidents: digest,
-                counts: counts(history),
-                located: !view.locations.is_empty(),
-                view: Arc::new(view),
             };
-            let out = (Arc::clone(&m.view), m.counts);
+            let (total, services) = &mut placed[group];
+            for (t, (ok, counted)) in total.iter_mut().zip(m.counts) {
+                t.0 += ok;
+                t.1 += counted;
+            }
+            if let Some(view) = &m.view {
+                services.push(Arc::clone(view));
+            }
             next[k] = Some(m);
-            out
-        };
-        let mut views: Vec<GroupView> = Vec::with_capacity(groups.len() + 1);
-        for name in std::iter::once(None).chain(groups.iter().map(Some)) {
-            let members = public
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.group.as_deref() == name.map(|g| g.name.as_str()));
-            let mut total: Counts = [(0, 0); 4];
-            let mut services = Vec::new();
-            for (k, s) in members {
-                let (view, counted) = view_of(k, s);
-                for (t, (ok, counted)) in total.iter_mut().zip(counted) {
-                    t.0 += ok;
-                    t.1 += counted;
-                }
-                services.push(view);
-            }
-            if services.is_empty() {
-                continue;
-            }
-            views.push(GroupView {
+        }
+        let names_of = std::iter::once(None).chain(groups.iter().map(Some));
+        let views = names_of
+            .zip(placed)
+            .filter(|(_, (_, services))| !services.is_empty())
+            .map(|(name, (total, services))| GroupView {
                 name: name.map(|g| g.name.clone()),
                 description: name.and_then(|g| g.description.clone()),
                 uptime: uptimes(&total),
                 services,
-            });
-        }
+            })
+            .collect();
         self.at = next;
         // What was not taken (services gone from the page) is dropped here.
         before.at.clear();
         self.spare = before.at;
-        views
+        Laid {
+            groups: views,
+            overall: Overall::of(&states),
+            names,
+        }
     }
 }
 

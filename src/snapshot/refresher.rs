@@ -77,7 +77,10 @@ impl Drop for Refresher {
 /// with the revision it was read at: a rebuild reads every revision and
 /// last check (one packed value) and then only the rows whose revision
 /// moved: those a state change, the config or a probe's dependencies or
-/// certificate wrote, not every probed one.
+/// certificate wrote, not every probed one. That walk over every version
+/// is done at most every [`WALK_EVERY`]; a rebuild sooner (an urgent
+/// write: a state change, an incident) reads only the rows written since
+/// the read before ([`crate::store::Store::page_changes`]).
 ///
 /// Kept as a list in page order with an index by id, so a rebuild where no
 /// row moved is one lookup a service and a walk down the list: no sort, no
@@ -91,9 +94,25 @@ pub struct ShownRows {
     index: super::history::FastMap<i64, usize>,
     /// When every row was last read whole.
     full_at: Option<std::time::Instant>,
+    /// When the versions were last walked (epoch ms, by the refresher's
+    /// clock).
+    walked_at: Option<i64>,
+    /// The highest revision the read before the last saw, and the last's:
+    /// a read of the rows written since asks from the first (see
+    /// [`crate::store::Store::page_changes`]).
+    marks: Option<(i64, i64)>,
     /// Rebuilds so far: each row notes the last that saw its id.
     pass: u64,
+    /// `list`'s rows and last checks as the last rebuild was handed them,
+    /// changed in place where rows were read again: each handing over of
+    /// 30,000 new `Arc`s touched every row twice (made, then dropped) on
+    /// every rebuild. See [`ShownRows::hand_over`].
+    given: Option<Given>,
 }
+
+/// What a rebuild is handed: the shown rows in page order, and each one's
+/// last check.
+type Given = (Arc<Vec<Arc<ServiceSummary>>>, Arc<Vec<LastCheck>>);
 
 #[derive(Debug)]
 struct Shown {
@@ -127,6 +146,42 @@ impl Shown {
 }
 
 impl ShownRows {
+    /// The rows and last checks for a rebuild: the last ones with the
+    /// entries at `replaced` changed, unless the list was `rebuilt` (a row
+    /// came, went or moved) or the last rebuild still holds them.
+    fn hand_over(&mut self, replaced: &[usize], rebuilt: bool) -> Given {
+        let ShownRows { list, given, .. } = self;
+        let in_place = match given.as_mut() {
+            Some((rows, checks)) if !rebuilt && rows.len() == list.len() => {
+                match (Arc::get_mut(rows), Arc::get_mut(checks)) {
+                    (Some(rows), Some(checks)) if checks.len() == list.len() => {
+                        for &k in replaced {
+                            if let (Some(r), Some(row), Some(check)) =
+                                (list.get(k), rows.get_mut(k), checks.get_mut(k))
+                            {
+                                *row = Arc::clone(&r.row);
+                                *check = r.last_check.clone();
+                            }
+                        }
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
+        if !in_place {
+            *given = Some((
+                Arc::new(list.iter().map(|r| Arc::clone(&r.row)).collect()),
+                Arc::new(list.iter().map(|r| r.last_check.clone()).collect()),
+            ));
+        }
+        match given {
+            Some((rows, checks)) => (Arc::clone(rows), Arc::clone(checks)),
+            None => Default::default(),
+        }
+    }
+
     /// Puts `list` in page order and indexes it again.
     fn reorder(&mut self) {
         self.list.sort_unstable_by_key(|r| (r.position, r.id));
@@ -135,6 +190,16 @@ impl ShownRows {
             .extend(self.list.iter().enumerate().map(|(k, r)| (r.id, k)));
     }
 }
+
+/// The versions of every shown row (revisions and last checks) are walked
+/// at least this often, and a rebuild sooner reads only the rows written
+/// since (through the index on `revision`): so a probe's last check moves
+/// on the page every few seconds, and a row whose write slipped under the
+/// read's mark (a transaction held open across two reads; a replica of
+/// an older release) is read within this time. With three replicas at
+/// 30,000 services, an urgent rebuild every second on each walked all
+/// 30,000 versions each time (docs/performance.md, issue 16).
+pub const WALK_EVERY: Duration = ROUTINE_GAP;
 
 /// Every row is read whole at least this often anyway: a replica of an
 /// older release (a rolling upgrade) writes rows without moving their
@@ -388,8 +453,24 @@ impl Refresher {
     /// new to the list, or one gone).
     async fn read_services(
         &self,
-    ) -> Result<(Vec<Arc<ServiceSummary>>, Vec<LastCheck>, bool), StoreError> {
+    ) -> Result<(Arc<Vec<Arc<ServiceSummary>>>, Arc<Vec<LastCheck>>, bool), StoreError> {
+        let now_ms = self.clock.now().timestamp_millis();
+        let since = {
+            let shown = self.services.lock();
+            match (shown.marks, shown.walked_at) {
+                (Some((since, _)), Some(at))
+                    if (0..WALK_EVERY.as_millis() as i64).contains(&(now_ms - at)) =>
+                {
+                    Some(since)
+                }
+                _ => None,
+            }
+        };
+        if let Some(since) = since {
+            return self.read_changes(since).await;
+        }
         let versions = self.store.page_versions().await?;
+        let newest = versions.iter().map(|(_, v)| v.revision).max().unwrap_or(0);
         let (changed, full) = {
             let mut shown = self.services.lock();
             shown.pass += 1;
@@ -424,12 +505,19 @@ impl Refresher {
         };
         let mut shown = self.services.lock();
         let pass = shown.pass;
+        shown.walked_at = Some(now_ms);
+        shown.marks = Some(match shown.marks {
+            Some((_, last)) => (last, last.max(newest)),
+            None => (newest, newest),
+        });
         // The set of shown services changed, or may have: a full read, a
         // row new to the list, or rows gone from it. A row read again in
         // place (a state change) leaves the set as it was, and comparing
         // the whole set (30,000 ids sorted) on every such rebuild was a
         // twentieth of the snapshot's cost with three replicas.
         let mut moved = full;
+        let mut replaced = Vec::new();
+        let mut rebuilt = full;
         if full {
             shown.list = read
                 .into_iter()
@@ -441,8 +529,9 @@ impl Refresher {
             let mut reorder = false;
             for (revision, row) in read {
                 let was = shown.index.get(&row.id).copied();
-                match was.and_then(|k| shown.list.get_mut(k)) {
-                    Some(r) => {
+                match was.and_then(|k| shown.list.get_mut(k).map(|r| (k, r))) {
+                    Some((k, r)) => {
+                        replaced.push(k);
                         reorder |= r.position != row.position;
                         // A last check of its own: the view is made again
                         // from the new row, and the one the page shows
@@ -463,10 +552,65 @@ impl Refresher {
             moved |= shown.list.len() != before;
             if reorder || shown.list.len() != before {
                 shown.reorder();
+                rebuilt = true;
             }
         }
-        let out = shown.list.iter().map(|r| Arc::clone(&r.row)).collect();
-        let checks = shown.list.iter().map(|r| r.last_check.clone()).collect();
+        let (out, checks) = shown.hand_over(&replaced, rebuilt);
+        Ok((out, checks, moved))
+    }
+
+    /// The rows written since revision `since` (see [`ShownRows`]), in
+    /// place of the rows as last read: a service left the page, came onto
+    /// it or moved; what the read before already had is kept as it is.
+    /// Last checks move at the next walk of the versions.
+    async fn read_changes(
+        &self,
+        since: i64,
+    ) -> Result<(Arc<Vec<Arc<ServiceSummary>>>, Arc<Vec<LastCheck>>, bool), StoreError> {
+        let read = self.store.page_changes(since).await?;
+        let mut shown = self.services.lock();
+        let pass = shown.pass;
+        let newest = read.iter().map(|c| c.revision).max().unwrap_or(since);
+        shown.marks = Some(match shown.marks {
+            Some((_, last)) => (last, last.max(newest)),
+            None => (since, newest),
+        });
+        let (mut moved, mut reorder) = (false, false);
+        let mut gone: Vec<i64> = Vec::new();
+        let mut replaced = Vec::new();
+        for change in read {
+            let id = change.summary.id;
+            let at = shown.index.get(&id).copied();
+            match (at.and_then(|k| shown.list.get_mut(k)), change.shown) {
+                // Read by the read before too (the overlap): as it was.
+                (Some(r), true) if r.revision == change.revision => {}
+                (Some(r), true) => {
+                    replaced.extend(at);
+                    reorder |= r.position != change.summary.position;
+                    // A last check of its own, as in `read_services`.
+                    *r = Shown::of(change.revision, change.summary, pass);
+                }
+                (Some(_), false) => gone.push(id),
+                (None, true) => {
+                    reorder = true;
+                    moved = true;
+                    shown
+                        .list
+                        .push(Shown::of(change.revision, change.summary, pass));
+                }
+                (None, false) => {}
+            }
+        }
+        if !gone.is_empty() {
+            gone.sort_unstable();
+            shown.list.retain(|r| gone.binary_search(&r.id).is_err());
+            moved = true;
+            reorder = true;
+        }
+        if reorder {
+            shown.reorder();
+        }
+        let (out, checks) = shown.hand_over(&replaced, reorder);
         Ok((out, checks, moved))
     }
 

@@ -35,8 +35,8 @@ fn summary(id: i64, name: &str, group: Option<&str>, public: bool) -> ServiceSum
 /// locations, and each view's last check from its row.
 fn inputs_of(summaries: Vec<Arc<ServiceSummary>>) -> Inputs {
     Inputs {
-        summaries,
-        last_checks: Vec::new(),
+        summaries: Arc::new(summaries),
+        last_checks: Arc::default(),
         history: Arc::new(Histories::default()),
         incidents: Vec::new(),
         maintenances: Vec::new(),
@@ -111,8 +111,8 @@ fn groups_count_every_check_of_their_public_services_and_windows_split_by_time()
         updated_at: 0,
     };
     let inputs = Inputs {
-        summaries: [a, b, hidden].map(Arc::new).to_vec(),
-        last_checks: Vec::new(),
+        summaries: Arc::new([a, b, hidden].map(Arc::new).to_vec()),
+        last_checks: Arc::default(),
         history: Arc::new(Histories {
             hour: 0,
             services: windows
@@ -154,7 +154,7 @@ fn groups_count_every_check_of_their_public_services_and_windows_split_by_time()
     let mut moved = inputs.clone();
     let mut b = (*moved.summaries[1]).clone();
     b.state = State::Down;
-    moved.summaries[1] = Arc::new(b);
+    Arc::make_mut(&mut moved.summaries)[1] = Arc::new(b);
     let after = Snapshot::from_inputs_reusing(moved, "t", &groups, now, &mut views);
     assert_eq!(views.made(), 1);
     assert!(Arc::ptr_eq(
@@ -237,8 +237,8 @@ fn a_full_history_is_shared_with_the_snapshot_not_copied() {
         ..History::default()
     };
     let inputs = Inputs {
-        summaries: vec![Arc::new(summary(1, "A", None, true))],
-        last_checks: Vec::new(),
+        summaries: Arc::new(vec![Arc::new(summary(1, "A", None, true))]),
+        last_checks: Arc::default(),
         history: Arc::new(Histories {
             hour: 0,
             services: [(1, history)].into_iter().collect(),
@@ -398,7 +398,7 @@ fn a_new_last_check_moves_in_place_and_keeps_the_views() {
         .map(|s| LastCheck::new(s.last_checked_at))
         .collect();
     let inputs = Inputs {
-        last_checks: checks.clone(),
+        last_checks: Arc::new(checks.clone()),
         ..inputs_of([hidden, a, b].map(Arc::new).to_vec())
     };
     let mut views = Views::default();
@@ -429,4 +429,102 @@ fn a_new_last_check_moves_in_place_and_keeps_the_views() {
     for (old, new) in shown.iter().zip(&again.groups[0].services) {
         assert!(Arc::ptr_eq(old, new), "{} is kept", old.slug);
     }
+}
+
+// A row not read again is not read at all (its group, state, public flag
+// and slug are kept beside its view): what it was kept for must still
+// follow the config's groups, a service's incidents and the names the
+// incidents show.
+#[test]
+fn kept_rows_follow_the_groups_and_the_incidents() {
+    let now = ms_to_datetime(1_773_360_000_000).expect("time");
+    let row = |id: i64, name: &str, group: Option<&str>, public: bool| {
+        Arc::new(summary(id, name, group, public))
+    };
+    let rows = vec![
+        row(1, "A", None, true),
+        row(2, "B", Some("Shop"), true),
+        row(3, "X", Some("Later"), true),
+        Arc::new(ServiceSummary {
+            state: Down,
+            ..summary(4, "Hidden", None, false)
+        }),
+    ];
+    let history = inputs_of(Vec::new()).history;
+    let group = |name: &str| GroupConfig {
+        name: name.into(),
+        description: None,
+    };
+    let incident = |id: i64, services: &[&str]| crate::store::Incident {
+        id,
+        title: format!("Incident {id}"),
+        impact: "minor".into(),
+        status: "investigating".into(),
+        automatic: false,
+        postmortem: None,
+        started_at: now.timestamp_millis() - 60_000,
+        updated_at: now.timestamp_millis() - 60_000,
+        resolved_at: None,
+        services: services.iter().map(|s| s.to_string()).collect(),
+        updates: Vec::new(),
+    };
+    let with = |incidents: Vec<crate::store::Incident>| Inputs {
+        history: Arc::clone(&history),
+        recent_incidents: incidents.clone(),
+        incidents,
+        ..inputs_of(rows.clone())
+    };
+    let shown = |snap: &Snapshot| -> Vec<(Option<String>, Vec<String>)> {
+        snap.groups
+            .iter()
+            .map(|g| {
+                let slugs = g.services.iter().map(|s| s.slug.clone()).collect();
+                (g.name.clone(), slugs)
+            })
+            .collect()
+    };
+    let mut views = Views::default();
+    let first =
+        Snapshot::from_inputs_reusing(with(Vec::new()), "t", &[group("Shop")], now, &mut views);
+    // A group the config does not name is not shown, nor a private service.
+    assert_eq!(
+        shown(&first),
+        [
+            (None, vec!["a".into()]),
+            (Some("Shop".into()), vec!["b".into()])
+        ]
+    );
+    assert_eq!(views.made(), 2);
+    // The same rows, a config that names X's group: X is shown, the
+    // others' views are kept.
+    let groups = [group("Later"), group("Shop")];
+    let named = Snapshot::from_inputs_reusing(with(Vec::new()), "t", &groups, now, &mut views);
+    assert_eq!(
+        shown(&named),
+        [
+            (None, vec!["a".into()]),
+            (Some("Later".into()), vec!["x".into()]),
+            (Some("Shop".into()), vec!["b".into()])
+        ]
+    );
+    assert_eq!(views.made(), 1);
+    // An incident of B (and of the private service): B's view alone is
+    // made again, and the incident names B, never the private one.
+    let with_incident = Snapshot::from_inputs_reusing(
+        with(vec![incident(7, &["b", "hidden"])]),
+        "t",
+        &groups,
+        now,
+        &mut views,
+    );
+    assert_eq!(views.made(), 1);
+    assert_eq!(with_incident.incidents[0].services, ["B"]);
+    assert_eq!(with_incident.groups[2].services[0].incidents_90d, 1);
+    assert!(Arc::ptr_eq(
+        &named.groups[0].services[0],
+        &with_incident.groups[0].services[0]
+    ));
+    // The banner follows the public services' states, the private one's
+    // left out.
+    assert_eq!(with_incident.overall, Overall::Operational);
 }

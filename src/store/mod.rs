@@ -113,6 +113,23 @@ macro_rules! bump_changes {
     }};
 }
 
+/// How each backend numbers a write to a service's row (migration 0017):
+/// a revision above every other row's, so that the rows written since a
+/// read are those above the highest it saw (see [`Store::page_changes`]).
+pub(crate) trait Revisions {
+    /// The next revision, as an SQL expression.
+    const NEXT: &'static str;
+}
+
+impl Revisions for sqlx::Postgres {
+    const NEXT: &'static str = "nextval('service_revisions')";
+}
+
+/// One process writes a SQLite file, under its write lock.
+impl Revisions for sqlx::Sqlite {
+    const NEXT: &'static str = "(SELECT coalesce(max(revision), 0) + 1 FROM services)";
+}
+
 /// The services linked to `$id` through `$table` (by its column `$column`),
 /// in page order, as events name them.
 macro_rules! service_refs {
@@ -240,7 +257,7 @@ pub use maintenances::{Maintenance, MaintenanceInput, ServiceWindow};
 pub use packed::Compacted;
 pub use results::{Batch, CheckResult, StatusChange};
 pub use retention::Pruned;
-pub use services::{RowVersion, ServiceSummary, StoredService};
+pub use services::{PageChange, RowVersion, ServiceSummary, StoredService};
 pub use subscribers::{
     EmailSignUp, SignUp, Subscriber, SubscriberDelivery, TokenRecord, SUBSCRIBER_KINDS,
 };

@@ -523,7 +523,10 @@ macro_rules! batch_steps {
                 tracing::info!(service_id = c.service_id, stored = %stored, from = %c.from, to = %c.to, "state change not recorded: another writer changed this service's state first");
                 return Ok(false);
             }
-            let swapped = sqlx::query("UPDATE services SET state = $1, state_since = $2, revision = revision + 1 WHERE id = $3 AND state = $4")
+            let swapped = sqlx::query(&format!(
+                "UPDATE services SET state = $1, state_since = $2, revision = {} WHERE id = $3 AND state = $4",
+                <Db as crate::store::Revisions>::NEXT
+            ))
                 .bind(c.to.as_str())
                 .bind(c.changed_at)
                 .bind(c.service_id)
@@ -688,7 +691,10 @@ macro_rules! batch_steps {
                 } else {
                     Some(serde_json::to_string(deps).unwrap_or_else(|_| "[]".into()))
                 };
-                sqlx::query("UPDATE services SET dependencies = $1, revision = revision + 1 WHERE id = $2")
+                sqlx::query(&format!(
+                    "UPDATE services SET dependencies = $1, revision = {} WHERE id = $2",
+                    <Db as crate::store::Revisions>::NEXT
+                ))
                     .bind(json)
                     .bind(*service_id)
                     .execute(&mut *tx)
@@ -699,7 +705,10 @@ macro_rules! batch_steps {
 
         async fn set_certificates(tx: &mut Conn, certificates: &[&(i64, i64)]) -> Result<(), StoreError> {
             for (service_id, expires_at) in certificates {
-                sqlx::query("UPDATE services SET certificate_expires_at = $1, revision = revision + 1 WHERE id = $2")
+                sqlx::query(&format!(
+                    "UPDATE services SET certificate_expires_at = $1, revision = {} WHERE id = $2",
+                    <Db as crate::store::Revisions>::NEXT
+                ))
                     .bind(*expires_at)
                     .bind(*service_id)
                     .execute(&mut *tx)

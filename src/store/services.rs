@@ -107,7 +107,19 @@ impl Store {
             super::Pools::Sqlite(_) => "BEGIN IMMEDIATE",
             super::Pools::Postgres(_) => "BEGIN",
         };
-        let stored = on_pool!(self, pool, _Db => {
+        let stored = on_pool!(self, pool, Db => {
+            // A new row's revision too, so that a rebuild's read of the
+            // rows written since its last (`page_changes`) finds it.
+            let upsert = format!(
+                "INSERT INTO services (slug, name, group_name, description, public, active, position, created_at, updated_at, revision) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, {next}) \
+                 ON CONFLICT (slug) DO UPDATE SET name = excluded.name, group_name = excluded.group_name, \
+                   description = excluded.description, public = excluded.public, active = excluded.active, \
+                   position = excluded.position, updated_at = excluded.updated_at, \
+                   revision = {next} \
+                 RETURNING id, state, state_since",
+                next = <Db as crate::store::Revisions>::NEXT
+            );
             let mut tx = pool.begin_with(begin).await?;
             // Every row as it stands (active or not), by slug.
             let mut existing: HashMap<String, (bool, ServiceSummary)> = HashMap::new();
@@ -156,7 +168,10 @@ impl Store {
             for (_, write) in writes {
                 let (position, s) = match write {
                     Write::Deactivate(id) => {
-                        sqlx::query("UPDATE services SET active = $1, updated_at = $2, revision = revision + 1 WHERE id = $3")
+                        sqlx::query(&format!(
+                            "UPDATE services SET active = $1, updated_at = $2, revision = {} WHERE id = $3",
+                            <Db as crate::store::Revisions>::NEXT
+                        ))
                             .bind(false)
                             .bind(now)
                             .bind(id)
@@ -166,15 +181,7 @@ impl Store {
                     }
                     Write::Upsert(position, s) => (position, s),
                 };
-                let row = sqlx::query(
-                    "INSERT INTO services (slug, name, group_name, description, public, active, position, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-                     ON CONFLICT (slug) DO UPDATE SET name = excluded.name, group_name = excluded.group_name, \
-                       description = excluded.description, public = excluded.public, active = excluded.active, \
-                       position = excluded.position, updated_at = excluded.updated_at, \
-                       revision = services.revision + 1 \
-                     RETURNING id, state, state_since",
-                )
+                let row = sqlx::query(&upsert)
                 .bind(&s.slug)
                 .bind(&s.name)
                 .bind(&s.group)
@@ -327,6 +334,37 @@ impl Store {
         Ok(out)
     }
 
+    /// Every service row written since a read that saw revisions up to
+    /// `since` (migration 0017): each with its revision and whether the
+    /// page shows it (active and public; a row that left the page comes
+    /// too, so that a reader drops it). Through the index on `revision`,
+    /// so a rebuild between two full comparisons ([`Store::page_versions`])
+    /// reads what was written, not the fleet.
+    ///
+    /// A transaction that took its revision before such a read and
+    /// commits after it is below that read's highest revision: a reader
+    /// asks from the highest of the read before (one read's overlap), and
+    /// its next full comparison catches a write held open longer than that.
+    pub async fn page_changes(&self, since: i64) -> Result<Vec<PageChange>, StoreError> {
+        let sql =
+            format!("SELECT revision, active, {SUMMARY_COLUMNS} FROM services WHERE revision > $1");
+        let rows = on_pool!(self, pool, _Db => {
+            let mut out = Vec::new();
+            for row in sqlx::query(&sql).bind(since).fetch_all(pool).await? {
+                let id: i64 = row.try_get("id")?;
+                let active: bool = row.try_get("active")?;
+                let summary = summary_of_row!(row, id, 0, 0);
+                out.push(PageChange {
+                    revision: row.try_get("revision")?,
+                    shown: active && summary.public,
+                    summary,
+                });
+            }
+            out
+        });
+        Ok(rows)
+    }
+
     /// The public, active services among `names`, each name a slug or a
     /// group's name, with their group names: what a subscriber may follow
     /// and be told about, read for the names an event or a sign-up gives
@@ -377,8 +415,15 @@ pub struct RowVersion {
     pub last_checked_at: Option<i64>,
 }
 
-/// One `id:revision:last_checked_at` of [`Store::page_versions`]; the last
-/// is empty for a service never checked.
+/// A service row written since a read (see [`Store::page_changes`]).
+#[derive(Debug, Clone)]
+pub struct PageChange {
+    pub revision: i64,
+    /// Whether the page shows it (active and public).
+    pub shown: bool,
+    pub summary: ServiceSummary,
+}
+
 /// One `id:revision:last_checked_at` of [`Store::page_versions`], up to
 /// and past the `,` that ends it or the end of the text.
 fn parse_version(s: &mut Scan) -> Option<(i64, RowVersion)> {

@@ -591,8 +591,8 @@ mod render_tests {
 
     fn snapshot(at_secs: i64) -> Arc<Snapshot> {
         let inputs = Inputs {
-            summaries: Vec::new(),
-            last_checks: Vec::new(),
+            summaries: Default::default(),
+            last_checks: Default::default(),
             history: Default::default(),
             incidents: Vec::new(),
             maintenances: Vec::new(),

@@ -419,6 +419,121 @@ async fn routine_gap(db: TestDb) {
     app.stop().await.expect("clean stop");
 }
 
+store_test!(
+    the_rows_written_since_a_read_are_read_alone,
+    rows_written_since
+);
+/// `Store::page_changes`: revisions come from one sequence (migration
+/// 0017), so the rows written since a read are those above the highest
+/// revision it saw: a state change, a service made private (which comes
+/// too, so that a reader drops it), a new service; a probe alone is not a
+/// change of its row.
+async fn rows_written_since(db: TestDb) {
+    use beacon::domain::{Outcome, State};
+    use beacon::store::{Batch, StatusChange};
+    let services = |names: &[&str], private: &str| {
+        let mut toml = String::new();
+        for name in names {
+            let public = if *name == private {
+                "public = false\n"
+            } else {
+                ""
+            };
+            toml += &format!(
+                "[[service]]\nname = \"{name}\"\nurl = \"http://{name}.example/\"\n{public}"
+            );
+        }
+        test_config(&db, &toml)
+    };
+    let store = db.store().await;
+    let stored = store
+        .sync_services(&services(&["a", "b", "c"], "c").services, 1_000)
+        .await
+        .expect("sync");
+    let id = |slug: &str| stored.iter().find(|s| s.slug == slug).expect("synced").id;
+    let (a, b) = (id("a"), id("b"));
+    let since = async |revision: i64| {
+        let mut read: Vec<(String, bool)> = store
+            .page_changes(revision)
+            .await
+            .expect("changes")
+            .into_iter()
+            .map(|r| (r.summary.slug, r.shown))
+            .collect();
+        read.sort();
+        read
+    };
+    let highest = async || {
+        store
+            .page_changes(-1)
+            .await
+            .expect("changes")
+            .iter()
+            .map(|r| r.revision)
+            .max()
+            .expect("rows")
+    };
+    // Every row has a revision of its own from the first write, the
+    // private one too (shown: false).
+    assert_eq!(
+        since(-1).await,
+        [("a".into(), true), ("b".into(), true), ("c".into(), false)]
+    );
+    let mark = highest().await;
+    assert_eq!(since(mark).await, []);
+
+    // A probe moves no revision; a state change does, above every other.
+    let probe = Batch {
+        results: vec![one_result(a, 2_000, Outcome::Up)],
+        ..Batch::default()
+    };
+    store.write_batch(&probe).await.expect("write");
+    assert_eq!(since(mark).await, []);
+    let down = Batch {
+        results: vec![one_result(b, 2_100, Outcome::Down)],
+        changes: vec![StatusChange {
+            service_id: b,
+            changed_at: 2_100,
+            from: State::Unknown,
+            to: State::Down,
+            reason: None,
+        }],
+        ..Batch::default()
+    };
+    store.write_batch(&down).await.expect("write");
+    let read = store.page_changes(mark).await.expect("changes");
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        (read[0].summary.id, read[0].summary.state),
+        (b, State::Down)
+    );
+    assert!(read[0].revision > mark);
+    let mark = read[0].revision;
+
+    // b made private and c public, then a new service: each row written
+    // is read, with whether the page shows it.
+    store
+        .sync_services(&services(&["a", "b", "c"], "b").services, 3_000)
+        .await
+        .expect("sync");
+    assert_eq!(since(mark).await, [("b".into(), false), ("c".into(), true)]);
+    let mark = highest().await;
+    let stored = store
+        .sync_services(&services(&["a", "b", "c", "d"], "b").services, 4_000)
+        .await
+        .expect("sync");
+    assert_eq!(since(mark).await, [("d".into(), true)]);
+    assert!(stored.iter().any(|s| s.slug == "d"));
+    // A service gone from the config (the last: the others keep their
+    // places): its row leaves the page.
+    let mark = highest().await;
+    store
+        .sync_services(&services(&["a", "b", "c"], "b").services, 5_000)
+        .await
+        .expect("sync");
+    assert_eq!(since(mark).await, [("d".into(), false)]);
+}
+
 /// The last check `/api/v1/services` shows for the service `slug`.
 async fn api_last_check(
     app: &TestApp,
@@ -515,14 +630,45 @@ async fn kept_rows(db: TestDb) {
     let first = shown();
     assert_eq!(slugs(&first), ["a", "b", "c"]);
 
-    // Another probe of b: its last check moves on, in the view the last
+    // b goes down, within `WALK_EVERY` of that rebuild: the next reads
+    // the rows written since (b's alone), makes b's view again and keeps
+    // the others.
+    let down_at = now.timestamp_millis() - 1_500;
+    let down = Batch {
+        results: vec![one_result(b, down_at, Outcome::Down)],
+        changes: vec![beacon::store::StatusChange {
+            service_id: b,
+            changed_at: down_at,
+            from: beacon::domain::State::Unknown,
+            to: beacon::domain::State::Down,
+            reason: None,
+        }],
+        ..Batch::default()
+    };
+    store.write_batch(&down).await.expect("write");
+    refresher.refresh().await;
+    let went_down = shown();
+    assert_eq!(slugs(&went_down), ["a", "b", "c"]);
+    assert!(Arc::ptr_eq(&first[0], &went_down[0]), "a kept");
+    assert!(Arc::ptr_eq(&first[2], &went_down[2]), "c kept");
+    assert_eq!(went_down[1].state, beacon::domain::State::Down);
+
+    // Another probe of b: its last check moves on at the next walk of
+    // every version (`WALK_EVERY` after the last), in the view the last
     // rebuild made (a probe makes no new view); every view is kept.
     let checked_at = now.timestamp_millis() - 1_000;
     store.write_batch(&probe(checked_at)).await.expect("write");
     refresher.refresh().await;
+    assert_eq!(
+        shown()[1].last_checked_at().map(|t| t.timestamp_millis()),
+        Some(down_at),
+        "not before the walk"
+    );
+    clock.advance(beacon::snapshot::WALK_EVERY);
+    refresher.refresh().await;
     let second = shown();
     assert_eq!(slugs(&second), ["a", "b", "c"]);
-    for (before, after) in first.iter().zip(&second) {
+    for (before, after) in went_down.iter().zip(&second) {
         assert!(Arc::ptr_eq(before, after), "{} kept", before.slug);
     }
     assert_eq!(
