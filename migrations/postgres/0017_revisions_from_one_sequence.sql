@@ -7,8 +7,10 @@
 -- earlier read saw (`Store::page_changes`, through the index below)
 -- instead of all 30,000 versions every second on every replica. A
 -- transaction that commits late can slip under that mark: the next
--- comparison of every row (within five seconds) catches it, as it does
--- the `revision + 1` of a replica of the previous release.
+-- comparison of every row (within about ten seconds) catches it, as it
+-- does the `revision + 1` of a replica of the previous release (a write
+-- by this release takes the greater of the sequence's next value and the
+-- row's revision plus one, so a row's revision always moves).
 CREATE SEQUENCE service_revisions;
 SELECT setval('service_revisions', (SELECT coalesce(max(revision), 0) + 1 FROM services));
 CREATE INDEX services_revision ON services (revision);

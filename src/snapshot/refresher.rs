@@ -101,6 +101,10 @@ pub struct ShownRows {
     /// a read of the rows written since asks from the first (see
     /// [`crate::store::Store::page_changes`]).
     marks: Option<(i64, i64)>,
+    /// The last rebuild read only the rows written since: a walk is owed
+    /// at `walked_at` + [`WALK_EVERY`] even if nothing else asks for a
+    /// rebuild by then (see [`Refresher::walk_owed_in`]).
+    walk_owed: bool,
     /// Rebuilds so far: each row notes the last that saw its id.
     pass: u64,
     /// `list`'s rows and last checks as the last rebuild was handed them,
@@ -191,12 +195,14 @@ impl ShownRows {
     }
 }
 
-/// The versions of every shown row (revisions and last checks) are walked
-/// at least this often, and a rebuild sooner reads only the rows written
-/// since (through the index on `revision`): so a probe's last check moves
-/// on the page every few seconds, and a row whose write slipped under the
-/// read's mark (a transaction held open across two reads; a replica of
-/// an older release) is read within this time. With three replicas at
+/// A rebuild walks the versions of every shown row (revisions and last
+/// checks) when the last walk is this old; a rebuild sooner reads only
+/// the rows written since (through the index on `revision`). So a probe's
+/// last check moves on the page every few seconds, and a row whose write
+/// slipped under the read's mark (a transaction held open across two
+/// reads; a replica of an older release) is read within about twice this
+/// time: a rebuild that read only the rows written since owes a walk at
+/// this age, with or without another write. With three replicas at
 /// 30,000 services, an urgent rebuild every second on each walked all
 /// 30,000 versions each time (docs/performance.md, issue 16).
 pub const WALK_EVERY: Duration = ROUTINE_GAP;
@@ -401,6 +407,9 @@ impl Refresher {
                 }
             }
             due = tokio::time::Instant::now() + max_age;
+            if let Some(owed) = self.walk_owed_in() {
+                due = due.min(tokio::time::Instant::now() + owed);
+            }
         }
     }
 
@@ -505,7 +514,11 @@ impl Refresher {
         };
         let mut shown = self.services.lock();
         let pass = shown.pass;
-        shown.walked_at = Some(now_ms);
+        // The first walk leaves the next rebuild a walk too: a write that
+        // took its revision before it and commits after it has no read
+        // before it to overlap with.
+        shown.walked_at = shown.marks.is_some().then_some(now_ms);
+        shown.walk_owed = false;
         shown.marks = Some(match shown.marks {
             Some((_, last)) => (last, last.max(newest)),
             None => (newest, newest),
@@ -570,6 +583,7 @@ impl Refresher {
         let read = self.store.page_changes(since).await?;
         let mut shown = self.services.lock();
         let pass = shown.pass;
+        shown.walk_owed = true;
         let newest = read.iter().map(|c| c.revision).max().unwrap_or(since);
         shown.marks = Some(match shown.marks {
             Some((_, last)) => (last, last.max(newest)),
@@ -612,6 +626,18 @@ impl Refresher {
         }
         let (out, checks) = shown.hand_over(&replaced, reorder);
         Ok((out, checks, moved))
+    }
+
+    /// How long until the walk the last rebuild owes (it read only the rows
+    /// written since; see [`ShownRows`]) is due, if it owes one: a write
+    /// that slipped under its read (a transaction held open across two
+    /// reads, an older replica's) is then shown within about two
+    /// [`WALK_EVERY`]s even if nothing else is written.
+    fn walk_owed_in(&self) -> Option<Duration> {
+        let shown = self.services.lock();
+        let at = shown.walked_at.filter(|_| shown.walk_owed)?;
+        let left = at + WALK_EVERY.as_millis() as i64 - self.clock.now().timestamp_millis();
+        Some(Duration::from_millis(left.max(0) as u64))
     }
 
     /// Starts a full read of the history beside the rebuilds, unless a read

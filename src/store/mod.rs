@@ -117,17 +117,26 @@ macro_rules! bump_changes {
 /// a revision above every other row's, so that the rows written since a
 /// read are those above the highest it saw (see [`Store::page_changes`]).
 pub(crate) trait Revisions {
-    /// The next revision, as an SQL expression.
+    /// A new row's revision, as an SQL expression.
     const NEXT: &'static str;
+    /// A written row's (in an `UPDATE services` or an upsert's `DO
+    /// UPDATE`): never its revision as it was, even where a replica of
+    /// the release before wrote `revision + 1` onto the sequence's next
+    /// value (a rolling upgrade), which would leave a changed row looking
+    /// unchanged to every reader.
+    const MOVED: &'static str;
 }
 
 impl Revisions for sqlx::Postgres {
     const NEXT: &'static str = "nextval('service_revisions')";
+    const MOVED: &'static str = "greatest(nextval('service_revisions'), services.revision + 1)";
 }
 
-/// One process writes a SQLite file, under its write lock.
+/// One process writes a SQLite file, under its write lock; the highest
+/// revision plus one is above the row's own.
 impl Revisions for sqlx::Sqlite {
     const NEXT: &'static str = "(SELECT coalesce(max(revision), 0) + 1 FROM services)";
+    const MOVED: &'static str = Self::NEXT;
 }
 
 /// The services linked to `$id` through `$table` (by its column `$column`),

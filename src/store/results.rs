@@ -525,7 +525,7 @@ macro_rules! batch_steps {
             }
             let swapped = sqlx::query(&format!(
                 "UPDATE services SET state = $1, state_since = $2, revision = {} WHERE id = $3 AND state = $4",
-                <Db as crate::store::Revisions>::NEXT
+                <Db as crate::store::Revisions>::MOVED
             ))
                 .bind(c.to.as_str())
                 .bind(c.changed_at)
@@ -693,7 +693,7 @@ macro_rules! batch_steps {
                 };
                 sqlx::query(&format!(
                     "UPDATE services SET dependencies = $1, revision = {} WHERE id = $2",
-                    <Db as crate::store::Revisions>::NEXT
+                    <Db as crate::store::Revisions>::MOVED
                 ))
                     .bind(json)
                     .bind(*service_id)
@@ -707,7 +707,7 @@ macro_rules! batch_steps {
             for (service_id, expires_at) in certificates {
                 sqlx::query(&format!(
                     "UPDATE services SET certificate_expires_at = $1, revision = {} WHERE id = $2",
-                    <Db as crate::store::Revisions>::NEXT
+                    <Db as crate::store::Revisions>::MOVED
                 ))
                     .bind(*expires_at)
                     .bind(*service_id)

@@ -116,9 +116,10 @@ impl Store {
                  ON CONFLICT (slug) DO UPDATE SET name = excluded.name, group_name = excluded.group_name, \
                    description = excluded.description, public = excluded.public, active = excluded.active, \
                    position = excluded.position, updated_at = excluded.updated_at, \
-                   revision = {next} \
+                   revision = {moved} \
                  RETURNING id, state, state_since",
-                next = <Db as crate::store::Revisions>::NEXT
+                next = <Db as crate::store::Revisions>::NEXT,
+                moved = <Db as crate::store::Revisions>::MOVED
             );
             let mut tx = pool.begin_with(begin).await?;
             // Every row as it stands (active or not), by slug.
@@ -170,7 +171,7 @@ impl Store {
                     Write::Deactivate(id) => {
                         sqlx::query(&format!(
                             "UPDATE services SET active = $1, updated_at = $2, revision = {} WHERE id = $3",
-                            <Db as crate::store::Revisions>::NEXT
+                            <Db as crate::store::Revisions>::MOVED
                         ))
                             .bind(false)
                             .bind(now)
