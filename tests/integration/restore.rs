@@ -286,11 +286,13 @@ async fn older_schema(db: TestDb) {
     // no index on incidents' start (8), no alert outbox (9), no cluster
     // tables nor one-open-automatic-incident index (10), no location
     // results (11), no subscriptions (12), no service revisions (13), no
-    // packed hours (15), no incident revisions (16).
+    // packed hours (15), no incident revisions (16), no sequence of
+    // service revisions (17).
     let store = b.store().clone();
     let raw = Raw::connect(&db.url).await;
     for sql in [
         "ALTER TABLE incidents DROP COLUMN revision",
+        "DROP INDEX services_revision",
         "ALTER TABLE services DROP COLUMN revision",
         "DROP TABLE check_result_hours",
         "DROP TABLE subscriber_deliveries",
@@ -311,6 +313,10 @@ async fn older_schema(db: TestDb) {
         "DROP INDEX incidents_started_at",
         "DELETE FROM _sqlx_migrations WHERE version >= 7",
     ] {
+        raw.exec(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    if let Raw::Postgres(_) = raw {
+        let sql = "DROP SEQUENCE service_revisions";
         raw.exec(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     raw.close().await;
