@@ -186,6 +186,16 @@ impl ShownRows {
         }
     }
 
+    /// Notes a read that saw revisions up to `newest`: the next read of
+    /// the rows written since asks from the last read's highest (one
+    /// read's overlap; see [`crate::store::Store::page_changes`]).
+    fn mark(&mut self, newest: i64) {
+        self.marks = Some(match self.marks {
+            Some((_, last)) => (last, last.max(newest)),
+            None => (newest, newest),
+        });
+    }
+
     /// Puts `list` in page order and indexes it again.
     fn reorder(&mut self) {
         self.list.sort_unstable_by_key(|r| (r.position, r.id));
@@ -519,10 +529,7 @@ impl Refresher {
         // before it to overlap with.
         shown.walked_at = shown.marks.is_some().then_some(now_ms);
         shown.walk_owed = false;
-        shown.marks = Some(match shown.marks {
-            Some((_, last)) => (last, last.max(newest)),
-            None => (newest, newest),
-        });
+        shown.mark(newest);
         // The set of shown services changed, or may have: a full read, a
         // row new to the list, or rows gone from it. A row read again in
         // place (a state change) leaves the set as it was, and comparing
@@ -585,10 +592,7 @@ impl Refresher {
         let pass = shown.pass;
         shown.walk_owed = true;
         let newest = read.iter().map(|c| c.revision).max().unwrap_or(since);
-        shown.marks = Some(match shown.marks {
-            Some((_, last)) => (last, last.max(newest)),
-            None => (since, newest),
-        });
+        shown.mark(newest);
         let (mut moved, mut reorder) = (false, false);
         let mut gone: Vec<i64> = Vec::new();
         let mut replaced = Vec::new();

@@ -430,21 +430,8 @@ store_test!(
 /// change of its row.
 async fn rows_written_since(db: TestDb) {
     use beacon::domain::{Outcome, State};
-    use beacon::store::{Batch, StatusChange};
-    let services = |names: &[&str], private: &str| {
-        let mut toml = String::new();
-        for name in names {
-            let public = if *name == private {
-                "public = false\n"
-            } else {
-                ""
-            };
-            toml += &format!(
-                "[[service]]\nname = \"{name}\"\nurl = \"http://{name}.example/\"\n{public}"
-            );
-        }
-        test_config(&db, &toml)
-    };
+    use beacon::store::Batch;
+    let services = |names: &[&str], private: &str| named_services(&db, names, private);
     let store = db.store().await;
     let stored = store
         .sync_services(&services(&["a", "b", "c"], "c").services, 1_000)
@@ -489,18 +476,10 @@ async fn rows_written_since(db: TestDb) {
     };
     store.write_batch(&probe).await.expect("write");
     assert_eq!(since(mark).await, []);
-    let down = Batch {
-        results: vec![one_result(b, 2_100, Outcome::Down)],
-        changes: vec![StatusChange {
-            service_id: b,
-            changed_at: 2_100,
-            from: State::Unknown,
-            to: State::Down,
-            reason: None,
-        }],
-        ..Batch::default()
-    };
-    store.write_batch(&down).await.expect("write");
+    store
+        .write_batch(&went(b, 2_100, State::Unknown, State::Down))
+        .await
+        .expect("write");
     let read = store.page_changes(mark).await.expect("changes");
     assert_eq!(read.len(), 1);
     assert_eq!(
@@ -522,18 +501,10 @@ async fn rows_written_since(db: TestDb) {
     raw.close().await;
     let older = store.page_changes(mark).await.expect("changes");
     assert_eq!(older.len(), 1);
-    let up = Batch {
-        results: vec![one_result(b, 2_200, Outcome::Down)],
-        changes: vec![StatusChange {
-            service_id: b,
-            changed_at: 2_200,
-            from: State::Up,
-            to: State::Down,
-            reason: None,
-        }],
-        ..Batch::default()
-    };
-    store.write_batch(&up).await.expect("write");
+    store
+        .write_batch(&went(b, 2_200, State::Up, State::Down))
+        .await
+        .expect("write");
     let after = store.page_changes(mark).await.expect("changes");
     assert_eq!(after.len(), 1);
     assert!(
@@ -566,6 +537,41 @@ async fn rows_written_since(db: TestDb) {
         .await
         .expect("sync");
     assert_eq!(since(mark).await, [("d".into(), false)]);
+}
+
+/// A config of services `names` (`private` among them not public).
+fn named_services(db: &TestDb, names: &[&str], private: &str) -> beacon::config::Config {
+    let mut toml = String::new();
+    for name in names {
+        let public = if *name == private {
+            "public = false\n"
+        } else {
+            ""
+        };
+        toml +=
+            &format!("[[service]]\nname = \"{name}\"\nurl = \"http://{name}.example/\"\n{public}");
+    }
+    test_config(db, &toml)
+}
+
+/// A down result of `service_id` at `at` and its state going `from` → `to`.
+fn went(
+    service_id: i64,
+    at: i64,
+    from: beacon::domain::State,
+    to: beacon::domain::State,
+) -> beacon::store::Batch {
+    beacon::store::Batch {
+        results: vec![one_result(service_id, at, beacon::domain::Outcome::Down)],
+        changes: vec![beacon::store::StatusChange {
+            service_id,
+            changed_at: at,
+            from,
+            to,
+            reason: None,
+        }],
+        ..beacon::store::Batch::default()
+    }
 }
 
 /// The last check `/api/v1/services` shows for the service `slug`.
@@ -603,20 +609,7 @@ async fn kept_rows(db: TestDb) {
     use beacon::snapshot::{Layout, Refresher, Snapshot};
     use beacon::store::Batch;
     use std::sync::Arc;
-    let services = |names: &[&str], private: &str| {
-        let mut toml = String::new();
-        for name in names {
-            let extra = if *name == private {
-                "public = false\n"
-            } else {
-                ""
-            };
-            toml += &format!(
-                "[[service]]\nname = \"{name}\"\nurl = \"http://{name}.example/\"\n{extra}"
-            );
-        }
-        test_config(&db, &toml)
-    };
+    let services = |names: &[&str], private: &str| named_services(&db, names, private);
     let store = db.store().await;
     let now = chrono::Utc::now();
     let clock = Arc::new(beacon::clock::ManualClock::at(now));
@@ -671,18 +664,11 @@ async fn kept_rows(db: TestDb) {
     // the rows written since (b's alone), makes b's view again and keeps
     // the others.
     let down_at = now.timestamp_millis() - 1_500;
-    let down = Batch {
-        results: vec![one_result(b, down_at, Outcome::Down)],
-        changes: vec![beacon::store::StatusChange {
-            service_id: b,
-            changed_at: down_at,
-            from: beacon::domain::State::Unknown,
-            to: beacon::domain::State::Down,
-            reason: None,
-        }],
-        ..Batch::default()
-    };
-    store.write_batch(&down).await.expect("write");
+    use beacon::domain::State;
+    store
+        .write_batch(&went(b, down_at, State::Unknown, State::Down))
+        .await
+        .expect("write");
     refresher.refresh().await;
     let went_down = shown();
     assert_eq!(slugs(&went_down), ["a", "b", "c"]);
