@@ -33,6 +33,15 @@ use crate::config::NotifyChannel;
 use crate::domain::{Event, EventKind, ServiceRef, State};
 use crate::store::{AlertDelivery, DeliveryOutcome, Store, StoreError};
 
+/// What an event's subscribers get: a delivery each (`to`), or, for an
+/// event posted quietly, the kinds of those it would have reached
+/// (`suppressed`, counted once it is routed).
+#[derive(Default)]
+struct Told {
+    to: Vec<(i64, EventKind)>,
+    suppressed: Vec<String>,
+}
+
 /// How often the outbox is read.
 const POLL: Duration = Duration::from_secs(1);
 /// Events routed per read.
@@ -361,43 +370,44 @@ impl Notifier {
             .map(Vec::as_slice)
     }
 
-    /// The subscribers an event goes to, each with the kind they see.
+    /// The subscribers an event goes to, each with the kind they see, and
+    /// those it would have reached had it not been posted quietly.
     fn subscriber_deliveries(
         &self,
         stored: &crate::store::StoredEvent,
         confirmed: &[crate::store::Subscriber],
         public: &std::collections::HashMap<String, Option<String>>,
-    ) -> Vec<(i64, EventKind)> {
+    ) -> Told {
         let e = &stored.event;
         match subscribers::reach(e) {
-            subscribers::Reach::None => Vec::new(),
-            subscribers::Reach::Suppressed => {
-                // Those it would have reached (`audience` leaves `notify`
-                // to `reach`).
-                for s in confirmed
+            subscribers::Reach::None => Told::default(),
+            // Those it would have reached (`audience` leaves `notify` to
+            // `reach`).
+            subscribers::Reach::Suppressed => Told {
+                to: Vec::new(),
+                suppressed: confirmed
                     .iter()
                     .filter(|s| subscribers::audience(e, s, public))
-                {
-                    self.metrics
-                        .subscriber_notifications
-                        .with_label_values(&[s.kind.as_str(), "suppressed"])
-                        .inc();
-                }
-                tracing::info!(
-                    event = stored.id,
-                    kind = e.kind.as_str(),
-                    "posted without notifying subscribers"
-                );
-                Vec::new()
-            }
-            subscribers::Reach::Subscribers => confirmed
-                .iter()
-                .filter(|s| subscribers::audience(e, s, public))
-                .map(|s| (s.id, e.kind))
-                .collect(),
+                    .map(|s| s.kind.clone())
+                    .collect(),
+            },
+            subscribers::Reach::Subscribers => Told {
+                to: confirmed
+                    .iter()
+                    .filter(|s| subscribers::audience(e, s, public))
+                    .map(|s| (s.id, e.kind))
+                    .collect(),
+                suppressed: Vec::new(),
+            },
         }
     }
 
+    /// Routes the events not routed yet, a batch at a time, each batch in
+    /// one transaction that claims its events first
+    /// ([`Store::route_events`]): with several replicas, whichever claims
+    /// an event routes it, and only that one logs and counts what became
+    /// of it. A batch another replica is routing ends the loop (it will
+    /// be routed; one that fails is read again at the next poll).
     async fn route_new(&self) -> Result<(), StoreError> {
         loop {
             let events = self.store.unrouted_alert_events(ROUTE_BATCH).await?;
@@ -420,31 +430,20 @@ impl Notifier {
                 _ => Default::default(),
             };
             let now = self.clock.now_ms();
+            let mut routing = Vec::with_capacity(events.len());
+            let mut fates = Vec::with_capacity(events.len());
             for stored in &events {
                 let e = &stored.event;
                 let silenced = stored
                     .service_id
                     .is_some_and(|id| windows.iter().any(|w| w.covers(id, e.at)));
                 let too_old = now - stored.created_at > MAX_EVENT_AGE_MS;
-                let told: Vec<(i64, EventKind)> = if too_old || silenced {
-                    Vec::new()
+                let told = if too_old || silenced {
+                    Told::default()
                 } else {
                     self.subscriber_deliveries(stored, &confirmed, &public)
                 };
-                let deliveries: Vec<(String, EventKind)> = if too_old {
-                    tracing::warn!(
-                        event = stored.id,
-                        kind = e.kind.as_str(),
-                        "alert event older than a day when first seen; not sent"
-                    );
-                    Vec::new()
-                } else if silenced {
-                    tracing::info!(
-                        event = stored.id,
-                        kind = e.kind.as_str(),
-                        "alert silenced: the service is in a maintenance window"
-                    );
-                    self.metrics.alerts_silenced.inc();
+                let deliveries: Vec<(String, EventKind)> = if too_old || silenced {
                     Vec::new()
                 } else {
                     self.channels()
@@ -452,11 +451,47 @@ impl Notifier {
                         .filter_map(|c| route(c, e).map(|kind| (c.name.clone(), kind)))
                         .collect()
                 };
-                self.store
-                    .route_event(stored.id, &deliveries, &told, now)
-                    .await?;
+                routing.push(crate::store::Routing {
+                    event_id: stored.id,
+                    deliveries,
+                    subscribers: told.to,
+                });
+                fates.push((too_old, silenced, told.suppressed));
             }
-            if (events.len() as i64) < ROUTE_BATCH {
+            let claimed = self.store.route_events(&routing, now).await?;
+            for (stored, (too_old, silenced, suppressed)) in events.iter().zip(fates) {
+                if claimed.binary_search(&stored.id).is_err() {
+                    continue;
+                }
+                let kind = stored.event.kind.as_str();
+                if too_old {
+                    tracing::warn!(
+                        event = stored.id,
+                        kind,
+                        "alert event older than a day when first seen; not sent"
+                    );
+                } else if silenced {
+                    tracing::info!(
+                        event = stored.id,
+                        kind,
+                        "alert silenced: the service is in a maintenance window"
+                    );
+                    self.metrics.alerts_silenced.inc();
+                } else if subscribers::reach(&stored.event) == subscribers::Reach::Suppressed {
+                    for s in suppressed {
+                        self.metrics
+                            .subscriber_notifications
+                            .with_label_values(&[s.as_str(), "suppressed"])
+                            .inc();
+                    }
+                    tracing::info!(
+                        event = stored.id,
+                        kind,
+                        "posted without notifying subscribers"
+                    );
+                }
+            }
+            if (events.len() as i64) < ROUTE_BATCH || claimed.is_empty() {
                 return Ok(());
             }
         }

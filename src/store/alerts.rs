@@ -22,6 +22,15 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// Where one event goes: a pending delivery per `(channel, kind)` and per
+/// `(subscriber id, kind)` (see [`Store::route_events`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    pub event_id: i64,
+    pub deliveries: Vec<(String, EventKind)>,
+    pub subscribers: Vec<(i64, EventKind)>,
+}
+
 /// One alert for one channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertDelivery {
@@ -128,53 +137,89 @@ impl Store {
         deliveries: &[(String, EventKind)],
         now: i64,
     ) -> Result<(), StoreError> {
-        self.route_event(event_id, deliveries, &[], now).await
+        let routing = Routing {
+            event_id,
+            deliveries: deliveries.to_vec(),
+            subscribers: Vec::new(),
+        };
+        self.route_events(std::slice::from_ref(&routing), now)
+            .await
+            .map(drop)
     }
 
-    /// Routes an event to alert channels and to subscribers (one pending
-    /// delivery per subscriber id) at once, in one transaction: an event is
-    /// routed whole or not at all, and routing it again adds nothing.
-    pub async fn route_event(
+    /// Routes events to alert channels and to subscribers in one
+    /// transaction, and says which ids this call routed: each event is
+    /// claimed first (marked routed where it was not, its row locked
+    /// `FOR UPDATE SKIP LOCKED` on PostgreSQL), and only the claimed get
+    /// deliveries. So an event is routed whole or not at all, once
+    /// however many replicas read it unrouted at the same moment, and a
+    /// replica whose events another is routing neither waits nor routes
+    /// them again. One transaction for the lot, not one an event: every
+    /// replica routing every event, one transaction each, was two fifths
+    /// of the statements three replicas sent while a fleet's states
+    /// settled (docs/performance.md, issue 16).
+    pub async fn route_events(
         &self,
-        event_id: i64,
-        deliveries: &[(String, EventKind)],
-        subscribers: &[(i64, EventKind)],
+        routing: &[Routing],
         now: i64,
-    ) -> Result<(), StoreError> {
-        on_pool!(self, pool, _Db => {
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut ids: Vec<i64> = routing.iter().map(|r| r.event_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // SQLite has one writer at a time: the claim is the transaction's
+        // first statement, so it takes the write lock before it reads.
+        let lock = if self.is_postgres() {
+            " ORDER BY id FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        };
+        let mut claimed: Vec<i64> = Vec::with_capacity(ids.len());
+        on_pool!(self, pool, Db => {
             let mut tx = pool.begin().await?;
-            for (channel, kind) in deliveries {
-                sqlx::query(
-                    "INSERT INTO alert_deliveries (event_id, channel, kind, status, attempts, next_attempt_at, created_at) \
-                     VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (event_id, channel) DO NOTHING",
-                )
-                .bind(event_id)
-                .bind(channel)
-                .bind(kind.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            for chunk in crate::store::prepared_chunks(&ids, 64) {
+                let mut qb = sqlx::QueryBuilder::<Db>::new(
+                    "UPDATE alert_events SET routed = true WHERE id IN (\
+                     SELECT id FROM alert_events WHERE routed = false AND id IN (",
+                );
+                crate::store::push_ids(&mut qb, chunk);
+                qb.push(format!("){lock}) RETURNING id"));
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    claimed.push(row.try_get("id")?);
+                }
             }
-            for (subscriber, kind) in subscribers {
-                sqlx::query(
-                    "INSERT INTO subscriber_deliveries (event_id, subscriber_id, kind, status, attempts, next_attempt_at, created_at) \
-                     VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (event_id, subscriber_id) DO NOTHING",
-                )
-                .bind(event_id)
-                .bind(subscriber)
-                .bind(kind.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            claimed.sort_unstable();
+            for r in routing.iter().filter(|r| claimed.binary_search(&r.event_id).is_ok()) {
+                for (channel, kind) in &r.deliveries {
+                    sqlx::query(
+                        "INSERT INTO alert_deliveries (event_id, channel, kind, status, attempts, next_attempt_at, created_at) \
+                         VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (event_id, channel) DO NOTHING",
+                    )
+                    .bind(r.event_id)
+                    .bind(channel)
+                    .bind(kind.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (subscriber, kind) in &r.subscribers {
+                    sqlx::query(
+                        "INSERT INTO subscriber_deliveries (event_id, subscriber_id, kind, status, attempts, next_attempt_at, created_at) \
+                         VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (event_id, subscriber_id) DO NOTHING",
+                    )
+                    .bind(r.event_id)
+                    .bind(subscriber)
+                    .bind(kind.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
-            sqlx::query("UPDATE alert_events SET routed = $1 WHERE id = $2")
-                .bind(true)
-                .bind(event_id)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
         });
-        Ok(())
+        Ok(claimed)
     }
 
     /// Claims up to `limit` deliveries due at `now`, the longest waiting

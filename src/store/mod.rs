@@ -253,7 +253,7 @@ mod services;
 mod sqlite;
 mod subscribers;
 
-pub use alerts::{AlertDelivery, DeliveryOutcome, StoredEvent};
+pub use alerts::{AlertDelivery, DeliveryOutcome, Routing, StoredEvent};
 pub use backups::BackupRecord;
 pub use cluster::{Changes, Fence, Holder, Lease, Member, LEADER_LEASE};
 pub use copy::{ExportedSnapshot, PgDatabase, RowCounts, SqliteFile};

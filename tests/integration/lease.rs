@@ -299,3 +299,87 @@ async fn newer_schema(db: TestDb) {
         .expect("migrate accepts a newer schema");
     store.check_ready().await.expect("ready");
 }
+
+store_test!(two_notifiers_route_each_event_once, routing);
+async fn routing(db: TestDb) {
+    let config = test_config(
+        &db,
+        "[[service]]\nname = \"A\"\nurl = \"http://127.0.0.1:9/a\"\n\
+         [[service]]\nname = \"B\"\nurl = \"http://127.0.0.1:9/b\"\n\
+         [[service]]\nname = \"C\"\nurl = \"http://127.0.0.1:9/c\"\n",
+    );
+    let store = db.store().await;
+    let stored = store
+        .sync_services(&config.services, 1_000)
+        .await
+        .expect("sync");
+    // Three services go down at once: a change and an incident each, six
+    // events.
+    let batch = Batch {
+        results: stored
+            .iter()
+            .map(|s| one_result(s.id, 10_000, Outcome::Down))
+            .collect(),
+        changes: stored
+            .iter()
+            .map(|s| StatusChange {
+                service_id: s.id,
+                changed_at: 10_000,
+                from: State::Unknown,
+                to: State::Down,
+                reason: Some("HTTP 500".into()),
+            })
+            .collect(),
+        incident_cooldown_ms: 600_000,
+        ..Batch::default()
+    };
+    store.write_batch(&batch).await.expect("write");
+    let events = store.unrouted_alert_events(100).await.expect("events");
+    assert_eq!(events.len(), 6, "{events:?}");
+    let mut ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+    ids.sort();
+
+    // Two replicas read the same unrouted events and route them at once,
+    // each to a channel of its own name (to tell who routed what).
+    let routing = |channel: &str| -> Vec<beacon::store::Routing> {
+        events
+            .iter()
+            .map(|e| beacon::store::Routing {
+                event_id: e.id,
+                deliveries: vec![(channel.to_string(), e.event.kind)],
+                subscribers: Vec::new(),
+            })
+            .collect()
+    };
+    let (a, b) = (routing("a"), routing("b"));
+    let (one, two) = tokio::join!(
+        store.route_events(&a, 20_000),
+        store.route_events(&b, 20_000)
+    );
+    let (one, two) = (one.expect("route"), two.expect("route"));
+    let mut both = [one.clone(), two.clone()].concat();
+    both.sort();
+    assert_eq!(
+        both, ids,
+        "every event routed by exactly one: {one:?} and {two:?}"
+    );
+    let deliveries = store.alert_deliveries().await.expect("deliveries");
+    assert_eq!(deliveries.len(), 6, "one delivery an event: {deliveries:?}");
+    for d in &deliveries {
+        let by = if one.contains(&d.event_id) { "a" } else { "b" };
+        assert_eq!(d.channel, by, "the delivery is the claimer's: {d:?}");
+    }
+    assert!(store
+        .unrouted_alert_events(100)
+        .await
+        .expect("events")
+        .is_empty());
+    // Routed again (a replica that read them before they were routed):
+    // nothing claimed, nothing added.
+    assert!(store
+        .route_events(&routing("c"), 30_000)
+        .await
+        .expect("route")
+        .is_empty());
+    assert_eq!(store.count_rows("alert_deliveries").await.expect("rows"), 6);
+}
