@@ -555,6 +555,19 @@ pub(crate) fn push_ids<'args, DB: sqlx::Database>(
 }
 
 impl Store {
+    /// How a transaction that reads before it writes begins: on SQLite
+    /// with the write lock taken at once (`BEGIN IMMEDIATE`), or another
+    /// writer committing between its read and its first write (the
+    /// notifier routing an event, a batch of results) makes that write fail
+    /// at once on a stale read snapshot, instead of waiting its turn: a
+    /// maintenance window cancelled from the console was refused so.
+    pub(crate) fn write_begin(&self) -> &'static str {
+        match &self.0 {
+            Pools::Sqlite(_) => "BEGIN IMMEDIATE",
+            Pools::Postgres(_) => "BEGIN",
+        }
+    }
+
     /// Opens the store named by `url` (`sqlite://…` or `postgres://…`).
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
         if url.expose().starts_with("sqlite:") {
