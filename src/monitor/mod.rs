@@ -46,6 +46,17 @@ use crate::metrics::{join_failure, Metrics};
 use crate::probe::{self, ProbeReport};
 use crate::store::{Batch, CheckResult, StatusChange, Store, StoreError, StoredService};
 
+/// Longest a state change waits in memory before its batch is written
+/// (`monitor.flush_interval` if that is shorter). Results alone wait up to
+/// `monitor.flush_interval` (2 s by default): nothing reads them sooner
+/// (the page moves last checks on every few seconds, uptimes every 30 s),
+/// and each batch costs a transaction of a dozen statements or more
+/// whatever its size, so a replica wrote two a second whatever its share
+/// of the probes: with three replicas, three times the transactions of
+/// one for the same results (docs/performance.md, issue 16). A change of
+/// state is what the page, the incidents and the alerts wait for.
+pub const CHANGE_FLUSH: Duration = Duration::from_millis(250);
+
 /// Longest a batch write may take before it counts as failed (and is retried).
 const WRITE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the recorder keeps trying to write what it holds once the
@@ -1449,6 +1460,9 @@ impl Recorder {
         let mut held = self.new_batch();
         // When the oldest result in `held` came in.
         let mut held_since: Option<Instant> = None;
+        // When `held` first held a state change: it is written sooner.
+        let mut changes_since: Option<Instant> = None;
+        let change_flush = flush.min(CHANGE_FLUSH);
         // Parts of a refused batch, written one by one before `held`.
         let mut isolated = std::collections::VecDeque::new();
         // The batch being written is one of those parts.
@@ -1467,12 +1481,18 @@ impl Recorder {
                 stop_deadline = Some(Instant::now() + STOP_WRITE_DEADLINE);
             }
             let now = Instant::now();
+            if held.changes.is_empty() {
+                changes_since = None;
+            } else if changes_since.is_none() {
+                changes_since = Some(now);
+            }
             if writing.is_none() && !(held.is_empty() && isolated.is_empty()) {
                 let due = !open
                     || held.results.len() >= batch_size
                     || failures > 0
                     || !isolated.is_empty()
-                    || held_since.is_some_and(|t| now >= t + flush);
+                    || held_since.is_some_and(|t| now >= t + flush)
+                    || changes_since.is_some_and(|t| now >= t + change_flush);
                 if due && retry_at.is_none_or(|t| now >= t) {
                     let batch = match isolated.pop_front() {
                         Some(part) => {
@@ -1482,6 +1502,7 @@ impl Recorder {
                         None => {
                             writing_part = false;
                             held_since = None;
+                            changes_since = None;
                             std::mem::replace(&mut held, self.new_batch())
                         }
                     };
@@ -1511,7 +1532,11 @@ impl Recorder {
             } else if failures > 0 {
                 retry_at
             } else {
-                held_since.map(|t| t + flush)
+                let changes = changes_since.map(|t| t + change_flush);
+                match (held_since.map(|t| t + flush), changes) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             };
             let wake = match (wake, stop_deadline) {
                 (Some(w), Some(d)) => Some(w.min(d)),

@@ -8,7 +8,8 @@ pub struct MonitorConfig {
     pub max_concurrency: usize,
     /// Results written per transaction, at most.
     pub batch_size: usize,
-    /// How long a result may wait in memory before its batch is written.
+    /// How long a result may wait in memory before its batch is written; a
+    /// state change waits at most [`crate::monitor::CHANGE_FLUSH`].
     pub flush_interval: Duration,
     /// A service going down again within this long of its automatic
     /// incident's resolution reopens that incident (flapping).
@@ -23,7 +24,7 @@ impl Default for MonitorConfig {
         MonitorConfig {
             max_concurrency: 1024,
             batch_size: 1000,
-            flush_interval: Duration::from_millis(500),
+            flush_interval: Duration::from_secs(2),
             incident_cooldown: Duration::from_secs(15 * 60),
             max_buffered_results: 100_000,
         }
