@@ -290,7 +290,7 @@ impl Snapshot {
 /// (a state change, the config, a probe's dependencies or certificate; not
 /// a probe's last check, which moves in place: see [`LastCheck`]), whose
 /// incidents changed, or all of them when the
-/// history was read again (every `WINDOWS_MAX_AGE_MS`) or the day turned;
+/// history was read again (see `windows_max_age_ms`) or the day turned;
 /// the others are the same `Arc`. So a rebuild between two reads of the
 /// history costs what changed, not the size of the fleet.
 ///
@@ -634,8 +634,8 @@ fn digest(incidents: &[&Incident]) -> u64 {
 }
 
 /// A service's window counts, all four from its history: the 24 h pair
-/// moves with the history's read of this hour (every
-/// `WINDOWS_MAX_AGE_MS`), like the longer windows; the state beside it is
+/// moves with the history's read of this hour (see
+/// `windows_max_age_ms`), like the longer windows; the state beside it is
 /// always fresh. Summing 24 hourly rollups of every service on every
 /// rebuild cost more than the rest of the rebuild at 10,000 services.
 fn counts(history: Option<&History>) -> Counts {

@@ -232,10 +232,26 @@ pub struct Layout {
 pub type SharedLayout = Arc<parking_lot::RwLock<Arc<Layout>>>;
 
 /// How long a read of the history (this hour's and today's rollups, and
-/// with them the 24 h chart, today's bar and the 7/30/90-day windows) is
-/// reused. They move by a few checks in this time; the 24 h uptime and the
-/// states are always fresh.
+/// with them the 24 h uptime and chart, today's bar and the 7/30/90-day
+/// windows) is reused, at least. They move by a few checks in this time;
+/// the states are always fresh. See [`windows_max_age_ms`].
 pub(super) const WINDOWS_MAX_AGE_MS: i64 = 30_000;
+
+/// Past 15,000 shown services the read above is reused 2 ms a service
+/// (60 s at 30,000, 200 s at 100,000). Each read costs every replica about
+/// 5 µs of CPU a service (the rows decoded, each service's history and
+/// view made again), the largest of what every replica repeats whatever
+/// its share of the probes: at 30,000 services every 30 s it was a third
+/// of a replica's snapshot work (docs/performance.md, issue 16). This
+/// bounds it to a quarter of a percent of a core per replica; an uptime a
+/// minute old moves by a hundredth of a percent at most.
+pub(super) const WINDOWS_MS_PER_SERVICE: i64 = 2;
+
+/// How long a read of the history is reused with `services` shown.
+pub(super) fn windows_max_age_ms(services: usize) -> i64 {
+    let services = i64::try_from(services).unwrap_or(i64::MAX);
+    WINDOWS_MAX_AGE_MS.max(services.saturating_mul(WINDOWS_MS_PER_SERVICE))
+}
 
 /// The wait after a rebuild, in multiples of the rebuild's own time.
 pub const REFRESH_COST_SHARE: u32 = 20;
@@ -762,7 +778,7 @@ impl Refresher {
     /// Rebuilds the snapshot once and publishes it (true); a failed read
     /// keeps the last one (false).
     ///
-    /// The history is reused for [`WINDOWS_MAX_AGE_MS`]; then this hour's
+    /// The history is reused for [`windows_max_age_ms`]; then this hour's
     /// and today's rollups are read again (about a second at 30,000
     /// services on a busy machine). A new hour moves the 24 hours on (they
     /// are read again, with yesterday: [`Histories::turn_hour`]); a new day
@@ -789,7 +805,7 @@ impl Refresher {
             Some((read_at, h))
                 if !h.services.is_empty()
                     && !wanted
-                    && (0..WINDOWS_MAX_AGE_MS).contains(&(now_ms - read_at)) =>
+                    && (0..windows_max_age_ms(h.services.len())).contains(&(now_ms - read_at)) =>
             {
                 Ok((h, false))
             }
