@@ -49,7 +49,7 @@ use crate::store::{Batch, CheckResult, StatusChange, Store, StoreError, StoredSe
 /// Longest a state change waits in memory before its batch is written
 /// (`monitor.flush_interval` if that is shorter). Results alone wait up to
 /// `monitor.flush_interval` (2 s by default): nothing reads them sooner
-/// (the page moves last checks on every few seconds, uptimes every 30 s),
+/// (the page moves last checks on every 5 s, uptimes every 30 s or more),
 /// and each batch costs a transaction of a dozen statements or more
 /// whatever its size, so a replica wrote two a second whatever its share
 /// of the probes: with three replicas, three times the transactions of
@@ -1532,11 +1532,11 @@ impl Recorder {
             } else if failures > 0 {
                 retry_at
             } else {
-                let changes = changes_since.map(|t| t + change_flush);
-                match (held_since.map(|t| t + flush), changes) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                let results = held_since.map(|t| t + flush);
+                results
+                    .into_iter()
+                    .chain(changes_since.map(|t| t + change_flush))
+                    .min()
             };
             let wake = match (wake, stop_deadline) {
                 (Some(w), Some(d)) => Some(w.min(d)),

@@ -209,3 +209,36 @@ degraded_latency = "100ms"
     .await;
     app.stop().await.expect("clean stop");
 }
+
+store_test!(
+    a_state_change_is_written_without_waiting_for_the_flush,
+    change_flush
+);
+/// Results alone wait up to `monitor.flush_interval`; a state change is
+/// written within 250 ms of being seen, with the results held beside it.
+/// With a flush of a minute, both changes below reach the store within
+/// seconds.
+async fn change_flush(db: TestDb) {
+    let target = Target::start().await;
+    let mut config = test_config(
+        &db,
+        &format!(
+            "[[service]]\nname = \"Checkout\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nfailure_threshold = 1\n",
+            target.url("switch")
+        ),
+    );
+    config.monitor.flush_interval = Duration::from_secs(60);
+    let app = TestApp::spawn(config).await;
+    // Unknown → up is a change too.
+    app.wait_for_every_state().await;
+    target
+        .switch
+        .store(500, std::sync::atomic::Ordering::SeqCst);
+    eventually(
+        "the move to down is written",
+        Duration::from_secs(10),
+        || async { app.summaries().await.iter().all(|s| s.state == State::Down) },
+    )
+    .await;
+    app.stop().await.expect("stops cleanly");
+}
