@@ -241,10 +241,11 @@ pub(super) const WINDOWS_MAX_AGE_MS: i64 = 30_000;
 /// (60 s at 30,000, 200 s at 100,000). Each read costs every replica about
 /// 5 µs of CPU a service (the rows decoded, each service's history and
 /// view made again), the largest of what every replica repeats whatever
-/// its share of the probes: at 30,000 services every 30 s it was a third
-/// of a replica's snapshot work (docs/performance.md, issue 16). This
-/// bounds it to a quarter of a percent of a core per replica; an uptime a
-/// minute old moves by a hundredth of a percent at most.
+/// its share of the probes: at 30,000 services every 30 s, 22 % of a
+/// replica's workers' time besides a full layout (docs/performance.md,
+/// issue 16). This bounds it to about a quarter of a percent of a core per
+/// replica; a 24 h uptime moves by less than a tenth of a percent a
+/// minute. An hour's turn is not held back by it (see `refresh`).
 pub(super) const WINDOWS_MS_PER_SERVICE: i64 = 2;
 
 /// How long a read of the history is reused with `services` shown.
@@ -805,6 +806,7 @@ impl Refresher {
             Some((read_at, h))
                 if !h.services.is_empty()
                     && !wanted
+                    && h.hour == this_hour
                     && (0..windows_max_age_ms(h.services.len())).contains(&(now_ms - read_at)) =>
             {
                 Ok((h, false))
