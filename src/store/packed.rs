@@ -265,8 +265,11 @@ impl Store {
                     // Unnamed statements, all in the transaction: a
                     // transaction-pooling PgBouncer may send an unnamed
                     // statement's parts outside one to different servers
-                    // (see `Store::prune`).
-                    let mut tx = pool.begin().await?;
+                    // (see `Store::prune`). It reads before it deletes:
+                    // on SQLite it takes the write lock first, or a batch
+                    // of results committed between the two would fail the
+                    // delete at once on a stale snapshot (`write_begin`).
+                    let mut tx = pool.begin_with(self.write_begin()).await?;
                     if serialise {
                         sqlx::query("SELECT pg_advisory_xact_lock($1)")
                             .bind(PACK_LOCK_KEY)

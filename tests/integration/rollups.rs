@@ -758,3 +758,91 @@ async fn packed_hours(db: TestDb) {
         Default::default()
     );
 }
+
+store_test!(
+    packing_goes_on_while_batches_of_results_are_written,
+    packing_beside_writes
+);
+/// The retention pass packs raw results while the monitor writes batches
+/// (every 2 s by default; here back to back): a pass reads the oldest
+/// hour before it moves it, and a batch committed between the two must
+/// neither fail the pass nor be lost. On SQLite a pass that read first
+/// and asked for the write lock second failed at once ("database is
+/// locked") when a batch committed in between.
+async fn packing_beside_writes(db: TestDb) {
+    use beacon::store::{Batch, CheckResult};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const HOUR: i64 = 3_600_000;
+    const HOURS: i64 = 24;
+    let services: String = (0..10)
+        .map(|i| format!("[[service]]\nname = \"S{i}\"\nurl = \"http://s{i}.example/\"\n"))
+        .collect();
+    let config = test_config(&db, &services);
+    let store = db.store().await;
+    let t0 = 1_773_360_000_000i64; // 2026-03-13 00:00 UTC, an hour's start
+    let ids: Vec<i64> = store
+        .sync_services(&config.services, t0)
+        .await
+        .expect("sync")
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let result = |service_id: i64, checked_at: i64| CheckResult {
+        service_id,
+        checked_at,
+        outcome: Outcome::Up,
+        maintenance: false,
+        latency_ms: Some(12),
+        status_code: Some(200),
+        reason: None,
+    };
+    // A day of results a minute apart: 24 hours to pack for each service.
+    let mut batch = Batch::default();
+    for minute in 0..HOURS * 60 {
+        for id in &ids {
+            batch.results.push(result(*id, t0 + minute * 60_000));
+        }
+        if batch.results.len() >= 2_000 {
+            store.write_batch(&batch).await.expect("seed");
+            batch = Batch::default();
+        }
+    }
+    store.write_batch(&batch).await.expect("seed");
+    let now = t0 + (HOURS + 1) * HOUR + 60_000;
+
+    // Batches back to back, each a result a millisecond apart in the
+    // current hour (not packed by this pass), until the pass ends.
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (store, done, ids) = (store.clone(), done.clone(), ids.clone());
+        tokio::spawn(async move {
+            let mut written = 0i64;
+            while !done.load(Ordering::Relaxed) {
+                let at = now + written;
+                let batch = Batch {
+                    results: ids.iter().map(|id| result(*id, at)).collect(),
+                    ..Batch::default()
+                };
+                store
+                    .write_batch(&batch)
+                    .await
+                    .expect("a batch beside the pass");
+                written += 1;
+            }
+            written
+        })
+    };
+    let packed = store.compact_results(now).await;
+    done.store(true, Ordering::Relaxed);
+    let written = writer.await.expect("the writer");
+    let packed = packed.expect("the pass, beside the batches");
+    assert_eq!(packed.hours, HOURS as u64 * ids.len() as u64);
+    assert_eq!(packed.results, (HOURS * 60) as u64 * ids.len() as u64);
+    assert!(written > 0, "batches were written during the pass");
+    assert_eq!(
+        store.count_rows("check_results").await.expect("n"),
+        written * ids.len() as i64,
+        "every batch written beside the pass is kept, row by row"
+    );
+}
