@@ -172,8 +172,12 @@ impl Store {
         }
         let plan = Plan::of(batch);
         match &self.0 {
-            Pools::Sqlite(pool) => on_sqlite::write(pool, batch, &plan, false).await,
-            Pools::Postgres(pool) => on_postgres::write(pool, batch, &plan, true).await,
+            Pools::Sqlite(pool) => {
+                on_sqlite::write(pool, batch, &plan, false, self.write_begin()).await
+            }
+            Pools::Postgres(pool) => {
+                on_postgres::write(pool, batch, &plan, true, self.write_begin()).await
+            }
         }
     }
 
@@ -379,9 +383,10 @@ macro_rules! batch_steps {
             batch: &Batch,
             plan: &Plan<'_>,
             row_locks: bool,
+            begin: &'static str,
         ) -> Result<Vec<i64>, StoreError> {
             let mut conn = pool.acquire().await?;
-            match transaction(&mut conn, batch, plan, row_locks).await {
+            match transaction(&mut conn, batch, plan, row_locks, begin).await {
                 Ok(stale) => Ok(stale),
                 Err(e) => {
                 // A transaction that failed half-way can leave its
@@ -400,8 +405,13 @@ macro_rules! batch_steps {
             batch: &Batch,
             plan: &Plan<'_>,
             row_locks: bool,
+            begin: &'static str,
         ) -> Result<Vec<i64>, StoreError> {
-            let mut tx = sqlx::Connection::begin(conn).await?;
+            // `Store::write_begin`: a batch without results reads first
+            // (a state change's compare-and-swap, a certificate warning),
+            // and on SQLite a deferred begin would fail its write at once
+            // if another writer committed in between.
+            let mut tx = sqlx::Connection::begin_with(conn, begin).await?;
             if row_locks {
                 lock_services(&mut tx, &plan.touched).await?;
             }
