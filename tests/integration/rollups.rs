@@ -817,7 +817,8 @@ async fn packing_beside_writes(db: TestDb) {
     let writer = {
         let (store, done, ids) = (store.clone(), done.clone(), ids.clone());
         tokio::spawn(async move {
-            let mut written = 0i64;
+            // All written, and those committed before the pass ended.
+            let (mut written, mut during) = (0i64, 0i64);
             while !done.load(Ordering::Relaxed) {
                 let at = now + written;
                 let batch = Batch {
@@ -829,17 +830,19 @@ async fn packing_beside_writes(db: TestDb) {
                     .await
                     .expect("a batch beside the pass");
                 written += 1;
+                during += i64::from(!done.load(Ordering::Relaxed));
             }
-            written
+            (written, during)
         })
     };
     let packed = store.compact_results(now).await;
     done.store(true, Ordering::Relaxed);
-    let written = writer.await.expect("the writer");
+    let (written, during) = writer.await.expect("the writer");
     let packed = packed.expect("the pass, beside the batches");
     assert_eq!(packed.hours, HOURS as u64 * ids.len() as u64);
     assert_eq!(packed.results, (HOURS * 60) as u64 * ids.len() as u64);
     assert!(written > 0, "batches were written during the pass");
+    assert!(during > 0, "a batch committed before the pass ended");
     assert_eq!(
         store.count_rows("check_results").await.expect("n"),
         written * ids.len() as i64,
