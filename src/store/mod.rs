@@ -274,7 +274,24 @@ pub use subscribers::{
 /// The store. Sealed: its pools are private, so every query beacon runs
 /// is written here, once for both backends.
 #[derive(Clone, Debug)]
-pub struct Store(Pools, Session);
+pub struct Store(Pools, Session, WriteTurn);
+
+/// On SQLite, the turn of this process's writers that come back to back
+/// (a batch of results, each transaction of the retention pass's packing
+/// and pruning), handed out first come, first served. SQLite itself is not
+/// fair: a writer waiting for the file's lock sleeps in its busy handler
+/// and tries again, and a writer that commits and begins again within
+/// microseconds takes the lock again before the sleeper wakes. Which one
+/// starves is luck: in one CI run a batch waited out a whole packing pass
+/// (25 transactions); on another machine the batches kept a pass waiting
+/// (500 batches went in to its 25 transactions), and after an upgrade
+/// (days of raw results to pack) the one left waiting outlasts its busy
+/// timeout and fails. With the turn they alternate. A second process on
+/// the same file is refused at start, so a lock in the process is all the
+/// queue needs. PostgreSQL's writers do not wait on each other's rows
+/// here; no turn there.
+#[derive(Clone, Debug, Default)]
+struct WriteTurn(std::sync::Arc<tokio::sync::Mutex<()>>);
 
 /// Where work that needs a PostgreSQL session of its own connects
 /// (migrations under their lock, advisory locks): `storage.direct_url`
@@ -568,16 +585,26 @@ impl Store {
         }
     }
 
+    /// Waits for this process's turn to write on SQLite ([`WriteTurn`]),
+    /// held until the guard is dropped after the commit; on PostgreSQL at
+    /// once, without a guard.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.0 {
+            Pools::Sqlite(_) => Some(self.2 .0.lock().await),
+            Pools::Postgres(_) => None,
+        }
+    }
+
     /// Opens the store named by `url` (`sqlite://…` or `postgres://…`).
     pub async fn connect(url: &DatabaseUrl) -> Result<Store, StoreError> {
         if url.expose().starts_with("sqlite:") {
             sqlite::connect(url)
                 .await
-                .map(|p| Store(Pools::Sqlite(p), Session::default()))
+                .map(|p| Store(Pools::Sqlite(p), Session::default(), WriteTurn::default()))
         } else {
             postgres::connect(url)
                 .await
-                .map(|p| Store(Pools::Postgres(p), Session::default()))
+                .map(|p| Store(Pools::Postgres(p), Session::default(), WriteTurn::default()))
         }
     }
 

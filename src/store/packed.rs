@@ -269,6 +269,10 @@ impl Store {
                     // on SQLite it takes the write lock first, or a batch
                     // of results committed between the two would fail the
                     // delete at once on a stale snapshot (`write_begin`).
+                    // Its turn among this process's writers, taken again
+                    // for each hour, so a batch waiting goes in between
+                    // (`WriteTurn`).
+                    let _turn = self.write_turn().await;
                     let mut tx = pool.begin_with(self.write_begin()).await?;
                     if serialise {
                         sqlx::query("SELECT pg_advisory_xact_lock($1)")

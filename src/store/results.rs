@@ -171,6 +171,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let plan = Plan::of(batch);
+        let _turn = self.write_turn().await;
         match &self.0 {
             Pools::Sqlite(pool) => {
                 on_sqlite::write(pool, batch, &plan, false, self.write_begin()).await

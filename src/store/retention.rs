@@ -42,7 +42,10 @@ impl Store {
             for chunk in ids.chunks(PRUNE_CHUNK) {
                 // Unnamed statements: in a transaction, for a
                 // transaction-pooling PgBouncer (see `Store::load`); one
-                // per chunk, so no lock is held for the whole pass.
+                // per chunk, so no lock is held for the whole pass, and
+                // on SQLite a batch of results waiting goes in between
+                // (`WriteTurn`).
+                let _turn = self.write_turn().await;
                 let mut tx = pool.begin().await?;
                 for (table, time, before, extra) in [
                     ("check_results", "checked_at", raw_before, ""),
