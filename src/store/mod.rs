@@ -286,10 +286,11 @@ pub struct Store(Pools, Session, WriteTurn);
 /// (25 transactions); on another machine the batches kept a pass waiting
 /// (500 batches went in to its 25 transactions), and after an upgrade
 /// (days of raw results to pack) the one left waiting outlasts its busy
-/// timeout and fails. With the turn they alternate. A second process on
-/// the same file is refused at start, so a lock in the process is all the
-/// queue needs. PostgreSQL's writers do not wait on each other's rows
-/// here; no turn there.
+/// timeout and fails. With the turn they alternate. A second `beacon
+/// serve` on the file is refused at start, so a lock in the process is all
+/// the queue needs (the command line's writes from another process are
+/// one short transaction each, under the busy timeout). PostgreSQL queues
+/// a lock's waiters in order; no turn there.
 #[derive(Clone, Debug, Default)]
 struct WriteTurn(std::sync::Arc<tokio::sync::Mutex<()>>);
 
@@ -587,7 +588,9 @@ impl Store {
 
     /// Waits for this process's turn to write on SQLite ([`WriteTurn`]),
     /// held until the guard is dropped after the commit; on PostgreSQL at
-    /// once, without a guard.
+    /// once, without a guard. Taken before the transaction begins, and
+    /// never again while held: a write that takes it, called under it,
+    /// would wait for itself.
     pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         match &self.0 {
             Pools::Sqlite(_) => Some(self.2 .0.lock().await),
