@@ -327,6 +327,7 @@ impl Store {
         no_nul("message", &new.message)?;
         let service_ids = self.service_ids(&new.services).await?;
         let id = on_pool!(self, pool, _Db => {
+            let _turn = self.write_turn().await;
             let mut tx = pool.begin().await?;
             let resolved_at = (new.status == "resolved").then_some(new.at);
             let id: i64 = sqlx::query_scalar(
@@ -377,6 +378,7 @@ impl Store {
         no_nul("status", status)?;
         no_nul("message", message)?;
         let found = on_pool!(self, pool, _Db => {
+            let _turn = self.write_turn().await;
             let mut tx = pool.begin().await?;
             let resolved_at = (status == "resolved").then_some(at);
             let changed = sqlx::query(
@@ -427,6 +429,7 @@ impl Store {
             None => None,
         };
         let found = on_pool!(self, pool, _Db => {
+            let _turn = self.write_turn().await;
             let mut tx = pool.begin().await?;
             let changed = sqlx::query(
                 "UPDATE incidents SET title = COALESCE($1, title), impact = COALESCE($2, impact), \
@@ -466,6 +469,7 @@ impl Store {
     /// Deletes an incident with its timeline. `false` if no such incident.
     pub async fn delete_incident(&self, id: i64) -> Result<bool, StoreError> {
         let deleted = on_pool!(self, pool, _Db => {
+            let _turn = self.write_turn().await;
             let mut tx = pool.begin().await?;
             // Explicit rather than ON DELETE CASCADE alone: SQLite enforces
             // cascades only with foreign keys on, which a by-hand session
