@@ -179,8 +179,7 @@ impl Store {
         let mut claimed: Vec<i64> = Vec::with_capacity(ids.len());
         on_pool!(self, pool, Db => {
             // A backlog is routed in calls back to back (`WriteTurn`).
-            let _turn = self.write_turn().await;
-            let mut tx = pool.begin().await?;
+            let (_turn, mut tx) = self.begin_write(pool).await?;
             for chunk in crate::store::prepared_chunks(&ids, 64) {
                 let mut qb = sqlx::QueryBuilder::<Db>::new(
                     "UPDATE alert_events SET routed = true WHERE id IN (\

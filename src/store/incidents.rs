@@ -327,8 +327,7 @@ impl Store {
         no_nul("message", &new.message)?;
         let service_ids = self.service_ids(&new.services).await?;
         let id = on_pool!(self, pool, _Db => {
-            let _turn = self.write_turn().await;
-            let mut tx = pool.begin().await?;
+            let (_turn, mut tx) = self.begin_write(pool).await?;
             let resolved_at = (new.status == "resolved").then_some(new.at);
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO incidents (title, impact, status, automatic, started_at, created_at, updated_at, resolved_at) \
@@ -378,8 +377,7 @@ impl Store {
         no_nul("status", status)?;
         no_nul("message", message)?;
         let found = on_pool!(self, pool, _Db => {
-            let _turn = self.write_turn().await;
-            let mut tx = pool.begin().await?;
+            let (_turn, mut tx) = self.begin_write(pool).await?;
             let resolved_at = (status == "resolved").then_some(at);
             let changed = sqlx::query(
                 "UPDATE incidents SET status = $1, updated_at = $2, resolved_at = $3, revision = revision + 1 WHERE id = $4",
@@ -429,8 +427,7 @@ impl Store {
             None => None,
         };
         let found = on_pool!(self, pool, _Db => {
-            let _turn = self.write_turn().await;
-            let mut tx = pool.begin().await?;
+            let (_turn, mut tx) = self.begin_write(pool).await?;
             let changed = sqlx::query(
                 "UPDATE incidents SET title = COALESCE($1, title), impact = COALESCE($2, impact), \
                  postmortem = COALESCE($3, postmortem), updated_at = $4, revision = revision + 1 WHERE id = $5",
@@ -469,8 +466,7 @@ impl Store {
     /// Deletes an incident with its timeline. `false` if no such incident.
     pub async fn delete_incident(&self, id: i64) -> Result<bool, StoreError> {
         let deleted = on_pool!(self, pool, _Db => {
-            let _turn = self.write_turn().await;
-            let mut tx = pool.begin().await?;
+            let (_turn, mut tx) = self.begin_write(pool).await?;
             // Explicit rather than ON DELETE CASCADE alone: SQLite enforces
             // cascades only with foreign keys on, which a by-hand session
             // may not have.

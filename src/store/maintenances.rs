@@ -163,8 +163,7 @@ impl Store {
         let service_ids = self.service_ids(&input.services).await?;
         let created = id.is_none();
         let saved = on_pool!(self, pool, _Db => {
-            let _turn = self.write_turn().await;
-            let mut tx = pool.begin_with(self.write_begin()).await?;
+            let (_turn, mut tx) = self.begin_write(pool).await?;
             let id = match id {
                 None => Some(
                     sqlx::query_scalar::<_, i64>(
@@ -271,8 +270,7 @@ impl Store {
         dedupe: String,
     ) -> Result<(), StoreError> {
         on_pool!(self, pool, _Db => {
-            let _turn = self.write_turn().await;
-            let mut tx = pool.begin_with(self.write_begin()).await?;
+            let (_turn, mut tx) = self.begin_write(pool).await?;
             let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM maintenances WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)
@@ -290,8 +288,7 @@ impl Store {
     pub async fn delete_maintenance(&self, id: i64, at: i64) -> Result<bool, StoreError> {
         use crate::domain::EventKind;
         let deleted = on_pool!(self, pool, _Db => {
-            let _turn = self.write_turn().await;
-            let mut tx = pool.begin_with(self.write_begin()).await?;
+            let (_turn, mut tx) = self.begin_write(pool).await?;
             let times = sqlx::query("SELECT starts_at, ends_at FROM maintenances WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&mut *tx)

@@ -294,6 +294,9 @@ pub struct Store(Pools, Session, WriteTurn);
 #[derive(Clone, Debug, Default)]
 struct WriteTurn(std::sync::Arc<tokio::sync::Mutex<()>>);
 
+/// This process's turn to write, held (on SQLite) until dropped.
+pub(crate) type Turn<'a> = Option<tokio::sync::MutexGuard<'a, ()>>;
+
 /// Where work that needs a PostgreSQL session of its own connects
 /// (migrations under their lock, advisory locks): `storage.direct_url`
 /// when `storage.url` goes through a transaction-pooling PgBouncer, which
@@ -591,11 +594,25 @@ impl Store {
     /// once, without a guard. Taken before the transaction begins, and
     /// never again while held: a write that takes it, called under it,
     /// would wait for itself.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    pub(crate) async fn write_turn(&self) -> Turn<'_> {
         match &self.0 {
             Pools::Sqlite(_) => Some(self.2 .0.lock().await),
             Pools::Postgres(_) => None,
         }
+    }
+
+    /// Begins a transaction that writes, and on SQLite one that comes
+    /// back to back or that someone waits on: this process's turn first
+    /// ([`Store::write_turn`]), then the write lock at once
+    /// ([`Store::write_begin`]). Bound as `let (_turn, mut tx) =`, so the
+    /// transaction ends before the turn is handed on.
+    pub(crate) async fn begin_write<DB: sqlx::Database>(
+        &self,
+        pool: &sqlx::Pool<DB>,
+    ) -> Result<(Turn<'_>, sqlx::Transaction<'static, DB>), StoreError> {
+        let turn = self.write_turn().await;
+        let tx = pool.begin_with(self.write_begin()).await?;
+        Ok((turn, tx))
     }
 
     /// Opens the store named by `url` (`sqlite://…` or `postgres://…`).

@@ -272,8 +272,7 @@ impl Store {
                     // Its turn among this process's writers, taken again
                     // for each hour, so a batch waiting goes in between
                     // (`WriteTurn`).
-                    let _turn = self.write_turn().await;
-                    let mut tx = pool.begin_with(self.write_begin()).await?;
+                    let (_turn, mut tx) = self.begin_write(pool).await?;
                     if serialise {
                         sqlx::query("SELECT pg_advisory_xact_lock($1)")
                             .bind(PACK_LOCK_KEY)

@@ -45,8 +45,7 @@ impl Store {
                 // per chunk, so no lock is held for the whole pass, and
                 // on SQLite a batch of results waiting goes in between
                 // (`WriteTurn`).
-                let _turn = self.write_turn().await;
-                let mut tx = pool.begin().await?;
+                let (_turn, mut tx) = self.begin_write(pool).await?;
                 for (table, time, before, extra) in [
                     ("check_results", "checked_at", raw_before, ""),
                     ("location_results", "checked_at", raw_before, ""),
